@@ -185,6 +185,8 @@ class ArchState:
     uc_ctx: UcContext | None = None
     #: Initial register values to load instead of uc_ctx (a fresh context).
     boot_regs: dict[int, int] | None = None
+    #: Who this context belongs to (the hypervisor's VCPU object); opaque to hw970.
+    owner: object = None
 
 
 class GuestCrash(Exception):
@@ -269,8 +271,7 @@ class Core:
             return
         cycles = (t_ns - self.slice_start_ns) * self.clock_hz // 1_000_000_000
         insns = max(cycles - self.extra_cycles, 0)
-        if insns < self._ic.budget:
-            self._ic.budget = insns
+        self._ic.budget = min(self._ic.budget, insns)
 
     def request_stop(self) -> None:
         """End the slice as soon as control is back in the core loop."""

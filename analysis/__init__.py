@@ -1,0 +1,11 @@
+"""Reading xen970 run directories into pandas: traces, metrics and summaries.
+
+Analysis only reads files (`trace.parquet`, `run.json`), so it works on runs made
+elsewhere; importing this package registers the `DataFrame.xen` accessor.
+"""
+
+from analysis.accessor import XenAccessor
+from analysis.run import Run, load_run
+from analysis.summary import summarize
+
+__all__ = ["Run", "XenAccessor", "load_run", "summarize"]

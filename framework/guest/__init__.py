@@ -1,0 +1,1 @@
+"""The paravirtual guest kernel: PPC64 runtime, native routines and workloads."""

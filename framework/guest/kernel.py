@@ -1,0 +1,381 @@
+"""The guest kernel's native routines: start-up, per-port event dispatch, fault handling,
+and the workloads (compute, timer, pingpong).
+
+Natives run when a core reaches their stub address.  They act only through the core's
+registers, guest memory (reached through the VCPU's own RMA/page-table translation) and
+real hypercalls made with the same entry as `sc 1`; they charge simulated time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from framework.hw970.core import Core
+from framework.hw970.machine import Machine
+from framework.hw970.mmu import (
+    PTE_L,
+    PTE_V,
+    SLB_L,
+    Fault,
+    TranslationState,
+    pte_avpn,
+    pteg_index,
+)
+from framework.hw970.regs import MSR_DR, MSR_EE, MSR_IR, MSR_ME, MSR_RI, MSR_SF
+from framework.trace.recorder import Recorder
+from framework.trace.schema import K
+from framework.xen import abi
+from framework.xen.abi import xen_mark
+from framework.xen.devtree import DomainDevtreeSpec, parse_domain_devtree
+from framework.xen.xencomm import build_descriptor, descriptor_for_buffer
+
+from .runtime import (
+    AREA_BASE,
+    AREA_CONT,
+    AREA_MSR,
+    AREA_SHINFO,
+    AREA_SIZE,
+    AREA_VCPUINFO,
+    KERNEL_BASE,
+    NATIVES,
+    SCRATCH_BASE,
+    SCRATCH_SIZE,
+    Runtime,
+    build_runtime,
+    native_address,
+)
+
+NATIVE_CYCLES = 200
+KERNEL_MSR = MSR_SF | MSR_ME | MSR_EE | MSR_IR | MSR_DR | MSR_RI
+LARGE = 1 << 24
+PTE_PP_RW = 0x2
+PTE_M = 0x10
+
+
+def kernel_vsid(esid: int) -> int:
+    """The VSID the kernel gives a linear-map segment (Linux derives it from the ESID)."""
+    return (esid & 0xFFFFFFF) | (0x5A5 << 28)
+
+
+class KernelMemory:
+    """Guest-physical memory as this kernel reaches it: RMA in real mode, the rest via its
+    16 MiB linear map in the hashed page table."""
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        assert core.state is not None
+        self.tr: TranslationState = core.state.tr
+
+    def maddr(self, gpa: int, write: bool = False) -> int:
+        tr = self.tr
+        if gpa < tr.rma_size:
+            return tr.rma_base + gpa
+        res = self.core.mmu._hashed(tr, KERNEL_BASE | gpa, 17 if write else 16)
+        if isinstance(res, Fault):
+            raise RuntimeError(f"kernel linear map has no page for gpa {gpa:#x}")
+        return res[0] | (gpa & 0xFFF)
+
+    def read(self, gpa: int, n: int) -> bytes:
+        out = bytearray()
+        while n:
+            chunk = min(n, 4096 - (gpa & 0xFFF))
+            out += self.core.memory.read(self.maddr(gpa), chunk)
+            gpa += chunk
+            n -= chunk
+        return bytes(out)
+
+    def write(self, gpa: int, data: bytes) -> None:
+        off = 0
+        while off < len(data):
+            chunk = min(len(data) - off, 4096 - ((gpa + off) & 0xFFF))
+            self.core.memory.write(self.maddr(gpa + off, True), data[off : off + chunk])
+            off += chunk
+
+
+@dataclass
+class Timer:
+    deadline: int
+    callback: Callable[[Core, int], None]
+
+
+@dataclass
+class GuestKernel:
+    """Per-domain kernel state (what a real kernel keeps in its own data)."""
+
+    os: GuestOS
+    spec: DomainDevtreeSpec
+    port_handlers: dict[int, Callable[[Core, int], None]] = field(default_factory=dict)
+    timers: dict[int, list[Timer]] = field(default_factory=dict)
+    pingpong_rounds: int = 0
+    pingpong_done: int = 0
+    pingpong_port: int = 0
+    pingpong_role: str = ""
+    extras: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def domid(self) -> int:
+        return self.spec.domid
+
+    # -- hypercalls ----------------------------------------------------------------------
+    def hypercall(self, core: Core, r3: int, *args: int) -> int:
+        """Make a hypercall through Xen's `sc 1` entry; r4.. restored afterwards."""
+        saved = [core.gpr(4 + i) for i in range(len(args))]
+        pc = core.pc
+        while True:
+            core.set_gpr(3, r3)
+            for i, a in enumerate(args):
+                core.set_gpr(4 + i, a)
+            core.on_hypercall(core)
+            if core.pc == pc:
+                break
+            core.pc = pc  # continuation: Xen asked for the same call again
+            args = tuple(core.gpr(4 + i) for i in range(len(args)))
+        ret = core.gpr(3)
+        for i, val in enumerate(saved):
+            core.set_gpr(4 + i, val)
+        return ret - (1 << 64) if ret >> 63 else ret
+
+    def scratch(self, core: Core) -> int:
+        assert core.state is not None
+        return SCRATCH_BASE + SCRATCH_SIZE * core.state.pir
+
+    def xencomm_arg(self, core: Core, data: bytes) -> int:
+        """Put an argument structure in this VCPU's scratch page; returns its handle."""
+        mem = KernelMemory(core)
+        base = self.scratch(core)
+        mem.write(base, data)
+        mem.write(base + 0x1000, build_descriptor(descriptor_for_buffer(base, len(data))))
+        return base + 0x1000
+
+    def read_arg(self, core: Core, n: int) -> bytes:
+        return KernelMemory(core).read(self.scratch(core), n)
+
+    def op(self, core: Core, nr: int, cmd: int, layout: abi.Layout, **fields: int
+           ) -> tuple[int, dict[str, int]]:
+        """cmd-style hypercall with one structure argument; returns (rc, structure out)."""
+        handle = self.xencomm_arg(core, layout.pack(**fields))
+        rc = self.hypercall(core, xen_mark(nr), cmd, handle)
+        return rc, layout.unpack(self.read_arg(core, layout.size))
+
+    def console(self, core: Core, text: str) -> None:
+        data = (text + "\n").encode()
+        handle = self.xencomm_arg(core, data)
+        self.hypercall(core, xen_mark(abi.HYPERVISOR_console_io), abi.CONSOLEIO_write,
+                       len(data), handle)
+
+    def send(self, core: Core, port: int) -> int:
+        rc, _ = self.op(core, abi.HYPERVISOR_event_channel_op, abi.EVTCHNOP_send,
+                        abi.EVTCHN_PORT, port=port)
+        return rc
+
+    # -- timers ----------------------------------------------------------------------------
+    def add_timer(self, core: Core, deadline: int, callback: Callable[[Core, int], None]
+                  ) -> None:
+        assert core.state is not None
+        vid = core.state.pir
+        lst = self.timers.setdefault(vid, [])
+        lst.append(Timer(deadline, callback))
+        self._arm(core, vid)
+
+    def _arm(self, core: Core, vid: int) -> None:
+        lst = self.timers.get(vid)
+        if lst:
+            nxt = min(t.deadline for t in lst)
+            self.hypercall(core, xen_mark(abi.HYPERVISOR_set_timer_op), nxt)
+
+    def on_timer(self, core: Core, _port: int) -> None:
+        assert core.state is not None
+        vid = core.state.pir
+        now = core.now_ns()
+        due = [t for t in self.timers.get(vid, []) if t.deadline <= now]
+        self.timers[vid] = [t for t in self.timers.get(vid, []) if t.deadline > now]
+        for t in sorted(due, key=lambda t: t.deadline):
+            t.callback(core, t.deadline)
+        self._arm(core, vid)
+
+
+class GuestOS:
+    """Binds the kernel's native routines on a machine and keeps each domain's kernel."""
+
+    def __init__(self, machine: Machine, rec: Recorder,
+                 dom0_init: Callable[[GuestKernel, Core], None] | None = None) -> None:
+        self.machine = machine
+        self.rec = rec
+        self.runtime: Runtime = build_runtime()
+        self.kernels: dict[int, GuestKernel] = {}
+        self.dom0_init = dom0_init
+        machine.register_code(self.runtime.image, (0, KERNEL_BASE))
+        routines = {
+            "kinit": self._kinit,
+            "evtchn_dispatch": self._evtchn_dispatch,
+            "program_check": self._program_check,
+            "storage_fault": self._storage_fault,
+            "decrementer": self._decrementer,
+        }
+        assert set(routines) == set(NATIVES)
+        for name, fn in routines.items():
+            addr = native_address(name)
+            machine.bind_native(addr, fn)
+            machine.bind_native(KERNEL_BASE | addr, fn)
+
+    def kernel(self, core: Core) -> GuestKernel:
+        assert core.state is not None
+        return self.kernels[core.state.tr.rma_base]
+
+    # -- natives ---------------------------------------------------------------------------
+    def _kinit(self, core: Core) -> None:
+        core.charge(NATIVE_CYCLES * 20)
+        st = core.state
+        assert st is not None
+        vid = st.pir
+        key = st.tr.rma_base
+        first = key not in self.kernels
+        if first:
+            blob = KernelMemory(core).read(core.gpr(3), 16384)
+            self.kernels[key] = GuestKernel(self, parse_domain_devtree(blob))
+        k = self.kernels[key]
+        spec = k.spec
+        area = AREA_BASE + AREA_SIZE * vid
+        core.set_gpr(13, area)
+        mem = KernelMemory(core)
+        shinfo = spec.shared_info_gpa
+        for off, value in ((AREA_SHINFO, shinfo), (AREA_VCPUINFO, shinfo + 48 * vid),
+                           (AREA_MSR, KERNEL_MSR)):
+            mem.write(area + off, value.to_bytes(8, "big"))
+        self._install_slb(core, spec)
+        if first:
+            self._map_linear(core, k)
+            k.console(core, f"xen970 kernel: domain {spec.domid}, {spec.nr_vcpus} VCPU(s), "
+                            f"{spec.memory_bytes >> 20} MiB")
+        wl = spec.workload
+        compute = vid in _int_list(wl.get("compute-vcpus"))
+        cont = self.runtime.virt("compute_loop" if compute else "idle_loop")
+        mem.write(area + AREA_CONT, cont.to_bytes(8, "big"))
+        self._start_workloads(core, k, vid)
+        if first:
+            for other in range(1, spec.nr_vcpus):
+                k.hypercall(core, xen_mark(abi.HYPERVISOR_vcpu_op), abi.VCPUOP_up, other)
+            if spec.privileged and self.dom0_init is not None:
+                self.dom0_init(k, core)
+
+    def _install_slb(self, core: Core, spec: DomainDevtreeSpec) -> None:
+        assert core.state is not None
+        tr = core.state.tr
+        for i, seg in enumerate(range(0, spec.memory_bytes, 1 << 28)):
+            esid = (KERNEL_BASE | seg) >> 28
+            rb = (esid << 28) | 0x8000000 | i
+            tr.slbmte((kernel_vsid(esid) << 12) | SLB_L, rb)
+        core.flush_tlb()
+
+    def _map_linear(self, core: Core, k: GuestKernel) -> None:
+        """H_ENTER one 16 MiB PTE per 16 MiB of memory (the pinned linear map)."""
+        spec = k.spec
+        n_ptegs = 1 << (spec.htab_log2 - 7)
+        for gpa in range(0, spec.memory_bytes, LARGE):
+            ea = KERNEL_BASE | gpa
+            vsid = kernel_vsid(ea >> 28)
+            ptex = pteg_index(vsid, ea, 24, False, n_ptegs) * 8
+            hi = (pte_avpn(vsid, ea) << 7) | PTE_L | PTE_V
+            lo = gpa | PTE_M | PTE_PP_RW
+            rc = k.hypercall(core, abi.H_ENTER, 0, ptex, hi, lo)
+            if rc != abi.H_SUCCESS:
+                raise RuntimeError(f"d{spec.domid}: H_ENTER of the linear map at {gpa:#x} "
+                                   f"failed with {rc}")
+
+    def _start_workloads(self, core: Core, k: GuestKernel, vid: int) -> None:
+        wl = k.spec.workload
+        hz = int(wl.get("timer-hz", 0) or 0)
+        if hz and vid in _int_list(wl.get("timer-vcpus")):
+            period = 1_000_000_000 // hz
+            self._bind_timer(core, k)
+
+            def tick(c: Core, deadline: int) -> None:
+                k.add_timer(c, deadline + period, tick)
+                self.rec.emit(K.GUEST_MARK, c.now_ns(), c.cpu_id, k.domid, vid, deadline,
+                              text="timer.tick")
+
+            k.add_timer(core, core.now_ns() + period, tick)
+        if wl.get("pingpong-role") and int(wl.get("pingpong-vcpu", 0)) == vid:
+            self._start_pingpong(core, k, vid)
+
+    def _bind_timer(self, core: Core, k: GuestKernel) -> None:
+        assert core.state is not None
+        vid = core.state.pir
+        rc, out = k.op(core, abi.HYPERVISOR_event_channel_op, abi.EVTCHNOP_bind_virq,
+                       abi.EVTCHN_BIND_VIRQ, virq=abi.VIRQ_TIMER, vcpu=vid)
+        if rc == 0:
+            k.port_handlers[out["port"]] = k.on_timer
+
+    def _start_pingpong(self, core: Core, k: GuestKernel, vid: int) -> None:
+        wl = k.spec.workload
+        role = str(wl["pingpong-role"])
+        k.pingpong_role = role
+        k.pingpong_rounds = int(wl.get("pingpong-rounds", 0))
+        if role == "ping":
+            rc, out = k.op(core, abi.HYPERVISOR_event_channel_op,
+                           abi.EVTCHNOP_bind_interdomain, abi.EVTCHN_BIND_INTERDOMAIN,
+                           remote_dom=int(wl["pingpong-peer"]),
+                           remote_port=int(wl["pingpong-port"]))
+            if rc != 0:
+                k.console(core, f"pingpong: bind_interdomain failed ({rc})")
+                return
+            port = out["local_port"]
+        else:
+            port = int(wl["pingpong-port"])
+        k.pingpong_port = port
+        if vid:
+            k.op(core, abi.HYPERVISOR_event_channel_op, abi.EVTCHNOP_bind_vcpu,
+                 abi.EVTCHN_BIND_VCPU, port=port, vcpu=vid)
+
+        def handler(c: Core, p: int) -> None:
+            if k.pingpong_role == "pong":
+                k.send(c, p)
+                return
+            # ping: the first event is the bind notification, each later one ends a round.
+            k.pingpong_done += 1
+            completed = k.pingpong_done - 1
+            if completed:
+                self.rec.emit(K.GUEST_MARK, c.now_ns(), c.cpu_id, k.domid, -1, completed,
+                              text="pingpong.round")
+            if not k.pingpong_rounds or completed < k.pingpong_rounds:
+                k.send(c, p)
+
+        k.port_handlers[port] = handler
+
+    def _evtchn_dispatch(self, core: Core) -> None:
+        core.charge(NATIVE_CYCLES)
+        k = self.kernel(core)
+        port = core.gpr(3)
+        assert core.state is not None
+        self.rec.emit(K.EVTCHN_HANDLED, core.now_ns(), core.cpu_id, k.domid, core.state.pir,
+                      port)
+        handler = k.port_handlers.get(port)
+        if handler is not None:
+            handler(core, port)
+
+    def _panic(self, core: Core, what: str) -> None:
+        k = self.kernel(core)
+        st = core.state
+        assert st is not None
+        k.console(core, f"Oops: {what} at {st.srr0:#x} (SRR1 {st.srr1:#x}, DAR {st.dar:#x})")
+        handle = k.xencomm_arg(core, abi.SCHED_SHUTDOWN.pack(reason=abi.SHUTDOWN_crash))
+        k.hypercall(core, xen_mark(abi.HYPERVISOR_sched_op), abi.SCHEDOP_shutdown, handle)
+
+    def _program_check(self, core: Core) -> None:
+        self._panic(core, "program check")
+
+    def _storage_fault(self, core: Core) -> None:
+        self._panic(core, "storage fault")
+
+    def _decrementer(self, core: Core) -> None:
+        assert core.state is not None
+        core.state.dec.write(0x7FFFFFFF, core.timebase())
+
+
+def _int_list(value: object) -> list[int]:
+    if value is None:
+        return []
+    if isinstance(value, int):
+        return [value]
+    return [int(x) for x in value]  # type: ignore[union-attr]

@@ -1,0 +1,65 @@
+"""A 970 board: 1-4 cores sharing one machine memory, an MPIC, and its own devtree."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from framework.hw970.core import Core, scan_sensitive
+from framework.hw970.devtree import MachineDevtreeSpec, build_machine_devtree
+from framework.hw970.memory import MachineMemory
+from framework.hw970.mpic import Mpic
+
+#: 970FX clock of the JS20/JS21-class blades and the Maple board (1.6-2.2 GHz parts).
+DEFAULT_CLOCK_HZ = 1_800_000_000
+#: Assumption: a 33.333 MHz timebase, as on Maple (firmware reports it in the devtree).
+DEFAULT_TIMEBASE_HZ = 33_333_333
+MAX_CPUS = 4
+
+
+@dataclass(frozen=True)
+class MachineConfig:
+    ncpus: int = 2
+    memory_bytes: int = 2 << 30
+    clock_hz: int = DEFAULT_CLOCK_HZ
+    timebase_hz: int = DEFAULT_TIMEBASE_HZ
+
+
+class Machine:
+    """The hardware: cores, memory, interrupt controller, firmware devtree."""
+
+    def __init__(self, config: MachineConfig) -> None:
+        if not 1 <= config.ncpus <= MAX_CPUS:
+            raise ValueError(f"a 970 box here has 1..{MAX_CPUS} CPUs, not {config.ncpus}")
+        self.config = config
+        self.memory_bytes = config.memory_bytes
+        self.memory = MachineMemory(config.memory_bytes)
+        self.mpic = Mpic(config.ncpus)
+        self.devtree = build_machine_devtree(
+            MachineDevtreeSpec(
+                ncpus=config.ncpus,
+                memory_bytes=config.memory_bytes,
+                clock_hz=config.clock_hz,
+                timebase_hz=config.timebase_hz,
+            )
+        )
+        #: Sensitive-instruction sites and native routines, shared by every core.
+        self.traps: dict[int, tuple[int, int, int]] = {}
+        self.natives: dict[int, Callable[[Core], None]] = {}
+        self.cores = [
+            Core(c, self.memory, config.clock_hz, config.timebase_hz, self.traps, self.natives)
+            for c in range(config.ncpus)
+        ]
+
+    def register_code(self, image: bytes, addresses: tuple[int, ...]) -> None:
+        """Find the sensitive instructions of a code image that runs at each address."""
+        for base in addresses:
+            self.traps.update(scan_sensitive(image, base))
+        for core in self.cores:
+            core.hook_sites()
+
+    def bind_native(self, address: int, routine: Callable[[Core], None]) -> None:
+        """Run `routine` whenever a core reaches guest code at `address`."""
+        self.natives[address] = routine
+        for core in self.cores:
+            core.hook_sites()

@@ -1,0 +1,235 @@
+"""Every trace record kind, defined once: name, meaning, integer fields and text column.
+
+The recorder stores records as tuples tagged with a small integer kind id (`K.SCHED_SWITCH`
+etc.) so the hot path never touches strings; the trace file and the documentation
+(`docs/trace-schema.md`, rendered by `framework.trace.doc`) are generated from `KINDS`.
+
+A field name is one column of the trace and means the same thing in every kind that has it
+(`FIELD_DOCS`). Integer values are int64; 64-bit register images at or above 2**63 (an MSR
+with SF set, for instance) are stored as the int64 with the same bit pattern.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+__all__ = [
+    "BASE_COLUMNS",
+    "FIELD_COLUMNS",
+    "FIELD_DOCS",
+    "KINDS",
+    "KIND_BY_NAME",
+    "MAX_FIELDS",
+    "K",
+    "Kind",
+    "Runstate",
+    "kind_ident",
+]
+
+MAX_FIELDS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """One record kind: its dotted name, what it means, its int fields and text meaning."""
+
+    name: str
+    doc: str
+    fields: tuple[str, ...] = ()
+    text: str | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.fields) > MAX_FIELDS:
+            raise ValueError(f"kind {self.name}: at most {MAX_FIELDS} fields, got {self.fields}")
+        if len(set(self.fields)) != len(self.fields):
+            raise ValueError(f"kind {self.name}: repeated field in {self.fields}")
+
+
+class Runstate(IntEnum):
+    """VCPU runstates as Xen's `vcpu_runstate_info` numbers them (RUNSTATE_*)."""
+
+    RUNNING = 0
+    RUNNABLE = 1
+    BLOCKED = 2
+    OFFLINE = 3
+
+
+KINDS: tuple[Kind, ...] = (
+    Kind("sched.switch", "A physical CPU switched to this VCPU from (prev_dom, prev_vcpu).",
+         ("prev_dom", "prev_vcpu")),
+    Kind("sched.wake", "The VCPU was woken (made runnable); boost=1 when it got BOOST priority.",
+         ("boost",)),
+    Kind("sched.block", "The VCPU blocked (SCHEDOP_block or idle)."),
+    Kind("sched.runstate", "The VCPU entered runstate `state`, leaving `prev_state`.",
+         ("state", "prev_state")),
+    Kind("sched.migrate", "The VCPU moved from one physical CPU's run queue to another's.",
+         ("from_cpu", "to_cpu")),
+    Kind("sched.tick", "Credit accounting tick for the VCPU running on this CPU.", ("credit",)),
+    Kind("hcall.enter", "The guest executed `sc 1`: hypercall `nr` with its first arguments.",
+         ("nr", "arg0", "arg1", "arg2"), "hypercall name"),
+    Kind("hcall.exit", "Xen returned from hypercall `nr` with `result` in r3.",
+         ("nr", "result"), "hypercall name"),
+    Kind("hcall.continuation", "Hypercall `nr` was preempted and will be re-issued (pc -= 4).",
+         ("nr",)),
+    Kind("exc.deliver", "An exception was delivered to the guest at `vector`.",
+         ("vector", "srr0", "srr1", "dar"), "exception name"),
+    Kind("exc.rfid", "The guest returned from an interrupt with rfid to (pc, msr).",
+         ("pc", "msr")),
+    Kind("evtchn.send", "The domain sent an event on its `port`, bound to the remote end.",
+         ("port", "remote_dom", "remote_port")),
+    Kind("evtchn.pending", "Xen marked `port` pending in this domain; vcpu = notified VCPU.",
+         ("port",)),
+    Kind("evtchn.upcall", "The 0x500 upcall entered the guest; pending_sel as found.",
+         ("pending_sel",)),
+    Kind("evtchn.handled", "The guest's upcall handler consumed the event on `port`.",
+         ("port",)),
+    Kind("evtchn.bind", "An event channel port was bound.",
+         ("port", "remote_dom", "remote_port"), "binding type (interdomain, virq, ipi, ...)"),
+    Kind("evtchn.close", "An event channel port was closed.", ("port",)),
+    Kind("ipi.send", "An inter-processor interrupt was sent to `target_cpu`.",
+         ("target_cpu", "ipi")),
+    Kind("ipi.recv", "This CPU took inter-processor interrupt `ipi`.", ("ipi",)),
+    Kind("irq.raise", "An MPIC interrupt source was raised towards `target_cpu`.",
+         ("source", "target_cpu")),
+    Kind("timer.set", "A timer was armed (set_timer_op or Xen's own) for `deadline_ns`.",
+         ("deadline_ns",)),
+    Kind("timer.fire", "A timer armed for `deadline_ns` fired.", ("deadline_ns",)),
+    Kind("dom.create", "A domain was created (dom = the new domain id).",
+         ("memory", "vcpus", "rma_base", "rma_size")),
+    Kind("dom.start", "The domain's boot VCPU was started."),
+    Kind("dom.shutdown", "The domain shut down with `reason` (SHUTDOWN_* code).",
+         ("reason",), "reason name"),
+    Kind("dom.crash", "The domain was crashed by Xen; pc = the guest pc at the time.",
+         ("pc",), "why"),
+    Kind("dom.destroy", "The domain was destroyed and its memory freed."),
+    Kind("vcpu.up", "The VCPU was brought online."),
+    Kind("vcpu.down", "The VCPU was taken offline."),
+    Kind("console.out", "One line the domain wrote to its console.", (), "the line"),
+    Kind("mem.alloc", "Machine frames were allocated to the domain.", ("mfn", "count"),
+         "purpose"),
+    Kind("mem.fail", "A memory allocation for the domain failed.", (), "reason"),
+    Kind("guest.mark", "A workload milestone (e.g. a pingpong round trip completed).",
+         ("value",), "label"),
+)  # fmt: skip
+
+FIELD_DOCS: dict[str, str] = {
+    "prev_dom": "domain id that ran before on this CPU (-1 = idle)",
+    "prev_vcpu": "VCPU id that ran before on this CPU (-1 = idle)",
+    "boost": "1 if the woken VCPU got BOOST priority, else 0",
+    "state": "runstate entered: running=0, runnable=1, blocked=2, offline=3",
+    "prev_state": "runstate left (same codes as `state`)",
+    "from_cpu": "physical CPU the VCPU left",
+    "to_cpu": "physical CPU the VCPU moved to",
+    "credit": "the VCPU's credit after the tick",
+    "nr": "hypercall number (Xen calls as r3 & 0xffff; PAPR calls as the token)",
+    "arg0": "first hypercall argument (r4)",
+    "arg1": "second hypercall argument (r5)",
+    "arg2": "third hypercall argument (r6)",
+    "result": "value returned in r3 (signed)",
+    "vector": "exception vector offset (0x300, 0x500, 0x900, ...)",
+    "srr0": "SRR0: where the guest was interrupted",
+    "srr1": "SRR1: the guest MSR image saved by the exception",
+    "dar": "DAR for storage exceptions, else 0",
+    "pc": "program counter",
+    "msr": "machine state register image",
+    "port": "event channel port of this record's domain",
+    "remote_dom": "domain id at the other end of the channel (-1 = none)",
+    "remote_port": "port at the other end, or the VIRQ/IPI number for such bindings",
+    "pending_sel": "the vcpu_info evtchn_pending_sel word at upcall time",
+    "target_cpu": "physical CPU the interrupt is directed to",
+    "ipi": "IPI number: 0 = call function, 1 = reschedule / event check",
+    "source": "MPIC interrupt source number",
+    "deadline_ns": "simulated time the timer is due, in ns",
+    "memory": "domain memory in bytes",
+    "vcpus": "number of VCPUs",
+    "rma_base": "machine address of the Real Mode Area",
+    "rma_size": "size of the Real Mode Area in bytes",
+    "reason": "SHUTDOWN_* code: poweroff=0, reboot=1, suspend=2, crash=3",
+    "mfn": "first machine frame number",
+    "count": "number of frames",
+    "value": "milestone value (e.g. the round number)",
+}
+
+BASE_COLUMNS: dict[str, str] = {
+    "t_ns": "simulated time in nanoseconds (int64); rows are in emission = time order",
+    "cpu": "physical CPU (int16), -1 when not applicable",
+    "dom": "domain id (int16), -1 when not applicable",
+    "vcpu": "VCPU id within the domain (int16), -1 when not applicable",
+    "kind": "record kind (categorical, dotted name; categories = all kinds in schema order)",
+}
+
+
+def _field_columns() -> tuple[str, ...]:
+    """Distinct field names in first-appearance order: the trace's argument columns."""
+    seen: dict[str, None] = {}
+    for kind in KINDS:
+        for name in kind.fields:
+            seen.setdefault(name)
+    return tuple(seen)
+
+
+FIELD_COLUMNS: tuple[str, ...] = _field_columns()
+KIND_BY_NAME: dict[str, Kind] = {kind.name: kind for kind in KINDS}
+
+
+def kind_ident(name: str) -> str:
+    """The `K` attribute for a kind name: 'sched.switch' -> 'SCHED_SWITCH'."""
+    return name.replace(".", "_").upper()
+
+
+class K:
+    """Integer kind ids for the hot path, assigned from the order of `KINDS`."""
+
+    SCHED_SWITCH: int
+    SCHED_WAKE: int
+    SCHED_BLOCK: int
+    SCHED_RUNSTATE: int
+    SCHED_MIGRATE: int
+    SCHED_TICK: int
+    HCALL_ENTER: int
+    HCALL_EXIT: int
+    HCALL_CONTINUATION: int
+    EXC_DELIVER: int
+    EXC_RFID: int
+    EVTCHN_SEND: int
+    EVTCHN_PENDING: int
+    EVTCHN_UPCALL: int
+    EVTCHN_HANDLED: int
+    EVTCHN_BIND: int
+    EVTCHN_CLOSE: int
+    IPI_SEND: int
+    IPI_RECV: int
+    IRQ_RAISE: int
+    TIMER_SET: int
+    TIMER_FIRE: int
+    DOM_CREATE: int
+    DOM_START: int
+    DOM_SHUTDOWN: int
+    DOM_CRASH: int
+    DOM_DESTROY: int
+    VCPU_UP: int
+    VCPU_DOWN: int
+    CONSOLE_OUT: int
+    MEM_ALLOC: int
+    MEM_FAIL: int
+    GUEST_MARK: int
+
+
+def _assign_ids() -> None:
+    """Give K one attribute per kind; the annotations above exist only for type checkers."""
+    declared = set(K.__annotations__)
+    wanted = {kind_ident(kind.name) for kind in KINDS}
+    if declared != wanted or len(wanted) != len(KINDS):
+        raise RuntimeError(
+            f"K out of step with KINDS: missing {sorted(wanted - declared)}, "
+            f"extra {sorted(declared - wanted)}"
+        )
+    clash = set(FIELD_COLUMNS) & (set(BASE_COLUMNS) | {"text"})
+    if clash or set(FIELD_COLUMNS) != set(FIELD_DOCS):
+        raise RuntimeError(f"field columns and FIELD_DOCS disagree or clash: {clash}")
+    for number, kind in enumerate(KINDS):
+        setattr(K, kind_ident(kind.name), number)
+
+
+_assign_ids()

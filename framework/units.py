@@ -1,0 +1,162 @@
+"""Parsers for the quantities scenario files carry: sizes, durations and frequencies.
+
+Everything inside xen970 is an integer in a base unit (bytes, nanoseconds, hertz), so
+these parsers are the only place where unit strings exist. They are strict: the result
+must be a whole number of the base unit, and any error names the offending text.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+
+__all__ = [
+    "DURATION_UNITS",
+    "FREQUENCY_UNITS",
+    "SIZE_UNITS",
+    "UnitError",
+    "format_duration",
+    "format_frequency",
+    "format_size",
+    "parse_duration",
+    "parse_frequency",
+    "parse_size",
+]
+
+
+class UnitError(ValueError):
+    """A quantity string could not be read; the message says what was wrong."""
+
+
+# Sizes are binary: in this field "16M" has always meant a 16 MiB page.
+SIZE_UNITS: dict[str, int] = {
+    "B": 1,
+    "KiB": 1 << 10,
+    "MiB": 1 << 20,
+    "GiB": 1 << 30,
+    "TiB": 1 << 40,
+    "K": 1 << 10,
+    "M": 1 << 20,
+    "G": 1 << 30,
+    "T": 1 << 40,
+}
+
+DURATION_UNITS: dict[str, int] = {
+    "ns": 1,
+    "us": 1_000,
+    "µs": 1_000,
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+}
+
+FREQUENCY_UNITS: dict[str, int] = {
+    "Hz": 1,
+    "kHz": 1_000,
+    "MHz": 1_000_000,
+    "GHz": 1_000_000_000,
+}
+
+_QUANTITY = re.compile(r"\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+))\s*(.*?)\s*")
+
+
+def _split(text: str, what: str, example: str) -> tuple[Decimal, str]:
+    """Split '64MiB' into (Decimal('64'), 'MiB'), or say why it cannot be."""
+    m = _QUANTITY.fullmatch(text)
+    if m is None:
+        raise UnitError(f"no number in {text!r}; expected a {what} like {example!r}")
+    try:
+        number = Decimal(m.group(1))
+    except InvalidOperation as exc:  # the regex admits only decimal literals
+        raise UnitError(f"bad number in {text!r}") from exc
+    return number, m.group(2)
+
+
+def _scale(text: str, number: Decimal, unit: str, units: dict[str, int], base: str) -> int:
+    """Multiply out, insisting on a whole, non-negative count of the base unit."""
+    if unit not in units:
+        raise UnitError(f"bad unit {unit!r} in {text!r}; expected one of {', '.join(units)}")
+    value = number * units[unit]
+    if value < 0:
+        raise UnitError(f"negative quantity {text!r}")
+    if value != value.to_integral_value():
+        raise UnitError(f"{text!r} is not a whole number of {base}")
+    return int(value)
+
+
+def _reject_non_text(value: object, what: str, example: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, str):
+        raise UnitError(f"expected a {what} like {example!r}, got {type(value).__name__} {value!r}")
+
+
+def parse_size(value: str | int) -> int:
+    """Bytes in '64MiB', '16M', '2GiB', '4096' or a plain int (bytes); units are binary."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise UnitError(f"negative size {value}")
+        return value
+    _reject_non_text(value, "size", "64MiB")
+    assert isinstance(value, str)
+    number, unit = _split(value, "size", "64MiB")
+    return _scale(value, number, unit or "B", SIZE_UNITS, "bytes")
+
+
+def parse_duration(value: str | int) -> int:
+    """Nanoseconds in '10ms', '2s', '500us' or '100ns'; only zero may omit the unit."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value != 0:
+            raise UnitError(
+                f"missing unit in {value!r}; expected one of {', '.join(DURATION_UNITS)}"
+            )
+        return 0
+    _reject_non_text(value, "duration", "10ms")
+    assert isinstance(value, str)
+    number, unit = _split(value, "duration", "10ms")
+    if not unit:
+        if number == 0:
+            return 0
+        raise UnitError(f"missing unit in {value!r}; expected one of {', '.join(DURATION_UNITS)}")
+    return _scale(value, number, unit, DURATION_UNITS, "nanoseconds")
+
+
+def parse_frequency(value: str | int) -> int:
+    """Hertz in '1.8GHz', '33.333333MHz', '100Hz' or a plain int (hertz); must be > 0."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        hz = value
+    else:
+        _reject_non_text(value, "frequency", "1.8GHz")
+        assert isinstance(value, str)
+        number, unit = _split(value, "frequency", "1.8GHz")
+        hz = _scale(value, number, unit or "Hz", FREQUENCY_UNITS, "hertz")
+    if hz <= 0:
+        raise UnitError(f"frequency must be positive, got {value!r}")
+    return hz
+
+
+def format_size(nbytes: int) -> str:
+    """The shortest exact binary spelling of a size, e.g. 67108864 -> '64MiB'."""
+    for unit in ("TiB", "GiB", "MiB", "KiB"):
+        scale = SIZE_UNITS[unit]
+        if nbytes and nbytes % scale == 0:
+            return f"{nbytes // scale}{unit}"
+    return f"{nbytes}B"
+
+
+def format_duration(ns: int) -> str:
+    """The largest exact unit spelling of a duration, e.g. 2_000_000_000 -> '2s'."""
+    for unit in ("s", "ms", "us"):
+        scale = DURATION_UNITS[unit]
+        if ns and ns % scale == 0:
+            return f"{ns // scale}{unit}"
+    return f"{ns}ns"
+
+
+def format_frequency(hz: int) -> str:
+    """An exact spelling of a frequency, e.g. 1_800_000_000 -> '1.8GHz'."""
+    for unit in ("GHz", "MHz", "kHz"):
+        scale = FREQUENCY_UNITS[unit]
+        if hz >= scale:
+            text = format(Decimal(hz) / scale, "f")
+            if "." in text:
+                text = text.rstrip("0").rstrip(".")
+            return f"{text}{unit}"
+    return f"{hz}Hz"

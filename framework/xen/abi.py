@@ -1,0 +1,367 @@
+"""The Xen/PowerPC guest ABI: hypercall numbers, commands, error codes and the layouts of
+structures that live in guest memory (shared_info, vcpu_info, op arguments).
+
+Values from Xen 3.0.4's public headers (`xen.h`, `event_channel.h`, `sched.h`, `vcpu.h`,
+`domctl.h`, `memory.h`, `arch-powerpc.h`) and XEN-PPC-FACTS.md.  Each structure is declared
+once here and read/written through `Layout`, by Xen, the guest kernel and the tools alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from framework.hw970.memory import MachineMemory
+
+# --- hypercall numbers (xen.h) -------------------------------------------------------
+HYPERVISOR_sched_op_compat = 6
+HYPERVISOR_memory_op = 12
+HYPERVISOR_set_timer_op = 15
+HYPERVISOR_xen_version = 17
+HYPERVISOR_console_io = 18
+HYPERVISOR_grant_table_op = 20
+HYPERVISOR_vm_assist = 21
+HYPERVISOR_vcpu_op = 24
+HYPERVISOR_sched_op = 29
+HYPERVISOR_event_channel_op = 32
+HYPERVISOR_physdev_op = 33
+HYPERVISOR_sysctl = 35
+HYPERVISOR_domctl = 36
+
+HCALL_NAMES = {
+    HYPERVISOR_sched_op_compat: "sched_op_compat",
+    HYPERVISOR_memory_op: "memory_op",
+    HYPERVISOR_set_timer_op: "set_timer_op",
+    HYPERVISOR_xen_version: "xen_version",
+    HYPERVISOR_console_io: "console_io",
+    HYPERVISOR_grant_table_op: "grant_table_op",
+    HYPERVISOR_vm_assist: "vm_assist",
+    HYPERVISOR_vcpu_op: "vcpu_op",
+    HYPERVISOR_sched_op: "sched_op",
+    HYPERVISOR_event_channel_op: "event_channel_op",
+    HYPERVISOR_physdev_op: "physdev_op",
+    HYPERVISOR_sysctl: "sysctl",
+    HYPERVISOR_domctl: "domctl",
+}
+
+#: Xen calls are marked by all-ones in bits 16..63 of r3 (number | (~0 << 16)).
+XEN_MARK = 0xFFFFFFFFFFFF0000
+
+
+def xen_mark(nr: int) -> int:
+    """The r3 value a guest loads to make Xen call `nr`."""
+    return XEN_MARK | nr
+
+
+# --- PAPR hcalls (page table and TCE) ------------------------------------------------
+H_REMOVE = 0x04
+H_ENTER = 0x08
+H_READ = 0x0C
+H_CLEAR_MOD = 0x10
+H_CLEAR_REF = 0x14
+H_PROTECT = 0x18
+H_GET_TCE = 0x1C
+H_PUT_TCE = 0x20
+H_SET_DABR = 0x28
+H_GET_TERM_CHAR = 0x54
+H_PUT_TERM_CHAR = 0x58
+PAPR_MAX_TOKEN = 0x1D4
+PAPR_NAMES = {
+    H_REMOVE: "H_REMOVE",
+    H_ENTER: "H_ENTER",
+    H_READ: "H_READ",
+    H_CLEAR_MOD: "H_CLEAR_MOD",
+    H_CLEAR_REF: "H_CLEAR_REF",
+    H_PROTECT: "H_PROTECT",
+    H_GET_TCE: "H_GET_TCE",
+    H_PUT_TCE: "H_PUT_TCE",
+    H_SET_DABR: "H_SET_DABR",
+    H_GET_TERM_CHAR: "H_GET_TERM_CHAR",
+    H_PUT_TERM_CHAR: "H_PUT_TERM_CHAR",
+}
+H_SUCCESS = 0
+H_HARDWARE = -1
+H_FUNCTION = -2
+H_PRIVILEGE = -3
+H_PARAMETER = -4
+H_PTEG_FULL = -6
+H_NOT_FOUND = -7
+# H_ENTER/H_REMOVE flags (PAPR): in the flags argument (r4).
+H_EXACT = 1 << (63 - 56)
+H_AVPN = 1 << (63 - 32)
+H_ANDCOND = 1 << (63 - 33)
+H_ZERO_PAGE = 1 << (63 - 48)
+
+# --- errno (Xen returns -errno) ------------------------------------------------------
+EPERM = 1
+ENOENT = 2
+ESRCH = 3
+EINTR = 4
+ENOMEM = 12
+EFAULT = 14
+EBUSY = 16
+EEXIST = 17
+EINVAL = 22
+ENOSPC = 28
+ENOSYS = 38
+EAGAIN = 11
+EACCES = 13
+
+# --- sched_op (sched.h) --------------------------------------------------------------
+SCHEDOP_yield = 0
+SCHEDOP_block = 1
+SCHEDOP_shutdown = 2
+SCHEDOP_poll = 3
+SHUTDOWN_poweroff = 0
+SHUTDOWN_reboot = 1
+SHUTDOWN_suspend = 2
+SHUTDOWN_crash = 3
+SHUTDOWN_NAMES = {0: "poweroff", 1: "reboot", 2: "suspend", 3: "crash"}
+
+# --- vcpu_op (vcpu.h) ----------------------------------------------------------------
+VCPUOP_initialise = 0
+VCPUOP_up = 1
+VCPUOP_down = 2
+VCPUOP_is_up = 3
+
+# --- xen_version ---------------------------------------------------------------------
+XENVER_version = 0
+XENVER_extraversion = 1
+XENVER_capabilities = 3
+XENVER_pagesize = 7
+XEN_VERSION = (3, 0)
+XEN_EXTRAVERSION = b".4-xen970\0"
+XEN_CAPABILITIES = b"xen-3.0-powerpc64\0"
+
+# --- console_io ----------------------------------------------------------------------
+CONSOLEIO_write = 0
+CONSOLEIO_read = 1
+
+# --- event channels (event_channel.h) ------------------------------------------------
+EVTCHNOP_bind_interdomain = 0
+EVTCHNOP_bind_virq = 1
+EVTCHNOP_bind_pirq = 2
+EVTCHNOP_close = 3
+EVTCHNOP_send = 4
+EVTCHNOP_status = 5
+EVTCHNOP_alloc_unbound = 6
+EVTCHNOP_bind_ipi = 7
+EVTCHNOP_bind_vcpu = 8
+EVTCHNOP_unmask = 9
+EVTCHNSTAT_closed = 0
+EVTCHNSTAT_unbound = 1
+EVTCHNSTAT_interdomain = 2
+EVTCHNSTAT_pirq = 3
+EVTCHNSTAT_virq = 4
+EVTCHNSTAT_ipi = 5
+NR_EVENT_CHANNELS = 4096
+VIRQ_TIMER = 0
+VIRQ_DEBUG = 1
+VIRQ_CONSOLE = 2
+VIRQ_DOM_EXC = 3
+NR_VIRQS = 24
+DOMID_SELF = 0x7FF0
+
+MAX_VIRT_CPUS = 32
+
+# --- memory_op (memory.h) ------------------------------------------------------------
+XENMEM_increase_reservation = 0
+XENMEM_decrease_reservation = 1
+XENMEM_populate_physmap = 6
+
+# --- domctl (domctl.h; XEN_DOMCTL_INTERFACE_VERSION of 3.0.4) -------------------------
+XEN_DOMCTL_INTERFACE_VERSION = 0x00000004
+XEN_DOMCTL_createdomain = 1
+XEN_DOMCTL_destroydomain = 2
+XEN_DOMCTL_pausedomain = 3
+XEN_DOMCTL_unpausedomain = 4
+XEN_DOMCTL_getdomaininfo = 5
+XEN_DOMCTL_setvcpuaffinity = 9
+XEN_DOMCTL_max_mem = 11
+XEN_DOMCTL_setvcpucontext = 12
+XEN_DOMCTL_max_vcpus = 15
+XEN_DOMCTL_scheduler_op = 16
+XEN_DOMCTL_real_mode_area = 26  # PowerPC only: allocate the RMA (log2 size)
+#: xen970 extension standing in for privcmd foreign mapping until the foreign area is
+#: modelled: copy a dom0 buffer (xencomm handle) into the target's guest-physical memory.
+XEN_DOMCTL_xen970_copy_to_domain = 0x970
+XEN_SCHEDULER_CREDIT = 5
+XEN_DOMCTL_SCHEDOP_putinfo = 0
+XEN_DOMCTL_SCHEDOP_getinfo = 1
+
+DOMCTL_NAMES = {
+    XEN_DOMCTL_createdomain: "createdomain",
+    XEN_DOMCTL_destroydomain: "destroydomain",
+    XEN_DOMCTL_pausedomain: "pausedomain",
+    XEN_DOMCTL_unpausedomain: "unpausedomain",
+    XEN_DOMCTL_getdomaininfo: "getdomaininfo",
+    XEN_DOMCTL_setvcpuaffinity: "setvcpuaffinity",
+    XEN_DOMCTL_max_mem: "max_mem",
+    XEN_DOMCTL_setvcpucontext: "setvcpucontext",
+    XEN_DOMCTL_max_vcpus: "max_vcpus",
+    XEN_DOMCTL_scheduler_op: "scheduler_op",
+    XEN_DOMCTL_real_mode_area: "real_mode_area",
+    XEN_DOMCTL_xen970_copy_to_domain: "xen970_copy_to_domain",
+}
+
+
+# --- layouts -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Layout:
+    """A big-endian structure in guest memory: field name -> (offset, width in bytes)."""
+
+    name: str
+    size: int
+    fields: dict[str, tuple[int, int]]
+
+    def offset(self, field: str) -> int:
+        return self.fields[field][0]
+
+    def read(self, mem: MachineMemory, base: int, field: str) -> int:
+        off, width = self.fields[field]
+        return int.from_bytes(mem.read(base + off, width), "big")
+
+    def write(self, mem: MachineMemory, base: int, field: str, value: int) -> None:
+        off, width = self.fields[field]
+        mem.write(base + off, (value & ((1 << (8 * width)) - 1)).to_bytes(width, "big"))
+
+    def pack(self, **values: int) -> bytes:
+        """The structure's bytes with the given fields set (others zero)."""
+        buf = bytearray(self.size)
+        for name, value in values.items():
+            off, width = self.fields[name]
+            buf[off : off + width] = (value & ((1 << (8 * width)) - 1)).to_bytes(width, "big")
+        return bytes(buf)
+
+    def unpack(self, data: bytes) -> dict[str, int]:
+        return {
+            name: int.from_bytes(data[off : off + width], "big")
+            for name, (off, width) in self.fields.items()
+        }
+
+
+VCPU_INFO = Layout(
+    "vcpu_info",
+    48,
+    {
+        "evtchn_upcall_pending": (0, 1),
+        "evtchn_upcall_mask": (1, 1),
+        "evtchn_pending_sel": (8, 8),
+        "time_version": (16, 4),
+        "tsc_timestamp": (24, 8),
+        "system_time": (32, 8),
+    },
+)
+SHARED_INFO = Layout(
+    "shared_info",
+    4096,
+    {
+        "vcpu_info": (0, 48 * MAX_VIRT_CPUS),
+        "evtchn_pending": (1536, 512),
+        "evtchn_mask": (2048, 512),
+        "wc_version": (2560, 4),
+        "wc_sec": (2564, 4),
+        "wc_nsec": (2568, 4),
+        "boot_timebase": (2576, 8),
+    },
+)
+EVTCHN_PENDING_OFF = 1536
+EVTCHN_MASK_OFF = 2048
+
+EVTCHN_ALLOC_UNBOUND = Layout(
+    "evtchn_alloc_unbound", 8, {"dom": (0, 2), "remote_dom": (2, 2), "port": (4, 4)}
+)
+EVTCHN_BIND_INTERDOMAIN = Layout(
+    "evtchn_bind_interdomain",
+    12,
+    {"remote_dom": (0, 2), "remote_port": (4, 4), "local_port": (8, 4)},
+)
+EVTCHN_BIND_VIRQ = Layout("evtchn_bind_virq", 12, {"virq": (0, 4), "vcpu": (4, 4), "port": (8, 4)})
+EVTCHN_BIND_IPI = Layout("evtchn_bind_ipi", 8, {"vcpu": (0, 4), "port": (4, 4)})
+EVTCHN_PORT = Layout("evtchn_port", 4, {"port": (0, 4)})  # send, close, unmask
+EVTCHN_BIND_VCPU = Layout("evtchn_bind_vcpu", 8, {"port": (0, 4), "vcpu": (4, 4)})
+EVTCHN_STATUS = Layout(
+    "evtchn_status",
+    24,
+    {
+        "dom": (0, 2),
+        "port": (4, 4),
+        "status": (8, 4),
+        "vcpu": (12, 4),
+        "u_dom": (16, 2),
+        "u_port": (20, 4),
+        "u_virq": (16, 4),
+    },
+)
+SCHED_SHUTDOWN = Layout("sched_shutdown", 4, {"reason": (0, 4)})
+SCHED_POLL = Layout("sched_poll", 24, {"ports": (0, 8), "nr_ports": (8, 4), "timeout": (16, 8)})
+MEMORY_RESERVATION = Layout(
+    "xen_memory_reservation",
+    32,
+    {
+        "extent_start": (0, 8),
+        "nr_extents": (8, 8),
+        "extent_order": (16, 4),
+        "address_bits": (20, 4),
+        "domid": (24, 2),
+    },
+)
+# struct xen_domctl: cmd, interface_version, domain, then a union at offset 8.
+DOMCTL = Layout(
+    "xen_domctl",
+    128,
+    {
+        "cmd": (0, 4),
+        "interface_version": (4, 4),
+        "domain": (8, 2),
+        # union members (offset 16):
+        "create_ssidref": (16, 4),
+        "create_flags": (36, 4),
+        "max_vcpus": (16, 4),
+        "max_memkb": (16, 8),
+        "rma_log": (16, 4),
+        "vcpu": (16, 4),
+        "vcpu_ctxt": (24, 8),  # setvcpucontext: xencomm handle of vcpu_guest_context
+        "cpumap_bitmap": (24, 8),  # setvcpuaffinity: xencomm handle of the cpu bitmap
+        "cpumap_nr_cpus": (32, 4),
+        "sched_id": (16, 4),
+        "sched_cmd": (20, 4),
+        "sched_weight": (24, 2),
+        "sched_cap": (26, 2),
+        "info_flags": (16, 4),
+        "info_tot_pages": (24, 8),
+        "info_max_pages": (32, 8),
+        "info_cpu_time": (48, 8),
+        "info_nr_online_vcpus": (56, 4),
+        "info_max_vcpu_id": (60, 4),
+        "copy_dst_gpa": (16, 8),
+        "copy_nbytes": (24, 8),
+        "copy_src": (32, 8),
+    },
+)
+DOMINF_dying = 1 << 0
+DOMINF_shutdown = 1 << 2
+DOMINF_paused = 1 << 3
+DOMINF_blocked = 1 << 4
+DOMINF_running = 1 << 5
+
+# vcpu_guest_context (arch-powerpc.h): cpu_user_regs then sdr1.
+VCPU_GUEST_CONTEXT = Layout(
+    "vcpu_guest_context",
+    352,
+    {
+        **{f"gpr{i}": (8 * i, 8) for i in range(32)},
+        "lr": (256, 8),
+        "ctr": (264, 8),
+        "srr0": (272, 8),
+        "srr1": (280, 8),
+        "pc": (288, 8),
+        "msr": (296, 8),
+        "fpscr": (304, 8),
+        "xer": (312, 8),
+        "hid4": (320, 8),
+        "dar": (328, 8),
+        "dsisr": (336, 4),
+        "cr": (340, 4),
+        "sdr1": (344, 8),
+    },
+)

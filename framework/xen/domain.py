@@ -1,0 +1,117 @@
+"""Domains and their VCPUs: what Xen keeps per guest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from framework.hw970.core import ArchState
+from framework.hw970.mmu import TranslationState
+from framework.xen.abi import MAX_VIRT_CPUS, SHARED_INFO, VCPU_INFO
+from framework.xen.evtchn import EvtchnTable
+from framework.xen.mm import PhysMap
+
+
+class Runstate(IntEnum):
+    """VCPU runstates as in Xen's `vcpu_runstate_info` (codes used in the trace)."""
+
+    RUNNING = 0
+    RUNNABLE = 1
+    BLOCKED = 2
+    OFFLINE = 3
+
+
+class DomainState(IntEnum):
+    CREATED = 0  # built, paused, never run
+    RUNNING = 1
+    PAUSED = 2
+    SHUTDOWN = 3
+    DYING = 4
+
+
+@dataclass(eq=False)
+class Vcpu:
+    """One virtual CPU: scheduler-visible state plus its architected state."""
+
+    domain: Domain
+    vcpu_id: int
+    arch: ArchState = field(default_factory=ArchState)
+    runstate: Runstate = Runstate.OFFLINE
+    runstate_since: int = 0
+    processor: int = 0
+    is_up: bool = False
+    initialised: bool = False
+    #: sched_op block requested in the running slice; committed at slice end.
+    blocking: bool = False
+    yielding: bool = False
+    going_down: bool = False
+    polling: tuple[int, ...] = ()
+    poll_deadline: int | None = None
+    timer_deadline: int | None = None
+    timer_generation: int = 0
+    virq_ports: dict[int, int] = field(default_factory=dict)
+    cpu_time_ns: int = 0
+
+    @property
+    def vcpu_info_maddr(self) -> int:
+        return self.domain.shared_info_maddr + VCPU_INFO.size * self.vcpu_id
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return (self.domain.domid, self.vcpu_id)
+
+
+@dataclass(eq=False)
+class Domain:
+    """A domain: memory (RMA + extents), VCPUs, event channels, partition registers."""
+
+    domid: int
+    name: str
+    privileged: bool
+    max_vcpus: int = 1
+    phys: PhysMap | None = None
+    rma_mfn: int = 0
+    rma_size: int = 0
+    max_pages: int = 0
+    htab_maddr: int = 0
+    htab_bytes: int = 0
+    hid4: int = 0
+    sdr1: int = 0
+    state: DomainState = DomainState.CREATED
+    shutdown_reason: int | None = None
+    vcpus: list[Vcpu] = field(default_factory=list)
+    evtchn: EvtchnTable = field(default_factory=EvtchnTable)
+    weight: int = 256
+    cap: int = 0
+    console_line: bytearray = field(default_factory=bytearray)
+    console_text: list[str] = field(default_factory=list)
+    affinity: dict[int, frozenset[int] | None] = field(default_factory=dict)
+
+    @property
+    def shared_info_maddr(self) -> int:
+        return (self.rma_mfn << 12) + self.rma_size - SHARED_INFO.size
+
+    @property
+    def tot_pages(self) -> int:
+        return self.phys.nr_pages if self.phys is not None else 0
+
+    def gpa_to_maddr(self, gpa: int) -> int:
+        """Machine address of a guest-physical address (raises NotOwned if not ours)."""
+        assert self.phys is not None
+        return (self.phys.pfn_to_mfn(gpa >> 12) << 12) | (gpa & 0xFFF)
+
+    def new_translation_state(self) -> TranslationState:
+        tr = TranslationState()
+        tr.set_hid4(self.hid4)
+        tr.sdr1 = self.sdr1
+        return tr
+
+    def add_vcpu(self, vcpu_id: int) -> Vcpu:
+        if vcpu_id >= MAX_VIRT_CPUS:
+            raise ValueError(f"VCPU {vcpu_id} beyond MAX_VIRT_CPUS {MAX_VIRT_CPUS}")
+        v = Vcpu(self, vcpu_id)
+        v.arch.tr = self.new_translation_state()
+        v.arch.pir = vcpu_id
+        v.arch.owner = v
+        self.vcpus.append(v)
+        return v

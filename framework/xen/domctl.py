@@ -1,0 +1,172 @@
+"""XEN_DOMCTL_*: the privileged calls dom0's toolstack builds domains with."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from framework.hw970.core import Core
+from framework.hw970.mmu import RMA_LOG2_TO_RMLR
+from framework.trace.schema import K
+from framework.xen import abi, costs
+from framework.xen.abi import DOMCTL, EINVAL, ENOMEM, EPERM, ESRCH
+from framework.xen.domain import DomainState, Runstate, Vcpu
+from framework.xen.hypercalls import xencomm_of
+from framework.xen.mm import AllocError, NotOwned
+from framework.xen.xencomm import XencommError
+
+if TYPE_CHECKING:
+    from framework.xen.hypervisor import Hypervisor
+
+
+def domctl(xen: Hypervisor, core: Core, v: Vcpu) -> int:
+    if not v.domain.privileged:
+        return -EPERM
+    comm = xencomm_of(xen, v.domain)
+    handle = core.gpr(4)
+    try:
+        raw = comm.copy_from_guest(handle, DOMCTL.size)
+    except XencommError as err:
+        return -err.errno
+    op = DOMCTL.unpack(raw)
+    core.charge(costs.DOMCTL_OP)
+    if op["interface_version"] != abi.XEN_DOMCTL_INTERFACE_VERSION:
+        return -abi.EACCES
+    cmd = op["cmd"]
+    if cmd == abi.XEN_DOMCTL_createdomain:
+        name = raw[20:36].rstrip(b"\0").decode("ascii", "replace") or "domU"
+        dom = xen.create_domain(name)
+        xen.rec.emit(K.DOM_CREATE, core.now_ns(), core.cpu_id, dom.domid, -1, 0, 0, 0, 0)
+        out = bytearray(raw)
+        out[8:10] = dom.domid.to_bytes(2, "big")
+        try:
+            comm.copy_to_guest(handle, bytes(out))
+        except XencommError as err:
+            return -err.errno
+        return 0
+    dom = xen.domains.get(op["domain"])
+    if dom is None:
+        return -ESRCH
+    if cmd == abi.XEN_DOMCTL_max_vcpus:
+        n = op["max_vcpus"]
+        if not 1 <= n <= abi.MAX_VIRT_CPUS or n < len(dom.vcpus):
+            return -EINVAL
+        xen.set_max_vcpus(dom, n)
+        return 0
+    if cmd == abi.XEN_DOMCTL_real_mode_area:
+        log = op["rma_log"]
+        if log not in RMA_LOG2_TO_RMLR:
+            return -EINVAL
+        try:
+            xen.allocate_rma(dom, 1 << log)
+        except AllocError as err:
+            xen.alloc_failure(dom, err)
+            return -ENOMEM
+        for vc in dom.vcpus:
+            vc.arch.tr.set_hid4(dom.hid4)
+        return 0
+    if cmd == abi.XEN_DOMCTL_max_mem:
+        dom.max_pages = (op["max_memkb"] * 1024) >> 12
+        if dom.htab_bytes == 0 and dom.phys is not None:
+            try:
+                xen.allocate_htab(dom, dom.max_pages << 12)
+            except AllocError as err:
+                xen.alloc_failure(dom, err)
+                return -ENOMEM
+        return 0
+    if cmd == abi.XEN_DOMCTL_setvcpuaffinity:
+        vid, nr = op["vcpu"], op["cpumap_nr_cpus"]
+        if vid >= len(dom.vcpus) or nr == 0:
+            return -EINVAL
+        try:
+            bitmap = comm.copy_from_guest(op["cpumap_bitmap"], (nr + 7) // 8)
+        except XencommError as err:
+            return -err.errno
+        cpus = frozenset(c for c in range(min(nr, xen.ncpus)) if bitmap[c // 8] & (1 << (c % 8)))
+        if not cpus:
+            return -EINVAL
+        dom.affinity[vid] = cpus
+        xen.apply_kicks(xen.sched.set_affinity(dom.domid, vid, cpus), core.cpu_id)
+        return 0
+    if cmd == abi.XEN_DOMCTL_scheduler_op:
+        if op["sched_id"] != abi.XEN_SCHEDULER_CREDIT:
+            return -EINVAL
+        if op["sched_cmd"] == abi.XEN_DOMCTL_SCHEDOP_putinfo:
+            weight, cap = op["sched_weight"], op["sched_cap"]
+            if weight == 0 or cap > 100 * max(len(dom.vcpus), 1):
+                return -EINVAL
+            xen.sched.set_params(dom.domid, weight=weight, cap=cap)
+            dom.weight, dom.cap = weight, cap
+            return 0
+        out = bytearray(raw)
+        out[24:26] = dom.weight.to_bytes(2, "big")
+        out[26:28] = dom.cap.to_bytes(2, "big")
+        comm.copy_to_guest(handle, bytes(out))
+        return 0
+    if cmd == abi.XEN_DOMCTL_setvcpucontext:
+        vid = op["vcpu"]
+        if vid >= len(dom.vcpus):
+            return -EINVAL
+        try:
+            ctx = abi.VCPU_GUEST_CONTEXT.unpack(
+                comm.copy_from_guest(op["vcpu_ctxt"], abi.VCPU_GUEST_CONTEXT.size))
+        except XencommError as err:
+            return -err.errno
+        target = dom.vcpus[vid]
+        if target.runstate != Runstate.OFFLINE:
+            return -abi.EBUSY
+        regs = {i: ctx[f"gpr{i}"] for i in range(32)}
+        regs[-1] = ctx["pc"]
+        xen.set_vcpu_context(target, regs, ctx["msr"] & ~0x1000000000000000)
+        return 0
+    if cmd == abi.XEN_DOMCTL_xen970_copy_to_domain:
+        dst, n = op["copy_dst_gpa"], op["copy_nbytes"]
+        try:
+            data = comm.copy_from_guest(op["copy_src"], n)
+            pieces = []
+            off = 0
+            while off < n:
+                chunk = min(4096 - ((dst + off) & 0xFFF), n - off)
+                pieces.append((dom.gpa_to_maddr(dst + off), data[off : off + chunk]))
+                off += chunk
+        except XencommError as err:
+            return -err.errno
+        except NotOwned:
+            return -EINVAL
+        for maddr, piece in pieces:
+            xen.memory.write(maddr, piece)
+        core.charge(costs.COPY_PER_KIB * (n // 1024 + 1))
+        return 0
+    if cmd == abi.XEN_DOMCTL_unpausedomain:
+        if dom.phys is None or dom.htab_bytes == 0:
+            return -EINVAL
+        xen.unpause(dom)
+        return 0
+    if cmd == abi.XEN_DOMCTL_pausedomain:
+        return -EINVAL if dom is v.domain else 0
+    if cmd == abi.XEN_DOMCTL_destroydomain:
+        if dom is v.domain:
+            return -EINVAL
+        if dom.state not in (DomainState.SHUTDOWN, DomainState.CREATED):
+            xen.shutdown(dom, abi.SHUTDOWN_poweroff)
+        if any(x.runstate == Runstate.RUNNING for x in dom.vcpus):
+            return -abi.EAGAIN
+        xen.destroy(dom)
+        return 0
+    if cmd == abi.XEN_DOMCTL_getdomaininfo:
+        flags = 0
+        if dom.state == DomainState.SHUTDOWN:
+            flags |= abi.DOMINF_shutdown
+        if any(x.runstate == Runstate.RUNNING for x in dom.vcpus):
+            flags |= abi.DOMINF_running
+        out = bytearray(raw)
+        fields = {"info_flags": flags, "info_tot_pages": dom.tot_pages,
+                  "info_max_pages": dom.max_pages,
+                  "info_cpu_time": sum(x.cpu_time_ns for x in dom.vcpus),
+                  "info_nr_online_vcpus": sum(1 for x in dom.vcpus if x.is_up),
+                  "info_max_vcpu_id": max(len(dom.vcpus) - 1, 0)}
+        for name, value in fields.items():
+            off, width = DOMCTL.fields[name]
+            out[off : off + width] = value.to_bytes(width, "big")
+        comm.copy_to_guest(handle, bytes(out))
+        return 0
+    return -abi.ENOSYS

@@ -1,0 +1,411 @@
+"""Xen on the 970: boot, domain lifecycle, wake/kick, timers and the upcall path.
+
+Hypercall bodies live in `hypercalls`, `papr` and `domctl`; this class owns the state
+they act on.  Everything Xen shares with a guest is read and written in machine memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import simpy
+
+from framework.hw970.core import Core
+from framework.hw970.devtree import parse_machine_devtree
+from framework.hw970.machine import Machine
+from framework.hw970.mmu import hid4_encode, rma_log2, sdr1_encode
+from framework.hw970.regs import MSR_SF, VEC_EXTERNAL, VECTOR_NAMES
+from framework.trace.recorder import Recorder
+from framework.trace.schema import K
+from framework.xen import costs, evtchn
+from framework.xen.abi import SHARED_INFO, SHUTDOWN_NAMES, VCPU_INFO, VIRQ_TIMER
+from framework.xen.domain import Domain, DomainState, Runstate, Vcpu
+from framework.xen.mm import EXTENT_ORDER, AllocError, FrameAllocator, PhysMap, htab_bytes_for
+from framework.xen.sched_credit import CreditScheduler
+from framework.xen.schedule import PhysicalCpu
+
+TICK_NS = 10_000_000
+
+
+@dataclass(frozen=True)
+class KernelImage:
+    """A guest kernel: code bytes, where they load (guest-physical) and its entry."""
+
+    image: bytes
+    load_gpa: int
+    entry: int
+    devtree_gpa: int  # where the kernel expects its devtree (r3 at entry)
+
+
+class Hypervisor:
+    """The hypervisor instance running on one `Machine`."""
+
+    def __init__(self, machine: Machine, env: simpy.Environment, rec: Recorder) -> None:
+        self.machine = machine
+        self.env = env
+        self.rec = rec
+        self.memory = machine.memory
+        info = parse_machine_devtree(machine.devtree)
+        self.ncpus = info.ncpus
+        self.alloc = FrameAllocator(machine.memory_bytes)
+        self.domains: dict[int, Domain] = {}
+        self.next_domid = 1
+        self.tick_ns = TICK_NS
+        self.sched = CreditScheduler(self.ncpus)
+        self.pcpus = [PhysicalCpu(self, c) for c in range(self.ncpus)]
+        self.console_sink: Callable[[Domain, str], None] = lambda dom, line: None
+        self.on_domain_dead: Callable[[Domain], None] = lambda dom: None
+        from framework.xen.hypercalls import hypercall_entry
+
+        for core in machine.cores:
+            core.on_hypercall = hypercall_entry(self)
+            core.external_pending = self._external_pending
+            core.on_exception = self._on_exception
+            core.on_rfid = self._on_rfid
+
+    # -- time ------------------------------------------------------------------------------
+    def now(self) -> int:
+        """Current simulated time, inside a running slice if one is running."""
+        for p in self.pcpus:
+            if p.in_slice:
+                return p.core.now_ns()
+        return int(self.env.now)
+
+    def running_cpu(self) -> int:
+        for p in self.pcpus:
+            if p.in_slice:
+                return p.cpu
+        return -1
+
+    def start(self) -> None:
+        for p in self.pcpus:
+            self.env.process(p.run())
+
+    # -- domains ---------------------------------------------------------------------------
+    def create_domain(self, name: str, *, privileged: bool = False,
+                      domid: int | None = None) -> Domain:
+        if domid is None:
+            domid = self.next_domid
+            self.next_domid += 1
+        dom = Domain(domid=domid, name=name, privileged=privileged)
+        self.domains[domid] = dom
+        self.sched.add_domain(domid)
+        return dom
+
+    def allocate_rma(self, dom: Domain, rma_size: int) -> None:
+        """Allocate the domain's naturally aligned RMA and its special pages."""
+        rma_log2(rma_size)  # ValueError naming the allowed sizes
+        if dom.phys is not None:
+            raise ValueError(f"domain {dom.domid} already has an RMA")
+        mfn = self.alloc.alloc_aligned(rma_size, rma_size, f"RMA of d{dom.domid}")
+        dom.rma_mfn = mfn
+        dom.rma_size = rma_size
+        dom.phys = PhysMap(mfn, rma_size >> 12, [])
+        self.memory.zero(mfn << 12, rma_size)
+        dom.hid4 = hid4_encode(mfn << 12, rma_size, lpid=dom.domid & 0x3F)
+        self.rec.emit(K.MEM_ALLOC, self.now(), -1, dom.domid, -1, mfn, rma_size >> 12, text="rma")
+        self._init_shared_info(dom)
+
+    def add_extents(self, dom: Domain, count: int) -> list[int]:
+        """Give the domain `count` more 16 MiB extents after its RMA; returns new pfns."""
+        assert dom.phys is not None
+        extent = 1 << (EXTENT_ORDER + 12)
+        mfns = self.alloc.alloc_extents(count * extent, extent, f"extents of d{dom.domid}")
+        first_pfn = dom.phys.nr_pages
+        dom.phys = PhysMap(dom.rma_mfn, dom.rma_size >> 12, [*dom.phys.extents, *mfns])
+        for m in mfns:
+            self.rec.emit(K.MEM_ALLOC, self.now(), -1, dom.domid, -1, m, 1 << EXTENT_ORDER,
+                          text="extent")
+        return [first_pfn + (i << EXTENT_ORDER) for i in range(count)]
+
+    def allocate_htab(self, dom: Domain, memory_bytes: int) -> None:
+        """The domain's hashed page table, sized from its memory (see mm.htab_bytes_for)."""
+        size = htab_bytes_for(memory_bytes)
+        mfn = self.alloc.alloc_aligned(size, size, f"HTAB of d{dom.domid}")
+        dom.htab_maddr = mfn << 12
+        dom.htab_bytes = size
+        self.memory.zero(dom.htab_maddr, size)
+        dom.sdr1 = sdr1_encode(dom.htab_maddr, size)
+        for v in dom.vcpus:
+            v.arch.tr.sdr1 = dom.sdr1
+
+    def _init_shared_info(self, dom: Domain) -> None:
+        si = dom.shared_info_maddr
+        self.memory.zero(si, SHARED_INFO.size)
+        SHARED_INFO.write(self.memory, si, "boot_timebase", 0)
+        for v in dom.vcpus:
+            v.arch.tr.set_hid4(dom.hid4)
+
+    def set_max_vcpus(self, dom: Domain, n: int) -> None:
+        for i in range(len(dom.vcpus), n):
+            v = dom.add_vcpu(i)
+            v.processor = i % self.ncpus
+            v.arch.tr.set_hid4(dom.hid4) if dom.hid4 else None
+            v.arch.tr.sdr1 = dom.sdr1
+            self.sched.add_vcpu(dom.domid, i, dom.affinity.get(i))
+        dom.max_vcpus = n
+
+    def set_vcpu_context(self, v: Vcpu, regs: dict[int, int], msr: int) -> None:
+        """Initial registers (-1 = PC) for a VCPU that has not run yet."""
+        v.arch.boot_regs = dict(regs)
+        v.arch.uc_ctx = None
+        v.arch.tr.msr = msr | MSR_SF
+        v.initialised = True
+        if v.vcpu_id == 0:
+            v.is_up = True  # VCPU 0 starts with the domain; the others by VCPUOP_up
+
+    def build_dom0(self, *, memory: int, rma: int, vcpus: int, weight: int, cap: int,
+                   kernel: KernelImage, devtree: Callable[[Domain], bytes]) -> Domain:
+        """Xen's own dom0 builder (domain_build.c): RMA, extents, HTAB, devtree, VCPU 0."""
+        dom = self.create_domain("Domain-0", privileged=True, domid=0)
+        self.set_max_vcpus(dom, vcpus)
+        self.allocate_rma(dom, rma)
+        extents = (memory - rma) >> 24
+        if extents:
+            self.add_extents(dom, extents)
+        dom.max_pages = memory >> 12
+        self.allocate_htab(dom, memory)
+        for v in dom.vcpus:
+            v.arch.tr.set_hid4(dom.hid4)
+            v.arch.tr.sdr1 = dom.sdr1
+        self.sched.set_params(0, weight=weight, cap=cap)
+        dom.weight, dom.cap = weight, cap
+        self.rec.emit(K.DOM_CREATE, 0, -1, 0, -1, memory, vcpus, dom.rma_mfn << 12, rma)
+        blob = devtree(dom)
+        for gpa, data in ((kernel.load_gpa, kernel.image), (kernel.devtree_gpa, blob)):
+            for off in range(0, len(data), 4096):
+                self.memory.write(dom.gpa_to_maddr(gpa + off), data[off : off + 4096])
+        for v in dom.vcpus:
+            self.set_vcpu_context(v, {3: kernel.devtree_gpa, 4: kernel.load_gpa, -1: kernel.entry},
+                                  MSR_SF)
+        self.unpause(dom)
+        return dom
+
+    def vcpu_of(self, domid: int, vcpu_id: int) -> Vcpu:
+        return self.domains[domid].vcpus[vcpu_id]
+
+    def unpause(self, dom: Domain) -> None:
+        if dom.state in (DomainState.CREATED, DomainState.PAUSED):
+            dom.state = DomainState.RUNNING
+            now = self.now()
+            self.rec.emit(K.DOM_START, now, self.running_cpu(), dom.domid, -1)
+            for v in dom.vcpus:
+                if v.is_up:
+                    self.vcpu_wake(v, now)
+
+    def vcpu_up(self, v: Vcpu) -> None:
+        if v.is_up:
+            return
+        v.is_up = True
+        now = self.now()
+        self.rec.emit(K.VCPU_UP, now, self.running_cpu(), v.domain.domid, v.vcpu_id)
+        if v.domain.state == DomainState.RUNNING:
+            self.vcpu_wake(v, now)
+
+    def shutdown(self, dom: Domain, reason: int) -> None:
+        if dom.state in (DomainState.SHUTDOWN, DomainState.DYING):
+            return
+        dom.state = DomainState.SHUTDOWN
+        dom.shutdown_reason = reason
+        now = self.now()
+        self.rec.emit(K.DOM_SHUTDOWN, now, self.running_cpu(), dom.domid, -1, reason,
+                      text=SHUTDOWN_NAMES.get(reason, str(reason)))
+        for v in dom.vcpus:
+            v.going_down = True
+            v.timer_generation += 1
+            self._stop_vcpu(v, now)
+        self.on_domain_dead(dom)
+
+    def domain_crash(self, dom: Domain, why: str, pc: int) -> None:
+        """A guest did something unrecoverable: record it and stop the domain."""
+        self.rec.emit(K.DOM_CRASH, self.now(), self.running_cpu(), dom.domid, -1, pc, text=why)
+        self.shutdown(dom, 3)
+
+    def _stop_vcpu(self, v: Vcpu, now: int) -> None:
+        cpu = self.running_cpu()
+        if v.runstate == Runstate.RUNNING:
+            p = self.pcpus[v.processor]
+            p.kick(cpu if cpu >= 0 else p.cpu)
+        elif v.runstate in (Runstate.RUNNABLE, Runstate.BLOCKED):
+            self.sched.offline(v.domain.domid, v.vcpu_id, now)
+            self.set_runstate(v, Runstate.OFFLINE, now, cpu)
+            self.apply_kicks(self.sched.take_kicks(), cpu)
+
+    def destroy(self, dom: Domain) -> None:
+        """Free every frame of a shut-down domain."""
+        if any(v.runstate == Runstate.RUNNING for v in dom.vcpus):
+            raise RuntimeError(f"domain {dom.domid} still has a running VCPU")
+        dom.state = DomainState.DYING
+        if dom.phys is not None:
+            for mfn, count in dom.phys.mfns():
+                self.alloc.free(mfn, count)
+        if dom.htab_bytes:
+            self.alloc.free(dom.htab_maddr >> 12, dom.htab_bytes >> 12)
+        for port in range(1, len(dom.evtchn.ports)):
+            from framework.xen.hypercalls import evtchn_close
+
+            evtchn_close(self, dom, port)
+        self.sched.remove_domain(dom.domid)
+        del self.domains[dom.domid]
+        self.rec.emit(K.DOM_DESTROY, self.now(), self.running_cpu(), dom.domid, -1)
+
+    # -- runstates, wake, kicks -----------------------------------------------------------
+    def set_runstate(self, v: Vcpu, state: Runstate, now: int, cpu: int) -> None:
+        if v.runstate == state:
+            return
+        self.rec.emit(K.SCHED_RUNSTATE, now, cpu, v.domain.domid, v.vcpu_id, int(state),
+                      int(v.runstate))
+        v.runstate = state
+        v.runstate_since = now
+
+    def vcpu_wake(self, v: Vcpu, now: int) -> None:
+        """Make a blocked/offline VCPU runnable (vcpu_wake) and tickle a CPU."""
+        if v.blocking:
+            v.blocking = False  # the block in progress will not be committed
+            return
+        delay = now - int(self.env.now)
+        if delay > 0:
+            # Raised inside a running slice: take effect at that simulated instant, so
+            # no other CPU can see the VCPU runnable earlier than it became so.
+            ev = self.env.timeout(delay)
+            ev.callbacks.append(lambda _e: self._wake_now(v, now))
+            return
+        self._wake_now(v, now)
+
+    def _wake_now(self, v: Vcpu, now: int) -> None:
+        if not v.is_up or v.domain.state != DomainState.RUNNING or v.going_down:
+            return
+        if v.runstate not in (Runstate.BLOCKED, Runstate.OFFLINE):
+            return
+        boosted = v.runstate == Runstate.BLOCKED
+        cpu = self.running_cpu()
+        self.set_runstate(v, Runstate.RUNNABLE, now, cpu)
+        self.rec.emit(K.SCHED_WAKE, now, cpu, v.domain.domid, v.vcpu_id, int(boosted))
+        kicks = self.sched.wake(v.domain.domid, v.vcpu_id, now)
+        self.apply_kicks(kicks + self.sched.take_kicks(), cpu)
+
+    def apply_kicks(self, cpus: list[int], from_cpu: int) -> None:
+        for c in sorted(set(cpus)):
+            self.pcpus[c].kick(from_cpu if from_cpu >= 0 else c)
+
+    def commit_vcpu_slice_end(self, v: Vcpu, now: int) -> bool:
+        """Apply a block/yield/down requested during the slice; True if still runnable."""
+        cpu = v.processor
+        if v.going_down or not v.is_up or v.domain.state != DomainState.RUNNING:
+            v.going_down = False
+            v.blocking = False
+            self.set_runstate(v, Runstate.OFFLINE, now, cpu)
+            return False
+        if v.yielding:
+            v.yielding = False
+            return True
+        if v.blocking:
+            v.blocking = False
+            if self.events_need_delivery(v):
+                return True
+            self.rec.emit(K.SCHED_BLOCK, now, cpu, v.domain.domid, v.vcpu_id)
+            self.set_runstate(v, Runstate.BLOCKED, now, cpu)
+            return False
+        return v.runstate == Runstate.RUNNING
+
+    def events_need_delivery(self, v: Vcpu) -> bool:
+        return bool(self.memory.read_u8(v.vcpu_info_maddr))
+
+    # -- event delivery ----------------------------------------------------------------------
+    def evtchn_set_pending(self, dom: Domain, port: int) -> None:
+        """Mark a port pending in the domain's shared_info and kick the notified VCPU."""
+        p = dom.evtchn.ports[port]
+        vid = p.notify_vcpu if p.notify_vcpu < len(dom.vcpus) else 0
+        v = dom.vcpus[vid]
+        now = self.now()
+        self.rec.emit(K.EVTCHN_PENDING, now, self.running_cpu(), dom.domid, vid, port)
+        if evtchn.set_pending(self.memory, dom.shared_info_maddr, v.vcpu_info_maddr, port) or v.polling and port in v.polling:
+            self.vcpu_kick(v, now)
+
+    def vcpu_kick(self, v: Vcpu, now: int) -> None:
+        """Get an event to a VCPU: wake it if blocked, IPI its CPU if it runs elsewhere."""
+        if v.polling:
+            v.polling = ()
+            v.poll_deadline = None
+        if v.runstate == Runstate.BLOCKED or v.blocking:
+            self.vcpu_wake(v, now)
+            return
+        if v.runstate == Runstate.RUNNING:
+            p = self.pcpus[v.processor]
+            cpu = self.running_cpu()
+            if p.cpu != cpu:
+                p.send_ipi(1, cpu if cpu >= 0 else p.cpu)
+
+    def send_virq(self, v: Vcpu, virq: int) -> None:
+        port = v.virq_ports.get(virq)
+        if port is not None:
+            self.evtchn_set_pending(v.domain, port)
+
+    # -- timers ------------------------------------------------------------------------------
+    def set_timer(self, v: Vcpu, deadline: int | None, core: Core | None) -> None:
+        """set_timer_op: one-shot VIRQ_TIMER at `deadline` ns (None cancels)."""
+        v.timer_generation += 1
+        v.timer_deadline = deadline
+        if deadline is None:
+            return
+        gen = v.timer_generation
+        now = self.now()
+        self.rec.emit(K.TIMER_SET, now, self.running_cpu(), v.domain.domid, v.vcpu_id, deadline)
+        delay = max(deadline - int(self.env.now), 0)
+        ev = self.env.timeout(delay)
+        ev.callbacks.append(lambda _e: self._timer_fire(v, gen, deadline))
+        if core is not None and core.state is v.arch:
+            core.limit_budget_to(max(deadline, now))
+
+    def _timer_fire(self, v: Vcpu, gen: int, deadline: int) -> None:
+        if gen != v.timer_generation or v.domain.state != DomainState.RUNNING:
+            return
+        v.timer_deadline = None
+        self.rec.emit(K.TIMER_FIRE, int(self.env.now), -1, v.domain.domid, v.vcpu_id, deadline)
+        self.send_virq(v, VIRQ_TIMER)
+
+    def poll_timeout(self, v: Vcpu, deadline: int) -> None:
+        ev = self.env.timeout(max(deadline - int(self.env.now), 0))
+
+        def fire(_e: simpy.Event) -> None:
+            if v.poll_deadline == deadline and v.polling:
+                v.polling = ()
+                v.poll_deadline = None
+                self.vcpu_wake(v, int(self.env.now))
+
+        ev.callbacks.append(fire)
+
+    # -- core callbacks ---------------------------------------------------------------------
+    def _external_pending(self, core: Core) -> bool:
+        v = core.state.owner if core.state is not None else None
+        if not isinstance(v, Vcpu):
+            return False
+        return bool(self.memory.read_u8(v.vcpu_info_maddr))
+
+    def _on_exception(self, core: Core, vector: int) -> None:
+        v = core.state.owner if core.state is not None else None
+        assert isinstance(v, Vcpu)
+        now = core.now_ns()
+        st = core.state
+        assert st is not None
+        self.rec.emit(K.EXC_DELIVER, now, core.cpu_id, v.domain.domid, v.vcpu_id, vector,
+                      st.srr0, st.srr1, st.dar, VECTOR_NAMES.get(vector, hex(vector)))
+        core.charge(costs.EXCEPTION_DELIVERY)
+        if vector == VEC_EXTERNAL:
+            sel = self.memory.read_u64(v.vcpu_info_maddr + VCPU_INFO.offset("evtchn_pending_sel"))
+            self.rec.emit(K.EVTCHN_UPCALL, now, core.cpu_id, v.domain.domid, v.vcpu_id, sel)
+
+    def _on_rfid(self, core: Core) -> None:
+        v = core.state.owner if core.state is not None else None
+        if isinstance(v, Vcpu):
+            self.rec.emit(K.EXC_RFID, core.now_ns(), core.cpu_id, v.domain.domid, v.vcpu_id,
+                          core.pc, core.msr)
+
+    def on_vcpu_loaded(self, core: Core, v: Vcpu) -> None:
+        """Called after a context switch loads `v` on `core`."""
+
+    # -- errors -------------------------------------------------------------------------------
+    def alloc_failure(self, dom: Domain | None, err: AllocError) -> None:
+        self.rec.emit(K.MEM_FAIL, self.now(), self.running_cpu(),
+                      dom.domid if dom is not None else -1, -1, text=str(err))

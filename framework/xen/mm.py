@@ -1,0 +1,378 @@
+"""Xen's machine frame allocator and a domain's physical memory map (p2m/m2p).
+
+Why this shape: on the 970 a domain's memory is an RMA (physically contiguous and
+naturally aligned, because real mode only offsets by RMOR and bounds by RMLR) followed by
+16 MiB extents (the guest maps its linear map with 16 MiB pages). So the allocator hands
+out aligned blocks, never single pages, and keeps free memory as a sorted list of
+``(start_mfn, count)`` ranges: a 4 GiB machine is a handful of ranges, not a million pages.
+Ownership lives in the domain (its `PhysMap`), not in the allocator.
+
+Sources: XEN-PPC-FACTS.md ("Real Mode Area", "Memory beyond the RMA"); Xen 3.0.4/3.1
+``xen/arch/powerpc/domain_build.c`` (dom0 sizing) and xend ``image.py``
+(``PPC_LinuxImageHandler.getRequiredShadowMemory``: HTAB = 1/64 of memory).
+"""
+
+from __future__ import annotations
+
+import bisect
+from array import array
+from collections.abc import Iterator
+
+from framework.hw970.memory import PAGE_SHIFT, PAGE_SIZE
+from framework.hw970.mmu import HTAB_MIN_BYTES, RMA_SIZES, rma_log2
+from framework.units import format_size
+
+__all__ = [
+    "DOM0_MIN_BYTES",
+    "EXTENT_BYTES",
+    "EXTENT_ORDER",
+    "EXTENT_PAGES",
+    "IO_HOLE_START",
+    "PAGE_SHIFT",
+    "PAGE_SIZE",
+    "XEN_RESERVED_BYTES",
+    "AllocError",
+    "FrameAllocator",
+    "NotOwned",
+    "PhysMap",
+    "dom0_memory_default",
+    "htab_bytes_for",
+    "rma_layout",
+]
+
+#: Extents beyond the RMA are order-12 blocks of 4 KiB pages: the 970's 16 MiB large page.
+EXTENT_ORDER = 12
+EXTENT_PAGES = 1 << EXTENT_ORDER
+EXTENT_BYTES = 1 << (PAGE_SHIFT + EXTENT_ORDER)
+#: Xen keeps the bottom of machine memory (text, heap) for itself.
+XEN_RESERVED_BYTES = 64 << 20
+#: The 2-4 GiB I/O hole: dom0's memory must stay below it.
+IO_HOLE_START = 2 << 30
+#: Smallest default dom0: the minimum RMA (see `dom0_memory_default` for why not 192 MiB).
+DOM0_MIN_BYTES = RMA_SIZES[0]
+
+_MAX_MFN = (1 << 32) - 1  # the p2m holds 32-bit MFNs (44-bit machine addresses)
+
+
+class AllocError(Exception):
+    """Machine memory could not be found; the message says how much was wanted and free."""
+
+
+class NotOwned(KeyError):
+    """A pfn (or mfn) that is not part of the domain's memory."""
+
+    def __str__(self) -> str:
+        # KeyError quotes its argument; these messages are sentences, not keys.
+        return str(self.args[0]) if self.args else "not owned"
+
+
+def _pages(nbytes: int, what: str) -> int:
+    """Whole pages in `nbytes`, refusing sizes the frame allocator cannot represent."""
+    if nbytes <= 0 or nbytes % PAGE_SIZE:
+        raise ValueError(f"{what} {nbytes:#x} is not a positive multiple of 4KiB")
+    return nbytes >> PAGE_SHIFT
+
+
+def _align_pages(align: int) -> int:
+    """Alignment in pages; only powers of two of at least a page make sense for MFNs."""
+    if align < PAGE_SIZE or align & (align - 1):
+        raise ValueError(f"alignment {align:#x} is not a power of two >= 4KiB")
+    return align >> PAGE_SHIFT
+
+
+class FrameAllocator:
+    """Machine frames above Xen's reserved bottom, handed out as aligned blocks.
+
+    Free memory is two parallel sorted lists (range starts, range lengths in pages),
+    with adjacent ranges always merged, so `free` of everything restores one range.
+    Allocation is first fit from the bottom, hence deterministic for a given history.
+    """
+
+    def __init__(self, memory_bytes: int, reserved_bottom: int = XEN_RESERVED_BYTES) -> None:
+        total = _pages(memory_bytes, "machine memory size")
+        if reserved_bottom < 0 or reserved_bottom % PAGE_SIZE:
+            raise ValueError(f"reserved bottom {reserved_bottom:#x} is not a multiple of 4KiB")
+        if reserved_bottom >= memory_bytes:
+            raise ValueError(
+                f"reserved bottom {format_size(reserved_bottom)} leaves nothing of "
+                f"{format_size(memory_bytes)} machine memory"
+            )
+        self.memory_bytes = memory_bytes
+        self.total_pages = total
+        self.first_mfn = reserved_bottom >> PAGE_SHIFT
+        self._starts: list[int] = [self.first_mfn]
+        self._counts: list[int] = [total - self.first_mfn]
+        self._free_pages = total - self.first_mfn
+
+    @property
+    def free_bytes(self) -> int:
+        """Bytes currently free (what `free` of every allocation gives back exactly)."""
+        return self._free_pages << PAGE_SHIFT
+
+    def free_ranges(self) -> list[tuple[int, int]]:
+        """The free ranges as (start_mfn, count), sorted; for inspection and tests."""
+        return list(zip(self._starts, self._counts, strict=True))
+
+    def largest_aligned_free(self, align: int) -> int:
+        """Bytes of the longest free run that starts on an `align`-byte boundary."""
+        ap = _align_pages(align)
+        best = 0
+        for start, count in zip(self._starts, self._counts, strict=True):
+            first = -(-start // ap) * ap
+            best = max(best, start + count - first)
+        return best << PAGE_SHIFT
+
+    def alloc_aligned(self, nbytes: int, align: int, purpose: str) -> int:
+        """First MFN of a free block of `nbytes` starting on an `align`-byte boundary."""
+        n = _pages(nbytes, f"size of {purpose}")
+        ap = _align_pages(align)
+        self._check_total(nbytes, purpose)
+        for i, (start, count) in enumerate(zip(self._starts, self._counts, strict=True)):
+            first = -(-start // ap) * ap
+            if first + n <= start + count:
+                self._carve(i, first, n)
+                return first
+        largest = format_size(self.largest_aligned_free(align))
+        if align == nbytes:
+            what = f"naturally aligned {format_size(nbytes)} block"
+        else:
+            what = f"{format_size(nbytes)} block aligned to {format_size(align)}"
+        raise AllocError(
+            f"no {what} free for {purpose}: {format_size(self.free_bytes)} free in total, "
+            f"largest aligned free block {largest}"
+        )
+
+    def alloc_extents(self, nbytes: int, extent_bytes: int, purpose: str) -> list[int]:
+        """First MFNs of naturally aligned extents covering `nbytes`; all or nothing."""
+        ep = _align_pages(extent_bytes)
+        if nbytes < 0 or nbytes % extent_bytes:
+            raise ValueError(
+                f"size of {purpose} {nbytes:#x} is not a multiple of {format_size(extent_bytes)}"
+            )
+        want = nbytes // extent_bytes
+        if want == 0:
+            return []
+        self._check_total(nbytes, purpose)
+        # Plan first (nothing changes if the plan falls short), then carve one run per range.
+        plan: list[tuple[int, int]] = []  # (first aligned mfn, extents) per free range
+        found = 0
+        for start, count in zip(self._starts, self._counts, strict=True):
+            first = -(-start // ep) * ep
+            fits = (start + count - first) // ep if first < start + count else 0
+            take = min(fits, want - found)
+            if take > 0:
+                plan.append((first, take))
+                found += take
+                if found == want:
+                    break
+        if found < want:
+            raise AllocError(
+                f"not enough naturally aligned {format_size(extent_bytes)} extents free for "
+                f"{purpose}: need {want}, found {found} "
+                f"({format_size(self.free_bytes)} free in total)"
+            )
+        mfns: list[int] = []
+        for first, take in plan:
+            self._carve(self._index_of(first), first, take * ep)
+            mfns.extend(range(first, first + take * ep, ep))
+        return mfns
+
+    def free(self, mfn: int, count: int) -> None:
+        """Give `count` frames from `mfn` back; a double free or a foreign range is refused."""
+        if count <= 0:
+            raise ValueError(f"free of {count} frames at mfn {mfn:#x}: count must be positive")
+        end = mfn + count
+        if mfn < self.first_mfn or end > self.total_pages:
+            raise ValueError(
+                f"free of mfns {mfn:#x}..{end - 1:#x}: outside allocatable frames "
+                f"{self.first_mfn:#x}..{self.total_pages - 1:#x}"
+            )
+        i = bisect.bisect_right(self._starts, mfn)  # ranges[i-1] starts at or below mfn
+        if i > 0 and self._starts[i - 1] + self._counts[i - 1] > mfn:
+            raise ValueError(f"double free: mfn {mfn:#x} is already free")
+        if i < len(self._starts) and self._starts[i] < end:
+            raise ValueError(f"double free: mfn {self._starts[i]:#x} is already free")
+        merge_left = i > 0 and self._starts[i - 1] + self._counts[i - 1] == mfn
+        merge_right = i < len(self._starts) and self._starts[i] == end
+        if merge_left and merge_right:
+            self._counts[i - 1] += count + self._counts[i]
+            del self._starts[i], self._counts[i]
+        elif merge_left:
+            self._counts[i - 1] += count
+        elif merge_right:
+            self._starts[i] = mfn
+            self._counts[i] += count
+        else:
+            self._starts.insert(i, mfn)
+            self._counts.insert(i, count)
+        self._free_pages += count
+
+    def _check_total(self, nbytes: int, purpose: str) -> None:
+        """Say "out of memory" when no placement could ever help, before blaming alignment."""
+        if nbytes > self.free_bytes:
+            raise AllocError(
+                f"out of memory for {purpose}: need {format_size(nbytes)}, "
+                f"{format_size(self.free_bytes)} free"
+            )
+
+    def _index_of(self, mfn: int) -> int:
+        """Index of the free range containing `mfn` (which the caller knows is free)."""
+        return bisect.bisect_right(self._starts, mfn) - 1
+
+    def _carve(self, i: int, first: int, n: int) -> None:
+        """Remove [first, first + n) from free range i, keeping what is left on each side."""
+        start, count = self._starts[i], self._counts[i]
+        left = first - start
+        right = start + count - (first + n)
+        pieces = [(s, c) for s, c in ((start, left), (first + n, right)) if c > 0]
+        self._starts[i : i + 1] = [s for s, _ in pieces]
+        self._counts[i : i + 1] = [c for _, c in pieces]
+        self._free_pages -= n
+
+
+class PhysMap:
+    """A domain's p2m: pfns 0..rma_pages-1 are the RMA, then each 16 MiB extent in order.
+
+    Translation is arithmetic (RMA offset, or extent index and offset), so a multi-GiB
+    domain costs one list entry per extent; `owns_mfn`/`mfn_to_pfn` use a dict keyed by
+    ``mfn >> EXTENT_ORDER`` so the m2p side is O(1) too.
+    """
+
+    def __init__(self, rma_mfn: int, rma_pages: int, extents: list[int]) -> None:
+        if rma_pages <= 0:
+            raise ValueError(f"RMA of {rma_pages} pages: a domain needs an RMA")
+        self.rma_mfn = rma_mfn
+        self.rma_pages = rma_pages
+        self.extents: tuple[int, ...] = tuple(extents)
+        self._extent_index: dict[int, int] = {}
+        for k, base in enumerate(self.extents):
+            if base % EXTENT_PAGES:
+                raise ValueError(f"extent mfn {base:#x} is not aligned to 16MiB")
+            if base >> EXTENT_ORDER in self._extent_index:
+                raise ValueError(f"extent mfn {base:#x} listed twice")
+            self._extent_index[base >> EXTENT_ORDER] = k
+        top = max([rma_mfn + rma_pages - 1, *(b + EXTENT_PAGES - 1 for b in self.extents)])
+        if top > _MAX_MFN:
+            raise ValueError(f"mfn {top:#x} does not fit the 32-bit p2m")
+        self.nr_pages = rma_pages + len(self.extents) * EXTENT_PAGES
+
+    @property
+    def rma_bytes(self) -> int:
+        """Size of the RMA in bytes (what RMLR must describe)."""
+        return self.rma_pages << PAGE_SHIFT
+
+    @property
+    def memory_bytes(self) -> int:
+        """All of the domain's memory in bytes, RMA included."""
+        return self.nr_pages << PAGE_SHIFT
+
+    def pfn_to_mfn(self, pfn: int) -> int:
+        """The machine frame behind guest frame `pfn`; `NotOwned` outside the domain."""
+        if 0 <= pfn < self.rma_pages:
+            return self.rma_mfn + pfn
+        rel = pfn - self.rma_pages
+        k = rel >> EXTENT_ORDER
+        if rel >= 0 and k < len(self.extents):
+            return self.extents[k] + (rel & (EXTENT_PAGES - 1))
+        raise NotOwned(f"pfn {pfn:#x} is outside the domain's {self.nr_pages:#x} pages")
+
+    def owns_mfn(self, mfn: int) -> bool:
+        """Whether machine frame `mfn` belongs to this domain."""
+        if self.rma_mfn <= mfn < self.rma_mfn + self.rma_pages:
+            return True
+        return mfn >> EXTENT_ORDER in self._extent_index
+
+    def mfn_to_pfn(self, mfn: int) -> int:
+        """This domain's m2p: the guest frame that maps `mfn`; `NotOwned` if none."""
+        if self.rma_mfn <= mfn < self.rma_mfn + self.rma_pages:
+            return mfn - self.rma_mfn
+        k = self._extent_index.get(mfn >> EXTENT_ORDER)
+        if k is None:
+            raise NotOwned(f"mfn {mfn:#x} does not belong to the domain")
+        return self.rma_pages + (k << EXTENT_ORDER) + (mfn & (EXTENT_PAGES - 1))
+
+    def mfns(self) -> Iterator[tuple[int, int]]:
+        """Machine runs (first_mfn, count), adjacent pieces merged: what to free at death."""
+        run_start, run_count = self.rma_mfn, self.rma_pages
+        for base in self.extents:
+            if base == run_start + run_count:
+                run_count += EXTENT_PAGES
+            else:
+                yield run_start, run_count
+                run_start, run_count = base, EXTENT_PAGES
+        yield run_start, run_count
+
+    def p2m_array(self) -> array[int]:
+        """The p2m as Xen keeps it: one 32-bit MFN per guest frame, indexed by pfn."""
+        p2m = array("I", range(self.rma_mfn, self.rma_mfn + self.rma_pages))
+        if p2m.itemsize != 4:
+            raise RuntimeError(f"array('I') is {p2m.itemsize} bytes here, the p2m needs 4")
+        for base in self.extents:
+            p2m.extend(range(base, base + EXTENT_PAGES))
+        return p2m
+
+
+def rma_layout(rma_size: int) -> dict[str, int]:
+    """Guest-physical addresses of the special pages at the RMA top (reachable in real mode).
+
+    Same order as libxc's ``alloc_magic_pages``: shared_info, console, xenstore downward.
+    """
+    rma_log2(rma_size)  # ValueError naming the allowed sizes
+    return {
+        "shared_info": rma_size - PAGE_SIZE,
+        "console": rma_size - 2 * PAGE_SIZE,
+        "xenstore": rma_size - 3 * PAGE_SIZE,
+    }
+
+
+def dom0_memory_default(
+    machine_bytes: int,
+    dom0_mem: int | None = None,
+    rma_size: int = RMA_SIZES[0],
+    reserved_bottom: int = XEN_RESERVED_BYTES,
+) -> int:
+    """dom0's memory: `dom0_mem` when given, else max(64 MiB, machine/16), shaped for Xen.
+
+    Xen/PPC's ``domain_build.c`` took max(1/16 of memory, CONFIG_MIN_DOM0_PAGES = 192 MiB),
+    raised it to the RMA, rounded up to whole 16 MiB extents and capped it at the I/O hole.
+    We keep that rule but use a 64 MiB floor (the minimum RMA) so that the small machines
+    scenarios allow (256 MiB) still leave room for guests. The cap keeps Xen's reserved
+    bottom plus dom0 below 2 GiB (the scenario check) and inside the machine. A given
+    `dom0_mem` is used as is but must already be RMA + whole extents and fit the cap.
+    """
+    rma_log2(rma_size)
+    limit = min(IO_HOLE_START, machine_bytes) - reserved_bottom
+    cap = rma_size + (limit - rma_size) // EXTENT_BYTES * EXTENT_BYTES
+    if cap < rma_size:
+        raise AllocError(
+            f"machine memory {format_size(machine_bytes)} minus {format_size(reserved_bottom)} "
+            f"for Xen cannot hold dom0's {format_size(rma_size)} RMA"
+        )
+    if dom0_mem is not None:
+        if dom0_mem < rma_size or (dom0_mem - rma_size) % EXTENT_BYTES:
+            raise ValueError(
+                f"dom0_mem {format_size(dom0_mem)} is not the {format_size(rma_size)} RMA "
+                "plus whole 16MiB extents"
+            )
+        if dom0_mem > cap:
+            raise AllocError(
+                f"dom0_mem {format_size(dom0_mem)} exceeds {format_size(cap)}: dom0 plus "
+                f"{format_size(reserved_bottom)} for Xen must stay below the 2GiB I/O hole "
+                f"and inside {format_size(machine_bytes)} of machine memory"
+            )
+        return dom0_mem
+    want = max(DOM0_MIN_BYTES, machine_bytes // 16, rma_size)
+    want = rma_size + -(-(want - rma_size) // EXTENT_BYTES) * EXTENT_BYTES
+    return min(want, cap)
+
+
+def htab_bytes_for(memory_bytes: int) -> int:
+    """Hashed page table size for a domain: 1/64 of its memory, a power of two, >= 256 KiB.
+
+    The 1/64 rule is xend's (``getRequiredShadowMemory``: max(maxmem / 64, shadow_mem)) and
+    dom0's in ``domain_build.c``; SDR1 needs a power of two of at least 256 KiB.
+    """
+    if memory_bytes <= 0:
+        raise ValueError(f"domain memory {memory_bytes} must be positive")
+    want = -(-memory_bytes // 64)
+    return max(HTAB_MIN_BYTES, 1 << (want - 1).bit_length())

@@ -1,0 +1,183 @@
+"""Xen's per-physical-CPU loop: one SimPy process per core.
+
+Each pass: take the HDEC tick and IPIs, reschedule if needed, then run the current VCPU's
+code on the emulated core for one slice and let simulated time advance by what it cost.
+A slice ends at the earliest of: the credit time slice, the next 10 ms tick, the VCPU's
+DEC, the next scheduled simulation event (timers, other CPUs' slices) and `QUANTUM_NS`, so
+work posted by another CPU is seen within one quantum.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import simpy
+
+from framework.hw970.core import GuestCrash
+from framework.hw970.regs import VEC_HDECREMENTER
+from framework.trace.schema import K
+from framework.xen import costs
+from framework.xen.domain import Runstate, Vcpu
+
+if TYPE_CHECKING:
+    from framework.xen.hypervisor import Hypervisor
+
+QUANTUM_NS = 1_000_000  # longest slice between looks at the rest of the machine
+MIN_SLICE_NS = 2_000  # progress guarantee when events are due at the same instant
+IPI_CALL_FUNCTION = 0
+IPI_EVENT_CHECK = 1
+
+
+class PhysicalCpu:
+    """Xen's view of one physical CPU and the process that drives its core."""
+
+    def __init__(self, xen: Hypervisor, cpu: int) -> None:
+        self.xen = xen
+        self.cpu = cpu
+        self.core = xen.machine.cores[cpu]
+        self.current: Vcpu | None = None
+        self.need_resched = True
+        self.in_slice = False
+        self.slice_end_ns = 0
+        self.next_tick_ns = xen.tick_ns
+        self.wakeup: simpy.Event | None = None
+        self.pending_ipis: list[tuple[int, int]] = []  # (ipi, from_cpu)
+        self.idle_ns = 0
+        self.boundary_cycles = 0
+
+    # -- notifications from elsewhere ----------------------------------------------------
+    def kick(self, from_cpu: int) -> None:
+        """Ask this CPU to reschedule (Xen's tickle: an event-check IPI when remote)."""
+        self.need_resched = True
+        if from_cpu != self.cpu:
+            self.send_ipi(IPI_EVENT_CHECK, from_cpu)
+        elif self.in_slice:
+            self.core.request_stop()
+
+    def send_ipi(self, ipi: int, from_cpu: int) -> None:
+        xen = self.xen
+        t = xen.now()
+        delay = t - int(xen.env.now)
+        if delay > 0:
+            # Sent from inside a running slice: it reaches the target at that instant.
+            ev = xen.env.timeout(delay)
+            ev.callbacks.append(lambda _e: self.send_ipi(ipi, from_cpu))
+            return
+        xen.rec.emit(K.IPI_SEND, t, from_cpu, -1, -1, self.cpu, ipi)
+        self.pending_ipis.append((ipi, from_cpu))
+        xen.machine.mpic.send_ipi(self.cpu, ipi)
+        if self.wakeup is not None and not self.wakeup.triggered:
+            self.wakeup.succeed()
+
+    # -- the process ---------------------------------------------------------------------
+    def run(self) -> simpy.events.ProcessGenerator:
+        env = self.xen.env
+        xen = self.xen
+        core = self.core
+        clock = core.clock_hz
+        while True:
+            now = env.now
+            if now >= self.next_tick_ns:
+                self._tick(now)
+            if self.pending_ipis:
+                self._take_ipis(now)
+            v = self.current
+            if (self.need_resched or v is None or now >= self.slice_end_ns
+                    or not self._can_continue(v)):
+                self._schedule(now)
+                v = self.current
+            if v is None:
+                self.wakeup = env.event()
+                idle_from = now
+                yield self.wakeup | env.timeout(self.next_tick_ns - now)
+                self.wakeup = None
+                self.idle_ns += env.now - idle_from
+                continue
+            end = min(self.slice_end_ns, self.next_tick_ns, now + QUANTUM_NS)
+            nxt = env.peek()
+            end = min(end, max(nxt, now + MIN_SLICE_NS))
+            dec = core.dec_deadline_ns()
+            if dec is not None:
+                end = min(end, max(dec, now + 1))
+            budget = max((end - now) * clock // 1_000_000_000, 1)
+            self.in_slice = True
+            try:
+                executed = core.run(budget, now)
+            except GuestCrash as crash:
+                executed = core.executed
+                xen.domain_crash(v.domain, f"{crash}", core.pc)
+            finally:
+                self.in_slice = False
+            cycles = executed + core.extra_cycles + self.boundary_cycles
+            self.boundary_cycles = 0
+            dt = max(cycles * 1_000_000_000 // clock, 1)
+            v.cpu_time_ns += dt
+            yield env.timeout(dt)
+
+    def _can_continue(self, v: Vcpu) -> bool:
+        return not (v.blocking or v.yielding or v.going_down) and v.runstate == Runstate.RUNNING
+
+    # -- tick and IPIs ---------------------------------------------------------------------
+    def _tick(self, now: int) -> None:
+        xen = self.xen
+        while self.next_tick_ns <= now:
+            self.next_tick_ns += xen.tick_ns
+        v = self.current
+        dom, vid = (v.domain.domid, v.vcpu_id) if v is not None else (-1, -1)
+        xen.rec.emit(K.EXC_DELIVER, now, self.cpu, dom, vid, VEC_HDECREMENTER, 0, 0, 0,
+                     "hypervisor_decrementer")
+        self.boundary_cycles += costs.HDEC_TICK
+        if xen.sched.tick(self.cpu, now):
+            self.need_resched = True
+        if v is not None:
+            sv = xen.sched.current(self.cpu)
+            xen.rec.emit(K.SCHED_TICK, now, self.cpu, dom, vid, sv.credit if sv else 0)
+        xen.apply_kicks(xen.sched.take_kicks(), self.cpu)
+
+    def _take_ipis(self, now: int) -> None:
+        xen = self.xen
+        for ipi, _src in self.pending_ipis:
+            xen.rec.emit(K.IPI_RECV, now, self.cpu, -1, -1, ipi)
+            xen.machine.mpic.ack_ipi(self.cpu, ipi)
+        self.pending_ipis.clear()
+
+    # -- scheduling ------------------------------------------------------------------------
+    def _schedule(self, now: int) -> None:
+        xen = self.xen
+        sched = xen.sched
+        self.need_resched = False
+        prev = self.current
+        if prev is not None:
+            prev_runnable = xen.commit_vcpu_slice_end(prev, now)
+            sched.deschedule(self.cpu, now, prev_runnable)
+            if not prev_runnable:
+                if prev.runstate == Runstate.OFFLINE:
+                    sched.offline(prev.domain.domid, prev.vcpu_id, now)
+                else:
+                    sched.block(prev.domain.domid, prev.vcpu_id, now)
+        nxt_sv, slice_ns = sched.pick_next(self.cpu, now)
+        xen.apply_kicks(sched.take_kicks(), self.cpu)
+        nxt = xen.vcpu_of(nxt_sv.dom, nxt_sv.vcpu) if nxt_sv is not None else None
+        self.boundary_cycles += costs.SCHEDULE
+        if nxt is prev:
+            self.slice_end_ns = now + slice_ns
+            return
+        if prev is not None:
+            self.core.save()
+            if prev.runstate == Runstate.RUNNING:
+                xen.set_runstate(prev, Runstate.RUNNABLE, now, self.cpu)
+        self.current = nxt
+        pd, pv = (prev.domain.domid, prev.vcpu_id) if prev is not None else (-1, -1)
+        if nxt is None:
+            xen.rec.emit(K.SCHED_SWITCH, now, self.cpu, -1, -1, pd, pv)
+            return
+        if nxt.processor != self.cpu:
+            xen.rec.emit(K.SCHED_MIGRATE, now, self.cpu, nxt.domain.domid, nxt.vcpu_id,
+                         nxt.processor, self.cpu)
+            nxt.processor = self.cpu
+        xen.rec.emit(K.SCHED_SWITCH, now, self.cpu, nxt.domain.domid, nxt.vcpu_id, pd, pv)
+        xen.set_runstate(nxt, Runstate.RUNNING, now, self.cpu)
+        self.boundary_cycles += costs.CONTEXT_SWITCH
+        self.core.load(nxt.arch)
+        xen.on_vcpu_loaded(self.core, nxt)
+        self.slice_end_ns = now + slice_ns

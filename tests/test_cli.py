@@ -1,0 +1,139 @@
+"""The xen970 command: exit codes, one-line errors, the run flow and its summary table."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from framework.cli import main
+from framework.errors import SimulationError
+from framework.runinfo import write_run_json
+from framework.scenario import Scenario
+from framework.trace import K, Recorder, Runstate
+
+REPO = Path(__file__).resolve().parents[1]
+QUICKSTART = REPO / "scenarios" / "quickstart.yaml"
+BAD_RMA = REPO / "tests" / "data" / "bad_rma_size.yaml"
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "framework.cli", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_validate_ok_prints_domains_and_vcpus() -> None:
+    done = _cli("validate", "scenarios/quickstart.yaml")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "ok: quickstart: 4 domains, 5 vcpus\n"
+
+
+def test_validate_bad_scenario_exits_2_with_one_line() -> None:
+    done = _cli("validate", "tests/data/bad_rma_size.yaml")
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert done.stderr == (
+        "tests/data/bad_rma_size.yaml:9: domains[0].rma: invalid RMA size 96MiB; "
+        "the 970 allows 64MiB, 128MiB, 256MiB, 1GiB, 16GiB, 256GiB\n"
+    )
+    assert done.stdout == ""
+
+
+def test_run_with_a_bad_scenario_exits_2_before_simulating() -> None:
+    done = _cli("run", "tests/data/bad_yaml_syntax.yaml", "--quiet")
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("tests/data/bad_yaml_syntax.yaml:5: YAML syntax error")
+
+
+def test_missing_file_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "no/such.yaml"]) == 2
+    assert (
+        capsys.readouterr().err == "no/such.yaml: cannot read scenario: No such file or directory\n"
+    )
+
+
+class _FakeSimulation:
+    """Stands in for framework.simulation: writes a tiny run the way the real one does."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.calls: list[tuple[Scenario, Path, bool]] = []
+
+    def run_scenario(
+        self, scenario: Scenario, out_dir: Path, *, progress: object, record: bool
+    ) -> types.SimpleNamespace:
+        self.calls.append((scenario, Path(out_dir), record))
+        if self.fail:
+            raise SimulationError("cpu0: HTAB walk looped at 0x4000")
+        assert callable(progress)
+        progress(0, scenario.duration)
+        rec = Recorder(enabled=record)
+        rec.emit(K.SCHED_RUNSTATE, 0, 0, 1, 0, int(Runstate.RUNNING), int(Runstate.RUNNABLE))
+        progress(scenario.duration, scenario.duration)
+        rec.write(out_dir)
+        write_run_json(
+            out_dir,
+            scenario_name=scenario.name,
+            scenario_sha256=scenario.sha256,
+            seed=scenario.seed,
+            sim_ns=scenario.duration,
+            wall_s=0.5,
+            counts=rec.counts(),
+            domains={0: "Domain-0", **{i + 1: d.name for i, d in enumerate(scenario.domains)}},
+            expectations=[],
+        )
+        return types.SimpleNamespace(out_dir=Path(out_dir), sim_ns=scenario.duration, wall_s=0.5)
+
+
+@pytest.fixture
+def fake_sim(monkeypatch: pytest.MonkeyPatch) -> _FakeSimulation:
+    fake = _FakeSimulation()
+    module = types.ModuleType("framework.simulation")
+    module.run_scenario = fake.run_scenario  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "framework.simulation", module)
+    return fake
+
+
+def test_run_prints_the_summary_read_from_the_run_dir(
+    fake_sim: _FakeSimulation, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    assert main(["run", str(QUICKSTART), "--out", str(out)]) == 0
+    scenario, out_dir, record = fake_sim.calls[0]
+    assert scenario.name == "quickstart" and out_dir == out and record is True
+    text = capsys.readouterr().out
+    assert "quickstart: simulated 2.000 s in 0.50 s wall (4x real time)" in text
+    for name in ("Domain-0", "guest1", "guest2", "guest3"):
+        assert name in text
+
+
+def test_run_defaults_to_runs_slash_name(
+    fake_sim: _FakeSimulation,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", str(QUICKSTART), "--quiet", "--no-trace"]) == 0
+    _, out_dir, record = fake_sim.calls[0]
+    assert out_dir == Path("runs") / "quickstart" and record is False
+    assert (tmp_path / "runs" / "quickstart" / "run.json").is_file()
+    assert capsys.readouterr().out == ""
+
+
+def test_simulation_error_exits_1_with_one_line(
+    fake_sim: _FakeSimulation, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_sim.fail = True
+    assert main(["run", str(QUICKSTART), "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err == "xen970: simulation failed: cpu0: HTAB walk looped at 0x4000\n"

@@ -1,0 +1,122 @@
+"""The recorder: cheap emission, typed columns, deterministic parquet files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.run import read_trace
+from framework.trace import FIELD_COLUMNS, KINDS, K, Recorder, TraceError
+from framework.trace.recorder import TRACE_FILE
+
+
+def _sample() -> Recorder:
+    rec = Recorder()
+    rec.emit(K.DOM_CREATE, 0, -1, 1, -1, 128 << 20, 2, 64 << 20, 64 << 20)
+    rec.emit(K.SCHED_RUNSTATE, 10, 0, 1, 0, 0, 1)
+    rec.emit(K.HCALL_ENTER, 20, 0, 1, 0, 29, 1, 0, 0, text="sched_op")
+    rec.emit(K.HCALL_EXIT, 25, 0, 1, 0, 29, -22, text="sched_op")
+    rec.emit(K.EXC_RFID, 30, 0, 1, 0, 0x100, 0x8000_0000_0000_1032)
+    rec.emit(K.CONSOLE_OUT, 40, 0, 1, 0, text="hello")
+    rec.emit(K.SCHED_BLOCK, 50, 1, 1, 0)
+    return rec
+
+
+def test_emit_appends_one_record_each() -> None:
+    rec = _sample()
+    assert len(rec) == 7
+    assert rec.records[1] == (K.SCHED_RUNSTATE, 10, 0, 1, 0, 0, 1, 0, 0, None)
+    assert rec.counts() == {
+        "sched.block": 1,
+        "sched.runstate": 1,
+        "hcall.enter": 1,
+        "hcall.exit": 1,
+        "exc.rfid": 1,
+        "dom.create": 1,
+        "console.out": 1,
+    }
+    assert list(rec.counts()) == [k.name for k in KINDS if k.name in rec.counts()]
+
+
+def test_disabled_recorder_keeps_nothing() -> None:
+    rec = Recorder(enabled=False)
+    rec.emit(K.SCHED_BLOCK, 1, 0, 1, 0)
+    rec.emit(K.CONSOLE_OUT, 2, 0, 1, 0, text="x")
+    assert len(rec) == 0 and not rec.enabled
+    assert rec.emit is not Recorder().emit
+    assert rec.to_dataframe().empty
+
+
+def test_dataframe_columns_and_dtypes() -> None:
+    df = _sample().to_dataframe()
+    assert list(df.columns) == ["t_ns", "cpu", "dom", "vcpu", "kind", *FIELD_COLUMNS, "text"]
+    assert df["t_ns"].dtype == np.int64
+    assert all(df[c].dtype == np.int16 for c in ("cpu", "dom", "vcpu"))
+    assert list(df["kind"].cat.categories) == [k.name for k in KINDS]
+    assert all(df[c].dtype == pd.Int64Dtype() for c in FIELD_COLUMNS)
+    assert isinstance(df["text"].dtype, pd.StringDtype)
+    assert df["t_ns"].is_monotonic_increasing
+
+
+def test_fields_are_set_only_where_the_kind_has_them() -> None:
+    df = _sample().to_dataframe()
+    runstate = df.iloc[1]
+    assert runstate["kind"] == "sched.runstate"
+    assert (runstate["state"], runstate["prev_state"]) == (0, 1)
+    assert runstate[[c for c in FIELD_COLUMNS if c not in ("state", "prev_state")]].isna().all()
+    exit_row = df.iloc[3]
+    assert exit_row["nr"] == 29 and exit_row["result"] == -22 and exit_row["text"] == "sched_op"
+    assert pd.isna(df.iloc[1]["text"])
+    assert df.iloc[0]["rma_size"] == 64 << 20 and df.iloc[0]["vcpu"] == -1
+
+
+def test_register_images_keep_their_bit_pattern() -> None:
+    msr = _sample().to_dataframe().iloc[4]["msr"]
+    assert int(msr) % (1 << 64) == 0x8000_0000_0000_1032
+
+
+def test_write_is_byte_for_byte_deterministic(tmp_path: Path) -> None:
+    a = _sample().write(tmp_path / "a")
+    b = _sample().write(tmp_path / "b")
+    assert a == tmp_path / "a" / TRACE_FILE
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_parquet_round_trip_keeps_dtypes(tmp_path: Path) -> None:
+    rec = _sample()
+    back = read_trace(rec.write(tmp_path))
+    pd.testing.assert_frame_equal(back, rec.to_dataframe())
+    empty = Recorder()
+    pd.testing.assert_frame_equal(read_trace(empty.write(tmp_path / "e")), empty.to_dataframe())
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        ((99, 0, 0, 0, 0), "record 0: unknown kind id 99"),
+        ((K.SCHED_BLOCK, 0, 0, 0, 0, 5), "record 0: kind sched.block has no field f0, got 5"),
+        ((K.SCHED_WAKE, 0, 0, 0, 0, 1, 2), "record 0: kind sched.wake has no field f1, got 2"),
+        ((K.SCHED_BLOCK, 0, 40000, 0, 0), "record 0: cpu 40000 does not fit in int16"),
+        (
+            (K.TIMER_SET, 0, 0, 0, 0, 1 << 64),
+            "record 0: f0 value 18446744073709551616 does not fit in 64 bits",
+        ),
+    ],
+)
+def test_records_that_break_the_schema_are_refused(record: tuple[int, ...], message: str) -> None:
+    rec = Recorder()
+    rec.emit(*record)
+    with pytest.raises(TraceError) as info:
+        rec.to_dataframe()
+    assert str(info.value) == message
+
+
+def test_text_on_a_kind_without_text_is_refused() -> None:
+    rec = Recorder()
+    rec.emit(K.SCHED_BLOCK, 0, 0, 1, 0)
+    rec.emit(K.SCHED_BLOCK, 1, 0, 1, 0, text="why")
+    with pytest.raises(TraceError, match="record 1: kind sched.block has no text column"):
+        rec.to_arrow()
