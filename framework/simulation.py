@@ -190,6 +190,7 @@ class Simulation:
         port.console(f"xm create {name}: Error: {why}")
         domid = ts.domids.pop(name, None)
         if domid is not None:
+            self.names[domid] = f"{name} (not built)"
             from framework.xen import abi
 
             ts.domctl(abi.XEN_DOMCTL_destroydomain, domid)

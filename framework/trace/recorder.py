@@ -75,6 +75,10 @@ class Emit(Protocol):
     ) -> None: ...
 
 
+def _time_of(record: tuple[object, ...]) -> int:
+    return record[1]  # type: ignore[return-value]
+
+
 def _discard(*args: object, **kwargs: object) -> None:
     """The emit of a disabled recorder."""
 
@@ -163,7 +167,9 @@ class Recorder:
 
     def _columns(self) -> _Columns:
         """Check every record against the schema and build typed columns."""
-        records = self._records
+        # Simulated-time order; records of the same instant keep their emission order (a
+        # running slice emits ahead of the SimPy clock, so emission order is not time order).
+        records = sorted(self._records, key=_time_of)
         n = len(records)
         # One pass per column: much faster than zip(*records) on millions of tuples.
         cols: list[list[object]] = [[r[i] for r in records] for i in range(10)]

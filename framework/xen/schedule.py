@@ -53,6 +53,8 @@ class PhysicalCpu:
             self.send_ipi(IPI_EVENT_CHECK, from_cpu)
         elif self.in_slice:
             self.core.request_stop()
+        elif self.wakeup is not None and not self.wakeup.triggered:
+            self.wakeup.succeed()  # a timer/softirq on this CPU found work while it idled
 
     def send_ipi(self, ipi: int, from_cpu: int) -> None:
         xen = self.xen
