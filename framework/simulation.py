@@ -199,7 +199,7 @@ class Simulation:
     def run(self, progress: Progress | None = None, steps: int = 50) -> int:
         total = self.scenario.duration
         step = max(total // steps, 1)
-        t = 0
+        t = int(self.env.now)
         gc_was = gc.isenabled()
         gc.freeze()
         try:
