@@ -6,6 +6,7 @@ they act on.  Everything Xen shares with a guest is read and written in machine 
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -54,6 +55,7 @@ class Hypervisor:
         self.tick_ns = TICK_NS
         self.sched = CreditScheduler(self.ncpus)
         self.pcpus = [PhysicalCpu(self, c) for c in range(self.ncpus)]
+        self._timers: list[tuple[int, int, int, int]] = []  # (deadline, dom, vcpu, gen)
         self.console_sink: Callable[[Domain, str], None] = lambda dom, line: None
         self.on_domain_dead: Callable[[Domain], None] = lambda dom: None
         from framework.xen.hypercalls import hypercall_entry
@@ -350,6 +352,7 @@ class Hypervisor:
         if deadline is None:
             return
         gen = v.timer_generation
+        heapq.heappush(self._timers, (deadline, v.domain.domid, v.vcpu_id, gen))
         now = self.now()
         self.rec.emit(K.TIMER_SET, now, self.running_cpu(), v.domain.domid, v.vcpu_id, deadline)
         delay = max(deadline - int(self.env.now), 0)
@@ -357,6 +360,22 @@ class Hypervisor:
         ev.callbacks.append(lambda _e: self._timer_fire(v, gen, deadline))
         if core is not None and core.state is v.arch:
             core.limit_budget_to(max(deadline, now))
+
+    def next_timer(self, now: int) -> int | None:
+        """Earliest pending VCPU timer (set_timer_op) not yet fired, for slice bounds."""
+        heap = self._timers
+        while heap:
+            deadline, domid, vid, gen = heap[0]
+            dom = self.domains.get(domid)
+            live = (dom is not None and vid < len(dom.vcpus)
+                    and dom.vcpus[vid].timer_generation == gen and deadline >= now)
+            if live:
+                return deadline
+            heapq.heappop(heap)
+        return None
+
+    def others_busy(self, cpu: int) -> bool:
+        return any(p.current is not None for p in self.pcpus if p.cpu != cpu)
 
     def _timer_fire(self, v: Vcpu, gen: int, deadline: int) -> None:
         if gen != v.timer_generation or v.domain.state != DomainState.RUNNING:

@@ -3,8 +3,10 @@
 Each pass: take the HDEC tick and IPIs, reschedule if needed, then run the current VCPU's
 code on the emulated core for one slice and let simulated time advance by what it cost.
 A slice ends at the earliest of: the credit time slice, the next 10 ms tick, the VCPU's
-DEC, the next scheduled simulation event (timers, other CPUs' slices) and `QUANTUM_NS`, so
-work posted by another CPU is seen within one quantum.
+DEC, the next Xen timer of any VCPU, and - while another CPU is busy too - `QUANTUM_NS`.
+A CPU's slice runs in one go, so what another busy CPU posts to it mid-slice (an IPI, a
+BOOSTed wake) is seen at the end of that slice: within one quantum.  Idle CPUs react at
+once, since they wait on the event itself.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from framework.xen.domain import Runstate, Vcpu
 if TYPE_CHECKING:
     from framework.xen.hypervisor import Hypervisor
 
-QUANTUM_NS = 1_000_000  # longest slice between looks at the rest of the machine
+QUANTUM_NS = 500_000  # longest slice while other CPUs are busy too
 MIN_SLICE_NS = 2_000  # progress guarantee when events are due at the same instant
 IPI_CALL_FUNCTION = 0
 IPI_EVENT_CHECK = 1
@@ -95,9 +97,12 @@ class PhysicalCpu:
                 self.wakeup = None
                 self.idle_ns += env.now - idle_from
                 continue
-            end = min(self.slice_end_ns, self.next_tick_ns, now + QUANTUM_NS)
-            nxt = env.peek()
-            end = min(end, max(nxt, now + MIN_SLICE_NS))
+            end = min(self.slice_end_ns, self.next_tick_ns)
+            if xen.others_busy(self.cpu):
+                end = min(end, now + QUANTUM_NS)
+            timer = xen.next_timer(now)
+            if timer is not None:
+                end = min(end, max(timer, now + MIN_SLICE_NS))
             dec = core.dec_deadline_ns()
             if dec is not None:
                 end = min(end, max(dec, now + 1))
