@@ -86,8 +86,11 @@ class Simulation:
         self.env = simpy.Environment()
         self.rec = Recorder(enabled=record)
         m = scenario.machine
-        self.machine = Machine(MachineConfig(ncpus=m.cpus, memory_bytes=m.memory,
-                                             clock_hz=m.clock, timebase_hz=m.timebase))
+        self.machine = Machine(
+            MachineConfig(
+                ncpus=m.cpus, memory_bytes=m.memory, clock_hz=m.clock, timebase_hz=m.timebase
+            )
+        )
         self.xen = Hypervisor(self.machine, self.env, self.rec)
         self.guests = GuestOS(self.machine, self.rec, dom0_init=self._dom0_init)
         rt = self.guests.runtime
@@ -96,8 +99,15 @@ class Simulation:
         self.build_errors: list[str] = []
         self._plan = self._creation_plan()
         d0 = scenario.dom0
-        self.xen.build_dom0(memory=d0.memory, rma=d0.rma, vcpus=d0.vcpus, weight=d0.weight,
-                            cap=d0.cap, kernel=self.kernel, devtree=self._dom0_devtree)
+        self.xen.build_dom0(
+            memory=d0.memory,
+            rma=d0.rma,
+            vcpus=d0.vcpus,
+            weight=d0.weight,
+            cap=d0.cap,
+            kernel=self.kernel,
+            devtree=self._dom0_devtree,
+        )
         self.xen.start()
 
     # -- dom0 ------------------------------------------------------------------------------
@@ -105,12 +115,21 @@ class Simulation:
         d0 = self.scenario.dom0
         layout = rma_layout(d0.rma)
         spec = DomainDevtreeSpec(
-            domid=0, rma_size=d0.rma, memory_bytes=d0.memory, nr_vcpus=d0.vcpus,
+            domid=0,
+            rma_size=d0.rma,
+            memory_bytes=d0.memory,
+            nr_vcpus=d0.vcpus,
             htab_log2=htab_bytes_for(d0.memory).bit_length() - 1,
-            shared_info_gpa=layout["shared_info"], console_gpa=layout["console"],
-            console_evtchn=0, store_gpa=layout["xenstore"], store_evtchn=0, privileged=True,
-            bootargs="console=xvc0", clock_hz=self.scenario.machine.clock,
-            timebase_hz=self.scenario.machine.timebase, foreign_map=(22, 1024),
+            shared_info_gpa=layout["shared_info"],
+            console_gpa=layout["console"],
+            console_evtchn=0,
+            store_gpa=layout["xenstore"],
+            store_evtchn=0,
+            privileged=True,
+            bootargs="console=xvc0",
+            clock_hz=self.scenario.machine.clock,
+            timebase_hz=self.scenario.machine.timebase,
+            foreign_map=(22, 1024),
             workload=workload_properties(d0.workloads),
             reserved=tuple(sorted((layout[k], 4096) for k in layout)),
         )
@@ -127,7 +146,8 @@ class Simulation:
                     if is_dom0_name(w.peer):
                         raise SimulationError(
                             f"domains[{i}].workloads: pingpong with dom0 is not supported; "
-                            "pair two guests")
+                            "pair two guests"
+                        )
                     j = index[w.peer]
                     when[i] = when[j] = max(when[i], when[j])
         groups: dict[int, list[int]] = {}
@@ -141,13 +161,15 @@ class Simulation:
             if start <= core.now_ns():
                 self._build_group(kernel, core, group)
             else:
-                kernel.add_timer(core, start,
-                                 lambda c, _d, g=group: self._build_group(kernel, c, g))
+                kernel.add_timer(
+                    core, start, lambda c, _d, g=group: self._build_group(kernel, c, g)
+                )
 
     def _build_group(self, kernel: GuestKernel, core: Core, group: list[int]) -> None:
         port = _Dom0Port(kernel, core)
-        ts = Toolstack(port, self.kernel, self.scenario.machine.clock,
-                       self.scenario.machine.timebase)
+        ts = Toolstack(
+            port, self.kernel, self.scenario.machine.clock, self.scenario.machine.timebase
+        )
         ts.BUF = BUFFER_GPA
         doms = self.scenario.domains
         built: list[int] = []
@@ -168,15 +190,25 @@ class Simulation:
                     if j is None:
                         continue
                     p = ts.alloc_unbound(ts.domids[doms[i].name], ts.domids[doms[j].name])
-                    props[i].update({"pingpong-role": "pong", "pingpong-port": p,
-                                     "pingpong-peer": ts.domids[doms[j].name],
-                                     "pingpong-vcpu": w.vcpu, "pingpong-rounds": 0})
-                    ping = next(x for x in doms[j].workloads
-                                if isinstance(x, PingpongWorkload))
-                    props[j].update({"pingpong-role": "ping", "pingpong-port": p,
-                                     "pingpong-peer": ts.domids[doms[i].name],
-                                     "pingpong-vcpu": ping.vcpu,
-                                     "pingpong-rounds": ping.rounds})
+                    props[i].update(
+                        {
+                            "pingpong-role": "pong",
+                            "pingpong-port": p,
+                            "pingpong-peer": ts.domids[doms[j].name],
+                            "pingpong-vcpu": w.vcpu,
+                            "pingpong-rounds": 0,
+                        }
+                    )
+                    ping = next(x for x in doms[j].workloads if isinstance(x, PingpongWorkload))
+                    props[j].update(
+                        {
+                            "pingpong-role": "ping",
+                            "pingpong-port": p,
+                            "pingpong-peer": ts.domids[doms[i].name],
+                            "pingpong-vcpu": ping.vcpu,
+                            "pingpong-rounds": ping.rounds,
+                        }
+                    )
         for i in built:
             d = doms[i]
             cfg = DomainConfig(d.name, d.memory, d.vcpus, d.rma, d.weight, d.cap, d.affinity)
@@ -215,8 +247,13 @@ class Simulation:
         return total
 
 
-def run_scenario(scenario: Scenario, out_dir: Path | str, *, progress: Progress | None = None,
-                 record: bool = True) -> RunResult:
+def run_scenario(
+    scenario: Scenario,
+    out_dir: Path | str,
+    *,
+    progress: Progress | None = None,
+    record: bool = True,
+) -> RunResult:
     """Run a scenario and write `trace.parquet`, `run.json` and console logs to out_dir."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -231,7 +268,15 @@ def run_scenario(scenario: Scenario, out_dir: Path | str, *, progress: Progress 
     for dom in [*sim.xen.domains.values()]:
         name = sim.names.get(dom.domid, f"d{dom.domid}")
         (consoles / f"{name}.log").write_text("".join(line + "\n" for line in dom.console_text))
-    write_run_json(out, scenario_name=scenario.name, scenario_sha256=scenario.sha256,
-                   seed=scenario.seed, sim_ns=sim_ns, wall_s=wall, counts=sim.rec.counts(),
-                   domains=sim.names, expectations=[])
+    write_run_json(
+        out,
+        scenario_name=scenario.name,
+        scenario_sha256=scenario.sha256,
+        seed=scenario.seed,
+        sim_ns=sim_ns,
+        wall_s=wall,
+        counts=sim.rec.counts(),
+        domains=sim.names,
+        expectations=[],
+    )
     return RunResult(out, sim_ns, wall)

@@ -71,10 +71,10 @@ class KernelMemory:
         tr = self.tr
         if gpa < tr.rma_size:
             return tr.rma_base + gpa
-        res = self.core.mmu._hashed(tr, KERNEL_BASE | gpa, 17 if write else 16)
-        if isinstance(res, Fault):
-            raise RuntimeError(f"kernel linear map has no page for gpa {gpa:#x}")
-        return res[0] | (gpa & 0xFFF)
+        res = self.core.mmu.hashed(tr, KERNEL_BASE | gpa, 17 if write else 16)
+        if not isinstance(res, Fault):
+            return res[0] | (gpa & 0xFFF)
+        raise LookupError(f"kernel linear map has no page for gpa {gpa:#x}")
 
     def read(self, gpa: int, n: int) -> bytes:
         out = bytearray()
@@ -151,8 +151,9 @@ class GuestKernel:
     def read_arg(self, core: Core, n: int) -> bytes:
         return KernelMemory(core).read(self.scratch(core), n)
 
-    def op(self, core: Core, nr: int, cmd: int, layout: abi.Layout, **fields: int
-           ) -> tuple[int, dict[str, int]]:
+    def op(
+        self, core: Core, nr: int, cmd: int, layout: abi.Layout, **fields: int
+    ) -> tuple[int, dict[str, int]]:
         """cmd-style hypercall with one structure argument; returns (rc, structure out)."""
         handle = self.xencomm_arg(core, layout.pack(**fields))
         rc = self.hypercall(core, xen_mark(nr), cmd, handle)
@@ -161,17 +162,18 @@ class GuestKernel:
     def console(self, core: Core, text: str) -> None:
         data = (text + "\n").encode()
         handle = self.xencomm_arg(core, data)
-        self.hypercall(core, xen_mark(abi.HYPERVISOR_console_io), abi.CONSOLEIO_write,
-                       len(data), handle)
+        self.hypercall(
+            core, xen_mark(abi.HYPERVISOR_console_io), abi.CONSOLEIO_write, len(data), handle
+        )
 
     def send(self, core: Core, port: int) -> int:
-        rc, _ = self.op(core, abi.HYPERVISOR_event_channel_op, abi.EVTCHNOP_send,
-                        abi.EVTCHN_PORT, port=port)
+        rc, _ = self.op(
+            core, abi.HYPERVISOR_event_channel_op, abi.EVTCHNOP_send, abi.EVTCHN_PORT, port=port
+        )
         return rc
 
     # -- timers ----------------------------------------------------------------------------
-    def add_timer(self, core: Core, deadline: int, callback: Callable[[Core, int], None]
-                  ) -> None:
+    def add_timer(self, core: Core, deadline: int, callback: Callable[[Core, int], None]) -> None:
         assert core.state is not None
         vid = core.state.pir
         lst = self.timers.setdefault(vid, [])
@@ -198,8 +200,12 @@ class GuestKernel:
 class GuestOS:
     """Binds the kernel's native routines on a machine and keeps each domain's kernel."""
 
-    def __init__(self, machine: Machine, rec: Recorder,
-                 dom0_init: Callable[[GuestKernel, Core], None] | None = None) -> None:
+    def __init__(
+        self,
+        machine: Machine,
+        rec: Recorder,
+        dom0_init: Callable[[GuestKernel, Core], None] | None = None,
+    ) -> None:
         self.machine = machine
         self.rec = rec
         self.runtime: Runtime = build_runtime()
@@ -240,14 +246,20 @@ class GuestOS:
         core.set_gpr(13, area)
         mem = KernelMemory(core)
         shinfo = spec.shared_info_gpa
-        for off, value in ((AREA_SHINFO, shinfo), (AREA_VCPUINFO, shinfo + 48 * vid),
-                           (AREA_MSR, KERNEL_MSR)):
+        for off, value in (
+            (AREA_SHINFO, shinfo),
+            (AREA_VCPUINFO, shinfo + 48 * vid),
+            (AREA_MSR, KERNEL_MSR),
+        ):
             mem.write(area + off, value.to_bytes(8, "big"))
         self._install_slb(core, spec)
         if first:
             self._map_linear(core, k)
-            k.console(core, f"xen970 kernel: domain {spec.domid}, {spec.nr_vcpus} VCPU(s), "
-                            f"{spec.memory_bytes >> 20} MiB")
+            k.console(
+                core,
+                f"xen970 kernel: domain {spec.domid}, {spec.nr_vcpus} VCPU(s), "
+                f"{spec.memory_bytes >> 20} MiB",
+            )
         wl = spec.workload
         compute = vid in _int_list(wl.get("compute-vcpus"))
         cont = self.runtime.virt("compute_loop" if compute else "idle_loop")
@@ -280,8 +292,9 @@ class GuestOS:
             lo = gpa | PTE_M | PTE_PP_RW
             rc = k.hypercall(core, abi.H_ENTER, 0, ptex, hi, lo)
             if rc != abi.H_SUCCESS:
-                raise RuntimeError(f"d{spec.domid}: H_ENTER of the linear map at {gpa:#x} "
-                                   f"failed with {rc}")
+                raise RuntimeError(
+                    f"d{spec.domid}: H_ENTER of the linear map at {gpa:#x} failed with {rc}"
+                )
 
     def _start_workloads(self, core: Core, k: GuestKernel, vid: int) -> None:
         wl = k.spec.workload
@@ -292,8 +305,9 @@ class GuestOS:
 
             def tick(c: Core, deadline: int) -> None:
                 k.add_timer(c, deadline + period, tick)
-                self.rec.emit(K.GUEST_MARK, c.now_ns(), c.cpu_id, k.domid, vid, deadline,
-                              text="timer.tick")
+                self.rec.emit(
+                    K.GUEST_MARK, c.now_ns(), c.cpu_id, k.domid, vid, deadline, text="timer.tick"
+                )
 
             k.add_timer(core, core.now_ns() + period, tick)
         if wl.get("pingpong-role") and int(wl.get("pingpong-vcpu", 0)) == vid:
@@ -302,8 +316,14 @@ class GuestOS:
     def _bind_timer(self, core: Core, k: GuestKernel) -> None:
         assert core.state is not None
         vid = core.state.pir
-        rc, out = k.op(core, abi.HYPERVISOR_event_channel_op, abi.EVTCHNOP_bind_virq,
-                       abi.EVTCHN_BIND_VIRQ, virq=abi.VIRQ_TIMER, vcpu=vid)
+        rc, out = k.op(
+            core,
+            abi.HYPERVISOR_event_channel_op,
+            abi.EVTCHNOP_bind_virq,
+            abi.EVTCHN_BIND_VIRQ,
+            virq=abi.VIRQ_TIMER,
+            vcpu=vid,
+        )
         if rc == 0:
             k.port_handlers[out["port"]] = k.on_timer
 
@@ -313,10 +333,14 @@ class GuestOS:
         k.pingpong_role = role
         k.pingpong_rounds = int(wl.get("pingpong-rounds", 0))
         if role == "ping":
-            rc, out = k.op(core, abi.HYPERVISOR_event_channel_op,
-                           abi.EVTCHNOP_bind_interdomain, abi.EVTCHN_BIND_INTERDOMAIN,
-                           remote_dom=int(wl["pingpong-peer"]),
-                           remote_port=int(wl["pingpong-port"]))
+            rc, out = k.op(
+                core,
+                abi.HYPERVISOR_event_channel_op,
+                abi.EVTCHNOP_bind_interdomain,
+                abi.EVTCHN_BIND_INTERDOMAIN,
+                remote_dom=int(wl["pingpong-peer"]),
+                remote_port=int(wl["pingpong-port"]),
+            )
             if rc != 0:
                 k.console(core, f"pingpong: bind_interdomain failed ({rc})")
                 return
@@ -325,8 +349,14 @@ class GuestOS:
             port = int(wl["pingpong-port"])
         k.pingpong_port = port
         if vid:
-            k.op(core, abi.HYPERVISOR_event_channel_op, abi.EVTCHNOP_bind_vcpu,
-                 abi.EVTCHN_BIND_VCPU, port=port, vcpu=vid)
+            k.op(
+                core,
+                abi.HYPERVISOR_event_channel_op,
+                abi.EVTCHNOP_bind_vcpu,
+                abi.EVTCHN_BIND_VCPU,
+                port=port,
+                vcpu=vid,
+            )
 
         def handler(c: Core, p: int) -> None:
             if k.pingpong_role == "pong":
@@ -336,8 +366,15 @@ class GuestOS:
             k.pingpong_done += 1
             completed = k.pingpong_done - 1
             if completed:
-                self.rec.emit(K.GUEST_MARK, c.now_ns(), c.cpu_id, k.domid, -1, completed,
-                              text="pingpong.round")
+                self.rec.emit(
+                    K.GUEST_MARK,
+                    c.now_ns(),
+                    c.cpu_id,
+                    k.domid,
+                    -1,
+                    completed,
+                    text="pingpong.round",
+                )
             if not k.pingpong_rounds or completed < k.pingpong_rounds:
                 k.send(c, p)
 
@@ -348,8 +385,7 @@ class GuestOS:
         k = self.kernel(core)
         port = core.gpr(3)
         assert core.state is not None
-        self.rec.emit(K.EVTCHN_HANDLED, core.now_ns(), core.cpu_id, k.domid, core.state.pir,
-                      port)
+        self.rec.emit(K.EVTCHN_HANDLED, core.now_ns(), core.cpu_id, k.domid, core.state.pir, port)
         handler = k.port_handlers.get(port)
         if handler is not None:
             handler(core, port)

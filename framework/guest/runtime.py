@@ -54,14 +54,30 @@ _SAVED = (0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12)
 
 def _save_volatile() -> str:
     lines = [f"std {r}, {AREA_GPR + 8 * r}(13)" for r in _SAVED]
-    lines += ["mflr 0", f"std 0, {AREA_LR}(13)", "mfctr 0", f"std 0, {AREA_CTR}(13)",
-              "mfcr 0", f"std 0, {AREA_CR}(13)", "mfxer 0", f"std 0, {AREA_XER}(13)"]
+    lines += [
+        "mflr 0",
+        f"std 0, {AREA_LR}(13)",
+        "mfctr 0",
+        f"std 0, {AREA_CTR}(13)",
+        "mfcr 0",
+        f"std 0, {AREA_CR}(13)",
+        "mfxer 0",
+        f"std 0, {AREA_XER}(13)",
+    ]
     return "\n".join(lines)
 
 
 def _restore_volatile() -> str:
-    lines = [f"ld 0, {AREA_LR}(13)", "mtlr 0", f"ld 0, {AREA_CTR}(13)", "mtctr 0",
-             f"ld 0, {AREA_CR}(13)", "mtcrf 0xff, 0", f"ld 0, {AREA_XER}(13)", "mtxer 0"]
+    lines = [
+        f"ld 0, {AREA_LR}(13)",
+        "mtlr 0",
+        f"ld 0, {AREA_CTR}(13)",
+        "mtctr 0",
+        f"ld 0, {AREA_CR}(13)",
+        "mtcrf 0xff, 0",
+        f"ld 0, {AREA_XER}(13)",
+        "mtxer 0",
+    ]
     lines += [f"ld {r}, {AREA_GPR + 8 * r}(13)" for r in _SAVED]
     lines.append(f"ld 1, {AREA_R1}(13)")
     return "\n".join(lines)
@@ -202,9 +218,14 @@ def build_runtime() -> Runtime:
     code = assemble(_with_native_targets(body, symbols, ENTRY), ENTRY)
     image += code
     vectors = {
-        0x300: "storage_fault", 0x380: "storage_fault", 0x400: "storage_fault",
-        0x480: "storage_fault", 0x500: "upcall", 0x700: "program_check",
-        0x900: "decrementer", 0xC00: "program_check",
+        0x300: "storage_fault",
+        0x380: "storage_fault",
+        0x400: "storage_fault",
+        0x480: "storage_fault",
+        0x500: "upcall",
+        0x700: "program_check",
+        0x900: "decrementer",
+        0xC00: "program_check",
     }
     for vec, target in vectors.items():
         stub = assemble(_vector(vec, f"{symbols[target]:#x}"), vec)

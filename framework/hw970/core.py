@@ -360,17 +360,16 @@ class Core:
             except UcError as err:
                 fault = self._fault
                 if fault is None:
-                    raise GuestCrash(
-                        f"emulation stopped at {self.pc:#x}: {err}"
-                    ) from err
+                    raise GuestCrash(f"emulation stopped at {self.pc:#x}: {err}") from err
                 pc = self.pc
                 self._fix_count_partial_block(pc, completed=False)
                 dar = fault.dar
                 if fault.vector in (0x300, 0x380):
                     # The fill hook sees the page; the DAR is the instruction's exact EA.
                     dar = self._data_ea(pc, dar)
-                self.deliver(fault.vector, pc, dar=dar, dsisr=fault.dsisr,
-                             srr1_bits=fault.srr1_bits)
+                self.deliver(
+                    fault.vector, pc, dar=dar, dsisr=fault.dsisr, srr1_bits=fault.srr1_bits
+                )
         return st.executed
 
     def _fix_count_partial_block(self, pc: int, completed: bool) -> None:
@@ -383,8 +382,9 @@ class Core:
                 st.executed += 1
 
     # -- interrupts ----------------------------------------------------------------------
-    def deliver(self, vector: int, srr0: int, *, dar: int = 0, dsisr: int = 0,
-                srr1_bits: int = 0) -> None:
+    def deliver(
+        self, vector: int, srr0: int, *, dar: int = 0, dsisr: int = 0, srr1_bits: int = 0
+    ) -> None:
         """Take an interrupt in the current context, as the architecture does."""
         state = self.state
         assert state is not None
@@ -458,7 +458,9 @@ class Core:
             bits = SRR1_PROGRAM_ILLEGAL
             if intno == _INTR_PROGRAM:
                 word = self.memory.read_u32(self._phys_of_pc(pc - 4))
-                is_trap = word >> 26 in (2, 3) or (word >> 26 == 31 and (word >> 1) & 0x3FF in (4, 68))
+                is_trap = word >> 26 in (2, 3) or (
+                    word >> 26 == 31 and (word >> 1) & 0x3FF in (4, 68)
+                )
                 bits = SRR1_PROGRAM_TRAP if is_trap else SRR1_PROGRAM_PRIV
             self.deliver(VEC_PROGRAM, pc - 4, srr1_bits=bits)
             return
@@ -508,8 +510,11 @@ class Core:
         self._fix_count_partial_block(addr, completed=True)
         kind, a, b = trap
         msr = state.tr.msr
-        if msr & MSR_PR and kind != TRAP_MFTB and not (kind == TRAP_MFSPR and b in (
-                SPR_TBL_R, SPR_TBU_R)):
+        if (
+            msr & MSR_PR
+            and kind != TRAP_MFTB
+            and not (kind == TRAP_MFSPR and b in (SPR_TBL_R, SPR_TBU_R))
+        ):
             self.deliver(VEC_PROGRAM, addr, srr1_bits=SRR1_PROGRAM_PRIV)
             return
         if kind == TRAP_RFID:

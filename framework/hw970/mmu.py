@@ -105,7 +105,9 @@ def hid4_encode(rma_base: int, rma_size: int, *, lpid: int = 0, lpes0: int = 0) 
     """HID4 value for a partition whose RMA is [rma_base, rma_base + rma_size)."""
     log2 = rma_log2(rma_size)
     if rma_base % rma_size:
-        raise ValueError(f"RMA base {rma_base:#x} is not naturally aligned to {_fmt_size(rma_size)}")
+        raise ValueError(
+            f"RMA base {rma_base:#x} is not naturally aligned to {_fmt_size(rma_size)}"
+        )
     rmlr0, rmlr12 = RMA_LOG2_TO_RMLR[log2]
     return (
         (lpes0 & 1) << _HID4_LPES0
@@ -221,7 +223,7 @@ class Mmu:
         relocate = st.msr & (MSR_IR if fetch else MSR_DR)
         if not relocate:
             return self._real_mode(st, ea, access)
-        return self._hashed(st, ea, access)
+        return self.hashed(st, ea, access)
 
     def _real_mode(self, st: TranslationState, ea: int, access: int) -> tuple[int, int] | Fault:
         off = ea & 0x0FFFFFFFFFFFFFFF
@@ -231,7 +233,8 @@ class Mmu:
             return _fault(ea, access, DSISR_PROTECTION, ISI_SRR1_PROTECTION)
         return (st.rma_base + off) & ~0xFFF, PROT_ALL
 
-    def _hashed(self, st: TranslationState, ea: int, access: int) -> tuple[int, int] | Fault:
+    def hashed(self, st: TranslationState, ea: int, access: int) -> tuple[int, int] | Fault:
+        """Translate through the SLB and hashed page table, whatever MSR[IR/DR] say."""
         rs = st.slb.get(ea >> 28)
         if rs is None:
             if access == ACCESS_FETCH:

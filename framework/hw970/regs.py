@@ -62,8 +62,21 @@ SPR_PIR = 1023
 NATIVE_SPRS = frozenset({SPR_XER, SPR_LR, SPR_CTR, SPR_VRSAVE})
 #: SPRs a supervisor-state guest may read/write (the rest are hypervisor-only).
 GUEST_SPRS = frozenset(
-    {SPR_DSISR, SPR_DAR, SPR_DEC, SPR_SRR0, SPR_SRR1, SPR_SPRG0, SPR_SPRG1, SPR_SPRG2,
-     SPR_SPRG3, SPR_TBL_R, SPR_TBU_R, SPR_PVR, SPR_PIR}
+    {
+        SPR_DSISR,
+        SPR_DAR,
+        SPR_DEC,
+        SPR_SRR0,
+        SPR_SRR1,
+        SPR_SPRG0,
+        SPR_SPRG1,
+        SPR_SPRG2,
+        SPR_SPRG3,
+        SPR_TBL_R,
+        SPR_TBU_R,
+        SPR_PVR,
+        SPR_PIR,
+    }
 )
 
 #: Processor version register of the 970FX (DD3.x), as firmware reports it.

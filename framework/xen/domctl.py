@@ -108,7 +108,8 @@ def domctl(xen: Hypervisor, core: Core, v: Vcpu) -> int:
             return -EINVAL
         try:
             ctx = abi.VCPU_GUEST_CONTEXT.unpack(
-                comm.copy_from_guest(op["vcpu_ctxt"], abi.VCPU_GUEST_CONTEXT.size))
+                comm.copy_from_guest(op["vcpu_ctxt"], abi.VCPU_GUEST_CONTEXT.size)
+            )
         except XencommError as err:
             return -err.errno
         target = dom.vcpus[vid]
@@ -159,11 +160,14 @@ def domctl(xen: Hypervisor, core: Core, v: Vcpu) -> int:
         if any(x.runstate == Runstate.RUNNING for x in dom.vcpus):
             flags |= abi.DOMINF_running
         out = bytearray(raw)
-        fields = {"info_flags": flags, "info_tot_pages": dom.tot_pages,
-                  "info_max_pages": dom.max_pages,
-                  "info_cpu_time": sum(x.cpu_time_ns for x in dom.vcpus),
-                  "info_nr_online_vcpus": sum(1 for x in dom.vcpus if x.is_up),
-                  "info_max_vcpu_id": max(len(dom.vcpus) - 1, 0)}
+        fields = {
+            "info_flags": flags,
+            "info_tot_pages": dom.tot_pages,
+            "info_max_pages": dom.max_pages,
+            "info_cpu_time": sum(x.cpu_time_ns for x in dom.vcpus),
+            "info_nr_online_vcpus": sum(1 for x in dom.vcpus if x.is_up),
+            "info_max_vcpu_id": max(len(dom.vcpus) - 1, 0),
+        }
         for name, value in fields.items():
             off, width = DOMCTL.fields[name]
             out[off : off + width] = value.to_bytes(width, "big")

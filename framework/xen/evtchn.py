@@ -106,8 +106,12 @@ def unmask(mem: MachineMemory, shared_info: int, vcpu_info: int, port: int) -> b
     maddr = shared_info + EVTCHN_MASK_OFF + 8 * word
     was = mem.read_u64(maddr)
     mem.write_u64(maddr, was & ~(1 << bit))
-    if was & (1 << bit) and is_pending(mem, shared_info, port):
-        if not _test_and_set(mem, vcpu_info + VCPU_INFO.offset("evtchn_pending_sel"), word):
-            mem.write_u8(vcpu_info + VCPU_INFO.offset("evtchn_upcall_pending"), 1)
-            return True
+    sel = vcpu_info + VCPU_INFO.offset("evtchn_pending_sel")
+    if (
+        was & (1 << bit)
+        and is_pending(mem, shared_info, port)
+        and not _test_and_set(mem, sel, word)
+    ):
+        mem.write_u8(vcpu_info + VCPU_INFO.offset("evtchn_upcall_pending"), 1)
+        return True
     return False

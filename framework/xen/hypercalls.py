@@ -67,8 +67,18 @@ def hypercall_entry(xen: Hypervisor) -> Callable[[Core], None]:
             nr = r3
             name = PAPR_NAMES.get(nr, f"papr_{nr:#x}")
             handler = _papr_handler(nr)
-        rec.emit(K.HCALL_ENTER, now, core.cpu_id, dom.domid, v.vcpu_id, nr, core.gpr(4),
-                 core.gpr(5), core.gpr(6), name)
+        rec.emit(
+            K.HCALL_ENTER,
+            now,
+            core.cpu_id,
+            dom.domid,
+            v.vcpu_id,
+            nr,
+            core.gpr(4),
+            core.gpr(5),
+            core.gpr(6),
+            name,
+        )
         if handler is None:
             result = -ENOSYS if r3 & XEN_MARK == XEN_MARK else abi.H_FUNCTION
         else:
@@ -80,8 +90,16 @@ def hypercall_entry(xen: Hypervisor) -> Callable[[Core], None]:
         else:
             core.set_gpr(3, result)
             result_value = result
-        rec.emit(K.HCALL_EXIT, core.now_ns(), core.cpu_id, dom.domid, v.vcpu_id, nr,
-                 result_value, text=name)
+        rec.emit(
+            K.HCALL_EXIT,
+            core.now_ns(),
+            core.cpu_id,
+            dom.domid,
+            v.vcpu_id,
+            nr,
+            result_value,
+            text=name,
+        )
 
     return entry
 
@@ -189,8 +207,10 @@ def do_xen_version(xen: Hypervisor, core: Core, v: Vcpu) -> int:
         return abi.XEN_VERSION[0] << 16 | abi.XEN_VERSION[1]
     if cmd == abi.XENVER_pagesize:
         return 4096
-    data = {abi.XENVER_extraversion: abi.XEN_EXTRAVERSION,
-            abi.XENVER_capabilities: abi.XEN_CAPABILITIES}.get(cmd)
+    data = {
+        abi.XENVER_extraversion: abi.XEN_EXTRAVERSION,
+        abi.XENVER_capabilities: abi.XEN_CAPABILITIES,
+    }.get(cmd)
     if data is None:
         return -ENOSYS
     try:
@@ -219,8 +239,7 @@ def do_console_io(xen: Hypervisor, core: Core, v: Vcpu) -> int:
             line = dom.console_line.decode("utf-8", "replace")
             dom.console_line.clear()
             dom.console_text.append(line)
-            xen.rec.emit(K.CONSOLE_OUT, core.now_ns(), core.cpu_id, dom.domid, v.vcpu_id,
-                         text=line)
+            xen.rec.emit(K.CONSOLE_OUT, core.now_ns(), core.cpu_id, dom.domid, v.vcpu_id, text=line)
             xen.console_sink(dom, line)
         elif ch != 13:
             dom.console_line.append(ch)
@@ -334,8 +353,7 @@ def do_event_channel_op(xen: Hypervisor, core: Core, v: Vcpu) -> int:
         xen.rec.emit(K.EVTCHN_BIND, now, cpu, owner.domid, -1, port, remote, 0, text="unbound")
         return reply(port=port)
     if cmd == abi.EVTCHNOP_bind_interdomain:
-        peer = xen.domains.get(arg["remote_dom"]) if arg["remote_dom"] != abi.DOMID_SELF \
-            else dom
+        peer = xen.domains.get(arg["remote_dom"]) if arg["remote_dom"] != abi.DOMID_SELF else dom
         if peer is None:
             return -ESRCH
         rp = peer.evtchn.get(arg["remote_port"])
@@ -346,11 +364,23 @@ def do_event_channel_op(xen: Hypervisor, core: Core, v: Vcpu) -> int:
         except OverflowError:
             return -ENOSPC
         lp = dom.evtchn.ports[port]
-        lp.state, lp.remote_dom, lp.remote_port = PortState.INTERDOMAIN, peer.domid, \
-            arg["remote_port"]
+        lp.state, lp.remote_dom, lp.remote_port = (
+            PortState.INTERDOMAIN,
+            peer.domid,
+            arg["remote_port"],
+        )
         rp.state, rp.remote_dom, rp.remote_port = PortState.INTERDOMAIN, dom.domid, port
-        xen.rec.emit(K.EVTCHN_BIND, now, cpu, dom.domid, v.vcpu_id, port, peer.domid,
-                     arg["remote_port"], text="interdomain")
+        xen.rec.emit(
+            K.EVTCHN_BIND,
+            now,
+            cpu,
+            dom.domid,
+            v.vcpu_id,
+            port,
+            peer.domid,
+            arg["remote_port"],
+            text="interdomain",
+        )
         # Both ends now connected: make the new local port pending, as Xen does.
         xen.evtchn_set_pending(dom, port)
         return reply(local_port=port)
@@ -398,8 +428,12 @@ def do_event_channel_op(xen: Hypervisor, core: Core, v: Vcpu) -> int:
         p = dom.evtchn.get(port)
         if p is None or vid >= len(dom.vcpus):
             return -EINVAL
-        if p.state not in (PortState.INTERDOMAIN, PortState.UNBOUND, PortState.VIRQ,
-                           PortState.PIRQ):
+        if p.state not in (
+            PortState.INTERDOMAIN,
+            PortState.UNBOUND,
+            PortState.VIRQ,
+            PortState.PIRQ,
+        ):
             return -EINVAL
         p.notify_vcpu = vid
         return 0
@@ -437,7 +471,8 @@ def do_memory_op(xen: Hypervisor, core: Core, v: Vcpu) -> int:
     comm = xencomm_of(xen, v.domain)
     try:
         arg = abi.MEMORY_RESERVATION.unpack(
-            comm.copy_from_guest(handle, abi.MEMORY_RESERVATION.size))
+            comm.copy_from_guest(handle, abi.MEMORY_RESERVATION.size)
+        )
     except XencommError as err:
         return -err.errno
     target = _domain_arg(xen, v, arg["domid"])

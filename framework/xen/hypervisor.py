@@ -85,8 +85,9 @@ class Hypervisor:
             self.env.process(p.run())
 
     # -- domains ---------------------------------------------------------------------------
-    def create_domain(self, name: str, *, privileged: bool = False,
-                      domid: int | None = None) -> Domain:
+    def create_domain(
+        self, name: str, *, privileged: bool = False, domid: int | None = None
+    ) -> Domain:
         if domid is None:
             domid = self.next_domid
             self.next_domid += 1
@@ -117,8 +118,9 @@ class Hypervisor:
         first_pfn = dom.phys.nr_pages
         dom.phys = PhysMap(dom.rma_mfn, dom.rma_size >> 12, [*dom.phys.extents, *mfns])
         for m in mfns:
-            self.rec.emit(K.MEM_ALLOC, self.now(), -1, dom.domid, -1, m, 1 << EXTENT_ORDER,
-                          text="extent")
+            self.rec.emit(
+                K.MEM_ALLOC, self.now(), -1, dom.domid, -1, m, 1 << EXTENT_ORDER, text="extent"
+            )
         return [first_pfn + (i << EXTENT_ORDER) for i in range(count)]
 
     def allocate_htab(self, dom: Domain, memory_bytes: int) -> None:
@@ -157,8 +159,17 @@ class Hypervisor:
         if v.vcpu_id == 0:
             v.is_up = True  # VCPU 0 starts with the domain; the others by VCPUOP_up
 
-    def build_dom0(self, *, memory: int, rma: int, vcpus: int, weight: int, cap: int,
-                   kernel: KernelImage, devtree: Callable[[Domain], bytes]) -> Domain:
+    def build_dom0(
+        self,
+        *,
+        memory: int,
+        rma: int,
+        vcpus: int,
+        weight: int,
+        cap: int,
+        kernel: KernelImage,
+        devtree: Callable[[Domain], bytes],
+    ) -> Domain:
         """Xen's own dom0 builder (domain_build.c): RMA, extents, HTAB, devtree, VCPU 0."""
         dom = self.create_domain("Domain-0", privileged=True, domid=0)
         self.set_max_vcpus(dom, vcpus)
@@ -179,8 +190,9 @@ class Hypervisor:
             for off in range(0, len(data), 4096):
                 self.memory.write(dom.gpa_to_maddr(gpa + off), data[off : off + 4096])
         for v in dom.vcpus:
-            self.set_vcpu_context(v, {3: kernel.devtree_gpa, 4: kernel.load_gpa, -1: kernel.entry},
-                                  MSR_SF)
+            self.set_vcpu_context(
+                v, {3: kernel.devtree_gpa, 4: kernel.load_gpa, -1: kernel.entry}, MSR_SF
+            )
         self.unpause(dom)
         return dom
 
@@ -211,8 +223,15 @@ class Hypervisor:
         dom.state = DomainState.SHUTDOWN
         dom.shutdown_reason = reason
         now = self.now()
-        self.rec.emit(K.DOM_SHUTDOWN, now, self.running_cpu(), dom.domid, -1, reason,
-                      text=SHUTDOWN_NAMES.get(reason, str(reason)))
+        self.rec.emit(
+            K.DOM_SHUTDOWN,
+            now,
+            self.running_cpu(),
+            dom.domid,
+            -1,
+            reason,
+            text=SHUTDOWN_NAMES.get(reason, str(reason)),
+        )
         for v in dom.vcpus:
             v.going_down = True
             v.timer_generation += 1
@@ -256,8 +275,9 @@ class Hypervisor:
     def set_runstate(self, v: Vcpu, state: Runstate, now: int, cpu: int) -> None:
         if v.runstate == state:
             return
-        self.rec.emit(K.SCHED_RUNSTATE, now, cpu, v.domain.domid, v.vcpu_id, int(state),
-                      int(v.runstate))
+        self.rec.emit(
+            K.SCHED_RUNSTATE, now, cpu, v.domain.domid, v.vcpu_id, int(state), int(v.runstate)
+        )
         v.runstate = state
         v.runstate_since = now
 
@@ -322,7 +342,11 @@ class Hypervisor:
         v = dom.vcpus[vid]
         now = self.now()
         self.rec.emit(K.EVTCHN_PENDING, now, self.running_cpu(), dom.domid, vid, port)
-        if evtchn.set_pending(self.memory, dom.shared_info_maddr, v.vcpu_info_maddr, port) or v.polling and port in v.polling:
+        if (
+            evtchn.set_pending(self.memory, dom.shared_info_maddr, v.vcpu_info_maddr, port)
+            or v.polling
+            and port in v.polling
+        ):
             self.vcpu_kick(v, now)
 
     def vcpu_kick(self, v: Vcpu, now: int) -> None:
@@ -367,8 +391,12 @@ class Hypervisor:
         while heap:
             deadline, domid, vid, gen = heap[0]
             dom = self.domains.get(domid)
-            live = (dom is not None and vid < len(dom.vcpus)
-                    and dom.vcpus[vid].timer_generation == gen and deadline >= now)
+            live = (
+                dom is not None
+                and vid < len(dom.vcpus)
+                and dom.vcpus[vid].timer_generation == gen
+                and deadline >= now
+            )
             if live:
                 return deadline
             heapq.heappop(heap)
@@ -408,8 +436,18 @@ class Hypervisor:
         now = core.now_ns()
         st = core.state
         assert st is not None
-        self.rec.emit(K.EXC_DELIVER, now, core.cpu_id, v.domain.domid, v.vcpu_id, vector,
-                      st.srr0, st.srr1, st.dar, VECTOR_NAMES.get(vector, hex(vector)))
+        self.rec.emit(
+            K.EXC_DELIVER,
+            now,
+            core.cpu_id,
+            v.domain.domid,
+            v.vcpu_id,
+            vector,
+            st.srr0,
+            st.srr1,
+            st.dar,
+            VECTOR_NAMES.get(vector, hex(vector)),
+        )
         core.charge(costs.EXCEPTION_DELIVERY)
         if vector == VEC_EXTERNAL:
             sel = self.memory.read_u64(v.vcpu_info_maddr + VCPU_INFO.offset("evtchn_pending_sel"))
@@ -418,13 +456,20 @@ class Hypervisor:
     def _on_rfid(self, core: Core) -> None:
         v = core.state.owner if core.state is not None else None
         if isinstance(v, Vcpu):
-            self.rec.emit(K.EXC_RFID, core.now_ns(), core.cpu_id, v.domain.domid, v.vcpu_id,
-                          core.pc, core.msr)
+            self.rec.emit(
+                K.EXC_RFID, core.now_ns(), core.cpu_id, v.domain.domid, v.vcpu_id, core.pc, core.msr
+            )
 
     def on_vcpu_loaded(self, core: Core, v: Vcpu) -> None:
         """Called after a context switch loads `v` on `core`."""
 
     # -- errors -------------------------------------------------------------------------------
     def alloc_failure(self, dom: Domain | None, err: AllocError) -> None:
-        self.rec.emit(K.MEM_FAIL, self.now(), self.running_cpu(),
-                      dom.domid if dom is not None else -1, -1, text=str(err))
+        self.rec.emit(
+            K.MEM_FAIL,
+            self.now(),
+            self.running_cpu(),
+            dom.domid if dom is not None else -1,
+            -1,
+            text=str(err),
+        )

@@ -86,8 +86,12 @@ class PhysicalCpu:
             if self.pending_ipis:
                 self._take_ipis(now)
             v = self.current
-            if (self.need_resched or v is None or now >= self.slice_end_ns
-                    or not self._can_continue(v)):
+            if (
+                self.need_resched
+                or v is None
+                or now >= self.slice_end_ns
+                or not self._can_continue(v)
+            ):
                 self._schedule(now)
                 v = self.current
             if v is None:
@@ -131,8 +135,18 @@ class PhysicalCpu:
             self.next_tick_ns += xen.tick_ns
         v = self.current
         dom, vid = (v.domain.domid, v.vcpu_id) if v is not None else (-1, -1)
-        xen.rec.emit(K.EXC_DELIVER, now, self.cpu, dom, vid, VEC_HDECREMENTER, 0, 0, 0,
-                     "hypervisor_decrementer")
+        xen.rec.emit(
+            K.EXC_DELIVER,
+            now,
+            self.cpu,
+            dom,
+            vid,
+            VEC_HDECREMENTER,
+            0,
+            0,
+            0,
+            "hypervisor_decrementer",
+        )
         self.boundary_cycles += costs.HDEC_TICK
         if xen.sched.tick(self.cpu, now):
             self.need_resched = True
@@ -179,8 +193,15 @@ class PhysicalCpu:
             xen.rec.emit(K.SCHED_SWITCH, now, self.cpu, -1, -1, pd, pv)
             return
         if nxt.processor != self.cpu:
-            xen.rec.emit(K.SCHED_MIGRATE, now, self.cpu, nxt.domain.domid, nxt.vcpu_id,
-                         nxt.processor, self.cpu)
+            xen.rec.emit(
+                K.SCHED_MIGRATE,
+                now,
+                self.cpu,
+                nxt.domain.domid,
+                nxt.vcpu_id,
+                nxt.processor,
+                self.cpu,
+            )
             nxt.processor = self.cpu
         xen.rec.emit(K.SCHED_SWITCH, now, self.cpu, nxt.domain.domid, nxt.vcpu_id, pd, pv)
         xen.set_runstate(nxt, Runstate.RUNNING, now, self.cpu)

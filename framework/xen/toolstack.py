@@ -55,8 +55,9 @@ class Toolstack:
     BUF = 0x100000  # dom0 gpa of its bulk buffer (images, devtrees)
     BUF_MAX = 0x400000
 
-    def __init__(self, port: HypercallPort, kernel: KernelImage, clock_hz: int,
-                 timebase_hz: int) -> None:
+    def __init__(
+        self, port: HypercallPort, kernel: KernelImage, clock_hz: int, timebase_hz: int
+    ) -> None:
         self.port = port
         self.kernel = kernel
         self.clock_hz = clock_hz
@@ -70,8 +71,9 @@ class Toolstack:
         return desc_gpa
 
     def domctl(self, cmd: int, domid: int, **fields: int) -> tuple[int, dict[str, int]]:
-        data = DOMCTL.pack(cmd=cmd, interface_version=XEN_DOMCTL_INTERFACE_VERSION,
-                           domain=domid, **fields)
+        data = DOMCTL.pack(
+            cmd=cmd, interface_version=XEN_DOMCTL_INTERFACE_VERSION, domain=domid, **fields
+        )
         self.port.write(self.ARG, data)
         handle = self._handle(self.ARG, DOMCTL.size, self.ARG + 0x1000)
         rc = self.port.hypercall(xen_mark(abi.HYPERVISOR_domctl), handle)
@@ -107,24 +109,35 @@ class Toolstack:
         self._check(rc, "max_mem", cfg.name)
         extents = (cfg.memory - cfg.rma) >> 24
         if extents:
-            res = abi.MEMORY_RESERVATION.pack(extent_start=0, nr_extents=extents,
-                                              extent_order=12, domid=domid)
+            res = abi.MEMORY_RESERVATION.pack(
+                extent_start=0, nr_extents=extents, extent_order=12, domid=domid
+            )
             self.port.write(self.ARG, res)
             handle = self._handle(self.ARG, len(res), self.ARG + 0x1000)
-            rc = self.port.hypercall(xen_mark(abi.HYPERVISOR_memory_op),
-                                     abi.XENMEM_populate_physmap, handle)
+            rc = self.port.hypercall(
+                xen_mark(abi.HYPERVISOR_memory_op), abi.XENMEM_populate_physmap, handle
+            )
             if rc != extents:
                 raise BuildError(f"{cfg.name}: populate_physmap gave {rc} of {extents} extents")
         for vid, cpu_set in enumerate([cfg.affinity] * cfg.vcpus if cfg.affinity else []):
             bitmap = sum(1 << c for c in cpu_set).to_bytes(1, "little")
             handle = self._buffer(bitmap)
-            rc, _ = self.domctl(abi.XEN_DOMCTL_setvcpuaffinity, domid, vcpu=vid,
-                                cpumap_bitmap=handle, cpumap_nr_cpus=8)
+            rc, _ = self.domctl(
+                abi.XEN_DOMCTL_setvcpuaffinity,
+                domid,
+                vcpu=vid,
+                cpumap_bitmap=handle,
+                cpumap_nr_cpus=8,
+            )
             self._check(rc, "setvcpuaffinity", cfg.name)
-        rc, _ = self.domctl(abi.XEN_DOMCTL_scheduler_op, domid,
-                            sched_id=abi.XEN_SCHEDULER_CREDIT,
-                            sched_cmd=abi.XEN_DOMCTL_SCHEDOP_putinfo,
-                            sched_weight=cfg.weight, sched_cap=cfg.cap)
+        rc, _ = self.domctl(
+            abi.XEN_DOMCTL_scheduler_op,
+            domid,
+            sched_id=abi.XEN_SCHEDULER_CREDIT,
+            sched_cmd=abi.XEN_DOMCTL_SCHEDOP_putinfo,
+            sched_weight=cfg.weight,
+            sched_cap=cfg.cap,
+        )
         self._check(rc, "scheduler_op", cfg.name)
         return domid
 
@@ -132,49 +145,72 @@ class Toolstack:
         data = abi.EVTCHN_ALLOC_UNBOUND.pack(dom=dom, remote_dom=remote)
         self.port.write(self.ARG, data)
         handle = self._handle(self.ARG, len(data), self.ARG + 0x1000)
-        rc = self.port.hypercall(xen_mark(abi.HYPERVISOR_event_channel_op),
-                                 abi.EVTCHNOP_alloc_unbound, handle)
+        rc = self.port.hypercall(
+            xen_mark(abi.HYPERVISOR_event_channel_op), abi.EVTCHNOP_alloc_unbound, handle
+        )
         if rc < 0:
             raise BuildError(f"alloc_unbound for d{dom} failed with -{_errname(-rc)}")
         return abi.EVTCHN_ALLOC_UNBOUND.unpack(self.port.read(self.ARG, 8))["port"]
 
-    def load_and_start(self, cfg: DomainConfig, workload: dict[str, int | str | list[int]]
-                       ) -> None:
+    def load_and_start(self, cfg: DomainConfig, workload: dict[str, int | str | list[int]]) -> None:
         """Write kernel and devtree into the domain, set VCPU contexts, unpause."""
         domid = self.domids[cfg.name]
         layout = rma_layout(cfg.rma)
         console_port = self.alloc_unbound(domid, 0)
         store_port = self.alloc_unbound(domid, 0)
         spec = DomainDevtreeSpec(
-            domid=domid, rma_size=cfg.rma, memory_bytes=cfg.memory, nr_vcpus=cfg.vcpus,
+            domid=domid,
+            rma_size=cfg.rma,
+            memory_bytes=cfg.memory,
+            nr_vcpus=cfg.vcpus,
             htab_log2=htab_bytes_for(cfg.memory).bit_length() - 1,
-            shared_info_gpa=layout["shared_info"], console_gpa=layout["console"],
-            console_evtchn=console_port, store_gpa=layout["xenstore"],
-            store_evtchn=store_port, privileged=False, bootargs="console=xvc0",
-            clock_hz=self.clock_hz, timebase_hz=self.timebase_hz, workload=workload,
+            shared_info_gpa=layout["shared_info"],
+            console_gpa=layout["console"],
+            console_evtchn=console_port,
+            store_gpa=layout["xenstore"],
+            store_evtchn=store_port,
+            privileged=False,
+            bootargs="console=xvc0",
+            clock_hz=self.clock_hz,
+            timebase_hz=self.timebase_hz,
+            workload=workload,
             reserved=tuple(sorted((layout[k], 4096) for k in layout)),
         )
         DEVTREE_GPA = self.kernel.devtree_gpa
         self._copy(domid, self.kernel.load_gpa, self.kernel.image, cfg.name)
         self._copy(domid, DEVTREE_GPA, build_domain_devtree(spec), cfg.name)
         for vid in range(cfg.vcpus):
-            regs = {"gpr3": DEVTREE_GPA, "gpr4": self.kernel.load_gpa,
-                    "pc": self.kernel.entry, "msr": 1 << 63}
+            regs = {
+                "gpr3": DEVTREE_GPA,
+                "gpr4": self.kernel.load_gpa,
+                "pc": self.kernel.entry,
+                "msr": 1 << 63,
+            }
             handle = self._buffer(abi.VCPU_GUEST_CONTEXT.pack(**regs))
-            rc, _ = self.domctl(abi.XEN_DOMCTL_setvcpucontext, domid, vcpu=vid,
-                                vcpu_ctxt=handle)
+            rc, _ = self.domctl(abi.XEN_DOMCTL_setvcpucontext, domid, vcpu=vid, vcpu_ctxt=handle)
             self._check(rc, f"setvcpucontext({vid})", cfg.name)
         rc, _ = self.domctl(abi.XEN_DOMCTL_unpausedomain, domid)
         self._check(rc, "unpausedomain", cfg.name)
 
     def _copy(self, domid: int, gpa: int, data: bytes, name: str) -> None:
         handle = self._buffer(data)
-        rc, _ = self.domctl(abi.XEN_DOMCTL_xen970_copy_to_domain, domid, copy_dst_gpa=gpa,
-                            copy_nbytes=len(data), copy_src=handle)
+        rc, _ = self.domctl(
+            abi.XEN_DOMCTL_xen970_copy_to_domain,
+            domid,
+            copy_dst_gpa=gpa,
+            copy_nbytes=len(data),
+            copy_src=handle,
+        )
         self._check(rc, f"copy to domain at {gpa:#x}", name)
 
 
 def _errname(errno: int) -> str:
-    names = {abi.ENOMEM: "ENOMEM", abi.EINVAL: "EINVAL", abi.EPERM: "EPERM",
-             abi.ESRCH: "ESRCH", abi.EFAULT: "EFAULT", abi.EBUSY: "EBUSY"}
+    names = {
+        abi.ENOMEM: "ENOMEM",
+        abi.EINVAL: "EINVAL",
+        abi.EPERM: "EPERM",
+        abi.ESRCH: "ESRCH",
+        abi.EFAULT: "EFAULT",
+        abi.EBUSY: "EBUSY",
+    }
     return names.get(errno, str(errno))

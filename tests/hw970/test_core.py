@@ -52,7 +52,7 @@ def test_counts_instructions_and_ends_slice_at_budget() -> None:
 def test_illegal_instruction_is_a_program_interrupt_not_skipped() -> None:
     mem = MachineMemory(256 << 20)
     handler = "mfspr 20, 26\n mfspr 21, 27\n li 22, 0x77\n b .\n"
-    core, st = make_core(mem, "li 5,1\n .long 0\n li 5,2\n b .", vectors={0x700: handler})
+    core, _st = make_core(mem, "li 5,1\n .long 0\n li 5,2\n b .", vectors={0x700: handler})
     core.run(200, 0)
     assert core.gpr(5) == 1  # the instruction after the illegal one never ran
     assert core.gpr(22) == 0x77  # the guest's 0x700 handler ran
@@ -64,7 +64,7 @@ def test_store_beyond_rma_limit_gives_dsi_with_dar() -> None:
     mem = MachineMemory(256 << 20)
     handler = "mfspr 20, 19\n mfspr 21, 18\n li 22, 0x33\n b .\n"
     code = "lis 4, 0x400\n li 5, 9\n std 5, 8(4)\n li 6, 1\n b ."
-    core, st = make_core(mem, code, vectors={0x300: handler})
+    core, _st = make_core(mem, code, vectors={0x300: handler})
     core.run(100, 0)
     assert core.gpr(22) == 0x33
     assert core.gpr(20) == 0x4000008  # DAR: the effective address
@@ -103,7 +103,7 @@ def test_rfid_returns_to_srr0_with_srr1_msr() -> None:
 def test_sc1_calls_the_hypervisor_and_sc0_goes_to_guest_vector() -> None:
     mem = MachineMemory(256 << 20)
     calls: list[int] = []
-    core, st = make_core(
+    core, _st = make_core(
         mem, "li 3, 17\n sc 1\n mr 10, 3\n sc\n b .", vectors={0xC00: "li 11, 0xc0\n b ."}
     )
 
@@ -145,8 +145,8 @@ def test_ll_sc_atomics_from_two_cores_never_lose_a_bit(width: str) -> None:
     done:
         b done
     """
-    core0, s0 = make_core(mem, code.replace("sldi 4, 4, 0", "sldi 4, 4, 0"), at=0x2000, cpu=0)
-    core1, s1 = make_core(mem, code.replace("sldi 4, 4, 0", "sldi 4, 4, 16"), at=0x3000, cpu=1)
+    core0, _s0 = make_core(mem, code.replace("sldi 4, 4, 0", "sldi 4, 4, 0"), at=0x2000, cpu=0)
+    core1, _s1 = make_core(mem, code.replace("sldi 4, 4, 0", "sldi 4, 4, 16"), at=0x3000, cpu=1)
     t = 0
     for _ in range(200):
         core0.run(3, t)

@@ -59,15 +59,23 @@ def test_bad_xencomm_magic_is_efault_and_changes_nothing(sim: Simulation) -> Non
     mem.write(dom.gpa_to_maddr(arg_gpa), arg)
     mem.write(dom.gpa_to_maddr(desc_gpa), bytes(desc))
     ports_before = [(p.state, p.remote_dom) for p in dom.evtchn.ports]
-    rc = _hcall(core, abi.xen_mark(abi.HYPERVISOR_event_channel_op),
-                abi.EVTCHNOP_alloc_unbound, desc_gpa)
+    rc = _hcall(
+        core, abi.xen_mark(abi.HYPERVISOR_event_channel_op), abi.EVTCHNOP_alloc_unbound, desc_gpa
+    )
     assert rc == -abi.EFAULT
     assert [(p.state, p.remote_dom) for p in dom.evtchn.ports] == ports_before
     assert mem.read(dom.gpa_to_maddr(arg_gpa), len(arg)) == arg  # no port written back
     # The same call with the right magic works, so the failure was the magic.
     mem.write(dom.gpa_to_maddr(desc_gpa), build_descriptor([arg_gpa]))
-    assert _hcall(core, abi.xen_mark(abi.HYPERVISOR_event_channel_op),
-                  abi.EVTCHNOP_alloc_unbound, desc_gpa) == 0
+    assert (
+        _hcall(
+            core,
+            abi.xen_mark(abi.HYPERVISOR_event_channel_op),
+            abi.EVTCHNOP_alloc_unbound,
+            desc_gpa,
+        )
+        == 0
+    )
 
 
 def test_xencomm_cannot_reach_beyond_the_domain(sim: Simulation) -> None:
@@ -79,8 +87,7 @@ def test_xencomm_cannot_reach_beyond_the_domain(sim: Simulation) -> None:
     foreign = (other.rma_mfn << 12) + 0x30000
     desc_gpa = 0x31000
     mem.write(dom.gpa_to_maddr(desc_gpa), build_descriptor([foreign]))
-    rc = _hcall(core, abi.xen_mark(abi.HYPERVISOR_xen_version), abi.XENVER_capabilities,
-                desc_gpa)
+    rc = _hcall(core, abi.xen_mark(abi.HYPERVISOR_xen_version), abi.XENVER_capabilities, desc_gpa)
     assert rc == -abi.EFAULT  # beyond guest2's 64 MiB: no translation
     assert mem.read(other.rma_mfn << 12, 1 << 20) == snapshot
 
