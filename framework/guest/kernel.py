@@ -111,7 +111,7 @@ class GuestKernel:
     pingpong_done: int = 0
     pingpong_port: int = 0
     pingpong_role: str = ""
-    extras: dict[str, object] = field(default_factory=dict)
+    _in_timer: set[int] = field(default_factory=set)
 
     @property
     def domid(self) -> int:
@@ -178,7 +178,8 @@ class GuestKernel:
         vid = core.state.pir
         lst = self.timers.setdefault(vid, [])
         lst.append(Timer(deadline, callback))
-        self._arm(core, vid)
+        if vid not in self._in_timer:
+            self._arm(core, vid)  # inside on_timer the queue is re-armed once at the end
 
     def _arm(self, core: Core, vid: int) -> None:
         lst = self.timers.get(vid)
@@ -192,8 +193,12 @@ class GuestKernel:
         now = core.now_ns()
         due = [t for t in self.timers.get(vid, []) if t.deadline <= now]
         self.timers[vid] = [t for t in self.timers.get(vid, []) if t.deadline > now]
-        for t in sorted(due, key=lambda t: t.deadline):
-            t.callback(core, t.deadline)
+        self._in_timer.add(vid)
+        try:
+            for t in sorted(due, key=lambda t: t.deadline):
+                t.callback(core, t.deadline)
+        finally:
+            self._in_timer.discard(vid)
         self._arm(core, vid)
 
 

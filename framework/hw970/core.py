@@ -19,8 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import ctypes
+
 from unicorn import Uc, UcError
 from unicorn import unicorn_const as uc_const
+from unicorn.unicorn_py3 import unicorn as _ucmod
 from unicorn.ppc_const import (
     UC_PPC_REG_0,
     UC_PPC_REG_LR,
@@ -219,6 +222,12 @@ class Core:
         self.uc.hook_add(uc_const.UC_HOOK_TLB_FILL, self._on_tlb_fill)
         self.uc.hook_add(uc_const.UC_HOOK_INTR, self._on_intr)
         self._ic = icount.attach(self.uc)
+        self._uch = self.uc._uch  # type: ignore[attr-defined]
+        self._reg_buf = ctypes.c_uint64()
+        self._reg_ref = ctypes.byref(self._reg_buf)
+        self._reg_read = _ucmod.uclib.uc_reg_read
+        self._reg_write = _ucmod.uclib.uc_reg_write
+        self._sc_lev: dict[tuple[int, int], int] = {}
         self.traps = traps
         self.natives = natives
         self._hooked: set[int] = set()
@@ -279,18 +288,24 @@ class Core:
         self.uc.emu_stop()
 
     # -- registers -----------------------------------------------------------------------
+    # Hypercalls and natives touch registers constantly: call uc_reg_read/uc_reg_write
+    # directly with one preallocated buffer (half the cost of the generic binding).
     def gpr(self, n: int) -> int:
-        return self.uc.reg_read(UC_PPC_REG_0 + n)
+        self._reg_read(self._uch, UC_PPC_REG_0 + n, self._reg_ref)
+        return self._reg_buf.value
 
     def set_gpr(self, n: int, value: int) -> None:
-        self.uc.reg_write(UC_PPC_REG_0 + n, value & _MASK64)
+        self._reg_buf.value = value & _MASK64
+        self._reg_write(self._uch, UC_PPC_REG_0 + n, self._reg_ref)
 
     @property
     def pc(self) -> int:
-        return self.uc.reg_read(UC_PPC_REG_PC)
+        self._reg_read(self._uch, UC_PPC_REG_PC, self._reg_ref)
+        return self._reg_buf.value
 
     @pc.setter
     def pc(self, value: int) -> None:
+        # Through the binding: a PC write inside a hook must redirect emulation.
         self.uc.reg_write(UC_PPC_REG_PC, value & _MASK64)
 
     @property
@@ -334,6 +349,11 @@ class Core:
                 self.uc.context_update(state.uc_ctx)
         self.state = None
         return state
+
+    def flush_code_caches(self) -> None:
+        """Forget translated code (after the host wrote guest code)."""
+        self.uc.ctl_flush_tb()
+        self._sc_lev.clear()
 
     def flush_tlb(self) -> None:
         self.uc.ctl(uc_const.UC_CTL_TLB_FLUSH, uc_const.UC_CTL_IO_WRITE)
@@ -443,8 +463,13 @@ class Core:
         assert state is not None
         pc = self.pc
         if intno == _INTR_SYSCALL:
-            word = self.memory.read_u32(self._phys_of_pc(pc - 4))
-            lev = (word >> 5) & 0x7F
+            key = (state.tr.rma_base, pc)
+            lev = self._sc_lev.get(key)
+            if lev is None:
+                # The LEV field is only in the instruction word; code seldom changes, and a
+                # changed word at the same place is re-read after a translation flush.
+                lev = (self.memory.read_u32(self._phys_of_pc(pc - 4)) >> 5) & 0x7F
+                self._sc_lev[key] = lev
             if lev == 1 and not state.tr.msr & MSR_PR:
                 self.on_hypercall(self)
                 if not self._stop:

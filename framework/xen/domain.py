@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 from enum import IntEnum
 
 from framework.hw970.core import ArchState
@@ -86,6 +87,8 @@ class Domain:
     console_line: bytearray = field(default_factory=bytearray)
     console_text: list[str] = field(default_factory=list)
     affinity: dict[int, frozenset[int] | None] = field(default_factory=dict)
+    #: (the PhysMap it was built for, the xencomm walker): hypercalls reuse it.
+    xencomm: tuple[object, Any] | None = None
 
     @property
     def shared_info_maddr(self) -> int:

@@ -42,8 +42,14 @@ MEMOP_BATCH = 4  # extents handled per pass before a continuation
 
 
 def xencomm_of(xen: Hypervisor, dom: Domain) -> Xencomm:
-    assert dom.phys is not None
-    return Xencomm(xen.memory, dom.phys.pfn_to_mfn)
+    """The domain's xencomm walker (cached until its physical map changes)."""
+    phys = dom.phys
+    assert phys is not None
+    cached = dom.xencomm
+    if cached is None or cached[0] is not phys:
+        cached = (phys, Xencomm(xen.memory, phys.pfn_to_mfn))
+        dom.xencomm = cached
+    return cached[1]
 
 
 def hypercall_entry(xen: Hypervisor) -> Callable[[Core], None]:

@@ -136,7 +136,7 @@ def test_illegal_instruction_gives_the_guest_a_program_interrupt() -> None:
     loop = build_runtime().symbols["compute_next"]
     sim.machine.memory.write_u32(guest1.gpa_to_maddr(loop), 0)  # not a PPC instruction
     for core in sim.machine.cores:
-        core.uc.ctl_flush_tb()  # the host wrote code: drop translated blocks
+        core.flush_code_caches()  # the host wrote code: drop translated blocks
     sim.run()
     df = sim.rec.to_dataframe()
     mine = df[df["dom"] == guest1.domid]
