@@ -15,21 +15,20 @@ here.
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import ctypes
-
 from unicorn import Uc, UcError
 from unicorn import unicorn_const as uc_const
-from unicorn.unicorn_py3 import unicorn as _ucmod
 from unicorn.ppc_const import (
     UC_PPC_REG_0,
     UC_PPC_REG_LR,
     UC_PPC_REG_MSR,
     UC_PPC_REG_PC,
 )
+from unicorn.unicorn_py3 import unicorn as _ucmod
 
 from framework.hw970 import icount
 from framework.hw970.memory import MachineMemory

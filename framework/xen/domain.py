@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 from enum import IntEnum
+from typing import Any
 
 from framework.hw970.core import ArchState
 from framework.hw970.mmu import TranslationState
