@@ -171,7 +171,7 @@ class PingpongWorkload(_Model):
     """Events bounced over an interdomain channel; one side pings, the other answers."""
 
     kind: Literal["pingpong"] = Field("pingpong", description="`pingpong`")
-    peer: StrictStr = Field(description="the other domain's name, or `dom0`")
+    peer: StrictStr = Field(description="the other guest domain's name")
     role: Literal["ping", "pong"] = Field(
         description="`ping` starts each round trip; `pong` only answers"
     )
@@ -434,6 +434,15 @@ class Scenario(_Model):
                     continue
                 at = (*prefix, "workloads", j)
                 peer = canon(w.peer)
+                if is_dom0_name(w.peer) or is_dom0_name(me):
+                    raise _Problem(
+                        (*at, "peer"),
+                        "pingpong with dom0 is not modelled yet; pair two guest domains",
+                    )
+                if sum(isinstance(x, PingpongWorkload) for x in loads) > 1:
+                    raise _Problem(
+                        (*at, "kind"), "one pingpong workload per domain (its kernel binds one)"
+                    )
                 if peer not in names:
                     raise _Problem(
                         (*at, "peer"),
