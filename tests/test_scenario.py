@@ -10,7 +10,6 @@ import pytest
 from framework.errors import ScenarioError, Xen970Error
 from framework.scenario import (
     ComputeWorkload,
-    PingpongWorkload,
     Scenario,
     TimerWorkload,
     load_scenario,
