@@ -29,10 +29,9 @@ from framework.scenario import (
     is_dom0_name,
 )
 from framework.trace.recorder import Recorder
-from framework.xen.devtree import DomainDevtreeSpec, build_domain_devtree
+from framework.xen.devtree import build_domain_devtree, domain_spec
 from framework.xen.domain import Domain
 from framework.xen.hypervisor import Hypervisor, KernelImage
-from framework.xen.mm import htab_bytes_for, rma_layout
 from framework.xen.toolstack import BuildError, DomainConfig, Toolstack
 
 Progress = Callable[[int, int], None]
@@ -113,25 +112,17 @@ class Simulation:
     # -- dom0 ------------------------------------------------------------------------------
     def _dom0_devtree(self, dom: Domain) -> bytes:
         d0 = self.scenario.dom0
-        layout = rma_layout(d0.rma)
-        spec = DomainDevtreeSpec(
+        spec = domain_spec(
             domid=0,
-            rma_size=d0.rma,
-            memory_bytes=d0.memory,
-            nr_vcpus=d0.vcpus,
-            htab_log2=htab_bytes_for(d0.memory).bit_length() - 1,
-            shared_info_gpa=layout["shared_info"],
-            console_gpa=layout["console"],
+            rma=d0.rma,
+            memory=d0.memory,
+            vcpus=d0.vcpus,
             console_evtchn=0,
-            store_gpa=layout["xenstore"],
             store_evtchn=0,
             privileged=True,
-            bootargs="console=xvc0",
             clock_hz=self.scenario.machine.clock,
             timebase_hz=self.scenario.machine.timebase,
-            foreign_map=(22, 1024),
             workload=workload_properties(d0.workloads),
-            reserved=tuple(sorted((layout[k], 4096) for k in layout)),
         )
         return build_domain_devtree(spec)
 

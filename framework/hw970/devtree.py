@@ -300,24 +300,30 @@ def memory_ranges(memory_bytes: int) -> list[tuple[int, int]]:
     return [(0, IO_HOLE_START), (IO_HOLE_END, memory_bytes - IO_HOLE_START)]
 
 
+def cpu_properties(
+    index: int, clock_hz: int, timebase_hz: int, extra: Iterable[tuple[str, bytes]] = ()
+) -> list[tuple[str, bytes]]:
+    """Properties of one 970 CPU node: the machine's and a domain's VCPUs share them."""
+    return [
+        ("device_type", encode_string("cpu")),
+        ("reg", encode_cells(index)),
+        ("clock-frequency", encode_cells(clock_hz)),
+        ("timebase-frequency", encode_cells(timebase_hz)),
+        *extra,
+        ("64-bit", b""),
+        ("d-cache-size", encode_cells(DCACHE_BYTES)),
+        ("i-cache-size", encode_cells(ICACHE_BYTES)),
+        ("d-cache-line-size", encode_cells(CACHE_LINE_BYTES)),
+        ("i-cache-line-size", encode_cells(CACHE_LINE_BYTES)),
+        ("d-cache-block-size", encode_cells(CACHE_LINE_BYTES)),
+        ("i-cache-block-size", encode_cells(CACHE_LINE_BYTES)),
+    ]
+
+
 def _cpu_node(index: int, spec: MachineDevtreeSpec) -> fdt.Node:
+    # Bare-metal firmware has no ibm,pft-size (that is an LPAR property).
     return dtb_node(
-        f"{CPU_NODE_PREFIX}@{index:x}",
-        [
-            ("device_type", encode_string("cpu")),
-            ("reg", encode_cells(index)),
-            ("clock-frequency", encode_cells(spec.clock_hz)),
-            ("timebase-frequency", encode_cells(spec.timebase_hz)),
-            # Bare-metal firmware has no ibm,pft-size (that is an LPAR property); it marks
-            # the CPU 64-bit instead.
-            ("64-bit", b""),
-            ("d-cache-size", encode_cells(DCACHE_BYTES)),
-            ("i-cache-size", encode_cells(ICACHE_BYTES)),
-            ("d-cache-line-size", encode_cells(CACHE_LINE_BYTES)),
-            ("i-cache-line-size", encode_cells(CACHE_LINE_BYTES)),
-            ("d-cache-block-size", encode_cells(CACHE_LINE_BYTES)),
-            ("i-cache-block-size", encode_cells(CACHE_LINE_BYTES)),
-        ],
+        f"{CPU_NODE_PREFIX}@{index:x}", cpu_properties(index, spec.clock_hz, spec.timebase_hz)
     )
 
 

@@ -16,11 +16,9 @@ from typing import NoReturn
 import fdt
 
 from framework.hw970.devtree import (
-    CACHE_LINE_BYTES,
-    DCACHE_BYTES,
-    ICACHE_BYTES,
     IO_HOLE_START,
     Reservation,
+    cpu_properties,
     cpu_reg,
     decode_cell,
     decode_cells,
@@ -241,22 +239,10 @@ def _xen_node(spec: DomainDevtreeSpec) -> fdt.Node:
 
 
 def _cpu_node(index: int, spec: DomainDevtreeSpec) -> fdt.Node:
+    pft = [("ibm,pft-size", encode_cells(0, spec.htab_log2))]
     return dtb_node(
         f"{CPU_NODE_PREFIX}@{index:x}",
-        [
-            ("device_type", encode_string("cpu")),
-            ("reg", encode_cells(index)),
-            ("clock-frequency", encode_cells(spec.clock_hz)),
-            ("timebase-frequency", encode_cells(spec.timebase_hz)),
-            ("ibm,pft-size", encode_cells(0, spec.htab_log2)),
-            ("64-bit", b""),
-            ("d-cache-size", encode_cells(DCACHE_BYTES)),
-            ("i-cache-size", encode_cells(ICACHE_BYTES)),
-            ("d-cache-line-size", encode_cells(CACHE_LINE_BYTES)),
-            ("i-cache-line-size", encode_cells(CACHE_LINE_BYTES)),
-            ("d-cache-block-size", encode_cells(CACHE_LINE_BYTES)),
-            ("i-cache-block-size", encode_cells(CACHE_LINE_BYTES)),
-        ],
+        cpu_properties(index, spec.clock_hz, spec.timebase_hz, pft),
     )
 
 
@@ -438,4 +424,43 @@ def parse_domain_devtree(blob: bytes) -> DomainDevtreeSpec:
         foreign_map=foreign_map,
         workload=workload,
         reserved=reserved,
+    )
+
+
+def domain_spec(
+    *,
+    domid: int,
+    rma: int,
+    memory: int,
+    vcpus: int,
+    console_evtchn: int,
+    store_evtchn: int,
+    privileged: bool,
+    clock_hz: int,
+    timebase_hz: int,
+    workload: dict[str, int | str | list[int]],
+) -> DomainDevtreeSpec:
+    """The devtree of a domain laid out the standard way: special pages at the top of the
+    RMA (reserved), HTAB sized from memory, console on xvc0; dom0 gets the foreign map."""
+    from framework.xen.mm import htab_bytes_for, rma_layout
+
+    layout = rma_layout(rma)
+    return DomainDevtreeSpec(
+        domid=domid,
+        rma_size=rma,
+        memory_bytes=memory,
+        nr_vcpus=vcpus,
+        htab_log2=htab_bytes_for(memory).bit_length() - 1,
+        shared_info_gpa=layout["shared_info"],
+        console_gpa=layout["console"],
+        console_evtchn=console_evtchn,
+        store_gpa=layout["xenstore"],
+        store_evtchn=store_evtchn,
+        privileged=privileged,
+        bootargs="console=xvc0",
+        clock_hz=clock_hz,
+        timebase_hz=timebase_hz,
+        foreign_map=DOM0_FOREIGN_MAP if privileged else None,
+        workload=workload,
+        reserved=tuple(sorted((gpa, 4096) for gpa in layout.values())),
     )

@@ -13,9 +13,8 @@ from typing import Protocol
 from framework.hw970.mmu import rma_log2
 from framework.xen import abi
 from framework.xen.abi import DOMCTL, XEN_DOMCTL_INTERFACE_VERSION, xen_mark
-from framework.xen.devtree import DomainDevtreeSpec, build_domain_devtree
+from framework.xen.devtree import build_domain_devtree, domain_spec
 from framework.xen.hypervisor import KernelImage
-from framework.xen.mm import htab_bytes_for, rma_layout
 from framework.xen.xencomm import build_descriptor, descriptor_for_buffer
 
 
@@ -155,26 +154,19 @@ class Toolstack:
     def load_and_start(self, cfg: DomainConfig, workload: dict[str, int | str | list[int]]) -> None:
         """Write kernel and devtree into the domain, set VCPU contexts, unpause."""
         domid = self.domids[cfg.name]
-        layout = rma_layout(cfg.rma)
         console_port = self.alloc_unbound(domid, 0)
         store_port = self.alloc_unbound(domid, 0)
-        spec = DomainDevtreeSpec(
+        spec = domain_spec(
             domid=domid,
-            rma_size=cfg.rma,
-            memory_bytes=cfg.memory,
-            nr_vcpus=cfg.vcpus,
-            htab_log2=htab_bytes_for(cfg.memory).bit_length() - 1,
-            shared_info_gpa=layout["shared_info"],
-            console_gpa=layout["console"],
+            rma=cfg.rma,
+            memory=cfg.memory,
+            vcpus=cfg.vcpus,
             console_evtchn=console_port,
-            store_gpa=layout["xenstore"],
             store_evtchn=store_port,
             privileged=False,
-            bootargs="console=xvc0",
             clock_hz=self.clock_hz,
             timebase_hz=self.timebase_hz,
             workload=workload,
-            reserved=tuple(sorted((layout[k], 4096) for k in layout)),
         )
         DEVTREE_GPA = self.kernel.devtree_gpa
         self._copy(domid, self.kernel.load_gpa, self.kernel.image, cfg.name)
