@@ -189,6 +189,8 @@ class ArchState:
     boot_regs: dict[int, int] | None = None
     #: Who this context belongs to (the hypervisor's VCPU object); opaque to hw970.
     owner: object = None
+    #: Times it was saved: a core may skip restoring it only if no other core ran it since.
+    saves: int = 0
 
 
 class GuestCrash(Exception):
@@ -227,6 +229,8 @@ class Core:
         self._reg_read = _ucmod.uclib.uc_reg_read
         self._reg_write = _ucmod.uclib.uc_reg_write
         self._sc_lev: dict[tuple[int, int], int] = {}
+        #: The context saved last (and its save count), while nothing else ran here since.
+        self._parked: tuple[ArchState, int] | None = None
         self.traps = traps
         self.natives = natives
         self._hooked: set[int] = set()
@@ -324,15 +328,23 @@ class Core:
     # -- context switching ---------------------------------------------------------------
     def load(self, state: ArchState) -> None:
         """Make `state` the running context (Unicorn registers, MSR, translation)."""
+        if self._parked == (state, state.saves) and state.boot_regs is None:
+            # The last context this core ran, and nothing ran here since: Unicorn still
+            # holds its registers and the emulated TLB its (still valid) translations.
+            self.state = state
+            self._parked = None
+            self.set_msr(state.tr.msr)
+            return
+        self._parked = None
         self.state = state
-        if state.uc_ctx is not None:
-            self.uc.context_restore(state.uc_ctx)
-        else:
-            regs = state.boot_regs or {}
+        if state.boot_regs is not None:
+            regs = state.boot_regs
             for n in range(32):
                 self.uc.reg_write(UC_PPC_REG_0 + n, regs.get(n, 0))
             self.uc.reg_write(UC_PPC_REG_PC, regs.get(-1, 0))
             state.boot_regs = None
+        elif state.uc_ctx is not None:
+            self.uc.context_restore(state.uc_ctx)
         self._uc_msr = -1
         self.set_msr(state.tr.msr)
         # A different partition's mappings: the emulated TLB must not keep the old ones.
@@ -346,6 +358,8 @@ class Core:
                 state.uc_ctx = self.uc.context_save()
             else:
                 self.uc.context_update(state.uc_ctx)
+            state.saves += 1
+            self._parked = (state, state.saves)
         self.state = None
         return state
 
