@@ -340,6 +340,31 @@ def do_event_channel_op(xen: Hypervisor, core: Core, v: Vcpu) -> int:
             return -err.errno
         return 0
 
+    def new_port(
+        owner: Domain,
+        state: PortState,
+        kind: str,
+        *,
+        remote_dom: int = -1,
+        remote_port: int = 0,
+        virq: int = -1,
+        notify: int = 0,
+        vcpu: int = -1,
+    ) -> int:
+        """Allocate and record a bound port (evtchn.bind); -ENOSPC if the table is full."""
+        try:
+            port = owner.evtchn.alloc()
+        except OverflowError:
+            return -ENOSPC
+        p = owner.evtchn.ports[port]
+        p.state, p.remote_dom, p.remote_port = state, remote_dom, remote_port
+        p.virq, p.notify_vcpu = virq, notify
+        detail = virq if state == PortState.VIRQ else remote_port
+        xen.rec.emit(
+            K.EVTCHN_BIND, now, cpu, owner.domid, vcpu, port, remote_dom, detail, text=kind
+        )
+        return port
+
     if cmd == abi.EVTCHNOP_send:
         core.charge(costs.EVTCHN_SEND)
         return evtchn_send(xen, dom, arg["port"], cpu, v.vcpu_id)
@@ -350,14 +375,8 @@ def do_event_channel_op(xen: Hypervisor, core: Core, v: Vcpu) -> int:
         remote = arg["remote_dom"]
         if remote == abi.DOMID_SELF:
             remote = v.domain.domid
-        try:
-            port = owner.evtchn.alloc()
-        except OverflowError:
-            return -ENOSPC
-        p = owner.evtchn.ports[port]
-        p.state, p.remote_dom = PortState.UNBOUND, remote
-        xen.rec.emit(K.EVTCHN_BIND, now, cpu, owner.domid, -1, port, remote, 0, text="unbound")
-        return reply(port=port)
+        port = new_port(owner, PortState.UNBOUND, "unbound", remote_dom=remote)
+        return port if port < 0 else reply(port=port)
     if cmd == abi.EVTCHNOP_bind_interdomain:
         peer = xen.domains.get(arg["remote_dom"]) if arg["remote_dom"] != abi.DOMID_SELF else dom
         if peer is None:
@@ -365,28 +384,17 @@ def do_event_channel_op(xen: Hypervisor, core: Core, v: Vcpu) -> int:
         rp = peer.evtchn.get(arg["remote_port"])
         if rp is None or rp.state != PortState.UNBOUND or rp.remote_dom != dom.domid:
             return -EINVAL
-        try:
-            port = dom.evtchn.alloc()
-        except OverflowError:
-            return -ENOSPC
-        lp = dom.evtchn.ports[port]
-        lp.state, lp.remote_dom, lp.remote_port = (
+        port = new_port(
+            dom,
             PortState.INTERDOMAIN,
-            peer.domid,
-            arg["remote_port"],
+            "interdomain",
+            remote_dom=peer.domid,
+            remote_port=arg["remote_port"],
+            vcpu=v.vcpu_id,
         )
+        if port < 0:
+            return port
         rp.state, rp.remote_dom, rp.remote_port = PortState.INTERDOMAIN, dom.domid, port
-        xen.rec.emit(
-            K.EVTCHN_BIND,
-            now,
-            cpu,
-            dom.domid,
-            v.vcpu_id,
-            port,
-            peer.domid,
-            arg["remote_port"],
-            text="interdomain",
-        )
         # Both ends now connected: make the new local port pending, as Xen does.
         xen.evtchn_set_pending(dom, port)
         return reply(local_port=port)
@@ -397,27 +405,17 @@ def do_event_channel_op(xen: Hypervisor, core: Core, v: Vcpu) -> int:
         target = dom.vcpus[vid]
         if virq in target.virq_ports:
             return -abi.EEXIST
-        try:
-            port = dom.evtchn.alloc()
-        except OverflowError:
-            return -ENOSPC
-        p = dom.evtchn.ports[port]
-        p.state, p.virq, p.notify_vcpu = PortState.VIRQ, virq, vid
+        port = new_port(dom, PortState.VIRQ, "virq", virq=virq, notify=vid, vcpu=vid)
+        if port < 0:
+            return port
         target.virq_ports[virq] = port
-        xen.rec.emit(K.EVTCHN_BIND, now, cpu, dom.domid, vid, port, -1, virq, text="virq")
         return reply(port=port)
     if cmd == abi.EVTCHNOP_bind_ipi:
         vid = arg["vcpu"]
         if vid >= len(dom.vcpus):
             return -EINVAL
-        try:
-            port = dom.evtchn.alloc()
-        except OverflowError:
-            return -ENOSPC
-        p = dom.evtchn.ports[port]
-        p.state, p.notify_vcpu = PortState.IPI, vid
-        xen.rec.emit(K.EVTCHN_BIND, now, cpu, dom.domid, vid, port, dom.domid, 0, text="ipi")
-        return reply(port=port)
+        port = new_port(dom, PortState.IPI, "ipi", remote_dom=dom.domid, notify=vid, vcpu=vid)
+        return port if port < 0 else reply(port=port)
     if cmd == abi.EVTCHNOP_close:
         return evtchn_close(xen, dom, arg["port"])
     if cmd == abi.EVTCHNOP_unmask:
