@@ -2,63 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
-from framework.hw970.core import Core
 from framework.scenario import parse_scenario
 from framework.simulation import Simulation
 from framework.xen import abi, evtchn
-from framework.xen.domain import Domain
-from framework.xen.hypercalls import hypercall_entry
 from framework.xen.xencomm import build_descriptor
+from tests.xen.xenharness import ARG, DESC, Caller, domain_named, quickstart
 
 ROOT = Path(__file__).resolve().parents[2]
-ARG, DESC = 0x30000, 0x31000
 
 
-@pytest.fixture(scope="module")
-def sim() -> Simulation:
-    text = (ROOT / "scenarios" / "quickstart.yaml").read_text()
-    s = Simulation(parse_scenario(text.replace("duration: 2s", "duration: 3ms"), "hc"))
-    s.run()
-    return s
-
-
-def _dom(sim: Simulation, name: str) -> Domain:
-    return next(d for d in sim.xen.domains.values() if sim.names.get(d.domid) == name)
-
-
-class Caller:
-    """Issues hypercalls as VCPU 0 of a domain, arguments via xencomm in its memory."""
-
-    def __init__(self, sim: Simulation, dom: Domain) -> None:
-        m = sim.machine
-        self.dom = dom
-        self.mem = m.memory
-        self.core = Core(9, m.memory, m.config.clock_hz, m.config.timebase_hz, {}, {})
-        self.core.on_hypercall = hypercall_entry(sim.xen)
-        self.core.load(dom.vcpus[0].arch)
-
-    def call(self, r3: int, *args: int) -> int:
-        core = self.core
-        core.set_gpr(3, r3)
-        for i, a in enumerate(args):
-            core.set_gpr(4 + i, a)
-        core.on_hypercall(core)
-        ret = core.gpr(3)
-        return ret - (1 << 64) if ret >> 63 else ret
-
-    def op(self, cmd: int, layout: abi.Layout, **fields: int) -> tuple[int, dict[str, int]]:
-        self.mem.write(self.dom.gpa_to_maddr(ARG), layout.pack(**fields))
-        self.mem.write(self.dom.gpa_to_maddr(DESC), build_descriptor([ARG]))
-        rc = self.call(abi.xen_mark(abi.HYPERVISOR_event_channel_op), cmd, DESC)
-        return rc, layout.unpack(self.mem.read(self.dom.gpa_to_maddr(ARG), layout.size))
-
-
-def test_ipi_port_send_sets_pending_and_selector_bits(sim: Simulation) -> None:
-    c = Caller(sim, _dom(sim, "guest3"))
+def test_ipi_port_send_sets_pending_and_selector_bits(caller: Callable[[str], Caller]) -> None:
+    c = caller("guest3")
     rc, out = c.op(abi.EVTCHNOP_bind_ipi, abi.EVTCHN_BIND_IPI, vcpu=0)
     assert rc == 0
     port = out["port"]
@@ -77,8 +34,8 @@ def test_ipi_port_send_sets_pending_and_selector_bits(sim: Simulation) -> None:
     assert st["status"] == abi.EVTCHNSTAT_closed
 
 
-def test_masked_port_does_not_notify_until_unmasked(sim: Simulation) -> None:
-    c = Caller(sim, _dom(sim, "guest3"))
+def test_masked_port_does_not_notify_until_unmasked(caller: Callable[[str], Caller]) -> None:
+    c = caller("guest3")
     vi = c.dom.vcpus[0].vcpu_info_maddr
     port = c.op(abi.EVTCHNOP_bind_ipi, abi.EVTCHN_BIND_IPI, vcpu=0)[1]["port"]
     word, bit = divmod(port, 64)
@@ -94,8 +51,8 @@ def test_masked_port_does_not_notify_until_unmasked(sim: Simulation) -> None:
     c.mem.write_u8(vi, 0)
 
 
-def test_bind_errors(sim: Simulation) -> None:
-    c = Caller(sim, _dom(sim, "guest3"))
+def test_bind_errors(caller: Callable[[str], Caller]) -> None:
+    c = caller("guest3")
     # VIRQ_TIMER twice on the same VCPU
     first = c.op(abi.EVTCHNOP_bind_virq, abi.EVTCHN_BIND_VIRQ, virq=abi.VIRQ_DEBUG, vcpu=0)
     assert first[0] == 0
@@ -112,12 +69,12 @@ def test_bind_errors(sim: Simulation) -> None:
     assert c.op(abi.EVTCHNOP_send, abi.EVTCHN_PORT, port=4000)[0] == -abi.EINVAL
 
 
-def test_version_vcpu_op_and_unknown_calls(sim: Simulation) -> None:
-    c = Caller(sim, _dom(sim, "guest2"))
+def test_version_vcpu_op_and_unknown_calls(caller: Callable[[str], Caller]) -> None:
+    c = caller("guest2")
     assert c.call(abi.xen_mark(abi.HYPERVISOR_xen_version), abi.XENVER_version) == 3 << 16
-    c.mem.write(c.dom.gpa_to_maddr(DESC), build_descriptor([ARG]))
+    c.write(DESC, build_descriptor([ARG]))
     assert c.call(abi.xen_mark(abi.HYPERVISOR_xen_version), abi.XENVER_capabilities, DESC) == 0
-    caps = c.mem.read(c.dom.gpa_to_maddr(ARG), len(abi.XEN_CAPABILITIES))
+    caps = c.read(ARG, len(abi.XEN_CAPABILITIES))
     assert caps == abi.XEN_CAPABILITIES
     assert c.call(abi.xen_mark(abi.HYPERVISOR_vcpu_op), abi.VCPUOP_is_up, 0) == 1
     assert c.call(abi.xen_mark(abi.HYPERVISOR_vcpu_op), abi.VCPUOP_is_up, 5) == -abi.ENOENT
@@ -129,10 +86,9 @@ def test_version_vcpu_op_and_unknown_calls(sim: Simulation) -> None:
 def test_sc1_from_problem_state_is_not_a_hypercall() -> None:
     from framework.hw970.regs import MSR_PR
 
-    text = (ROOT / "scenarios" / "quickstart.yaml").read_text()
-    sim = Simulation(parse_scenario(text.replace("duration: 2s", "duration: 3ms"), "pr"))
+    sim = quickstart("3ms")
     sim.run()
-    c = Caller(sim, _dom(sim, "guest2"))
+    c = Caller(sim, domain_named(sim, "guest2"))
     calls: list[int] = []
     c.core.on_hypercall = lambda core: calls.append(1)
     c.core.set_msr(c.core.msr | MSR_PR)
@@ -156,5 +112,5 @@ def test_long_memory_op_uses_continuations() -> None:
     sim.run()
     counts = sim.rec.counts()
     assert counts["hcall.continuation"] >= 2  # 12 extents in batches of 4
-    wide = next(d for d in sim.xen.domains.values() if sim.names.get(d.domid) == "wide")
+    wide = domain_named(sim, "wide")
     assert wide.tot_pages << 12 == 256 << 20
