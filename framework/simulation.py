@@ -223,16 +223,18 @@ class Simulation:
         total = self.scenario.duration
         step = max(total // steps, 1)
         t = int(self.env.now)
+        # The trace holds millions of small tuples the cyclic GC would rescan again and
+        # again; collect only young objects, once per step, while the run lasts.
         gc_was = gc.isenabled()
-        gc.freeze()
+        gc.disable()
         try:
             while t < total:
                 t = min(t + step, total)
                 self.env.run(until=t)
+                gc.collect(1)
                 if progress is not None:
                     progress(t, total)
         finally:
-            gc.unfreeze()
             if gc_was:
                 gc.enable()
         return total

@@ -167,10 +167,11 @@ class GuestKernel:
         )
 
     def send(self, core: Core, port: int) -> int:
-        rc, _ = self.op(
-            core, abi.HYPERVISOR_event_channel_op, abi.EVTCHNOP_send, abi.EVTCHN_PORT, port=port
+        """EVTCHNOP_send (nothing comes back in the argument, so nothing is read back)."""
+        handle = self.xencomm_arg(core, port.to_bytes(4, "big"))
+        return self.hypercall(
+            core, xen_mark(abi.HYPERVISOR_event_channel_op), abi.EVTCHNOP_send, handle
         )
-        return rc
 
     # -- timers ----------------------------------------------------------------------------
     def add_timer(self, core: Core, deadline: int, callback: Callable[[Core, int], None]) -> None:

@@ -305,23 +305,25 @@ def evtchn_send(xen: Hypervisor, dom: Domain, port: int, cpu: int, vcpu: int) ->
     return -EINVAL
 
 
+EVTCHN_LAYOUTS: dict[int, abi.Layout] = {
+    abi.EVTCHNOP_alloc_unbound: abi.EVTCHN_ALLOC_UNBOUND,
+    abi.EVTCHNOP_bind_interdomain: abi.EVTCHN_BIND_INTERDOMAIN,
+    abi.EVTCHNOP_bind_virq: abi.EVTCHN_BIND_VIRQ,
+    abi.EVTCHNOP_bind_ipi: abi.EVTCHN_BIND_IPI,
+    abi.EVTCHNOP_send: abi.EVTCHN_PORT,
+    abi.EVTCHNOP_close: abi.EVTCHN_PORT,
+    abi.EVTCHNOP_unmask: abi.EVTCHN_PORT,
+    abi.EVTCHNOP_bind_vcpu: abi.EVTCHN_BIND_VCPU,
+    abi.EVTCHNOP_status: abi.EVTCHN_STATUS,
+}
+
+
 def do_event_channel_op(xen: Hypervisor, core: Core, v: Vcpu) -> int:
     cmd, handle = core.gpr(4), core.gpr(5)
     core.charge(costs.HCALL_OP)
     dom = v.domain
     comm = xencomm_of(xen, dom)
-    layouts = {
-        abi.EVTCHNOP_alloc_unbound: abi.EVTCHN_ALLOC_UNBOUND,
-        abi.EVTCHNOP_bind_interdomain: abi.EVTCHN_BIND_INTERDOMAIN,
-        abi.EVTCHNOP_bind_virq: abi.EVTCHN_BIND_VIRQ,
-        abi.EVTCHNOP_bind_ipi: abi.EVTCHN_BIND_IPI,
-        abi.EVTCHNOP_send: abi.EVTCHN_PORT,
-        abi.EVTCHNOP_close: abi.EVTCHN_PORT,
-        abi.EVTCHNOP_unmask: abi.EVTCHN_PORT,
-        abi.EVTCHNOP_bind_vcpu: abi.EVTCHN_BIND_VCPU,
-        abi.EVTCHNOP_status: abi.EVTCHN_STATUS,
-    }
-    layout = layouts.get(cmd)
+    layout = EVTCHN_LAYOUTS.get(cmd)
     if layout is None:
         return -ENOSYS
     try:
@@ -329,8 +331,11 @@ def do_event_channel_op(xen: Hypervisor, core: Core, v: Vcpu) -> int:
     except XencommError as err:
         return -err.errno
     core.charge(costs.XENCOMM_PER_PAGE)
-    now = core.now_ns()
     cpu = core.cpu_id
+    if cmd == abi.EVTCHNOP_send:  # the hot path: no closures, no reply
+        core.charge(costs.EVTCHN_SEND)
+        return evtchn_send(xen, dom, arg["port"], cpu, v.vcpu_id)
+    now = core.now_ns()
 
     def reply(**out: int) -> int:
         fields = {k: val for k, val in arg.items() if not k.startswith("u_")}
@@ -365,9 +370,6 @@ def do_event_channel_op(xen: Hypervisor, core: Core, v: Vcpu) -> int:
         )
         return port
 
-    if cmd == abi.EVTCHNOP_send:
-        core.charge(costs.EVTCHN_SEND)
-        return evtchn_send(xen, dom, arg["port"], cpu, v.vcpu_id)
     if cmd == abi.EVTCHNOP_alloc_unbound:
         owner = _domain_arg(xen, v, arg["dom"])
         if owner is None:

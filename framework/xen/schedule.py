@@ -86,6 +86,10 @@ class PhysicalCpu:
             if self.pending_ipis:
                 self._take_ipis(now)
             v = self.current
+            if v is not None and v.blocking and xen.events_need_delivery(v):
+                # SCHEDOP_block found an event by the time it took effect: do_block
+                # unblocks at once and nothing is rescheduled.
+                v.blocking = False
             if (
                 self.need_resched
                 or v is None
