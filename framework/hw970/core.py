@@ -301,6 +301,11 @@ class Core:
         self._reg_buf.value = value & _MASK64
         self._reg_write(self._uch, UC_PPC_REG_0 + n, self._reg_ref)
 
+    def reg(self, reg: int) -> int:
+        """Any Unicorn register by its UC_PPC_REG_* id (LR, CTR, ...)."""
+        self._reg_read(self._uch, reg, self._reg_ref)
+        return self._reg_buf.value
+
     @property
     def pc(self) -> int:
         self._reg_read(self._uch, UC_PPC_REG_PC, self._reg_ref)
@@ -308,8 +313,9 @@ class Core:
 
     @pc.setter
     def pc(self, value: int) -> None:
-        # Through the binding: a PC write inside a hook must redirect emulation.
-        self.uc.reg_write(UC_PPC_REG_PC, value & _MASK64)
+        # uc_reg_write itself makes a PC write inside a hook redirect emulation.
+        self._reg_buf.value = value & _MASK64
+        self._reg_write(self._uch, UC_PPC_REG_PC, self._reg_ref)
 
     @property
     def msr(self) -> int:
@@ -322,7 +328,8 @@ class Core:
         self.state.tr.msr = value | MSR_SF
         mirror = MSR_SF | (value & MSR_UC_MIRROR)
         if mirror != self._uc_msr:
-            self.uc.reg_write(UC_PPC_REG_MSR, mirror)
+            self._reg_buf.value = mirror
+            self._reg_write(self._uch, UC_PPC_REG_MSR, self._reg_ref)
             self._uc_msr = mirror
 
     # -- context switching ---------------------------------------------------------------
@@ -537,7 +544,7 @@ class Core:
         native = self.natives.get(addr)
         if native is not None:
             self._fix_count_partial_block(addr, completed=True)
-            self.pc = self.uc.reg_read(UC_PPC_REG_LR)
+            self.pc = self.reg(UC_PPC_REG_LR)
             native(self)
             if self._stop:
                 uc.emu_stop()
