@@ -281,7 +281,8 @@ class Core:
         if t_ns <= self.now_ns():
             self.request_stop()
             return
-        cycles = (t_ns - self.slice_start_ns) * self.clock_hz // 1_000_000_000
+        # Round up: the slice must reach t_ns, so what is due then is seen at its end.
+        cycles = -(-(t_ns - self.slice_start_ns) * self.clock_hz // 1_000_000_000)
         insns = max(cycles - self.extra_cycles, 0)
         self._ic.budget = min(self._ic.budget, insns)
 
