@@ -119,8 +119,7 @@ class GuestKernel:
 
     # -- hypercalls ----------------------------------------------------------------------
     def hypercall(self, core: Core, r3: int, *args: int) -> int:
-        """Make a hypercall through Xen's `sc 1` entry; r4.. restored afterwards."""
-        saved = [core.gpr(4 + i) for i in range(len(args))]
+        """Make a hypercall through Xen's `sc 1` entry (clobbers r3.., as a call may)."""
         pc = core.pc
         while True:
             core.set_gpr(3, r3)
@@ -132,8 +131,6 @@ class GuestKernel:
             core.pc = pc  # continuation: Xen asked for the same call again
             args = tuple(core.gpr(4 + i) for i in range(len(args)))
         ret = core.gpr(3)
-        for i, val in enumerate(saved):
-            core.set_gpr(4 + i, val)
         return ret - (1 << 64) if ret >> 63 else ret
 
     def scratch(self, core: Core) -> int:

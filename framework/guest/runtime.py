@@ -7,7 +7,8 @@ logic is in native routines (`kernel.py`) reached with `bl` to a stub whose addr
 code hook is bound to.
 
 Conventions: r13 holds the real address of the VCPU's kernel area (like Linux's PACA);
-natives preserve every register but r3 and LR.  The image loads at guest-physical 0, and
+natives follow the PPC64 ELF ABI: they may clobber r0 and r3-r12, CTR, XER and LR, and
+keep r1, r2 and r13-r31.  The image loads at guest-physical 0, and
 after start-up runs translated at KERNEL_BASE + gpa (16 MiB pages).
 """
 
@@ -31,7 +32,7 @@ DEVTREE_GPA = 0x80000
 BUFFER_GPA = 0x100000  # dom0: toolstack buffers (kernel image, devtrees)
 
 # Offsets inside a VCPU area.
-AREA_GPR = 0  # r0..r12 saved by the upcall
+AREA_GPR = 0  # slot of rN at AREA_GPR + 8N: volatile registers and r14-r19 saved by handlers
 AREA_R1 = 8 * 1
 AREA_LR = 256
 AREA_CTR = 264
@@ -49,7 +50,9 @@ def native_address(name: str) -> int:
     return NATIVE_BASE + 16 * NATIVES.index(name)
 
 
-_SAVED = (0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12)
+# Volatile registers (PPC64 ELF ABI) plus r14-r19, which the upcall loop keeps its state
+# in across native calls.
+_SAVED = (0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14, 15, 16, 17, 18, 19)
 
 
 def _save_volatile() -> str:
@@ -117,32 +120,32 @@ compute_next:
 
 upcall:
     {_save_volatile()}
-    ld 4, {AREA_SHINFO}(13)
-    ld 5, {AREA_VCPUINFO}(13)
+    ld 14, {AREA_SHINFO}(13)
+    ld 15, {AREA_VCPUINFO}(13)
 upcall_again:
     li 6, 0
-    stb 6, 0(5)
-    addi 7, 5, 8
+    stb 6, 0(15)
+    addi 7, 15, 8
 upcall_xchg_sel:
-    ldarx 8, 0, 7
+    ldarx 16, 0, 7
     stdcx. 6, 0, 7
     bne- upcall_xchg_sel
 upcall_next_word:
-    cmpdi 8, 0
+    cmpdi 16, 0
     beq upcall_check_again
-    cntlzd 9, 8
-    subfic 9, 9, 63
+    cntlzd 17, 16
+    subfic 17, 17, 63
     li 10, 1
-    sld 10, 10, 9
-    andc 8, 8, 10
-    sldi 11, 9, 3
-    addi 12, 11, {EVTCHN_PENDING_OFF}
-    add 12, 12, 4
-    addi 11, 11, {EVTCHN_MASK_OFF}
-    add 11, 11, 4
+    sld 10, 10, 17
+    andc 16, 16, 10
+    sldi 18, 17, 3
+    addi 19, 18, {EVTCHN_PENDING_OFF}
+    add 19, 19, 14
+    addi 18, 18, {EVTCHN_MASK_OFF}
+    add 18, 18, 14
 upcall_next_bit:
-    ld 10, 0(12)
-    ld 7, 0(11)
+    ld 10, 0(19)
+    ld 7, 0(18)
     andc 10, 10, 7
     cmpdi 10, 0
     beq upcall_next_word
@@ -151,16 +154,16 @@ upcall_next_bit:
     li 10, 1
     sld 10, 10, 7
 upcall_clear_bit:
-    ldarx 6, 0, 12
+    ldarx 6, 0, 19
     andc 6, 6, 10
-    stdcx. 6, 0, 12
+    stdcx. 6, 0, 19
     bne- upcall_clear_bit
-    sldi 3, 9, 6
+    sldi 3, 17, 6
     add 3, 3, 7
     bl native_evtchn_dispatch
     b upcall_next_bit
 upcall_check_again:
-    lbz 6, 0(5)
+    lbz 6, 0(15)
     cmpdi 6, 0
     bne upcall_again
     {_restore_volatile()}
