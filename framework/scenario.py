@@ -38,6 +38,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 
 from framework.errors import ScenarioError
+from framework.hw970.mmu import RMA_SIZES
 from framework.units import (
     format_duration,
     format_frequency,
@@ -71,8 +72,6 @@ __all__ = [
 MiB = 1 << 20
 GiB = 1 << 30
 
-# 970 RMLR encodings exist for exactly these sizes (970 User's Manual, HID4 RMLR).
-RMA_SIZES: tuple[int, ...] = (64 * MiB, 128 * MiB, 256 * MiB, 1 * GiB, 16 * GiB, 256 * GiB)
 # Memory beyond the RMA comes in 16 MiB extents: the guest maps it with 16 MiB pages.
 EXTENT_SIZE = 16 * MiB
 # Xen keeps the bottom 64 MiB of machine memory for itself.

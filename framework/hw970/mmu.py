@@ -27,6 +27,7 @@ from framework.hw970.regs import (
     VEC_ISEG,
     VEC_ISI,
 )
+from framework.units import format_size
 
 # Unicorn memory access codes and protection bits (unicorn_const), kept local so the
 # hot path does no attribute lookups.
@@ -90,15 +91,8 @@ def rma_log2(size: int) -> int:
     """log2 of a valid 970 RMA size, or ValueError naming the allowed sizes."""
     if size > 0 and size & (size - 1) == 0 and size.bit_length() - 1 in RMA_LOG2_TO_RMLR:
         return size.bit_length() - 1
-    allowed = ", ".join(_fmt_size(s) for s in RMA_SIZES)
-    raise ValueError(f"invalid RMA size {_fmt_size(size)}; the 970 allows {allowed}")
-
-
-def _fmt_size(n: int) -> str:
-    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
-        if n >= 1 << shift and n % (1 << shift) == 0:
-            return f"{n >> shift}{unit}"
-    return f"{n}B"
+    allowed = ", ".join(format_size(s) for s in RMA_SIZES)
+    raise ValueError(f"invalid RMA size {format_size(size)}; the 970 allows {allowed}")
 
 
 def hid4_encode(rma_base: int, rma_size: int, *, lpid: int = 0, lpes0: int = 0) -> int:
@@ -106,7 +100,7 @@ def hid4_encode(rma_base: int, rma_size: int, *, lpid: int = 0, lpes0: int = 0) 
     log2 = rma_log2(rma_size)
     if rma_base % rma_size:
         raise ValueError(
-            f"RMA base {rma_base:#x} is not naturally aligned to {_fmt_size(rma_size)}"
+            f"RMA base {rma_base:#x} is not naturally aligned to {format_size(rma_size)}"
         )
     rmlr0, rmlr12 = RMA_LOG2_TO_RMLR[log2]
     return (

@@ -37,6 +37,7 @@ from framework.hw970.devtree import (
     require_property,
     write_dtb,
 )
+from framework.hw970.mmu import RMA_SIZES
 
 #: Largest domain devtree, header to strings: the toolstack builds the tree in a fixed
 #: 16 KiB buffer (BPH_SIZE in mk_flatdevtree.h) and copies that much into the guest.
@@ -63,7 +64,6 @@ DOM0_FOREIGN_MAP = (22, 1024)
 #: domain's memory may reach 16 GiB.
 GUEST_MEMORY_LIMIT = 1 << (22 + 12)
 #: RMA sizes the 970's HID4.RMLR can encode (64 MiB .. 256 GiB).
-RMA_SIZES = frozenset(1 << log2 for log2 in (26, 27, 28, 30, 34, 38))
 MAX_VCPUS = 32
 NR_EVENT_CHANNELS = 4096
 DOMID_FIRST_RESERVED = 0x7FF0
