@@ -11,6 +11,7 @@ from framework.hw970.mmu import TranslationState
 from framework.xen.abi import MAX_VIRT_CPUS, SHARED_INFO, VCPU_INFO
 from framework.xen.evtchn import EvtchnTable
 from framework.xen.mm import PhysMap
+from framework.xen.p2m import ForeignArea
 
 
 class Runstate(IntEnum):
@@ -89,6 +90,14 @@ class Domain:
     affinity: dict[int, frozenset[int] | None] = field(default_factory=dict)
     #: (the PhysMap it was built for, the xencomm walker): hypercalls reuse it.
     xencomm: tuple[object, Any] | None = None
+    #: Machine frames of the domain's grant table (GNTTAB pfns), allocated by Xen.
+    grant_frames: list[int] = field(default_factory=list)
+    #: Privileged domains map other domains' granted pages here (pfn bit 22).
+    foreign: ForeignArea | None = None
+    #: Grant-table state (framework.xen.grant_table.GrantTable), created with the domain.
+    grants: Any = None
+    #: TCE tables (liobn -> framework.hw970.iommu.TceTable) of devices given to the domain.
+    tce_tables: dict[int, Any] = field(default_factory=dict)
 
     @property
     def shared_info_maddr(self) -> int:
