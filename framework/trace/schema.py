@@ -111,6 +111,42 @@ KINDS: tuple[Kind, ...] = (
     Kind("mem.fail", "A memory allocation for the domain failed.", (), "reason"),
     Kind("guest.mark", "A workload milestone (e.g. a pingpong round trip completed).",
          ("value",), "label"),
+    Kind("mem.free", "Machine frames were returned to Xen's free memory.", ("mfn", "count"),
+         "purpose"),
+    Kind("gnttab.map", "map_grant_ref of (remote_dom, ref) into foreign `slot`; status GNTST_*.",
+         ("remote_dom", "ref", "slot", "status"), "error reason, empty on success"),
+    Kind("gnttab.unmap", "unmap_grant_ref of foreign `slot`; status GNTST_*.",
+         ("remote_dom", "ref", "slot", "status"), "error reason, empty on success"),
+    Kind("gnttab.copy", "GNTTABOP_copy of `bytes` with remote_dom; status GNTST_*.",
+         ("remote_dom", "ref", "bytes", "status"), "error reason, empty on success"),
+    Kind("gnttab.transfer", "GNTTABOP_transfer of a page to (remote_dom, ref); status GNTST_*.",
+         ("remote_dom", "ref", "mfn", "status"), "error reason, empty on success"),
+    Kind("tce.put", "H_PUT_TCE: the IOMMU entry for (liobn, ioba) now maps `mfn` (0 = cleared).",
+         ("liobn", "ioba", "mfn")),
+    Kind("dma.fault", "A device DMA through (liobn, ioba) was refused by the IOMMU.",
+         ("liobn", "ioba"), "reason"),
+    Kind("disk.done", "The disk model finished a request: `bytes` at `sector` in `service_ns`.",
+         ("sector", "bytes", "service_ns", "status"), "operation"),
+    Kind("blk.submit", "A frontend queued block request `req_id` on device `dev`.",
+         ("dev", "req_id", "sector", "bytes"), "operation (read, write, flush)"),
+    Kind("blk.complete", "The frontend got the response to `req_id` (status BLKIF_RSP_*).",
+         ("dev", "req_id", "status", "latency_ns"), "operation"),
+    Kind("blk.verify", "A read's data did not match what was written (a verification failure).",
+         ("dev", "sector"), "what differed"),
+    Kind("net.tx", "A netfront queued packet `pkt` of `bytes` on its vif `dev`.",
+         ("dev", "pkt", "bytes")),
+    Kind("net.rx", "A netfront received packet `pkt` of `bytes` sent `latency_ns` ago.",
+         ("dev", "pkt", "bytes", "latency_ns")),
+    Kind("net.drop", "A packet was dropped (bridge, link or ring); `bytes` long.",
+         ("dev", "pkt", "bytes"), "reason"),
+    Kind("ring.full", "A producer found its shared ring full and waited (backpressure).",
+         ("dev",), "ring name"),
+    Kind("xs.request", "xenstored handled a request of type `xs_type` from this domain.",
+         ("xs_type", "req_id", "tx_id"), "path, and the error if any"),
+    Kind("xs.watch", "xenstored fired a watch event to this domain.", (), "path and token"),
+    Kind("xenbus.state", "A xenbus device end changed state (XenbusState numbers).",
+         ("dev", "xb_state", "xb_prev"), "the device's store path"),
+    Kind("console.in", "Input written to the domain's console ring.", (), "the text"),
 )  # fmt: skip
 
 FIELD_DOCS: dict[str, str] = {
@@ -149,6 +185,23 @@ FIELD_DOCS: dict[str, str] = {
     "mfn": "first machine frame number",
     "count": "number of frames",
     "value": "milestone value (e.g. the round number)",
+    "ref": "grant reference in the granting domain's table",
+    "slot": "foreign map area slot (0..1023) of the mapping domain",
+    "status": "status code of the operation (GNTST_*, BLKIF_RSP_*, ...; 0 = okay)",
+    "bytes": "length in bytes",
+    "liobn": "logical I/O bus number: which device's TCE table",
+    "ioba": "I/O bus address the device uses",
+    "sector": "disk position in 512-byte sectors",
+    "service_ns": "time the disk spent on the request, in ns",
+    "dev": "device id within the domain (the xenbus device number)",
+    "req_id": "request id (blkif id, or the xenstore req_id)",
+    "latency_ns": "time from submission (or send) to completion (or receipt), in ns",
+    "pkt": "packet sequence number of the sending stream",
+    "xs_type": "xenstore message type (XS_READ=2, XS_WRITE=11, ...)",
+    "tx_id": "xenstore transaction id (0 = none)",
+    "xb_state": "XenbusState entered: 1 Initialising, 2 InitWait, 3 Initialised, "
+    "4 Connected, 5 Closing, 6 Closed",
+    "xb_prev": "XenbusState left (same codes as `xb_state`)",
 }
 
 BASE_COLUMNS: dict[str, str] = {
@@ -214,6 +267,25 @@ class K:
     MEM_ALLOC: int
     MEM_FAIL: int
     GUEST_MARK: int
+    MEM_FREE: int
+    GNTTAB_MAP: int
+    GNTTAB_UNMAP: int
+    GNTTAB_COPY: int
+    GNTTAB_TRANSFER: int
+    TCE_PUT: int
+    DMA_FAULT: int
+    DISK_DONE: int
+    BLK_SUBMIT: int
+    BLK_COMPLETE: int
+    BLK_VERIFY: int
+    NET_TX: int
+    NET_RX: int
+    NET_DROP: int
+    RING_FULL: int
+    XS_REQUEST: int
+    XS_WATCH: int
+    XENBUS_STATE: int
+    CONSOLE_IN: int
 
 
 def _assign_ids() -> None:
