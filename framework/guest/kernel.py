@@ -17,8 +17,6 @@ from framework.hw970.mmu import (
     PTE_L,
     PTE_V,
     SLB_L,
-    Fault,
-    TranslationState,
     pte_avpn,
     pteg_index,
 )
@@ -30,6 +28,7 @@ from framework.xen.abi import xen_mark
 from framework.xen.devtree import DomainDevtreeSpec, parse_domain_devtree
 from framework.xen.xencomm import build_descriptor, descriptor_for_buffer
 
+from .kmem import KernelMemory
 from .runtime import (
     AREA_BASE,
     AREA_CONT,
@@ -56,41 +55,6 @@ PTE_M = 0x10
 def kernel_vsid(esid: int) -> int:
     """The VSID the kernel gives a linear-map segment (Linux derives it from the ESID)."""
     return (esid & 0xFFFFFFF) | (0x5A5 << 28)
-
-
-class KernelMemory:
-    """Guest-physical memory as this kernel reaches it: RMA in real mode, the rest via its
-    16 MiB linear map in the hashed page table."""
-
-    def __init__(self, core: Core) -> None:
-        self.core = core
-        assert core.state is not None
-        self.tr: TranslationState = core.state.tr
-
-    def maddr(self, gpa: int, write: bool = False) -> int:
-        tr = self.tr
-        if gpa < tr.rma_size:
-            return tr.rma_base + gpa
-        res = self.core.mmu.hashed(tr, KERNEL_BASE | gpa, 17 if write else 16)
-        if not isinstance(res, Fault):
-            return res[0] | (gpa & 0xFFF)
-        raise LookupError(f"kernel linear map has no page for gpa {gpa:#x}")
-
-    def read(self, gpa: int, n: int) -> bytes:
-        out = bytearray()
-        while n:
-            chunk = min(n, 4096 - (gpa & 0xFFF))
-            out += self.core.memory.read(self.maddr(gpa), chunk)
-            gpa += chunk
-            n -= chunk
-        return bytes(out)
-
-    def write(self, gpa: int, data: bytes) -> None:
-        off = 0
-        while off < len(data):
-            chunk = min(len(data) - off, 4096 - ((gpa + off) & 0xFFF))
-            self.core.memory.write(self.maddr(gpa + off, True), data[off : off + chunk])
-            off += chunk
 
 
 @dataclass
