@@ -16,7 +16,9 @@ from framework.hw970.machine import Machine
 from framework.hw970.mmu import (
     PTE_L,
     PTE_V,
+    SLB_ENTRIES,
     SLB_L,
+    TranslationState,
     pte_avpn,
     pteg_index,
 )
@@ -29,6 +31,7 @@ from framework.xen.devtree import DomainDevtreeSpec, parse_domain_devtree
 from framework.xen.xencomm import build_descriptor, descriptor_for_buffer
 
 from .kmem import KernelMemory
+from .pages import PagePool
 from .runtime import (
     AREA_BASE,
     AREA_CONT,
@@ -49,6 +52,16 @@ NATIVE_CYCLES = 200
 KERNEL_MSR = MSR_SF | MSR_ME | MSR_EE | MSR_IR | MSR_DR | MSR_RI
 LARGE = 1 << 24
 PTE_PP_RW = 0x2
+PTE_PP_RO = 0x3
+#: The kernel's page pool: above the toolstack buffers, below the special pages.
+POOL_START = 0x800000
+POOL_TOP_RESERVE = 16 * 4096
+
+
+class KernelError(Exception):
+    """The kernel could not do something it needs (an oops in a real kernel)."""
+
+
 PTE_M = 0x10
 
 
@@ -76,6 +89,11 @@ class GuestKernel:
     pingpong_port: int = 0
     pingpong_role: str = ""
     _in_timer: set[int] = field(default_factory=set)
+    #: gpa page -> (PTE index, PTE high word) of the kernel's 4 KiB I/O mappings.
+    io_ptes: dict[int, tuple[int, int]] = field(default_factory=dict)
+    #: ESIDs of the 4 KiB I/O segments (grant frames, foreign area), in install order.
+    io_segments: list[int] = field(default_factory=list)
+    pool: PagePool | None = None
 
     @property
     def domid(self) -> int:
@@ -111,6 +129,104 @@ class GuestKernel:
 
     def read_arg(self, core: Core, n: int) -> bytes:
         return KernelMemory(core).read(self.scratch(core), n)
+
+    def multi_op(
+        self, core: Core, nr: int, cmd: int, layout: abi.Layout, items: list[dict[str, int]]
+    ) -> tuple[int, list[dict[str, int]]]:
+        """An array-of-structures hypercall (grant ops): (nr)(cmd, handle, count)."""
+        if not items:
+            return 0, []
+        size = layout.size
+        if size * len(items) > 0x1000:
+            raise ValueError(f"{len(items)} x {layout.name} exceed the 4 KiB argument page")
+        data = b"".join(layout.pack(**it) for it in items)
+        handle = self.xencomm_arg(core, data)
+        rc = self.hypercall(core, xen_mark(nr), cmd, handle, len(items))
+        raw = self.read_arg(core, size * len(items))
+        return rc, [layout.unpack(raw[i * size : (i + 1) * size]) for i in range(len(items))]
+
+    # -- event channels ------------------------------------------------------------------
+    def evtchn_alloc_unbound(self, core: Core, remote_dom: int) -> int:
+        rc, out = self.op(
+            core,
+            abi.HYPERVISOR_event_channel_op,
+            abi.EVTCHNOP_alloc_unbound,
+            abi.EVTCHN_ALLOC_UNBOUND,
+            dom=abi.DOMID_SELF,
+            remote_dom=remote_dom,
+        )
+        if rc < 0:
+            raise KernelError(f"d{self.domid}: alloc_unbound for d{remote_dom} failed ({rc})")
+        return out["port"]
+
+    def evtchn_bind_interdomain(self, core: Core, remote_dom: int, remote_port: int) -> int:
+        rc, out = self.op(
+            core,
+            abi.HYPERVISOR_event_channel_op,
+            abi.EVTCHNOP_bind_interdomain,
+            abi.EVTCHN_BIND_INTERDOMAIN,
+            remote_dom=remote_dom,
+            remote_port=remote_port,
+        )
+        if rc < 0:
+            raise KernelError(
+                f"d{self.domid}: bind_interdomain to d{remote_dom} port {remote_port} failed ({rc})"
+            )
+        return out["local_port"]
+
+    def evtchn_close(self, core: Core, port: int) -> None:
+        self.port_handlers.pop(port, None)
+        self.op(
+            core, abi.HYPERVISOR_event_channel_op, abi.EVTCHNOP_close, abi.EVTCHN_PORT, port=port
+        )
+
+    # -- 4 KiB I/O mappings ----------------------------------------------------------------
+    def map_4k(self, core: Core, gpa: int, readonly: bool = False) -> int:
+        """H_ENTER a 4 KiB kernel mapping of `gpa` (grant frame or foreign slot) at
+        KERNEL_BASE + gpa; returns the PTE index (for `unmap_4k`)."""
+        self.ensure_io_segment(core, gpa)
+        ea = KERNEL_BASE | gpa
+        vsid = kernel_vsid(ea >> 28)
+        n_ptegs = 1 << (self.spec.htab_log2 - 7)
+        ptex = pteg_index(vsid, ea, 12, False, n_ptegs) * 8
+        hi = (pte_avpn(vsid, ea) << 7) | PTE_V
+        lo = (gpa & ~0xFFF) | PTE_M | (PTE_PP_RO if readonly else PTE_PP_RW)
+        rc = self.hypercall(core, abi.H_ENTER, 0, ptex, hi, lo)
+        if rc != abi.H_SUCCESS:
+            raise KernelError(f"d{self.domid}: H_ENTER of 4 KiB page {gpa:#x} failed ({rc})")
+        slot = core.gpr(4)
+        self.io_ptes[gpa & ~0xFFF] = (slot, hi)
+        return slot
+
+    def unmap_4k(self, core: Core, gpa: int) -> None:
+        """H_REMOVE the kernel's 4 KiB mapping of `gpa` (AVPN-checked)."""
+        slot, hi = self.io_ptes.pop(gpa & ~0xFFF)
+        rc = self.hypercall(core, abi.H_REMOVE, abi.H_AVPN, slot, hi & ~0x7F)
+        if rc != abi.H_SUCCESS:
+            raise KernelError(f"d{self.domid}: H_REMOVE of 4 KiB page {gpa:#x} failed ({rc})")
+
+    def ensure_io_segment(self, core: Core, gpa: int) -> None:
+        """The segment holding `gpa` must be one of the kernel's 4 KiB I/O segments, which
+        every VCPU installs at start-up (`add_io_segment` before the others come up)."""
+        esid = (KERNEL_BASE | gpa) >> 28
+        if esid not in self.io_segments:
+            raise KernelError(f"d{self.domid}: gpa {gpa:#x} is outside the I/O segments")
+
+    def add_io_segment(self, core: Core, gpa: int) -> None:
+        """Declare (and install on this VCPU) the 4 KiB segment holding `gpa`."""
+        esid = (KERNEL_BASE | gpa) >> 28
+        if esid in self.io_segments:
+            return
+        self.io_segments.append(esid)
+        assert core.state is not None
+        _install_io_segment(core.state.tr, esid, len(self.io_segments))
+
+    # -- trace -------------------------------------------------------------------------------
+    def emit(self, core: Core, kind: int, *fields: int, text: str = "") -> None:
+        assert core.state is not None
+        self.os.rec.emit(
+            kind, core.now_ns(), core.cpu_id, self.domid, core.state.pir, *fields, text=text
+        )
 
     def op(
         self, core: Core, nr: int, cmd: int, layout: abi.Layout, **fields: int
@@ -219,7 +335,7 @@ class GuestOS:
             (AREA_MSR, KERNEL_MSR),
         ):
             mem.write(area + off, value.to_bytes(8, "big"))
-        self._install_slb(core, spec)
+        self._install_slb(core, k)
         if first:
             self._map_linear(core, k)
             k.console(
@@ -238,13 +354,15 @@ class GuestOS:
             if spec.privileged and self.dom0_init is not None:
                 self.dom0_init(k, core)
 
-    def _install_slb(self, core: Core, spec: DomainDevtreeSpec) -> None:
+    def _install_slb(self, core: Core, k: GuestKernel) -> None:
         assert core.state is not None
         tr = core.state.tr
-        for i, seg in enumerate(range(0, spec.memory_bytes, 1 << 28)):
+        for i, seg in enumerate(range(0, k.spec.memory_bytes, 1 << 28)):
             esid = (KERNEL_BASE | seg) >> 28
             rb = (esid << 28) | 0x8000000 | i
             tr.slbmte((kernel_vsid(esid) << 12) | SLB_L, rb)
+        for index, esid in enumerate(k.io_segments, start=1):
+            _install_io_segment(tr, esid, index)
         core.flush_tlb()
 
     def _map_linear(self, core: Core, k: GuestKernel) -> None:
@@ -374,6 +492,12 @@ class GuestOS:
     def _decrementer(self, core: Core) -> None:
         assert core.state is not None
         core.state.dec.write(0x7FFFFFFF, core.timebase())
+
+
+def _install_io_segment(tr: TranslationState, esid: int, index: int) -> None:
+    """One 4 KiB-page kernel segment in SLB slot 63 - index (the linear map uses 0 up)."""
+    rb = (esid << 28) | 0x8000000 | (SLB_ENTRIES - index)
+    tr.slbmte(kernel_vsid(esid) << 12, rb)
 
 
 def _int_list(value: object) -> list[int]:
