@@ -273,6 +273,8 @@ def evtchn_close(xen: Hypervisor, dom: Domain, port: int) -> int:
                 rp.state = PortState.UNBOUND
                 rp.remote_dom = dom.domid
                 rp.remote_port = 0
+    if p.state == PortState.PIRQ:
+        xen.pirqs.pop(p.remote_port, None)
     if p.state == PortState.VIRQ:
         for v in dom.vcpus:
             if v.virq_ports.get(p.virq) == port:
@@ -310,6 +312,7 @@ EVTCHN_LAYOUTS: dict[int, abi.Layout] = {
     abi.EVTCHNOP_bind_interdomain: abi.EVTCHN_BIND_INTERDOMAIN,
     abi.EVTCHNOP_bind_virq: abi.EVTCHN_BIND_VIRQ,
     abi.EVTCHNOP_bind_ipi: abi.EVTCHN_BIND_IPI,
+    abi.EVTCHNOP_bind_pirq: abi.EVTCHN_BIND_PIRQ,
     abi.EVTCHNOP_send: abi.EVTCHN_PORT,
     abi.EVTCHNOP_close: abi.EVTCHN_PORT,
     abi.EVTCHNOP_unmask: abi.EVTCHN_PORT,
@@ -418,6 +421,20 @@ def do_event_channel_op(xen: Hypervisor, core: Core, v: Vcpu) -> int:
             return -EINVAL
         port = new_port(dom, PortState.IPI, "ipi", remote_dom=dom.domid, notify=vid, vcpu=vid)
         return port if port < 0 else reply(port=port)
+    if cmd == abi.EVTCHNOP_bind_pirq:
+        # Physical interrupts (MPIC sources) of devices Xen gave this domain: dom0's.
+        pirq = arg["pirq"]
+        if not dom.privileged:
+            return -EPERM
+        if not 0 <= pirq < xen.machine.mpic.nsources:
+            return -EINVAL
+        if pirq in xen.pirqs:
+            return -abi.EBUSY
+        port = new_port(dom, PortState.PIRQ, "pirq", remote_port=pirq, vcpu=v.vcpu_id)
+        if port < 0:
+            return port
+        xen.pirqs[pirq] = (dom.domid, port)
+        return reply(port=port)
     if cmd == abi.EVTCHNOP_close:
         return evtchn_close(xen, dom, arg["port"])
     if cmd == abi.EVTCHNOP_unmask:

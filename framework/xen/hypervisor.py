@@ -56,6 +56,8 @@ class Hypervisor:
         self.sched = CreditScheduler(self.ncpus)
         self.pcpus = [PhysicalCpu(self, c) for c in range(self.ncpus)]
         self._timers: list[tuple[int, int, int, int]] = []  # (deadline, dom, vcpu, gen)
+        #: MPIC source (pirq) -> (domid, port) bound with EVTCHNOP_bind_pirq.
+        self.pirqs: dict[int, tuple[int, int]] = {}
         self.console_sink: Callable[[Domain, str], None] = lambda dom, line: None
         self.on_domain_dead: Callable[[Domain], None] = lambda dom: None
         from framework.xen.hypercalls import hypercall_entry
@@ -367,6 +369,18 @@ class Hypervisor:
         port = v.virq_ports.get(virq)
         if port is not None:
             self.evtchn_set_pending(v.domain, port)
+
+    def device_interrupt(self, source: int) -> None:
+        """A device raised MPIC `source`: Xen takes it (LPES0 = 0) and forwards it to the
+        domain that bound it as a pirq; an unbound interrupt is counted and dropped."""
+        cpu = self.machine.mpic.raise_irq(source)
+        self.rec.emit(K.IRQ_RAISE, self.now(), self.running_cpu(), -1, -1, source, cpu)
+        self.machine.mpic.ack(cpu, source)
+        bound = self.pirqs.get(source)
+        if bound is not None:
+            dom = self.domains.get(bound[0])
+            if dom is not None and dom.state == DomainState.RUNNING:
+                self.evtchn_set_pending(dom, bound[1])
 
     # -- timers ------------------------------------------------------------------------------
     def set_timer(self, v: Vcpu, deadline: int | None, core: Core | None) -> None:

@@ -114,3 +114,27 @@ def test_long_memory_op_uses_continuations() -> None:
     assert counts["hcall.continuation"] >= 2  # 12 extents in batches of 4
     wide = domain_named(sim, "wide")
     assert wide.tot_pages << 12 == 256 << 20
+
+
+def test_device_interrupts_reach_the_domain_that_bound_the_pirq(
+    caller: Callable[[str], Caller], booted: Simulation
+) -> None:
+    dom0, guest = caller("Domain-0"), caller("guest1")
+    xen = booted.xen
+    rc, _ = guest.op(abi.EVTCHNOP_bind_pirq, abi.EVTCHN_BIND_PIRQ, pirq=9)
+    assert rc == -abi.EPERM
+    rc, out = dom0.op(abi.EVTCHNOP_bind_pirq, abi.EVTCHN_BIND_PIRQ, pirq=9)
+    assert rc == 0
+    port = out["port"]
+    rc, _ = dom0.op(abi.EVTCHNOP_bind_pirq, abi.EVTCHN_BIND_PIRQ, pirq=9)
+    assert rc == -abi.EBUSY
+    rc, _ = dom0.op(abi.EVTCHNOP_bind_pirq, abi.EVTCHN_BIND_PIRQ, pirq=4096)
+    assert rc == -abi.EINVAL
+    si = dom0.dom.shared_info_maddr
+    assert not evtchn.is_pending(dom0.mem, si, port)
+    xen.device_interrupt(9)
+    assert evtchn.is_pending(dom0.mem, si, port)
+    evtchn.clear_port(dom0.mem, si, port)
+    assert dom0.op(abi.EVTCHNOP_close, abi.EVTCHN_PORT, port=port)[0] == 0
+    xen.device_interrupt(9)  # unbound now: dropped, nothing pending
+    assert not evtchn.is_pending(dom0.mem, si, port)
