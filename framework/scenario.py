@@ -1,9 +1,11 @@
 """The scenario file: its schema (pydantic models) and a loader with line-precise errors.
 
-A scenario names a machine, dom0 and guest domains with their workloads. Sizes, durations
-and frequencies are written with units and parsed into integers (bytes, ns, Hz), so the
-rest of the simulator only sees integers. Every rule a 970 or Xen imposes (RMA sizes, 16 MiB
-extents, 32 VCPUs, memory that fits the machine) is checked here, before anything runs.
+A scenario names a machine (with its disk and link models), dom0, guest domains with their
+virtual devices and workloads, and a timeline of actions. Sizes, durations, frequencies and
+bandwidths are written with units and parsed into integers (bytes, ns, Hz, bytes per second),
+so the rest of the simulator only sees integers. Every rule a 970 or Xen imposes (RMA sizes,
+16 MiB extents, 32 VCPUs, memory that fits the machine, 11 segments and 32 slots per blkif
+ring) is checked here, before anything runs.
 
 Errors are `ScenarioError`s with one line, `"<file>:<line>: <field.path>: <reason>"`; the
 line comes from the YAML node graph (`yaml.compose`), mapped by path.
@@ -12,6 +14,11 @@ Where the hash lives: `load_scenario`/`parse_scenario` return a plain `Scenario`
 private attributes on it; read them through `Scenario.sha256` (hex SHA-256 of the raw file
 bytes) and `Scenario.source` (the path or name it was read from). A `Scenario` built
 directly with `Scenario.model_validate` hashes its canonical JSON instead.
+
+Disk images: a vbd keeps its `image` string as written; relative paths resolve against
+`Scenario.base_dir` (the scenario file's directory; pass `context={"base_dir": dir}` to
+`Scenario.model_validate`, else the current directory), see `Scenario.image_path`. Loading
+only looks at an image's size; it never creates, opens or changes the file.
 """
 
 from __future__ import annotations
@@ -30,9 +37,11 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    StrictBool,
     StrictInt,
     StrictStr,
     ValidationError,
+    ValidationInfo,
     model_validator,
 )
 from pydantic.fields import FieldInfo
@@ -40,9 +49,11 @@ from pydantic.fields import FieldInfo
 from framework.errors import ScenarioError
 from framework.hw970.mmu import RMA_SIZES
 from framework.units import (
+    format_bandwidth,
     format_duration,
     format_frequency,
     format_size,
+    parse_bandwidth,
     parse_duration,
     parse_frequency,
     parse_size,
@@ -55,13 +66,23 @@ __all__ = [
     "MAX_VCPUS",
     "RMA_SIZES",
     "XEN_RESERVED",
+    "BlockioWorkload",
     "ComputeWorkload",
+    "ConsoleInputAction",
+    "ConsoleWorkload",
+    "Device",
+    "DiskSpec",
     "Dom0Spec",
     "DomainSpec",
+    "LinkSpec",
     "MachineSpec",
+    "NetstreamWorkload",
     "PingpongWorkload",
     "Scenario",
+    "TimelineAction",
     "TimerWorkload",
+    "VbdSpec",
+    "VifSpec",
     "Workload",
     "is_dom0_name",
     "load_scenario",
@@ -69,6 +90,7 @@ __all__ = [
     "reference_markdown",
 ]
 
+KiB = 1 << 10
 MiB = 1 << 20
 GiB = 1 << 30
 
@@ -84,8 +106,23 @@ MAX_CPUS = 4
 IO_HOLE_START = 2 * GiB
 DOM0_NAMES = ("dom0", "Domain-0")
 
+# Block I/O facts (xen/include/public/io/blkif.h): 512-byte sectors, at most 11 segments of
+# one 4 KiB page per request, and 32 request slots in a one-page ring.
+_SECTOR_SIZE = 512
+_PAGE_SIZE = 4 * KiB
+_BLKIF_MAX_SEGMENTS_PER_REQUEST = 11
+_MAX_BLOCK_SIZE = _BLKIF_MAX_SEGMENTS_PER_REQUEST * _PAGE_SIZE
+_BLKIF_RING_SLOTS = 32
+_MIN_VBD_SIZE = 1 * MiB
+_MAX_MESSAGE_SIZE = 16 * MiB
+
 _SCENARIO_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _DOMAIN_NAME = re.compile(r"[a-z0-9_-]+")
+# Linux block device names of Xen virtual disks: xvda .. xvdz.
+_VBD_NAME = re.compile(r"xvd[a-z]")
+# A Linux interface name has at most 15 characters (IFNAMSIZ 16 with the NUL).
+_BRIDGE_NAME = re.compile(r"[a-z][a-z0-9]{0,14}")
+_MAC = re.compile(r"[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}")
 
 
 def is_dom0_name(name: str) -> bool:
@@ -129,9 +166,76 @@ def _matching(pattern: re.Pattern[str], what: str) -> AfterValidator:
     return AfterValidator(check)
 
 
+def _positive_duration(what: str) -> AfterValidator:
+    def check(value: int) -> int:
+        if value <= 0:
+            raise ValueError(f"{what} must be longer than 0ns")
+        return value
+
+    return AfterValidator(check)
+
+
+def _non_empty(what: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not value:
+            raise ValueError(f"{what} is empty")
+        return value
+
+    return AfterValidator(check)
+
+
+def _mac(value: str) -> str:
+    """A unicast Ethernet address, normalised to lower case."""
+    if not _MAC.fullmatch(value):
+        raise ValueError(
+            f"mac {value!r} must be six hex bytes separated by ':', like 00:16:3e:00:00:01"
+        )
+    mac = value.lower()
+    octets = bytes.fromhex(mac.replace(":", ""))
+    if octets[0] & 1:
+        raise ValueError(
+            f"mac {mac} is a multicast address (bit 0 of the first byte is set); "
+            "a vif needs a unicast address"
+        )
+    if not any(octets):
+        raise ValueError(f"mac {mac} is all zeros, which no interface may use")
+    return mac
+
+
+def _quoted_mac(value: object) -> object:
+    """YAML 1.1 reads unquoted `12:34:56:...` as a base-60 integer: say so, not 'not a string'."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise _Problem(
+            (),
+            f"mac must be quoted: YAML read it as the base-60 number {value} "
+            '(write mac: "12:34:56:78:9a:bc")',
+        )
+    return value
+
+
+def _block_size(value: int) -> int:
+    if value % _SECTOR_SIZE:
+        raise ValueError(
+            f"block_size {format_size(value)} is not a multiple of 512 bytes (a sector)"
+        )
+    if not _SECTOR_SIZE <= value <= _MAX_BLOCK_SIZE:
+        raise ValueError(
+            f"block_size must be 512B..44KiB (one blkif request carries at most 11 segments "
+            f"of 4KiB), got {format_size(value)}"
+        )
+    return value
+
+
+def _message_size(value: int) -> int:
+    if not 1 <= value <= _MAX_MESSAGE_SIZE:
+        raise ValueError(f"message_size must be 1B..16MiB, got {format_size(value)}")
+    return value
+
+
 Size = Annotated[StrictInt, BeforeValidator(parse_size)]
 Duration = Annotated[StrictInt, BeforeValidator(parse_duration)]
 Frequency = Annotated[StrictInt, BeforeValidator(parse_frequency)]
+Bandwidth = Annotated[StrictInt, BeforeValidator(parse_bandwidth)]
 RmaSize = Annotated[StrictInt, BeforeValidator(parse_size), AfterValidator(_rma_size)]
 VcpuCount = Annotated[StrictInt, _in_range(1, MAX_VCPUS, "vcpus")]
 VcpuIndex = Annotated[StrictInt, _in_range(0, MAX_VCPUS - 1, "vcpu")]
@@ -142,6 +246,7 @@ _FORMATTERS: dict[Callable[..., int], Callable[[int], str]] = {
     parse_size: format_size,
     parse_duration: format_duration,
     parse_frequency: format_frequency,
+    parse_bandwidth: format_bandwidth,
 }
 
 
@@ -180,14 +285,223 @@ class PingpongWorkload(_Model):
     vcpu: VcpuIndex = Field(0, description="VCPU bound to the channel")
 
 
+class BlockioWorkload(_Model):
+    """Block I/O through the guest's blkfront on one of its vbds, checked end to end."""
+
+    kind: Literal["blockio"] = Field("blockio", description="`blockio`")
+    device: StrictStr = Field(description="name of one of this domain's vbds, e.g. `xvda`")
+    pattern: Literal["rand", "seq"] = Field(
+        "rand", description="`rand`: random offsets; `seq`: consecutive blocks, wrapping around"
+    )
+    read_percent: Annotated[StrictInt, _in_range(0, 100, "read_percent")] = Field(
+        50, description="share of reads, 0..100; below 100 the vbd must be writable (`mode: w`)"
+    )
+    block_size: Annotated[StrictInt, BeforeValidator(parse_size), AfterValidator(_block_size)] = (
+        Field(
+            4 * KiB,
+            description="bytes per request: a multiple of 512, 512B..44KiB (11 segments of 4KiB)",
+        )
+    )
+    queue_depth: Annotated[StrictInt, _in_range(1, _BLKIF_RING_SLOTS, "queue_depth")] = Field(
+        1, description="requests kept in flight, 1..32 (a blkif ring has 32 slots)"
+    )
+    requests: Annotated[StrictInt, _in_range(0, None, "requests")] = Field(
+        0, description="stop after this many requests (0 = until the scenario ends)"
+    )
+    verify: StrictBool = Field(
+        True, description="check that every read returns the data last written there"
+    )
+    vcpu: VcpuIndex = Field(0, description="VCPU that issues the requests")
+    region: Size | None = Field(
+        None,
+        description="confine the I/O to the first `region` bytes of the device (default: all "
+        "of it); a multiple of 512, at least `block_size`",
+    )
+
+    @model_validator(mode="after")
+    def _region_shape(self) -> BlockioWorkload:
+        if self.region is not None:
+            if self.region % _SECTOR_SIZE:
+                raise _Problem(
+                    ("region",),
+                    f"region {format_size(self.region)} is not a multiple of 512 bytes (a sector)",
+                )
+            if self.region < self.block_size:
+                raise _Problem(
+                    ("region",),
+                    f"region {format_size(self.region)} is smaller than one block "
+                    f"({format_size(self.block_size)})",
+                )
+        return self
+
+
+class NetstreamWorkload(_Model):
+    """A stream of messages sent through netfront to another guest on the same bridge.
+
+    The receiving guest needs no workload entry: its kernel accepts whatever arrives.
+    """
+
+    kind: Literal["netstream"] = Field("netstream", description="`netstream`")
+    peer: StrictStr = Field(
+        description="the receiving guest's name; both need a vif on the same bridge, and the "
+        "receiver needs no workload of its own"
+    )
+    message_size: Annotated[
+        StrictInt, BeforeValidator(parse_size), AfterValidator(_message_size)
+    ] = Field(64 * KiB, description="bytes per message, 1B..16MiB (split into MTU-sized frames)")
+    messages: Annotated[StrictInt, _in_range(0, None, "messages")] = Field(
+        0, description="stop after this many messages (0 = until the scenario ends)"
+    )
+    vcpu: VcpuIndex = Field(0, description="VCPU that sends")
+
+
+class ConsoleWorkload(_Model):
+    """Lines written to the domain's console at a fixed period."""
+
+    kind: Literal["console"] = Field("console", description="`console`")
+    text: Annotated[StrictStr, _non_empty("text")] | None = Field(
+        None,
+        description="the line to write (filled in by the domain as `hello from <name>`)",
+        json_schema_extra={"shown_default": "`hello from <domain>`"},
+    )
+    every: Annotated[StrictInt, BeforeValidator(parse_duration), _positive_duration("every")] = (
+        Field(100_000_000, description="simulated time between two lines")
+    )
+    count: Annotated[StrictInt, _in_range(0, None, "count")] = Field(
+        10, description="lines to write (0 = until the scenario ends)"
+    )
+    vcpu: VcpuIndex = Field(0, description="VCPU that writes")
+
+
 Workload = Annotated[
-    ComputeWorkload | TimerWorkload | PingpongWorkload, Field(discriminator="kind")
+    ComputeWorkload
+    | TimerWorkload
+    | PingpongWorkload
+    | BlockioWorkload
+    | NetstreamWorkload
+    | ConsoleWorkload,
+    Field(discriminator="kind"),
 ]
 WORKLOAD_MODELS: dict[str, type[_Model]] = {
     "compute": ComputeWorkload,
     "timer": TimerWorkload,
     "pingpong": PingpongWorkload,
+    "blockio": BlockioWorkload,
+    "netstream": NetstreamWorkload,
+    "console": ConsoleWorkload,
 }
+
+
+def _resolve_image(image: str, base_dir: Path) -> Path:
+    """Where an image path points: absolute as written, else under the scenario's directory."""
+    path = Path(image)
+    return path if path.is_absolute() else base_dir / path
+
+
+def _context_base_dir(info: ValidationInfo) -> Path:
+    """The directory relative image paths resolve against, from the validation context."""
+    context = info.context if isinstance(info.context, dict) else {}
+    base = context.get("base_dir")
+    return Path(base).absolute() if base is not None else Path.cwd()
+
+
+class VbdSpec(_Model):
+    """A virtual block device: a disk the guest's blkfront reaches through dom0's blkback.
+
+    With an `image` that exists, the disk has the file's size; loading never touches the file.
+    """
+
+    kind: Literal["vbd"] = Field("vbd", description="`vbd`")
+    name: Annotated[StrictStr, _matching(_VBD_NAME, "vbd name")] = Field(
+        description="device name in the guest, `xvda` .. `xvdz`, unique per domain"
+    )
+    size: Size | None = Field(
+        None,
+        description="capacity: a multiple of 4KiB, at least 1MiB; required unless `image` "
+        "names an existing file, whose size it then is",
+    )
+    image: Annotated[StrictStr, _non_empty("image")] | None = Field(
+        None,
+        description="backing file; a relative path is relative to the scenario file's directory",
+    )
+    mode: Literal["w", "r"] = Field("w", description="`w` read-write or `r` read-only")
+
+    @model_validator(mode="after")
+    def _capacity(self, info: ValidationInfo) -> VbdSpec:
+        """Fill `size` from an existing image, or check that both agree."""
+        size = self.size
+        if self.image is not None:
+            path = _resolve_image(self.image, _context_base_dir(info))
+            if path.exists():
+                if not path.is_file():
+                    raise _Problem(("image",), f"image {self.image!r} is not a regular file")
+                found = path.stat().st_size
+                if found % _PAGE_SIZE:
+                    raise _Problem(
+                        ("image",),
+                        f"image {self.image!r} is {format_size(found)}, not a multiple of 4KiB "
+                        "(a vbd is whole 4KiB pages)",
+                    )
+                if size is None:
+                    if found < _MIN_VBD_SIZE:
+                        raise _Problem(
+                            ("image",),
+                            f"image {self.image!r} is {format_size(found)}; "
+                            "a vbd needs at least 1MiB",
+                        )
+                    return self.model_copy(update={"size": found})
+                if size != found:
+                    raise _Problem(
+                        ("size",),
+                        f"size {format_size(size)} differs from image {self.image!r}, "
+                        f"which is {format_size(found)}",
+                    )
+        if size is None:
+            why = (
+                "there is no image"
+                if self.image is None
+                else f"image {self.image!r} does not exist, so its size cannot be read"
+            )
+            raise _Problem(("size",), f"size is required: {why}")
+        if size % _PAGE_SIZE:
+            raise _Problem(("size",), f"size {format_size(size)} is not a multiple of 4KiB")
+        if size < _MIN_VBD_SIZE:
+            raise _Problem(("size",), f"size {format_size(size)} is below the 1MiB minimum")
+        return self
+
+
+class VifSpec(_Model):
+    """A virtual network interface: the guest's netfront, plugged by dom0 into a bridge."""
+
+    kind: Literal["vif"] = Field("vif", description="`vif`")
+    bridge: Annotated[StrictStr, _matching(_BRIDGE_NAME, "bridge name")] = Field(
+        "xenbr0", description="bridge in dom0, `[a-z][a-z0-9]{0,14}`"
+    )
+    mac: Annotated[StrictStr, BeforeValidator(_quoted_mac), AfterValidator(_mac)] | None = Field(
+        None,
+        description="unicast MAC `xx:xx:xx:xx:xx:xx` (stored in lower case); default: derived "
+        "deterministically by the simulator",
+    )
+
+
+Device = Annotated[VbdSpec | VifSpec, Field(discriminator="kind")]
+DEVICE_MODELS: dict[str, type[_Model]] = {"vbd": VbdSpec, "vif": VifSpec}
+
+
+class ConsoleInputAction(_Model):
+    """Characters typed on a guest's console (`xm console`), delivered into its input ring."""
+
+    action: Literal["console_input"] = Field("console_input", description="`console_input`")
+    at: Duration = Field(
+        description="simulated time; before `duration` and not before the domain's `start`"
+    )
+    domain: StrictStr = Field(description="the guest domain that receives the text")
+    text: Annotated[StrictStr, _non_empty("text")] = Field(description="the characters typed")
+
+
+# One member today; `save`, `restore`, `destroy`, `pause` ... join this union later.
+TimelineAction = Annotated[ConsoleInputAction, Field(discriminator="action")]
+TIMELINE_MODELS: dict[str, type[_Model]] = {"console_input": ConsoleInputAction}
 
 
 def _check_domain(
@@ -216,6 +530,86 @@ def _check_domain(
             )
 
 
+def _check_guest_io(devices: tuple[Device, ...], workloads: tuple[Workload, ...]) -> None:
+    """vbd names are unique and every blockio workload fits the vbd it names."""
+    vbds: dict[str, tuple[int, VbdSpec]] = {}
+    for k, dev in enumerate(devices):
+        if isinstance(dev, VbdSpec):
+            if dev.name in vbds:
+                raise _Problem(
+                    ("devices", k, "name"),
+                    f"duplicate vbd name {dev.name!r} (also devices[{vbds[dev.name][0]}])",
+                )
+            vbds[dev.name] = (k, dev)
+    used: dict[str, int] = {}
+    for j, w in enumerate(workloads):
+        if not isinstance(w, BlockioWorkload):
+            continue
+        if w.device not in vbds:
+            have = (
+                f"this domain's vbds are {', '.join(vbds)}"
+                if vbds
+                else "this domain has no vbd (add a `kind: vbd` device)"
+            )
+            raise _Problem(("workloads", j, "device"), f"unknown device {w.device!r}; {have}")
+        if w.device in used:
+            raise _Problem(
+                ("workloads", j, "device"),
+                f"vbd {w.device!r} already has a blockio workload (workloads[{used[w.device]}]); "
+                "one per vbd, use queue_depth for parallel requests",
+            )
+        used[w.device] = j
+        vbd = vbds[w.device][1]
+        if vbd.mode == "r" and w.read_percent < 100:
+            raise _Problem(
+                ("workloads", j, "read_percent"),
+                f"vbd {w.device!r} is read-only (mode r), so read_percent must be 100, "
+                f"got {w.read_percent}",
+            )
+        if w.region is not None and vbd.size is not None and w.region > vbd.size:
+            raise _Problem(
+                ("workloads", j, "region"),
+                f"region {format_size(w.region)} does not fit vbd {w.device!r} "
+                f"({format_size(vbd.size)})",
+            )
+
+
+def _with_console_text(workloads: tuple[Workload, ...], name: str) -> tuple[Workload, ...]:
+    """Console workloads without a text say hello in their domain's name."""
+    return tuple(
+        w.model_copy(update={"text": f"hello from {name}"})
+        if isinstance(w, ConsoleWorkload) and w.text is None
+        else w
+        for w in workloads
+    )
+
+
+class DiskSpec(_Model):
+    """The disk model behind every vbd: a fixed latency, then the transfer at `bandwidth`."""
+
+    latency: Duration = Field(
+        100_000, description="time from a request reaching the disk until data moves"
+    )
+    bandwidth: Bandwidth = Field(100_000_000, description="transfer rate of each disk")
+    queue_depth: Annotated[StrictInt, _in_range(1, 256, "queue_depth")] = Field(
+        32, description="requests one disk serves at once, 1..256"
+    )
+
+
+class LinkSpec(_Model):
+    """The link between each vif and its bridge in dom0, the same in both directions."""
+
+    bandwidth: Bandwidth = Field(
+        125_000_000,
+        description="transfer rate of each link",
+        json_schema_extra={"shown_default": "`1Gbit/s`"},
+    )
+    latency: Duration = Field(20_000, description="time a frame takes to cross the link")
+    mtu: Annotated[StrictInt, _in_range(576, 9000, "mtu")] = Field(
+        1500, description="largest frame payload in bytes, 576..9000 (9000: jumbo frames)"
+    )
+
+
 class MachineSpec(_Model):
     """The physical 970 box (defaults: a JS20/JS21-like 2-way 970FX at 1.8 GHz)."""
 
@@ -228,6 +622,12 @@ class MachineSpec(_Model):
     clock: Frequency = Field(1_800_000_000, description="core clock")
     timebase: Frequency = Field(
         33_333_333, description="timebase frequency (assumed 33.333333MHz, as on JS20/JS21)"
+    )
+    disk: DiskSpec = Field(
+        default_factory=DiskSpec, description="the disk every vbd gets, see `machine.disk`"
+    )
+    link: LinkSpec = Field(
+        default_factory=LinkSpec, description="each vif's link to its bridge, see `machine.link`"
     )
 
     @model_validator(mode="after")
@@ -262,12 +662,33 @@ class Dom0Spec(_Model):
     rma: RmaSize = Field(64 * MiB, description="Real Mode Area size")
     weight: Weight = Field(256, description="credit scheduler weight")
     cap: Cap = Field(0, description="credit cap in percent of one CPU (0 = none)")
-    workloads: tuple[Workload, ...] = Field((), description="dom0's own workloads")
+    workloads: tuple[Workload, ...] = Field(
+        (), description="dom0's own workloads (`compute`, `timer`, `console`)"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_devices(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "devices" in data:
+            raise _Problem(
+                ("devices",),
+                "devices belong to guest domains; dom0 is the backend domain that serves them",
+            )
+        return data
 
     @model_validator(mode="after")
     def _rules(self) -> Dom0Spec:
         _check_domain(self.memory, self.rma, self.vcpus, self.cap, self.workloads)
-        return self
+        for j, w in enumerate(self.workloads):
+            if isinstance(w, BlockioWorkload | NetstreamWorkload):
+                raise _Problem(
+                    ("workloads", j, "kind"),
+                    f"{w.kind} runs in a guest domain; dom0 is the backend domain and has no "
+                    f"{'vbd' if isinstance(w, BlockioWorkload) else 'vif'}",
+                )
+        return self.model_copy(
+            update={"workloads": _with_console_text(self.workloads, DOM0_NAMES[0])}
+        )
 
 
 def _affinity(cpus: tuple[int, ...]) -> tuple[int, ...]:
@@ -298,6 +719,9 @@ class DomainSpec(_Model):
         None, description="physical CPUs every VCPU may run on (default: all)"
     )
     start: Duration = Field(0, description="simulated time at which the domain is created")
+    devices: tuple[Device, ...] = Field(
+        (), description="virtual devices (`kind: vbd` disks, `kind: vif` network interfaces)"
+    )
     workloads: tuple[Workload, ...] = Field((), description="what the guest runs (idle if empty)")
 
     @model_validator(mode="after")
@@ -305,11 +729,22 @@ class DomainSpec(_Model):
         if is_dom0_name(self.name):
             raise _Problem(("name",), f"the name {self.name!r} is reserved for dom0")
         _check_domain(self.memory, self.rma, self.vcpus, self.cap, self.workloads)
-        return self
+        _check_guest_io(self.devices, self.workloads)
+        return self.model_copy(update={"workloads": _with_console_text(self.workloads, self.name)})
+
+    @property
+    def vbds(self) -> tuple[VbdSpec, ...]:
+        """The vbds, in file order."""
+        return tuple(d for d in self.devices if isinstance(d, VbdSpec))
+
+    @property
+    def vifs(self) -> tuple[VifSpec, ...]:
+        """The vifs, in file order (vif N of the domain is the Nth)."""
+        return tuple(d for d in self.devices if isinstance(d, VifSpec))
 
 
 class Scenario(_Model):
-    """A whole scenario file, with every size, duration and frequency as an integer."""
+    """A whole scenario file, with every size, duration, frequency and bandwidth as an integer."""
 
     name: Annotated[StrictStr, _matching(_SCENARIO_NAME, "scenario name")] = Field(
         description="scenario name; also the default run directory `runs/<name>`"
@@ -321,9 +756,13 @@ class Scenario(_Model):
     machine: MachineSpec = Field(default_factory=MachineSpec, description="see `machine`")
     dom0: Dom0Spec = Field(default_factory=Dom0Spec, description="see `dom0`")
     domains: tuple[DomainSpec, ...] = Field((), description="guest domains, see `domains[]`")
+    timeline: tuple[TimelineAction, ...] = Field(
+        (), description="actions at simulated times, kept sorted by `at` (stable), see `timeline[]`"
+    )
 
     _sha256: str | None = PrivateAttr(default=None)
     _source: str = PrivateAttr(default="<model>")
+    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
 
     @property
     def sha256(self) -> str:
@@ -336,6 +775,15 @@ class Scenario(_Model):
     def source(self) -> str:
         """The path (or name) the scenario was read from."""
         return self._source
+
+    @property
+    def base_dir(self) -> Path:
+        """The directory relative image paths resolve against (the scenario file's)."""
+        return self._base_dir
+
+    def image_path(self, vbd: VbdSpec) -> Path | None:
+        """Where a vbd's image lives (None without an image); the file may not exist yet."""
+        return None if vbd.image is None else _resolve_image(vbd.image, self._base_dir)
 
     @property
     def domain_count(self) -> int:
@@ -363,12 +811,17 @@ class Scenario(_Model):
         return data
 
     @model_validator(mode="after")
-    def _rules(self) -> Scenario:
+    def _rules(self, info: ValidationInfo) -> Scenario:
         self._check_names()
         self._check_fit()
         self._check_affinity()
         self._check_pingpong()
-        return self
+        self._check_netstream()
+        self._check_macs()
+        self._check_timeline()
+        self._base_dir = _context_base_dir(info)
+        ordered = tuple(sorted(self.timeline, key=lambda action: action.at))
+        return self.model_copy(update={"timeline": ordered})
 
     def _check_names(self) -> None:
         seen: dict[str, int] = {}
@@ -469,6 +922,90 @@ class Scenario(_Model):
                         "exactly one ping and one pong per pair",
                     )
 
+    def _check_netstream(self) -> None:
+        """Each guest streams to at most one other guest, over a bridge both are on."""
+        guests = {d.name: d for d in self.domains}
+        for i, d in enumerate(self.domains):
+            streams = [
+                (j, w) for j, w in enumerate(d.workloads) if isinstance(w, NetstreamWorkload)
+            ]
+            if len(streams) > 1:
+                raise _Problem(
+                    ("domains", i, "workloads", streams[1][0], "kind"),
+                    "one netstream workload per domain (its kernel streams to one peer)",
+                )
+            for j, w in streams:
+                at = ("domains", i, "workloads", j, "peer")
+                if is_dom0_name(w.peer):
+                    raise _Problem(
+                        at, "netstream peer must be a guest; dom0 is the backend, not an endpoint"
+                    )
+                if w.peer not in guests:
+                    raise _Problem(
+                        at, f"unknown peer {w.peer!r}; expected another guest domain's name"
+                    )
+                if w.peer == d.name:
+                    raise _Problem(at, "a domain cannot stream to itself")
+                mine = tuple(dict.fromkeys(v.bridge for v in d.vifs))
+                theirs = tuple(dict.fromkeys(v.bridge for v in guests[w.peer].vifs))
+                if not set(mine) & set(theirs):
+                    raise _Problem(
+                        at,
+                        f"{d.name!r} ({_bridges(mine)}) and {w.peer!r} ({_bridges(theirs)}) "
+                        "share no bridge; both need a `kind: vif` on the same bridge",
+                    )
+
+    def _check_macs(self) -> None:
+        """Two vifs with one MAC would confuse every bridge they share."""
+        seen: dict[str, str] = {}
+        for i, d in enumerate(self.domains):
+            for k, dev in enumerate(d.devices):
+                if not isinstance(dev, VifSpec) or dev.mac is None:
+                    continue
+                where = f"domains[{i}].devices[{k}]"
+                if dev.mac in seen:
+                    raise _Problem(
+                        ("domains", i, "devices", k, "mac"),
+                        f"duplicate mac {dev.mac} (also {seen[dev.mac]})",
+                    )
+                seen[dev.mac] = where
+
+    def _check_timeline(self) -> None:
+        """Console input goes to an existing guest, while it exists and the run lasts."""
+        guests = {d.name: d for d in self.domains}
+        for k, action in enumerate(self.timeline):
+            if not isinstance(action, ConsoleInputAction):
+                continue
+            if is_dom0_name(action.domain):
+                raise _Problem(
+                    ("timeline", k, "domain"),
+                    "console_input goes to a guest's console ring; dom0 has none "
+                    "(its console is Xen's)",
+                )
+            if action.domain not in guests:
+                known = ", ".join(guests) or "none in this scenario"
+                raise _Problem(
+                    ("timeline", k, "domain"),
+                    f"unknown domain {action.domain!r}; expected a guest domain's name ({known})",
+                )
+            if action.at >= self.duration:
+                raise _Problem(
+                    ("timeline", k, "at"),
+                    f"at {format_duration(action.at)} is not before the end of the run "
+                    f"(duration {format_duration(self.duration)})",
+                )
+            start = guests[action.domain].start
+            if action.at < start:
+                raise _Problem(
+                    ("timeline", k, "at"),
+                    f"at {format_duration(action.at)} is before domain {action.domain!r} "
+                    f"starts ({format_duration(start)})",
+                )
+
+
+def _bridges(names: tuple[str, ...]) -> str:
+    return f"bridges: {', '.join(names)}" if names else "no vif"
+
 
 # ---------------------------------------------------------------------------- loading
 
@@ -514,7 +1051,7 @@ def _strip_tags(loc: tuple[int | str, ...], data: object) -> _Path:
     out: list[str | int] = []
     cur: object = data
     for el in loc:
-        if isinstance(cur, dict) and el not in cur and cur.get("kind") == el:
+        if isinstance(cur, dict) and el not in cur and el in (cur.get("kind"), cur.get("action")):
             continue
         out.append(el)
         if isinstance(cur, dict):
@@ -526,23 +1063,42 @@ def _strip_tags(loc: tuple[int | str, ...], data: object) -> _Path:
     return tuple(out)
 
 
+# The lists whose items are discriminated unions: (what an item is, its tag key, the models).
+_UNIONS: dict[str, tuple[str, str, dict[str, type[_Model]]]] = {
+    "workloads": ("workload", "kind", WORKLOAD_MODELS),
+    "devices": ("device", "kind", DEVICE_MODELS),
+    "timeline": ("timeline", "action", TIMELINE_MODELS),
+}
+
+
+def _union_at(path: _Path) -> tuple[str, str, dict[str, type[_Model]]] | None:
+    """The union an item at `path` (`..., list name, index`) belongs to, if any."""
+    if len(path) >= 2 and isinstance(path[-1], int) and isinstance(path[-2], str):
+        return _UNIONS.get(path[-2])
+    return None
+
+
 def _model_at(path: _Path, data: object) -> type[BaseModel] | None:
     """The model that validates the mapping at `path` (for listing its allowed keys)."""
     shape = tuple("*" if isinstance(el, int) else el for el in path)
     fixed: dict[tuple[str, ...], type[BaseModel]] = {
         (): Scenario,
         ("machine",): MachineSpec,
+        ("machine", "disk"): DiskSpec,
+        ("machine", "link"): LinkSpec,
         ("dom0",): Dom0Spec,
         ("domains", "*"): DomainSpec,
     }
     if shape in fixed:
         return fixed[shape]
-    if shape in (("domains", "*", "workloads", "*"), ("dom0", "workloads", "*")):
+    union = _union_at(path)
+    if union is not None:
+        _, tag, models = union
         node: object = data
         for el in path:
             node = node[el] if isinstance(node, (dict, list)) else None  # type: ignore[index]
-        kind = node.get("kind") if isinstance(node, dict) else None
-        return WORKLOAD_MODELS.get(kind) if isinstance(kind, str) else None
+        value = node.get(tag) if isinstance(node, dict) else None
+        return models.get(value) if isinstance(value, str) else None
     return None
 
 
@@ -566,12 +1122,12 @@ def _reason(err: Any, path: _Path, data: object) -> tuple[_Path, str]:
         model = _model_at(path[:-1], data)
         allowed = f"; expected one of {', '.join(model.model_fields)}" if model else ""
         return path, f"unknown key {path[-1]!r}{allowed}"
-    if kind == "union_tag_invalid":
-        return (*path, "kind"), (
-            f"unknown workload kind {ctx.get('tag')!r}; expected one of {', '.join(WORKLOAD_MODELS)}"
-        )
-    if kind == "union_tag_not_found":
-        return path, f"workload needs a 'kind': one of {', '.join(WORKLOAD_MODELS)}"
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        noun, tag, models = _union_at(path) or _UNIONS["workloads"]
+        expected = ", ".join(models)
+        if kind == "union_tag_not_found":
+            return path, f"{noun} item lacks its {tag!r} key; expected one of {expected}"
+        return (*path, tag), f"unknown {noun} {tag} {ctx.get('tag')!r}; expected one of {expected}"
     if kind in ("model_type", "dict_type", "model_attributes_type"):
         return path, f"expected a mapping, got {_describe(value)}"
     if kind in ("tuple_type", "list_type"):
@@ -580,6 +1136,8 @@ def _reason(err: Any, path: _Path, data: object) -> tuple[_Path, str]:
         return path, f"expected an integer, got {_describe(value)}"
     if kind == "string_type":
         return path, f"expected a string, got {_describe(value)}"
+    if kind == "bool_type":
+        return path, f"expected true or false, got {_describe(value)}"
     if kind == "literal_error":
         return path, f"expected {ctx.get('expected')}, got {value!r}"
     return path, f"{err['msg']} (got {value!r})"
@@ -592,8 +1150,13 @@ def _nearest_line(lines: dict[_Path, int], path: _Path) -> int:
     return 1
 
 
-def parse_scenario(text: str, source: str = "<string>") -> Scenario:
-    """Validate scenario YAML text; raises ScenarioError with one line naming file and line."""
+def parse_scenario(
+    text: str, source: str = "<string>", *, base_dir: str | Path | None = None
+) -> Scenario:
+    """Validate scenario YAML text; raises ScenarioError with one line naming file and line.
+
+    Relative image paths resolve against `base_dir` (default: the current directory).
+    """
     try:
         loader = yaml.SafeLoader(text)
         try:
@@ -612,7 +1175,8 @@ def parse_scenario(text: str, source: str = "<string>") -> Scenario:
         raise ScenarioError(f"{source}:1: (top level): the scenario is empty")
     lines = _lines(node, source)
     try:
-        scenario = Scenario.model_validate(data)
+        context = {"base_dir": Path(base_dir) if base_dir is not None else Path.cwd()}
+        scenario = Scenario.model_validate(data, context=context)
     except ValidationError as exc:
         found = []
         for err in exc.errors():
@@ -637,7 +1201,7 @@ def load_scenario(path: str | Path) -> Scenario:
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise ScenarioError(f"{source}:{line}: (top level): the file is not UTF-8") from None
-    scenario = parse_scenario(text, source)
+    scenario = parse_scenario(text, source, base_dir=Path(path).parent)
     scenario._sha256 = hashlib.sha256(raw).hexdigest()
     return scenario
 
@@ -662,6 +1226,8 @@ def _shown_default(field: FieldInfo) -> str:
         return "`[]`"
     if value is None:
         return "(none)"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
     return f"`{value}`"
 
 
@@ -670,13 +1236,18 @@ def reference_markdown() -> str:
     sections: list[tuple[str, type[BaseModel]]] = [
         ("top level", Scenario),
         ("`machine`", MachineSpec),
+        ("`machine.disk`", DiskSpec),
+        ("`machine.link`", LinkSpec),
         ("`dom0`", Dom0Spec),
         ("`domains[]`", DomainSpec),
+        *((f"device `kind: {k}`", m) for k, m in DEVICE_MODELS.items()),
         *((f"workload `kind: {k}`", m) for k, m in WORKLOAD_MODELS.items()),
+        *((f"`timeline[]` `action: {k}`", m) for k, m in TIMELINE_MODELS.items()),
     ]
     out: list[str] = []
     for title, model in sections:
-        out += [f"**{title}** — {(model.__doc__ or '').strip()}", ""]
+        doc = " ".join((model.__doc__ or "").split())
+        out += [f"**{title}** — {doc}", ""]
         out += ["| key | default | meaning |", "|---|---|---|"]
         for key, field in model.model_fields.items():
             out.append(f"| `{key}` | {_shown_default(field)} | {field.description or ''} |")

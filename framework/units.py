@@ -1,8 +1,9 @@
-"""Parsers for the quantities scenario files carry: sizes, durations and frequencies.
+"""Parsers for the quantities scenario files carry: sizes, durations, frequencies, bandwidths.
 
-Everything inside xen970 is an integer in a base unit (bytes, nanoseconds, hertz), so
-these parsers are the only place where unit strings exist. They are strict: the result
-must be a whole number of the base unit, and any error names the offending text.
+Everything inside xen970 is an integer in a base unit (bytes, nanoseconds, hertz, bytes per
+second), so these parsers are the only place where unit strings exist. They are strict: the
+result must be a whole number of the base unit, and any error names the offending text. The
+one documented exception is a bit rate, which is rounded down to whole bytes per second.
 """
 
 from __future__ import annotations
@@ -11,13 +12,18 @@ import re
 from decimal import Decimal, InvalidOperation
 
 __all__ = [
+    "BANDWIDTH_UNITS",
+    "BIT_RATE_UNITS",
+    "BYTE_RATE_UNITS",
     "DURATION_UNITS",
     "FREQUENCY_UNITS",
     "SIZE_UNITS",
     "UnitError",
+    "format_bandwidth",
     "format_duration",
     "format_frequency",
     "format_size",
+    "parse_bandwidth",
     "parse_duration",
     "parse_frequency",
     "parse_size",
@@ -55,6 +61,28 @@ FREQUENCY_UNITS: dict[str, int] = {
     "MHz": 1_000_000,
     "GHz": 1_000_000_000,
 }
+
+# Data rates in bytes per second: decimal prefixes as disk and network vendors write them,
+# binary ones for those who count in pages.
+BYTE_RATE_UNITS: dict[str, int] = {
+    "B/s": 1,
+    "kB/s": 1_000,
+    "MB/s": 1_000_000,
+    "GB/s": 1_000_000_000,
+    "KiB/s": 1 << 10,
+    "MiB/s": 1 << 20,
+    "GiB/s": 1 << 30,
+}
+
+# Link rates in bits per second (decimal, as Ethernet is specified).
+BIT_RATE_UNITS: dict[str, int] = {
+    "bit/s": 1,
+    "kbit/s": 1_000,
+    "Mbit/s": 1_000_000,
+    "Gbit/s": 1_000_000_000,
+}
+
+BANDWIDTH_UNITS: tuple[str, ...] = (*BYTE_RATE_UNITS, *BIT_RATE_UNITS)
 
 _QUANTITY = re.compile(r"\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+))\s*(.*?)\s*")
 
@@ -132,6 +160,34 @@ def parse_frequency(value: str | int) -> int:
     return hz
 
 
+def parse_bandwidth(value: str) -> int:
+    """Bytes per second in '100MB/s', '1.5GB/s', '512KiB/s', '1Gbit/s' or '100Mbit/s'.
+
+    Byte rates must be a whole number of bytes per second. Bit rates must be a whole number
+    of bits per second and are then divided by 8 and rounded down, because the simulator
+    moves whole bytes ('1Gbit/s' is exactly 125000000; '12bit/s' becomes 1). A unit is always
+    required (a bare number could mean bits or bytes) and the result must be positive.
+    """
+    units = ", ".join(BANDWIDTH_UNITS)
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise UnitError(f"missing unit in {value!r}; expected one of {units}")
+    _reject_non_text(value, "bandwidth", "100MB/s")
+    number, unit = _split(value, "bandwidth", "100MB/s")
+    if not unit:
+        raise UnitError(f"missing unit in {value!r}; expected one of {units}")
+    if unit in BIT_RATE_UNITS:
+        bits = _scale(value, number, unit, BIT_RATE_UNITS, "bits per second")
+        rate = bits // 8
+    elif unit in BYTE_RATE_UNITS:
+        rate = _scale(value, number, unit, BYTE_RATE_UNITS, "bytes per second")
+    else:
+        raise UnitError(f"bad unit {unit!r} in {value!r}; expected one of {units}")
+    if rate <= 0:
+        below = " (less than one byte per second)" if number > 0 else ""
+        raise UnitError(f"bandwidth must be positive, got {value!r}{below}")
+    return rate
+
+
 def format_size(nbytes: int) -> str:
     """The shortest exact binary spelling of a size, e.g. 67108864 -> '64MiB'."""
     for unit in ("TiB", "GiB", "MiB", "KiB"):
@@ -160,3 +216,20 @@ def format_frequency(hz: int) -> str:
                 text = text.rstrip("0").rstrip(".")
             return f"{text}{unit}"
     return f"{hz}Hz"
+
+
+def format_bandwidth(rate: int) -> str:
+    """The shortest exact byte-rate spelling, e.g. 100_000_000 -> '100MB/s', 524288 -> '512KiB/s'.
+
+    Every unit the rate is at least one of is tried; ties go to the decimal units.
+    """
+    best = f"{rate}B/s"
+    for unit, scale in BYTE_RATE_UNITS.items():
+        if scale == 1 or rate < scale:
+            continue
+        text = format(Decimal(rate) / scale, "f")
+        if "." in text:
+            text = text.rstrip("0").rstrip(".")
+        if len(text) + len(unit) < len(best):
+            best = f"{text}{unit}"
+    return best

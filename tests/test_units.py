@@ -5,10 +5,15 @@ from __future__ import annotations
 import pytest
 
 from framework.units import (
+    BANDWIDTH_UNITS,
+    BIT_RATE_UNITS,
+    BYTE_RATE_UNITS,
     UnitError,
+    format_bandwidth,
     format_duration,
     format_frequency,
     format_size,
+    parse_bandwidth,
     parse_duration,
     parse_frequency,
     parse_size,
@@ -129,3 +134,84 @@ def test_formatters_round_trip_through_the_parsers() -> None:
         assert parse_frequency(format_frequency(hz)) == hz
     assert format_size(96 << 20) == "96MiB"
     assert format_frequency(1_800_000_000) == "1.8GHz"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("100MB/s", 100_000_000),
+        ("1.5GB/s", 1_500_000_000),
+        ("512KiB/s", 512 * 1024),
+        ("1Gbit/s", 125_000_000),
+        ("100Mbit/s", 12_500_000),
+        ("10kB/s", 10_000),
+        ("2MiB/s", 2 << 20),
+        ("1GiB/s", 1 << 30),
+        ("64kbit/s", 8_000),
+        ("8bit/s", 1),
+        (" 3 B/s ", 3),
+        # A bit rate that is not whole bytes rounds down (documented in parse_bandwidth).
+        ("12bit/s", 1),
+        ("1.001kbit/s", 125),
+    ],
+)
+def test_parse_bandwidth_gives_bytes_per_second(text: str, expected: int) -> None:
+    assert parse_bandwidth(text) == expected
+
+
+_ALL = ", ".join(BANDWIDTH_UNITS)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("0MB/s", "bandwidth must be positive, got '0MB/s'"),
+        ("0Gbit/s", "bandwidth must be positive, got '0Gbit/s'"),
+        ("4bit/s", "bandwidth must be positive, got '4bit/s' (less than one byte per second)"),
+        ("-1MB/s", "negative quantity '-1MB/s'"),
+        ("-8bit/s", "negative quantity '-8bit/s'"),
+        ("100MB", f"bad unit 'MB' in '100MB'; expected one of {_ALL}"),
+        ("1Gbps", f"bad unit 'Gbps' in '1Gbps'; expected one of {_ALL}"),
+        ("1KB/s", f"bad unit 'KB/s' in '1KB/s'; expected one of {_ALL}"),
+        ("100", f"missing unit in '100'; expected one of {_ALL}"),
+        (100, f"missing unit in 100; expected one of {_ALL}"),
+        ("1.5B/s", "'1.5B/s' is not a whole number of bytes per second"),
+        ("0.5bit/s", "'0.5bit/s' is not a whole number of bits per second"),
+        ("MB/s", "no number in 'MB/s'; expected a bandwidth like '100MB/s'"),
+        (True, "expected a bandwidth like '100MB/s', got bool True"),
+        (1.5, "expected a bandwidth like '100MB/s', got float 1.5"),
+    ],
+)
+def test_parse_bandwidth_errors_name_the_problem(value: object, message: str) -> None:
+    with pytest.raises(UnitError) as info:
+        parse_bandwidth(value)  # type: ignore[arg-type]
+    assert str(info.value) == message
+
+
+def test_bandwidth_units_are_decimal_for_k_m_g_and_binary_for_kib_mib_gib() -> None:
+    assert BYTE_RATE_UNITS["MB/s"] == 10**6 and BYTE_RATE_UNITS["MiB/s"] == 1 << 20
+    assert BIT_RATE_UNITS["Gbit/s"] == 10**9
+    assert BANDWIDTH_UNITS == (*BYTE_RATE_UNITS, *BIT_RATE_UNITS)
+
+
+@pytest.mark.parametrize(
+    ("rate", "text"),
+    [
+        (100_000_000, "100MB/s"),
+        (125_000_000, "125MB/s"),
+        (1_500_000_000, "1.5GB/s"),
+        (512 * 1024, "512KiB/s"),
+        (1 << 30, "1GiB/s"),
+        (1536, "1536B/s"),
+        (1, "1B/s"),
+    ],
+)
+def test_format_bandwidth_is_the_shortest_exact_spelling(rate: int, text: str) -> None:
+    assert format_bandwidth(rate) == text
+
+
+def test_bandwidth_round_trips_through_format_and_parse() -> None:
+    for rate in (1, 999, 1536, 10_000, 12_500_000, 125_000_000, 1_048_576_000, 3 << 30):
+        assert parse_bandwidth(format_bandwidth(rate)) == rate
+    for text in ("1Gbit/s", "100Mbit/s", "512KiB/s", "1.5GB/s"):
+        assert parse_bandwidth(format_bandwidth(parse_bandwidth(text))) == parse_bandwidth(text)
