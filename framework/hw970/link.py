@@ -1,0 +1,94 @@
+"""A point-to-point network link: FIFO serialisation at a bit rate, then propagation delay.
+
+The classic store-and-forward wire: a frame starts transmitting when the link is free,
+occupies it for len * 8 / bandwidth, and arrives `latency_ns` after its last bit left.
+Frames carry a 14-byte Ethernet header (destination, source, ethertype); the MTU bounds
+the payload after it, as on a real NIC. Times are integer nanoseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import simpy
+
+__all__ = ["ETH_HLEN", "Link", "LinkParams"]
+
+ETH_HLEN = 14  # destination MAC, source MAC, ethertype
+
+
+@dataclass(frozen=True, slots=True)
+class LinkParams:
+    """Bandwidth in bits/s, one-way propagation latency in ns, MTU in payload bytes."""
+
+    bandwidth_bps: int  # bits per second
+    latency_ns: int
+    mtu: int = 1500
+
+    def __post_init__(self) -> None:
+        if self.bandwidth_bps <= 0:
+            raise ValueError(f"link bandwidth_bps {self.bandwidth_bps} must be positive")
+        if self.latency_ns < 0:
+            raise ValueError(f"link latency_ns {self.latency_ns} is negative")
+        if self.mtu <= 0:
+            raise ValueError(f"link mtu {self.mtu} must be positive")
+
+    def serialisation_ns(self, nbytes: int) -> int:
+        """Time to put `nbytes` on the wire: ceil(nbytes * 8e9 / bandwidth), in ns."""
+        return -(-nbytes * 8_000_000_000 // self.bandwidth_bps)
+
+
+class Link:
+    """One direction of a wire: frames leave in the order sent and arrive in that order."""
+
+    def __init__(self, env: simpy.Environment, params: LinkParams, name: str) -> None:
+        self.env = env
+        self.params = params
+        self.name = name
+        self._free_at = 0  # when the transmitter finishes the last accepted frame
+        self.frames = 0
+        self.bytes = 0
+        self.busy_ns = 0
+        self.refused = 0
+
+    def __repr__(self) -> str:
+        return f"Link({self.name!r}, {self.params})"
+
+    def send(
+        self,
+        frame: bytes | bytearray | memoryview,
+        deliver: Callable[[bytes], None],
+        now_ns: int | None = None,
+    ) -> bool:
+        """Queue `frame`; `deliver(frame)` runs at its arrival. False if over the MTU.
+
+        `now_ns` is the sending instant when it is ahead of the SimPy clock (a sender
+        running inside a CPU slice); transmission never starts before it.
+        """
+        data = bytes(frame)  # the wire carries a snapshot, not the sender's buffer
+        if len(data) < ETH_HLEN:
+            raise ValueError(
+                f"link {self.name}: a {len(data)}-byte frame is shorter than the "
+                f"{ETH_HLEN}-byte Ethernet header"
+            )
+        if len(data) - ETH_HLEN > self.params.mtu:
+            self.refused += 1
+            return False
+        clock = int(self.env.now)
+        now = clock if now_ns is None else max(now_ns, clock)
+        wire = self.params.serialisation_ns(len(data))
+        start = max(now, self._free_at)
+        self._free_at = start + wire
+        arrival = self._free_at + self.params.latency_ns
+        self.frames += 1
+        self.bytes += len(data)
+        self.busy_ns += wire
+        ev = self.env.timeout(arrival - clock)
+        ev.callbacks.append(lambda _e: deliver(data))
+        return True
+
+    def backlog_ns(self, now_ns: int | None = None) -> int:
+        """How long a frame sent now would wait before its first bit leaves."""
+        now = int(self.env.now) if now_ns is None else now_ns
+        return max(self._free_at - now, 0)
