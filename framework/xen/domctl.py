@@ -10,6 +10,7 @@ from framework.trace.schema import K
 from framework.xen import abi, costs
 from framework.xen.abi import DOMCTL, EINVAL, ENOMEM, EPERM, ESRCH
 from framework.xen.domain import DomainState, Runstate, Vcpu
+from framework.xen.grant_table import ForeignMappingsRemain, check_destroyable
 from framework.xen.hypercalls import xencomm_of
 from framework.xen.mm import AllocError, NotOwned
 from framework.xen.xencomm import XencommError
@@ -147,11 +148,15 @@ def domctl(xen: Hypervisor, core: Core, v: Vcpu) -> int:
     if cmd == abi.XEN_DOMCTL_destroydomain:
         if dom is v.domain:
             return -EINVAL
-        if dom.state not in (DomainState.SHUTDOWN, DomainState.CREATED):
-            xen.shutdown(dom, abi.SHUTDOWN_poweroff)
-        if any(x.runstate == Runstate.RUNNING for x in dom.vcpus):
-            return -abi.EAGAIN
-        xen.destroy(dom)
+        try:
+            check_destroyable(xen, dom)  # before shutting it down: a refusal changes nothing
+            if dom.state not in (DomainState.SHUTDOWN, DomainState.CREATED):
+                xen.shutdown(dom, abi.SHUTDOWN_poweroff)
+            if any(x.runstate == Runstate.RUNNING for x in dom.vcpus):
+                return -abi.EAGAIN
+            xen.destroy(dom)
+        except ForeignMappingsRemain:
+            return -abi.EBUSY  # another domain still maps its granted frames
         return 0
     if cmd == abi.XEN_DOMCTL_getdomaininfo:
         flags = 0

@@ -28,6 +28,7 @@ from framework.xen.abi import (
 )
 from framework.xen.domain import Domain, DomainState, Vcpu
 from framework.xen.evtchn import PortState
+from framework.xen.grant_table import do_grant_table_op
 from framework.xen.mm import AllocError
 from framework.xen.xencomm import Xencomm, XencommError
 
@@ -542,6 +543,7 @@ XEN_CALLS: dict[int, Handler] = {
     abi.HYPERVISOR_console_io: do_console_io,
     abi.HYPERVISOR_event_channel_op: do_event_channel_op,
     abi.HYPERVISOR_memory_op: do_memory_op,
+    abi.HYPERVISOR_grant_table_op: do_grant_table_op,
     abi.HYPERVISOR_domctl: do_domctl,
 }
 

@@ -22,7 +22,15 @@ from framework.trace.schema import K
 from framework.xen import costs, evtchn
 from framework.xen.abi import SHARED_INFO, SHUTDOWN_NAMES, VCPU_INFO, VIRQ_TIMER
 from framework.xen.domain import Domain, DomainState, Runstate, Vcpu
+from framework.xen.grant_table import (
+    GrantTable,
+    allocate_grant_frames,
+    check_destroyable,
+    release_grants,
+    seed_reserved_grants,
+)
 from framework.xen.mm import EXTENT_ORDER, AllocError, FrameAllocator, PhysMap, htab_bytes_for
+from framework.xen.p2m import ForeignArea
 from framework.xen.sched_credit import CreditScheduler
 from framework.xen.schedule import PhysicalCpu
 
@@ -94,6 +102,9 @@ class Hypervisor:
             domid = self.next_domid
             self.next_domid += 1
         dom = Domain(domid=domid, name=name, privileged=privileged)
+        dom.grants = GrantTable()
+        if privileged:
+            dom.foreign = ForeignArea()  # where it maps other domains' grants
         self.domains[domid] = dom
         self.sched.add_domain(domid)
         return dom
@@ -111,14 +122,17 @@ class Hypervisor:
         dom.hid4 = hid4_encode(mfn << 12, rma_size, lpid=dom.domid & 0x3F)
         self.rec.emit(K.MEM_ALLOC, self.now(), -1, dom.domid, -1, mfn, rma_size >> 12, text="rma")
         self._init_shared_info(dom)
+        allocate_grant_frames(self, dom)
+        if not dom.privileged:
+            seed_reserved_grants(self, dom)  # console and xenstore pages, for dom0's backends
 
     def add_extents(self, dom: Domain, count: int) -> list[int]:
         """Give the domain `count` more 16 MiB extents after its RMA; returns new pfns."""
         assert dom.phys is not None
         extent = 1 << (EXTENT_ORDER + 12)
         mfns = self.alloc.alloc_extents(count * extent, extent, f"extents of d{dom.domid}")
-        first_pfn = dom.phys.nr_pages
-        dom.phys = PhysMap(dom.rma_mfn, dom.rma_size >> 12, [*dom.phys.extents, *mfns])
+        first_pfn = dom.phys.end_pfn
+        dom.phys = dom.phys.with_extents(mfns)  # keeps pages moved by grant transfer
         for m in mfns:
             self.rec.emit(
                 K.MEM_ALLOC, self.now(), -1, dom.domid, -1, m, 1 << EXTENT_ORDER, text="extent"
@@ -259,12 +273,17 @@ class Hypervisor:
         """Free every frame of a shut-down domain."""
         if any(v.runstate == Runstate.RUNNING for v in dom.vcpus):
             raise RuntimeError(f"domain {dom.domid} still has a running VCPU")
+        check_destroyable(self, dom)  # ForeignMappingsRemain while its grants are mapped
         dom.state = DomainState.DYING
         if dom.phys is not None:
             for mfn, count in dom.phys.mfns():
                 self.alloc.free(mfn, count)
         if dom.htab_bytes:
             self.alloc.free(dom.htab_maddr >> 12, dom.htab_bytes >> 12)
+        release_grants(self, dom)
+        from framework.xen.tce import destroy_tce_tables
+
+        destroy_tce_tables(self, dom)
         for port in range(1, len(dom.evtchn.ports)):
             from framework.xen.hypercalls import evtchn_close
 

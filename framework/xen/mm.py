@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import bisect
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 
 from framework.hw970.memory import PAGE_SHIFT, PAGE_SIZE
 from framework.hw970.mmu import HTAB_MIN_BYTES, RMA_SIZES, rma_log2
@@ -27,6 +28,7 @@ __all__ = [
     "EXTENT_BYTES",
     "EXTENT_ORDER",
     "EXTENT_PAGES",
+    "INVALID_MFN",
     "IO_HOLE_START",
     "PAGE_SHIFT",
     "PAGE_SIZE",
@@ -35,6 +37,7 @@ __all__ = [
     "FrameAllocator",
     "NotOwned",
     "PhysMap",
+    "SparsePhysMap",
     "dom0_memory_default",
     "htab_bytes_for",
     "rma_layout",
@@ -52,6 +55,8 @@ IO_HOLE_START = 2 << 30
 DOM0_MIN_BYTES = RMA_SIZES[0]
 
 _MAX_MFN = (1 << 32) - 1  # the p2m holds 32-bit MFNs (44-bit machine addresses)
+#: A p2m entry with no frame behind it (Xen's INVALID_MFN in a 32-bit p2m).
+INVALID_MFN = (1 << 32) - 1
 
 
 class AllocError(Exception):
@@ -236,7 +241,18 @@ class PhysMap:
     Translation is arithmetic (RMA offset, or extent index and offset), so a multi-GiB
     domain costs one list entry per extent; `owns_mfn`/`mfn_to_pfn` use a dict keyed by
     ``mfn >> EXTENT_ORDER`` so the m2p side is O(1) too.
+
+    A PhysMap never changes: page-granular changes (a page given away by grant transfer,
+    a page received into such a hole) return a new map, a `SparsePhysMap` while any hole
+    exists. So this class keeps its arithmetic fast path with no per-call check, and
+    anything caching a map's `pfn_to_mfn` (the xencomm walker) sees the change as a new
+    object.
     """
+
+    #: Base pfns (never RMA) whose frame the domain gave away; empty for a whole map.
+    holes: frozenset[int] = frozenset()
+    #: pfn -> mfn of frames received into holes (always a subset of `holes`).
+    extras: Mapping[int, int] = MappingProxyType({})
 
     def __init__(self, rma_mfn: int, rma_pages: int, extents: list[int]) -> None:
         if rma_pages <= 0:
@@ -254,7 +270,8 @@ class PhysMap:
         top = max([rma_mfn + rma_pages - 1, *(b + EXTENT_PAGES - 1 for b in self.extents)])
         if top > _MAX_MFN:
             raise ValueError(f"mfn {top:#x} does not fit the 32-bit p2m")
-        self.nr_pages = rma_pages + len(self.extents) * EXTENT_PAGES
+        self.end_pfn = rma_pages + len(self.extents) * EXTENT_PAGES
+        self.nr_pages = self.end_pfn
 
     @property
     def rma_bytes(self) -> int:
@@ -274,7 +291,7 @@ class PhysMap:
         k = rel >> EXTENT_ORDER
         if rel >= 0 and k < len(self.extents):
             return self.extents[k] + (rel & (EXTENT_PAGES - 1))
-        raise NotOwned(f"pfn {pfn:#x} is outside the domain's {self.nr_pages:#x} pages")
+        raise NotOwned(f"pfn {pfn:#x} is outside the domain's {self.end_pfn:#x} pages")
 
     def owns_mfn(self, mfn: int) -> bool:
         """Whether machine frame `mfn` belongs to this domain."""
@@ -290,6 +307,27 @@ class PhysMap:
         if k is None:
             raise NotOwned(f"mfn {mfn:#x} does not belong to the domain")
         return self.rma_pages + (k << EXTENT_ORDER) + (mfn & (EXTENT_PAGES - 1))
+
+    def contiguous(self, pfn: int, count: int) -> bool:
+        """Whether pfns [pfn, pfn + count) are all mapped, onto consecutive machine frames
+        (what one large-page PTE needs)."""
+        try:
+            first = self.pfn_to_mfn(pfn)
+        except NotOwned:
+            return False
+        p, end = pfn, pfn + count
+        while p < end:
+            # Pieces (the RMA, each extent) are contiguous inside; check where each starts.
+            try:
+                if self.pfn_to_mfn(p) != first + (p - pfn):
+                    return False
+            except NotOwned:
+                return False
+            if p < self.rma_pages:
+                p = self.rma_pages
+            else:
+                p = self.rma_pages + (((p - self.rma_pages) >> EXTENT_ORDER) + 1) * EXTENT_PAGES
+        return True
 
     def mfns(self) -> Iterator[tuple[int, int]]:
         """Machine runs (first_mfn, count), adjacent pieces merged: what to free at death."""
@@ -310,6 +348,139 @@ class PhysMap:
         for base in self.extents:
             p2m.extend(range(base, base + EXTENT_PAGES))
         return p2m
+
+    # -- page-granular changes (grant transfer) --------------------------------------------
+    def with_extents(self, mfns: list[int]) -> PhysMap:
+        """This map with more extents after the last one; holes and extras are kept."""
+        return _physmap(self, [*self.extents, *mfns], self.holes, dict(self.extras))
+
+    def without_page(self, pfn: int) -> PhysMap:
+        """This map with `pfn`'s frame given away (a hole at `pfn`).
+
+        RMA pages can never leave a living domain (real mode must reach all of them);
+        an unmapped pfn raises `NotOwned`.
+        """
+        if 0 <= pfn < self.rma_pages:
+            raise ValueError(
+                f"pfn {pfn:#x} is in the RMA: RMA pages can never be given away while "
+                "the domain lives"
+            )
+        self.pfn_to_mfn(pfn)  # NotOwned if there is nothing to give
+        extras = dict(self.extras)
+        extras.pop(pfn, None)  # a received frame leaves again: its pfn stays a hole
+        return _physmap(self, list(self.extents), self.holes | {pfn}, extras)
+
+    def with_page(self, pfn: int, mfn: int) -> PhysMap:
+        """This map with frame `mfn` received at `pfn`, which must be a hole."""
+        if pfn not in self.holes or pfn in self.extras:
+            raise ValueError(f"pfn {pfn:#x} is not a hole of the domain's memory map")
+        if self.owns_mfn(mfn):
+            raise ValueError(f"mfn {mfn:#x} already belongs to the domain")
+        if mfn > _MAX_MFN:
+            raise ValueError(f"mfn {mfn:#x} does not fit the 32-bit p2m")
+        holes = set(self.holes)
+        extras = dict(self.extras)
+        if PhysMap.pfn_to_mfn(self, pfn) == mfn:
+            holes.discard(pfn)  # its own frame came back: the hole closes
+        else:
+            extras[pfn] = mfn
+        return _physmap(self, list(self.extents), frozenset(holes), extras)
+
+
+class SparsePhysMap(PhysMap):
+    """A `PhysMap` with holes (frames given away) and extras (frames received into them).
+
+    Only a domain that took part in a grant transfer has one, so only it pays for the
+    extra checks.
+    """
+
+    def __init__(
+        self,
+        rma_mfn: int,
+        rma_pages: int,
+        extents: list[int],
+        holes: frozenset[int],
+        extras: dict[int, int],
+    ) -> None:
+        super().__init__(rma_mfn, rma_pages, extents)
+        for pfn in holes:
+            if pfn < rma_pages or pfn >= self.end_pfn:
+                raise ValueError(f"hole at pfn {pfn:#x} is not an extent page of the domain")
+        stray = sorted(set(extras) - holes)
+        if stray:
+            raise ValueError(f"frames received at pfns {stray} that are not holes")
+        self.holes = holes
+        self.extras = MappingProxyType(dict(extras))
+        self._extra_m2p = {mfn: pfn for pfn, mfn in extras.items()}
+        self.nr_pages = self.end_pfn - len(holes) + len(extras)
+
+    def pfn_to_mfn(self, pfn: int) -> int:
+        if pfn in self.holes:
+            mfn = self.extras.get(pfn)
+            if mfn is None:
+                raise NotOwned(f"pfn {pfn:#x} is a hole: the domain gave that page away")
+            return mfn
+        return PhysMap.pfn_to_mfn(self, pfn)
+
+    def owns_mfn(self, mfn: int) -> bool:
+        if mfn in self._extra_m2p:
+            return True
+        if not PhysMap.owns_mfn(self, mfn):
+            return False
+        return PhysMap.mfn_to_pfn(self, mfn) not in self.holes
+
+    def mfn_to_pfn(self, mfn: int) -> int:
+        pfn = self._extra_m2p.get(mfn)
+        if pfn is not None:
+            return pfn
+        pfn = PhysMap.mfn_to_pfn(self, mfn)
+        if pfn in self.holes:
+            raise NotOwned(f"mfn {mfn:#x} was given away by the domain (pfn {pfn:#x})")
+        return pfn
+
+    def contiguous(self, pfn: int, count: int) -> bool:
+        if any(pfn <= h < pfn + count for h in self.holes):
+            return False  # a hole (even refilled) breaks the machine run
+        return PhysMap.contiguous(self, pfn, count)
+
+    def mfns(self) -> Iterator[tuple[int, int]]:
+        gone = sorted(PhysMap.pfn_to_mfn(self, pfn) for pfn in self.holes)
+        runs: list[tuple[int, int]] = []
+        for start, count in PhysMap.mfns(self):
+            end = start + count
+            lo = bisect.bisect_left(gone, start)
+            hi = bisect.bisect_left(gone, end)
+            for g in gone[lo:hi]:
+                if g > start:
+                    runs.append((start, g - start))
+                start = g + 1
+            if start < end:
+                runs.append((start, end - start))
+        runs.extend((mfn, 1) for mfn in self.extras.values())
+        runs.sort()
+        merged: list[tuple[int, int]] = []
+        for start, count in runs:
+            if merged and merged[-1][0] + merged[-1][1] == start:
+                merged[-1] = (merged[-1][0], merged[-1][1] + count)
+            else:
+                merged.append((start, count))
+        yield from merged
+
+    def p2m_array(self) -> array[int]:
+        """As `PhysMap.p2m_array`, holes holding INVALID_MFN (all ones)."""
+        p2m = PhysMap.p2m_array(self)
+        for pfn in self.holes:
+            p2m[pfn] = self.extras.get(pfn, INVALID_MFN)
+        return p2m
+
+
+def _physmap(
+    old: PhysMap, extents: list[int], holes: frozenset[int], extras: dict[int, int]
+) -> PhysMap:
+    """The right class for a map's contents: dense when nothing is missing."""
+    if not holes:
+        return PhysMap(old.rma_mfn, old.rma_pages, extents)
+    return SparsePhysMap(old.rma_mfn, old.rma_pages, extents, holes, extras)
 
 
 def rma_layout(rma_size: int) -> dict[str, int]:

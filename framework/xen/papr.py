@@ -2,8 +2,11 @@
 H_CLEAR_REF, H_CLEAR_MOD.
 
 Translation is always on: the guest names PFNs in its PTEs and Xen turns them into MFNs
-(the "VFN->PFN half is the guest's, PFN->MFN is Xen's").  A PFN the domain does not own
-is refused, so a guest can never map another domain's frames.
+(the "VFN->PFN half is the guest's, PFN->MFN is Xen's") with the port's four pfn classes
+(`p2m.pfn_to_mfn`).  A PFN the domain does not own is refused, so a guest can never map
+another domain's frames except through a grant: dom0's foreign area slots (4 KiB only,
+read-only slots forced to PP=3, each PTE counted so the slot cannot be unmapped under it)
+and its own grant frames (4 KiB only, WIMG forced to I=0 G=0).
 """
 
 from __future__ import annotations
@@ -32,14 +35,21 @@ from framework.xen.abi import (
 )
 from framework.xen.domain import Vcpu
 from framework.xen.mm import NotOwned
+from framework.xen.p2m import (
+    FOREIGN_PFN_BASE,
+    IO_HOLE_END_PFN,
+    IO_HOLE_START_PFN,
+    PfnClass,
+    foreign_pfn,
+    pfn_to_mfn,
+)
 
 if TYPE_CHECKING:
     from framework.xen.hypervisor import Hypervisor
 
-IO_HOLE_START_PFN = (2 << 30) >> 12
-IO_HOLE_END_PFN = (4 << 30) >> 12
-FOREIGN_PFN_BIT = 1 << 22
 LARGE_PAGE_PFNS = 1 << 12
+#: PP = 3: read-only whatever the SLB key (hw970.mmu._check_pte), for read-only grants.
+PP_READ_ONLY = 0x3
 _RPN_SHIFT = 12
 _RPN_MASK = 0x0FFFFFFFFFFFF000
 
@@ -67,24 +77,26 @@ def h_enter(xen: Hypervisor, core: Core, v: Vcpu) -> int:
     large = bool(hi & PTE_L)
     if large and pfn % LARGE_PAGE_PFNS:
         return H_PARAMETER
-    if pfn & FOREIGN_PFN_BIT:
-        return H_PARAMETER  # foreign (grant) mappings arrive with the grant table
-    if IO_HOLE_START_PFN <= pfn < IO_HOLE_END_PFN:
-        if not dom.privileged:
-            return H_PRIVILEGE
+    try:
+        tr = pfn_to_mfn(dom, pfn, xen.alloc.total_pages)
+    except NotOwned:
+        if not dom.privileged and IO_HOLE_START_PFN <= pfn < IO_HOLE_END_PFN:
+            return H_PRIVILEGE  # I/O space is for the privileged domain only
+        return H_PARAMETER
+    cls = tr.cls
+    if cls == PfnClass.LOGICAL:
+        if large and not (dom.phys is not None and dom.phys.contiguous(pfn, LARGE_PAGE_PFNS)):
+            return H_PARAMETER  # not machine-contiguous: cannot be one 16 MiB page
+    elif cls == PfnClass.IO:
         if lo & PTE_W or not lo & PTE_I or not lo & PTE_G:
             return H_PARAMETER  # I/O pages must be W=0, I=1, G=1
-        mfn = pfn
-    else:
-        try:
-            mfn = dom.gpa_to_maddr(pfn << 12) >> 12
-            if large:
-                last = dom.gpa_to_maddr((pfn + LARGE_PAGE_PFNS - 1) << 12) >> 12
-                if last != mfn + LARGE_PAGE_PFNS - 1:
-                    return H_PARAMETER  # not machine-contiguous: cannot be one 16 MiB page
-        except NotOwned:
-            return H_PARAMETER
-    new_lo = (lo & ~_RPN_MASK) | (mfn << _RPN_SHIFT)
+    elif large:
+        return H_PARAMETER  # grant frames and foreign slots are 4 KiB pages
+    elif cls == PfnClass.GNTTAB:
+        lo &= ~(PTE_I | PTE_G)  # ordinary cacheable memory, whatever the guest asked
+    elif not tr.writable:
+        lo = (lo & ~PTE_PP) | PP_READ_ONLY  # a read-only grant stays read-only
+    new_lo = (lo & ~_RPN_MASK) | (tr.mfn << _RPN_SHIFT)
     mem = xen.memory
     group = ptex & ~(PTES_PER_PTEG - 1)
     slots = [ptex] if flags & H_EXACT else [group + i for i in range(PTES_PER_PTEG)]
@@ -93,6 +105,8 @@ def h_enter(xen: Hypervisor, core: Core, v: Vcpu) -> int:
         if not mem.read_u64(addr) & PTE_V:
             mem.write_u64(addr + 8, new_lo)
             mem.write_u64(addr, hi | PTE_V)
+            if cls == PfnClass.FOREIGN:
+                dom.grants.pte_entered(slot, pfn - FOREIGN_PFN_BASE)  # a reference on it
             core.set_gpr(4, slot)
             return H_SUCCESS
     return H_PTEG_FULL
@@ -121,18 +135,29 @@ def h_remove(xen: Hypervisor, core: Core, v: Vcpu) -> int:
     addr, hi, lo = m
     xen.memory.write_u64(addr, 0)
     _flush_all(xen)
+    ptex = core.gpr(5)
+    guest_lo = _guest_lo(xen, v, ptex, lo)
+    grants = v.domain.grants
+    if grants is not None and grants.foreign_ptes:
+        grants.pte_removed(ptex)  # drops its reference on the foreign slot
     core.set_gpr(4, hi)
-    core.set_gpr(5, _guest_lo(v, lo))
+    core.set_gpr(5, guest_lo)
     return H_SUCCESS
 
 
-def _guest_lo(v: Vcpu, lo: int) -> int:
+def _guest_lo(xen: Hypervisor, v: Vcpu, ptex: int, lo: int) -> int:
     """The PTE's second word as the guest wrote it: RPN back to a PFN."""
     dom = v.domain
     mfn = (lo & _RPN_MASK) >> _RPN_SHIFT
-    if dom.phys is not None and dom.phys.owns_mfn(mfn):
-        return (lo & ~_RPN_MASK) | (dom.phys.mfn_to_pfn(mfn) << _RPN_SHIFT)
-    return lo
+    if dom.grants is not None and ptex in dom.grants.foreign_ptes:
+        pfn = foreign_pfn(dom.grants.foreign_ptes[ptex])  # even a grant of its own page
+    elif dom.phys is not None and dom.phys.owns_mfn(mfn):
+        pfn = dom.phys.mfn_to_pfn(mfn)
+    elif mfn in dom.grant_frames:
+        pfn = xen.alloc.total_pages + dom.grant_frames.index(mfn)
+    else:
+        return lo  # I/O pages: the pfn is the mfn
+    return (lo & ~_RPN_MASK) | (pfn << _RPN_SHIFT)
 
 
 def h_read(xen: Hypervisor, core: Core, v: Vcpu) -> int:
@@ -141,7 +166,7 @@ def h_read(xen: Hypervisor, core: Core, v: Vcpu) -> int:
     if addr is None:
         return H_PARAMETER
     core.set_gpr(4, xen.memory.read_u64(addr))
-    core.set_gpr(5, _guest_lo(v, xen.memory.read_u64(addr + 8)))
+    core.set_gpr(5, _guest_lo(xen, v, core.gpr(5), xen.memory.read_u64(addr + 8)))
     return H_SUCCESS
 
 
@@ -153,6 +178,13 @@ def h_protect(xen: Hypervisor, core: Core, v: Vcpu) -> int:
         return m
     addr, _hi, lo = m
     new = (lo & ~(PTE_PP | PTE_N)) | (flags & (PTE_PP | PTE_N))
+    grants = v.domain.grants
+    if grants is not None and grants.foreign_ptes:
+        slot = grants.foreign_ptes.get(core.gpr(5))
+        area = v.domain.foreign
+        held = area.slots[slot] if slot is not None and area is not None else None
+        if held is not None and held.readonly:
+            new = (new & ~PTE_PP) | PP_READ_ONLY  # no H_PROTECT out of a read-only grant
     xen.memory.write_u64(addr + 8, new)
     _flush_all(xen)
     return H_SUCCESS
@@ -183,3 +215,8 @@ PAPR_CALLS: dict[int, Callable[[Hypervisor, Core, Vcpu], int]] = {
     H_CLEAR_REF: _clear_bit(0x100),
     H_CLEAR_MOD: _clear_bit(0x80),
 }
+
+# The IOMMU hcalls live with the TCE tables (framework.xen.tce).
+from framework.xen.tce import TCE_CALLS
+
+PAPR_CALLS.update(TCE_CALLS)
