@@ -96,6 +96,7 @@ class Simulation:
         self.kernel = KernelImage(rt.image, 0, rt.entry, DEVTREE_GPA)
         self.names: dict[int, str] = {0: "Domain-0"}
         self.build_errors: list[str] = []
+        self.dom0_kernel: GuestKernel | None = None
         self._plan = self._creation_plan()
         d0 = scenario.dom0
         self.xen.build_dom0(
@@ -146,8 +147,17 @@ class Simulation:
             groups.setdefault(t, []).append(i)
         return sorted(groups.items())
 
+    def console_lines(self, domid: int) -> list[str]:
+        """Everything a domain printed: dom0 through console_io, guests via xenconsoled."""
+        dom = self.xen.domains.get(domid)
+        lines = list(dom.console_text) if dom is not None else []
+        if self.dom0_kernel is not None and self.dom0_kernel.consoled is not None:
+            lines += self.dom0_kernel.consoled.logs.get(domid, [])
+        return lines
+
     def _dom0_init(self, kernel: GuestKernel, core: Core) -> None:
         """dom0's kernel is up: its toolstack creates the guests (now or on a timer)."""
+        self.dom0_kernel = kernel
         for start, group in self._plan:
             if start <= core.now_ns():
                 self._build_group(kernel, core, group)
@@ -204,9 +214,15 @@ class Simulation:
             d = doms[i]
             cfg = DomainConfig(d.name, d.memory, d.vcpus, d.rma, d.weight, d.cap, d.affinity)
             try:
-                ts.load_and_start(cfg, props[i])
+                console_port, store_port = ts.load_and_start(cfg, props[i])
             except BuildError as err:
                 self._build_failed(ts, port, d.name, str(err))
+                continue
+            # xend's part: introduce the domain to xenstored, connect its console.
+            domid = ts.domids[d.name]
+            assert kernel.store is not None and kernel.consoled is not None
+            kernel.store.introduce(core, domid, store_port)
+            kernel.consoled.connect(core, domid, console_port)
 
     def _build_failed(self, ts: Toolstack, port: _Dom0Port, name: str, why: str) -> None:
         self.build_errors.append(why)
@@ -260,7 +276,8 @@ def run_scenario(
     consoles.mkdir(exist_ok=True)
     for dom in [*sim.xen.domains.values()]:
         name = sim.names.get(dom.domid, f"d{dom.domid}")
-        (consoles / f"{name}.log").write_text("".join(line + "\n" for line in dom.console_text))
+        lines = sim.console_lines(dom.domid)
+        (consoles / f"{name}.log").write_text("".join(line + "\n" for line in lines))
     write_run_json(
         out,
         scenario_name=scenario.name,

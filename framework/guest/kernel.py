@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from framework.hw970.core import Core
 from framework.hw970.machine import Machine
@@ -26,10 +27,15 @@ from framework.hw970.regs import MSR_DR, MSR_EE, MSR_IR, MSR_ME, MSR_RI, MSR_SF
 from framework.trace.recorder import Recorder
 from framework.trace.schema import K
 from framework.xen import abi
+from framework.xen import grant_table as gt
 from framework.xen.abi import xen_mark
 from framework.xen.devtree import DomainDevtreeSpec, parse_domain_devtree
+from framework.xen.p2m import FOREIGN_GPA_BASE
 from framework.xen.xencomm import build_descriptor, descriptor_for_buffer
 
+from .byte_ring import ConsoleRing
+from .dom0 import ConsoleService, StoreService
+from .grants import GrantTableClient
 from .kmem import KernelMemory
 from .pages import PagePool
 from .runtime import (
@@ -47,6 +53,7 @@ from .runtime import (
     build_runtime,
     native_address,
 )
+from .xenbus import RingXenbus, Xenbus
 
 NATIVE_CYCLES = 200
 KERNEL_MSR = MSR_SF | MSR_ME | MSR_EE | MSR_IR | MSR_DR | MSR_RI
@@ -56,6 +63,9 @@ PTE_PP_RO = 0x3
 #: The kernel's page pool: above the toolstack buffers, below the special pages.
 POOL_START = 0x800000
 POOL_TOP_RESERVE = 16 * 4096
+
+
+_GNT_BATCH = 64  # grant ops per hypercall (64 x 40 bytes fit the argument page)
 
 
 class KernelError(Exception):
@@ -94,6 +104,13 @@ class GuestKernel:
     #: ESIDs of the 4 KiB I/O segments (grant frames, foreign area), in install order.
     io_segments: list[int] = field(default_factory=list)
     pool: PagePool | None = None
+    grants: GrantTableClient | None = None
+    xenbus: Xenbus | None = None
+    console_pending: bytearray = field(default_factory=bytearray)
+    #: dom0 only: xenstored and xenconsoled, and the backends.
+    store: StoreService | None = None
+    consoled: ConsoleService | None = None
+    drivers: list[object] = field(default_factory=list)
 
     @property
     def domid(self) -> int:
@@ -237,11 +254,118 @@ class GuestKernel:
         return rc, layout.unpack(self.read_arg(core, layout.size))
 
     def console(self, core: Core, text: str) -> None:
+        """A console line: dom0 through console_io, a domU through its console ring."""
         data = (text + "\n").encode()
+        if not self.spec.privileged and self.spec.console_evtchn:
+            self.console_pending += data
+            self.flush_console(core)
+            return
         handle = self.xencomm_arg(core, data)
         self.hypercall(
             core, xen_mark(abi.HYPERVISOR_console_io), abi.CONSOLEIO_write, len(data), handle
         )
+
+    def flush_console(self, core: Core, _port: int = 0) -> None:
+        """Move pending console bytes into the ring (xenconsoled notifies when it drained)."""
+        if not self.console_pending:
+            return
+        n = ConsoleRing(KernelMemory(core), self.spec.console_gpa).write_out(
+            bytes(self.console_pending)
+        )
+        if n:
+            del self.console_pending[:n]
+            self.send(core, self.spec.console_evtchn)
+
+    # -- grant tables ------------------------------------------------------------------------
+    def setup_grant_table(self, core: Core) -> None:
+        """GNTTABOP_setup_table, then 4 KiB mappings of the frames for `grants`."""
+        base = self.scratch(core)
+        mem = KernelMemory(core)
+        nr = gt.NR_GRANT_FRAMES
+        mem.write(base + 0x800, bytes(8 * nr))
+        mem.write(base + 0x1800, build_descriptor(descriptor_for_buffer(base + 0x800, 8 * nr)))
+        rc, outs = self.multi_op(
+            core,
+            abi.HYPERVISOR_grant_table_op,
+            gt.GNTTABOP_setup_table,
+            gt.GNTTAB_SETUP_TABLE,
+            [{"dom": abi.DOMID_SELF, "nr_frames": nr, "frame_list": base + 0x1800}],
+        )
+        out = outs[0]
+        if rc < 0 or gt.signed16(out["status"]):
+            raise KernelError(f"d{self.domid}: grant setup_table failed ({rc}, {out['status']})")
+        raw = KernelMemory(core).read(base + 0x800, 8 * nr)
+        pfns = [int.from_bytes(raw[8 * i : 8 * i + 8], "big") for i in range(nr)]
+        for pfn in pfns:
+            self.add_io_segment(core, pfn << 12)
+            self.map_4k(core, pfn << 12)
+        self.grants = GrantTableClient(self.os.current_memory, pfns[0] << 12)
+
+    def grant_map_many(
+        self, core: Core, items: list[tuple[int, int, bool]]
+    ) -> list[tuple[int, int] | int]:
+        """Map (domid, ref, readonly) grants into the foreign area: (gpa, handle) or the
+        negative GNTST status, per item, in one hypercall."""
+        out: list[tuple[int, int] | int] = []
+        for i in range(0, len(items), _GNT_BATCH):
+            ops = [
+                {
+                    "flags": gt.GNTMAP_host_map | (gt.GNTMAP_readonly if ro else 0),
+                    "ref": ref,
+                    "dom": domid,
+                }
+                for domid, ref, ro in items[i : i + _GNT_BATCH]
+            ]
+            rc, res = self.multi_op(
+                core, abi.HYPERVISOR_grant_table_op, gt.GNTTABOP_map_grant_ref,
+                gt.GNTTAB_MAP_GRANT_REF, ops,
+            )  # fmt: skip
+            if rc < 0:
+                raise KernelError(f"d{self.domid}: map_grant_ref hypercall failed ({rc})")
+            for r in res:
+                st = gt.signed16(r["status"])
+                out.append((r["host_addr"], r["handle"]) if st == 0 else st)
+        return out
+
+    def grant_map(self, core: Core, domid: int, ref: int, readonly: bool) -> tuple[int, int]:
+        res = self.grant_map_many(core, [(domid, ref, readonly)])[0]
+        if isinstance(res, int):
+            raise KernelError(
+                f"d{self.domid}: map of d{domid} grant {ref} failed: {gt.gntst_name(res)}"
+            )
+        return res
+
+    def grant_unmap_many(self, core: Core, maps: list[tuple[int, int]]) -> list[int]:
+        """Unmap (gpa, handle) pairs; the GNTST status of each."""
+        out: list[int] = []
+        for i in range(0, len(maps), _GNT_BATCH):
+            ops = [{"host_addr": gpa, "handle": h} for gpa, h in maps[i : i + _GNT_BATCH]]
+            rc, res = self.multi_op(
+                core, abi.HYPERVISOR_grant_table_op, gt.GNTTABOP_unmap_grant_ref,
+                gt.GNTTAB_UNMAP_GRANT_REF, ops,
+            )  # fmt: skip
+            if rc < 0:
+                raise KernelError(f"d{self.domid}: unmap_grant_ref hypercall failed ({rc})")
+            out += [gt.signed16(r["status"]) for r in res]
+        return out
+
+    def grant_unmap(self, core: Core, gpa: int, handle: int) -> None:
+        st = self.grant_unmap_many(core, [(gpa, handle)])[0]
+        if st:
+            raise KernelError(f"d{self.domid}: unmap of {gpa:#x} failed: {gt.gntst_name(st)}")
+
+    def grant_copy(self, core: Core, ops: list[dict[str, int]]) -> list[int]:
+        """GNTTABOP_copy in batches; the GNTST status of each op."""
+        out: list[int] = []
+        for i in range(0, len(ops), _GNT_BATCH):
+            rc, res = self.multi_op(
+                core, abi.HYPERVISOR_grant_table_op, gt.GNTTABOP_copy, gt.GNTTAB_COPY,
+                ops[i : i + _GNT_BATCH],
+            )  # fmt: skip
+            if rc < 0:
+                raise KernelError(f"d{self.domid}: grant copy hypercall failed ({rc})")
+            out += [gt.signed16(r["status"]) for r in res]
+        return out
 
     def send(self, core: Core, port: int) -> int:
         """EVTCHNOP_send (nothing comes back in the argument, so nothing is read back)."""
@@ -303,10 +427,29 @@ class GuestOS:
             "decrementer": self._decrementer,
         }
         assert set(routines) == set(NATIVES)
+        self.current_core: Core | None = None
+        self.current_memory = _CurrentMemory(self)
+        #: dom0's view of the machine's I/O devices (set by the simulation).
+        self.hardware: Any = None
+        #: Per-domain callbacks run when a domU's kernel has its xenbus up.
+        self.frontend_probe: Callable[[GuestKernel, Core], None] | None = None
+        self.backend_start: Callable[[GuestKernel, Core], None] | None = None
         for name, fn in routines.items():
             addr = native_address(name)
-            machine.bind_native(addr, fn)
-            machine.bind_native(KERNEL_BASE | addr, fn)
+            routine = self._entered(fn)
+            machine.bind_native(addr, routine)
+            machine.bind_native(KERNEL_BASE | addr, routine)
+
+    def _entered(self, fn: Callable[[Core], None]) -> Callable[[Core], None]:
+        def routine(core: Core) -> None:
+            outer = self.current_core
+            self.current_core = core
+            try:
+                fn(core)
+            finally:
+                self.current_core = outer
+
+        return routine
 
     def kernel(self, core: Core) -> GuestKernel:
         assert core.state is not None
@@ -338,6 +481,7 @@ class GuestOS:
         self._install_slb(core, k)
         if first:
             self._map_linear(core, k)
+            self._start_io(core, k)
             k.console(
                 core,
                 f"xen970 kernel: domain {spec.domid}, {spec.nr_vcpus} VCPU(s), "
@@ -353,6 +497,29 @@ class GuestOS:
                 k.hypercall(core, xen_mark(abi.HYPERVISOR_vcpu_op), abi.VCPUOP_up, other)
             if spec.privileged and self.dom0_init is not None:
                 self.dom0_init(k, core)
+
+    def _start_io(self, core: Core, k: GuestKernel) -> None:
+        """Page pool, grant table, xenbus and console: what drivers need (VCPU 0, once)."""
+        spec = k.spec
+        k.pool = PagePool(POOL_START, spec.rma_size - POOL_TOP_RESERVE)
+        if spec.foreign_map is not None:
+            k.add_io_segment(core, FOREIGN_GPA_BASE)
+        k.setup_grant_table(core)
+        if spec.privileged:
+            k.store = StoreService(k)
+            k.consoled = ConsoleService(k)
+            k.xenbus = k.store.local
+            if self.backend_start is not None:
+                self.backend_start(k, core)
+            return
+        if spec.console_evtchn:
+            k.port_handlers[spec.console_evtchn] = k.flush_console
+        if spec.store_evtchn:
+            xb = RingXenbus(k, spec.store_gpa, spec.store_evtchn)
+            k.xenbus = xb
+            k.port_handlers[spec.store_evtchn] = xb.on_event
+            if self.frontend_probe is not None:
+                self.frontend_probe(k, core)
 
     def _install_slb(self, core: Core, k: GuestKernel) -> None:
         assert core.state is not None
@@ -492,6 +659,26 @@ class GuestOS:
     def _decrementer(self, core: Core) -> None:
         assert core.state is not None
         core.state.dec.write(0x7FFFFFFF, core.timebase())
+
+
+class _CurrentMemory:
+    """Guest memory through whichever VCPU is running a native of this kernel right now
+    (the grant table client is shared by all of a kernel's natives)."""
+
+    def __init__(self, os: GuestOS) -> None:
+        self.os = os
+
+    def _mem(self) -> KernelMemory:
+        core = self.os.current_core
+        if core is None:
+            raise KernelError("guest memory touched outside a native routine")
+        return KernelMemory(core)
+
+    def read(self, gpa: int, n: int) -> bytes:
+        return self._mem().read(gpa, n)
+
+    def write(self, gpa: int, data: bytes) -> None:
+        self._mem().write(gpa, data)
 
 
 def _install_io_segment(tr: TranslationState, esid: int, index: int) -> None:

@@ -276,9 +276,7 @@ EVTCHN_BIND_INTERDOMAIN = Layout(
     {"remote_dom": (0, 2), "remote_port": (4, 4), "local_port": (8, 4)},
 )
 EVTCHN_BIND_VIRQ = Layout("evtchn_bind_virq", 12, {"virq": (0, 4), "vcpu": (4, 4), "port": (8, 4)})
-EVTCHN_BIND_PIRQ = Layout(
-    "evtchn_bind_pirq", 12, {"pirq": (0, 4), "flags": (4, 4), "port": (8, 4)}
-)
+EVTCHN_BIND_PIRQ = Layout("evtchn_bind_pirq", 12, {"pirq": (0, 4), "flags": (4, 4), "port": (8, 4)})
 EVTCHN_BIND_IPI = Layout("evtchn_bind_ipi", 8, {"vcpu": (0, 4), "port": (4, 4)})
 EVTCHN_PORT = Layout("evtchn_port", 4, {"port": (0, 4)})  # send, close, unmask
 EVTCHN_BIND_VCPU = Layout("evtchn_bind_vcpu", 8, {"port": (0, 4), "vcpu": (4, 4)})

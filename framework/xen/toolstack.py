@@ -151,8 +151,11 @@ class Toolstack:
             raise BuildError(f"alloc_unbound for d{dom} failed with -{_errname(-rc)}")
         return abi.EVTCHN_ALLOC_UNBOUND.unpack(self.port.read(self.ARG, 8))["port"]
 
-    def load_and_start(self, cfg: DomainConfig, workload: dict[str, int | str | list[int]]) -> None:
-        """Write kernel and devtree into the domain, set VCPU contexts, unpause."""
+    def load_and_start(
+        self, cfg: DomainConfig, workload: dict[str, int | str | list[int]]
+    ) -> tuple[int, int]:
+        """Write kernel and devtree into the domain, set VCPU contexts, unpause; returns
+        the guest's (console, xenstore) ports for xenconsoled and xenstored to bind."""
         domid = self.domids[cfg.name]
         console_port = self.alloc_unbound(domid, 0)
         store_port = self.alloc_unbound(domid, 0)
@@ -183,6 +186,7 @@ class Toolstack:
             self._check(rc, f"setvcpucontext({vid})", cfg.name)
         rc, _ = self.domctl(abi.XEN_DOMCTL_unpausedomain, domid)
         self._check(rc, "unpausedomain", cfg.name)
+        return console_port, store_port
 
     def _copy(self, domid: int, gpa: int, data: bytes, name: str) -> None:
         handle = self._buffer(data)

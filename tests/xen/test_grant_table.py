@@ -66,7 +66,14 @@ from framework.xen.grant_table import (
     signed16,
 )
 from framework.xen.mm import EXTENT_PAGES, INVALID_MFN, NotOwned, PhysMap, SparsePhysMap
-from framework.xen.p2m import FOREIGN_GPA_BASE, FOREIGN_SLOTS, NR_GRANT_FRAMES, foreign_pfn
+from framework.xen.p2m import (
+    FOREIGN_GPA_BASE,
+    FOREIGN_SLOTS,
+    NR_GRANT_FRAMES,
+    ForeignArea,
+    ForeignSlot,
+    foreign_pfn,
+)
 from framework.xen.p2m import pfn_to_mfn as p2m_pfn_to_mfn
 from framework.xen.toolstack import DomainConfig, Toolstack
 from framework.xen.xencomm import build_descriptor, descriptor_for_buffer
@@ -200,6 +207,12 @@ def sim() -> Simulation:
     return s
 
 
+def free_slots(area: ForeignArea | None) -> list[int]:
+    """Indices of the foreign area's free slots, lowest first (the daemons hold some)."""
+    assert area is not None
+    return [i for i, held in enumerate(area.slots) if held is None]
+
+
 def callers(sim: Simulation) -> tuple[Caller, Caller, Caller]:
     return (
         Caller(sim, sim.xen.domains[0]),
@@ -211,6 +224,8 @@ def callers(sim: Simulation) -> tuple[Caller, Caller, Caller]:
 # --- grant frames ----------------------------------------------------------------------------
 def test_every_domain_gets_grant_frames_and_domus_get_seeded_entries(sim: Simulation) -> None:
     xen, mem = sim.xen, sim.machine.memory
+    dom0_area = xen.domains[0].foreign
+    assert dom0_area is not None
     frames = [m for d in xen.domains.values() for m in d.grant_frames]
     assert len(frames) == NR_GRANT_FRAMES * len(xen.domains) == len(set(frames))
     for dom in xen.domains.values():
@@ -224,9 +239,20 @@ def test_every_domain_gets_grant_frames_and_domus_get_seeded_entries(sim: Simula
         if dom.privileged:
             assert mem.read(dom.grant_frames[0] << 12, 16) == bytes(16)
             continue
-        assert entry(sim, dom, 0) == {"flags": GTF_permit_access, "domid": 0, "frame": pages - 2}
-        assert entry(sim, dom, 1) == {"flags": GTF_permit_access, "domid": 0, "frame": pages - 3}
+        # Seeded for dom0 and, by now, mapped writable by xenconsoled (0) and xenstored (1).
+        pinned = GTF_permit_access | GTF_reading | GTF_writing
+        assert entry(sim, dom, 0) == {"flags": pinned, "domid": 0, "frame": pages - 2}
+        assert entry(sim, dom, 1) == {"flags": pinned, "domid": 0, "frame": pages - 3}
         assert entry(sim, dom, 2) == {"flags": 0, "domid": 0, "frame": 0}
+        for ref, pfn in ((0, pages - 2), (1, pages - 3)):
+            act = dom.grants.active[ref]
+            assert (act.domid, act.mfn, act.host_w, act.pins) == (0, dom.phys.pfn_to_mfn(pfn), 1, 1)
+            held = [
+                s for s in dom0_area.slots if s is not None and (s.domid, s.ref) == (dom.domid, ref)
+            ]
+            assert held == [ForeignSlot(dom.phys.pfn_to_mfn(pfn), dom.domid, ref, False)]
+        assert sorted(dom.grants.active) == [0, 1]
+    assert dom0_area.in_use() == 2 * (len(xen.domains) - 1)  # nothing else is mapped
     df = sim.rec.to_dataframe()
     allocs = df[(df["kind"] == "mem.alloc") & (df["text"] == "grant frames")]
     assert sorted(allocs["dom"]) == sorted(xen.domains)
@@ -284,11 +310,14 @@ def test_map_a_granted_page_enter_a_pte_and_unmap(sim: Simulation) -> None:
     page = bytes(range(256)) * 16
     g2.write(DATA_PFN << 12, page)
     guest.grant_access(ref, 0, DATA_PFN)
+    area = sim.xen.domains[0].foreign
+    before = list(free_slots(area))
+    assert before and before[0] > 0  # dom0's daemons already hold the lowest slots
     out = map_ref(dom0, g2.dom.domid, ref, GNTMAP_host_map | GNTMAP_device_map)
     assert out["status"] == GNTST_okay
     slot = (out["host_addr"] - FOREIGN_GPA_BASE) >> 12
     mfn = g2.dom.phys.pfn_to_mfn(DATA_PFN)
-    assert 0 <= slot < FOREIGN_SLOTS and out["dev_bus_addr"] == mfn << 12
+    assert slot == before[0] and out["dev_bus_addr"] == mfn << 12  # the lowest free slot
     assert entry(sim, g2.dom, ref)["flags"] == GTF_permit_access | GTF_reading | GTF_writing
     held = sim.xen.domains[0].foreign.slots[slot]
     assert (held.mfn, held.domid, held.ref, held.readonly) == (mfn, g2.dom.domid, ref, False)
@@ -306,7 +335,7 @@ def test_map_a_granted_page_enter_a_pte_and_unmap(sim: Simulation) -> None:
     # Unmapping under a live PTE is refused, and says why; revoking reports busy.
     assert unmap(dom0, out) == GNTST_general_error
     df = sim.rec.to_dataframe()
-    last = df[df["kind"] == "gnttab.unmap"].iloc[-1]
+    last = df[(df["kind"] == "gnttab.unmap") & (df["slot"] == slot)].iloc[-1]
     assert last["status"] == GNTST_general_error
     assert "still mapped by a page table entry" in last["text"]
     assert guest.end_access(ref) is False
@@ -316,13 +345,15 @@ def test_map_a_granted_page_enter_a_pte_and_unmap(sim: Simulation) -> None:
     assert unmap(dom0, out) == GNTST_okay
     assert entry(sim, g2.dom, ref)["flags"] == GTF_permit_access
     assert sim.xen.domains[0].foreign.slots[slot] is None
+    assert free_slots(area) == before  # the daemons' slots untouched
     assert dom0.call(abi.H_ENTER, 0, 0, (1 << 7) | 1, out["host_addr"] | 2) == abi.H_PARAMETER
     assert guest.end_access(ref) is True
     assert entry(sim, g2.dom, ref)["flags"] == 0
     guest.free_ref(ref)
-    row = df[(df["kind"] == "gnttab.map") & (df["dom"] == 0)].iloc[-1]
-    got_row = (row["remote_dom"], row["ref"], row["slot"], row["status"], row["text"])
-    assert got_row == (g2.dom.domid, ref, slot, GNTST_okay, "")
+    # The test's caller core runs at t=0, so pick its record by what it mapped, not by time.
+    maps = df[(df["kind"] == "gnttab.map") & (df["dom"] == 0) & (df["slot"] == slot)]
+    got = [(r.remote_dom, r.ref, r.slot, r.status, r.text) for r in maps.itertuples()]
+    assert got == [(g2.dom.domid, ref, slot, GNTST_okay, "")]
 
 
 def test_read_only_grant_maps_read_only_and_a_store_faults(sim: Simulation) -> None:
@@ -407,24 +438,31 @@ def test_foreign_slots_run_out_after_1024_mappings(sim: Simulation) -> None:
     ref = guest.alloc_ref()
     guest.grant_access(ref, 0, DATA_PFN + 3, readonly=True)
     op = {"flags": GNTMAP_host_map | GNTMAP_readonly, "ref": ref, "dom": g2.dom.domid}
+    area = sim.xen.domains[0].foreign
+    assert area is not None
+    daemons = list(area.slots)  # xenconsoled's and xenstored's mappings of every guest
+    free = free_slots(area)
+    assert 0 < area.in_use() == FOREIGN_SLOTS - len(free)
     mapped: list[dict[str, int]] = []
-    for _batch in range(FOREIGN_SLOTS // 128):  # 128 ops of 32 bytes fill one page
-        rc, outs = gnttab(dom0, GNTTABOP_map_grant_ref, GNTTAB_MAP_GRANT_REF, [op] * 128)
+    for i in range(0, len(free), 128):  # 128 ops of 32 bytes fill one page
+        n = min(128, len(free) - i)
+        rc, outs = gnttab(dom0, GNTTABOP_map_grant_ref, GNTTAB_MAP_GRANT_REF, [op] * n)
         assert rc == 0 and {o["status"] for o in outs} == {GNTST_okay}
         mapped += outs
-    assert len({m["host_addr"] for m in mapped}) == len({m["handle"] for m in mapped}) == 1024
-    assert sim.xen.domains[0].foreign.in_use() == FOREIGN_SLOTS
+    got = sorted((m["host_addr"] - FOREIGN_GPA_BASE) >> 12 for m in mapped)
+    assert got == free and len({m["handle"] for m in mapped}) == len(free)
+    assert area.in_use() == FOREIGN_SLOTS
     assert map_ref(dom0, **op)["status"] == GNTST_no_device_space
     assert guest.end_access(ref) is False
     unmaps = [{"host_addr": m["host_addr"], "handle": m["handle"]} for m in mapped]
-    for i in range(0, FOREIGN_SLOTS, 128):  # 24-byte ops: 128 fit a page
+    for i in range(0, len(unmaps), 128):  # 24-byte ops: 128 fit a page
         batch = unmaps[i : i + 128]
         rc, outs = gnttab(dom0, GNTTABOP_unmap_grant_ref, GNTTAB_UNMAP_GRANT_REF, batch)
         assert rc == 0 and {o["status"] for o in outs} == {GNTST_okay}
-        if i + 128 < FOREIGN_SLOTS:  # pinned while any mapping of the ref remains
+        if i + 128 < len(unmaps):  # pinned while any mapping of the ref remains
             assert entry(sim, g2.dom, ref)["flags"] & GTF_reading
     assert entry(sim, g2.dom, ref)["flags"] == GTF_permit_access | GTF_readonly
-    assert sim.xen.domains[0].foreign.in_use() == 0
+    assert area.slots == daemons  # back to just the daemons' mappings
     assert guest.end_access(ref) is True
     guest.free_ref(ref)
 
@@ -552,6 +590,24 @@ def balloon_out(sim: Simulation, dom: Domain, pfn: int) -> None:
     sim.xen.alloc.free(mfn, 1)
 
 
+def release_daemons(sim: Simulation, domid: int) -> None:
+    """dom0's xenconsoled and xenstored let go of a guest (unmap its pages, close the
+    channels), run by dom0's kernel on a test core, as `xl destroy` would have them."""
+    k = sim.dom0_kernel
+    assert k is not None and k.consoled is not None and k.store is not None
+    core = Caller(sim, sim.xen.domains[0]).core
+    area = sim.xen.domains[0].foreign
+    assert area is not None
+    assert {(s.domid, s.ref) for s in area.slots if s is not None} >= {(domid, 0), (domid, 1)}
+    outer, sim.guests.current_core = sim.guests.current_core, core
+    try:
+        k.consoled.disconnect(core, domid)
+        k.store.release(core, domid)
+    finally:
+        sim.guests.current_core = outer
+    assert not any(s is not None and s.domid == domid for s in area.slots)
+
+
 def test_transfer_refusals_then_a_page_changes_owner(sim: Simulation) -> None:
     xen = sim.xen
     dom0, g2, _ = callers(sim)
@@ -614,6 +670,11 @@ def test_transfer_refusals_then_a_page_changes_owner(sim: Simulation) -> None:
     free = xen.alloc.free_bytes
     held = (d1.tot_pages << 12) + d1.htab_bytes + NR_GRANT_FRAMES * 4096
     ts = Toolstack(Dom0Port(dom0), sim.kernel, 1, 1)
+    # Not while dom0's xenconsoled and xenstored map its console and store pages ...
+    rc, _ = ts.domctl(abi.XEN_DOMCTL_destroydomain, d1.domid)
+    assert rc == -abi.EBUSY and xen.domains[d1.domid] is d1 and xen.alloc.free_bytes == free
+    release_daemons(sim, d1.domid)
+    assert entry(sim, d1, 0)["flags"] == entry(sim, d1, 1)["flags"] == GTF_permit_access
     rc, _ = ts.domctl(abi.XEN_DOMCTL_destroydomain, d1.domid)
     if rc == -abi.EAGAIN:  # guest1 was running: shut down now, let its VCPU stop, retry
         sim.env.run(until=sim.env.now + 1_000_000)

@@ -1,0 +1,582 @@
+"""netfront: a guest's virtual network interface, a tx and an rx netif ring shared with
+dom0's netback.
+
+The xenbus handshake is Linux's: seeing the backend in InitWait, the frontend allocates
+both ring pages, grants them to the backend, allocates one unbound event channel for
+both rings, posts its receive buffers, publishes `tx-ring-ref`, `rx-ring-ref`,
+`event-channel` and `request-rx-copy` = 1 and goes Initialised; seeing the backend
+Connected it reads the backend's `mtu` (1500 when absent), goes Connected and, as Linux's
+netfront does, sends a gratuitous ARP so the bridge learns its MAC at once.
+
+Transmit: each frame is copied into a page of its own, granted read-only to the backend
+(it copies the frame out with GNTTABOP_copy), and described by one tx request. Frames
+that find the ring full wait in the frontend, in order, and go out as tx responses free
+slots, so nothing is lost; the first such wait of an episode records `ring.full`. A tx
+response ends the grant (which must succeed: a copying backend never maps it) and frees
+the page.
+
+Receive ("rx-copy", the only mode offered): the frontend keeps the rx ring stocked with
+empty pages, each granted writable to the backend, which copies an arriving frame into
+one and answers with its length. The frame is handed to the receivers; the page, still
+granted, is posted again at once (the grant stays valid while the buffer cycles, since
+the backend never maps it).
+
+No scatter-gather (`feature-sg` is not requested), so a frame must fit one page: the MTU
+used is min(backend `mtu`, 4096 - 14).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from framework.hw970.core import Core
+from framework.hw970.link import ETH_HLEN
+from framework.trace.schema import K
+from framework.xen.ioabi import (
+    NETIF_RSP_OKAY,
+    NETIF_RX_RING,
+    NETIF_RX_RING_SIZE,
+    NETIF_TX_RING,
+    NETIF_TX_RING_SIZE,
+    PAGE_SIZE,
+    NetifRxRequest,
+    NetifRxResponse,
+    NetifTxRequest,
+    NetifTxResponse,
+    NETRXF_more_data,
+    XenbusState,
+)
+
+from .bridge import gratuitous_arp, parse_mac
+from .kernel import NATIVE_CYCLES
+from .kmem import KernelMemory
+from .ring import FrontRing, RingProtocolError, SharedRing
+from .xenbus import Xenbus, XsReply
+
+if TYPE_CHECKING:
+    from .kernel import GuestKernel
+
+__all__ = [
+    "DEFAULT_MTU",
+    "MAX_MTU",
+    "MIN_RX_BUFFERS",
+    "NetFront",
+    "NetfrontError",
+    "ReceiveCallback",
+    "read_nodes",
+]
+
+#: What the frontend assumes when the backend publishes no `mtu` (ETH_DATA_LEN).
+DEFAULT_MTU = 1500
+#: The largest payload a one-page frame can carry (no scatter-gather).
+MAX_MTU = PAGE_SIZE - ETH_HLEN
+#: Fewer posted receive buffers than this and bursts would be dropped for want of room
+#: (Linux netfront's starting rx_target is 64).
+MIN_RX_BUFFERS = 64
+
+ReceiveCallback = Callable[[Core, bytes], None]
+
+
+class NetfrontError(Exception):
+    """A frame the frontend cannot accept (the caller's mistake, said precisely)."""
+
+
+def read_nodes(
+    core: Core,
+    xb: Xenbus,
+    paths: list[str],
+    done: Callable[[Core, dict[str, str | None]], None],
+) -> None:
+    """Read several xenstore nodes one after another; `done(core, values)` gets each
+    path's text, or None for a node that could not be read (its error is not kept:
+    callers decide which nodes are optional)."""
+    values: dict[str, str | None] = {}
+
+    def step(c: Core, i: int) -> None:
+        if i == len(paths):
+            done(c, values)
+            return
+
+        def got(cc: Core, r: XsReply) -> None:
+            values[paths[i]] = None if r.error else r.text
+            step(cc, i + 1)
+
+        xb.read(c, paths[i], got)
+
+    step(core, 0)
+
+
+@dataclass(eq=False)
+class _TxSlot:
+    """A frame on the tx ring: its page, grant and request id (Linux's tx shadow)."""
+
+    id: int
+    gpa: int
+    ref: int
+    size: int
+
+
+@dataclass(eq=False)
+class _RxBuffer:
+    """A receive page: granted to the backend for the life of the connection; its id is
+    fixed, so ids of posted buffers are unique by construction."""
+
+    id: int
+    gpa: int
+    ref: int
+
+
+class NetFront:
+    """One vif of a guest (`devid` = the xenbus device number) whose frontend directory
+    is `path` (e.g. `device/vif/0`)."""
+
+    def __init__(
+        self, k: GuestKernel, devid: int, path: str, rx_buffers: int = NETIF_RX_RING_SIZE
+    ) -> None:
+        if not MIN_RX_BUFFERS <= rx_buffers <= NETIF_RX_RING_SIZE:
+            raise ValueError(
+                f"netfront {devid}: {rx_buffers} receive buffers; need "
+                f"{MIN_RX_BUFFERS}..{NETIF_RX_RING_SIZE} (the rx ring's size)"
+            )
+        self.k = k
+        self.devid = devid
+        self.path = path.rstrip("/")
+        self.rx_buffers = rx_buffers
+        self.state = XenbusState.Initialising
+        self.backend_path = ""
+        self.backend_id = -1
+        self.backend_state = XenbusState.Unknown
+        #: This interface's MAC as the toolstack published it (None if it did not).
+        self.mac: bytes | None = None
+        self.mtu = DEFAULT_MTU
+        # The rings and their event channel.
+        self.tx: FrontRing | None = None
+        self.rx: FrontRing | None = None
+        self.tx_gpa = -1
+        self.rx_gpa = -1
+        self.tx_ring_ref = -1
+        self.rx_ring_ref = -1
+        self.port = -1
+        # Transmit.
+        self._tx_ids = list(range(NETIF_TX_RING_SIZE))  # free ids (a sorted list is a heap)
+        self.tx_inflight: dict[int, _TxSlot] = {}
+        self.backlog: deque[bytes] = deque()  # frames waiting for a free tx slot
+        self._full_episode = False
+        # Receive.
+        self._rx_all: list[_RxBuffer] = []
+        self._rx_posted: dict[int, _RxBuffer] = {}
+        self._rx_spare: deque[_RxBuffer] = deque()  # not posted: repost at the next refill
+        # Callbacks.
+        self._connected_callbacks: list[Callable[[Core], None]] = []
+        self._receivers: list[ReceiveCallback] = []
+        self._tx_space_callbacks: list[Callable[[Core], None]] = []
+        self._close_wanted = False
+        #: Grant refs whose end_access reported busy; retried on every event.
+        self.busy_refs: list[int] = []
+        self.error = ""
+        # Counters.
+        self.tx_packets = 0
+        self.tx_bytes = 0
+        self.tx_errors = 0
+        self.rx_packets = 0
+        self.rx_bytes = 0
+        self.rx_errors = 0
+        self.grant_errors = 0
+
+    @property
+    def token(self) -> str:
+        return f"netfront:{self.devid}"
+
+    @property
+    def connected(self) -> bool:
+        return self.state == XenbusState.Connected
+
+    @property
+    def max_frame(self) -> int:
+        """The longest frame `send` accepts: header plus MTU."""
+        return ETH_HLEN + self.mtu
+
+    @property
+    def rx_posted(self) -> int:
+        """Receive buffers the backend may fill now."""
+        return len(self._rx_posted)
+
+    def tx_space(self) -> int:
+        """Frames `send` would put on the ring at once (0 while not connected, or while
+        frames wait in the frontend)."""
+        if not self.connected or self.tx is None or self.backlog:
+            return 0
+        return self.tx.free_requests()
+
+    # -- registration ----------------------------------------------------------------------
+    def when_connected(self, callback: Callable[[Core], None]) -> None:
+        """Run `callback(core)` when the interface connects (register before it does)."""
+        self._connected_callbacks.append(callback)
+
+    def add_receiver(self, callback: ReceiveCallback) -> None:
+        """`callback(core, frame)` runs for every frame received, in arrival order."""
+        self._receivers.append(callback)
+
+    def add_tx_space_listener(self, callback: Callable[[Core], None]) -> None:
+        """`callback(core)` runs after tx responses have freed ring slots (and nothing
+        waits in the frontend): a sender's cue to send more."""
+        self._tx_space_callbacks.append(callback)
+
+    # -- xenbus handshake ------------------------------------------------------------------
+    def start(self, core: Core) -> None:
+        """Find the backend and follow its state (the probe of a Linux xenbus driver)."""
+        core.charge(NATIVE_CYCLES)
+        read_nodes(
+            core,
+            self.k.xenbus,
+            [f"{self.path}/backend", f"{self.path}/backend-id", f"{self.path}/mac"],
+            self._got_nodes,
+        )
+
+    def _got_nodes(self, core: Core, v: dict[str, str | None]) -> None:
+        backend, backend_id = v[f"{self.path}/backend"], v[f"{self.path}/backend-id"]
+        if backend is None or backend_id is None or not backend_id.isdigit():
+            self._fatal(core, f"no usable backend/backend-id under {self.path}")
+            return
+        self.backend_path = backend
+        self.backend_id = int(backend_id)
+        mac = v[f"{self.path}/mac"]
+        if mac is not None:
+            self._set_mac(core, mac)
+        self.k.xenbus.watch(core, f"{self.backend_path}/state", self.token, self._backend_changed)
+
+    def _set_mac(self, core: Core, text: str) -> None:
+        try:
+            self.mac = parse_mac(text)
+        except ValueError as e:
+            self._fatal(core, str(e))
+
+    def _backend_changed(self, core: Core, _path: str, _token: str) -> None:
+        self.k.xenbus.read(core, f"{self.backend_path}/state", self._got_backend_state)
+
+    def _got_backend_state(self, core: Core, r: XsReply) -> None:
+        if r.error:
+            return  # the backend directory went away; nothing to follow
+        try:
+            state = XenbusState(int(r.text))
+        except ValueError:
+            self._fatal(core, f"backend state {r.text!r} is not a XenbusState")
+            return
+        self.backend_state = state
+        core.charge(NATIVE_CYCLES)
+        if state == XenbusState.InitWait and self.state == XenbusState.Initialising:
+            self._setup_rings(core)
+        elif state == XenbusState.Connected and self.state == XenbusState.Initialised:
+            read_nodes(
+                core,
+                self.k.xenbus,
+                [f"{self.backend_path}/mtu", f"{self.backend_path}/mac"],
+                self._got_backend_nodes,
+            )
+        elif state == XenbusState.Closing and self.state == XenbusState.Connected:
+            self.close(core)  # the backend wants to go
+        elif state == XenbusState.Closed and self.state == XenbusState.Closing:
+            self._teardown(core)
+        elif state == XenbusState.Closed and self.state in (
+            XenbusState.Initialised,
+            XenbusState.Connected,
+        ):
+            self._backend_gone(core)
+
+    def _switch(self, core: Core, state: XenbusState) -> None:
+        prev, self.state = self.state, state
+        self.k.xenbus.switch_state(core, self.path, state, prev)
+
+    def _setup_rings(self, core: Core) -> None:
+        k = self.k
+        assert k.pool is not None, "the kernel has no page pool"
+        mem = KernelMemory(core)
+        self.tx_gpa, self.rx_gpa = k.pool.alloc(), k.pool.alloc()
+        SharedRing.init(mem, self.tx_gpa, NETIF_TX_RING.entry_bytes)
+        SharedRing.init(mem, self.rx_gpa, NETIF_RX_RING.entry_bytes)
+        self.tx = FrontRing(mem, self.tx_gpa, NETIF_TX_RING.entry_bytes)
+        self.rx = FrontRing(mem, self.rx_gpa, NETIF_RX_RING.entry_bytes)
+        self.tx_ring_ref = k.grants.alloc_ref()
+        k.grants.grant_access(self.tx_ring_ref, self.backend_id, self.tx_gpa >> 12, False)
+        self.rx_ring_ref = k.grants.alloc_ref()
+        k.grants.grant_access(self.rx_ring_ref, self.backend_id, self.rx_gpa >> 12, False)
+        for i in range(self.rx_buffers):
+            gpa = k.pool.alloc()
+            ref = k.grants.alloc_ref()
+            k.grants.grant_access(ref, self.backend_id, gpa >> 12, False)
+            buf = _RxBuffer(i, gpa, ref)
+            self._rx_all.append(buf)
+            self._rx_spare.append(buf)
+        self._refill_rx(core, notify=False)  # the backend has no port yet: it will look
+        self.port = k.evtchn_alloc_unbound(core, self.backend_id)
+        k.port_handlers[self.port] = self._on_event
+        # In order: xenstored applies one connection's requests in sequence, so the backend
+        # sees every node before it sees Initialised.
+        xb = k.xenbus
+        xb.write(core, f"{self.path}/tx-ring-ref", str(self.tx_ring_ref))
+        xb.write(core, f"{self.path}/rx-ring-ref", str(self.rx_ring_ref))
+        xb.write(core, f"{self.path}/event-channel", str(self.port))
+        xb.write(core, f"{self.path}/request-rx-copy", "1")
+        self._switch(core, XenbusState.Initialised)
+
+    def _got_backend_nodes(self, core: Core, v: dict[str, str | None]) -> None:
+        if self.state != XenbusState.Initialised:
+            return  # a second Connected event raced the first one's reads
+        mtu = v[f"{self.backend_path}/mtu"]
+        if mtu is not None:
+            if not mtu.isdigit() or int(mtu) < 1:
+                self._fatal(core, f"backend mtu {mtu!r} is not a positive number")
+                return
+            self.mtu = min(int(mtu), MAX_MTU)
+        mac = v[f"{self.backend_path}/mac"]
+        if self.mac is None and mac is not None:
+            self._set_mac(core, mac)
+        self._switch(core, XenbusState.Connected)
+        if self.mac is not None:
+            self.send(core, gratuitous_arp(self.mac))  # let the bridge learn our MAC
+        callbacks, self._connected_callbacks = self._connected_callbacks, []
+        for cb in callbacks:
+            cb(core)
+
+    def _fatal(self, core: Core, what: str) -> None:
+        """xenbus_dev_fatal: say why on the console and give the interface up."""
+        self.error = what
+        self.k.console(core, f"netfront {self.devid}: {what}")
+        if self.state not in (XenbusState.Closing, XenbusState.Closed):
+            self._switch(core, XenbusState.Closing)
+
+    # -- transmit --------------------------------------------------------------------------
+    def send(self, core: Core, frame: bytes) -> bool:
+        """Transmit `frame` (Ethernet header + payload). True when it went on the ring at
+        once, False when it waits in the frontend for a free slot (it will still go)."""
+        if not self.connected or self._close_wanted:
+            raise NetfrontError(
+                f"netfront {self.devid} is {self.state.name}"
+                f"{' and closing' if self._close_wanted else ''}: nothing can be sent"
+            )
+        if not ETH_HLEN <= len(frame) <= self.max_frame:
+            raise NetfrontError(
+                f"netfront {self.devid}: a {len(frame)}-byte frame; frames are "
+                f"{ETH_HLEN}..{self.max_frame} bytes (header + MTU {self.mtu})"
+            )
+        core.charge(NATIVE_CYCLES)
+        ring = self._ring(core, self.tx)
+        if self.backlog or ring.full():
+            self.backlog.append(bytes(frame))
+            if not self._full_episode:
+                self._full_episode = True
+                self.k.emit(core, K.RING_FULL, self.devid, text="netif tx")
+            return False
+        self._put_tx(core, ring, frame)
+        if ring.push_requests_and_check_notify():
+            self.k.send(core, self.port)
+        return True
+
+    def _put_tx(self, core: Core, ring: FrontRing, frame: bytes) -> None:
+        k = self.k
+        assert k.pool is not None
+        gpa = k.pool.alloc()
+        ring.sring.mem.write(gpa, frame)
+        ref = k.grants.alloc_ref()
+        k.grants.grant_access(ref, self.backend_id, gpa >> 12, True)  # the backend only reads
+        tx_id = heapq.heappop(self._tx_ids)
+        ring.put_request(NetifTxRequest(ref, 0, 0, tx_id, len(frame)).pack())
+        self.tx_inflight[tx_id] = _TxSlot(tx_id, gpa, ref, len(frame))
+        self.tx_packets += 1
+        self.tx_bytes += len(frame)
+
+    def _flush_backlog(self, core: Core) -> None:
+        """Move waiting frames into freed slots, push, notify if asked to."""
+        if not self.backlog:
+            return
+        ring = self._ring(core, self.tx)
+        moved = False
+        while self.backlog and not ring.full():
+            self._put_tx(core, ring, self.backlog.popleft())
+            moved = True
+        if not self.backlog:
+            self._full_episode = False
+        if moved and ring.push_requests_and_check_notify():
+            self.k.send(core, self.port)
+
+    def _tx_done(self, core: Core, rsp: NetifTxResponse) -> None:
+        slot = self.tx_inflight.pop(rsp.id, None)
+        if slot is None:
+            raise RingProtocolError(f"tx response for id {rsp.id}, which is not outstanding")
+        k = self.k
+        if rsp.status != NETIF_RSP_OKAY:
+            self.tx_errors += 1
+            k.emit(
+                core,
+                K.NET_DROP,
+                self.devid,
+                -1,
+                slot.size,
+                text=f"netfront tx: backend answered status {rsp.status}",
+            )
+        assert k.pool is not None
+        if self._end_grant(core, slot.ref):
+            k.pool.free(slot.gpa)  # a page the backend still maps is never reused
+        heapq.heappush(self._tx_ids, slot.id)
+
+    def _end_grant(self, core: Core, ref: int) -> bool:
+        """End access to `ref` and free it; False (the ref kept for a retry) when the
+        backend still has it mapped, which a copying backend never should."""
+        if self.k.grants.end_access(ref):
+            self.k.grants.free_ref(ref)
+            return True
+        self.busy_refs.append(ref)
+        self.grant_errors += 1
+        self.k.console(core, f"netfront {self.devid}: grant {ref} is still mapped by the backend")
+        return False
+
+    # -- receive ---------------------------------------------------------------------------
+    def _refill_rx(self, core: Core, notify: bool = True) -> None:
+        """Post every spare buffer the ring has room for; notify if the backend asked."""
+        if not self._rx_spare or self.rx is None:
+            return
+        ring = self._ring(core, self.rx)
+        while self._rx_spare and not ring.full():
+            buf = self._rx_spare.popleft()
+            ring.put_request(NetifRxRequest(buf.id, buf.ref).pack())
+            self._rx_posted[buf.id] = buf
+        if ring.push_requests_and_check_notify() and notify:
+            self.k.send(core, self.port)
+
+    def _rx_done(self, core: Core, rsp: NetifRxResponse, frames: list[bytes]) -> None:
+        buf = self._rx_posted.pop(rsp.id, None)
+        if buf is None:
+            raise RingProtocolError(f"rx response for id {rsp.id}, which is not posted")
+        self._rx_spare.append(buf)
+        problem = ""
+        if rsp.status < 0:
+            problem = f"backend answered status {rsp.status}"
+        elif rsp.flags & NETRXF_more_data:
+            problem = "fragmented frame (NETRXF_more_data) but feature-sg was not requested"
+        elif rsp.status < ETH_HLEN:
+            problem = f"a {rsp.status}-byte frame is shorter than the Ethernet header"
+        elif rsp.offset + rsp.status > PAGE_SIZE:
+            problem = f"frame at offset {rsp.offset} + {rsp.status} bytes runs past its page"
+        if problem:
+            self.rx_errors += 1
+            self.k.emit(
+                core, K.NET_DROP, self.devid, -1, max(rsp.status, 0), text=f"netfront rx: {problem}"
+            )
+            return
+        assert self.rx is not None
+        frames.append(self.rx.sring.mem.read(buf.gpa + rsp.offset, rsp.status))
+        self.rx_packets += 1
+        self.rx_bytes += rsp.status
+
+    # -- the event -------------------------------------------------------------------------
+    def _ring(self, core: Core, ring: FrontRing | None) -> FrontRing:
+        """A ring, reached through this native call's view of memory."""
+        assert ring is not None
+        ring.sring.mem = KernelMemory(core)
+        return ring
+
+    def _on_event(self, core: Core, _port: int) -> None:
+        """The backend notified: reap tx responses, take received frames, refill the rx
+        ring, and only then run the callbacks (which may send)."""
+        if self.tx is None or self.rx is None:
+            return
+        core.charge(NATIVE_CYCLES)
+        self._retry_busy_refs(core)
+        frames: list[bytes] = []
+        freed = False
+        try:
+            tx = self._ring(core, self.tx)
+            while True:
+                while tx.unconsumed_responses():
+                    core.charge(NATIVE_CYCLES)
+                    self._tx_done(core, NetifTxResponse.unpack(tx.get_response()))
+                    freed = True
+                if not tx.final_check_for_responses():
+                    break
+            rx = self._ring(core, self.rx)
+            while True:
+                while rx.unconsumed_responses():
+                    core.charge(NATIVE_CYCLES)
+                    self._rx_done(core, NetifRxResponse.unpack(rx.get_response()), frames)
+                if not rx.final_check_for_responses():
+                    break
+        except RingProtocolError as e:
+            self._fatal(core, str(e))
+            return
+        self._refill_rx(core)
+        self._flush_backlog(core)
+        for frame in frames:
+            for receive in self._receivers:
+                receive(core, frame)
+        if freed and self.tx_space():
+            for cb in self._tx_space_callbacks:
+                cb(core)
+        self._maybe_close(core)
+
+    def _retry_busy_refs(self, core: Core) -> None:
+        still: list[int] = []
+        for ref in self.busy_refs:
+            if self.k.grants.end_access(ref):
+                self.k.grants.free_ref(ref)
+            else:
+                still.append(ref)
+        self.busy_refs = still
+
+    # -- teardown --------------------------------------------------------------------------
+    def close(self, core: Core) -> None:
+        """Stop sending; once every frame on the ring and in the backlog is answered go
+        Closing and, when the backend has closed, release everything and go Closed."""
+        self._close_wanted = True
+        self._maybe_close(core)
+
+    def _maybe_close(self, core: Core) -> None:
+        if (
+            self._close_wanted
+            and self.state == XenbusState.Connected
+            and not self.tx_inflight
+            and not self.backlog
+        ):
+            self._switch(core, XenbusState.Closing)
+            if self.backend_state == XenbusState.Closed:
+                self._teardown(core)
+
+    def _backend_gone(self, core: Core) -> None:
+        """The backend closed under us (the vif was unplugged): what was on the ring or
+        waiting will never be answered; count it dropped, then release everything."""
+        self._close_wanted = True
+        k = self.k
+        assert k.pool is not None
+        lost = [slot.size for slot in self.tx_inflight.values()] + [len(f) for f in self.backlog]
+        for slot in sorted(self.tx_inflight.values(), key=lambda s: s.id):
+            if self._end_grant(core, slot.ref):
+                k.pool.free(slot.gpa)
+        self.tx_inflight.clear()
+        self.backlog.clear()
+        for nbytes in lost:
+            self.tx_errors += 1
+            k.emit(core, K.NET_DROP, self.devid, -1, nbytes, text="netfront tx: backend closed")
+        if self.state == XenbusState.Connected:
+            self._switch(core, XenbusState.Closing)
+        self._teardown(core)
+
+    def _teardown(self, core: Core) -> None:
+        """The backend has unmapped both rings: revoke every grant, free pages and port."""
+        k = self.k
+        assert k.pool is not None
+        if self.tx is not None:
+            pages = [(self.tx_ring_ref, self.tx_gpa), (self.rx_ring_ref, self.rx_gpa)]
+            pages += [(buf.ref, buf.gpa) for buf in self._rx_all]
+            for ref, gpa in pages:
+                if self._end_grant(core, ref):
+                    k.pool.free(gpa)
+            self._rx_all.clear()
+            self._rx_posted.clear()
+            self._rx_spare.clear()
+            k.evtchn_close(core, self.port)
+            self.tx = self.rx = None
+        k.xenbus.unwatch(core, f"{self.backend_path}/state", self.token)
+        self._switch(core, XenbusState.Closed)
