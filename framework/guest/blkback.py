@@ -53,7 +53,7 @@ from .blkfront import VDISK_READONLY
 from .kernel import NATIVE_CYCLES, KernelError
 from .kmem import KernelMemory
 from .ring import BackRing, RingError
-from .xenbus import Xenbus, XsReply
+from .xenbus import Xenbus, XsReply, backend_path_parts, scan_backend_devices
 
 if TYPE_CHECKING:
     from .kernel import GuestKernel
@@ -549,30 +549,13 @@ class BlkBack:
 
     def _changed(self, core: Core, path: str, _token: str) -> None:
         """A node at or below backend/vbd changed: probe any device not seen yet."""
-        _, sep, rest = path.partition(BACKEND_DIR)
-        parts = [p for p in rest.split("/") if p] if sep else []
+        parts = backend_path_parts(path, BACKEND_DIR)
+        if parts is None:
+            return
         if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit():
             self._probe(core, int(parts[0]), int(parts[1]))
         elif not parts:
-            self.xb.directory(core, BACKEND_DIR, self._got_domains)
-
-    def _got_domains(self, core: Core, r: XsReply) -> None:
-        if r.error:
-            return  # no vbd at all yet
-        for name in r.strings:
-            if name.isdigit():
-                self.xb.directory(
-                    core,
-                    f"{BACKEND_DIR}/{name}",
-                    lambda c, rr, d=int(name): self._got_devices(c, d, rr),
-                )
-
-    def _got_devices(self, core: Core, domid: int, r: XsReply) -> None:
-        if r.error:
-            return
-        for name in r.strings:
-            if name.isdigit():
-                self._probe(core, domid, int(name))
+            scan_backend_devices(self.xb, core, BACKEND_DIR, self._probe)
 
     def _probe(self, core: Core, domid: int, devid: int) -> None:
         if (domid, devid) in self.devices:

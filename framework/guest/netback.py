@@ -69,6 +69,7 @@ from .kernel import NATIVE_CYCLES, KernelError
 from .kmem import KernelMemory
 from .netfront import read_nodes
 from .ring import BackRing, RingError
+from .xenbus import backend_path_parts, scan_backend_devices
 
 if TYPE_CHECKING:
     from .kernel import GuestKernel
@@ -577,8 +578,9 @@ class NetBack:
     # -- discovery -------------------------------------------------------------------------
     def _changed(self, core: Core, path: str, _token: str) -> None:
         """A node at or below backend/vif changed: probe any vif not seen yet."""
-        _, sep, rest = path.partition(BACKEND_DIR)
-        parts = [p for p in rest.split("/") if p] if sep else []
+        parts = backend_path_parts(path, BACKEND_DIR)
+        if parts is None:
+            return
         if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit():
             key = (int(parts[0]), int(parts[1]))
             vif = self.vifs.get(key)
@@ -587,25 +589,7 @@ class NetBack:
             elif parts[2:] in ([], ["online"]):
                 self.k.xenbus.read(core, f"{vif.path}/online", vif.online_changed)
         elif not parts:
-            self.k.xenbus.directory(core, BACKEND_DIR, self._got_domains)
-
-    def _got_domains(self, core: Core, r: XsReply) -> None:
-        if r.error:
-            return  # no vif at all yet
-        for name in r.strings:
-            if name.isdigit():
-                self.k.xenbus.directory(
-                    core,
-                    f"{BACKEND_DIR}/{name}",
-                    lambda c, rr, d=int(name): self._got_devices(c, d, rr),
-                )
-
-    def _got_devices(self, core: Core, domid: int, r: XsReply) -> None:
-        if r.error:
-            return
-        for name in r.strings:
-            if name.isdigit():
-                self._probe(core, domid, int(name))
+            scan_backend_devices(self.k.xenbus, core, BACKEND_DIR, self._probe)
 
     def _probe(self, core: Core, domid: int, devid: int) -> None:
         if (domid, devid) in self.vifs:

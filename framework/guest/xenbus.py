@@ -8,6 +8,7 @@ driven by replies and watch events, like Linux's xenbus drivers.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,7 +51,7 @@ def _ignore(_core: Core, _reply: XsReply) -> None:
     return None
 
 
-class Xenbus:
+class Xenbus(ABC):
     """The request API drivers use; subclasses say how messages reach xenstored."""
 
     def __init__(self, kernel: GuestKernel) -> None:
@@ -60,8 +61,9 @@ class Xenbus:
         self._watches: dict[str, WatchCallback] = {}
 
     # -- transport (subclasses) --------------------------------------------------------------
+    @abstractmethod
     def _transmit(self, core: Core, msg: xs.XsMsg) -> None:
-        raise NotImplementedError
+        """Get `msg` to xenstored: through the ring (domU) or straight in (dom0)."""
 
     # -- requests ----------------------------------------------------------------------------
     def request(
@@ -195,6 +197,32 @@ class LocalXenbus(Xenbus):
                 self.deliver(core, self._inbox.popleft())
         finally:
             self._draining = False
+
+
+def backend_path_parts(path: str, base: str) -> list[str] | None:
+    """The components of a watch path below a backend directory such as `backend/vbd`
+    ([] for the directory itself); None if the path is not below it."""
+    _, sep, rest = path.partition(base)
+    return [p for p in rest.split("/") if p] if sep else None
+
+
+def scan_backend_devices(
+    xb: Xenbus, core: Core, base: str, found: Callable[[Core, int, int], None]
+) -> None:
+    """List `<base>/<frontend domid>/<devid>` and call `found(core, domid, devid)` for each:
+    how a backend discovers devices written before its watch fired."""
+
+    def devices(c: Core, r: XsReply, domid: int) -> None:
+        for name in [] if r.error else r.strings:
+            if name.isdigit():
+                found(c, domid, int(name))
+
+    def domains(c: Core, r: XsReply) -> None:
+        for name in [] if r.error else r.strings:
+            if name.isdigit():
+                xb.directory(c, f"{base}/{name}", lambda c2, r2, d=int(name): devices(c2, r2, d))
+
+    xb.directory(core, base, domains)
 
 
 def _devid(path: str) -> int:

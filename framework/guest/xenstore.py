@@ -430,7 +430,7 @@ class Xenstored:
     def _add_event(self, conn: Connection, w: Watch, name: str) -> None:
         """A watcher hears of a change to a node only if it may read that node.  A node
         that is gone is always reported: xenstored lets EACCES through there, so that a
-        driver learns that its peer's directory disappeared (add_event's "XXX" note)."""
+        driver learns that its peer's directory disappeared (noted in xenstored's add_event)."""
         if not name.startswith("@"):
             node = self._nodes.get(name)
             if node is not None and not perm_for(conn.domid, node.perms) & XS_PERM_READ:
