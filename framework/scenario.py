@@ -499,9 +499,23 @@ class ConsoleInputAction(_Model):
     text: Annotated[StrictStr, _non_empty("text")] = Field(description="the characters typed")
 
 
-# One member today; `save`, `restore`, `destroy`, `pause` ... join this union later.
-TimelineAction = Annotated[ConsoleInputAction, Field(discriminator="action")]
-TIMELINE_MODELS: dict[str, type[_Model]] = {"console_input": ConsoleInputAction}
+class DestroyAction(_Model):
+    """`xm destroy`: dom0 pauses the guest, unplugs its devices (the backends finish what
+    the disks hold and unmap every grant), then destroys it and frees its memory."""
+
+    action: Literal["destroy"] = Field("destroy", description="`destroy`")
+    at: Duration = Field(
+        description="simulated time; before `duration` and not before the domain's `start`"
+    )
+    domain: StrictStr = Field(description="the guest domain to destroy")
+
+
+# `save`, `restore`, `pause` ... join this union later.
+TimelineAction = Annotated[ConsoleInputAction | DestroyAction, Field(discriminator="action")]
+TIMELINE_MODELS: dict[str, type[_Model]] = {
+    "console_input": ConsoleInputAction,
+    "destroy": DestroyAction,
+}
 
 
 def _check_domain(
@@ -971,16 +985,17 @@ class Scenario(_Model):
                 seen[dev.mac] = where
 
     def _check_timeline(self) -> None:
-        """Console input goes to an existing guest, while it exists and the run lasts."""
+        """Actions go to an existing guest, while it exists and the run lasts."""
         guests = {d.name: d for d in self.domains}
-        for k, action in enumerate(self.timeline):
-            if not isinstance(action, ConsoleInputAction):
-                continue
+        destroyed: dict[str, tuple[int, int]] = {}
+        for k, action in sorted(enumerate(self.timeline), key=lambda item: item[1].at):
             if is_dom0_name(action.domain):
                 raise _Problem(
                     ("timeline", k, "domain"),
                     "console_input goes to a guest's console ring; dom0 has none "
-                    "(its console is Xen's)",
+                    "(its console is Xen's)"
+                    if isinstance(action, ConsoleInputAction)
+                    else "dom0 cannot be destroyed; it runs the toolstack",
                 )
             if action.domain not in guests:
                 known = ", ".join(guests) or "none in this scenario"
@@ -1001,6 +1016,15 @@ class Scenario(_Model):
                     f"at {format_duration(action.at)} is before domain {action.domain!r} "
                     f"starts ({format_duration(start)})",
                 )
+            gone = destroyed.get(action.domain)
+            if gone is not None and action.at >= gone[1]:
+                raise _Problem(
+                    ("timeline", k, "at"),
+                    f"at {format_duration(action.at)} domain {action.domain!r} is already "
+                    f"destroyed (timeline[{gone[0]}] at {format_duration(gone[1])})",
+                )
+            if isinstance(action, DestroyAction):
+                destroyed[action.domain] = (k, action.at)
 
 
 def _bridges(names: tuple[str, ...]) -> str:

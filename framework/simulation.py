@@ -7,6 +7,8 @@ runs can live in one process (the benchmarks do that).
 from __future__ import annotations
 
 import gc
+import random
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,13 +17,24 @@ from pathlib import Path
 import simpy
 
 from framework.errors import SimulationError
+from framework.guest.devctl import vbd_devid, vif_mac
 from framework.guest.kernel import GuestKernel, GuestOS, KernelMemory
 from framework.guest.runtime import BUFFER_GPA, DEVTREE_GPA
+from framework.guest.xend import DeviceConfig, Xend
 from framework.hw970.core import Core
+from framework.hw970.disk import DiskParams
+from framework.hw970.link import LinkParams
 from framework.hw970.machine import Machine, MachineConfig
+from framework.iodevices import IoDevices
 from framework.runinfo import write_run_json
 from framework.scenario import (
+    BlockioWorkload,
     ComputeWorkload,
+    ConsoleInputAction,
+    ConsoleWorkload,
+    DestroyAction,
+    DomainSpec,
+    NetstreamWorkload,
     PingpongWorkload,
     Scenario,
     TimerWorkload,
@@ -29,7 +42,13 @@ from framework.scenario import (
     is_dom0_name,
 )
 from framework.trace.recorder import Recorder
-from framework.xen.devtree import build_domain_devtree, domain_spec
+from framework.xen import abi
+from framework.xen.devtree import (
+    WorkloadValue,
+    build_domain_devtree,
+    domain_spec,
+    workload_instance,
+)
 from framework.xen.domain import Domain
 from framework.xen.hypervisor import Hypervisor, KernelImage
 from framework.xen.toolstack import BuildError, DomainConfig, Toolstack
@@ -44,9 +63,10 @@ class RunResult:
     wall_s: float
 
 
-def workload_properties(loads: tuple[Workload, ...]) -> dict[str, int | str | list[int]]:
-    """The /xen/workload devtree properties a kernel reads its workloads from."""
-    props: dict[str, int | str | list[int]] = {}
+def workload_properties(loads: tuple[Workload, ...]) -> dict[str, WorkloadValue]:
+    """The /xen/workload devtree properties a kernel reads its own workloads from
+    (the device workloads are added by `Simulation`, which knows the devices)."""
+    props: dict[str, WorkloadValue] = {}
     compute = [w.vcpu for w in loads if isinstance(w, ComputeWorkload)]
     timers = [w for w in loads if isinstance(w, TimerWorkload)]
     if compute:
@@ -54,7 +74,20 @@ def workload_properties(loads: tuple[Workload, ...]) -> dict[str, int | str | li
     if timers:
         props["timer-hz"] = timers[0].hz
         props["timer-vcpus"] = sorted({w.vcpu for w in timers})
+    consoles = [w for w in loads if isinstance(w, ConsoleWorkload)]
+    for i, w in enumerate(consoles):
+        assert w.text is not None  # filled in from the domain's name by the scenario
+        props.update(
+            workload_instance(
+                "console", i, {"text": w.text, "every": w.every, "count": w.count, "vcpu": w.vcpu}
+            )
+        )
     return props
+
+
+def _stream_seed(seed: int, name: str, what: str) -> int:
+    """A workload's own 32-bit seed: from the scenario seed and where it runs."""
+    return random.Random(f"{seed}:{name}:{what}").getrandbits(32)
 
 
 class _Dom0Port:
@@ -80,8 +113,17 @@ class _Dom0Port:
 class Simulation:
     """Everything one scenario run needs, built in the order a real boot happens."""
 
-    def __init__(self, scenario: Scenario, *, record: bool = True) -> None:
+    def __init__(
+        self, scenario: Scenario, *, record: bool = True, work_dir: Path | None = None
+    ) -> None:
         self.scenario = scenario
+        # vbds without an image get one here (the run directory's disks/, else a temporary
+        # directory that lives as long as the simulation).
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if work_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="xen970-")
+            work_dir = Path(self._tmp.name)
+        self.disk_dir = work_dir / "disks"
         self.env = simpy.Environment()
         self.rec = Recorder(enabled=record)
         m = scenario.machine
@@ -92,6 +134,25 @@ class Simulation:
         )
         self.xen = Hypervisor(self.machine, self.env, self.rec)
         self.guests = GuestOS(self.machine, self.rec, dom0_init=self._dom0_init)
+        self.devices = IoDevices(
+            self.xen,
+            self.env,
+            self.rec,
+            DiskParams(m.disk.latency, m.disk.bandwidth, m.disk.queue_depth),
+            LinkParams(m.link.bandwidth * 8, m.link.latency, m.link.mtu),
+        )
+        self.guests.hardware = self.devices
+        self.domids: dict[str, int] = {}
+        self.xend: Xend | None = None
+        #: Free machine memory just before the first guest was created, and after each
+        #: guest was destroyed (the two agree once every guest is gone).
+        self.free_before_guests: int | None = None
+        self.free_after_destroy: dict[int, int] = {}
+        self._macs = {
+            (i, n): vif.mac or vif_mac(i + 1, n)
+            for i, d in enumerate(scenario.domains)
+            for n, vif in enumerate(d.vifs)
+        }
         rt = self.guests.runtime
         self.kernel = KernelImage(rt.image, 0, rt.entry, DEVTREE_GPA)
         self.names: dict[int, str] = {0: "Domain-0"}
@@ -156,8 +217,10 @@ class Simulation:
         return lines
 
     def _dom0_init(self, kernel: GuestKernel, core: Core) -> None:
-        """dom0's kernel is up: its toolstack creates the guests (now or on a timer)."""
+        """dom0's kernel is up: its toolstack creates the guests (now or on a timer) and
+        carries out the timeline."""
         self.dom0_kernel = kernel
+        self.xend = Xend(kernel, self._domctl, self._destroyed)
         for start, group in self._plan:
             if start <= core.now_ns():
                 self._build_group(kernel, core, group)
@@ -165,6 +228,39 @@ class Simulation:
                 kernel.add_timer(
                     core, start, lambda c, _d, g=group: self._build_group(kernel, c, g)
                 )
+        for action in self.scenario.timeline:
+            kernel.add_timer(
+                core, max(action.at, core.now_ns()), lambda c, _d, a=action: self._act(c, a)
+            )
+
+    def _domctl(self, core: Core, cmd: int, domid: int) -> int:
+        assert self.dom0_kernel is not None
+        ts = Toolstack(
+            _Dom0Port(self.dom0_kernel, core),
+            self.kernel,
+            self.scenario.machine.clock,
+            self.scenario.machine.timebase,
+        )
+        ts.BUF = BUFFER_GPA
+        rc, _ = ts.domctl(cmd, domid)
+        return rc
+
+    def _act(self, core: Core, action: ConsoleInputAction | DestroyAction) -> None:
+        """One timeline action, as dom0's toolstack performs it."""
+        assert self.xend is not None
+        domid = self.domids.get(action.domain)
+        if domid is None or domid not in self.xen.domains:
+            self.xend._log(core, f"xm {action.action} {action.domain}: no such domain")
+            return
+        if isinstance(action, ConsoleInputAction):
+            self.xend.console_input(core, domid, action.text)
+        else:
+            self.xend.destroy(core, domid, action.domain)
+
+    def _destroyed(self, _core: Core, domid: int) -> None:
+        """xm destroy finished: the guest's disks close and dom0's TCE tables go."""
+        self.devices.remove_domain(domid)
+        self.free_after_destroy[domid] = self.xen.alloc.free_bytes
 
     def _build_group(self, kernel: GuestKernel, core: Core, group: list[int]) -> None:
         port = _Dom0Port(kernel, core)
@@ -173,6 +269,8 @@ class Simulation:
         )
         ts.BUF = BUFFER_GPA
         doms = self.scenario.domains
+        if self.free_before_guests is None:
+            self.free_before_guests = self.xen.alloc.free_bytes
         built: list[int] = []
         for i in group:
             d = doms[i]
@@ -180,10 +278,11 @@ class Simulation:
             try:
                 domid = ts.create(cfg)
                 self.names[domid] = d.name
+                self.domids[d.name] = domid
                 built.append(i)
             except BuildError as err:
                 self._build_failed(ts, port, d.name, str(err))
-        props = {i: workload_properties(doms[i].workloads) for i in built}
+        props = {i: {**workload_properties(doms[i].workloads), **self._io_props(i)} for i in built}
         for i in built:
             for w in doms[i].workloads:
                 if isinstance(w, PingpongWorkload) and w.role == "pong":
@@ -223,6 +322,91 @@ class Simulation:
             assert kernel.store is not None and kernel.consoled is not None
             kernel.store.introduce(core, domid, store_port)
             kernel.consoled.connect(core, domid, console_port)
+            self._plug_devices(core, i, domid)
+
+    def _plug_devices(self, core: Core, i: int, domid: int) -> None:
+        """Attach the guest's disks and links, then let xend write its device nodes."""
+        d = self.scenario.domains[i]
+        configs: list[DeviceConfig] = []
+        for vbd in d.vbds:
+            devid = vbd_devid(vbd.name)
+            image = self.scenario.image_path(vbd)
+            shown = vbd.image
+            if image is None:
+                self.disk_dir.mkdir(parents=True, exist_ok=True)
+                image = self.disk_dir / f"{d.name}-{vbd.name}.img"
+                shown = f"disks/{image.name}"
+            assert vbd.size is not None
+            try:
+                self.devices.add_vbd(domid, devid, image, vbd.size, writable=vbd.mode == "w")
+            except (OSError, ValueError) as err:
+                self._device_failed(core, d.name, f"vbd {vbd.name}: {err}")
+                continue
+            configs.append(
+                DeviceConfig(
+                    "vbd",
+                    devid,
+                    {"params": str(shown), "mode": vbd.mode, "type": "file", "dev": vbd.name},
+                    {"virtual-device": str(devid), "device-type": "disk"},
+                )
+            )
+        for n, vif in enumerate(d.vifs):
+            mac = self._macs[(i, n)]
+            self.devices.add_vif(domid, n)
+            configs.append(
+                DeviceConfig(
+                    "vif",
+                    n,
+                    {"bridge": vif.bridge, "mac": mac, "handle": str(n)},
+                    {"mac": mac, "handle": str(n)},
+                )
+            )
+        if configs:
+            assert self.xend is not None
+            self.xend.add_devices(core, domid, configs)
+
+    def _device_failed(self, core: Core, name: str, why: str) -> None:
+        self.build_errors.append(why)
+        assert self.dom0_kernel is not None
+        self.dom0_kernel.console(core, f"xm create {name}: Error: {why}")
+
+    def _io_props(self, i: int) -> dict[str, WorkloadValue]:
+        """Device workload properties of guest `i`: blockio per vbd, netstream per vif."""
+        d: DomainSpec = self.scenario.domains[i]
+        seed = self.scenario.seed
+        props: dict[str, WorkloadValue] = {}
+        for w in d.workloads:
+            if isinstance(w, BlockioWorkload):
+                devid = vbd_devid(w.device)
+                params: dict[str, WorkloadValue] = {
+                    "pattern": w.pattern,
+                    "read-percent": w.read_percent,
+                    "block-size": w.block_size,
+                    "queue-depth": w.queue_depth,
+                    "requests": w.requests,
+                    "verify": int(w.verify),
+                    "region": w.region or 0,
+                    "seed": _stream_seed(seed, d.name, w.device),
+                    "vcpu": w.vcpu,
+                }
+                props.update(workload_instance("blockio", devid, params))
+            elif isinstance(w, NetstreamWorkload):
+                j = next(k for k, other in enumerate(self.scenario.domains) if other.name == w.peer)
+                peer = self.scenario.domains[j]
+                mine, peer_mac = next(
+                    (n, self._macs[(j, m)])
+                    for n, vif in enumerate(d.vifs)
+                    for m, theirs in enumerate(peer.vifs)
+                    if vif.bridge == theirs.bridge
+                )
+                params = {
+                    "peer-mac": peer_mac,
+                    "message-size": w.message_size,
+                    "messages": w.messages,
+                    "seed": _stream_seed(seed, d.name, f"vif{mine}"),
+                }
+                props.update(workload_instance("netstream", mine, params))
+        return props
 
     def _build_failed(self, ts: Toolstack, port: _Dom0Port, name: str, why: str) -> None:
         self.build_errors.append(why)
@@ -230,8 +414,7 @@ class Simulation:
         domid = ts.domids.pop(name, None)
         if domid is not None:
             self.names[domid] = f"{name} (not built)"
-            from framework.xen import abi
-
+            self.domids.pop(name, None)
             ts.domctl(abi.XEN_DOMCTL_destroydomain, domid)
 
     # -- running ---------------------------------------------------------------------------
@@ -255,6 +438,13 @@ class Simulation:
                 gc.enable()
         return total
 
+    def close(self) -> None:
+        """Close the disk images (flushing them) and drop the temporary directory."""
+        self.devices.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
 
 def run_scenario(
     scenario: Scenario,
@@ -267,16 +457,21 @@ def run_scenario(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    sim = Simulation(scenario, record=record)
-    sim_ns = sim.run(progress)
+    sim = Simulation(scenario, record=record, work_dir=out)
+    try:
+        sim_ns = sim.run(progress)
+    finally:
+        sim.close()
     wall = time.perf_counter() - t0
     if record:
         sim.rec.write(out)
     consoles = out / "console"
     consoles.mkdir(exist_ok=True)
-    for dom in [*sim.xen.domains.values()]:
-        name = sim.names.get(dom.domid, f"d{dom.domid}")
-        lines = sim.console_lines(dom.domid)
+    logged = sim.dom0_kernel.consoled.logs if sim.dom0_kernel and sim.dom0_kernel.consoled else {}
+    for domid, name in sorted(sim.names.items()):
+        if domid not in sim.xen.domains and domid not in logged:
+            continue  # never built: it printed nothing
+        lines = sim.console_lines(domid)
         (consoles / f"{name}.log").write_text("".join(line + "\n" for line in lines))
     write_run_json(
         out,

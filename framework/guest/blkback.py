@@ -504,6 +504,20 @@ class BlkBackDevice:
         self._service(core)
 
     # -- teardown --------------------------------------------------------------------------
+    def online_changed(self, core: Core, r: XsReply) -> None:
+        """The toolstack unplugs a vbd by writing `online` = 0 (xend's device detach) or
+        removing its directory: finish what the disk holds, then disconnect."""
+        if not r.error and r.text != "0":
+            return
+        if self.state != XenbusState.Closed:
+            self.closing = True
+            self._maybe_disconnect(core)
+        if r.error and self.state == XenbusState.Closed:
+            # The directory is gone: forget the device and stop following its frontend.
+            if self.frontend_path:
+                self.xb.unwatch(core, f"{self.frontend_path}/state", self.token)
+            self.back.devices.pop((self.domid, self.devid), None)
+
     def _maybe_disconnect(self, core: Core) -> None:
         """Closing: once every consumed request is answered and none waits on the ring,
         unmap the ring, close its port and go Closed."""
@@ -553,7 +567,12 @@ class BlkBack:
         if parts is None:
             return
         if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit():
-            self._probe(core, int(parts[0]), int(parts[1]))
+            key = (int(parts[0]), int(parts[1]))
+            dev = self.devices.get(key)
+            if dev is None:
+                self._probe(core, *key)
+            elif parts[2:] in ([], ["online"]):
+                self.xb.read(core, f"{dev.path}/online", dev.online_changed)
         elif not parts:
             scan_backend_devices(self.xb, core, BACKEND_DIR, self._probe)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from framework.hw970.core import Core
 from framework.hw970.machine import Machine
@@ -29,7 +29,12 @@ from framework.trace.schema import K
 from framework.xen import abi
 from framework.xen import grant_table as gt
 from framework.xen.abi import xen_mark
-from framework.xen.devtree import DomainDevtreeSpec, parse_domain_devtree
+from framework.xen.devtree import (
+    DomainDevtreeSpec,
+    WorkloadValue,
+    parse_domain_devtree,
+    workload_groups,
+)
 from framework.xen.p2m import FOREIGN_GPA_BASE
 from framework.xen.xencomm import build_descriptor, descriptor_for_buffer
 
@@ -54,6 +59,11 @@ from .runtime import (
     native_address,
 )
 from .xenbus import RingXenbus, Xenbus
+
+if TYPE_CHECKING:
+    from .blkback import BlkBack
+    from .frontends import FrontendBus
+    from .netback import NetBack
 
 NATIVE_CYCLES = 200
 KERNEL_MSR = MSR_SF | MSR_ME | MSR_EE | MSR_IR | MSR_DR | MSR_RI
@@ -107,10 +117,18 @@ class GuestKernel:
     grants: GrantTableClient | None = None
     xenbus: Xenbus | None = None
     console_pending: bytearray = field(default_factory=bytearray)
+    #: Everything typed on the console (`xm console` input), in order.
+    console_typed: bytearray = field(default_factory=bytearray)
     #: dom0 only: xenstored and xenconsoled, and the backends.
     store: StoreService | None = None
     consoled: ConsoleService | None = None
     drivers: list[object] = field(default_factory=list)
+    #: dom0: the backends (when the machine has I/O devices); a domU: its frontends.
+    blkback: BlkBack | None = None
+    netback: NetBack | None = None
+    frontends: FrontendBus | None = None
+    #: VCPU -> its VIRQ_TIMER port.
+    timer_ports: dict[int, int] = field(default_factory=dict)
 
     @property
     def domid(self) -> int:
@@ -239,7 +257,7 @@ class GuestKernel:
         _install_io_segment(core.state.tr, esid, len(self.io_segments))
 
     # -- trace -------------------------------------------------------------------------------
-    def emit(self, core: Core, kind: int, *fields: int, text: str = "") -> None:
+    def emit(self, core: Core, kind: int, *fields: int, text: str | None = None) -> None:
         assert core.state is not None
         self.os.rec.emit(
             kind, core.now_ns(), core.cpu_id, self.domid, core.state.pir, *fields, text=text
@@ -264,6 +282,17 @@ class GuestKernel:
         self.hypercall(
             core, xen_mark(abi.HYPERVISOR_console_io), abi.CONSOLEIO_write, len(data), handle
         )
+
+    def on_console_event(self, core: Core, _port: int = 0) -> None:
+        """The console port: take what was typed (echoing it, as a tty does), then move
+        pending output into the ring."""
+        typed = ConsoleRing(KernelMemory(core), self.spec.console_gpa).read_in()
+        if typed:
+            self.console_typed += typed
+            self.emit(core, K.GUEST_MARK, len(typed), text="console.input")
+            self.console_pending += typed
+            self.send(core, self.spec.console_evtchn)  # room in the input ring again
+        self.flush_console(core)
 
     def flush_console(self, core: Core, _port: int = 0) -> None:
         """Move pending console bytes into the ring (xenconsoled notifies when it drained)."""
@@ -375,9 +404,30 @@ class GuestKernel:
         )
 
     # -- timers ----------------------------------------------------------------------------
-    def add_timer(self, core: Core, deadline: int, callback: Callable[[Core, int], None]) -> None:
+    def bind_timer(self, core: Core) -> None:
+        """Bind VIRQ_TIMER on this VCPU (once): set_timer_op deadlines arrive through it."""
         assert core.state is not None
         vid = core.state.pir
+        if vid in self.timer_ports:
+            return
+        rc, out = self.op(
+            core,
+            abi.HYPERVISOR_event_channel_op,
+            abi.EVTCHNOP_bind_virq,
+            abi.EVTCHN_BIND_VIRQ,
+            virq=abi.VIRQ_TIMER,
+            vcpu=vid,
+        )
+        if rc != 0:
+            raise KernelError(f"d{self.domid}: binding VIRQ_TIMER on VCPU {vid} failed ({rc})")
+        self.timer_ports[vid] = out["port"]
+        self.port_handlers[out["port"]] = self.on_timer
+
+    def add_timer(self, core: Core, deadline: int, callback: Callable[[Core, int], None]) -> None:
+        """Run `callback(core, deadline)` on this VCPU at simulated time `deadline`."""
+        assert core.state is not None
+        vid = core.state.pir
+        self.bind_timer(core)
         lst = self.timers.setdefault(vid, [])
         lst.append(Timer(deadline, callback))
         if vid not in self._in_timer:
@@ -511,15 +561,27 @@ class GuestOS:
             k.xenbus = k.store.local
             if self.backend_start is not None:
                 self.backend_start(k, core)
+            elif self.hardware is not None:
+                from .blkback import BlkBack  # the drivers import this module
+                from .netback import NetBack
+
+                k.blkback, k.netback = BlkBack(k), NetBack(k)
+                k.blkback.start(core)
+                k.netback.start(core)
             return
         if spec.console_evtchn:
-            k.port_handlers[spec.console_evtchn] = k.flush_console
+            k.port_handlers[spec.console_evtchn] = k.on_console_event
         if spec.store_evtchn:
             xb = RingXenbus(k, spec.store_gpa, spec.store_evtchn)
             k.xenbus = xb
             k.port_handlers[spec.store_evtchn] = xb.on_event
             if self.frontend_probe is not None:
                 self.frontend_probe(k, core)
+            else:
+                from .frontends import FrontendBus
+
+                k.frontends = FrontendBus(k)
+                k.frontends.start(core)
 
     def _install_slb(self, core: Core, k: GuestKernel) -> None:
         assert core.state is not None
@@ -553,7 +615,7 @@ class GuestOS:
         hz = int(wl.get("timer-hz", 0) or 0)
         if hz and vid in _int_list(wl.get("timer-vcpus")):
             period = 1_000_000_000 // hz
-            self._bind_timer(core, k)
+            k.bind_timer(core)
 
             def tick(c: Core, deadline: int) -> None:
                 k.add_timer(c, deadline + period, tick)
@@ -564,20 +626,25 @@ class GuestOS:
             k.add_timer(core, core.now_ns() + period, tick)
         if wl.get("pingpong-role") and int(wl.get("pingpong-vcpu", 0)) == vid:
             self._start_pingpong(core, k, vid)
+        for params in workload_groups(wl, "console").values():
+            if params.get("vcpu", 0) == vid:
+                self._start_console_lines(core, k, vid, params)
 
-    def _bind_timer(self, core: Core, k: GuestKernel) -> None:
-        assert core.state is not None
-        vid = core.state.pir
-        rc, out = k.op(
-            core,
-            abi.HYPERVISOR_event_channel_op,
-            abi.EVTCHNOP_bind_virq,
-            abi.EVTCHN_BIND_VIRQ,
-            virq=abi.VIRQ_TIMER,
-            vcpu=vid,
-        )
-        if rc == 0:
-            k.port_handlers[out["port"]] = k.on_timer
+    def _start_console_lines(
+        self, core: Core, k: GuestKernel, vid: int, params: dict[str, WorkloadValue]
+    ) -> None:
+        """The console workload: `text` every `every` ns, `count` times (0 = forever)."""
+        text, every, count = str(params["text"]), int(str(params["every"])), params["count"]
+        written = [0]
+
+        def line(c: Core, deadline: int) -> None:
+            k.console(c, text)
+            written[0] += 1
+            k.emit(c, K.GUEST_MARK, written[0], text="console.line")
+            if written[0] != count:
+                k.add_timer(c, deadline + every, line)
+
+        k.add_timer(core, core.now_ns() + every, line)
 
     def _start_pingpong(self, core: Core, k: GuestKernel, vid: int) -> None:
         wl = k.spec.workload

@@ -97,7 +97,8 @@ KINDS: tuple[Kind, ...] = (
     Kind("timer.fire", "A timer armed for `deadline_ns` fired.", ("deadline_ns",)),
     Kind("dom.create", "A domain was created (dom = the new domain id).",
          ("memory", "vcpus", "rma_base", "rma_size")),
-    Kind("dom.start", "The domain's boot VCPU was started."),
+    Kind("dom.start", "The domain's boot VCPU was started (or the domain was unpaused)."),
+    Kind("dom.pause", "The domain was paused (xm pause, or xm destroy tearing it down)."),
     Kind("dom.shutdown", "The domain shut down with `reason` (SHUTDOWN_* code).",
          ("reason",), "reason name"),
     Kind("dom.crash", "The domain was crashed by Xen; pc = the guest pc at the time.",
@@ -258,6 +259,7 @@ class K:
     TIMER_FIRE: int
     DOM_CREATE: int
     DOM_START: int
+    DOM_PAUSE: int
     DOM_SHUTDOWN: int
     DOM_CRASH: int
     DOM_DESTROY: int

@@ -164,6 +164,29 @@ def _validate(spec: DomainDevtreeSpec) -> None:
         _validate_workload_entry(key, value)
 
 
+def workload_instance(
+    kind: str, instance: int, params: dict[str, WorkloadValue]
+) -> dict[str, WorkloadValue]:
+    """One workload's parameters as `/xen/workload` properties `<kind>.<instance>.<key>`
+    (a domain may run several workloads of one kind, e.g. blockio on two vbds)."""
+    return {f"{kind}.{instance}.{key}": value for key, value in params.items()}
+
+
+def workload_groups(
+    props: dict[str, WorkloadValue], kind: str
+) -> dict[int, dict[str, WorkloadValue]]:
+    """The inverse of `workload_instance`: `{instance: {key: value}}` for `kind`."""
+    groups: dict[int, dict[str, WorkloadValue]] = {}
+    prefix = kind + "."
+    for name, value in props.items():
+        if not name.startswith(prefix):
+            continue
+        instance, _, key = name[len(prefix) :].partition(".")
+        if instance.isdigit() and key:
+            groups.setdefault(int(instance), {})[key] = value
+    return groups
+
+
 def _validate_workload_entry(key: str, value: object) -> None:
     if not 0 < len(key) <= 31 or not set(key) <= _PROP_NAME_CHARS:
         _fail("workload", repr(key), "keys must be 1..31 devtree property-name characters")

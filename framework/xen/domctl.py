@@ -144,7 +144,10 @@ def domctl(xen: Hypervisor, core: Core, v: Vcpu) -> int:
         xen.unpause(dom)
         return 0
     if cmd == abi.XEN_DOMCTL_pausedomain:
-        return -EINVAL if dom is v.domain else 0
+        if dom is v.domain:
+            return -EINVAL
+        xen.pause(dom)
+        return 0
     if cmd == abi.XEN_DOMCTL_destroydomain:
         if dom is v.domain:
             return -EINVAL

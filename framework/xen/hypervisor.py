@@ -224,6 +224,17 @@ class Hypervisor:
                 if v.is_up:
                     self.vcpu_wake(v, now)
 
+    def pause(self, dom: Domain) -> None:
+        """domain_pause: its VCPUs stop at once (a running one at the end of its slice)
+        and nothing wakes them until `unpause`; their state is kept."""
+        if dom.state != DomainState.RUNNING:
+            return
+        dom.state = DomainState.PAUSED
+        now = self.now()
+        self.rec.emit(K.DOM_PAUSE, now, self.running_cpu(), dom.domid, -1)
+        for v in dom.vcpus:
+            self._stop_vcpu(v, now)
+
     def vcpu_up(self, v: Vcpu) -> None:
         if v.is_up:
             return

@@ -43,6 +43,7 @@ __all__ = [
     "TCE_CALLS",
     "XenTceTable",
     "create_tce_table",
+    "destroy_tce_table",
     "destroy_tce_tables",
     "foreign_slot_tces",
     "h_get_tce",
@@ -127,25 +128,30 @@ def create_tce_table(xen: Hypervisor, dom: Domain, liobn: int, window_bytes: int
 def destroy_tce_tables(xen: Hypervisor, dom: Domain) -> None:
     """Tear down every TCE table of `dom` (devices then fault) and free their frames."""
     for liobn in sorted(dom.tce_tables):
-        table = dom.tce_tables.pop(liobn)
-        table.disable()
-        mfn = table.table_maddr >> PAGE_SHIFT
-        if isinstance(table, XenTceTable):
-            table.foreign.clear()
-            pages = table.alloc_pages
-        else:
-            pages = table.table_bytes >> PAGE_SHIFT
-        xen.alloc.free(mfn, pages)
-        xen.rec.emit(
-            K.MEM_FREE,
-            xen.now(),
-            xen.running_cpu(),
-            dom.domid,
-            -1,
-            mfn,
-            pages,
-            text=_label(liobn),
-        )
+        destroy_tce_table(xen, dom, liobn)
+
+
+def destroy_tce_table(xen: Hypervisor, dom: Domain, liobn: int) -> None:
+    """Tear down `dom`'s table for `liobn` (its device's DMA then faults); free its frames."""
+    table = dom.tce_tables.pop(liobn)
+    table.disable()
+    mfn = table.table_maddr >> PAGE_SHIFT
+    if isinstance(table, XenTceTable):
+        table.foreign.clear()
+        pages = table.alloc_pages
+    else:
+        pages = table.table_bytes >> PAGE_SHIFT
+    xen.alloc.free(mfn, pages)
+    xen.rec.emit(
+        K.MEM_FREE,
+        xen.now(),
+        xen.running_cpu(),
+        dom.domid,
+        -1,
+        mfn,
+        pages,
+        text=_label(liobn),
+    )
 
 
 def foreign_slot_tces(dom: Domain, slot: int) -> list[tuple[int, int]]:

@@ -1,0 +1,105 @@
+"""The guest's xenbus frontend bus: find the devices the toolstack gave this domain and
+start their drivers, with the workloads the domain's devtree asks for.
+
+Linux's xenbus_probe_frontend watches the domain's `device` directory and probes every
+`device/<class>/<devid>` it finds; this does the same for the `vbd` and `vif` classes.
+A device the toolstack writes later (in one transaction, so complete) fires the watch.
+
+Workloads come from the `/xen/workload` devtree node as `<kind>.<instance>.<key>`
+properties (`blockio.51712.queue-depth`, `netstream.0.peer-mac`), one group per device.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from framework.hw970.core import Core
+from framework.xen.devtree import workload_groups
+
+from .blkfront import BlkFront
+from .blockio import BlockIo
+from .netfront import NetFront
+from .netstream import NetSink, NetStream
+from .xenbus import XsReply
+
+if TYPE_CHECKING:
+    from .kernel import GuestKernel
+
+__all__ = ["DEVICE_DIR", "FrontendBus"]
+
+#: The frontend directories of this domain (relative to /local/domain/<domid>).
+DEVICE_DIR = "device"
+_CLASSES = ("vbd", "vif")
+
+
+class FrontendBus:
+    """One domain's frontends: a `BlkFront` per vbd, a `NetFront` per vif (each with a
+    `NetSink`), and the blockio and netstream workloads on them."""
+
+    def __init__(self, k: GuestKernel) -> None:
+        self.k = k
+        self.vbds: dict[int, BlkFront] = {}
+        self.vifs: dict[int, NetFront] = {}
+        self.blockio: dict[int, BlockIo] = {}
+        self.streams: dict[int, NetStream] = {}
+        self.sinks: dict[int, NetSink] = {}
+        wl = k.spec.workload
+        self._blockio = workload_groups(wl, "blockio")
+        self._netstream = workload_groups(wl, "netstream")
+        self.error = ""
+
+    def start(self, core: Core) -> None:
+        """Watch the device directory (the watch fires once at once: the first scan)."""
+        xb = self.k.xenbus
+        assert xb is not None, "xenbus is not up"
+        xb.watch(core, DEVICE_DIR, "xenbus-frontend", self._changed)
+
+    def _changed(self, core: Core, _path: str, _token: str) -> None:
+        xb = self.k.xenbus
+        assert xb is not None
+        for cls in _CLASSES:
+            xb.directory(core, f"{DEVICE_DIR}/{cls}", lambda c, r, cls=cls: self._listed(c, cls, r))
+
+    def _listed(self, core: Core, cls: str, r: XsReply) -> None:
+        if r.error:
+            return  # ENOENT: no device of this class (yet)
+        for name in r.strings:
+            if name.isdigit():
+                self._probe(core, cls, int(name))
+
+    def _probe(self, core: Core, cls: str, devid: int) -> None:
+        path = f"{DEVICE_DIR}/{cls}/{devid}"
+        k = self.k
+        if cls == "vbd":
+            if devid in self.vbds:
+                return
+            params = self._blockio.get(devid)
+            vcpu = params.get("vcpu", 0) if params else 0
+            if not isinstance(vcpu, int):
+                self._fail(core, f"blockio on vbd {devid}: vcpu {vcpu!r} is not a number")
+                vcpu = 0
+            front = BlkFront(k, devid, path, vcpu)
+            self.vbds[devid] = front
+            if params is not None:
+                try:
+                    self.blockio[devid] = BlockIo(k, front, {"device": devid, **params})
+                except (TypeError, ValueError) as e:
+                    self._fail(core, f"blockio on vbd {devid}: {e}")
+            front.start(core)
+        else:
+            if devid in self.vifs:
+                return
+            net = NetFront(k, devid, path)
+            self.vifs[devid] = net
+            self.sinks[devid] = NetSink(k, net)
+            params = self._netstream.get(devid)
+            if params is not None:
+                try:
+                    self.streams[devid] = NetStream(k, net, params)
+                except (TypeError, ValueError) as e:
+                    self._fail(core, f"netstream on vif {devid}: {e}")
+            net.start(core)
+
+    def _fail(self, core: Core, what: str) -> None:
+        self.error = what
+        self.k.console(core, f"xenbus: {what}")

@@ -1,0 +1,191 @@
+"""xend's part of dom0 after a guest is built: plug its devices, type on its console,
+and `xm destroy` it.
+
+Destroying a guest that has devices follows xend's order, because Xen refuses to free a
+domain whose granted pages dom0 still maps (destroydomain gives -EBUSY):
+
+1. pause the guest (XEN_DOMCTL_pausedomain), so its frontends stop producing;
+2. write `online` = 0 in each backend directory; the backends answer what their disks
+   still hold, unmap the rings and every grant, and go Closed;
+3. when every backend is Closed (or `UNPLUG_TIMEOUT_NS` has passed), remove the device
+   directories, release the guest from xenstored and xenconsoled (which unmaps its store
+   and console pages);
+4. XEN_DOMCTL_destroydomain, retried every `RETRY_NS` while it reports -EBUSY.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from framework.hw970.core import Core
+from framework.trace.schema import K
+from framework.xen import abi
+from framework.xen.ioabi import XenbusState
+
+from .devctl import create_device
+from .xenbus import Xenbus, XsReply
+
+if TYPE_CHECKING:
+    from .kernel import GuestKernel
+
+__all__ = ["RETRY_NS", "UNPLUG_TIMEOUT_NS", "DeviceConfig", "Xend"]
+
+#: How long xend waits for backends to close before destroying anyway.
+UNPLUG_TIMEOUT_NS = 100_000_000
+#: Pause between destroydomain attempts while dom0 still maps the guest's pages.
+RETRY_NS = 1_000_000
+_MAX_RETRIES = 1000
+
+#: dom0's domctl: (core, command, domid) -> Xen's return code.
+Domctl = Callable[[Core, int, int], int]
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    """One device of a guest as xend writes it: class, number, backend and frontend nodes."""
+
+    kind: str  # "vbd" or "vif"
+    devid: int
+    back: dict[str, str]
+    front: dict[str, str]
+
+    @property
+    def backend_path(self) -> str:
+        return f"/local/domain/0/backend/{self.kind}"
+
+
+@dataclass
+class _Teardown:
+    domid: int
+    name: str
+    waiting: set[tuple[str, int]] = field(default_factory=set)
+    proceeded: bool = False
+    attempts: int = 0
+
+
+class Xend:
+    """The toolstack daemon's device and lifecycle work, run by dom0's kernel."""
+
+    def __init__(
+        self,
+        k: GuestKernel,
+        domctl: Domctl,
+        on_destroyed: Callable[[Core, int], None] | None = None,
+    ) -> None:
+        self.k = k
+        self.domctl = domctl
+        self.on_destroyed = on_destroyed
+        self.devices: dict[int, list[DeviceConfig]] = {}
+        self.errors: list[str] = []
+        self._teardowns: dict[int, _Teardown] = {}
+
+    @property
+    def xb(self) -> Xenbus:
+        xb = self.k.xenbus
+        assert xb is not None, "dom0's xenbus is not up"
+        return xb
+
+    def _log(self, core: Core, what: str) -> None:
+        self.errors.append(what)
+        self.k.console(core, what)
+
+    # -- devices ---------------------------------------------------------------------------
+    def add_devices(self, core: Core, domid: int, devices: list[DeviceConfig]) -> None:
+        """Write each device's backend and frontend directories (one transaction each)."""
+        self.devices.setdefault(domid, []).extend(devices)
+        for dev in devices:
+
+            def done(c: Core, error: str | None, dev: DeviceConfig = dev) -> None:
+                if error is not None:
+                    self._log(c, f"xend: d{domid} {dev.kind} {dev.devid}: {error}")
+
+            create_device(core, self.xb, dev.kind, domid, dev.devid, dev.back, dev.front, done)
+
+    # -- console ---------------------------------------------------------------------------
+    def console_input(self, core: Core, domid: int, text: str) -> None:
+        """`xm console`: type `text` into the guest's console ring."""
+        consoled = self.k.consoled
+        if consoled is None or domid not in consoled.conns:
+            self._log(core, f"xm console d{domid}: no console connection")
+            return
+        n = consoled.write_input(core, domid, text)
+        if n < len(text):
+            self._log(core, f"xm console d{domid}: input ring full, {len(text) - n} bytes lost")
+
+    # -- destroy ---------------------------------------------------------------------------
+    def destroy(self, core: Core, domid: int, name: str) -> None:
+        """`xm destroy`: pause, unplug every device, then destroy (see the module doc)."""
+        if domid in self._teardowns:
+            return
+        rc = self.domctl(core, abi.XEN_DOMCTL_pausedomain, domid)
+        if rc < 0:
+            self._log(core, f"xm destroy {name}: Error: pausedomain failed ({rc})")
+            return
+        td = _Teardown(domid, name)
+        self._teardowns[domid] = td
+        for dev in self.devices.get(domid, []):
+            td.waiting.add((dev.kind, dev.devid))
+            path = f"{dev.backend_path}/{domid}/{dev.devid}"
+            token = f"xend:{domid}:{dev.kind}:{dev.devid}"
+            self.xb.watch(
+                core,
+                f"{path}/state",
+                token,
+                lambda c, _p, _t, d=dev, p=path: self._read_state(c, td, d, p),
+            )
+            self.xb.write(core, f"{path}/online", "0")
+        self.k.add_timer(
+            core, core.now_ns() + UNPLUG_TIMEOUT_NS, lambda c, _d: self._timed_out(c, td)
+        )
+        self._maybe_release(core, td)
+
+    def _read_state(self, core: Core, td: _Teardown, dev: DeviceConfig, path: str) -> None:
+        def got(c: Core, r: XsReply) -> None:
+            if r.error or r.text == str(int(XenbusState.Closed)):
+                td.waiting.discard((dev.kind, dev.devid))
+                self._maybe_release(c, td)
+
+        self.xb.read(core, f"{path}/state", got)
+
+    def _timed_out(self, core: Core, td: _Teardown) -> None:
+        if td.proceeded:
+            return
+        left = ", ".join(f"{kind} {devid}" for kind, devid in sorted(td.waiting))
+        self._log(core, f"xm destroy {td.name}: backends not closed after 100 ms: {left}")
+        td.waiting.clear()
+        self._maybe_release(core, td)
+
+    def _maybe_release(self, core: Core, td: _Teardown) -> None:
+        """Every backend is Closed: remove the devices and the guest's xenstore and console
+        connections, then destroy."""
+        if td.waiting or td.proceeded:
+            return
+        td.proceeded = True
+        xb = self.xb
+        for dev in self.devices.pop(td.domid, []):
+            path = f"{dev.backend_path}/{td.domid}/{dev.devid}"
+            xb.unwatch(core, f"{path}/state", f"xend:{td.domid}:{dev.kind}:{dev.devid}")
+            xb.rm(core, path)
+            xb.rm(core, f"/local/domain/{td.domid}/device/{dev.kind}/{dev.devid}")
+        k = self.k
+        if k.consoled is not None:
+            k.consoled.disconnect(core, td.domid)
+        if k.store is not None:
+            k.store.release(core, td.domid)
+        self._try_destroy(core, td)
+
+    def _try_destroy(self, core: Core, td: _Teardown) -> None:
+        rc = self.domctl(core, abi.XEN_DOMCTL_destroydomain, td.domid)
+        if rc in (-abi.EBUSY, -abi.EAGAIN) and td.attempts < _MAX_RETRIES:
+            td.attempts += 1
+            self.k.add_timer(core, core.now_ns() + RETRY_NS, lambda c, _d: self._try_destroy(c, td))
+            return
+        del self._teardowns[td.domid]
+        if rc < 0:
+            self._log(core, f"xm destroy {td.name}: Error: destroydomain failed ({rc})")
+            return
+        self.k.emit(core, K.GUEST_MARK, td.domid, text="xend.destroyed")
+        if self.on_destroyed is not None:
+            self.on_destroyed(core, td.domid)

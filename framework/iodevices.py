@@ -1,0 +1,142 @@
+"""The machine's I/O devices as dom0's backends see them: a disk per vbd, a link per vif.
+
+Each vbd gets its own disk model over its own image file, a TCE table of dom0's (a
+`liobn` and a DMA window, as a PCI host bridge slot would have) and an MPIC source for
+its completion interrupt; all vifs share one network interrupt, raised when a link
+delivers a frame. This is the `k.os.hardware` object blkback and netback take their
+devices from; the simulation adds a guest's devices before its toolstack writes their
+xenstore nodes, and removes them once the guest is destroyed.
+
+Simplification (documented in the README): a real 970 blade had one disk controller
+behind dom0's own driver; giving each vbd its own disk keeps vbds independent and their
+service times analytic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import simpy
+
+from framework.guest.blkback import disk_completion
+from framework.hw970.disk import Disk, DiskImage, DiskParams, DiskRequest
+from framework.hw970.link import Link, LinkParams
+from framework.trace.recorder import Recorder
+from framework.xen.hypervisor import Hypervisor
+from framework.xen.tce import create_tce_table, destroy_tce_table
+
+__all__ = ["FIRST_LIOBN", "NET_PIRQ", "VBD_WINDOW", "IoDevices", "VbdDevice"]
+
+#: The first vbd's LIOBN (the next vbd takes the next one).
+FIRST_LIOBN = 0x100
+#: MPIC source of dom0's network interrupt; vbds take the sources above it.
+NET_PIRQ = 16
+#: A vbd's DMA window: a full blkif ring (32 requests x 11 segments x 4 KiB) fits twice.
+VBD_WINDOW = 4 << 20
+
+
+@dataclass
+class VbdDevice:
+    """One vbd's disk and how dom0 reaches it (blkback's `VbdHardware`)."""
+
+    domid: int
+    devid: int
+    disk: Disk
+    image: DiskImage
+    liobn: int
+    pirq: int
+    window_bytes: int = VBD_WINDOW
+
+
+class IoDevices:
+    """Disks and links of one simulation, keyed by (frontend domid, devid)."""
+
+    def __init__(
+        self,
+        xen: Hypervisor,
+        env: simpy.Environment,
+        rec: Recorder,
+        disk: DiskParams,
+        link: LinkParams,
+    ) -> None:
+        self.xen = xen
+        self.env = env
+        self.rec = rec
+        self.disk_params = disk
+        self.link_params = link
+        self.net_pirq = NET_PIRQ
+        self.vbds: dict[tuple[int, int], VbdDevice] = {}
+        self.links: dict[tuple[int, int], Link] = {}
+
+    # -- what the backends ask for ---------------------------------------------------------
+    def vbd_backend(self, domid: int, devid: int) -> VbdDevice:
+        """The disk of (domid, devid); KeyError names the device when there is none."""
+        try:
+            return self.vbds[(domid, devid)]
+        except KeyError:
+            raise KeyError(f"no disk is attached for d{domid} vbd {devid}") from None
+
+    def link(self, domid: int, devid: int) -> Link:
+        try:
+            return self.links[(domid, devid)]
+        except KeyError:
+            raise KeyError(f"no link is attached for d{domid} vif {devid}") from None
+
+    def raise_net_irq(self) -> None:
+        self.xen.device_interrupt(self.net_pirq)
+
+    # -- plugging --------------------------------------------------------------------------
+    def add_vbd(
+        self, domid: int, devid: int, image_path: Path, size: int, writable: bool
+    ) -> VbdDevice:
+        """Open (or create, sparse) the image and give the disk a TCE table of dom0's."""
+        if (domid, devid) in self.vbds:
+            raise ValueError(f"d{domid} vbd {devid} is already attached")
+        used_liobns = {v.liobn for v in self.vbds.values()}
+        used_pirqs = {v.pirq for v in self.vbds.values()}
+        liobn = next(n for n in range(FIRST_LIOBN, 1 << 32) if n not in used_liobns)
+        pirq = next(n for n in range(NET_PIRQ + 1, self.xen.machine.mpic.nsources + 1)
+                    if n not in used_pirqs)  # fmt: skip
+        if pirq >= self.xen.machine.mpic.nsources:
+            raise ValueError(f"no MPIC source left for d{domid} vbd {devid}")
+        image = DiskImage(image_path, size, writable=writable)
+        try:
+            table = create_tce_table(self.xen, self.xen.domains[0], liobn, VBD_WINDOW)
+        except Exception:
+            image.close()
+            raise
+
+        def completed(req: DiskRequest) -> None:
+            disk_completion(req)
+            self.xen.device_interrupt(pirq)
+
+        disk = Disk(self.env, image, self.disk_params, table, completed, self.rec, dom=domid)
+        dev = VbdDevice(domid, devid, disk, image, liobn, pirq)
+        self.vbds[(domid, devid)] = dev
+        return dev
+
+    def add_vif(self, domid: int, devid: int) -> Link:
+        """The wire between the vif and its bridge (the same model both ways)."""
+        if (domid, devid) in self.links:
+            raise ValueError(f"d{domid} vif {devid} is already attached")
+        link = Link(self.env, self.link_params, f"vif{domid}.{devid}")
+        self.links[(domid, devid)] = link
+        return link
+
+    def remove_domain(self, domid: int) -> None:
+        """After the guest is destroyed: close its images, free dom0's TCE tables."""
+        for key in sorted(k for k in self.vbds if k[0] == domid):
+            dev = self.vbds.pop(key)
+            dev.image.close()
+            dom0 = self.xen.domains[0]
+            if dev.liobn in dom0.tce_tables:
+                destroy_tce_table(self.xen, dom0, dev.liobn)
+        for key in sorted(k for k in self.links if k[0] == domid):
+            del self.links[key]
+
+    def close(self) -> None:
+        """The run is over: close every image still open (flushing what was written)."""
+        for dev in self.vbds.values():
+            if not dev.image.closed:
+                dev.image.close()
