@@ -13,7 +13,14 @@ from collections.abc import Callable, Sequence
 
 from rich.console import Console
 
-from benchmarks import bench_compute, bench_events, bench_timers, bench_trace
+from benchmarks import (
+    bench_blk,
+    bench_compute,
+    bench_events,
+    bench_net,
+    bench_timers,
+    bench_trace,
+)
 from benchmarks._common import BenchResult, parse_args, print_results, write_json
 
 BENCHMARKS: dict[str, Callable[[bool], BenchResult]] = {
@@ -21,6 +28,8 @@ BENCHMARKS: dict[str, Callable[[bool], BenchResult]] = {
     bench_timers.NAME: bench_timers.measure,
     bench_events.NAME: bench_events.measure,
     bench_trace.NAME: bench_trace.measure,
+    bench_blk.NAME: bench_blk.measure,
+    bench_net.NAME: bench_net.measure,
 }
 
 

@@ -21,12 +21,13 @@ import simpy
 
 from framework.guest.blkback import disk_completion
 from framework.hw970.disk import Disk, DiskImage, DiskParams, DiskRequest
+from framework.hw970.irq_moderation import IrqModerator
 from framework.hw970.link import Link, LinkParams
 from framework.trace.recorder import Recorder
 from framework.xen.hypervisor import Hypervisor
 from framework.xen.tce import create_tce_table, destroy_tce_table
 
-__all__ = ["FIRST_LIOBN", "NET_PIRQ", "VBD_WINDOW", "IoDevices", "VbdDevice"]
+__all__ = ["FIRST_LIOBN", "NET_PIRQ", "VBD_WINDOW", "IoDevices", "Moderation", "VbdDevice"]
 
 #: The first vbd's LIOBN (the next vbd takes the next one).
 FIRST_LIOBN = 0x100
@@ -46,7 +47,17 @@ class VbdDevice:
     image: DiskImage
     liobn: int
     pirq: int
+    irq: IrqModerator
     window_bytes: int = VBD_WINDOW
+
+
+@dataclass(frozen=True)
+class Moderation:
+    """Interrupt moderation of the disks (coalescing) and the network (throttling)."""
+
+    disk_count: int = 1
+    disk_timeout_ns: int = 0
+    net_interval_ns: int = 0
 
 
 class IoDevices:
@@ -59,13 +70,20 @@ class IoDevices:
         rec: Recorder,
         disk: DiskParams,
         link: LinkParams,
+        moderation: Moderation | None = None,
     ) -> None:
         self.xen = xen
         self.env = env
         self.rec = rec
         self.disk_params = disk
         self.link_params = link
+        self.moderation = moderation or Moderation()
         self.net_pirq = NET_PIRQ
+        self.net_irq = IrqModerator(
+            env,
+            lambda: xen.device_interrupt(NET_PIRQ),
+            min_interval_ns=self.moderation.net_interval_ns,
+        )
         self.vbds: dict[tuple[int, int], VbdDevice] = {}
         self.links: dict[tuple[int, int], Link] = {}
 
@@ -84,7 +102,8 @@ class IoDevices:
             raise KeyError(f"no link is attached for d{domid} vif {devid}") from None
 
     def raise_net_irq(self) -> None:
-        self.xen.device_interrupt(self.net_pirq)
+        """A link delivered a frame: interrupt dom0, at most once per throttle interval."""
+        self.net_irq.event()
 
     # -- plugging --------------------------------------------------------------------------
     def add_vbd(
@@ -96,9 +115,11 @@ class IoDevices:
         used_liobns = {v.liobn for v in self.vbds.values()}
         used_pirqs = {v.pirq for v in self.vbds.values()}
         liobn = next(n for n in range(FIRST_LIOBN, 1 << 32) if n not in used_liobns)
-        pirq = next(n for n in range(NET_PIRQ + 1, self.xen.machine.mpic.nsources + 1)
-                    if n not in used_pirqs)  # fmt: skip
-        if pirq >= self.xen.machine.mpic.nsources:
+        free = (
+            n for n in range(NET_PIRQ + 1, self.xen.machine.mpic.nsources) if n not in used_pirqs
+        )
+        pirq = next(free, None)
+        if pirq is None:
             raise ValueError(f"no MPIC source left for d{domid} vbd {devid}")
         image = DiskImage(image_path, size, writable=writable)
         try:
@@ -107,12 +128,20 @@ class IoDevices:
             image.close()
             raise
 
+        m = self.moderation
+        irq = IrqModerator(
+            self.env,
+            lambda: self.xen.device_interrupt(pirq),
+            count=m.disk_count,
+            timeout_ns=m.disk_timeout_ns,
+        )
+
         def completed(req: DiskRequest) -> None:
             disk_completion(req)
-            self.xen.device_interrupt(pirq)
+            irq.event(idle=disk.outstanding == 0)
 
         disk = Disk(self.env, image, self.disk_params, table, completed, self.rec, dom=domid)
-        dev = VbdDevice(domid, devid, disk, image, liobn, pirq)
+        dev = VbdDevice(domid, devid, disk, image, liobn, pirq, irq)
         self.vbds[(domid, devid)] = dev
         return dev
 

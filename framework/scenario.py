@@ -608,6 +608,14 @@ class DiskSpec(_Model):
     queue_depth: Annotated[StrictInt, _in_range(1, 256, "queue_depth")] = Field(
         32, description="requests one disk serves at once, 1..256"
     )
+    irq_coalesce: Annotated[StrictInt, _in_range(1, 256, "irq_coalesce")] = Field(
+        4,
+        description="completions gathered into one interrupt while the disk is still busy "
+        "(1 = one interrupt each); a completion that leaves the disk idle interrupts at once",
+    )
+    irq_timeout: Duration = Field(
+        500_000, description="longest a completion waits for others to share its interrupt"
+    )
 
 
 class LinkSpec(_Model):
@@ -621,6 +629,11 @@ class LinkSpec(_Model):
     latency: Duration = Field(20_000, description="time a frame takes to cross the link")
     mtu: Annotated[StrictInt, _in_range(576, 9000, "mtu")] = Field(
         1500, description="largest frame payload in bytes, 576..9000 (9000: jumbo frames)"
+    )
+    irq_interval: Duration = Field(
+        50_000,
+        description="least time between two network interrupts (interrupt throttling, as "
+        "e1000's 20,000 interrupts/s); 0 = one per frame",
     )
 
 

@@ -25,7 +25,7 @@ from framework.hw970.core import Core
 from framework.hw970.disk import DiskParams
 from framework.hw970.link import LinkParams
 from framework.hw970.machine import Machine, MachineConfig
-from framework.iodevices import IoDevices
+from framework.iodevices import IoDevices, Moderation
 from framework.runinfo import write_run_json
 from framework.scenario import (
     BlockioWorkload,
@@ -140,6 +140,7 @@ class Simulation:
             self.rec,
             DiskParams(m.disk.latency, m.disk.bandwidth, m.disk.queue_depth),
             LinkParams(m.link.bandwidth * 8, m.link.latency, m.link.mtu),
+            Moderation(m.disk.irq_coalesce, m.disk.irq_timeout, m.link.irq_interval),
         )
         self.guests.hardware = self.devices
         self.domids: dict[str, int] = {}

@@ -232,7 +232,16 @@ class BlkBackDevice:
 
     # -- setup -----------------------------------------------------------------------------
     def start(self, core: Core) -> None:
-        """Take the vbd's hardware, bind its interrupt and read the toolstack's nodes."""
+        """Read the toolstack's nodes, then take the vbd's hardware and bind its interrupt."""
+        self.xb.read(core, f"{self.path}/frontend", self._got_frontend)
+
+    def _got_frontend(self, core: Core, r: XsReply) -> None:
+        if r.error:
+            # No device here (it was just removed, or is not complete yet): forget it;
+            # a later watch event probes it again if it appears.
+            self.back.devices.pop((self.domid, self.devid), None)
+            return
+        self.frontend_path = r.text
         k = self.k
         try:
             self.hw = k.os.hardware.vbd_backend(self.domid, self.devid)
@@ -253,13 +262,6 @@ class BlkBackDevice:
             return
         self.pirq_port = out["port"]
         k.port_handlers[self.pirq_port] = self._on_disk_event
-        self.xb.read(core, f"{self.path}/frontend", self._got_frontend)
-
-    def _got_frontend(self, core: Core, r: XsReply) -> None:
-        if r.error:
-            self._log(core, f"reading {self.path}/frontend: {r.error}")
-            return
-        self.frontend_path = r.text
         self.xb.read(core, f"{self.path}/mode", self._got_mode)
 
     def _got_mode(self, core: Core, r: XsReply) -> None:
@@ -513,9 +515,14 @@ class BlkBackDevice:
             self.closing = True
             self._maybe_disconnect(core)
         if r.error and self.state == XenbusState.Closed:
-            # The directory is gone: forget the device and stop following its frontend.
+            # The directory is gone: forget the device, stop following its frontend and
+            # give back its interrupt.
             if self.frontend_path:
                 self.xb.unwatch(core, f"{self.frontend_path}/state", self.token)
+            if self.pirq_port >= 0:
+                self.k.evtchn_close(core, self.pirq_port)
+                self.k.port_handlers.pop(self.pirq_port, None)
+                self.pirq_port = -1
             self.back.devices.pop((self.domid, self.devid), None)
 
     def _maybe_disconnect(self, core: Core) -> None:

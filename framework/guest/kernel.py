@@ -138,6 +138,7 @@ class GuestKernel:
     def hypercall(self, core: Core, r3: int, *args: int) -> int:
         """Make a hypercall through Xen's `sc 1` entry (clobbers r3.., as a call may)."""
         pc = core.pc
+        self.os.current_memory_cache = None  # the call may change the page tables
         while True:
             core.set_gpr(3, r3)
             for i, a in enumerate(args):
@@ -478,6 +479,8 @@ class GuestOS:
         }
         assert set(routines) == set(NATIVES)
         self.current_core: Core | None = None
+        #: The translation cache of the native call in progress (see `_CurrentMemory`).
+        self.current_memory_cache: KernelMemory | None = None
         self.current_memory = _CurrentMemory(self)
         #: dom0's view of the machine's I/O devices (set by the simulation).
         self.hardware: Any = None
@@ -494,10 +497,12 @@ class GuestOS:
         def routine(core: Core) -> None:
             outer = self.current_core
             self.current_core = core
+            self.current_memory_cache = None
             try:
                 fn(core)
             finally:
                 self.current_core = outer
+                self.current_memory_cache = None
 
         return routine
 
@@ -736,10 +741,16 @@ class _CurrentMemory:
         self.os = os
 
     def _mem(self) -> KernelMemory:
-        core = self.os.current_core
+        """One `KernelMemory` (and so one translation cache) per native call, renewed
+        after every hypercall, since only hypercalls change the page tables."""
+        os = self.os
+        core = os.current_core
         if core is None:
             raise KernelError("guest memory touched outside a native routine")
-        return KernelMemory(core)
+        cached = os.current_memory_cache
+        if cached is None or cached.core is not core:
+            cached = os.current_memory_cache = KernelMemory(core)
+        return cached
 
     def read(self, gpa: int, n: int) -> bytes:
         return self._mem().read(gpa, n)

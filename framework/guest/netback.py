@@ -205,7 +205,9 @@ class Vif:
     def _got_nodes(self, core: Core, v: dict[str, str | None]) -> None:
         frontend = v[f"{self.path}/frontend"]
         if frontend is None:
-            self._log(core, f"no {self.path}/frontend node: the device is incomplete")
+            # No device here (just removed, or not complete yet): forget it; a later
+            # watch event probes it again if it appears.
+            self.back.vifs.pop((self.domid, self.devid), None)
             return
         self.frontend_path = frontend
         self.bridge_name = v[f"{self.path}/bridge"] or DEFAULT_BRIDGE

@@ -61,6 +61,7 @@ class _Teardown:
     domid: int
     name: str
     waiting: set[tuple[str, int]] = field(default_factory=set)
+    armed: bool = False  # every backend has been told to go
     proceeded: bool = False
     attempts: int = 0
 
@@ -125,20 +126,24 @@ class Xend:
             return
         td = _Teardown(domid, name)
         self._teardowns[domid] = td
-        for dev in self.devices.get(domid, []):
-            td.waiting.add((dev.kind, dev.devid))
+        devices = self.devices.get(domid, [])
+        # Everything awaited is known before the first watch fires (dom0's own xenbus
+        # may answer at once, inside `watch`).
+        td.waiting = {(dev.kind, dev.devid) for dev in devices}
+        for dev in devices:
+            self.xb.write(core, f"{dev.backend_path}/{domid}/{dev.devid}/online", "0")
+        for dev in devices:
             path = f"{dev.backend_path}/{domid}/{dev.devid}"
-            token = f"xend:{domid}:{dev.kind}:{dev.devid}"
             self.xb.watch(
                 core,
                 f"{path}/state",
-                token,
+                f"xend:{domid}:{dev.kind}:{dev.devid}",
                 lambda c, _p, _t, d=dev, p=path: self._read_state(c, td, d, p),
             )
-            self.xb.write(core, f"{path}/online", "0")
         self.k.add_timer(
             core, core.now_ns() + UNPLUG_TIMEOUT_NS, lambda c, _d: self._timed_out(c, td)
         )
+        td.armed = True
         self._maybe_release(core, td)
 
     def _read_state(self, core: Core, td: _Teardown, dev: DeviceConfig, path: str) -> None:
@@ -160,7 +165,7 @@ class Xend:
     def _maybe_release(self, core: Core, td: _Teardown) -> None:
         """Every backend is Closed: remove the devices and the guest's xenstore and console
         connections, then destroy."""
-        if td.waiting or td.proceeded:
+        if td.waiting or td.proceeded or not td.armed:
             return
         td.proceeded = True
         xb = self.xb
