@@ -5,7 +5,17 @@ elsewhere; importing this package registers the `DataFrame.xen` accessor.
 """
 
 from analysis.accessor import XenAccessor
+from analysis.io import block_stats, grant_balance, net_stats, tce_balance
 from analysis.run import Run, load_run
 from analysis.summary import summarize
 
-__all__ = ["Run", "XenAccessor", "load_run", "summarize"]
+__all__ = [
+    "Run",
+    "XenAccessor",
+    "block_stats",
+    "grant_balance",
+    "load_run",
+    "net_stats",
+    "summarize",
+    "tce_balance",
+]

@@ -1,4 +1,5 @@
-"""`DataFrame.xen`: trace metrics (CPU time, runstate shares, hypercalls, event latency).
+"""`DataFrame.xen`: trace metrics (CPU time, runstate shares, hypercalls, event latency,
+virtual I/O).
 
 Registered on import of `analysis`. Methods assume the trace's rows are in emission order,
 which is simulated-time order; none of them sorts.
@@ -11,6 +12,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from analysis import io as io_metrics
 
 __all__ = ["KINDS_ATTR", "RUNSTATE_NAMES", "XenAccessor"]
 
@@ -145,3 +148,19 @@ class XenAccessor:
         else:
             result = np.percentile(values, list(percentiles))
         return pd.Series(result, index=pd.Index(list(percentiles), name="percentile"))
+
+    def block_stats(self, duration_ns: int | None = None) -> pd.DataFrame:
+        """Per (dom, dev) block I/O counts, throughput and latency (`analysis.io.block_stats`)."""
+        return io_metrics.block_stats(self._df, duration_ns)
+
+    def net_stats(self) -> pd.DataFrame:
+        """Per (dom, dev) network packets, drops, rx rate and latency (`analysis.io.net_stats`)."""
+        return io_metrics.net_stats(self._df)
+
+    def grant_balance(self) -> pd.DataFrame:
+        """Per mapping domain grant maps and unmaps (`analysis.io.grant_balance`)."""
+        return io_metrics.grant_balance(self._df)
+
+    def tce_balance(self) -> pd.DataFrame:
+        """Per liobn TCE maps, clears and live entries (`analysis.io.tce_balance`)."""
+        return io_metrics.tce_balance(self._df)

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -21,6 +22,9 @@ from rich.table import Table
 import framework
 from framework.errors import ScenarioError, SimulationError
 from framework.scenario import load_scenario
+
+if TYPE_CHECKING:
+    from analysis.run import Run
 
 __all__ = ["main"]
 
@@ -65,14 +69,26 @@ def _cell(value: object) -> str:
     return str(value)
 
 
-def _summary_table(out_dir: Path) -> Table | None:
-    """The per-domain summary read back from the run directory (None without a trace)."""
-    from analysis.run import RUN_FILE, TRACE_FILE
-    from analysis.summary import summarize_dir
+def _finished_run(out_dir: Path) -> Run | None:
+    """The run read back from its directory; None without a trace (`--no-trace`)."""
+    from analysis.run import RUN_FILE, TRACE_FILE, load_run
 
     if not (out_dir / TRACE_FILE).is_file() or not (out_dir / RUN_FILE).is_file():
         return None
-    summary = summarize_dir(out_dir)
+    return load_run(out_dir)
+
+
+def _summary_table(out_dir: Path, run: Run | None = None) -> Table | None:
+    """The per-domain summary of the run in out_dir (None without a trace).
+
+    `run` is that run already loaded, so the tables share one read of the trace.
+    """
+    from analysis.summary import summarize
+
+    run = run if run is not None else _finished_run(out_dir)
+    if run is None:
+        return None
+    summary = summarize(run)
     table = Table(title=f"per-domain summary ({out_dir})")
     longest = max((len(name) for name in summary["domain"]), default=6)
     for i, column in enumerate(summary.columns):
@@ -82,6 +98,64 @@ def _summary_table(out_dir: Path) -> Table | None:
             table.add_column(str(column), justify="right")
     for row in summary.itertuples(index=False):
         table.add_row(*(_cell(v) for v in row))
+    return table
+
+
+# Trace kinds that make a run worth an I/O table.
+_IO_KINDS = ("blk.submit", "blk.complete", "net.tx", "net.rx", "net.drop")
+_IO_COLUMNS = (
+    "domain",
+    "device",
+    "IOPS",
+    "lat p50 us",
+    "lat p99 us",
+    "MB/s",
+    "rx Mbit/s",
+    "tx pkts",
+    "rx pkts",
+    "drops",
+)
+_XVD_MAJOR = 202  # Linux's major number for Xen virtual disks (xvd*), 16 minors per disk
+
+
+def _vbd_name(dev: int) -> str:
+    """`xvda`, `xvdb2`, ... for a Linux xvd device number, else `vbd/<number>`."""
+    if dev >> 8 != _XVD_MAJOR:
+        return f"vbd/{dev}"
+    disk, partition = (dev & 0xFF) >> 4, dev & 0xF
+    return f"xvd{chr(ord('a') + disk)}{partition or ''}"
+
+
+def _io_table(out_dir: Path, run: Run | None = None) -> Table | None:
+    """Per (domain, device) block and network figures; None without a trace or without I/O.
+
+    `run` is the run in out_dir already loaded. Block rows fill IOPS, latency and MB/s;
+    vif rows the received Mbit/s, packets sent and received, and drops.
+    """
+    from analysis.io import block_stats, net_stats
+
+    run = run if run is not None else _finished_run(out_dir)
+    if run is None or not run.trace["kind"].isin(_IO_KINDS).any():
+        return None
+    # (dom, 0 = block / 1 = network, dev) orders the rows; the cells follow "domain".
+    rows: list[tuple[int, int, int, list[str]]] = []
+    blk = block_stats(run.trace)
+    for (dom, dev), b in zip(blk.index, blk.itertuples(index=False), strict=True):
+        figures = [b.iops, b.lat_p50_us, b.lat_p99_us, b.mb_s]
+        cells = [_vbd_name(int(dev)), *map(_cell, figures), "", "", "", ""]
+        rows.append((int(dom), 0, int(dev), cells))
+    net = net_stats(run.trace)
+    for (dom, dev), n in zip(net.index, net.itertuples(index=False), strict=True):
+        figures = [n.rx_mbit_s, int(n.tx_packets), int(n.rx_packets), int(n.drops)]
+        cells = [f"vif/{dev}", "", "", "", "", *map(_cell, figures)]
+        rows.append((int(dom), 1, int(dev), cells))
+    rows.sort(key=lambda row: row[:3])
+    table = Table(title=f"I/O ({out_dir})")
+    for i, column in enumerate(_IO_COLUMNS):
+        table.add_column(column, no_wrap=True, justify="left" if i < 2 else "right")
+    names = run.domains
+    for dom, _, _, cells in rows:
+        table.add_row(names.get(dom, str(dom)), *cells)
     return table
 
 
@@ -109,9 +183,11 @@ def _run(args: argparse.Namespace) -> int:
         f"{scenario.name}: simulated {result.sim_ns / 1e9:.3f} s in {result.wall_s:.2f} s "
         f"wall ({speed:.3g}x real time) -> {result.out_dir}"
     )
-    table = _summary_table(Path(result.out_dir))
-    if table is not None:
-        console.print(table)
+    out_dir = Path(result.out_dir)
+    run = _finished_run(out_dir)
+    for table in (_summary_table(out_dir, run), _io_table(out_dir, run)):
+        if table is not None:
+            console.print(table)
     return 0
 
 

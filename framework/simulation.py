@@ -405,6 +405,7 @@ class Simulation:
                     "message-size": w.message_size,
                     "messages": w.messages,
                     "seed": _stream_seed(seed, d.name, f"vif{mine}"),
+                    "vcpu": w.vcpu,
                 }
                 props.update(workload_instance("netstream", mine, params))
         return props

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 
 from framework.hw970.core import Core
 from framework.trace.schema import K
-from framework.xen import abi
 from framework.xen.ioabi import (
     BLKIF_MAX_SEGMENTS_PER_REQUEST,
     BLKIF_OP_FLUSH_DISKCACHE,
@@ -277,14 +276,7 @@ class BlkFront:
         self.port = k.evtchn_alloc_unbound(core, self.backend_id)
         k.port_handlers[self.port] = self._on_event
         if self.vcpu:
-            rc, _ = k.op(
-                core,
-                abi.HYPERVISOR_event_channel_op,
-                abi.EVTCHNOP_bind_vcpu,
-                abi.EVTCHN_BIND_VCPU,
-                port=self.port,
-                vcpu=self.vcpu,
-            )
+            rc = k.evtchn_bind_vcpu(core, self.port, self.vcpu)
             if rc < 0:
                 self._fatal(core, f"binding port {self.port} to VCPU {self.vcpu} failed ({rc})")
                 return

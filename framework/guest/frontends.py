@@ -89,10 +89,14 @@ class FrontendBus:
         else:
             if devid in self.vifs:
                 return
-            net = NetFront(k, devid, path)
+            params = self._netstream.get(devid)
+            vcpu = params.get("vcpu", 0) if params else 0
+            if not isinstance(vcpu, int):
+                self._fail(core, f"netstream on vif {devid}: vcpu {vcpu!r} is not a number")
+                vcpu = 0
+            net = NetFront(k, devid, path, vcpu=vcpu)
             self.vifs[devid] = net
             self.sinks[devid] = NetSink(k, net)
-            params = self._netstream.get(devid)
             if params is not None:
                 try:
                     self.streams[devid] = NetStream(k, net, params)

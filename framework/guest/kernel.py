@@ -210,6 +210,18 @@ class GuestKernel:
             )
         return out["local_port"]
 
+    def evtchn_bind_vcpu(self, core: Core, port: int, vcpu: int) -> int:
+        """EVTCHNOP_bind_vcpu: `port`'s upcalls go to VCPU `vcpu`; returns Xen's code."""
+        rc, _ = self.op(
+            core,
+            abi.HYPERVISOR_event_channel_op,
+            abi.EVTCHNOP_bind_vcpu,
+            abi.EVTCHN_BIND_VCPU,
+            port=port,
+            vcpu=vcpu,
+        )
+        return rc
+
     def evtchn_close(self, core: Core, port: int) -> None:
         self.port_handlers.pop(port, None)
         self.op(

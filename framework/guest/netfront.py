@@ -135,7 +135,12 @@ class NetFront:
     is `path` (e.g. `device/vif/0`)."""
 
     def __init__(
-        self, k: GuestKernel, devid: int, path: str, rx_buffers: int = NETIF_RX_RING_SIZE
+        self,
+        k: GuestKernel,
+        devid: int,
+        path: str,
+        rx_buffers: int = NETIF_RX_RING_SIZE,
+        vcpu: int = 0,
     ) -> None:
         if not MIN_RX_BUFFERS <= rx_buffers <= NETIF_RX_RING_SIZE:
             raise ValueError(
@@ -146,6 +151,8 @@ class NetFront:
         self.devid = devid
         self.path = path.rstrip("/")
         self.rx_buffers = rx_buffers
+        #: The VCPU its event channel is bound to (where sends and receives run).
+        self.vcpu = vcpu
         self.state = XenbusState.Initialising
         self.backend_path = ""
         self.backend_id = -1
@@ -314,6 +321,11 @@ class NetFront:
         self._refill_rx(core, notify=False)  # the backend has no port yet: it will look
         self.port = k.evtchn_alloc_unbound(core, self.backend_id)
         k.port_handlers[self.port] = self._on_event
+        if self.vcpu:
+            rc = k.evtchn_bind_vcpu(core, self.port, self.vcpu)
+            if rc < 0:
+                self._fatal(core, f"binding port {self.port} to VCPU {self.vcpu} failed ({rc})")
+                return
         # In order: xenstored applies one connection's requests in sequence, so the backend
         # sees every node before it sees Initialised.
         xb = k.xenbus
