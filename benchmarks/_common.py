@@ -7,6 +7,7 @@ absolute speeds on shared machines vary far more than ratios do.
 from __future__ import annotations
 
 import argparse
+import bisect
 import gc
 import json
 import time
@@ -180,3 +181,26 @@ def bench_main(
     if args.json is not None:
         write_json(args.json, [result], [], args.quick)
     return 0 if result.passed else 1
+
+
+def window_wall_per_item(
+    run: TimedRun, start_ns: int, item_ns: Sequence[int]
+) -> tuple[float, int, int, int] | None:
+    """Wall s per item between the first and last progress steps inside the work.
+
+    `item_ns` are the sorted simulated times at which items (requests, packets) finished,
+    `start_ns` when the work began. The window runs from the first step after `start_ns`
+    to the last step at or before the last item, so the wall time spent booting (inside
+    the first step) is left out. Returns (wall s per item, items, window start ns, window
+    end ns), or None when the work spans fewer than two steps or no item falls inside.
+    """
+    if not item_ns:
+        return None
+    inside = [(t, w) for t, w in run.steps if start_ns < t <= item_ns[-1]]
+    if len(inside) < 2:
+        return None
+    (t0, w0), (t1, w1) = inside[0], inside[-1]
+    items = bisect.bisect_right(item_ns, t1) - bisect.bisect_right(item_ns, t0)
+    if items == 0:
+        return None
+    return (w1 - w0) / items, items, t0, t1

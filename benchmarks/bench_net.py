@@ -26,8 +26,8 @@ from benchmarks._common import (
     scenario,
     settle,
     timed_run,
+    window_wall_per_item,
 )
-from benchmarks.bench_blk import window_wall_per_item
 from framework.simulation import Simulation
 from framework.trace import K
 

@@ -251,7 +251,7 @@ class Simulation:
         assert self.xend is not None
         domid = self.domids.get(action.domain)
         if domid is None or domid not in self.xen.domains:
-            self.xend._log(core, f"xm {action.action} {action.domain}: no such domain")
+            self.xend.log(core, f"xm {action.action} {action.domain}: no such domain")
             return
         if isinstance(action, ConsoleInputAction):
             self.xend.console_input(core, domid, action.text)

@@ -53,7 +53,7 @@ from .blkfront import VDISK_READONLY
 from .kernel import NATIVE_CYCLES, KernelError
 from .kmem import KernelMemory
 from .ring import BackRing, RingError
-from .xenbus import Xenbus, XsReply, backend_path_parts, scan_backend_devices
+from .xenbus import Xenbus, XsReply, backend_changed
 
 if TYPE_CHECKING:
     from .kernel import GuestKernel
@@ -569,19 +569,8 @@ class BlkBack:
         return self.devices[(domid, devid)]
 
     def _changed(self, core: Core, path: str, _token: str) -> None:
-        """A node at or below backend/vbd changed: probe any device not seen yet."""
-        parts = backend_path_parts(path, BACKEND_DIR)
-        if parts is None:
-            return
-        if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit():
-            key = (int(parts[0]), int(parts[1]))
-            dev = self.devices.get(key)
-            if dev is None:
-                self._probe(core, *key)
-            elif parts[2:] in ([], ["online"]):
-                self.xb.read(core, f"{dev.path}/online", dev.online_changed)
-        elif not parts:
-            scan_backend_devices(self.xb, core, BACKEND_DIR, self._probe)
+        """A node at or below backend/vbd changed: probe, unplug or rescan."""
+        backend_changed(self.xb, core, path, BACKEND_DIR, self.devices, self._probe)
 
     def _probe(self, core: Core, domid: int, devid: int) -> None:
         if (domid, devid) in self.devices:

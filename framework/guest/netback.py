@@ -69,7 +69,7 @@ from .kernel import NATIVE_CYCLES, KernelError
 from .kmem import KernelMemory
 from .netfront import read_nodes
 from .ring import BackRing, RingError
-from .xenbus import backend_path_parts, scan_backend_devices
+from .xenbus import backend_changed
 
 if TYPE_CHECKING:
     from .kernel import GuestKernel
@@ -579,19 +579,8 @@ class NetBack:
 
     # -- discovery -------------------------------------------------------------------------
     def _changed(self, core: Core, path: str, _token: str) -> None:
-        """A node at or below backend/vif changed: probe any vif not seen yet."""
-        parts = backend_path_parts(path, BACKEND_DIR)
-        if parts is None:
-            return
-        if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit():
-            key = (int(parts[0]), int(parts[1]))
-            vif = self.vifs.get(key)
-            if vif is None:
-                self._probe(core, *key)
-            elif parts[2:] in ([], ["online"]):
-                self.k.xenbus.read(core, f"{vif.path}/online", vif.online_changed)
-        elif not parts:
-            scan_backend_devices(self.k.xenbus, core, BACKEND_DIR, self._probe)
+        """A node at or below backend/vif changed: probe, unplug or rescan."""
+        backend_changed(self.k.xenbus, core, path, BACKEND_DIR, self.vifs, self._probe)
 
     def _probe(self, core: Core, domid: int, devid: int) -> None:
         if (domid, devid) in self.vifs:

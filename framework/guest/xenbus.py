@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from framework.hw970.core import Core
 from framework.trace.schema import K
@@ -223,6 +223,40 @@ def scan_backend_devices(
                 xb.directory(c, f"{base}/{name}", lambda c2, r2, d=int(name): devices(c2, r2, d))
 
     xb.directory(core, base, domains)
+
+
+class BackendDevice(Protocol):
+    """What `backend_changed` needs of a backend's device: its store directory and what
+    to do when its `online` node is read (a removed directory reads as an error)."""
+
+    path: str
+
+    def online_changed(self, core: Core, r: XsReply) -> None: ...
+
+
+def backend_changed(
+    xb: Xenbus,
+    core: Core,
+    path: str,
+    base: str,
+    devices: Mapping[tuple[int, int], BackendDevice],
+    probe: Callable[[Core, int, int], None],
+) -> None:
+    """A backend driver's watch on `base` fired for `path`: probe a device not seen yet,
+    let a known one check `online` (the toolstack unplugs by writing 0 or removing the
+    directory), or rescan when the directory itself changed."""
+    parts = backend_path_parts(path, base)
+    if parts is None:
+        return
+    if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit():
+        key = (int(parts[0]), int(parts[1]))
+        dev = devices.get(key)
+        if dev is None:
+            probe(core, *key)
+        elif parts[2:] in ([], ["online"]):
+            xb.read(core, f"{dev.path}/online", dev.online_changed)
+    elif not parts:
+        scan_backend_devices(xb, core, base, probe)
 
 
 def _devid(path: str) -> int:

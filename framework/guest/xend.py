@@ -88,7 +88,7 @@ class Xend:
         assert xb is not None, "dom0's xenbus is not up"
         return xb
 
-    def _log(self, core: Core, what: str) -> None:
+    def log(self, core: Core, what: str) -> None:
         self.errors.append(what)
         self.k.console(core, what)
 
@@ -100,7 +100,7 @@ class Xend:
 
             def done(c: Core, error: str | None, dev: DeviceConfig = dev) -> None:
                 if error is not None:
-                    self._log(c, f"xend: d{domid} {dev.kind} {dev.devid}: {error}")
+                    self.log(c, f"xend: d{domid} {dev.kind} {dev.devid}: {error}")
 
             create_device(core, self.xb, dev.kind, domid, dev.devid, dev.back, dev.front, done)
 
@@ -109,11 +109,11 @@ class Xend:
         """`xm console`: type `text` into the guest's console ring."""
         consoled = self.k.consoled
         if consoled is None or domid not in consoled.conns:
-            self._log(core, f"xm console d{domid}: no console connection")
+            self.log(core, f"xm console d{domid}: no console connection")
             return
         n = consoled.write_input(core, domid, text)
         if n < len(text):
-            self._log(core, f"xm console d{domid}: input ring full, {len(text) - n} bytes lost")
+            self.log(core, f"xm console d{domid}: input ring full, {len(text) - n} bytes lost")
 
     # -- destroy ---------------------------------------------------------------------------
     def destroy(self, core: Core, domid: int, name: str) -> None:
@@ -122,7 +122,7 @@ class Xend:
             return
         rc = self.domctl(core, abi.XEN_DOMCTL_pausedomain, domid)
         if rc < 0:
-            self._log(core, f"xm destroy {name}: Error: pausedomain failed ({rc})")
+            self.log(core, f"xm destroy {name}: Error: pausedomain failed ({rc})")
             return
         td = _Teardown(domid, name)
         self._teardowns[domid] = td
@@ -158,7 +158,7 @@ class Xend:
         if td.proceeded:
             return
         left = ", ".join(f"{kind} {devid}" for kind, devid in sorted(td.waiting))
-        self._log(core, f"xm destroy {td.name}: backends not closed after 100 ms: {left}")
+        self.log(core, f"xm destroy {td.name}: backends not closed after 100 ms: {left}")
         td.waiting.clear()
         self._maybe_release(core, td)
 
@@ -189,7 +189,7 @@ class Xend:
             return
         del self._teardowns[td.domid]
         if rc < 0:
-            self._log(core, f"xm destroy {td.name}: Error: destroydomain failed ({rc})")
+            self.log(core, f"xm destroy {td.name}: Error: destroydomain failed ({rc})")
             return
         self.k.emit(core, K.GUEST_MARK, td.domid, text="xend.destroyed")
         if self.on_destroyed is not None:
