@@ -268,6 +268,7 @@ class GuestKernel:
         self.io_segments.append(esid)
         assert core.state is not None
         _install_io_segment(core.state.tr, esid, len(self.io_segments))
+        core.flush_tlb()
 
     # -- trace -------------------------------------------------------------------------------
     def emit(self, core: Core, kind: int, *fields: int, text: str | None = None) -> None:

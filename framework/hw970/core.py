@@ -63,9 +63,11 @@ from framework.hw970.regs import (
     SRR1_PROGRAM_TRAP,
     VEC_DECREMENTER,
     VEC_EXTERNAL,
+    VEC_MACHINE_CHECK,
     VEC_PROGRAM,
     VEC_SYSCALL,
 )
+from framework.hw970.tlb_fill import TlbFill
 
 if TYPE_CHECKING:
     from unicorn.unicorn_py3.unicorn import UcContext
@@ -220,7 +222,9 @@ class Core:
         self.uc = Uc(uc_const.UC_ARCH_PPC, uc_const.UC_MODE_PPC64 | uc_const.UC_MODE_BIG_ENDIAN)
         self.uc.mem_map_ptr(0, memory.size, uc_const.UC_PROT_ALL, memory.ptr)
         self.uc.ctl_set_tlb_mode(uc_const.UC_TLB_VIRTUAL)
-        self.uc.hook_add(uc_const.UC_HOOK_TLB_FILL, self._on_tlb_fill)
+        #: Translation on TLB misses, in C, mirroring `mmu` for the running context.
+        self._tlb = TlbFill(memory, until_page=_UNTIL_PAGE, zero_page=ZERO_PAGE)
+        self._tlb.attach(self.uc)
         self.uc.hook_add(uc_const.UC_HOOK_INTR, self._on_intr)
         self._ic = icount.attach(self.uc)
         self._uch = self.uc._uch  # type: ignore[attr-defined]
@@ -238,7 +242,6 @@ class Core:
         #: The running context, or None when Xen runs (the core idles).
         self.state: ArchState | None = None
         self._uc_msr = -1
-        self._fault: Fault | None = None
         self._stop = False
         self.slice_start_ns = 0
         self.extra_cycles = 0
@@ -327,6 +330,7 @@ class Core:
         """Change the model MSR and mirror IR/DR/PR into Unicorn (its TLB index)."""
         assert self.state is not None
         self.state.tr.msr = value | MSR_SF
+        self._tlb.st.msr = value | MSR_SF
         mirror = MSR_SF | (value & MSR_UC_MIRROR)
         if mirror != self._uc_msr:
             self._reg_buf.value = mirror
@@ -342,6 +346,7 @@ class Core:
             self.state = state
             self._parked = None
             self.set_msr(state.tr.msr)
+            self._tlb.load(state.tr)
             return
         self._parked = None
         self.state = state
@@ -369,6 +374,7 @@ class Core:
             state.saves += 1
             self._parked = (state, state.saves)
         self.state = None
+        self._tlb.deactivate()
         return state
 
     def flush_code_caches(self) -> None:
@@ -377,6 +383,10 @@ class Core:
         self._sc_lev.clear()
 
     def flush_tlb(self) -> None:
+        """The running context's translation inputs (SLB, HID4, SDR1) changed, or another
+        context is loaded: reload them into the fill hook and drop the emulated TLB."""
+        if self.state is not None:
+            self._tlb.load(self.state.tr)
         self.uc.ctl(uc_const.UC_CTL_TLB_FLUSH, uc_const.UC_CTL_IO_WRITE)
 
     # -- running -------------------------------------------------------------------------
@@ -395,13 +405,18 @@ class Core:
         self._stop = False
         self.check_interrupts()
         while not self._stop and self.state is not None and st.executed < st.budget:
-            self._fault = None
+            self._tlb.clear_fault()
             try:
                 self.uc.emu_start(self.pc, UNTIL_NEVER)
             except UcError as err:
-                fault = self._fault
+                fault = self._tlb.take_fault()
                 if fault is None:
                     raise GuestCrash(f"emulation stopped at {self.pc:#x}: {err}") from err
+                if fault.vector == VEC_MACHINE_CHECK:
+                    raise GuestCrash(
+                        f"machine check at {self.pc:#x}: the page table at {fault.dar:#x} "
+                        "lies outside machine memory"
+                    ) from err
                 pc = self.pc
                 self._fix_count_partial_block(pc, completed=False)
                 dar = fault.dar
@@ -461,23 +476,6 @@ class Core:
         if expiry is None:
             return None
         return -(-expiry * 1_000_000_000 // self.timebase_hz)
-
-    def _on_tlb_fill(self, uc: Uc, vaddr: int, access: int, entry: object, _ud: object) -> bool:
-        state = self.state
-        if state is None:
-            return False
-        if vaddr == _UNTIL_PAGE:
-            # Unicorn translates the `until` address at every block exit.  Give it the
-            # machine's zero page (illegal instructions), read/execute only.
-            entry.paddr, entry.perms = ZERO_PAGE, 5  # type: ignore[attr-defined]
-            return True
-        res = self.mmu.translate(state.tr, vaddr, access)
-        if isinstance(res, Fault):
-            if self._fault is None:
-                self._fault = res
-            return False
-        entry.paddr, entry.perms = res  # type: ignore[attr-defined]
-        return True
 
     def _on_intr(self, uc: Uc, intno: int, _ud: object) -> None:
         state = self.state

@@ -7,11 +7,11 @@ block: that keeps emulation at native TCG speed while time stays exact.
 from __future__ import annotations
 
 import ctypes
-import importlib.util
-from functools import lru_cache
 
 from unicorn import unicorn_const as uc_const
 from unicorn.unicorn_py3 import unicorn as _ucmod
+
+from framework.hw970 import cext
 
 
 class ICount(ctypes.Structure):
@@ -27,34 +27,11 @@ class ICount(ctypes.Structure):
     ]
 
 
-@lru_cache(maxsize=1)
-def _library() -> ctypes.CDLL:
-    spec = importlib.util.find_spec("framework.hw970._icount")
-    if spec is None or spec.origin is None:
-        raise ImportError(
-            "framework.hw970._icount is not built; install the project with "
-            "`pip install -e .` (it compiles framework/hw970/_icount.c)"
-        )
-    return ctypes.CDLL(spec.origin)
-
-
 def attach(uc: object) -> ICount:
     """Attach the counting block hook to a Unicorn instance; returns its live counters."""
-    lib = _library()
     st = ICount()
     st.stop = ctypes.cast(_ucmod.uclib.uc_emu_stop, ctypes.c_void_p).value
     st.budget = 0
-    handle = ctypes.c_size_t()
-    fn = ctypes.cast(lib.xen970_icount_block, ctypes.c_void_p)
-    err = _ucmod.uclib.uc_hook_add(
-        uc._uch,  # type: ignore[attr-defined]
-        ctypes.byref(handle),
-        uc_const.UC_HOOK_BLOCK,
-        fn,
-        ctypes.cast(ctypes.pointer(st), ctypes.c_void_p),
-        ctypes.c_uint64(1),
-        ctypes.c_uint64(0),
-    )
-    if err != uc_const.UC_ERR_OK:
-        raise RuntimeError(f"uc_hook_add(UC_HOOK_BLOCK) for the instruction counter failed: {err}")
+    fn = cext.function_address("_icount", "xen970_icount_block")
+    cext.hook_add(uc, uc_const.UC_HOOK_BLOCK, fn, ctypes.addressof(st))
     return st

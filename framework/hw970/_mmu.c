@@ -1,0 +1,247 @@
+/*
+ * The 970's address translation as a Unicorn TLB-fill hook, in C.
+ *
+ * Unicorn (UC_TLB_VIRTUAL) asks for a translation on every miss of its soft TLB,
+ * and the emulated TLB is flushed on every partition switch, so misses are frequent.
+ * A Python hook costs several microseconds per miss; this one reads the hashed page
+ * table straight from machine memory.  It mirrors framework/hw970/mmu.py exactly
+ * (that module stays the reference, used for host-side translations, and
+ * tests/hw970/test_mmu_fill.py checks the two agree).  Core keeps the struct in step
+ * with the running context's MSR, HID4 (RMA), SDR1 and SLB.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define ACCESS_FETCH 18
+#define ACCESS_WRITE 17
+
+#define MSR_HV (1ULL << 60)
+#define MSR_PR (1ULL << 14)
+#define MSR_IR (1ULL << 5)
+#define MSR_DR (1ULL << 4)
+
+#define VEC_MCHECK 0x200
+#define VEC_DSI 0x300
+#define VEC_DSEG 0x380
+#define VEC_ISI 0x400
+#define VEC_ISEG 0x480
+
+#define DSISR_NOT_FOUND (1ULL << 30)
+#define DSISR_PROTECTION (1ULL << 27)
+#define DSISR_STORE (1ULL << 25)
+#define ISI_SRR1_NOT_FOUND (1ULL << 30)
+#define ISI_SRR1_NOEXEC (1ULL << 28)
+#define ISI_SRR1_PROTECTION (1ULL << 27)
+
+#define PTE_V 0x1ULL
+#define PTE_H 0x2ULL
+#define PTE_L 0x4ULL
+#define PTE_R 0x100ULL
+#define PTE_C 0x80ULL
+#define PTE_N 0x4ULL
+#define PTE_G 0x8ULL
+#define PTE_PP 0x3ULL
+#define PTE_RPN_MASK 0x0FFFFFFFFFFFF000ULL
+
+#define SLB_KS 0x800ULL
+#define SLB_KP 0x400ULL
+#define SLB_N 0x200ULL
+#define SLB_L 0x100ULL
+#define SLB_ENTRIES 64
+
+#define PROT_READ 1
+#define PROT_WRITE 2
+#define PROT_EXEC 4
+
+struct xen970_tlb_entry { /* Unicorn's struct uc_tlb_entry */
+    uint64_t paddr;
+    uint32_t perms;
+};
+
+struct xen970_mmu {
+    uint8_t *mem;          /* host address of machine memory */
+    uint64_t mem_size;
+    uint64_t active;       /* a context is loaded (else every fill fails quietly) */
+    uint64_t msr;
+    uint64_t rma_base;
+    uint64_t rma_size;
+    uint64_t sdr1;
+    uint64_t until_page;   /* Unicorn's `until` page: mapped to zero_page, r-x */
+    uint64_t zero_page;
+    uint64_t nslb;
+    uint64_t slb_esid[SLB_ENTRIES];
+    uint64_t slb_rs[SLB_ENTRIES];
+    /* The first fault of the current emulation run (the architected interrupt). */
+    uint64_t fault_set;
+    uint64_t fault_vector;
+    uint64_t fault_dar;
+    uint64_t fault_dsisr;
+    uint64_t fault_srr1;
+    uint64_t fills;        /* fills served (a statistic for benchmarks) */
+};
+
+static uint64_t load_be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static void store_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+static bool fault(struct xen970_mmu *st, uint64_t vector, uint64_t dar, uint64_t dsisr,
+                  uint64_t srr1)
+{
+    if (!st->fault_set) {
+        st->fault_set = 1;
+        st->fault_vector = vector;
+        st->fault_dar = dar;
+        st->fault_dsisr = dsisr;
+        st->fault_srr1 = srr1;
+    }
+    return false;
+}
+
+static bool storage_fault(struct xen970_mmu *st, uint64_t ea, int access, uint64_t dsisr,
+                          uint64_t srr1)
+{
+    if (access == ACCESS_FETCH)
+        return fault(st, VEC_ISI, 0, 0, srr1);
+    if (access == ACCESS_WRITE)
+        dsisr |= DSISR_STORE;
+    return fault(st, VEC_DSI, ea, dsisr, 0);
+}
+
+static bool check_pte(struct xen970_mmu *st, uint64_t rs, uint64_t addr, uint64_t ea,
+                      int access, int shift, struct xen970_tlb_entry *out)
+{
+    uint8_t *p = st->mem + addr + 8;
+    uint64_t lo = load_be64(p);
+    int key = (rs & ((st->msr & MSR_PR) ? SLB_KP : SLB_KS)) != 0;
+    uint64_t pp = lo & PTE_PP;
+    int can_read = !(key && pp == 0);
+    int can_write = (pp == 2) || (!key && (pp == 0 || pp == 1));
+    if (access == ACCESS_FETCH) {
+        if ((lo & (PTE_N | PTE_G)) || (rs & SLB_N))
+            return fault(st, VEC_ISI, 0, 0, ISI_SRR1_NOEXEC);
+        if (!can_read)
+            return fault(st, VEC_ISI, 0, 0, ISI_SRR1_PROTECTION);
+    } else if (access == ACCESS_WRITE) {
+        if (!can_write)
+            return fault(st, VEC_DSI, ea, DSISR_PROTECTION | DSISR_STORE, 0);
+    } else if (!can_read) {
+        return fault(st, VEC_DSI, ea, DSISR_PROTECTION, 0);
+    }
+    /* Reference and change bits; a read maps writable only once C is set. */
+    uint64_t nw = lo | PTE_R;
+    if (access == ACCESS_WRITE)
+        nw |= PTE_C;
+    if (nw != lo)
+        store_be64(p, nw);
+    uint32_t perms = PROT_READ;
+    if (can_write && (nw & PTE_C))
+        perms |= PROT_WRITE;
+    if (!(lo & (PTE_N | PTE_G)))
+        perms |= PROT_EXEC;
+    uint64_t size_mask = (1ULL << shift) - 1;
+    out->paddr = (lo & PTE_RPN_MASK & ~size_mask) | (ea & size_mask & ~0xFFFULL);
+    out->perms = perms;
+    return true;
+}
+
+static bool hashed(struct xen970_mmu *st, uint64_t ea, int access, struct xen970_tlb_entry *out)
+{
+    uint64_t esid = ea >> 28;
+    uint64_t rs = 0;
+    int found = 0;
+    for (uint64_t i = 0; i < st->nslb; i++) {
+        if (st->slb_esid[i] == esid) {
+            rs = st->slb_rs[i];
+            found = 1;
+            break;
+        }
+    }
+    if (!found) {
+        if (access == ACCESS_FETCH)
+            return fault(st, VEC_ISEG, 0, 0, 0);
+        return fault(st, VEC_DSEG, ea, 0, 0);
+    }
+    uint64_t vsid = rs >> 12;
+    int large = (rs & SLB_L) != 0;
+    int shift = large ? 24 : 12;
+    uint64_t htab = st->sdr1 & 0x0FFFFFFFFFFC0000ULL;
+    uint64_t n_ptegs = 1ULL << (11 + (st->sdr1 & 0x1F));
+    uint64_t avpn = (vsid << 5) | ((ea >> 23) & 0x1F);
+    if (large)
+        avpn >>= 1;
+    if (htab + n_ptegs * 128 > st->mem_size)
+        return fault(st, VEC_MCHECK, htab, 0, 0);
+    uint64_t h0 = (vsid & 0x7FFFFFFFFFULL) ^ ((ea & 0x0FFFFFFFULL) >> shift);
+    for (int secondary = 0; secondary < 2; secondary++) {
+        uint64_t h = secondary ? ~h0 : h0;
+        uint64_t base = htab + (h & (n_ptegs - 1)) * 128;
+        for (int slot = 0; slot < 8; slot++) {
+            uint64_t addr = base + (uint64_t)slot * 16;
+            uint64_t hi = load_be64(st->mem + addr);
+            if (!(hi & PTE_V) || ((hi & PTE_H) != 0) != secondary || ((hi & PTE_L) != 0) != large)
+                continue;
+            if ((large ? (hi >> 8) : (hi >> 7)) != avpn)
+                continue;
+            return check_pte(st, rs, addr, ea, access, shift, out);
+        }
+    }
+    return storage_fault(st, ea, access, DSISR_NOT_FOUND, ISI_SRR1_NOT_FOUND);
+}
+
+/* One translation, as Mmu.translate: true with *out filled, or false with the fault
+ * recorded (unless one is already recorded for this run). */
+bool xen970_mmu_translate(struct xen970_mmu *st, uint64_t ea, int access,
+                          struct xen970_tlb_entry *out)
+{
+    int fetch = access == ACCESS_FETCH;
+    if (st->msr & (fetch ? MSR_IR : MSR_DR))
+        return hashed(st, ea, access, out);
+    uint64_t off = ea & 0x0FFFFFFFFFFFFFFFULL;
+    if (st->msr & MSR_HV) {
+        out->paddr = off & ~0xFFFULL;
+        out->perms = PROT_READ | PROT_WRITE | PROT_EXEC;
+        return true;
+    }
+    if (off >= st->rma_size)
+        return storage_fault(st, ea, access, DSISR_PROTECTION, ISI_SRR1_PROTECTION);
+    out->paddr = (st->rma_base + off) & ~0xFFFULL;
+    out->perms = PROT_READ | PROT_WRITE | PROT_EXEC;
+    return true;
+}
+
+/* The UC_HOOK_TLB_FILL callback. */
+bool xen970_mmu_fill(void *uc, uint64_t vaddr, int access, struct xen970_tlb_entry *out,
+                     struct xen970_mmu *st)
+{
+    (void)uc;
+    if (!st->active)
+        return false;
+    if (vaddr == st->until_page) {
+        out->paddr = st->zero_page;
+        out->perms = PROT_READ | PROT_EXEC;
+        return true;
+    }
+    st->fills++;
+    return xen970_mmu_translate(st, vaddr, access, out);
+}
+
+static struct PyModuleDef mmu_module = {
+    PyModuleDef_HEAD_INIT, "_mmu",
+    "C TLB-fill hook for the 970's hashed page table (load with ctypes).", -1, NULL,
+};
+
+PyMODINIT_FUNC PyInit__mmu(void) { return PyModule_Create(&mmu_module); }

@@ -1,0 +1,123 @@
+"""Loads the C TLB-fill hook (`_mmu.c`) and keeps it in step with the running context.
+
+`Mmu` (mmu.py) stays the reference translation and serves host-side lookups; the core's
+emulated TLB misses are served by the C copy, which must see the same MSR, RMA, SDR1 and
+SLB as the context the core runs.  `Core` calls `load` on every context switch and the
+narrower setters when the running context changes one of them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+from unicorn import unicorn_const as uc_const
+
+from framework.hw970 import cext
+from framework.hw970.memory import MachineMemory
+from framework.hw970.mmu import SLB_ENTRIES, Fault, TranslationState
+
+_MODULE = "_mmu"
+
+
+class MmuState(ctypes.Structure):
+    """Mirror of `struct xen970_mmu` in _mmu.c."""
+
+    _fields_ = [
+        ("mem", ctypes.c_void_p),
+        ("mem_size", ctypes.c_uint64),
+        ("active", ctypes.c_uint64),
+        ("msr", ctypes.c_uint64),
+        ("rma_base", ctypes.c_uint64),
+        ("rma_size", ctypes.c_uint64),
+        ("sdr1", ctypes.c_uint64),
+        ("until_page", ctypes.c_uint64),
+        ("zero_page", ctypes.c_uint64),
+        ("nslb", ctypes.c_uint64),
+        ("slb_esid", ctypes.c_uint64 * SLB_ENTRIES),
+        ("slb_rs", ctypes.c_uint64 * SLB_ENTRIES),
+        ("fault_set", ctypes.c_uint64),
+        ("fault_vector", ctypes.c_uint64),
+        ("fault_dar", ctypes.c_uint64),
+        ("fault_dsisr", ctypes.c_uint64),
+        ("fault_srr1", ctypes.c_uint64),
+        ("fills", ctypes.c_uint64),
+    ]
+
+
+class TlbEntry(ctypes.Structure):
+    """Unicorn's `struct uc_tlb_entry`."""
+
+    _fields_ = [("paddr", ctypes.c_uint64), ("perms", ctypes.c_uint32)]
+
+
+class TlbFill:
+    """The C translation state of one core."""
+
+    def __init__(self, memory: MachineMemory, *, until_page: int, zero_page: int) -> None:
+        st = MmuState()
+        st.mem = memory.ptr
+        st.mem_size = memory.size
+        st.until_page = until_page
+        st.zero_page = zero_page
+        self.st = st
+        self._translate = cext.library(_MODULE).xen970_mmu_translate
+        self._translate.restype = ctypes.c_bool
+        self._translate.argtypes = [
+            ctypes.POINTER(MmuState),
+            ctypes.c_uint64,
+            ctypes.c_int,
+            ctypes.POINTER(TlbEntry),
+        ]
+
+    def attach(self, uc: object) -> None:
+        """Serve `uc`'s TLB misses from this state."""
+        fn = cext.function_address(_MODULE, "xen970_mmu_fill")
+        cext.hook_add(uc, uc_const.UC_HOOK_TLB_FILL, fn, ctypes.addressof(self.st))
+
+    # -- keeping in step ---------------------------------------------------------------
+    def load(self, tr: TranslationState) -> None:
+        """Take every input of translation from `tr` (a context switch)."""
+        st = self.st
+        st.msr = tr.msr
+        st.rma_base = tr.rma_base
+        st.rma_size = tr.rma_size
+        st.sdr1 = tr.sdr1
+        self.load_slb(tr)
+        st.active = 1
+
+    def load_slb(self, tr: TranslationState) -> None:
+        st = self.st
+        esids, rss = st.slb_esid, st.slb_rs
+        n = 0
+        for esid, rs in tr.slb.items():
+            esids[n] = esid
+            rss[n] = rs
+            n += 1
+        st.nslb = n
+
+    def deactivate(self) -> None:
+        """No context: fills fail (the core does not emulate without one)."""
+        self.st.active = 0
+
+    # -- faults ------------------------------------------------------------------------
+    def clear_fault(self) -> None:
+        self.st.fault_set = 0
+
+    def take_fault(self) -> Fault | None:
+        """The fault recorded since `clear_fault`, if any."""
+        st = self.st
+        if not st.fault_set:
+            return None
+        st.fault_set = 0
+        return Fault(st.fault_vector, st.fault_dar, st.fault_dsisr, st.fault_srr1)
+
+    # -- direct use (tests, diagnostics) -----------------------------------------------
+    def translate(self, ea: int, access: int) -> tuple[int, int] | Fault:
+        """One translation with the loaded state, as `Mmu.translate` returns it."""
+        entry = TlbEntry()
+        self.clear_fault()
+        if self._translate(ctypes.byref(self.st), ea, access, ctypes.byref(entry)):
+            return entry.paddr, entry.perms
+        fault = self.take_fault()
+        assert fault is not None
+        return fault
