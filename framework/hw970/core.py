@@ -30,7 +30,7 @@ from unicorn.ppc_const import (
 )
 from unicorn.unicorn_py3 import unicorn as _ucmod
 
-from framework.hw970 import icount
+from framework.hw970 import cext, icount
 from framework.hw970.memory import MachineMemory
 from framework.hw970.mmu import Fault, Mmu, TranslationState
 from framework.hw970.regs import (
@@ -73,6 +73,10 @@ if TYPE_CHECKING:
     from unicorn.unicorn_py3.unicorn import UcContext
 
 UNTIL_NEVER = 0xFFFFFFFFFFFFFFFC
+_HOOK_CODE_CFUNC = ctypes.CFUNCTYPE(
+    None, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint32, ctypes.c_void_p
+)
+_HOOK_INTR_CFUNC = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p)
 _UNTIL_PAGE = UNTIL_NEVER & ~0xFFF
 #: Machine page kept zero by the machine (Xen's area): what the `until` page maps to.
 ZERO_PAGE = 0
@@ -225,13 +229,24 @@ class Core:
         #: Translation on TLB misses, in C, mirroring `mmu` for the running context.
         self._tlb = TlbFill(memory, until_page=_UNTIL_PAGE, zero_page=ZERO_PAGE)
         self._tlb.attach(self.uc)
-        self.uc.hook_add(uc_const.UC_HOOK_INTR, self._on_intr)
+        # Python hooks are registered as bare ctypes callbacks (not through the binding's
+        # wrappers: two Python frames less per call); an exception in one is kept in
+        # `_hook_error`, stops emulation and is raised again when emu_start returns.
+        self._hook_error: BaseException | None = None
+        self._intr_cb = _HOOK_INTR_CFUNC(self._on_intr)
+        self._site_cb = _HOOK_CODE_CFUNC(self._on_site)
+        self._site_fn = ctypes.cast(self._site_cb, ctypes.c_void_p).value or 0
+        intr_fn = ctypes.cast(self._intr_cb, ctypes.c_void_p).value or 0
+        cext.hook_add(self.uc, uc_const.UC_HOOK_INTR, intr_fn, 0)
         self._ic = icount.attach(self.uc)
         self._uch = self.uc._uch  # type: ignore[attr-defined]
         self._reg_buf = ctypes.c_uint64()
         self._reg_ref = ctypes.byref(self._reg_buf)
         self._reg_read = _ucmod.uclib.uc_reg_read
         self._reg_write = _ucmod.uclib.uc_reg_write
+        self._regs: dict[int, int] = {}
+        self._emu_start = _ucmod.uclib.uc_emu_start
+        self._emu_stop = _ucmod.uclib.uc_emu_stop
         self._sc_lev: dict[tuple[int, int], int] = {}
         #: The context saved last (and its save count), while nothing else ran here since.
         self._parked: tuple[ArchState, int] | None = None
@@ -257,7 +272,7 @@ class Core:
         """Hook every trap/native address not hooked yet; flush stale translations."""
         new = [a for a in list(self.traps) + list(self.natives) if a not in self._hooked]
         for addr in new:
-            self.uc.hook_add(uc_const.UC_HOOK_CODE, self._on_site, None, addr, addr)
+            cext.hook_add(self.uc, uc_const.UC_HOOK_CODE, self._site_fn, 0, begin=addr, end=addr)
             self._hooked.add(addr)
         if new:
             self.uc.ctl_flush_tb()
@@ -292,17 +307,24 @@ class Core:
     def request_stop(self) -> None:
         """End the slice as soon as control is back in the core loop."""
         self._stop = True
-        self.uc.emu_stop()
+        self._emu_stop(self._uch)
 
     # -- registers -----------------------------------------------------------------------
     # Hypercalls and natives touch registers constantly: call uc_reg_read/uc_reg_write
-    # directly with one preallocated buffer (half the cost of the generic binding).
+    # directly with one preallocated buffer (half the cost of the generic binding), and
+    # remember what was read or written (GPRs by number, the PC as -1) until emulation
+    # runs again: a hypercall's arguments are read by its entry, its trace record and
+    # its handler.  Writes go straight through to Unicorn.
     def gpr(self, n: int) -> int:
-        self._reg_read(self._uch, UC_PPC_REG_0 + n, self._reg_ref)
-        return self._reg_buf.value
+        value = self._regs.get(n)
+        if value is None:
+            self._reg_read(self._uch, UC_PPC_REG_0 + n, self._reg_ref)
+            value = self._regs[n] = self._reg_buf.value
+        return value
 
     def set_gpr(self, n: int, value: int) -> None:
-        self._reg_buf.value = value & _MASK64
+        value &= _MASK64
+        self._reg_buf.value = self._regs[n] = value
         self._reg_write(self._uch, UC_PPC_REG_0 + n, self._reg_ref)
 
     def reg(self, reg: int) -> int:
@@ -312,13 +334,17 @@ class Core:
 
     @property
     def pc(self) -> int:
-        self._reg_read(self._uch, UC_PPC_REG_PC, self._reg_ref)
-        return self._reg_buf.value
+        value = self._regs.get(-1)
+        if value is None:
+            self._reg_read(self._uch, UC_PPC_REG_PC, self._reg_ref)
+            value = self._regs[-1] = self._reg_buf.value
+        return value
 
     @pc.setter
     def pc(self, value: int) -> None:
         # uc_reg_write itself makes a PC write inside a hook redirect emulation.
-        self._reg_buf.value = value & _MASK64
+        value &= _MASK64
+        self._reg_buf.value = self._regs[-1] = value
         self._reg_write(self._uch, UC_PPC_REG_PC, self._reg_ref)
 
     @property
@@ -340,6 +366,7 @@ class Core:
     # -- context switching ---------------------------------------------------------------
     def load(self, state: ArchState) -> None:
         """Make `state` the running context (Unicorn registers, MSR, translation)."""
+        self._regs.clear()
         if self._parked == (state, state.saves) and state.boot_regs is None:
             # The last context this core ran, and nothing ran here since: Unicorn still
             # holds its registers and the emulated TLB its (still valid) translations.
@@ -406,8 +433,14 @@ class Core:
         self.check_interrupts()
         while not self._stop and self.state is not None and st.executed < st.budget:
             self._tlb.clear_fault()
+            self._hook_error = None
             try:
-                self.uc.emu_start(self.pc, UNTIL_NEVER)
+                status = self._emu_start(self._uch, self.pc, UNTIL_NEVER, 0, 0)
+                self._regs.clear()
+                if status != uc_const.UC_ERR_OK:
+                    raise UcError(status)
+                if self._hook_error is not None:
+                    raise self._hook_error
             except UcError as err:
                 fault = self._tlb.take_fault()
                 if fault is None:
@@ -477,7 +510,19 @@ class Core:
             return None
         return -(-expiry * 1_000_000_000 // self.timebase_hz)
 
-    def _on_intr(self, uc: Uc, intno: int, _ud: object) -> None:
+    def _on_intr(self, _uc: int, intno: int, _ud: int) -> None:
+        self._regs.clear()
+        try:
+            self._intr(intno)
+        except BaseException as err:  # noqa: BLE001 - kept and raised after emu_start
+            self._hook_failed(err)
+
+    def _hook_failed(self, err: BaseException) -> None:
+        if self._hook_error is None:
+            self._hook_error = err
+        self._emu_stop(self._uch)
+
+    def _intr(self, intno: int) -> None:
         state = self.state
         assert state is not None
         pc = self.pc
@@ -536,7 +581,14 @@ class Core:
         return res[0] | (pc & 0xFFF)
 
     # -- sensitive instructions and native routines --------------------------------------
-    def _on_site(self, uc: Uc, addr: int, _size: int, _ud: object) -> None:
+    def _on_site(self, _uc: int, addr: int, _size: int, _ud: int) -> None:
+        self._regs.clear()
+        try:
+            self._site(addr)
+        except BaseException as err:  # noqa: BLE001 - kept and raised after emu_start
+            self._hook_failed(err)
+
+    def _site(self, addr: int) -> None:
         state = self.state
         if state is None:
             return
@@ -546,7 +598,7 @@ class Core:
             self.pc = self.reg(UC_PPC_REG_LR)
             native(self)
             if self._stop:
-                uc.emu_stop()
+                self._emu_stop(self._uch)
             return
         trap = self.traps.get(addr)
         if trap is None:

@@ -37,7 +37,12 @@ class MachineMemory:
 
     def _check(self, addr: int, n: int) -> None:
         if addr < 0 or addr + n > self.size:
-            raise MachineCheck(f"machine address {addr:#x}+{n} outside memory of {self.size:#x}")
+            self._out_of_range(addr, n)
+
+    # The fixed-size accessors below test the bounds inline (they are the hottest calls
+    # of the simulator) and only call this to raise.
+    def _out_of_range(self, addr: int, n: int) -> None:
+        raise MachineCheck(f"machine address {addr:#x}+{n} outside memory of {self.size:#x}")
 
     def read(self, addr: int, n: int) -> bytes:
         self._check(addr, n)
@@ -61,35 +66,43 @@ class MachineMemory:
             self._map[addr : addr + n] = bytes(n)
 
     def read_u8(self, addr: int) -> int:
-        self._check(addr, 1)
+        if addr < 0 or addr + 1 > self.size:
+            self._out_of_range(addr, 1)
         return self._map[addr]
 
     def write_u8(self, addr: int, value: int) -> None:
-        self._check(addr, 1)
+        if addr < 0 or addr + 1 > self.size:
+            self._out_of_range(addr, 1)
         self._map[addr] = value & 0xFF
 
     def read_u16(self, addr: int) -> int:
-        self._check(addr, 2)
+        if addr < 0 or addr + 2 > self.size:
+            self._out_of_range(addr, 2)
         return _U16.unpack_from(self._map, addr)[0]
 
     def write_u16(self, addr: int, value: int) -> None:
-        self._check(addr, 2)
+        if addr < 0 or addr + 2 > self.size:
+            self._out_of_range(addr, 2)
         _U16.pack_into(self._map, addr, value & 0xFFFF)
 
     def read_u32(self, addr: int) -> int:
-        self._check(addr, 4)
+        if addr < 0 or addr + 4 > self.size:
+            self._out_of_range(addr, 4)
         return _U32.unpack_from(self._map, addr)[0]
 
     def write_u32(self, addr: int, value: int) -> None:
-        self._check(addr, 4)
+        if addr < 0 or addr + 4 > self.size:
+            self._out_of_range(addr, 4)
         _U32.pack_into(self._map, addr, value & 0xFFFFFFFF)
 
     def read_u64(self, addr: int) -> int:
-        self._check(addr, 8)
+        if addr < 0 or addr + 8 > self.size:
+            self._out_of_range(addr, 8)
         return _U64.unpack_from(self._map, addr)[0]
 
     def write_u64(self, addr: int, value: int) -> None:
-        self._check(addr, 8)
+        if addr < 0 or addr + 8 > self.size:
+            self._out_of_range(addr, 8)
         _U64.pack_into(self._map, addr, value & 0xFFFFFFFFFFFFFFFF)
 
     def close(self) -> None:

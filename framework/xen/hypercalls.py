@@ -68,11 +68,11 @@ def hypercall_entry(xen: Hypervisor) -> Callable[[Core], None]:
         now = core.now_ns()
         if r3 & XEN_MARK == XEN_MARK:
             nr = r3 & 0xFFFF
-            name = HCALL_NAMES.get(nr, f"hcall_{nr}")
+            name = HCALL_NAMES.get(nr) or f"hcall_{nr}"
             handler = XEN_CALLS.get(nr)
         else:
             nr = r3
-            name = PAPR_NAMES.get(nr, f"papr_{nr:#x}")
+            name = PAPR_NAMES.get(nr) or f"papr_{nr:#x}"
             handler = _papr_handler(nr)
         rec.emit(
             K.HCALL_ENTER,

@@ -63,6 +63,10 @@ class Hypervisor:
         self.tick_ns = TICK_NS
         self.sched = CreditScheduler(self.ncpus)
         self.pcpus = [PhysicalCpu(self, c) for c in range(self.ncpus)]
+        #: The CPU whose slice is running now (slices run one at a time), if any.
+        self.slice_cpu: PhysicalCpu | None = None
+        #: How many CPUs have a VCPU (not idle): what others_busy asks, kept by PhysicalCpu.
+        self.busy_cpus = 0
         self._timers: list[tuple[int, int, int, int]] = []  # (deadline, dom, vcpu, gen)
         #: MPIC source (pirq) -> (domid, port) bound with EVTCHNOP_bind_pirq.
         self.pirqs: dict[int, tuple[int, int]] = {}
@@ -79,16 +83,14 @@ class Hypervisor:
     # -- time ------------------------------------------------------------------------------
     def now(self) -> int:
         """Current simulated time, inside a running slice if one is running."""
-        for p in self.pcpus:
-            if p.in_slice:
-                return p.core.now_ns()
+        p = self.slice_cpu
+        if p is not None:
+            return p.core.now_ns()
         return int(self.env.now)
 
     def running_cpu(self) -> int:
-        for p in self.pcpus:
-            if p.in_slice:
-                return p.cpu
-        return -1
+        p = self.slice_cpu
+        return p.cpu if p is not None else -1
 
     def start(self) -> None:
         for p in self.pcpus:
@@ -447,7 +449,7 @@ class Hypervisor:
         return None
 
     def others_busy(self, cpu: int) -> bool:
-        return any(p.current is not None for p in self.pcpus if p.cpu != cpu)
+        return self.busy_cpus - (self.pcpus[cpu].current is not None) > 0
 
     def _timer_fire(self, v: Vcpu, gen: int, deadline: int) -> None:
         if gen != v.timer_generation or v.domain.state != DomainState.RUNNING:
@@ -490,7 +492,7 @@ class Hypervisor:
             st.srr0,
             st.srr1,
             st.dar,
-            VECTOR_NAMES.get(vector, hex(vector)),
+            VECTOR_NAMES.get(vector) or hex(vector),
         )
         core.charge(costs.EXCEPTION_DELIVERY)
         if vector == VEC_EXTERNAL:

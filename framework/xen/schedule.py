@@ -116,6 +116,7 @@ class PhysicalCpu:
                 end = min(end, max(dec, now + 1))
             budget = max((end - now) * clock // 1_000_000_000, 1)
             self.in_slice = True
+            xen.slice_cpu = self
             try:
                 executed = core.run(budget, now)
             except GuestCrash as crash:
@@ -123,6 +124,7 @@ class PhysicalCpu:
                 xen.domain_crash(v.domain, f"{crash}", core.pc)
             finally:
                 self.in_slice = False
+                xen.slice_cpu = None
             cycles = executed + core.extra_cycles + self.boundary_cycles
             self.boundary_cycles = 0
             dt = max(cycles * 1_000_000_000 // clock, 1)
@@ -191,6 +193,7 @@ class PhysicalCpu:
             self.core.save()
             if prev.runstate == Runstate.RUNNING:
                 xen.set_runstate(prev, Runstate.RUNNABLE, now, self.cpu)
+        self.xen.busy_cpus += (nxt is not None) - (prev is not None)
         self.current = nxt
         pd, pv = (prev.domain.domid, prev.vcpu_id) if prev is not None else (-1, -1)
         if nxt is None:
