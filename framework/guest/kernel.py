@@ -36,7 +36,7 @@ from framework.xen.devtree import (
     workload_groups,
 )
 from framework.xen.p2m import FOREIGN_GPA_BASE
-from framework.xen.xencomm import build_descriptor, descriptor_for_buffer
+from framework.xen.xencomm import XENCOMM_INLINE_FLAG, build_descriptor, descriptor_for_buffer
 
 from .byte_ring import ConsoleRing
 from .dom0 import ConsoleService, StoreService
@@ -156,12 +156,15 @@ class GuestKernel:
         return SCRATCH_BASE + SCRATCH_SIZE * core.state.pir
 
     def xencomm_arg(self, core: Core, data: bytes) -> int:
-        """Put an argument structure in this VCPU's scratch page; returns its handle."""
-        mem = KernelMemory(core)
+        """Put an argument structure in this VCPU's scratch page; returns its handle.
+
+        The scratch page is physically contiguous kernel memory, so the handle is an
+        inline one (bit 63 + guest-physical address), as Linux's xencomm_map_no_alloc
+        makes for such buffers; descriptors are for scattered (user) buffers.
+        """
         base = self.scratch(core)
-        mem.write(base, data)
-        mem.write(base + 0x1000, build_descriptor(descriptor_for_buffer(base, len(data))))
-        return base + 0x1000
+        KernelMemory(core).write(base, data)
+        return base | XENCOMM_INLINE_FLAG
 
     def read_arg(self, core: Core, n: int) -> bytes:
         return KernelMemory(core).read(self.scratch(core), n)
