@@ -1,7 +1,7 @@
 """The one recorder every layer emits trace records through.
 
 `emit` is on the hot path of the simulation (several calls per simulated event), so it
-does one thing: append a flat tuple to a list. Checking and typing happen once, when the
+does one thing, in C: append a flat tuple to a list. Checking and typing happen once, when the
 records are turned into columns (`to_dataframe`, `write`). A disabled recorder's `emit`
 is a do-nothing function, so call sites need no `if`.
 """
@@ -12,6 +12,7 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -20,6 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from framework.trace._emit import emit_into
 from framework.trace.schema import BASE_COLUMNS, FIELD_COLUMNS, KINDS, MAX_FIELDS
 
 __all__ = [
@@ -127,23 +129,8 @@ class Recorder:
         self._records: list[Record] = []
         self._enabled = enabled
         if enabled:
-            append = self._records.append
-
-            def emit(
-                kind: int,
-                t_ns: int,
-                cpu: int,
-                dom: int,
-                vcpu: int,
-                f0: int = 0,
-                f1: int = 0,
-                f2: int = 0,
-                f3: int = 0,
-                text: str | None = None,
-            ) -> None:
-                append((kind, t_ns, cpu, dom, vcpu, f0, f1, f2, f3, text))
-
-            self.emit = emit
+            # C (framework/trace/_emit.c): no Python frame per record.
+            self.emit = partial(emit_into, self._records)
         else:
             self.emit = _discard
 

@@ -13,6 +13,10 @@ from framework.xen.evtchn import EvtchnTable
 from framework.xen.mm import PhysMap
 from framework.xen.p2m import ForeignArea
 
+# shared_info sits at the top of the RMA; VCPU i's vcpu_info is entry i of its array.
+_SHARED_INFO_SIZE = SHARED_INFO.size
+_VCPU_INFO_SIZE = VCPU_INFO.size
+
 
 class Runstate(IntEnum):
     """VCPU runstates as in Xen's `vcpu_runstate_info` (codes used in the trace)."""
@@ -56,7 +60,8 @@ class Vcpu:
 
     @property
     def vcpu_info_maddr(self) -> int:
-        return self.domain.shared_info_maddr + VCPU_INFO.size * self.vcpu_id
+        d = self.domain
+        return (d.rma_mfn << 12) + d.rma_size - _SHARED_INFO_SIZE + _VCPU_INFO_SIZE * self.vcpu_id
 
     @property
     def key(self) -> tuple[int, int]:
@@ -101,7 +106,7 @@ class Domain:
 
     @property
     def shared_info_maddr(self) -> int:
-        return (self.rma_mfn << 12) + self.rma_size - SHARED_INFO.size
+        return (self.rma_mfn << 12) + self.rma_size - _SHARED_INFO_SIZE
 
     @property
     def tot_pages(self) -> int:

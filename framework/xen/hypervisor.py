@@ -47,6 +47,9 @@ class KernelImage:
     devtree_gpa: int  # where the kernel expects its devtree (r3 at entry)
 
 
+_PENDING_SEL_OFF = VCPU_INFO.offset("evtchn_pending_sel")
+
+
 class Hypervisor:
     """The hypervisor instance running on one `Machine`."""
 
@@ -496,7 +499,7 @@ class Hypervisor:
         )
         core.charge(costs.EXCEPTION_DELIVERY)
         if vector == VEC_EXTERNAL:
-            sel = self.memory.read_u64(v.vcpu_info_maddr + VCPU_INFO.offset("evtchn_pending_sel"))
+            sel = self.memory.read_u64(v.vcpu_info_maddr + _PENDING_SEL_OFF)
             self.rec.emit(K.EVTCHN_UPCALL, now, core.cpu_id, v.domain.domid, v.vcpu_id, sel)
 
     def _on_rfid(self, core: Core) -> None:
