@@ -431,8 +431,9 @@ class Core:
         self.slice_start_ns = start_ns
         self._stop = False
         self.check_interrupts()
+        tlb = self._tlb.st
         while not self._stop and self.state is not None and st.executed < st.budget:
-            self._tlb.clear_fault()
+            tlb.fault_set = 0
             self._hook_error = None
             try:
                 status = self._emu_start(self._uch, self.pc, UNTIL_NEVER, 0, 0)
@@ -582,81 +583,79 @@ class Core:
 
     # -- sensitive instructions and native routines --------------------------------------
     def _on_site(self, _uc: int, addr: int, _size: int, _ud: int) -> None:
+        # One frame: this runs twice per event (the native dispatch, then rfid).
         self._regs.clear()
         try:
-            self._site(addr)
+            state = self.state
+            if state is None:
+                return
+            native = self.natives.get(addr)
+            if native is not None:
+                self._fix_count_partial_block(addr, completed=True)
+                self.pc = self.reg(UC_PPC_REG_LR)
+                native(self)
+                if self._stop:
+                    self._emu_stop(self._uch)
+                return
+            trap = self.traps.get(addr)
+            if trap is None:
+                return
+            self._fix_count_partial_block(addr, completed=True)
+            kind, a, b = trap
+            msr = state.tr.msr
+            if (
+                msr & MSR_PR
+                and kind != TRAP_MFTB
+                and not (kind == TRAP_MFSPR and b in (SPR_TBL_R, SPR_TBU_R))
+            ):
+                self.deliver(VEC_PROGRAM, addr, srr1_bits=SRR1_PROGRAM_PRIV)
+                return
+            if kind == TRAP_RFID:
+                self._rfid(state)
+                return
+            next_pc = addr + 4
+            if kind == TRAP_MFSPR:
+                value = self._read_spr(state, b)
+                if value is None:
+                    self.deliver(VEC_PROGRAM, addr, srr1_bits=SRR1_PROGRAM_PRIV)
+                    return
+                self.set_gpr(a, value)
+            elif kind == TRAP_MTSPR:
+                if not self._write_spr(state, b, self.gpr(a)):
+                    self.deliver(VEC_PROGRAM, addr, srr1_bits=SRR1_PROGRAM_PRIV)
+                    return
+            elif kind == TRAP_MFTB:
+                tb = self.timebase()
+                self.set_gpr(a, tb >> 32 if b == SPR_TBU_R else tb)
+            elif kind == TRAP_MFMSR:
+                self.set_gpr(a, state.tr.msr)
+            elif kind == TRAP_MTMSRD:
+                value = self.gpr(a)
+                if b:  # L=1: only EE and RI
+                    new = (msr & ~(MSR_EE | 2)) | (value & (MSR_EE | 2))
+                else:
+                    new = (value & ~MSR_GUEST_FORBIDDEN) | (msr & MSR_HV)
+                self.set_msr(new)
+                self.pc = next_pc
+                self.check_interrupts()
+                return
+            elif kind == TRAP_SLBMTE:
+                state.tr.slbmte(self.gpr(a), self.gpr(b))
+                self.flush_tlb()
+            elif kind == TRAP_SLBIE:
+                state.tr.slbie(self.gpr(a))
+                self.flush_tlb()
+            elif kind == TRAP_SLBIA:
+                state.tr.slbia()
+                self.flush_tlb()
+            elif kind == TRAP_TLBIE:
+                # Guests change page tables through H_ENTER/H_REMOVE; a tlbie from a guest is
+                # privileged on the 970 under a hypervisor.
+                self.deliver(VEC_PROGRAM, addr, srr1_bits=SRR1_PROGRAM_PRIV)
+                return
+            self.pc = next_pc
         except BaseException as err:  # noqa: BLE001 - kept and raised after emu_start
             self._hook_failed(err)
-
-    def _site(self, addr: int) -> None:
-        state = self.state
-        if state is None:
-            return
-        native = self.natives.get(addr)
-        if native is not None:
-            self._fix_count_partial_block(addr, completed=True)
-            self.pc = self.reg(UC_PPC_REG_LR)
-            native(self)
-            if self._stop:
-                self._emu_stop(self._uch)
-            return
-        trap = self.traps.get(addr)
-        if trap is None:
-            return
-        self._fix_count_partial_block(addr, completed=True)
-        kind, a, b = trap
-        msr = state.tr.msr
-        if (
-            msr & MSR_PR
-            and kind != TRAP_MFTB
-            and not (kind == TRAP_MFSPR and b in (SPR_TBL_R, SPR_TBU_R))
-        ):
-            self.deliver(VEC_PROGRAM, addr, srr1_bits=SRR1_PROGRAM_PRIV)
-            return
-        if kind == TRAP_RFID:
-            self._rfid(state)
-            return
-        next_pc = addr + 4
-        if kind == TRAP_MFSPR:
-            value = self._read_spr(state, b)
-            if value is None:
-                self.deliver(VEC_PROGRAM, addr, srr1_bits=SRR1_PROGRAM_PRIV)
-                return
-            self.set_gpr(a, value)
-        elif kind == TRAP_MTSPR:
-            if not self._write_spr(state, b, self.gpr(a)):
-                self.deliver(VEC_PROGRAM, addr, srr1_bits=SRR1_PROGRAM_PRIV)
-                return
-        elif kind == TRAP_MFTB:
-            tb = self.timebase()
-            self.set_gpr(a, tb >> 32 if b == SPR_TBU_R else tb)
-        elif kind == TRAP_MFMSR:
-            self.set_gpr(a, state.tr.msr)
-        elif kind == TRAP_MTMSRD:
-            value = self.gpr(a)
-            if b:  # L=1: only EE and RI
-                new = (msr & ~(MSR_EE | 2)) | (value & (MSR_EE | 2))
-            else:
-                new = (value & ~MSR_GUEST_FORBIDDEN) | (msr & MSR_HV)
-            self.set_msr(new)
-            self.pc = next_pc
-            self.check_interrupts()
-            return
-        elif kind == TRAP_SLBMTE:
-            state.tr.slbmte(self.gpr(a), self.gpr(b))
-            self.flush_tlb()
-        elif kind == TRAP_SLBIE:
-            state.tr.slbie(self.gpr(a))
-            self.flush_tlb()
-        elif kind == TRAP_SLBIA:
-            state.tr.slbia()
-            self.flush_tlb()
-        elif kind == TRAP_TLBIE:
-            # Guests change page tables through H_ENTER/H_REMOVE; a tlbie from a guest is
-            # privileged on the 970 under a hypervisor.
-            self.deliver(VEC_PROGRAM, addr, srr1_bits=SRR1_PROGRAM_PRIV)
-            return
-        self.pc = next_pc
 
     def _rfid(self, state: ArchState) -> None:
         srr1 = state.srr1
