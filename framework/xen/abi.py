@@ -8,7 +8,8 @@ once here and read/written through `Layout`, by Xen, the guest kernel and the to
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import struct
+from dataclasses import dataclass, field
 
 from framework.hw970.memory import MachineMemory
 
@@ -205,6 +206,9 @@ DOMCTL_NAMES = {
 
 
 # --- layouts -------------------------------------------------------------------------
+_STRUCT_CODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
+
+
 @dataclass(frozen=True)
 class Layout:
     """A big-endian structure in guest memory: field name -> (offset, width in bytes)."""
@@ -212,6 +216,33 @@ class Layout:
     name: str
     size: int
     fields: dict[str, tuple[int, int]]
+    #: The whole structure as one `struct.Struct`, when every field is 1/2/4/8 bytes and
+    #: none overlap (pack/unpack run per ring entry and per hypercall argument).
+    _codec: struct.Struct | None = field(init=False, repr=False, compare=False)
+    _masks: tuple[tuple[str, int], ...] = field(init=False, repr=False, compare=False)
+    _names: tuple[str, ...] | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        order = sorted(self.fields.items(), key=lambda kv: kv[1][0])
+        fmt, pos = ">", 0
+        for _name, (off, width) in order:
+            if width not in _STRUCT_CODES or off < pos:
+                fmt = ""
+                break
+            fmt += f"{off - pos}x" * (off > pos) + _STRUCT_CODES[width]
+            pos = off + width
+        if fmt and pos <= self.size:
+            fmt += f"{self.size - pos}x" * (self.size > pos)
+            object.__setattr__(self, "_codec", struct.Struct(fmt))
+        else:
+            object.__setattr__(self, "_codec", None)
+        masks = tuple((name, (1 << (8 * width)) - 1) for name, (_off, width) in order)
+        object.__setattr__(self, "_masks", masks)
+        # unpack keeps the declaration order of `fields`; the fast path needs it to be
+        # the offset order too (true of every layout here).
+        names = tuple(name for name, _ in order)
+        same_order = names == tuple(self.fields)
+        object.__setattr__(self, "_names", names if same_order else None)
 
     def offset(self, field: str) -> int:
         return self.fields[field][0]
@@ -226,6 +257,13 @@ class Layout:
 
     def pack(self, **values: int) -> bytes:
         """The structure's bytes with the given fields set (others zero)."""
+        codec = self._codec
+        if codec is not None:
+            fields = self.fields
+            for name in values:
+                if name not in fields:
+                    raise KeyError(name)
+            return codec.pack(*[values.get(name, 0) & mask for name, mask in self._masks])
         buf = bytearray(self.size)
         for name, value in values.items():
             off, width = self.fields[name]
@@ -233,6 +271,9 @@ class Layout:
         return bytes(buf)
 
     def unpack(self, data: bytes) -> dict[str, int]:
+        codec, names = self._codec, self._names
+        if codec is not None and names is not None and len(data) == codec.size:
+            return dict(zip(names, codec.unpack(data), strict=True))
         return {
             name: int.from_bytes(data[off : off + width], "big")
             for name, (off, width) in self.fields.items()
