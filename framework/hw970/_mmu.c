@@ -79,7 +79,6 @@ struct xen970_mmu {
     uint64_t fault_dar;
     uint64_t fault_dsisr;
     uint64_t fault_srr1;
-    uint64_t fills;        /* fills served (a statistic for benchmarks) */
 };
 
 static uint64_t load_be64(const uint8_t *p)
@@ -235,7 +234,6 @@ bool xen970_mmu_fill(void *uc, uint64_t vaddr, int access, struct xen970_tlb_ent
         out->perms = PROT_READ | PROT_EXEC;
         return true;
     }
-    st->fills++;
     return xen970_mmu_translate(st, vaddr, access, out);
 }
 

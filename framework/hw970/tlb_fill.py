@@ -40,7 +40,6 @@ class MmuState(ctypes.Structure):
         ("fault_dar", ctypes.c_uint64),
         ("fault_dsisr", ctypes.c_uint64),
         ("fault_srr1", ctypes.c_uint64),
-        ("fills", ctypes.c_uint64),
     ]
 
 
@@ -82,11 +81,6 @@ class TlbFill:
         st.rma_base = tr.rma_base
         st.rma_size = tr.rma_size
         st.sdr1 = tr.sdr1
-        self.load_slb(tr)
-        st.active = 1
-
-    def load_slb(self, tr: TranslationState) -> None:
-        st = self.st
         esids, rss = st.slb_esid, st.slb_rs
         n = 0
         for esid, rs in tr.slb.items():
@@ -94,17 +88,15 @@ class TlbFill:
             rss[n] = rs
             n += 1
         st.nslb = n
+        st.active = 1
 
     def deactivate(self) -> None:
         """No context: fills fail (the core does not emulate without one)."""
         self.st.active = 0
 
-    # -- faults ------------------------------------------------------------------------
-    def clear_fault(self) -> None:
-        self.st.fault_set = 0
-
+    # -- faults (Core clears `st.fault_set` before each emulation run) -----------------
     def take_fault(self) -> Fault | None:
-        """The fault recorded since `clear_fault`, if any."""
+        """The fault recorded since `st.fault_set` was last cleared, if any."""
         st = self.st
         if not st.fault_set:
             return None
@@ -115,7 +107,7 @@ class TlbFill:
     def translate(self, ea: int, access: int) -> tuple[int, int] | Fault:
         """One translation with the loaded state, as `Mmu.translate` returns it."""
         entry = TlbEntry()
-        self.clear_fault()
+        self.st.fault_set = 0
         if self._translate(ctypes.byref(self.st), ea, access, ctypes.byref(entry)):
             return entry.paddr, entry.perms
         fault = self.take_fault()

@@ -17,7 +17,8 @@ from framework.xen.abi import (
     VCPU_INFO,
 )
 
-_PENDING_SEL_OFF = VCPU_INFO.offset("evtchn_pending_sel")
+# Offsets inside vcpu_info (Xen also reads the selector for the upcall trace record).
+PENDING_SEL_OFF = VCPU_INFO.offset("evtchn_pending_sel")
 _UPCALL_PENDING_OFF = VCPU_INFO.offset("evtchn_upcall_pending")
 
 
@@ -84,7 +85,7 @@ def set_pending(mem: MachineMemory, shared_info: int, vcpu_info: int, port: int)
         return False
     if mem.read_u64(shared_info + EVTCHN_MASK_OFF + 8 * word) & (1 << bit):
         return False
-    if _test_and_set(mem, vcpu_info + _PENDING_SEL_OFF, word):
+    if _test_and_set(mem, vcpu_info + PENDING_SEL_OFF, word):
         return False
     mem.write_u8(vcpu_info + _UPCALL_PENDING_OFF, 1)
     return True
@@ -109,7 +110,7 @@ def unmask(mem: MachineMemory, shared_info: int, vcpu_info: int, port: int) -> b
     maddr = shared_info + EVTCHN_MASK_OFF + 8 * word
     was = mem.read_u64(maddr)
     mem.write_u64(maddr, was & ~(1 << bit))
-    sel = vcpu_info + _PENDING_SEL_OFF
+    sel = vcpu_info + PENDING_SEL_OFF
     if (
         was & (1 << bit)
         and is_pending(mem, shared_info, port)

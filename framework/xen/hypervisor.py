@@ -20,7 +20,7 @@ from framework.hw970.regs import MSR_SF, VEC_EXTERNAL, VECTOR_NAMES
 from framework.trace.recorder import Recorder
 from framework.trace.schema import K
 from framework.xen import costs, evtchn
-from framework.xen.abi import SHARED_INFO, SHUTDOWN_NAMES, VCPU_INFO, VIRQ_TIMER
+from framework.xen.abi import SHARED_INFO, SHUTDOWN_NAMES, VIRQ_TIMER
 from framework.xen.domain import Domain, DomainState, Runstate, Vcpu
 from framework.xen.grant_table import (
     GrantTable,
@@ -45,9 +45,6 @@ class KernelImage:
     load_gpa: int
     entry: int
     devtree_gpa: int  # where the kernel expects its devtree (r3 at entry)
-
-
-_PENDING_SEL_OFF = VCPU_INFO.offset("evtchn_pending_sel")
 
 
 class Hypervisor:
@@ -499,7 +496,7 @@ class Hypervisor:
         )
         core.charge(costs.EXCEPTION_DELIVERY)
         if vector == VEC_EXTERNAL:
-            sel = self.memory.read_u64(v.vcpu_info_maddr + _PENDING_SEL_OFF)
+            sel = self.memory.read_u64(v.vcpu_info_maddr + evtchn.PENDING_SEL_OFF)
             self.rec.emit(K.EVTCHN_UPCALL, now, core.cpu_id, v.domain.domid, v.vcpu_id, sel)
 
     def _on_rfid(self, core: Core) -> None:
