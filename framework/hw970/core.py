@@ -81,6 +81,8 @@ _UNTIL_PAGE = UNTIL_NEVER & ~0xFFF
 #: Machine page kept zero by the machine (Xen's area): what the `until` page maps to.
 ZERO_PAGE = 0
 _MASK64 = 0xFFFFFFFFFFFFFFFF
+#: uc_ctl code of UC_CTL_TLB_FLUSH (a write with no arguments), as the binding encodes it.
+_CTL_TLB_FLUSH = (uc_const.UC_CTL_IO_WRITE << 30) | uc_const.UC_CTL_TLB_FLUSH
 
 # Unicorn interrupt numbers (QEMU's POWERPC_EXCP_*) seen through UC_HOOK_INTR.
 _INTR_PROGRAM = 6
@@ -247,6 +249,10 @@ class Core:
         self._regs: dict[int, int] = {}
         self._emu_start = _ucmod.uclib.uc_emu_start
         self._emu_stop = _ucmod.uclib.uc_emu_stop
+        # Context switches and TLB flushes happen on every switch: the C calls directly.
+        self._ctx_save = _ucmod.uclib.uc_context_save
+        self._ctx_restore = _ucmod.uclib.uc_context_restore
+        self._uc_ctl = _ucmod.uclib.uc_ctl
         self._sc_lev: dict[tuple[int, int], int] = {}
         #: The context saved last (and its save count), while nothing else ran here since.
         self._parked: tuple[ArchState, int] | None = None
@@ -384,7 +390,7 @@ class Core:
             self.uc.reg_write(UC_PPC_REG_PC, regs.get(-1, 0))
             state.boot_regs = None
         elif state.uc_ctx is not None:
-            self.uc.context_restore(state.uc_ctx)
+            _check(self._ctx_restore(self._uch, state.uc_ctx.context))
         self._uc_msr = -1
         self.set_msr(state.tr.msr)
         # A different partition's mappings: the emulated TLB must not keep the old ones.
@@ -397,7 +403,7 @@ class Core:
             if state.uc_ctx is None:
                 state.uc_ctx = self.uc.context_save()
             else:
-                self.uc.context_update(state.uc_ctx)
+                _check(self._ctx_save(self._uch, state.uc_ctx.context))
             state.saves += 1
             self._parked = (state, state.saves)
         self.state = None
@@ -414,7 +420,7 @@ class Core:
         context is loaded: reload them into the fill hook and drop the emulated TLB."""
         if self.state is not None:
             self._tlb.load(self.state.tr)
-        self.uc.ctl(uc_const.UC_CTL_TLB_FLUSH, uc_const.UC_CTL_IO_WRITE)
+        _check(self._uc_ctl(self._uch, _CTL_TLB_FLUSH))
 
     # -- running -------------------------------------------------------------------------
     def run(self, budget: int, start_ns: int) -> int:
@@ -720,6 +726,11 @@ class Core:
             state.tr.sdr1 = value
             self.flush_tlb()
         return True
+
+
+def _check(status: int) -> None:
+    if status != uc_const.UC_ERR_OK:
+        raise UcError(status)
 
 
 def _unhandled(what: str) -> SliceCallback:

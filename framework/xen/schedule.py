@@ -43,6 +43,7 @@ class PhysicalCpu:
         self.slice_end_ns = 0
         self.next_tick_ns = xen.tick_ns
         self.wakeup: simpy.Event | None = None
+        self._tick_armed = -1  # the tick time an idle wake-up timeout is pending for
         self.pending_ipis: list[tuple[int, int]] = []  # (ipi, from_cpu)
         self.idle_ns = 0
         self.boundary_cycles = 0
@@ -99,9 +100,14 @@ class PhysicalCpu:
                 self._schedule(now)
                 v = self.current
             if v is None:
-                self.wakeup = env.event()
+                wakeup = self.wakeup = env.event()
+                if self._tick_armed != self.next_tick_ns:
+                    # One timeout per tick, not per idle period: it wakes the CPU if it is
+                    # still idle then (an idle period often ends early, by a wake).
+                    self._tick_armed = self.next_tick_ns
+                    env.timeout(self.next_tick_ns - now).callbacks.append(self._tick_due)
                 idle_from = now
-                yield self.wakeup | env.timeout(self.next_tick_ns - now)
+                yield wakeup
                 self.wakeup = None
                 self.idle_ns += env.now - idle_from
                 continue
@@ -130,6 +136,11 @@ class PhysicalCpu:
             dt = max(cycles * 1_000_000_000 // clock, 1)
             v.cpu_time_ns += dt
             yield env.timeout(dt)
+
+    def _tick_due(self, _ev: simpy.Event) -> None:
+        wakeup = self.wakeup
+        if wakeup is not None and not wakeup.triggered:
+            wakeup.succeed()
 
     def _can_continue(self, v: Vcpu) -> bool:
         return not (v.blocking or v.yielding or v.going_down) and v.runstate == Runstate.RUNNING
