@@ -16,6 +16,7 @@ from pathlib import Path
 
 import simpy
 
+from framework.compiled import warn_if_stale
 from framework.errors import SimulationError
 from framework.guest.devctl import vbd_devid, vif_mac
 from framework.guest.kernel import GuestKernel, GuestOS, KernelMemory
@@ -116,6 +117,7 @@ class Simulation:
     def __init__(
         self, scenario: Scenario, *, record: bool = True, work_dir: Path | None = None
     ) -> None:
+        warn_if_stale()
         self.scenario = scenario
         # vbds without an image get one here (the run directory's disks/, else a temporary
         # directory that lives as long as the simulation).

@@ -18,7 +18,7 @@ from __future__ import annotations
 import ctypes
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from unicorn import Uc, UcError
 from unicorn import unicorn_const as uc_const
@@ -196,7 +196,8 @@ class ArchState:
     #: Initial register values to load instead of uc_ctx (a fresh context).
     boot_regs: dict[int, int] | None = None
     #: Who this context belongs to (the hypervisor's VCPU object); opaque to hw970.
-    owner: object = None
+    #: (Any, not object: mypyc's dataclass support resolves annotations by name.)
+    owner: Any = None
     #: Times it was saved: a core may skip restoring it only if no other core ran it since.
     saves: int = 0
 
@@ -227,7 +228,7 @@ class Core:
         self.mmu = Mmu(memory)
         self.uc = Uc(uc_const.UC_ARCH_PPC, uc_const.UC_MODE_PPC64 | uc_const.UC_MODE_BIG_ENDIAN)
         self.uc.mem_map_ptr(0, memory.size, uc_const.UC_PROT_ALL, memory.ptr)
-        self.uc.ctl_set_tlb_mode(uc_const.UC_TLB_VIRTUAL)
+        self.uc.ctl_set_tlb_mode(uc_const.UC_TLB_VIRTUAL)  # type: ignore[attr-defined]
         #: Translation on TLB misses, in C, mirroring `mmu` for the running context.
         self._tlb = TlbFill(memory, until_page=_UNTIL_PAGE, zero_page=ZERO_PAGE)
         self._tlb.attach(self.uc)
@@ -281,7 +282,7 @@ class Core:
             cext.hook_add(self.uc, uc_const.UC_HOOK_CODE, self._site_fn, 0, begin=addr, end=addr)
             self._hooked.add(addr)
         if new:
-            self.uc.ctl_flush_tb()
+            self.uc.ctl_flush_tb()  # type: ignore[attr-defined]
 
     # -- time ----------------------------------------------------------------------------
     @property
@@ -412,7 +413,7 @@ class Core:
 
     def flush_code_caches(self) -> None:
         """Forget translated code (after the host wrote guest code)."""
-        self.uc.ctl_flush_tb()
+        self.uc.ctl_flush_tb()  # type: ignore[attr-defined]
         self._sc_lev.clear()
 
     def flush_tlb(self) -> None:
@@ -517,7 +518,7 @@ class Core:
             return None
         return -(-expiry * 1_000_000_000 // self.timebase_hz)
 
-    def _on_intr(self, _uc: int, intno: int, _ud: int) -> None:
+    def _on_intr(self, _uc: object, intno: int, _ud: object) -> None:
         self._regs.clear()
         try:
             self._intr(intno)
@@ -588,8 +589,9 @@ class Core:
         return res[0] | (pc & 0xFFF)
 
     # -- sensitive instructions and native routines --------------------------------------
-    def _on_site(self, _uc: int, addr: int, _size: int, _ud: int) -> None:
-        # One frame: this runs twice per event (the native dispatch, then rfid).
+    def _on_site(self, _uc: object, addr: int, _size: int, _ud: object) -> None:
+        # One frame: this runs twice per event (the native dispatch, then rfid).  ctypes
+        # passes a NULL void* as None, hence `object` for the pointers (mypyc checks).
         self._regs.clear()
         try:
             state = self.state

@@ -35,10 +35,10 @@ def domctl(xen: Hypervisor, core: Core, v: Vcpu) -> int:
     cmd = op["cmd"]
     if cmd == abi.XEN_DOMCTL_createdomain:
         name = raw[20:36].rstrip(b"\0").decode("ascii", "replace") or "domU"
-        dom = xen.create_domain(name)
-        xen.rec.emit(K.DOM_CREATE, core.now_ns(), core.cpu_id, dom.domid, -1, 0, 0, 0, 0)
+        created = xen.create_domain(name)
+        xen.rec.emit(K.DOM_CREATE, core.now_ns(), core.cpu_id, created.domid, -1, 0, 0, 0, 0)
         out = bytearray(raw)
-        out[8:10] = dom.domid.to_bytes(2, "big")
+        out[8:10] = created.domid.to_bytes(2, "big")
         try:
             comm.copy_to_guest(handle, bytes(out))
         except XencommError as err:

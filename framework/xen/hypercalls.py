@@ -90,7 +90,7 @@ def hypercall_entry(xen: Hypervisor) -> Callable[[Core], None]:
             result = -ENOSYS if r3 & XEN_MARK == XEN_MARK else abi.H_FUNCTION
         else:
             result = handler(xen, core, v)
-        if result is CONTINUATION:
+        if result == CONTINUATION:
             core.pc = core.pc - 4
             rec.emit(K.HCALL_CONTINUATION, core.now_ns(), core.cpu_id, dom.domid, v.vcpu_id, nr)
             result_value = 0
@@ -111,11 +111,8 @@ def hypercall_entry(xen: Hypervisor) -> Callable[[Core], None]:
     return entry
 
 
-class _Continuation(int):
-    """Sentinel result: re-execute the `sc` with the (updated) arguments."""
-
-
-CONTINUATION = _Continuation(0)
+#: Sentinel result: re-execute the `sc` with the (updated) arguments (no hcall returns it).
+CONTINUATION = -(1 << 72)
 
 
 def _papr_handler(token: int) -> Handler | None:
@@ -449,23 +446,23 @@ def do_event_channel_op(xen: Hypervisor, core: Core, v: Vcpu) -> int:
         return 0
     if cmd == abi.EVTCHNOP_bind_vcpu:
         port, vid = arg["port"], arg["vcpu"]
-        p = dom.evtchn.get(port)
-        if p is None or vid >= len(dom.vcpus):
+        bp = dom.evtchn.get(port)
+        if bp is None or vid >= len(dom.vcpus):
             return -EINVAL
-        if p.state not in (
+        if bp.state not in (
             PortState.INTERDOMAIN,
             PortState.UNBOUND,
             PortState.VIRQ,
             PortState.PIRQ,
         ):
             return -EINVAL
-        p.notify_vcpu = vid
+        bp.notify_vcpu = vid
         return 0
     if cmd == abi.EVTCHNOP_status:
         owner = _domain_arg(xen, v, arg["dom"])
         if owner is None:
             return -ESRCH
-        p = owner.evtchn.get(arg["port"]) if owner.evtchn.valid(arg["port"]) else None
+        sp = owner.evtchn.get(arg["port"]) if owner.evtchn.valid(arg["port"]) else None
         status = {
             None: abi.EVTCHNSTAT_closed,
             PortState.RESERVED: abi.EVTCHNSTAT_closed,
@@ -474,13 +471,13 @@ def do_event_channel_op(xen: Hypervisor, core: Core, v: Vcpu) -> int:
             PortState.VIRQ: abi.EVTCHNSTAT_virq,
             PortState.IPI: abi.EVTCHNSTAT_ipi,
             PortState.PIRQ: abi.EVTCHNSTAT_pirq,
-        }[p.state if p is not None else None]
-        out = {"status": status, "vcpu": p.notify_vcpu if p else 0}
-        if p is not None and p.state in (PortState.UNBOUND, PortState.INTERDOMAIN):
-            out["u_dom"] = p.remote_dom
-            out["u_port"] = p.remote_port
-        elif p is not None and p.state == PortState.VIRQ:
-            out["u_virq"] = p.virq
+        }[sp.state if sp is not None else None]
+        out = {"status": status, "vcpu": sp.notify_vcpu if sp else 0}
+        if sp is not None and sp.state in (PortState.UNBOUND, PortState.INTERDOMAIN):
+            out["u_dom"] = sp.remote_dom
+            out["u_port"] = sp.remote_port
+        elif sp is not None and sp.state == PortState.VIRQ:
+            out["u_virq"] = sp.virq
         return reply(**out)
     return -ENOSYS
 

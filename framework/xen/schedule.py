@@ -81,7 +81,7 @@ class PhysicalCpu:
         core = self.core
         clock = core.clock_hz
         while True:
-            now = env.now
+            now = int(env.now)
             if now >= self.next_tick_ns:
                 self._tick(now)
             if self.pending_ipis:
@@ -109,7 +109,7 @@ class PhysicalCpu:
                 idle_from = now
                 yield wakeup
                 self.wakeup = None
-                self.idle_ns += env.now - idle_from
+                self.idle_ns += int(env.now) - idle_from
                 continue
             end = min(self.slice_end_ns, self.next_tick_ns)
             if xen.others_busy(self.cpu):

@@ -1,0 +1,60 @@
+"""Which modules run compiled by mypyc (see setup.py), and whether that build is stale.
+
+The compiled extension of a module shadows its `.py`: after an edit, the old build keeps
+running until the project is reinstalled.  `stale_modules` finds such modules and the
+simulation warns about them once, so an edit that seems to change nothing is explained.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import warnings
+
+#: The hot path: every simulated event passes through these (kept equal to setup.py's
+#: MYPYC_MODULES by tests/test_compiled.py).
+MYPYC_MODULES = (
+    "framework.hw970.core",
+    "framework.xen.evtchn",
+    "framework.xen.hypercalls",
+    "framework.xen.hypervisor",
+    "framework.xen.sched_credit",
+    "framework.xen.schedule",
+)
+
+
+def module_origin(name: str) -> str:
+    """The file `name` is imported from (a `.py`, or the compiled extension)."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None:
+        raise ImportError(f"module {name} not found")
+    return spec.origin
+
+
+def compiled_modules() -> list[str]:
+    """The modules of MYPYC_MODULES that import as compiled extensions."""
+    return [m for m in MYPYC_MODULES if not module_origin(m).endswith(".py")]
+
+
+def stale_modules() -> list[str]:
+    """Compiled modules whose `.py` source was changed after the build."""
+    out = []
+    for name in compiled_modules():
+        origin = module_origin(name)
+        source = os.path.join(os.path.dirname(origin), name.rpartition(".")[2] + ".py")
+        if os.path.exists(source) and os.path.getmtime(source) > os.path.getmtime(origin):
+            out.append(name)
+    return out
+
+
+@functools.cache
+def warn_if_stale() -> None:
+    """Warn (once per process) when an edited module still runs its old compiled build."""
+    stale = stale_modules()
+    if stale:
+        warnings.warn(
+            f"{', '.join(stale)}: the source is newer than the compiled build, which is what "
+            "runs; reinstall (pip install -e .) to rebuild",
+            stacklevel=2,
+        )

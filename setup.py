@@ -1,0 +1,49 @@
+"""Build of the compiled parts.
+
+Two kinds, both optional for reading the code but built by every install:
+
+- C hooks Unicorn calls without entering Python (`framework/hw970/_icount.c`, the block
+  hook that counts instructions; `_mmu.c`, the TLB fill) and the trace recorder's emit
+  (`framework/trace/_emit.c`).
+- The modules every simulated event passes through, compiled from their (unchanged,
+  type-annotated) Python source with mypyc: the core's hooks, Xen's hypercall entry,
+  scheduler, event channels.  The `.py` files stay the source of truth; after editing one
+  of `MYPYC_MODULES`, reinstall (`pip install -e .`) or the old build keeps running -
+  `framework.compiled` warns when a compiled module is older than its source.
+  `XEN970_PURE_PYTHON=1` at install time skips mypyc (everything runs interpreted).
+
+setup.py rather than pyproject.toml alone: mypycify generates the extension list.
+"""
+
+from __future__ import annotations
+
+import os
+
+from setuptools import Extension, setup
+
+C_EXTENSIONS = [
+    Extension("framework.hw970._icount", ["framework/hw970/_icount.c"]),
+    Extension("framework.hw970._mmu", ["framework/hw970/_mmu.c"]),
+    Extension("framework.trace._emit", ["framework/trace/_emit.c"]),
+]
+
+#: Kept in step with `framework.compiled.MYPYC_MODULES` (a test checks it).
+MYPYC_MODULES = [
+    "framework/hw970/core.py",
+    "framework/xen/evtchn.py",
+    "framework/xen/hypercalls.py",
+    "framework/xen/hypervisor.py",
+    "framework/xen/sched_credit.py",
+    "framework/xen/schedule.py",
+]
+
+
+def compiled_modules() -> list[Extension]:
+    if os.environ.get("XEN970_PURE_PYTHON"):
+        return []
+    from mypyc.build import mypycify
+
+    return mypycify(MYPYC_MODULES, opt_level="3", group_name="framework._hotpath")
+
+
+setup(ext_modules=C_EXTENSIONS + compiled_modules())
