@@ -29,12 +29,25 @@ C_EXTENSIONS = [
 
 #: Kept in step with `framework.compiled.MYPYC_MODULES` (a test checks it).
 MYPYC_MODULES = [
+    "framework/guest/grants.py",
+    "framework/guest/kmem.py",
+    "framework/guest/ring.py",
     "framework/hw970/core.py",
+    "framework/hw970/disk.py",
+    "framework/hw970/iommu.py",
+    "framework/hw970/link.py",
+    "framework/hw970/memory.py",
+    "framework/xen/abi.py",
+    "framework/xen/domain.py",
     "framework/xen/evtchn.py",
     "framework/xen/hypercalls.py",
     "framework/xen/hypervisor.py",
+    "framework/xen/ioabi.py",
+    "framework/xen/papr.py",
     "framework/xen/sched_credit.py",
     "framework/xen/schedule.py",
+    "framework/xen/tce.py",
+    "framework/xen/xencomm.py",
 ]
 
 

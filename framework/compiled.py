@@ -15,12 +15,25 @@ import warnings
 #: The hot path: every simulated event passes through these (kept equal to setup.py's
 #: MYPYC_MODULES by tests/test_compiled.py).
 MYPYC_MODULES = (
+    "framework.guest.grants",
+    "framework.guest.kmem",
+    "framework.guest.ring",
     "framework.hw970.core",
+    "framework.hw970.disk",
+    "framework.hw970.iommu",
+    "framework.hw970.link",
+    "framework.hw970.memory",
+    "framework.xen.abi",
+    "framework.xen.domain",
     "framework.xen.evtchn",
     "framework.xen.hypercalls",
     "framework.xen.hypervisor",
+    "framework.xen.ioabi",
+    "framework.xen.papr",
     "framework.xen.sched_credit",
     "framework.xen.schedule",
+    "framework.xen.tce",
+    "framework.xen.xencomm",
 )
 
 

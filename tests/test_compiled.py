@@ -39,12 +39,13 @@ def test_compiled_modules_are_those_with_an_extension() -> None:
 
 def test_an_edited_source_is_reported_stale(monkeypatch: pytest.MonkeyPatch) -> None:
     name = compiled.MYPYC_MODULES[0]
-    origins = {name: "/build/framework/hw970/core.cpython-311-x86_64-linux-gnu.so"}
+    stem = "/build/" + name.replace(".", "/")
+    built, source = stem + ".cpython-311-x86_64-linux-gnu.so", stem + ".py"
     monkeypatch.setattr(compiled, "compiled_modules", lambda: [name])
-    monkeypatch.setattr(compiled, "module_origin", origins.__getitem__)
-    times = {origins[name]: 100.0, "/build/framework/hw970/core.py": 200.0}
+    monkeypatch.setattr(compiled, "module_origin", {name: built}.__getitem__)
+    times = {built: 100.0, source: 200.0}
     monkeypatch.setattr(os.path, "exists", lambda p: p in times)
     monkeypatch.setattr(os.path, "getmtime", times.__getitem__)
     assert compiled.stale_modules() == [name]
-    times["/build/framework/hw970/core.py"] = 50.0
+    times[source] = 50.0
     assert compiled.stale_modules() == []

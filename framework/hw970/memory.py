@@ -30,7 +30,7 @@ class MachineMemory:
             raise ValueError(f"machine memory size {size:#x} is not a positive number of pages")
         self.size = size
         self._map = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-        self._cbuf = ctypes.c_char.from_buffer(self._map)
+        self._cbuf: ctypes.c_char | None = ctypes.c_char.from_buffer(self._map)
         #: Host address of the mapping, handed to every Unicorn core (mem_map_ptr).
         self.ptr = ctypes.addressof(self._cbuf)
         self.buf = memoryview(self._map)
@@ -108,5 +108,5 @@ class MachineMemory:
     def close(self) -> None:
         """Release the mapping (only once no core uses it any more)."""
         self.buf.release()
-        del self._cbuf
+        self._cbuf = None  # the export must be gone before the mmap can close
         self._map.close()
