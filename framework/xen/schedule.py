@@ -56,8 +56,8 @@ class PhysicalCpu:
             self.send_ipi(IPI_EVENT_CHECK, from_cpu)
         elif self.in_slice:
             self.core.request_stop()
-        elif self.wakeup is not None and not self.wakeup.triggered:
-            self.wakeup.succeed()  # a timer/softirq on this CPU found work while it idled
+        else:
+            self._wake_idle()  # a timer/softirq on this CPU found work while it idled
 
     def send_ipi(self, ipi: int, from_cpu: int) -> None:
         xen = self.xen
@@ -71,8 +71,13 @@ class PhysicalCpu:
         xen.rec.emit(K.IPI_SEND, t, from_cpu, -1, -1, self.cpu, ipi)
         self.pending_ipis.append((ipi, from_cpu))
         xen.machine.mpic.send_ipi(self.cpu, ipi)
-        if self.wakeup is not None and not self.wakeup.triggered:
-            self.wakeup.succeed()
+        self._wake_idle()
+
+    def _wake_idle(self) -> None:
+        """End the CPU's idle wait, if it is waiting."""
+        wakeup = self.wakeup
+        if wakeup is not None and not wakeup.triggered:
+            wakeup.succeed()
 
     # -- the process ---------------------------------------------------------------------
     def run(self) -> simpy.events.ProcessGenerator:
@@ -138,9 +143,7 @@ class PhysicalCpu:
             yield env.timeout(dt)
 
     def _tick_due(self, _ev: simpy.Event) -> None:
-        wakeup = self.wakeup
-        if wakeup is not None and not wakeup.triggered:
-            wakeup.succeed()
+        self._wake_idle()
 
     def _can_continue(self, v: Vcpu) -> bool:
         return not (v.blocking or v.yielding or v.going_down) and v.runstate == Runstate.RUNNING
