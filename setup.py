@@ -2,9 +2,10 @@
 
 Two kinds, both optional for reading the code but built by every install:
 
-- C hooks Unicorn calls without entering Python (`framework/hw970/_icount.c`, the block
-  hook that counts instructions; `_mmu.c`, the TLB fill) and the trace recorder's emit
-  (`framework/trace/_emit.c`).
+- C code Unicorn calls without entering Python, or that calls Unicorn without ctypes:
+  `framework/hw970/_ucglue.c` (the cores' register, emulation and context calls, their
+  hook trampolines and the block hook that counts instructions), `_mmu.c` (the TLB fill)
+  and the trace recorder's emit (`framework/trace/_emit.c`).
 - The modules every simulated event passes through, compiled from their (unchanged,
   type-annotated) Python source with mypyc: the core's hooks, Xen's hypercall entry,
   scheduler, event channels.  The `.py` files stay the source of truth; after editing one
@@ -22,8 +23,8 @@ import os
 from setuptools import Extension, setup
 
 C_EXTENSIONS = [
-    Extension("framework.hw970._icount", ["framework/hw970/_icount.c"]),
     Extension("framework.hw970._mmu", ["framework/hw970/_mmu.c"]),
+    Extension("framework.hw970._ucglue", ["framework/hw970/_ucglue.c"]),
     Extension("framework.trace._emit", ["framework/trace/_emit.c"]),
 ]
 

@@ -30,7 +30,7 @@ from unicorn.ppc_const import (
 )
 from unicorn.unicorn_py3 import unicorn as _ucmod
 
-from framework.hw970 import cext, icount
+from framework.hw970 import _ucglue, cext
 from framework.hw970.memory import MachineMemory
 from framework.hw970.mmu import Fault, Mmu, TranslationState
 from framework.hw970.regs import (
@@ -73,16 +73,10 @@ if TYPE_CHECKING:
     from unicorn.unicorn_py3.unicorn import UcContext
 
 UNTIL_NEVER = 0xFFFFFFFFFFFFFFFC
-_HOOK_CODE_CFUNC = ctypes.CFUNCTYPE(
-    None, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint32, ctypes.c_void_p
-)
-_HOOK_INTR_CFUNC = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p)
 _UNTIL_PAGE = UNTIL_NEVER & ~0xFFF
 #: Machine page kept zero by the machine (Xen's area): what the `until` page maps to.
 ZERO_PAGE = 0
 _MASK64 = 0xFFFFFFFFFFFFFFFF
-#: uc_ctl code of UC_CTL_TLB_FLUSH (a write with no arguments), as the binding encodes it.
-_CTL_TLB_FLUSH = (uc_const.UC_CTL_IO_WRITE << 30) | uc_const.UC_CTL_TLB_FLUSH
 
 # Unicorn interrupt numbers (QEMU's POWERPC_EXCP_*) seen through UC_HOOK_INTR.
 _INTR_PROGRAM = 6
@@ -193,6 +187,8 @@ class ArchState:
     pir: int = 0
     #: Unicorn's own register file (GPRs, CR, LR, CTR, XER, FPRs, PC) while switched out.
     uc_ctx: UcContext | None = None
+    #: Address of uc_ctx's uc_context (what the C glue takes), valid while uc_ctx is set.
+    uc_ctx_addr: int = 0
     #: Initial register values to load instead of uc_ctx (a fresh context).
     boot_regs: dict[int, int] | None = None
     #: Who this context belongs to (the hypervisor's VCPU object); opaque to hw970.
@@ -232,28 +228,15 @@ class Core:
         #: Translation on TLB misses, in C, mirroring `mmu` for the running context.
         self._tlb = TlbFill(memory, until_page=_UNTIL_PAGE, zero_page=ZERO_PAGE)
         self._tlb.attach(self.uc)
-        # Python hooks are registered as bare ctypes callbacks (not through the binding's
-        # wrappers: two Python frames less per call); an exception in one is kept in
-        # `_hook_error`, stops emulation and is raised again when emu_start returns.
-        self._hook_error: BaseException | None = None
-        self._intr_cb = _HOOK_INTR_CFUNC(self._on_intr)
-        self._site_cb = _HOOK_CODE_CFUNC(self._on_site)
-        self._site_fn = ctypes.cast(self._site_cb, ctypes.c_void_p).value or 0
-        intr_fn = ctypes.cast(self._intr_cb, ctypes.c_void_p).value or 0
-        cext.hook_add(self.uc, uc_const.UC_HOOK_INTR, intr_fn, 0)
-        self._ic = icount.attach(self.uc)
-        self._uch = self.uc._uch  # type: ignore[attr-defined]
-        self._reg_buf = ctypes.c_uint64()
-        self._reg_ref = ctypes.byref(self._reg_buf)
-        self._reg_read = _ucmod.uclib.uc_reg_read
-        self._reg_write = _ucmod.uclib.uc_reg_write
+        # The hot Unicorn calls, the hook trampolines and the instruction counter are
+        # in C (`_ucglue.c`); an exception a hook handler raises stops emulation and is
+        # raised again by `emu_start`.
+        self._glue = _new_glue(self.uc, self._on_intr, self._on_site)
+        glue_data = self._glue.address
+        cext.hook_add(self.uc, uc_const.UC_HOOK_INTR, _ucglue.HOOK_INTR, glue_data)
+        cext.hook_add(self.uc, uc_const.UC_HOOK_BLOCK, _ucglue.HOOK_BLOCK, glue_data)
+        # GPRs by number and the PC as -1, as read or written since emulation last ran.
         self._regs: dict[int, int] = {}
-        self._emu_start = _ucmod.uclib.uc_emu_start
-        self._emu_stop = _ucmod.uclib.uc_emu_stop
-        # Context switches and TLB flushes happen on every switch: the C calls directly.
-        self._ctx_save = _ucmod.uclib.uc_context_save
-        self._ctx_restore = _ucmod.uclib.uc_context_restore
-        self._uc_ctl = _ucmod.uclib.uc_ctl
         self._sc_lev: dict[tuple[int, int], int] = {}
         #: The context saved last (and its save count), while nothing else ran here since.
         self._parked: tuple[ArchState, int] | None = None
@@ -279,7 +262,14 @@ class Core:
         """Hook every trap/native address not hooked yet; flush stale translations."""
         new = [a for a in list(self.traps) + list(self.natives) if a not in self._hooked]
         for addr in new:
-            cext.hook_add(self.uc, uc_const.UC_HOOK_CODE, self._site_fn, 0, begin=addr, end=addr)
+            cext.hook_add(
+                self.uc,
+                uc_const.UC_HOOK_CODE,
+                _ucglue.HOOK_CODE,
+                self._glue.address,
+                begin=addr,
+                end=addr,
+            )
             self._hooked.add(addr)
         if new:
             self.uc.ctl_flush_tb()  # type: ignore[attr-defined]
@@ -287,11 +277,11 @@ class Core:
     # -- time ----------------------------------------------------------------------------
     @property
     def executed(self) -> int:
-        return self._ic.executed
+        return self._glue.executed
 
     def now_ns(self) -> int:
         """Simulated time at this point of the running slice."""
-        cycles = self._ic.executed + self.extra_cycles
+        cycles = self._glue.executed + self.extra_cycles
         return self.slice_start_ns + cycles * 1_000_000_000 // self.clock_hz
 
     def timebase(self) -> int:
@@ -309,50 +299,47 @@ class Core:
         # Round up: the slice must reach t_ns, so what is due then is seen at its end.
         cycles = -(-(t_ns - self.slice_start_ns) * self.clock_hz // 1_000_000_000)
         insns = max(cycles - self.extra_cycles, 0)
-        self._ic.budget = min(self._ic.budget, insns)
+        self._glue.budget = min(self._glue.budget, insns)
 
     def request_stop(self) -> None:
         """End the slice as soon as control is back in the core loop."""
         self._stop = True
-        self._emu_stop(self._uch)
+        self._glue.emu_stop()
 
     # -- registers -----------------------------------------------------------------------
-    # Hypercalls and natives touch registers constantly: call uc_reg_read/uc_reg_write
-    # directly with one preallocated buffer (half the cost of the generic binding), and
-    # remember what was read or written (GPRs by number, the PC as -1) until emulation
-    # runs again: a hypercall's arguments are read by its entry, its trace record and
-    # its handler.  Writes go straight through to Unicorn.
+    # Hypercalls and natives touch registers constantly: remember what was read or
+    # written (GPRs by number, the PC as -1) until emulation runs again, since a
+    # hypercall's arguments are read by its entry, its trace record and its handler.
+    # Writes go straight through to Unicorn.
     def gpr(self, n: int) -> int:
         value = self._regs.get(n)
         if value is None:
-            self._reg_read(self._uch, UC_PPC_REG_0 + n, self._reg_ref)
-            value = self._regs[n] = self._reg_buf.value
+            value = self._regs[n] = self._glue.reg_read(UC_PPC_REG_0 + n)
         return value
 
     def set_gpr(self, n: int, value: int) -> None:
         value &= _MASK64
-        self._reg_buf.value = self._regs[n] = value
-        self._reg_write(self._uch, UC_PPC_REG_0 + n, self._reg_ref)
+        self._regs[n] = value
+        self._glue.reg_write(UC_PPC_REG_0 + n, value)
 
     def reg(self, reg: int) -> int:
         """Any Unicorn register by its UC_PPC_REG_* id (LR, CTR, ...)."""
-        self._reg_read(self._uch, reg, self._reg_ref)
-        return self._reg_buf.value
+        value: int = self._glue.reg_read(reg)
+        return value
 
     @property
     def pc(self) -> int:
         value = self._regs.get(-1)
         if value is None:
-            self._reg_read(self._uch, UC_PPC_REG_PC, self._reg_ref)
-            value = self._regs[-1] = self._reg_buf.value
+            value = self._regs[-1] = self._glue.reg_read(UC_PPC_REG_PC)
         return value
 
     @pc.setter
     def pc(self, value: int) -> None:
         # uc_reg_write itself makes a PC write inside a hook redirect emulation.
         value &= _MASK64
-        self._reg_buf.value = self._regs[-1] = value
-        self._reg_write(self._uch, UC_PPC_REG_PC, self._reg_ref)
+        self._regs[-1] = value
+        self._glue.reg_write(UC_PPC_REG_PC, value)
 
     @property
     def msr(self) -> int:
@@ -366,8 +353,7 @@ class Core:
         self._tlb.st.msr = value | MSR_SF
         mirror = MSR_SF | (value & MSR_UC_MIRROR)
         if mirror != self._uc_msr:
-            self._reg_buf.value = mirror
-            self._reg_write(self._uch, UC_PPC_REG_MSR, self._reg_ref)
+            self._glue.reg_write(UC_PPC_REG_MSR, mirror)
             self._uc_msr = mirror
 
     # -- context switching ---------------------------------------------------------------
@@ -387,11 +373,11 @@ class Core:
         if state.boot_regs is not None:
             regs = state.boot_regs
             for n in range(32):
-                self.uc.reg_write(UC_PPC_REG_0 + n, regs.get(n, 0))
-            self.uc.reg_write(UC_PPC_REG_PC, regs.get(-1, 0))
+                self._glue.reg_write(UC_PPC_REG_0 + n, regs.get(n, 0))
+            self._glue.reg_write(UC_PPC_REG_PC, regs.get(-1, 0))
             state.boot_regs = None
         elif state.uc_ctx is not None:
-            _check(self._ctx_restore(self._uch, state.uc_ctx.context))
+            self._glue.context_restore(state.uc_ctx_addr)
         self._uc_msr = -1
         self.set_msr(state.tr.msr)
         # A different partition's mappings: the emulated TLB must not keep the old ones.
@@ -403,8 +389,9 @@ class Core:
         if state is not None:
             if state.uc_ctx is None:
                 state.uc_ctx = self.uc.context_save()
+                state.uc_ctx_addr = ctypes.cast(state.uc_ctx.context, ctypes.c_void_p).value or 0
             else:
-                _check(self._ctx_save(self._uch, state.uc_ctx.context))
+                self._glue.context_save(state.uc_ctx_addr)
             state.saves += 1
             self._parked = (state, state.saves)
         self.state = None
@@ -421,7 +408,7 @@ class Core:
         context is loaded: reload them into the fill hook and drop the emulated TLB."""
         if self.state is not None:
             self._tlb.load(self.state.tr)
-        _check(self._uc_ctl(self._uch, _CTL_TLB_FLUSH))
+        self._glue.tlb_flush()
 
     # -- running -------------------------------------------------------------------------
     def run(self, budget: int, start_ns: int) -> int:
@@ -430,7 +417,7 @@ class Core:
         Returns the number of instructions executed; `extra_cycles` holds the cycles
         charged by Xen/native work during the slice.
         """
-        st = self._ic
+        st = self._glue
         st.executed = 0
         st.budget = budget
         st.stopped = 0
@@ -441,14 +428,11 @@ class Core:
         tlb = self._tlb.st
         while not self._stop and self.state is not None and st.executed < st.budget:
             tlb.fault_set = 0
-            self._hook_error = None
             try:
-                status = self._emu_start(self._uch, self.pc, UNTIL_NEVER, 0, 0)
+                status = st.emu_start(self.pc, UNTIL_NEVER)
                 self._regs.clear()
                 if status != uc_const.UC_ERR_OK:
                     raise UcError(status)
-                if self._hook_error is not None:
-                    raise self._hook_error
             except UcError as err:
                 fault = self._tlb.take_fault()
                 if fault is None:
@@ -471,7 +455,7 @@ class Core:
 
     def _fix_count_partial_block(self, pc: int, completed: bool) -> None:
         """Take back the part of the current block that did not run."""
-        st = self._ic
+        st = self._glue
         end = st.last_block + st.last_size
         if st.last_block <= pc < end:
             st.executed -= (end - pc) >> 2
@@ -518,17 +502,9 @@ class Core:
             return None
         return -(-expiry * 1_000_000_000 // self.timebase_hz)
 
-    def _on_intr(self, _uc: object, intno: int, _ud: object) -> None:
+    def _on_intr(self, intno: int) -> None:
         self._regs.clear()
-        try:
-            self._intr(intno)
-        except BaseException as err:  # noqa: BLE001 - kept and raised after emu_start
-            self._hook_failed(err)
-
-    def _hook_failed(self, err: BaseException) -> None:
-        if self._hook_error is None:
-            self._hook_error = err
-        self._emu_stop(self._uch)
+        self._intr(intno)
 
     def _intr(self, intno: int) -> None:
         state = self.state
@@ -551,7 +527,7 @@ class Core:
                 self.deliver(VEC_SYSCALL, pc)
             return
         if intno in (_INTR_PROGRAM, _INTR_HV_EMU):
-            self._ic.executed -= 1
+            self._glue.executed -= 1
             bits = SRR1_PROGRAM_ILLEGAL
             if intno == _INTR_PROGRAM:
                 word = self.memory.read_u32(self._phys_of_pc(pc - 4))
@@ -589,81 +565,77 @@ class Core:
         return res[0] | (pc & 0xFFF)
 
     # -- sensitive instructions and native routines --------------------------------------
-    def _on_site(self, _uc: object, addr: int, _size: int, _ud: object) -> None:
-        # One frame: this runs twice per event (the native dispatch, then rfid).  ctypes
-        # passes a NULL void* as None, hence `object` for the pointers (mypyc checks).
+    def _on_site(self, addr: int) -> None:
+        # One frame: this runs twice per event (the native dispatch, then rfid).
         self._regs.clear()
-        try:
-            state = self.state
-            if state is None:
-                return
-            native = self.natives.get(addr)
-            if native is not None:
-                self._fix_count_partial_block(addr, completed=True)
-                self.pc = self.reg(UC_PPC_REG_LR)
-                native(self)
-                if self._stop:
-                    self._emu_stop(self._uch)
-                return
-            trap = self.traps.get(addr)
-            if trap is None:
-                return
+        state = self.state
+        if state is None:
+            return
+        native = self.natives.get(addr)
+        if native is not None:
             self._fix_count_partial_block(addr, completed=True)
-            kind, a, b = trap
-            msr = state.tr.msr
-            if (
-                msr & MSR_PR
-                and kind != TRAP_MFTB
-                and not (kind == TRAP_MFSPR and b in (SPR_TBL_R, SPR_TBU_R))
-            ):
+            self.pc = self.reg(UC_PPC_REG_LR)
+            native(self)
+            if self._stop:
+                self._glue.emu_stop()
+            return
+        trap = self.traps.get(addr)
+        if trap is None:
+            return
+        self._fix_count_partial_block(addr, completed=True)
+        kind, a, b = trap
+        msr = state.tr.msr
+        if (
+            msr & MSR_PR
+            and kind != TRAP_MFTB
+            and not (kind == TRAP_MFSPR and b in (SPR_TBL_R, SPR_TBU_R))
+        ):
+            self.deliver(VEC_PROGRAM, addr, srr1_bits=SRR1_PROGRAM_PRIV)
+            return
+        if kind == TRAP_RFID:
+            self._rfid(state)
+            return
+        next_pc = addr + 4
+        if kind == TRAP_MFSPR:
+            value = self._read_spr(state, b)
+            if value is None:
                 self.deliver(VEC_PROGRAM, addr, srr1_bits=SRR1_PROGRAM_PRIV)
                 return
-            if kind == TRAP_RFID:
-                self._rfid(state)
-                return
-            next_pc = addr + 4
-            if kind == TRAP_MFSPR:
-                value = self._read_spr(state, b)
-                if value is None:
-                    self.deliver(VEC_PROGRAM, addr, srr1_bits=SRR1_PROGRAM_PRIV)
-                    return
-                self.set_gpr(a, value)
-            elif kind == TRAP_MTSPR:
-                if not self._write_spr(state, b, self.gpr(a)):
-                    self.deliver(VEC_PROGRAM, addr, srr1_bits=SRR1_PROGRAM_PRIV)
-                    return
-            elif kind == TRAP_MFTB:
-                tb = self.timebase()
-                self.set_gpr(a, tb >> 32 if b == SPR_TBU_R else tb)
-            elif kind == TRAP_MFMSR:
-                self.set_gpr(a, state.tr.msr)
-            elif kind == TRAP_MTMSRD:
-                value = self.gpr(a)
-                if b:  # L=1: only EE and RI
-                    new = (msr & ~(MSR_EE | 2)) | (value & (MSR_EE | 2))
-                else:
-                    new = (value & ~MSR_GUEST_FORBIDDEN) | (msr & MSR_HV)
-                self.set_msr(new)
-                self.pc = next_pc
-                self.check_interrupts()
-                return
-            elif kind == TRAP_SLBMTE:
-                state.tr.slbmte(self.gpr(a), self.gpr(b))
-                self.flush_tlb()
-            elif kind == TRAP_SLBIE:
-                state.tr.slbie(self.gpr(a))
-                self.flush_tlb()
-            elif kind == TRAP_SLBIA:
-                state.tr.slbia()
-                self.flush_tlb()
-            elif kind == TRAP_TLBIE:
-                # Guests change page tables through H_ENTER/H_REMOVE; a tlbie from a guest is
-                # privileged on the 970 under a hypervisor.
+            self.set_gpr(a, value)
+        elif kind == TRAP_MTSPR:
+            if not self._write_spr(state, b, self.gpr(a)):
                 self.deliver(VEC_PROGRAM, addr, srr1_bits=SRR1_PROGRAM_PRIV)
                 return
+        elif kind == TRAP_MFTB:
+            tb = self.timebase()
+            self.set_gpr(a, tb >> 32 if b == SPR_TBU_R else tb)
+        elif kind == TRAP_MFMSR:
+            self.set_gpr(a, state.tr.msr)
+        elif kind == TRAP_MTMSRD:
+            value = self.gpr(a)
+            if b:  # L=1: only EE and RI
+                new = (msr & ~(MSR_EE | 2)) | (value & (MSR_EE | 2))
+            else:
+                new = (value & ~MSR_GUEST_FORBIDDEN) | (msr & MSR_HV)
+            self.set_msr(new)
             self.pc = next_pc
-        except BaseException as err:  # noqa: BLE001 - kept and raised after emu_start
-            self._hook_failed(err)
+            self.check_interrupts()
+            return
+        elif kind == TRAP_SLBMTE:
+            state.tr.slbmte(self.gpr(a), self.gpr(b))
+            self.flush_tlb()
+        elif kind == TRAP_SLBIE:
+            state.tr.slbie(self.gpr(a))
+            self.flush_tlb()
+        elif kind == TRAP_SLBIA:
+            state.tr.slbia()
+            self.flush_tlb()
+        elif kind == TRAP_TLBIE:
+            # Guests change page tables through H_ENTER/H_REMOVE; a tlbie from a guest is
+            # privileged on the 970 under a hypervisor.
+            self.deliver(VEC_PROGRAM, addr, srr1_bits=SRR1_PROGRAM_PRIV)
+            return
+        self.pc = next_pc
 
     def _rfid(self, state: ArchState) -> None:
         srr1 = state.srr1
@@ -730,9 +702,27 @@ class Core:
         return True
 
 
-def _check(status: int) -> None:
-    if status != uc_const.UC_ERR_OK:
-        raise UcError(status)
+def _new_glue(
+    uc: Uc, on_intr: Callable[[int], None], on_site: Callable[[int], None]
+) -> _ucglue.Glue:
+    """The C glue for `uc`, calling the functions of the binding's own libunicorn."""
+    lib = _ucmod.uclib
+
+    def fn(name: str) -> int:
+        return ctypes.cast(getattr(lib, name), ctypes.c_void_p).value or 0
+
+    return _ucglue.Glue(
+        uc._uch.value,  # type: ignore[attr-defined]
+        fn("uc_reg_read"),
+        fn("uc_reg_write"),
+        fn("uc_emu_start"),
+        fn("uc_emu_stop"),
+        fn("uc_context_save"),
+        fn("uc_context_restore"),
+        fn("uc_ctl"),
+        on_intr,
+        on_site,
+    )
 
 
 def _unhandled(what: str) -> SliceCallback:
