@@ -32,7 +32,7 @@ from framework.xen.ioabi import (
     PAGE_SIZE,
 )
 
-from .blkfront import BlkFront, BlkRequest, PageSegment
+from .blkfront import BlkFront, BlkRequest, DoneCallback, PageSegment
 from .kernel import NATIVE_CYCLES, GuestKernel
 from .kmem import KernelMemory
 
@@ -361,8 +361,16 @@ class BlockIo:
                 op,
                 sector,
                 page_segments(slot.pages, nbytes),
-                lambda c, status, req, s=slot: self._done(c, status, req, s),
+                self._completion(slot),
             )
+
+    def _completion(self, slot: _Slot) -> DoneCallback:
+        """The request's completion callback, bound to the slot it uses."""
+
+        def done(core: Core, status: int, req: BlkRequest) -> None:
+            self._done(core, status, req, slot)
+
+        return done
 
     @staticmethod
     def _fill(mem: KernelMemory, slot: _Slot, data: bytes) -> None:

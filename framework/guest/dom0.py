@@ -69,7 +69,7 @@ class StoreService:
         """XS_INTRODUCE: connect to the guest's store page and serve what it queued."""
         page = map_guest_page(self.kernel, core, domid, GNTTAB_RESERVED_XENSTORE, store_port)
         self.conns[domid] = page
-        self.kernel.port_handlers[page.port] = lambda c, _p, d=domid: self.on_guest_event(c, d)
+        self.kernel.port_handlers[page.port] = lambda c, _p: self.on_guest_event(c, domid)
         for target, msg in self.daemon.introduce_domain(domid, port=store_port):
             self._route(core, target, msg)
         self.on_guest_event(core, domid)
@@ -162,7 +162,7 @@ class ConsoleService:
         page = map_guest_page(self.kernel, core, domid, GNTTAB_RESERVED_CONSOLE, console_port)
         self.conns[domid] = page
         self.logs.setdefault(domid, [])
-        self.kernel.port_handlers[page.port] = lambda c, _p, d=domid: self.on_guest_event(c, d)
+        self.kernel.port_handlers[page.port] = lambda c, _p: self.on_guest_event(c, domid)
         self.on_guest_event(core, domid)
 
     def disconnect(self, core: Core, domid: int) -> None:

@@ -20,7 +20,7 @@ from .blkfront import BlkFront
 from .blockio import BlockIo
 from .netfront import NetFront
 from .netstream import NetSink, NetStream
-from .xenbus import XsReply
+from .xenbus import ReplyCallback, XsReply
 
 if TYPE_CHECKING:
     from .kernel import GuestKernel
@@ -58,7 +58,15 @@ class FrontendBus:
         xb = self.k.xenbus
         assert xb is not None
         for cls in _CLASSES:
-            xb.directory(core, f"{DEVICE_DIR}/{cls}", lambda c, r, cls=cls: self._listed(c, cls, r))
+            xb.directory(core, f"{DEVICE_DIR}/{cls}", self._lister(cls))
+
+    def _lister(self, cls: str) -> ReplyCallback:
+        """The reply to listing `device/<cls>`, bound to its class."""
+
+        def listed(core: Core, r: XsReply) -> None:
+            self._listed(core, cls, r)
+
+        return listed
 
     def _listed(self, core: Core, cls: str, r: XsReply) -> None:
         if r.error:

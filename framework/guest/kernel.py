@@ -274,10 +274,21 @@ class GuestKernel:
         core.flush_tlb()
 
     # -- trace -------------------------------------------------------------------------------
-    def emit(self, core: Core, kind: int, *fields: int, text: str | None = None) -> None:
+    def emit(
+        self,
+        core: Core,
+        kind: int,
+        f0: int = 0,
+        f1: int = 0,
+        f2: int = 0,
+        f3: int = 0,
+        *,
+        text: str | None = None,
+    ) -> None:
+        """One trace record from this VCPU: up to four fields (a record's width) and text."""
         assert core.state is not None
         self.os.rec.emit(
-            kind, core.now_ns(), core.cpu_id, self.domid, core.state.pir, *fields, text=text
+            kind, core.now_ns(), core.cpu_id, self.domid, core.state.pir, f0, f1, f2, f3, text
         )
 
     def op(
@@ -633,7 +644,7 @@ class GuestOS:
 
     def _start_workloads(self, core: Core, k: GuestKernel, vid: int) -> None:
         wl = k.spec.workload
-        hz = int(wl.get("timer-hz", 0) or 0)
+        hz = _workload_int(wl.get("timer-hz", 0) or 0, "timer-hz")
         if hz and vid in _int_list(wl.get("timer-vcpus")):
             period = 1_000_000_000 // hz
             k.bind_timer(core)
@@ -645,7 +656,10 @@ class GuestOS:
                 )
 
             k.add_timer(core, core.now_ns() + period, tick)
-        if wl.get("pingpong-role") and int(wl.get("pingpong-vcpu", 0)) == vid:
+        if (
+            wl.get("pingpong-role")
+            and _workload_int(wl.get("pingpong-vcpu", 0), "pingpong-vcpu") == vid
+        ):
             self._start_pingpong(core, k, vid)
         for params in workload_groups(wl, "console").values():
             if params.get("vcpu", 0) == vid:
@@ -671,22 +685,22 @@ class GuestOS:
         wl = k.spec.workload
         role = str(wl["pingpong-role"])
         k.pingpong_role = role
-        k.pingpong_rounds = int(wl.get("pingpong-rounds", 0))
+        k.pingpong_rounds = _workload_int(wl.get("pingpong-rounds", 0), "pingpong-rounds")
         if role == "ping":
             rc, out = k.op(
                 core,
                 abi.HYPERVISOR_event_channel_op,
                 abi.EVTCHNOP_bind_interdomain,
                 abi.EVTCHN_BIND_INTERDOMAIN,
-                remote_dom=int(wl["pingpong-peer"]),
-                remote_port=int(wl["pingpong-port"]),
+                remote_dom=_workload_int(wl["pingpong-peer"], "pingpong-peer"),
+                remote_port=_workload_int(wl["pingpong-port"], "pingpong-port"),
             )
             if rc != 0:
                 k.console(core, f"pingpong: bind_interdomain failed ({rc})")
                 return
             port = out["local_port"]
         else:
-            port = int(wl["pingpong-port"])
+            port = _workload_int(wl["pingpong-port"], "pingpong-port")
         k.pingpong_port = port
         if vid:
             k.op(
@@ -781,9 +795,16 @@ def _install_io_segment(tr: TranslationState, esid: int, index: int) -> None:
     tr.slbmte(kernel_vsid(esid) << 12, rb)
 
 
-def _int_list(value: object) -> list[int]:
+def _int_list(value: WorkloadValue | None) -> list[int]:
     if value is None:
         return []
     if isinstance(value, int):
         return [value]
-    return [int(x) for x in value]  # type: ignore[union-attr]
+    return [int(x) for x in value]
+
+
+def _workload_int(value: WorkloadValue, key: str) -> int:
+    """A workload parameter that must be one integer (an int or its decimal text)."""
+    if isinstance(value, list):
+        raise TypeError(f"workload {key!r} = {value!r} is a list; it must be one integer")
+    return int(value)

@@ -69,7 +69,7 @@ from .kernel import NATIVE_CYCLES, KernelError
 from .kmem import KernelMemory
 from .netfront import read_nodes
 from .ring import BackRing, RingError
-from .xenbus import backend_changed
+from .xenbus import Xenbus, backend_changed
 
 if TYPE_CHECKING:
     from .kernel import GuestKernel
@@ -189,6 +189,11 @@ class Vif:
     def connected(self) -> bool:
         return self.rings is not None
 
+    @property
+    def xb(self) -> Xenbus:
+        """dom0's xenbus, through the driver."""
+        return self.back.xb
+
     def __repr__(self) -> str:
         return f"Vif({self.name}, {self.state.name})"
 
@@ -197,7 +202,7 @@ class Vif:
         """Read the toolstack's nodes, take the link, publish what the frontend needs."""
         read_nodes(
             core,
-            self.k.xenbus,
+            self.xb,
             [f"{self.path}/frontend", f"{self.path}/bridge", f"{self.path}/mac"],
             self._got_nodes,
         )
@@ -219,7 +224,7 @@ class Vif:
             self._log(core, f"cannot set up: {e}")
             return
         self.mtu = self.link.params.mtu
-        xb = self.k.xenbus
+        xb = self.xb
         xb.write(core, f"{self.path}/mtu", str(self.mtu))
         xb.write(core, f"{self.path}/feature-rx-copy", "1")
         self._switch(core, XenbusState.InitWait)
@@ -227,7 +232,7 @@ class Vif:
 
     def _switch(self, core: Core, state: XenbusState) -> None:
         prev, self.state = self.state, state
-        self.k.xenbus.switch_state(core, self.path, state, prev)
+        self.xb.switch_state(core, self.path, state, prev)
 
     def _log(self, core: Core, what: str) -> None:
         """Say what went wrong on dom0's console (the trace) and keep the latest."""
@@ -241,14 +246,14 @@ class Vif:
             return
         self._disconnect(core, "device unplugged")
         if self.frontend_path:
-            self.k.xenbus.unwatch(core, f"{self.frontend_path}/state", self.token)
+            self.xb.unwatch(core, f"{self.frontend_path}/state", self.token)
         if r.error:
             self.back.vifs.pop((self.domid, self.devid), None)
         elif self.state != XenbusState.Closed:
             self._switch(core, XenbusState.Closed)
 
     def _frontend_changed(self, core: Core, _path: str, _token: str) -> None:
-        self.k.xenbus.read(core, f"{self.frontend_path}/state", self._got_frontend_state)
+        self.xb.read(core, f"{self.frontend_path}/state", self._got_frontend_state)
 
     def _got_frontend_state(self, core: Core, r: XsReply) -> None:
         if r.error:
@@ -267,7 +272,7 @@ class Vif:
             f = self.frontend_path
             read_nodes(
                 core,
-                self.k.xenbus,
+                self.xb,
                 [f"{f}/tx-ring-ref", f"{f}/rx-ring-ref", f"{f}/event-channel",
                  f"{f}/request-rx-copy"],
                 self._connect,
@@ -538,6 +543,14 @@ class NetBack:
         hw: NetHardware = self.k.os.hardware  # set by the simulation for dom0
         return hw
 
+    @property
+    def xb(self) -> Xenbus:
+        """dom0's xenbus (up before any driver starts)."""
+        xb = self.k.xenbus
+        if xb is None:
+            raise KernelError(f"d{self.k.domid}: netback: xenbus is not up")
+        return xb
+
     def start(self, core: Core) -> None:
         """Bind the network interrupt, then follow backend/vif."""
         k = self.k
@@ -555,7 +568,7 @@ class NetBack:
             return
         self.irq_port = out["port"]
         k.port_handlers[self.irq_port] = self._on_irq
-        k.xenbus.watch(core, BACKEND_DIR, "netback", self._changed)
+        self.xb.watch(core, BACKEND_DIR, "netback", self._changed)
 
     def begin(self, core: Core) -> KernelMemory:
         """Start a native call that touches rings: one fresh view of dom0's memory (a
@@ -580,7 +593,7 @@ class NetBack:
     # -- discovery -------------------------------------------------------------------------
     def _changed(self, core: Core, path: str, _token: str) -> None:
         """A node at or below backend/vif changed: probe, unplug or rescan."""
-        backend_changed(self.k.xenbus, core, path, BACKEND_DIR, self.vifs, self._probe)
+        backend_changed(self.xb, core, path, BACKEND_DIR, self.vifs, self._probe)
 
     def _probe(self, core: Core, domid: int, devid: int) -> None:
         if (domid, devid) in self.vifs:

@@ -52,7 +52,8 @@ from framework.xen.ioabi import (
 )
 
 from .bridge import gratuitous_arp, parse_mac
-from .kernel import NATIVE_CYCLES
+from .grants import GrantTableClient
+from .kernel import NATIVE_CYCLES, KernelError
 from .kmem import KernelMemory
 from .ring import FrontRing, RingProtocolError, SharedRing
 from .xenbus import Xenbus, XsReply
@@ -203,6 +204,24 @@ class NetFront:
         return self.state == XenbusState.Connected
 
     @property
+    def xb(self) -> Xenbus:
+        """The kernel's xenbus (up before any driver starts)."""
+        xb = self.k.xenbus
+        if xb is None:
+            raise KernelError(f"d{self.k.domid}: netfront {self.devid}: xenbus is not up")
+        return xb
+
+    @property
+    def grants(self) -> GrantTableClient:
+        """The kernel's own grant table (set up before any driver starts)."""
+        g = self.k.grants
+        if g is None:
+            raise KernelError(
+                f"d{self.k.domid}: netfront {self.devid}: the grant table is not set up"
+            )
+        return g
+
+    @property
     def max_frame(self) -> int:
         """The longest frame `send` accepts: header plus MTU."""
         return ETH_HLEN + self.mtu
@@ -239,7 +258,7 @@ class NetFront:
         core.charge(NATIVE_CYCLES)
         read_nodes(
             core,
-            self.k.xenbus,
+            self.xb,
             [f"{self.path}/backend", f"{self.path}/backend-id", f"{self.path}/mac"],
             self._got_nodes,
         )
@@ -254,7 +273,7 @@ class NetFront:
         mac = v[f"{self.path}/mac"]
         if mac is not None:
             self._set_mac(core, mac)
-        self.k.xenbus.watch(core, f"{self.backend_path}/state", self.token, self._backend_changed)
+        self.xb.watch(core, f"{self.backend_path}/state", self.token, self._backend_changed)
 
     def _set_mac(self, core: Core, text: str) -> None:
         try:
@@ -263,7 +282,7 @@ class NetFront:
             self._fatal(core, str(e))
 
     def _backend_changed(self, core: Core, _path: str, _token: str) -> None:
-        self.k.xenbus.read(core, f"{self.backend_path}/state", self._got_backend_state)
+        self.xb.read(core, f"{self.backend_path}/state", self._got_backend_state)
 
     def _got_backend_state(self, core: Core, r: XsReply) -> None:
         if r.error:
@@ -280,7 +299,7 @@ class NetFront:
         elif state == XenbusState.Connected and self.state == XenbusState.Initialised:
             read_nodes(
                 core,
-                self.k.xenbus,
+                self.xb,
                 [f"{self.backend_path}/mtu", f"{self.backend_path}/mac"],
                 self._got_backend_nodes,
             )
@@ -296,7 +315,7 @@ class NetFront:
 
     def _switch(self, core: Core, state: XenbusState) -> None:
         prev, self.state = self.state, state
-        self.k.xenbus.switch_state(core, self.path, state, prev)
+        self.xb.switch_state(core, self.path, state, prev)
 
     def _setup_rings(self, core: Core) -> None:
         k = self.k
@@ -307,14 +326,15 @@ class NetFront:
         SharedRing.init(mem, self.rx_gpa, NETIF_RX_RING.entry_bytes)
         self.tx = FrontRing(mem, self.tx_gpa, NETIF_TX_RING.entry_bytes)
         self.rx = FrontRing(mem, self.rx_gpa, NETIF_RX_RING.entry_bytes)
-        self.tx_ring_ref = k.grants.alloc_ref()
-        k.grants.grant_access(self.tx_ring_ref, self.backend_id, self.tx_gpa >> 12, False)
-        self.rx_ring_ref = k.grants.alloc_ref()
-        k.grants.grant_access(self.rx_ring_ref, self.backend_id, self.rx_gpa >> 12, False)
+        grants = self.grants
+        self.tx_ring_ref = grants.alloc_ref()
+        grants.grant_access(self.tx_ring_ref, self.backend_id, self.tx_gpa >> 12, False)
+        self.rx_ring_ref = grants.alloc_ref()
+        grants.grant_access(self.rx_ring_ref, self.backend_id, self.rx_gpa >> 12, False)
         for i in range(self.rx_buffers):
             gpa = k.pool.alloc()
-            ref = k.grants.alloc_ref()
-            k.grants.grant_access(ref, self.backend_id, gpa >> 12, False)
+            ref = grants.alloc_ref()
+            grants.grant_access(ref, self.backend_id, gpa >> 12, False)
             buf = _RxBuffer(i, gpa, ref)
             self._rx_all.append(buf)
             self._rx_spare.append(buf)
@@ -328,7 +348,7 @@ class NetFront:
                 return
         # In order: xenstored applies one connection's requests in sequence, so the backend
         # sees every node before it sees Initialised.
-        xb = k.xenbus
+        xb = self.xb
         xb.write(core, f"{self.path}/tx-ring-ref", str(self.tx_ring_ref))
         xb.write(core, f"{self.path}/rx-ring-ref", str(self.rx_ring_ref))
         xb.write(core, f"{self.path}/event-channel", str(self.port))
@@ -393,8 +413,9 @@ class NetFront:
         assert k.pool is not None
         gpa = k.pool.alloc()
         ring.sring.mem.write(gpa, frame)
-        ref = k.grants.alloc_ref()
-        k.grants.grant_access(ref, self.backend_id, gpa >> 12, True)  # the backend only reads
+        grants = self.grants
+        ref = grants.alloc_ref()
+        grants.grant_access(ref, self.backend_id, gpa >> 12, True)  # the backend only reads
         tx_id = heapq.heappop(self._tx_ids)
         ring.put_request(NetifTxRequest(ref, 0, 0, tx_id, len(frame)).pack())
         self.tx_inflight[tx_id] = _TxSlot(tx_id, gpa, ref, len(frame))
@@ -438,8 +459,9 @@ class NetFront:
     def _end_grant(self, core: Core, ref: int) -> bool:
         """End access to `ref` and free it; False (the ref kept for a retry) when the
         backend still has it mapped, which a copying backend never should."""
-        if self.k.grants.end_access(ref):
-            self.k.grants.free_ref(ref)
+        grants = self.grants
+        if grants.end_access(ref):
+            grants.free_ref(ref)
             return True
         self.busy_refs.append(ref)
         self.grant_errors += 1
@@ -530,10 +552,11 @@ class NetFront:
         self._maybe_close(core)
 
     def _retry_busy_refs(self, core: Core) -> None:
+        grants = self.grants
         still: list[int] = []
         for ref in self.busy_refs:
-            if self.k.grants.end_access(ref):
-                self.k.grants.free_ref(ref)
+            if grants.end_access(ref):
+                grants.free_ref(ref)
             else:
                 still.append(ref)
         self.busy_refs = still
@@ -590,5 +613,5 @@ class NetFront:
             self._rx_spare.clear()
             k.evtchn_close(core, self.port)
             self.tx = self.rx = None
-        k.xenbus.unwatch(core, f"{self.backend_path}/state", self.token)
+        self.xb.unwatch(core, f"{self.backend_path}/state", self.token)
         self._switch(core, XenbusState.Closed)

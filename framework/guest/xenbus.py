@@ -121,17 +121,17 @@ class Xenbus(ABC):
         if msg.type == xs.XS_WATCH_EVENT:
             parts = [p.decode() for p in msg.payload.split(b"\0")]
             if len(parts) >= 2:
-                cb = self._watches.get(parts[1])
-                if cb is not None:
-                    cb(core, parts[0], parts[1])
+                on_watch = self._watches.get(parts[1])
+                if on_watch is not None:
+                    on_watch(core, parts[0], parts[1])
             return
-        cb = self._pending.pop(msg.req_id, None)
-        if cb is None:
+        on_reply = self._pending.pop(msg.req_id, None)
+        if on_reply is None:
             return
         if msg.type == xs.XS_ERROR:
-            cb(core, XsReply(msg.type, b"", msg.payload.rstrip(b"\0").decode()))
+            on_reply(core, XsReply(msg.type, b"", msg.payload.rstrip(b"\0").decode()))
         else:
-            cb(core, XsReply(msg.type, msg.payload))
+            on_reply(core, XsReply(msg.type, msg.payload))
 
 
 class RingXenbus(Xenbus):
@@ -212,15 +212,20 @@ def scan_backend_devices(
     """List `<base>/<frontend domid>/<devid>` and call `found(core, domid, devid)` for each:
     how a backend discovers devices written before its watch fired."""
 
-    def devices(c: Core, r: XsReply, domid: int) -> None:
-        for name in [] if r.error else r.strings:
-            if name.isdigit():
-                found(c, domid, int(name))
+    def devices_of(domid: int) -> ReplyCallback:
+        """The reply to listing `<base>/<domid>` (a closure per domid, bound now)."""
+
+        def devices(c: Core, r: XsReply) -> None:
+            for name in [] if r.error else r.strings:
+                if name.isdigit():
+                    found(c, domid, int(name))
+
+        return devices
 
     def domains(c: Core, r: XsReply) -> None:
         for name in [] if r.error else r.strings:
             if name.isdigit():
-                xb.directory(c, f"{base}/{name}", lambda c2, r2, d=int(name): devices(c2, r2, d))
+                xb.directory(c, f"{base}/{name}", devices_of(int(name)))
 
     xb.directory(core, base, domains)
 

@@ -25,7 +25,7 @@ from framework.xen import abi
 from framework.xen.ioabi import XenbusState
 
 from .devctl import create_device
-from .xenbus import Xenbus, XsReply
+from .xenbus import WatchCallback, Xenbus, XsReply
 
 if TYPE_CHECKING:
     from .kernel import GuestKernel
@@ -138,13 +138,21 @@ class Xend:
                 core,
                 f"{path}/state",
                 f"xend:{domid}:{dev.kind}:{dev.devid}",
-                lambda c, _p, _t, d=dev, p=path: self._read_state(c, td, d, p),
+                self._state_watch(td, dev, path),
             )
         self.k.add_timer(
             core, core.now_ns() + UNPLUG_TIMEOUT_NS, lambda c, _d: self._timed_out(c, td)
         )
         td.armed = True
         self._maybe_release(core, td)
+
+    def _state_watch(self, td: _Teardown, dev: DeviceConfig, path: str) -> WatchCallback:
+        """The watch on one device's backend `state` during a teardown, bound to it."""
+
+        def changed(core: Core, _path: str, _token: str) -> None:
+            self._read_state(core, td, dev, path)
+
+        return changed
 
     def _read_state(self, core: Core, td: _Teardown, dev: DeviceConfig, path: str) -> None:
         def got(c: Core, r: XsReply) -> None:
