@@ -228,13 +228,25 @@ class Simulation:
             if start <= core.now_ns():
                 self._build_group(kernel, core, group)
             else:
-                kernel.add_timer(
-                    core, start, lambda c, _d, g=group: self._build_group(kernel, c, g)
-                )
+                kernel.add_timer(core, start, self._group_builder(kernel, group))
         for action in self.scenario.timeline:
-            kernel.add_timer(
-                core, max(action.at, core.now_ns()), lambda c, _d, a=action: self._act(c, a)
-            )
+            kernel.add_timer(core, max(action.at, core.now_ns()), self._actor(action))
+
+    def _group_builder(self, kernel: GuestKernel, group: list[int]) -> Callable[[Core, int], None]:
+        """A dom0 timer callback that builds `group` when it fires."""
+
+        def build(core: Core, _deadline: int) -> None:
+            self._build_group(kernel, core, group)
+
+        return build
+
+    def _actor(self, action: ConsoleInputAction | DestroyAction) -> Callable[[Core, int], None]:
+        """A dom0 timer callback that carries out a timeline action when it fires."""
+
+        def act(core: Core, _deadline: int) -> None:
+            self._act(core, action)
+
+        return act
 
     def _domctl(self, core: Core, cmd: int, domid: int) -> int:
         assert self.dom0_kernel is not None

@@ -232,6 +232,11 @@ class GuestKernel:
         )
 
     # -- 4 KiB I/O mappings ----------------------------------------------------------------
+    def memory(self, core: Core) -> KernelMemory:
+        """This kernel's view of its memory, for the native call `core` is running (a
+        `KernelMemory` follows the page tables as they were when it was made)."""
+        return KernelMemory(core)
+
     def map_4k(self, core: Core, gpa: int, readonly: bool = False) -> int:
         """H_ENTER a 4 KiB kernel mapping of `gpa` (grant frame or foreign slot) at
         KERNEL_BASE + gpa; returns the PTE index (for `unmap_4k`)."""

@@ -66,13 +66,12 @@ from framework.xen.ioabi import (
 
 from .bridge import Bridge, format_mac, parse_mac
 from .kernel import NATIVE_CYCLES, KernelError
-from .kmem import KernelMemory
 from .netfront import read_nodes
-from .ring import BackRing, RingError
+from .ring import BackRing, GuestMemory, RingError
 from .xenbus import Xenbus, backend_changed
 
 if TYPE_CHECKING:
-    from .kernel import GuestKernel
+    from .driver_kernel import NetKernel
     from .xenbus import XsReply
 
 __all__ = [
@@ -393,7 +392,7 @@ class Vif:
                 self.back.switch_frame(core, self, req_id, frame)
 
     def _copy_out(
-        self, core: Core, mem: KernelMemory, batch: list[NetifTxRequest]
+        self, core: Core, mem: GuestMemory, batch: list[NetifTxRequest]
     ) -> list[tuple[int, bytes]]:
         """One GNTTABOP_copy for the batch's good requests; answer the refused ones.
         Returns the (request id, frame) of each one copied out."""
@@ -521,7 +520,7 @@ class NetBack:
 
     `hardware` defaults to `k.os.hardware` (see `NetHardware`); pass another to inject."""
 
-    def __init__(self, k: GuestKernel, hardware: NetHardware | None = None) -> None:
+    def __init__(self, k: NetKernel, hardware: NetHardware | None = None) -> None:
         self.k = k
         self._hardware = hardware
         self.vifs: dict[tuple[int, int], Vif] = {}
@@ -533,7 +532,7 @@ class NetBack:
         self._kicked = False
         self._bounce: list[int] = []
         #: dom0 memory as the native call in progress sees it (set by `begin`).
-        self.mem: KernelMemory | None = None
+        self.mem: GuestMemory | None = None
         self.error = ""
 
     @property
@@ -570,10 +569,10 @@ class NetBack:
         k.port_handlers[self.irq_port] = self._on_irq
         self.xb.watch(core, BACKEND_DIR, "netback", self._changed)
 
-    def begin(self, core: Core) -> KernelMemory:
+    def begin(self, core: Core) -> GuestMemory:
         """Start a native call that touches rings: one fresh view of dom0's memory (a
         `KernelMemory` lives for one native call) for every connected vif's rings."""
-        self.mem = KernelMemory(core)
+        self.mem = self.k.memory(core)
         for vif in self.vifs.values():
             if vif.rings is not None:
                 vif.rings.tx.sring.mem = vif.rings.rx.sring.mem = self.mem

@@ -54,12 +54,11 @@ from framework.xen.ioabi import (
 from .bridge import gratuitous_arp, parse_mac
 from .grants import GrantTableClient
 from .kernel import NATIVE_CYCLES, KernelError
-from .kmem import KernelMemory
 from .ring import FrontRing, RingProtocolError, SharedRing
 from .xenbus import Xenbus, XsReply
 
 if TYPE_CHECKING:
-    from .kernel import GuestKernel
+    from .driver_kernel import NetKernel
 
 __all__ = [
     "DEFAULT_MTU",
@@ -137,7 +136,7 @@ class NetFront:
 
     def __init__(
         self,
-        k: GuestKernel,
+        k: NetKernel,
         devid: int,
         path: str,
         rx_buffers: int = NETIF_RX_RING_SIZE,
@@ -320,7 +319,7 @@ class NetFront:
     def _setup_rings(self, core: Core) -> None:
         k = self.k
         assert k.pool is not None, "the kernel has no page pool"
-        mem = KernelMemory(core)
+        mem = k.memory(core)
         self.tx_gpa, self.rx_gpa = k.pool.alloc(), k.pool.alloc()
         SharedRing.init(mem, self.tx_gpa, NETIF_TX_RING.entry_bytes)
         SharedRing.init(mem, self.rx_gpa, NETIF_RX_RING.entry_bytes)
@@ -510,7 +509,7 @@ class NetFront:
     def _ring(self, core: Core, ring: FrontRing | None) -> FrontRing:
         """A ring, reached through this native call's view of memory."""
         assert ring is not None
-        ring.sring.mem = KernelMemory(core)
+        ring.sring.mem = self.k.memory(core)
         return ring
 
     def _on_event(self, core: Core, _port: int) -> None:

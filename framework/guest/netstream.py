@@ -39,8 +39,7 @@ from .bridge import ETH_P_IP, EthernetHeader, build_frame, is_multicast, parse_m
 from .kernel import NATIVE_CYCLES
 
 if TYPE_CHECKING:
-    from .kernel import GuestKernel
-    from .netfront import NetFront
+    from .driver_kernel import StreamFront, TraceKernel
 
 __all__ = [
     "NETSTREAM_HEADER",
@@ -175,7 +174,7 @@ class NetStreamParams:
 class NetStream:
     """The sending side of a stream over `front` (started when it connects)."""
 
-    def __init__(self, k: GuestKernel, front: NetFront, params: Mapping[str, object]) -> None:
+    def __init__(self, k: TraceKernel, front: StreamFront, params: Mapping[str, object]) -> None:
         self.k = k
         self.front = front
         self.params = NetStreamParams.from_dict(params)
@@ -266,7 +265,7 @@ class _StreamState:
 class NetSink:
     """The receiving side: checks every netstream packet arriving on `front`."""
 
-    def __init__(self, k: GuestKernel, front: NetFront) -> None:
+    def __init__(self, k: TraceKernel, front: StreamFront) -> None:
         self.k = k
         self.front = front
         self.streams: dict[int, _StreamState] = {}

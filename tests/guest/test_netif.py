@@ -22,8 +22,6 @@ from typing import Any
 import pytest
 import simpy
 
-import framework.guest.netback as netback_mod
-import framework.guest.netfront as netfront_mod
 from framework.guest.bridge import (
     BROADCAST_MAC,
     ETH_P_ARP,
@@ -50,6 +48,7 @@ from framework.guest.netstream import (
 from framework.guest.pages import PagePool
 from framework.guest.ring import BackRing, FrontRing, SharedRing
 from framework.guest.xenbus import XsReply
+from framework.hw970.core import Core
 from framework.hw970.link import Link, LinkParams
 from framework.hw970.memory import MachineMemory
 from framework.trace.schema import K
@@ -230,18 +229,20 @@ def test_stream_params_are_checked() -> None:
 
 
 # --- stream and sink against a stand-in frontend ---------------------------------------------
-class Clock:
-    """What the stream and sink need of a core: time and a cycle meter."""
+_CLOCK_MEMORY = MachineMemory(16 << 20)
 
-    def __init__(self) -> None:
-        self.t = 1000
-        self.cycles = 0
 
-    def now_ns(self) -> int:
-        return self.t
+def core_at(now_ns: int, mem: MachineMemory = _CLOCK_MEMORY, cpu: int = 0) -> Core:
+    """A real core, idle (no context loaded), whose native-call time starts at now_ns:
+    the drivers only read its time and charge it cycles."""
+    core = Core(cpu, mem, 1_800_000_000, 33_333_333, {}, {})
+    core.slice_start_ns = now_ns
+    return core
 
-    def charge(self, cycles: int) -> None:
-        self.cycles += cycles
+
+def clock_core() -> Core:
+    """A core at t = 1000 ns for the stream and sink tests."""
+    return core_at(1000)
 
 
 class Recorder:
@@ -308,7 +309,7 @@ def _stream(messages: int, size: int, room: int = 8) -> tuple[NetStream, FakeFro
 
 def test_stream_fills_the_tx_ring_and_resumes_on_responses() -> None:
     stream, front, rec = _stream(messages=2, size=5000, room=3)
-    core = Clock()
+    core = clock_core()
     front.connected[0](core)
     assert len(front.sent) == 3 and front.room == 0  # full, not beyond
     front.free(core, 2)
@@ -331,31 +332,36 @@ def test_stream_fills_the_tx_ring_and_resumes_on_responses() -> None:
         assert data == pattern_bytes(h.pattern, msg, h.offset, chunks[i][1])
 
 
-def _sink() -> tuple[NetSink, Recorder, Clock]:
+def _sink() -> tuple[NetSink, Recorder, Core]:
     rec = Recorder(domid=2)
     k = SimpleNamespace(domid=2, emit=rec.emit)
     sink = NetSink(k, FakeFront(MAC_B))  # type: ignore[arg-type]
-    return sink, rec, Clock()
+    return sink, rec, clock_core()
 
 
 def _sent_frames(messages: int, size: int) -> list[bytes]:
     front = _stream(messages, size, room=10_000)[1]
-    front.connected[0](Clock())
+    front.connected[0](clock_core())
     return front.sent
 
 
 def test_sink_accepts_an_intact_stream() -> None:
     sink, rec, core = _sink()
     frames = _sent_frames(3, 4000)
-    core.t = 5000
+    arrivals = []
     for f in frames:
+        core.slice_start_ns, core.extra_cycles = 5000, 0
         sink.receive(core, f)
+        arrivals.append(core.now_ns())  # the receive charged its cycles first
     assert (sink.messages, sink.errors, sink.lost, sink.incomplete) == (3, 0, 0, 0)
     assert sink.payload_bytes == 12000 and sink.bytes == sum(map(len, frames))
     assert [f for f, t in rec.of(K.GUEST_MARK)] == [(0,), (1,), (2,)]
     rx = rec.of(K.NET_RX)
     assert [f[1] for f, _ in rx] == list(range(len(frames)))
-    assert all(f[3] == 4000 for f, _ in rx)  # latency = arrival - send time
+    sent = [StreamHeader.unpack(f[14:]).send_ns for f in frames]
+    assert sent == sorted(sent) and sent[0] > 1000  # the sender's clock advanced
+    # latency = arrival - send time
+    assert [f[3] for f, _ in rx] == [a - s for a, s in zip(arrivals, sent, strict=True)]
 
 
 def test_sink_counts_a_lost_packet_and_the_message_it_spoiled() -> None:
@@ -458,18 +464,6 @@ class Slot:
     readonly: bool
 
 
-class Core:
-    def __init__(self, world: NetWorld, domid: int) -> None:
-        self.world, self.domid = world, domid
-        self.cycles = 0
-
-    def now_ns(self) -> int:
-        return int(self.world.env.now)
-
-    def charge(self, cycles: int) -> None:
-        self.cycles += cycles
-
-
 class Store:
     """xenstored, asynchronously: replies and watch events are queued work."""
 
@@ -537,6 +531,9 @@ class Kernel:
 
     def emit(self, core: Any, kind: int, *fields: int, text: str = "") -> None:
         self.world.rows.append((kind, self.domid, fields, text))
+
+    def memory(self, core: Any) -> View:
+        return View(self.world, self.domid)
 
     def console(self, core: Any, text: str) -> None:
         self.world.console.append((self.domid, text))
@@ -660,10 +657,20 @@ class NetWorld:
         self.irq: tuple[int, int] | None = None
         self.mtu = mtu or {}
         self.links: dict[tuple[int, int], Link] = {}
+        self.cores: dict[int, Core] = {}
         self.kernels = {d: Kernel(self, d) for d in range(guests + 1)}
         self.back = NetBack(self.kernels[0])  # type: ignore[arg-type]
         self.fronts: dict[int, NetFront] = {}
         self.sinks: dict[int, NetSink] = {}
+
+    def core(self, domid: int) -> Core:
+        """The (real) core domain `domid`'s native calls run on, at the world's time."""
+        core = self.cores.get(domid)
+        if core is None:
+            core = self.cores[domid] = core_at(0, self.mem, domid)
+        core.slice_start_ns = int(self.env.now)
+        core.extra_cycles = 0
+        return core
 
     # the work queue: what Xen's event delivery and xenstored's replies would run
     def later(self, domid: int, fn: Callable[[Core], None]) -> None:
@@ -686,7 +693,7 @@ class NetWorld:
         while True:
             while self.work:
                 domid, fn = self.work.popleft()
-                fn(Core(self, domid))
+                fn(self.core(domid))
                 steps += 1
                 assert steps < limit, "the world does not settle"
             nxt = self.env.peek()
@@ -729,9 +736,6 @@ class NetWorld:
 
 def _world(monkeypatch: pytest.MonkeyPatch, **kw: Any) -> NetWorld:
     w = NetWorld(**kw)
-    view = lambda core: View(w, core.domid)  # KernelMemory(core) stand-in
-    monkeypatch.setattr(netfront_mod, "KernelMemory", view)
-    monkeypatch.setattr(netback_mod, "KernelMemory", view)
     w.later(0, w.back.start)  # type: ignore[arg-type]
     return w
 
@@ -817,7 +821,7 @@ def test_link_throughput_bounds_the_stream(world: NetWorld) -> None:
 
 def test_tx_ring_full_queues_in_the_frontend_and_loses_nothing(world: NetWorld) -> None:
     a, b = _connect(world)
-    core = Core(world, 1)
+    core = world.core(1)
     frames = [
         build_frame(parse_mac(MAC_B), parse_mac(MAC_A), bytes([i % 256]) * 60) for i in range(300)
     ]
@@ -836,7 +840,7 @@ def test_tx_ring_full_queues_in_the_frontend_and_loses_nothing(world: NetWorld) 
 def test_one_sender_is_held_back_by_its_ring_and_loses_nothing(world: NetWorld) -> None:
     a, b = _connect(world)
     world.kernels[2].port_handlers[b.port] = lambda c, p: None  # B stops taking frames
-    core = Core(world, 1)
+    core = world.core(1)
     n = 256 + RX_QUEUE_LIMIT + 60
     for i in range(n):
         a.send(core, build_frame(parse_mac(MAC_B), parse_mac(MAC_A), i.to_bytes(4, "big") * 10))
@@ -864,7 +868,7 @@ def test_frames_beyond_the_backend_queue_are_dropped_when_no_buffer_is_posted(
     w.kernels[2].port_handlers[b.port] = lambda c, p: None  # B stops taking frames
     n = 300
     for front, domid, mac in ((a, 1, MAC_A), (c, 3, MAC_C)):
-        core = Core(w, domid)
+        core = w.core(domid)
         for i in range(n):
             payload = bytes([domid]) + i.to_bytes(4, "big") + bytes(41)
             front.send(core, build_frame(parse_mac(MAC_B), parse_mac(mac), payload))
@@ -891,7 +895,7 @@ def test_a_frame_over_the_egress_link_mtu_is_dropped_there(monkeypatch: pytest.M
     w = _world(monkeypatch, mtu={2: 576})
     a, b = _connect(w)
     assert (a.mtu, b.mtu) == (1500, 576)
-    core = Core(w, 1)
+    core = w.core(1)
     a.send(core, build_frame(parse_mac(MAC_B), parse_mac(MAC_A), b"z" * 1000))
     a.send(core, build_frame(parse_mac(MAC_B), parse_mac(MAC_A), b"z" * 500))
     w.run()
@@ -900,14 +904,14 @@ def test_a_frame_over_the_egress_link_mtu_is_dropped_there(monkeypatch: pytest.M
     assert "1000-byte payload exceeds link MTU 576" in drops[0][1]
     assert w.sinks[2].foreign == 2  # the ARP and the 500-byte frame arrived
     with pytest.raises(NetfrontError, match="frames are 14..590 bytes"):
-        b.send(Core(w, 2), build_frame(parse_mac(MAC_A), parse_mac(MAC_B), b"z" * 577))
+        b.send(w.core(2), build_frame(parse_mac(MAC_A), parse_mac(MAC_B), b"z" * 577))
     assert not a.tx_inflight
 
 
 def test_bad_tx_requests_are_answered_with_an_error(world: NetWorld) -> None:
     a, _b = _connect(world)
     k = world.kernels[1]
-    core = Core(world, 1)
+    core = world.core(1)
     # A rogue frontend: a fragment, and a frame in a page granted to d2 instead of dom0.
     gpa = k.pool.alloc()
     ref = k.grants.alloc_ref()
@@ -916,10 +920,14 @@ def test_bad_tx_requests_are_answered_with_an_error(world: NetWorld) -> None:
     ring.put_request(NetifTxRequest(ref, 0, NETTXF_more_data, 200, 100).pack())
     ring.put_request(NetifTxRequest(ref, 0, 0, 201, 100).pack())
     ring.push_requests_and_check_notify()
-    answers: list[NetifTxResponse] = []
-    a._tx_done = lambda c, r: answers.append(r)  # type: ignore[method-assign]
+    # The rogue reads the answers off the ring itself (netfront would refuse unknown ids).
+    del k.port_handlers[a.port]
     world.event(0, _dom0_port(world, 1, a.port))  # the frontend's notification
     world.run()
+    answers: list[NetifTxResponse] = []
+    ring = a._ring(world.core(1), a.tx)
+    while ring.unconsumed_responses():
+        answers.append(NetifTxResponse.unpack(ring.get_response()))
     assert answers == [NetifTxResponse(200, -1), NetifTxResponse(201, -1)]
     texts = [t for _f, t in world.of(K.NET_DROP, 0)]
     assert "vif1.0: fragmented packet (NETTXF_more_data)" in texts[0]
@@ -937,7 +945,7 @@ def _dom0_port(world: NetWorld, domid: int, port: int) -> int:
 def test_close_tears_down_and_revokes_every_grant(world: NetWorld) -> None:
     a, _b = _connect(world)
     k = world.kernels[1]
-    core = Core(world, 1)
+    core = world.core(1)
     a.send(core, build_frame(parse_mac(MAC_B), parse_mac(MAC_A), b"bye" * 20))
     world.later(1, a.close)  # type: ignore[arg-type]
     world.run()
@@ -958,7 +966,7 @@ def test_close_tears_down_and_revokes_every_grant(world: NetWorld) -> None:
 def test_unplugging_a_vif_disconnects_both_ends(world: NetWorld) -> None:
     a, b = _connect(world)
     world.kernels[2].port_handlers[b.port] = lambda c, p: None  # B stops taking frames
-    core = Core(world, 1)
+    core = world.core(1)
     for _ in range(300):
         a.send(core, build_frame(parse_mac(MAC_B), parse_mac(MAC_A), bytes(46)))
     world.run()  # 256 in B's buffers, 44 held in the backend's queue for B
@@ -983,7 +991,7 @@ def test_rx_buffers_are_granted_writable_and_tx_pages_read_only(world: NetWorld)
     for ref in rx_refs:
         e = k.grants.entry(ref)
         assert e.flags == GTF_permit_access and e.domid == 0
-    core = Core(world, 1)
+    core = world.core(1)
     a.send(core, build_frame(parse_mac(MAC_B), parse_mac(MAC_A), b"q" * 46))
     (slot,) = a.tx_inflight.values()
     e = k.grants.entry(slot.ref)
@@ -997,7 +1005,7 @@ def test_rx_buffers_are_granted_writable_and_tx_pages_read_only(world: NetWorld)
 
 def test_netfront_refuses_oversized_frames_and_sizes_mtu_to_a_page(world: NetWorld) -> None:
     a, _b = _connect(world)
-    core = Core(world, 1)
+    core = world.core(1)
     with pytest.raises(NetfrontError, match="a 1515-byte frame; frames are 14..1514 bytes"):
         a.send(core, b"\0" * 1515)
     with pytest.raises(NetfrontError, match="a 13-byte frame"):
@@ -1009,7 +1017,7 @@ def test_netfront_refuses_oversized_frames_and_sizes_mtu_to_a_page(world: NetWor
 
 def test_copy_batches_respect_the_argument_page(world: NetWorld) -> None:
     a, _b = _connect(world)
-    core = Core(world, 1)
+    core = world.core(1)
     for i in range(250):
         a.send(core, build_frame(parse_mac(MAC_B), parse_mac(MAC_A), bytes(50)))
     world.kernels[0].copy_calls.clear()
