@@ -30,8 +30,15 @@ C_EXTENSIONS = [
 
 #: Kept in step with `framework.compiled.MYPYC_MODULES` (a test checks it).
 MYPYC_MODULES = [
+    "framework/guest/blkback.py",
+    "framework/guest/blkfront.py",
+    "framework/guest/blockio.py",
     "framework/guest/grants.py",
+    "framework/guest/kernel.py",
     "framework/guest/kmem.py",
+    "framework/guest/netback.py",
+    "framework/guest/netfront.py",
+    "framework/guest/netstream.py",
     "framework/guest/ring.py",
     "framework/hw970/core.py",
     "framework/hw970/disk.py",

@@ -15,8 +15,15 @@ import warnings
 #: The hot path: every simulated event passes through these (kept equal to setup.py's
 #: MYPYC_MODULES by tests/test_compiled.py).
 MYPYC_MODULES = (
+    "framework.guest.blkback",
+    "framework.guest.blkfront",
+    "framework.guest.blockio",
     "framework.guest.grants",
+    "framework.guest.kernel",
     "framework.guest.kmem",
+    "framework.guest.netback",
+    "framework.guest.netfront",
+    "framework.guest.netstream",
     "framework.guest.ring",
     "framework.hw970.core",
     "framework.hw970.disk",
