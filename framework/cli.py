@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 ProgressFn = Callable[[int, int], None]
-_LOG_WIDTH = 160
+_LOG_WIDTH: Final = 160
 
 
 def _ignore_progress(sim_ns_done: int, sim_ns_total: int) -> None:
@@ -102,8 +102,8 @@ def _summary_table(out_dir: Path, run: Run | None = None) -> Table | None:
 
 
 # Trace kinds that make a run worth an I/O table.
-_IO_KINDS = ("blk.submit", "blk.complete", "net.tx", "net.rx", "net.drop")
-_IO_COLUMNS = (
+_IO_KINDS: Final = ("blk.submit", "blk.complete", "net.tx", "net.rx", "net.drop")
+_IO_COLUMNS: Final = (
     "domain",
     "device",
     "IOPS",
@@ -115,7 +115,7 @@ _IO_COLUMNS = (
     "rx pkts",
     "drops",
 )
-_XVD_MAJOR = 202  # Linux's major number for Xen virtual disks (xvd*), 16 minors per disk
+_XVD_MAJOR: Final = 202  # Linux's major number for Xen virtual disks (xvd*), 16 minors per disk
 
 
 def _vbd_name(dev: int) -> str:

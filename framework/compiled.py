@@ -11,10 +11,11 @@ import functools
 import importlib.util
 import os
 import warnings
+from typing import Final
 
 #: The hot path: every simulated event passes through these (kept equal to setup.py's
 #: MYPYC_MODULES by tests/test_compiled.py).
-MYPYC_MODULES = (
+MYPYC_MODULES: Final = (
     "framework.guest.blkback",
     "framework.guest.blkfront",
     "framework.guest.blockio",

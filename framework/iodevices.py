@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 import simpy
 
@@ -30,11 +31,11 @@ from framework.xen.tce import create_tce_table, destroy_tce_table
 __all__ = ["FIRST_LIOBN", "NET_PIRQ", "VBD_WINDOW", "IoDevices", "Moderation", "VbdDevice"]
 
 #: The first vbd's LIOBN (the next vbd takes the next one).
-FIRST_LIOBN = 0x100
+FIRST_LIOBN: Final = 0x100
 #: MPIC source of dom0's network interrupt; vbds take the sources above it.
-NET_PIRQ = 16
+NET_PIRQ: Final = 16
 #: A vbd's DMA window: a full blkif ring (32 requests x 11 segments x 4 KiB) fits twice.
-VBD_WINDOW = 4 << 20
+VBD_WINDOW: Final = 4 << 20
 
 
 @dataclass

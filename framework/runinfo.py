@@ -7,14 +7,14 @@ import platform
 from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import framework
 
 __all__ = ["RUN_FILE", "versions", "write_run_json"]
 
-RUN_FILE = "run.json"
-_PACKAGES = ("unicorn", "simpy", "pandas", "pyarrow")
+RUN_FILE: Final = "run.json"
+_PACKAGES: Final = ("unicorn", "simpy", "pandas", "pyarrow")
 
 
 def versions() -> dict[str, str]:

@@ -27,7 +27,7 @@ import hashlib
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import yaml
 from pydantic import (
@@ -95,34 +95,34 @@ MiB = 1 << 20
 GiB = 1 << 30
 
 # Memory beyond the RMA comes in 16 MiB extents: the guest maps it with 16 MiB pages.
-EXTENT_SIZE = 16 * MiB
+EXTENT_SIZE: Final = 16 * MiB
 # Xen keeps the bottom 64 MiB of machine memory for itself.
-XEN_RESERVED = 64 * MiB
+XEN_RESERVED: Final = 64 * MiB
 # MAX_VIRT_CPUS in the public Xen headers.
-MAX_VCPUS = 32
+MAX_VCPUS: Final = 32
 # The largest 970 boxes Xen/PPC ran on (JS21, Maple) had four CPUs.
-MAX_CPUS = 4
+MAX_CPUS: Final = 4
 # dom0 must stay below the 2-4 GiB I/O hole.
-IO_HOLE_START = 2 * GiB
-DOM0_NAMES = ("dom0", "Domain-0")
+IO_HOLE_START: Final = 2 * GiB
+DOM0_NAMES: Final = ("dom0", "Domain-0")
 
 # Block I/O facts (xen/include/public/io/blkif.h): 512-byte sectors, at most 11 segments of
 # one 4 KiB page per request, and 32 request slots in a one-page ring.
-_SECTOR_SIZE = 512
-_PAGE_SIZE = 4 * KiB
-_BLKIF_MAX_SEGMENTS_PER_REQUEST = 11
-_MAX_BLOCK_SIZE = _BLKIF_MAX_SEGMENTS_PER_REQUEST * _PAGE_SIZE
-_BLKIF_RING_SLOTS = 32
-_MIN_VBD_SIZE = 1 * MiB
-_MAX_MESSAGE_SIZE = 16 * MiB
+_SECTOR_SIZE: Final = 512
+_PAGE_SIZE: Final = 4 * KiB
+_BLKIF_MAX_SEGMENTS_PER_REQUEST: Final = 11
+_MAX_BLOCK_SIZE: Final = _BLKIF_MAX_SEGMENTS_PER_REQUEST * _PAGE_SIZE
+_BLKIF_RING_SLOTS: Final = 32
+_MIN_VBD_SIZE: Final = 1 * MiB
+_MAX_MESSAGE_SIZE: Final = 16 * MiB
 
-_SCENARIO_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-_DOMAIN_NAME = re.compile(r"[a-z0-9_-]+")
+_SCENARIO_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_DOMAIN_NAME: Final = re.compile(r"[a-z0-9_-]+")
 # Linux block device names of Xen virtual disks: xvda .. xvdz.
-_VBD_NAME = re.compile(r"xvd[a-z]")
+_VBD_NAME: Final = re.compile(r"xvd[a-z]")
 # A Linux interface name has at most 15 characters (IFNAMSIZ 16 with the NUL).
-_BRIDGE_NAME = re.compile(r"[a-z][a-z0-9]{0,14}")
-_MAC = re.compile(r"[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}")
+_BRIDGE_NAME: Final = re.compile(r"[a-z][a-z0-9]{0,14}")
+_MAC: Final = re.compile(r"[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}")
 
 
 def is_dom0_name(name: str) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal, InvalidOperation
+from typing import Final
 
 __all__ = [
     "BANDWIDTH_UNITS",
@@ -84,7 +85,7 @@ BIT_RATE_UNITS: dict[str, int] = {
 
 BANDWIDTH_UNITS: tuple[str, ...] = (*BYTE_RATE_UNITS, *BIT_RATE_UNITS)
 
-_QUANTITY = re.compile(r"\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+))\s*(.*?)\s*")
+_QUANTITY: Final = re.compile(r"\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+))\s*(.*?)\s*")
 
 
 def _split(text: str, what: str, example: str) -> tuple[Decimal, str]:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from framework.hw970.core import Core
 from framework.hw970.disk import Disk, DiskRequest
@@ -71,7 +71,7 @@ __all__ = [
 ]
 
 #: dom0's backend directory for vbds (relative to /local/domain/0).
-BACKEND_DIR = "backend/vbd"
+BACKEND_DIR: Final = "backend/vbd"
 
 
 class VbdHardware(Protocol):

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Final
 
 from framework.hw970.core import Core
 from framework.trace.schema import K
@@ -60,9 +61,9 @@ __all__ = [
 ]
 
 #: `info` bits a backend publishes (Linux's include/xen/interface/io/blkif.h, vdisk info).
-VDISK_CDROM = 0x1
-VDISK_REMOVABLE = 0x2
-VDISK_READONLY = 0x4
+VDISK_CDROM: Final = 0x1
+VDISK_REMOVABLE: Final = 0x2
+VDISK_READONLY: Final = 0x4
 
 OP_NAMES: dict[int, str] = {
     BLKIF_OP_READ: "read",

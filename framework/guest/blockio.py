@@ -18,6 +18,7 @@ import random
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Final
 
 from framework.hw970.core import Core
 from framework.trace.schema import K
@@ -48,15 +49,15 @@ __all__ = [
     "sector_pattern",
 ]
 
-MAX_BLOCK_SIZE = BLKIF_MAX_SEGMENTS_PER_REQUEST * PAGE_SIZE
+MAX_BLOCK_SIZE: Final = BLKIF_MAX_SEGMENTS_PER_REQUEST * PAGE_SIZE
 #: Every 16-byte record of a written sector: magic, generation (u32), sector (u64).
-PATTERN_MAGIC = b"XBLK"
-_RECORD = struct.Struct(">4sIQ")
-_RECORDS_PER_SECTOR = BLKIF_SECTOR_SIZE // _RECORD.size
+PATTERN_MAGIC: Final = b"XBLK"
+_RECORD: Final = struct.Struct(">4sIQ")
+_RECORDS_PER_SECTOR: Final = BLKIF_SECTOR_SIZE // _RECORD.size
 #: A read buffer is filled with this first, so a read whose data never arrived is caught.
-_POISON = b"\xdb" * BLKIF_SECTOR_SIZE
+_POISON: Final = b"\xdb" * BLKIF_SECTOR_SIZE
 #: Bytes a native moves per cycle when it fills or compares a buffer (a memcpy's pace).
-BYTES_PER_CYCLE = 8
+BYTES_PER_CYCLE: Final = 8
 
 
 def sector_pattern(sector: int, generation: int) -> bytes:

@@ -15,7 +15,7 @@ or time, so it is the same in a unit test and in a run.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Generic, NamedTuple, Protocol, TypeVar
+from typing import Final, Generic, NamedTuple, Protocol, TypeVar
 
 from framework.hw970.link import ETH_HLEN
 from framework.xen.abi import Layout
@@ -41,23 +41,23 @@ __all__ = [
     "parse_mac",
 ]
 
-ETH_ALEN = 6
+ETH_ALEN: Final = 6
 #: EtherTypes (linux/if_ether.h): IPv4, what netstream frames claim to carry, and ARP.
-ETH_P_IP = 0x0800
-ETH_P_ARP = 0x0806
-ARPHRD_ETHER = 1
-ARPOP_REPLY = 2
-BROADCAST_MAC = b"\xff" * ETH_ALEN
+ETH_P_IP: Final = 0x0800
+ETH_P_ARP: Final = 0x0806
+ARPHRD_ETHER: Final = 1
+ARPOP_REPLY: Final = 2
+BROADCAST_MAC: Final = b"\xff" * ETH_ALEN
 
 #: struct ethhdr: destination, source (6 bytes each) and the big-endian EtherType.
-ETHERNET_HEADER = Layout(
+ETHERNET_HEADER: Final = Layout(
     "ethhdr", ETH_HLEN, {"h_dest": (0, ETH_ALEN), "h_source": (6, ETH_ALEN), "h_proto": (12, 2)}
 )
 
 
 #: struct arphdr for Ethernet/IPv4 (RFC 826): hardware and protocol types and sizes, the
 #: operation, then sender and target hardware (MAC) and protocol (IPv4) addresses.
-ARP_HEADER = Layout(
+ARP_HEADER: Final = Layout(
     "arphdr",
     28,
     {

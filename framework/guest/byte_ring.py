@@ -11,7 +11,7 @@ from memory every time: the other side may be a different domain or a daemon.
 from __future__ import annotations
 
 import struct
-from typing import Literal
+from typing import Final, Literal
 
 from framework.guest.ring import GuestMemory, RingEmpty, RingError, RingProtocolError
 from framework.xen.abi import Layout
@@ -24,7 +24,7 @@ from framework.xen.ioabi import (
     XsdSockmsg,
 )
 
-_U32 = struct.Struct(">I")
+_U32: Final = struct.Struct(">I")
 
 
 class ByteRing:

@@ -8,6 +8,7 @@ and may read (not write) its backend's.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Final
 
 from framework.hw970.core import Core
 from framework.xen.ioabi import XenbusState
@@ -15,7 +16,7 @@ from framework.xen.ioabi import XenbusState
 from . import xs_wire as xs
 from .xenbus import Xenbus, XsReply
 
-XVD_MAJOR = 202
+XVD_MAJOR: Final = 202
 
 
 def vbd_devid(name: str) -> int:

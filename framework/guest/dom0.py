@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from framework.hw970.core import Core
 from framework.trace.schema import K
@@ -25,8 +25,8 @@ from .xenstore import Xenstored
 if TYPE_CHECKING:
     from .kernel import GuestKernel
 
-GNTTAB_RESERVED_CONSOLE = 0
-GNTTAB_RESERVED_XENSTORE = 1
+GNTTAB_RESERVED_CONSOLE: Final = 0
+GNTTAB_RESERVED_XENSTORE: Final = 1
 
 
 @dataclass

@@ -11,7 +11,7 @@ properties (`blockio.51712.queue-depth`, `netstream.0.peer-mac`), one group per 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from framework.hw970.core import Core
 from framework.xen.devtree import workload_groups
@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 __all__ = ["DEVICE_DIR", "FrontendBus"]
 
 #: The frontend directories of this domain (relative to /local/domain/<domid>).
-DEVICE_DIR = "device"
-_CLASSES = ("vbd", "vif")
+DEVICE_DIR: Final = "device"
+_CLASSES: Final = ("vbd", "vif")
 
 
 class FrontendBus:

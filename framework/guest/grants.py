@@ -14,7 +14,7 @@ of that word has the same effect; the accesses still go through guest memory.
 from __future__ import annotations
 
 import heapq
-from typing import NamedTuple, Protocol
+from typing import Final, NamedTuple, Protocol
 
 from framework.xen.grant_table import (
     GNTTAB_RESERVED_XENSTORE,
@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 #: Refs 0 and 1 are the console and xenstore grants the toolstack seeds.
-NR_RESERVED_ENTRIES = GNTTAB_RESERVED_XENSTORE + 1
+NR_RESERVED_ENTRIES: Final = GNTTAB_RESERVED_XENSTORE + 1
 
 
 class GrantMemory(Protocol):

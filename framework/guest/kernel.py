@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from framework.hw970.core import Core
 from framework.hw970.machine import Machine
@@ -65,24 +65,24 @@ if TYPE_CHECKING:
     from .frontends import FrontendBus
     from .netback import NetBack
 
-NATIVE_CYCLES = 200
-KERNEL_MSR = MSR_SF | MSR_ME | MSR_EE | MSR_IR | MSR_DR | MSR_RI
-LARGE = 1 << 24
-PTE_PP_RW = 0x2
-PTE_PP_RO = 0x3
+NATIVE_CYCLES: Final = 200
+KERNEL_MSR: Final = MSR_SF | MSR_ME | MSR_EE | MSR_IR | MSR_DR | MSR_RI
+LARGE: Final = 1 << 24
+PTE_PP_RW: Final = 0x2
+PTE_PP_RO: Final = 0x3
 #: The kernel's page pool: above the toolstack buffers, below the special pages.
-POOL_START = 0x800000
-POOL_TOP_RESERVE = 16 * 4096
+POOL_START: Final = 0x800000
+POOL_TOP_RESERVE: Final = 16 * 4096
 
 
-_GNT_BATCH = 64  # grant ops per hypercall (64 x 40 bytes fit the argument page)
+_GNT_BATCH: Final = 64  # grant ops per hypercall (64 x 40 bytes fit the argument page)
 
 
 class KernelError(Exception):
     """The kernel could not do something it needs (an oops in a real kernel)."""
 
 
-PTE_M = 0x10
+PTE_M: Final = 0x10
 
 
 def kernel_vsid(esid: int) -> int:

@@ -13,11 +13,13 @@ call: page tables change only through hcalls, and no other CPU runs during a nat
 
 from __future__ import annotations
 
+from typing import Final
+
 from framework.hw970.core import Core
 from framework.hw970.mmu import ACCESS_READ, ACCESS_WRITE, Fault, TranslationState
 
-KERNEL_BASE = 0xC000000000000000
-_PAGE = 0xFFF
+KERNEL_BASE: Final = 0xC000000000000000
+_PAGE: Final = 0xFFF
 
 
 class KernelFault(Exception):

@@ -37,7 +37,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from framework.hw970.core import Core
 from framework.hw970.link import ETH_HLEN, Link
@@ -87,14 +87,14 @@ __all__ = [
 ]
 
 #: dom0's backend directory for vifs (relative to /local/domain/0).
-BACKEND_DIR = "backend/vif"
-DEFAULT_BRIDGE = "xenbr0"
+BACKEND_DIR: Final = "backend/vif"
+DEFAULT_BRIDGE: Final = "xenbr0"
 #: gnttab_copy operations per batch: what `GuestKernel.grant_copy` issues in one hypercall
 #: (64 x 40 bytes in the 4 KiB argument page), so one batch is one GNTTABOP_copy call.
-COPY_BATCH = 64
+COPY_BATCH: Final = 64
 assert COPY_BATCH * GNTTAB_COPY.size <= PAGE_SIZE
 #: Frames a vif holds for its frontend while no receive buffer is posted.
-RX_QUEUE_LIMIT = 256
+RX_QUEUE_LIMIT: Final = 256
 
 
 class NetHardware(Protocol):

@@ -31,7 +31,7 @@ import heapq
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from framework.hw970.core import Core
 from framework.hw970.link import ETH_HLEN
@@ -71,12 +71,12 @@ __all__ = [
 ]
 
 #: What the frontend assumes when the backend publishes no `mtu` (ETH_DATA_LEN).
-DEFAULT_MTU = 1500
+DEFAULT_MTU: Final = 1500
 #: The largest payload a one-page frame can carry (no scatter-gather).
-MAX_MTU = PAGE_SIZE - ETH_HLEN
+MAX_MTU: Final = PAGE_SIZE - ETH_HLEN
 #: Fewer posted receive buffers than this and bursts would be dropped for want of room
 #: (Linux netfront's starting rx_target is 64).
-MIN_RX_BUFFERS = 64
+MIN_RX_BUFFERS: Final = 64
 
 ReceiveCallback = Callable[[Core, bytes], None]
 

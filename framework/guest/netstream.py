@@ -27,7 +27,7 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from framework.hw970.core import Core
 from framework.hw970.link import ETH_HLEN
@@ -55,8 +55,8 @@ __all__ = [
 ]
 
 #: "XNS1": marks a netstream payload (anything else on the wire is someone else's).
-NETSTREAM_MAGIC = 0x584E5331
-NETSTREAM_HEADER = Layout(
+NETSTREAM_MAGIC: Final = 0x584E5331
+NETSTREAM_HEADER: Final = Layout(
     "netstream_header",
     40,
     {
@@ -70,11 +70,11 @@ NETSTREAM_HEADER = Layout(
         "send_ns": (32, 8),
     },
 )
-_U32 = 0xFFFFFFFF
+_U32: Final = 0xFFFFFFFF
 #: The pattern repeats every PATTERN_BLOCK bytes; consecutive messages start
 #: PATTERN_STRIDE bytes apart in it (odd, so a swapped message never matches).
-PATTERN_BLOCK = 1 << 16
-PATTERN_STRIDE = 4099
+PATTERN_BLOCK: Final = 1 << 16
+PATTERN_STRIDE: Final = 4099
 
 
 def stream_id(domid: int, devid: int) -> int:

@@ -6,8 +6,9 @@ Lowest free page first, so a run's allocations depend only on its history (deter
 from __future__ import annotations
 
 import heapq
+from typing import Final
 
-PAGE_SIZE = 4096
+PAGE_SIZE: Final = 4096
 
 
 class OutOfPages(Exception):

@@ -20,7 +20,7 @@ whole slot, which the `ioabi` decoders accept.
 from __future__ import annotations
 
 import struct
-from typing import Protocol
+from typing import Final, Protocol
 
 from framework.errors import Xen970Error
 from framework.xen.ioabi import (
@@ -31,11 +31,11 @@ from framework.xen.ioabi import (
     ring_size,
 )
 
-_U32 = struct.Struct(">I")
-_REQ_PROD = SHARED_RING_HEADER.offset("req_prod")
-_REQ_EVENT = SHARED_RING_HEADER.offset("req_event")
-_RSP_PROD = SHARED_RING_HEADER.offset("rsp_prod")
-_RSP_EVENT = SHARED_RING_HEADER.offset("rsp_event")
+_U32: Final = struct.Struct(">I")
+_REQ_PROD: Final = SHARED_RING_HEADER.offset("req_prod")
+_REQ_EVENT: Final = SHARED_RING_HEADER.offset("req_event")
+_RSP_PROD: Final = SHARED_RING_HEADER.offset("rsp_prod")
+_RSP_EVENT: Final = SHARED_RING_HEADER.offset("rsp_event")
 
 
 class GuestMemory(Protocol):

@@ -17,33 +17,34 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Final
 
 from framework.hw970.asm import assemble
 from framework.xen.abi import EVTCHN_MASK_OFF, EVTCHN_PENDING_OFF, HYPERVISOR_sched_op
 
-KERNEL_BASE = 0xC000000000000000
-ENTRY = 0x3000
-NATIVE_BASE = 0x2000  # one 16-byte stub per native routine
-AREA_BASE = 0x10000  # per-VCPU kernel areas, AREA_SIZE each
-AREA_SIZE = 0x400
-SCRATCH_BASE = 0x20000  # per-VCPU hypercall argument pages, SCRATCH_SIZE each
-SCRATCH_SIZE = 0x2000
-DEVTREE_GPA = 0x80000
-BUFFER_GPA = 0x100000  # dom0: toolstack buffers (kernel image, devtrees)
+KERNEL_BASE: Final = 0xC000000000000000
+ENTRY: Final = 0x3000
+NATIVE_BASE: Final = 0x2000  # one 16-byte stub per native routine
+AREA_BASE: Final = 0x10000  # per-VCPU kernel areas, AREA_SIZE each
+AREA_SIZE: Final = 0x400
+SCRATCH_BASE: Final = 0x20000  # per-VCPU hypercall argument pages, SCRATCH_SIZE each
+SCRATCH_SIZE: Final = 0x2000
+DEVTREE_GPA: Final = 0x80000
+BUFFER_GPA: Final = 0x100000  # dom0: toolstack buffers (kernel image, devtrees)
 
 # Offsets inside a VCPU area.
-AREA_GPR = 0  # slot of rN at AREA_GPR + 8N: volatile registers and r14-r19 saved by handlers
-AREA_R1 = 8 * 1
-AREA_LR = 256
-AREA_CTR = 264
-AREA_CR = 272
-AREA_XER = 280
-AREA_SHINFO = 288
-AREA_VCPUINFO = 296
-AREA_CONT = 304  # translated PC to continue at after start-up
-AREA_MSR = 312
+AREA_GPR: Final = 0  # slot of rN at AREA_GPR + 8N: volatile registers and r14-r19 saved by handlers
+AREA_R1: Final = 8 * 1
+AREA_LR: Final = 256
+AREA_CTR: Final = 264
+AREA_CR: Final = 272
+AREA_XER: Final = 280
+AREA_SHINFO: Final = 288
+AREA_VCPUINFO: Final = 296
+AREA_CONT: Final = 304  # translated PC to continue at after start-up
+AREA_MSR: Final = 312
 
-NATIVES = ("kinit", "evtchn_dispatch", "program_check", "storage_fault", "decrementer")
+NATIVES: Final = ("kinit", "evtchn_dispatch", "program_check", "storage_fault", "decrementer")
 
 
 def native_address(name: str) -> int:
@@ -52,7 +53,7 @@ def native_address(name: str) -> int:
 
 # Volatile registers (PPC64 ELF ABI) plus r14-r19, which the upcall loop keeps its state
 # in across native calls.
-_SAVED = (0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14, 15, 16, 17, 18, 19)
+_SAVED: Final = (0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14, 15, 16, 17, 18, 19)
 
 
 def _save_volatile() -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from framework.hw970.core import Core
 from framework.trace.schema import K
@@ -33,10 +33,10 @@ if TYPE_CHECKING:
 __all__ = ["RETRY_NS", "UNPLUG_TIMEOUT_NS", "DeviceConfig", "Xend"]
 
 #: How long xend waits for backends to close before destroying anyway.
-UNPLUG_TIMEOUT_NS = 100_000_000
+UNPLUG_TIMEOUT_NS: Final = 100_000_000
 #: Pause between destroydomain attempts while dom0 still maps the guest's pages.
-RETRY_NS = 1_000_000
-_MAX_RETRIES = 1000
+RETRY_NS: Final = 1_000_000
+_MAX_RETRIES: Final = 1000
 
 #: dom0's domctl: (core, command, domid) -> Xen's return code.
 Domctl = Callable[[Core, int, int], int]

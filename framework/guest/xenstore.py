@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from typing import Final
 
 from framework.errors import SimulationError
 from framework.xen.ioabi import XENSTORE_PAYLOAD_MAX
@@ -44,15 +45,15 @@ from .xs_wire import (
 
 #: Path limits (xs_wire.h): an absolute path, and a relative one before the domain's home
 #: is put in front of it.
-XENSTORE_ABS_PATH_MAX = 3072
-XENSTORE_REL_PATH_MAX = 2048
+XENSTORE_ABS_PATH_MAX: Final = 3072
+XENSTORE_REL_PATH_MAX: Final = 2048
 #: Characters xenstored allows in a node path (valid_chars).
-_PATH_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-/_@")
+_PATH_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-/_@")
 #: The watch paths that fire on domain arrival and departure instead of on nodes.
-INTRODUCE_DOMAIN = "@introduceDomain"
-RELEASE_DOMAIN = "@releaseDomain"
+INTRODUCE_DOMAIN: Final = "@introduceDomain"
+RELEASE_DOMAIN: Final = "@releaseDomain"
 #: Nodes xenstored starts with (all owned by dom0, no access for anyone else).
-STANDARD_NODES = (
+STANDARD_NODES: Final = (
     "/",
     "/local",
     "/local/domain",
@@ -62,8 +63,8 @@ STANDARD_NODES = (
     "/vm",
 )
 
-DOM0 = 0
-_ALL = XS_PERM_READ | XS_PERM_WRITE | XS_PERM_OWNER
+DOM0: Final = 0
+_ALL: Final = XS_PERM_READ | XS_PERM_WRITE | XS_PERM_OWNER
 
 
 def domain_path(domid: int) -> str:

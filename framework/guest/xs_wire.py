@@ -17,34 +17,35 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from framework.xen import abi
 from framework.xen.ioabi import XENSTORE_PAYLOAD_MAX, XSD_SOCKMSG, XsdSockmsg, XsdSockmsgType
 
 # --- message types (enum xsd_sockmsg_type) -------------------------------------------
-XS_DEBUG = XsdSockmsgType.XS_DEBUG
-XS_DIRECTORY = XsdSockmsgType.XS_DIRECTORY
-XS_READ = XsdSockmsgType.XS_READ
-XS_GET_PERMS = XsdSockmsgType.XS_GET_PERMS
-XS_WATCH = XsdSockmsgType.XS_WATCH
-XS_UNWATCH = XsdSockmsgType.XS_UNWATCH
-XS_TRANSACTION_START = XsdSockmsgType.XS_TRANSACTION_START
-XS_TRANSACTION_END = XsdSockmsgType.XS_TRANSACTION_END
-XS_INTRODUCE = XsdSockmsgType.XS_INTRODUCE
-XS_RELEASE = XsdSockmsgType.XS_RELEASE
-XS_GET_DOMAIN_PATH = XsdSockmsgType.XS_GET_DOMAIN_PATH
-XS_WRITE = XsdSockmsgType.XS_WRITE
-XS_MKDIR = XsdSockmsgType.XS_MKDIR
-XS_RM = XsdSockmsgType.XS_RM
-XS_SET_PERMS = XsdSockmsgType.XS_SET_PERMS
-XS_WATCH_EVENT = XsdSockmsgType.XS_WATCH_EVENT
-XS_ERROR = XsdSockmsgType.XS_ERROR
-XS_IS_DOMAIN_INTRODUCED = XsdSockmsgType.XS_IS_DOMAIN_INTRODUCED
-XS_RESUME = XsdSockmsgType.XS_RESUME
+XS_DEBUG: Final = XsdSockmsgType.XS_DEBUG
+XS_DIRECTORY: Final = XsdSockmsgType.XS_DIRECTORY
+XS_READ: Final = XsdSockmsgType.XS_READ
+XS_GET_PERMS: Final = XsdSockmsgType.XS_GET_PERMS
+XS_WATCH: Final = XsdSockmsgType.XS_WATCH
+XS_UNWATCH: Final = XsdSockmsgType.XS_UNWATCH
+XS_TRANSACTION_START: Final = XsdSockmsgType.XS_TRANSACTION_START
+XS_TRANSACTION_END: Final = XsdSockmsgType.XS_TRANSACTION_END
+XS_INTRODUCE: Final = XsdSockmsgType.XS_INTRODUCE
+XS_RELEASE: Final = XsdSockmsgType.XS_RELEASE
+XS_GET_DOMAIN_PATH: Final = XsdSockmsgType.XS_GET_DOMAIN_PATH
+XS_WRITE: Final = XsdSockmsgType.XS_WRITE
+XS_MKDIR: Final = XsdSockmsgType.XS_MKDIR
+XS_RM: Final = XsdSockmsgType.XS_RM
+XS_SET_PERMS: Final = XsdSockmsgType.XS_SET_PERMS
+XS_WATCH_EVENT: Final = XsdSockmsgType.XS_WATCH_EVENT
+XS_ERROR: Final = XsdSockmsgType.XS_ERROR
+XS_IS_DOMAIN_INTRODUCED: Final = XsdSockmsgType.XS_IS_DOMAIN_INTRODUCED
+XS_RESUME: Final = XsdSockmsgType.XS_RESUME
 
 #: Bytes of the xsd_sockmsg header in front of every payload.
-XSD_HEADER_SIZE = XSD_SOCKMSG.size
-_U32_MAX = 0xFFFFFFFF
+XSD_HEADER_SIZE: Final = XSD_SOCKMSG.size
+_U32_MAX: Final = 0xFFFFFFFF
 
 #: The errno names xenstored sends in XS_ERROR (xs_wire.h's xsd_errors; E2BIG and EPERM
 #: are the later daemon's additions), with the Linux numbers a client maps them to.
@@ -68,13 +69,13 @@ XSD_ERRORS: dict[str, int] = {
 }
 
 #: Access bits of a permission (xs_lib.h's enum xs_perm_type).
-XS_PERM_NONE = 0
-XS_PERM_READ = 1
-XS_PERM_WRITE = 2
-XS_PERM_OWNER = 8
-_PERM_BITS = {"n": XS_PERM_NONE, "r": XS_PERM_READ, "w": XS_PERM_WRITE, "b": 3}
+XS_PERM_NONE: Final = 0
+XS_PERM_READ: Final = 1
+XS_PERM_WRITE: Final = 2
+XS_PERM_OWNER: Final = 8
+_PERM_BITS: Final = {"n": XS_PERM_NONE, "r": XS_PERM_READ, "w": XS_PERM_WRITE, "b": 3}
 #: domid_t is 16 bits.
-DOMID_MAX = 0xFFFF
+DOMID_MAX: Final = 0xFFFF
 
 
 class XsWireError(ValueError):
@@ -320,7 +321,7 @@ def is_domain_introduced(domid: int, *, req_id: int = 0) -> XsMsg:
 
 
 # --- replies xenstored sends ---------------------------------------------------------
-OK_PAYLOAD = b"OK\0"
+OK_PAYLOAD: Final = b"OK\0"
 
 
 def reply_to(request: XsMsg, payload: bytes) -> XsMsg:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import ctypes
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from unicorn import Uc, UcError
 from unicorn import unicorn_const as uc_const
@@ -72,32 +72,32 @@ from framework.hw970.tlb_fill import TlbFill
 if TYPE_CHECKING:
     from unicorn.unicorn_py3.unicorn import UcContext
 
-UNTIL_NEVER = 0xFFFFFFFFFFFFFFFC
-_UNTIL_PAGE = UNTIL_NEVER & ~0xFFF
+UNTIL_NEVER: Final = 0xFFFFFFFFFFFFFFFC
+_UNTIL_PAGE: Final = UNTIL_NEVER & ~0xFFF
 #: Machine page kept zero by the machine (Xen's area): what the `until` page maps to.
-ZERO_PAGE = 0
-_MASK64 = 0xFFFFFFFFFFFFFFFF
+ZERO_PAGE: Final = 0
+_MASK64: Final = 0xFFFFFFFFFFFFFFFF
 
 # Unicorn interrupt numbers (QEMU's POWERPC_EXCP_*) seen through UC_HOOK_INTR.
-_INTR_PROGRAM = 6
-_INTR_SYSCALL = 8
-_INTR_HV_EMU = 96  # illegal instruction on the default 64-bit core
+_INTR_PROGRAM: Final = 6
+_INTR_SYSCALL: Final = 8
+_INTR_HV_EMU: Final = 96  # illegal instruction on the default 64-bit core
 
 
 # ---------------------------------------------------------------------------------------
 # Sensitive instructions: decoded once from the kernel image.
 # ---------------------------------------------------------------------------------------
-TRAP_RFID = 1
-TRAP_MFSPR = 2
-TRAP_MTSPR = 3
-TRAP_MFMSR = 4
-TRAP_MTMSRD = 5
-TRAP_MFTB = 6
-TRAP_SLBMTE = 7
-TRAP_SLBIE = 8
-TRAP_SLBIA = 9
-TRAP_TLBIE = 10
-TRAP_NOP = 11  # tlbsync, ptesync-like: no model effect
+TRAP_RFID: Final = 1
+TRAP_MFSPR: Final = 2
+TRAP_MTSPR: Final = 3
+TRAP_MFMSR: Final = 4
+TRAP_MTMSRD: Final = 5
+TRAP_MFTB: Final = 6
+TRAP_SLBMTE: Final = 7
+TRAP_SLBIE: Final = 8
+TRAP_SLBIA: Final = 9
+TRAP_TLBIE: Final = 10
+TRAP_NOP: Final = 11  # tlbsync, ptesync-like: no model effect
 
 
 def decode_sensitive(word: int) -> tuple[int, int, int] | None:

@@ -12,18 +12,21 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Final
 
 import fdt
 
 # --- DTB toolkit -------------------------------------------------------------------------
 
-FDT_MAGIC = 0xD00DFEED
+FDT_MAGIC: Final = 0xD00DFEED
 #: Version written by both builders; v17 adds size_dt_struct to the 40-byte header.
-FDT_VERSION = 17
-_HEADER = struct.Struct(">7I")  # magic, totalsize, off_struct, off_strings, off_rsvmap, ver, comp
-_HEADER_V17_BYTES = 40
-_OFF_MEM_RSVMAP = 16
-_RSV_ENTRY = struct.Struct(">QQ")
+FDT_VERSION: Final = 17
+_HEADER: Final = struct.Struct(
+    ">7I"
+)  # magic, totalsize, off_struct, off_strings, off_rsvmap, ver, comp
+_HEADER_V17_BYTES: Final = 40
+_OFF_MEM_RSVMAP: Final = 16
+_RSV_ENTRY: Final = struct.Struct(">QQ")
 
 #: One devtree reservation-map entry: (base, size) in bytes.
 Reservation = tuple[int, int]
@@ -205,29 +208,29 @@ def read_reg_ranges(node: fdt.Node, where: str) -> list[tuple[int, int]]:
 
 # --- The 970FX machine ---------------------------------------------------------------------
 
-GIB = 1 << 30
-PAGE_SIZE = 4096
+GIB: Final = 1 << 30
+PAGE_SIZE: Final = 4096
 #: Machine addresses 2-4 GiB are the I/O hole (U3/U4 host bridge windows); RAM beyond
 #: 2 GiB is decoded from 4 GiB up instead.
-IO_HOLE_START = 2 * GIB
-IO_HOLE_END = 4 * GIB
+IO_HOLE_START: Final = 2 * GIB
+IO_HOLE_END: Final = 4 * GIB
 #: 970FX physical addresses are 42 bits wide.
-PHYS_ADDR_LIMIT = 1 << 42
+PHYS_ADDR_LIMIT: Final = 1 << 42
 
 #: L1 geometry of the 970FX (970FX User's Manual, "Overview"): 64 KiB I-cache, 32 KiB
 #: D-cache, 128-byte lines, which is also the dcbz/icbi block size guests must use.
-DCACHE_BYTES = 32 * 1024
-ICACHE_BYTES = 64 * 1024
-CACHE_LINE_BYTES = 128
+DCACHE_BYTES: Final = 32 * 1024
+ICACHE_BYTES: Final = 64 * 1024
+CACHE_LINE_BYTES: Final = 128
 
 #: The MPIC register window inside the U3/U4 north bridge (CPC925/CPC945), 256 KiB.
-MPIC_BASE = 0xF804_0000
-MPIC_SIZE = 0x4_0000
+MPIC_BASE: Final = 0xF804_0000
+MPIC_SIZE: Final = 0x4_0000
 #: An OpenPIC's feature register encodes at most 2048 sources and 32 processors.
-MPIC_MAX_SOURCES = 2048
-MPIC_MAX_CPUS = 32
+MPIC_MAX_SOURCES: Final = 2048
+MPIC_MAX_CPUS: Final = 32
 
-CPU_NODE_PREFIX = "PowerPC,970FX"
+CPU_NODE_PREFIX: Final = "PowerPC,970FX"
 
 
 @dataclass(frozen=True)

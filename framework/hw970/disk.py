@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Final, Self
 
 import simpy
 
@@ -39,7 +39,7 @@ __all__ = [
     "DiskRequest",
 ]
 
-SECTOR_SIZE = 512
+SECTOR_SIZE: Final = 512
 # Operation codes as blkif numbers them (xen/include/public/io/blkif.h).
 BLKIF_OP_READ = 0
 BLKIF_OP_WRITE = 1
@@ -50,8 +50,8 @@ OP_NAMES: dict[int, str] = {
     BLKIF_OP_FLUSH_DISKCACHE: "flush",
 }
 # Completion status, as BLKIF_RSP_OKAY / BLKIF_RSP_ERROR.
-STATUS_OKAY = 0
-STATUS_ERROR = -1
+STATUS_OKAY: Final = 0
+STATUS_ERROR: Final = -1
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,8 @@ single byte moves, so a refused DMA leaves memory untouched.
 
 from __future__ import annotations
 
+from typing import Final
+
 from framework.hw970.memory import PAGE_SIZE, MachineMemory
 
 __all__ = [
@@ -30,15 +32,15 @@ __all__ = [
     "tce_table_bytes",
 ]
 
-TCE_PAGE_SHIFT = 12
-TCE_PAGE_SIZE = 1 << TCE_PAGE_SHIFT
-TCE_ENTRY_BYTES = 8
-TCE_PAGE_READ = 0x1  # the device may read the page (DMA from memory)
+TCE_PAGE_SHIFT: Final = 12
+TCE_PAGE_SIZE: Final = 1 << TCE_PAGE_SHIFT
+TCE_ENTRY_BYTES: Final = 8
+TCE_PAGE_READ: Final = 0x1  # the device may read the page (DMA from memory)
 TCE_PAGE_WRITE = 0x2  # the device may write the page (DMA to memory)
 #: The real page number: 40 bits from bit 12 (Linux TCE_RPN_MASK << TCE_RPN_SHIFT).
-TCE_RPN_MASK = ((1 << 40) - 1) << TCE_PAGE_SHIFT
+TCE_RPN_MASK: Final = ((1 << 40) - 1) << TCE_PAGE_SHIFT
 #: Every bit a TCE may carry; the cache-hint and reserved bits must stay zero.
-TCE_VALID_BITS = TCE_RPN_MASK | TCE_PAGE_WRITE | TCE_PAGE_READ
+TCE_VALID_BITS: Final = TCE_RPN_MASK | TCE_PAGE_WRITE | TCE_PAGE_READ
 
 
 class DmaFault(Exception):

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 import simpy
 
 __all__ = ["ETH_HLEN", "Link", "LinkParams"]
 
-ETH_HLEN = 14  # destination MAC, source MAC, ethertype
+ETH_HLEN: Final = 14  # destination MAC, source MAC, ethertype
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 from framework.hw970.core import Core, scan_sensitive
 from framework.hw970.devtree import MachineDevtreeSpec, build_machine_devtree
@@ -11,10 +12,10 @@ from framework.hw970.memory import MachineMemory
 from framework.hw970.mpic import Mpic
 
 #: 970FX clock of the JS20/JS21-class blades and the Maple board (1.6-2.2 GHz parts).
-DEFAULT_CLOCK_HZ = 1_800_000_000
+DEFAULT_CLOCK_HZ: Final = 1_800_000_000
 #: Assumption: a 33.333 MHz timebase, as on Maple (firmware reports it in the devtree).
-DEFAULT_TIMEBASE_HZ = 33_333_333
-MAX_CPUS = 4
+DEFAULT_TIMEBASE_HZ: Final = 33_333_333
+MAX_CPUS: Final = 4
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,14 @@ from __future__ import annotations
 import ctypes
 import mmap
 import struct
+from typing import Final
 
-_U16 = struct.Struct(">H")
-_U32 = struct.Struct(">I")
-_U64 = struct.Struct(">Q")
+_U16: Final = struct.Struct(">H")
+_U32: Final = struct.Struct(">I")
+_U64: Final = struct.Struct(">Q")
 
-PAGE_SHIFT = 12
-PAGE_SIZE = 1 << PAGE_SHIFT
+PAGE_SHIFT: Final = 12
+PAGE_SIZE: Final = 1 << PAGE_SHIFT
 
 
 class MachineCheck(Exception):

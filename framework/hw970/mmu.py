@@ -9,6 +9,7 @@ Sources: PowerPC 970FX User Manual ch. 5, Book III-S, Xen's `asm-powerpc/process
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
 from framework.hw970.memory import MachineMemory
 from framework.hw970.regs import (
@@ -31,13 +32,13 @@ from framework.units import format_size
 
 # Unicorn memory access codes and protection bits (unicorn_const), kept local so the
 # hot path does no attribute lookups.
-ACCESS_READ = 16
-ACCESS_WRITE = 17
-ACCESS_FETCH = 18
-PROT_READ = 1
-PROT_WRITE = 2
-PROT_EXEC = 4
-PROT_ALL = 7
+ACCESS_READ: Final = 16
+ACCESS_WRITE: Final = 17
+ACCESS_FETCH: Final = 18
+PROT_READ: Final = 1
+PROT_WRITE: Final = 2
+PROT_EXEC: Final = 4
+PROT_ALL: Final = 7
 
 #: Valid 970 RMA sizes: log2(size) -> (RMLR bit 0, RMLR bits 1:2).
 RMA_LOG2_TO_RMLR: dict[int, tuple[int, int]] = {
@@ -48,43 +49,43 @@ RMA_LOG2_TO_RMLR: dict[int, tuple[int, int]] = {
     34: (0, 1),  # 16 GiB
     38: (0, 0),  # 256 GiB
 }
-_RMLR_TO_LOG2 = {v: k for k, v in RMA_LOG2_TO_RMLR.items()}
-RMA_SIZES = tuple(1 << k for k in sorted(RMA_LOG2_TO_RMLR))
-RMOR_UNIT = 64 << 20  # RMOR counts 64 MiB units
+_RMLR_TO_LOG2: Final = {v: k for k, v in RMA_LOG2_TO_RMLR.items()}
+RMA_SIZES: Final = tuple(1 << k for k in sorted(RMA_LOG2_TO_RMLR))
+RMOR_UNIT: Final = 64 << 20  # RMOR counts 64 MiB units
 
 # HID4 fields (big-endian bit numbering as in Xen's `union hid4`).
-_HID4_LPES0 = 63
-_HID4_RMLR12 = 61
-_HID4_LPID25 = 57
-_HID4_RMOR = 41
-_HID4_LPID01 = 36
-_HID4_RMLR0 = 35
-_HID4_LPES1 = 34
+_HID4_LPES0: Final = 63
+_HID4_RMLR12: Final = 61
+_HID4_LPID25: Final = 57
+_HID4_RMOR: Final = 41
+_HID4_LPID01: Final = 36
+_HID4_RMLR0: Final = 35
+_HID4_LPES1: Final = 34
 
 # PTE (16 bytes) fields.
-PTE_V = 0x1
-PTE_H = 0x2
-PTE_L = 0x4
-PTE_R = 0x100
-PTE_C = 0x80
-PTE_N = 0x4
-PTE_G = 0x8
-PTE_I = 0x20
-PTE_W = 0x40
-PTE_PP = 0x3
-PTE_RPN_MASK = 0x0FFFFFFFFFFFF000
-PTEG_BYTES = 128
-PTES_PER_PTEG = 8
-HTAB_MIN_BYTES = 256 << 10
+PTE_V: Final = 0x1
+PTE_H: Final = 0x2
+PTE_L: Final = 0x4
+PTE_R: Final = 0x100
+PTE_C: Final = 0x80
+PTE_N: Final = 0x4
+PTE_G: Final = 0x8
+PTE_I: Final = 0x20
+PTE_W: Final = 0x40
+PTE_PP: Final = 0x3
+PTE_RPN_MASK: Final = 0x0FFFFFFFFFFFF000
+PTEG_BYTES: Final = 128
+PTES_PER_PTEG: Final = 8
+HTAB_MIN_BYTES: Final = 256 << 10
 
 # SLB (slbmte RS operand) flags.
-SLB_KS = 0x800
-SLB_KP = 0x400
-SLB_N = 0x200
-SLB_L = 0x100
-SLB_ENTRIES = 64
+SLB_KS: Final = 0x800
+SLB_KP: Final = 0x400
+SLB_N: Final = 0x200
+SLB_L: Final = 0x100
+SLB_ENTRIES: Final = 64
 
-LARGE_PAGE_SHIFT = 24  # the 970's one large page size: 16 MiB
+LARGE_PAGE_SHIFT: Final = 24  # the 970's one large page size: 16 MiB
 
 
 def rma_log2(size: int) -> int:

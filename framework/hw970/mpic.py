@@ -7,9 +7,10 @@ what is pending per CPU and tells whoever drives that CPU.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Final
 
-NR_SOURCES = 128
-NR_IPIS = 4  # IPI vectors follow the external sources
+NR_SOURCES: Final = 128
+NR_IPIS: Final = 4  # IPI vectors follow the external sources
 
 
 class Mpic:

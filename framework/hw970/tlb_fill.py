@@ -9,6 +9,7 @@ narrower setters when the running context changes one of them.
 from __future__ import annotations
 
 import ctypes
+from typing import Final
 
 from unicorn import unicorn_const as uc_const
 
@@ -16,7 +17,7 @@ from framework.hw970 import cext
 from framework.hw970.memory import MachineMemory
 from framework.hw970.mmu import SLB_ENTRIES, Fault, TranslationState
 
-_MODULE = "_mmu"
+_MODULE: Final = "_mmu"
 
 
 class MmuState(ctypes.Structure):

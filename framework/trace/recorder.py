@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Protocol
+from typing import Final, Protocol
 
 import numpy as np
 import pandas as pd
@@ -35,19 +35,19 @@ __all__ = [
     "trace_arrow_schema",
 ]
 
-TRACE_FILE = "trace.parquet"
-TRACE_METADATA_KEY = b"xen970.trace"
+TRACE_FILE: Final = "trace.parquet"
+TRACE_METADATA_KEY: Final = b"xen970.trace"
 # DataFrame.attrs key holding {kind name: {"fields": [...], "text": meaning or None}}.
-KINDS_ATTR = "xen970.kinds"
+KINDS_ATTR: Final = "xen970.kinds"
 
 # (kind, t_ns, cpu, dom, vcpu, f0, f1, f2, f3, text)
 Record = tuple[int, int, int, int, int, int, int, int, int, str | None]
 
-_I64_MIN = -(1 << 63)
-_U64_END = 1 << 64
-_KIND_NAMES = [kind.name for kind in KINDS]
-_FIELD_COUNT = np.array([len(kind.fields) for kind in KINDS], dtype=np.int64)
-_HAS_TEXT = np.array([kind.text is not None for kind in KINDS], dtype=bool)
+_I64_MIN: Final = -(1 << 63)
+_U64_END: Final = 1 << 64
+_KIND_NAMES: Final = [kind.name for kind in KINDS]
+_FIELD_COUNT: Final = np.array([len(kind.fields) for kind in KINDS], dtype=np.int64)
+_HAS_TEXT: Final = np.array([kind.text is not None for kind in KINDS], dtype=bool)
 # For each field column: the (kind id, position) pairs that carry it.
 _FIELD_SOURCES: dict[str, list[tuple[int, int]]] = {
     name: [(k, kind.fields.index(name)) for k, kind in enumerate(KINDS) if name in kind.fields]

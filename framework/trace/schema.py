@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Final
 
 __all__ = [
     "BASE_COLUMNS",
@@ -27,7 +28,7 @@ __all__ = [
     "kind_ident",
 ]
 
-MAX_FIELDS = 4
+MAX_FIELDS: Final = 4
 
 
 @dataclass(frozen=True, slots=True)

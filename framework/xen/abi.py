@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from typing import Final
 
 from framework.hw970.memory import MachineMemory
 
@@ -28,7 +29,7 @@ HYPERVISOR_physdev_op = 33
 HYPERVISOR_sysctl = 35
 HYPERVISOR_domctl = 36
 
-HCALL_NAMES = {
+HCALL_NAMES: Final = {
     HYPERVISOR_sched_op_compat: "sched_op_compat",
     HYPERVISOR_memory_op: "memory_op",
     HYPERVISOR_set_timer_op: "set_timer_op",
@@ -45,7 +46,7 @@ HCALL_NAMES = {
 }
 
 #: Xen calls are marked by all-ones in bits 16..63 of r3 (number | (~0 << 16)).
-XEN_MARK = 0xFFFFFFFFFFFF0000
+XEN_MARK: Final = 0xFFFFFFFFFFFF0000
 
 
 def xen_mark(nr: int) -> int:
@@ -65,8 +66,8 @@ H_PUT_TCE = 0x20
 H_SET_DABR = 0x28
 H_GET_TERM_CHAR = 0x54
 H_PUT_TERM_CHAR = 0x58
-PAPR_MAX_TOKEN = 0x1D4
-PAPR_NAMES = {
+PAPR_MAX_TOKEN: Final = 0x1D4
+PAPR_NAMES: Final = {
     H_REMOVE: "H_REMOVE",
     H_ENTER: "H_ENTER",
     H_READ: "H_READ",
@@ -79,33 +80,33 @@ PAPR_NAMES = {
     H_GET_TERM_CHAR: "H_GET_TERM_CHAR",
     H_PUT_TERM_CHAR: "H_PUT_TERM_CHAR",
 }
-H_SUCCESS = 0
-H_HARDWARE = -1
-H_FUNCTION = -2
-H_PRIVILEGE = -3
-H_PARAMETER = -4
-H_PTEG_FULL = -6
-H_NOT_FOUND = -7
+H_SUCCESS: Final = 0
+H_HARDWARE: Final = -1
+H_FUNCTION: Final = -2
+H_PRIVILEGE: Final = -3
+H_PARAMETER: Final = -4
+H_PTEG_FULL: Final = -6
+H_NOT_FOUND: Final = -7
 # H_ENTER/H_REMOVE flags (PAPR): in the flags argument (r4).
-H_EXACT = 1 << (63 - 56)
-H_AVPN = 1 << (63 - 32)
-H_ANDCOND = 1 << (63 - 33)
-H_ZERO_PAGE = 1 << (63 - 48)
+H_EXACT: Final = 1 << (63 - 56)
+H_AVPN: Final = 1 << (63 - 32)
+H_ANDCOND: Final = 1 << (63 - 33)
+H_ZERO_PAGE: Final = 1 << (63 - 48)
 
 # --- errno (Xen returns -errno) ------------------------------------------------------
-EPERM = 1
-ENOENT = 2
-ESRCH = 3
-EINTR = 4
-ENOMEM = 12
-EFAULT = 14
-EBUSY = 16
-EEXIST = 17
-EINVAL = 22
-ENOSPC = 28
-ENOSYS = 38
-EAGAIN = 11
-EACCES = 13
+EPERM: Final = 1
+ENOENT: Final = 2
+ESRCH: Final = 3
+EINTR: Final = 4
+ENOMEM: Final = 12
+EFAULT: Final = 14
+EBUSY: Final = 16
+EEXIST: Final = 17
+EINVAL: Final = 22
+ENOSPC: Final = 28
+ENOSYS: Final = 38
+EAGAIN: Final = 11
+EACCES: Final = 13
 
 # --- sched_op (sched.h) --------------------------------------------------------------
 SCHEDOP_yield = 0
@@ -116,7 +117,7 @@ SHUTDOWN_poweroff = 0
 SHUTDOWN_reboot = 1
 SHUTDOWN_suspend = 2
 SHUTDOWN_crash = 3
-SHUTDOWN_NAMES = {0: "poweroff", 1: "reboot", 2: "suspend", 3: "crash"}
+SHUTDOWN_NAMES: Final = {0: "poweroff", 1: "reboot", 2: "suspend", 3: "crash"}
 
 # --- vcpu_op (vcpu.h) ----------------------------------------------------------------
 VCPUOP_initialise = 0
@@ -129,9 +130,9 @@ XENVER_version = 0
 XENVER_extraversion = 1
 XENVER_capabilities = 3
 XENVER_pagesize = 7
-XEN_VERSION = (3, 0)
-XEN_EXTRAVERSION = b".4-xen970\0"
-XEN_CAPABILITIES = b"xen-3.0-powerpc64\0"
+XEN_VERSION: Final = (3, 0)
+XEN_EXTRAVERSION: Final = b".4-xen970\0"
+XEN_CAPABILITIES: Final = b"xen-3.0-powerpc64\0"
 
 # --- console_io ----------------------------------------------------------------------
 CONSOLEIO_write = 0
@@ -154,15 +155,15 @@ EVTCHNSTAT_interdomain = 2
 EVTCHNSTAT_pirq = 3
 EVTCHNSTAT_virq = 4
 EVTCHNSTAT_ipi = 5
-NR_EVENT_CHANNELS = 4096
-VIRQ_TIMER = 0
-VIRQ_DEBUG = 1
-VIRQ_CONSOLE = 2
-VIRQ_DOM_EXC = 3
-NR_VIRQS = 24
-DOMID_SELF = 0x7FF0
+NR_EVENT_CHANNELS: Final = 4096
+VIRQ_TIMER: Final = 0
+VIRQ_DEBUG: Final = 1
+VIRQ_CONSOLE: Final = 2
+VIRQ_DOM_EXC: Final = 3
+NR_VIRQS: Final = 24
+DOMID_SELF: Final = 0x7FF0
 
-MAX_VIRT_CPUS = 32
+MAX_VIRT_CPUS: Final = 32
 
 # --- memory_op (memory.h) ------------------------------------------------------------
 XENMEM_increase_reservation = 0
@@ -170,7 +171,7 @@ XENMEM_decrease_reservation = 1
 XENMEM_populate_physmap = 6
 
 # --- domctl (domctl.h; XEN_DOMCTL_INTERFACE_VERSION of 3.0.4) -------------------------
-XEN_DOMCTL_INTERFACE_VERSION = 0x00000004
+XEN_DOMCTL_INTERFACE_VERSION: Final = 0x00000004
 XEN_DOMCTL_createdomain = 1
 XEN_DOMCTL_destroydomain = 2
 XEN_DOMCTL_pausedomain = 3
@@ -185,11 +186,11 @@ XEN_DOMCTL_real_mode_area = 26  # PowerPC only: allocate the RMA (log2 size)
 #: xen970 extension standing in for privcmd foreign mapping until the foreign area is
 #: modelled: copy a dom0 buffer (xencomm handle) into the target's guest-physical memory.
 XEN_DOMCTL_xen970_copy_to_domain = 0x970
-XEN_SCHEDULER_CREDIT = 5
+XEN_SCHEDULER_CREDIT: Final = 5
 XEN_DOMCTL_SCHEDOP_putinfo = 0
 XEN_DOMCTL_SCHEDOP_getinfo = 1
 
-DOMCTL_NAMES = {
+DOMCTL_NAMES: Final = {
     XEN_DOMCTL_createdomain: "createdomain",
     XEN_DOMCTL_destroydomain: "destroydomain",
     XEN_DOMCTL_pausedomain: "pausedomain",
@@ -206,7 +207,7 @@ DOMCTL_NAMES = {
 
 
 # --- layouts -------------------------------------------------------------------------
-_STRUCT_CODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
+_STRUCT_CODES: Final = {1: "B", 2: "H", 4: "I", 8: "Q"}
 
 
 @dataclass(frozen=True)
@@ -280,7 +281,7 @@ class Layout:
         }
 
 
-VCPU_INFO = Layout(
+VCPU_INFO: Final = Layout(
     "vcpu_info",
     48,
     {
@@ -292,7 +293,7 @@ VCPU_INFO = Layout(
         "system_time": (32, 8),
     },
 )
-SHARED_INFO = Layout(
+SHARED_INFO: Final = Layout(
     "shared_info",
     4096,
     {
@@ -305,23 +306,27 @@ SHARED_INFO = Layout(
         "boot_timebase": (2576, 8),
     },
 )
-EVTCHN_PENDING_OFF = 1536
-EVTCHN_MASK_OFF = 2048
+EVTCHN_PENDING_OFF: Final = 1536
+EVTCHN_MASK_OFF: Final = 2048
 
-EVTCHN_ALLOC_UNBOUND = Layout(
+EVTCHN_ALLOC_UNBOUND: Final = Layout(
     "evtchn_alloc_unbound", 8, {"dom": (0, 2), "remote_dom": (2, 2), "port": (4, 4)}
 )
-EVTCHN_BIND_INTERDOMAIN = Layout(
+EVTCHN_BIND_INTERDOMAIN: Final = Layout(
     "evtchn_bind_interdomain",
     12,
     {"remote_dom": (0, 2), "remote_port": (4, 4), "local_port": (8, 4)},
 )
-EVTCHN_BIND_VIRQ = Layout("evtchn_bind_virq", 12, {"virq": (0, 4), "vcpu": (4, 4), "port": (8, 4)})
-EVTCHN_BIND_PIRQ = Layout("evtchn_bind_pirq", 12, {"pirq": (0, 4), "flags": (4, 4), "port": (8, 4)})
-EVTCHN_BIND_IPI = Layout("evtchn_bind_ipi", 8, {"vcpu": (0, 4), "port": (4, 4)})
-EVTCHN_PORT = Layout("evtchn_port", 4, {"port": (0, 4)})  # send, close, unmask
-EVTCHN_BIND_VCPU = Layout("evtchn_bind_vcpu", 8, {"port": (0, 4), "vcpu": (4, 4)})
-EVTCHN_STATUS = Layout(
+EVTCHN_BIND_VIRQ: Final = Layout(
+    "evtchn_bind_virq", 12, {"virq": (0, 4), "vcpu": (4, 4), "port": (8, 4)}
+)
+EVTCHN_BIND_PIRQ: Final = Layout(
+    "evtchn_bind_pirq", 12, {"pirq": (0, 4), "flags": (4, 4), "port": (8, 4)}
+)
+EVTCHN_BIND_IPI: Final = Layout("evtchn_bind_ipi", 8, {"vcpu": (0, 4), "port": (4, 4)})
+EVTCHN_PORT: Final = Layout("evtchn_port", 4, {"port": (0, 4)})  # send, close, unmask
+EVTCHN_BIND_VCPU: Final = Layout("evtchn_bind_vcpu", 8, {"port": (0, 4), "vcpu": (4, 4)})
+EVTCHN_STATUS: Final = Layout(
     "evtchn_status",
     24,
     {
@@ -334,9 +339,11 @@ EVTCHN_STATUS = Layout(
         "u_virq": (16, 4),
     },
 )
-SCHED_SHUTDOWN = Layout("sched_shutdown", 4, {"reason": (0, 4)})
-SCHED_POLL = Layout("sched_poll", 24, {"ports": (0, 8), "nr_ports": (8, 4), "timeout": (16, 8)})
-MEMORY_RESERVATION = Layout(
+SCHED_SHUTDOWN: Final = Layout("sched_shutdown", 4, {"reason": (0, 4)})
+SCHED_POLL: Final = Layout(
+    "sched_poll", 24, {"ports": (0, 8), "nr_ports": (8, 4), "timeout": (16, 8)}
+)
+MEMORY_RESERVATION: Final = Layout(
     "xen_memory_reservation",
     32,
     {
@@ -348,7 +355,7 @@ MEMORY_RESERVATION = Layout(
     },
 )
 # struct xen_domctl: cmd, interface_version, domain, then a union at offset 8.
-DOMCTL = Layout(
+DOMCTL: Final = Layout(
     "xen_domctl",
     128,
     {
@@ -387,7 +394,7 @@ DOMINF_blocked = 1 << 4
 DOMINF_running = 1 << 5
 
 # vcpu_guest_context (arch-powerpc.h): cpu_user_regs then sdr1.
-VCPU_GUEST_CONTEXT = Layout(
+VCPU_GUEST_CONTEXT: Final = Layout(
     "vcpu_guest_context",
     352,
     {

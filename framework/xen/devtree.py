@@ -11,7 +11,7 @@ from __future__ import annotations
 import string
 from dataclasses import dataclass, field
 from itertools import pairwise
-from typing import NoReturn
+from typing import Final, NoReturn
 
 import fdt
 
@@ -41,41 +41,41 @@ from framework.hw970.mmu import RMA_SIZES
 
 #: Largest domain devtree, header to strings: the toolstack builds the tree in a fixed
 #: 16 KiB buffer (BPH_SIZE in mk_flatdevtree.h) and copies that much into the guest.
-DEVTREE_MAX_BYTES = 16384
+DEVTREE_MAX_BYTES: Final = 16384
 
-PAGE_SIZE = 4096
-XEN_COMPATIBLE = "Xen-3.0-unstable"
+PAGE_SIZE: Final = 4096
+XEN_COMPATIBLE: Final = "Xen-3.0-unstable"
 #: Root identity written by the 2007 toolstack for every domain: guest Linux picks its
 #: Maple platform code from it, and the device_type keeps it from expecting CHRP firmware.
-DOMAIN_MODEL = "Momentum,Maple-D"
-DOMAIN_COMPATIBLE = "Momentum,Maple"
-DOMAIN_DEVICE_TYPE = "chrp-but-not-really"
+DOMAIN_MODEL: Final = "Momentum,Maple-D"
+DOMAIN_COMPATIBLE: Final = "Momentum,Maple"
+DOMAIN_DEVICE_TYPE: Final = "chrp-but-not-really"
 #: phandle of /xen, the guest's event-channel "interrupt controller" (0 is not a valid
 #: phandle, which the 2007 code handed to cpu0).
-XEN_PHANDLE = 1
-CPU_NODE_PREFIX = "PowerPC,970"
-WORKLOAD_COMPATIBLE = "xen970,workload"
+XEN_PHANDLE: Final = 1
+CPU_NODE_PREFIX: Final = "PowerPC,970"
+WORKLOAD_COMPATIBLE: Final = "xen970,workload"
 #: Records each workload property's Python type, so parsing gives back exactly what was built.
-WORKLOAD_TYPES_PROP = "xen970,types"
+WORKLOAD_TYPES_PROP: Final = "xen970,types"
 
 #: dom0's foreign map: pfn bit 22 (guest-physical 16 GiB), 1024 slots of 4 KiB.
-DOM0_FOREIGN_MAP = (22, 1024)
+DOM0_FOREIGN_MAP: Final = (22, 1024)
 #: Guest-physical frames with bit 22 set are Xen's FOREIGN class for every domain, so no
 #: domain's memory may reach 16 GiB.
-GUEST_MEMORY_LIMIT = 1 << (22 + 12)
+GUEST_MEMORY_LIMIT: Final = 1 << (22 + 12)
 #: RMA sizes the 970's HID4.RMLR can encode (64 MiB .. 256 GiB).
-MAX_VCPUS = 32
-NR_EVENT_CHANNELS = 4096
-DOMID_FIRST_RESERVED = 0x7FF0
+MAX_VCPUS: Final = 32
+NR_EVENT_CHANNELS: Final = 4096
+DOMID_FIRST_RESERVED: Final = 0x7FF0
 #: SDR1.HTABSIZE allows hashed page tables of 2^18 .. 2^46 bytes.
-HTAB_LOG2_MIN = 18
-HTAB_LOG2_MAX = 46
+HTAB_LOG2_MIN: Final = 18
+HTAB_LOG2_MAX: Final = 46
 
 WorkloadValue = int | str | list[int]
-_WORKLOAD_RESERVED_NAMES = frozenset(
+_WORKLOAD_RESERVED_NAMES: Final = frozenset(
     {"compatible", "name", "phandle", "linux,phandle", WORKLOAD_TYPES_PROP}
 )
-_PROP_NAME_CHARS = frozenset(string.ascii_letters + string.digits + ",._+?#-")
+_PROP_NAME_CHARS: Final = frozenset(string.ascii_letters + string.digits + ",._+?#-")
 
 
 @dataclass(frozen=True, kw_only=True)

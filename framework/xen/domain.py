@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any
+from typing import Any, Final
 
 from framework.hw970.core import ArchState
 from framework.hw970.mmu import TranslationState
@@ -14,8 +14,8 @@ from framework.xen.mm import PhysMap
 from framework.xen.p2m import ForeignArea
 
 # shared_info sits at the top of the RMA; VCPU i's vcpu_info is entry i of its array.
-_SHARED_INFO_SIZE = SHARED_INFO.size
-_VCPU_INFO_SIZE = VCPU_INFO.size
+_SHARED_INFO_SIZE: Final = SHARED_INFO.size
+_VCPU_INFO_SIZE: Final = VCPU_INFO.size
 
 
 class Runstate(IntEnum):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Final
 
 from framework.hw970.memory import MachineMemory
 from framework.xen.abi import (
@@ -18,8 +19,8 @@ from framework.xen.abi import (
 )
 
 # Offsets inside vcpu_info (Xen also reads the selector for the upcall trace record).
-PENDING_SEL_OFF = VCPU_INFO.offset("evtchn_pending_sel")
-_UPCALL_PENDING_OFF = VCPU_INFO.offset("evtchn_upcall_pending")
+PENDING_SEL_OFF: Final = VCPU_INFO.offset("evtchn_pending_sel")
+_UPCALL_PENDING_OFF: Final = VCPU_INFO.offset("evtchn_upcall_pending")
 
 
 class PortState(IntEnum):

@@ -54,7 +54,7 @@ import sys
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from framework.hw970.core import Core
 from framework.hw970.memory import MachineMemory
@@ -138,7 +138,7 @@ GNTTABOP_transfer = 4
 GNTTABOP_copy = 5
 GNTTABOP_query_size = 6
 #: do_grant_table_op refuses larger batches ("count > 512" in Xen).
-MAX_GRANT_OPS = 512
+MAX_GRANT_OPS: Final = 512
 
 # --- grant entry flags (GTF_*) --------------------------------------------------------------
 GTF_invalid = 0
@@ -174,7 +174,7 @@ GNTST_no_device_space = -7
 GNTST_permission_denied = -8
 GNTST_bad_page = -9
 GNTST_bad_copy_arg = -10
-_GNTST_NAMES = {
+_GNTST_NAMES: Final = {
     GNTST_okay: "okay",
     GNTST_general_error: "general_error",
     GNTST_bad_domain: "bad_domain",
@@ -189,27 +189,29 @@ _GNTST_NAMES = {
 }
 
 #: Entries libxc seeds for the toolstack's backends (console and xenstore pages, for dom0).
-GNTTAB_RESERVED_CONSOLE = 0
-GNTTAB_RESERVED_XENSTORE = 1
+GNTTAB_RESERVED_CONSOLE: Final = 0
+GNTTAB_RESERVED_XENSTORE: Final = 1
 
-_PAGE = 4096
+_PAGE: Final = 4096
 
 # --- structures (64-bit PowerPC: big-endian, natural alignment, 64-bit xen_pfn_t) ----------
-GRANT_ENTRY = Layout("grant_entry_v1", 8, {"flags": (0, 2), "domid": (2, 2), "frame": (4, 4)})
-GRANT_ENTRIES_PER_FRAME = _PAGE // GRANT_ENTRY.size
-NR_GRANT_ENTRIES = NR_GRANT_FRAMES * GRANT_ENTRIES_PER_FRAME
+GRANT_ENTRY: Final = Layout(
+    "grant_entry_v1", 8, {"flags": (0, 2), "domid": (2, 2), "frame": (4, 4)}
+)
+GRANT_ENTRIES_PER_FRAME: Final = _PAGE // GRANT_ENTRY.size
+NR_GRANT_ENTRIES: Final = NR_GRANT_FRAMES * GRANT_ENTRIES_PER_FRAME
 
-GNTTAB_SETUP_TABLE = Layout(
+GNTTAB_SETUP_TABLE: Final = Layout(
     "gnttab_setup_table",
     24,
     {"dom": (0, 2), "nr_frames": (4, 4), "status": (8, 2), "frame_list": (16, 8)},
 )
-GNTTAB_QUERY_SIZE = Layout(
+GNTTAB_QUERY_SIZE: Final = Layout(
     "gnttab_query_size",
     16,
     {"dom": (0, 2), "nr_frames": (4, 4), "max_nr_frames": (8, 4), "status": (12, 2)},
 )
-GNTTAB_MAP_GRANT_REF = Layout(
+GNTTAB_MAP_GRANT_REF: Final = Layout(
     "gnttab_map_grant_ref",
     32,
     {
@@ -222,14 +224,14 @@ GNTTAB_MAP_GRANT_REF = Layout(
         "dev_bus_addr": (24, 8),
     },
 )
-GNTTAB_UNMAP_GRANT_REF = Layout(
+GNTTAB_UNMAP_GRANT_REF: Final = Layout(
     "gnttab_unmap_grant_ref",
     24,
     {"host_addr": (0, 8), "dev_bus_addr": (8, 8), "handle": (16, 4), "status": (20, 2)},
 )
 # `u` is a union { grant_ref_t ref; xen_pfn_t gmfn; }: on big-endian the u32 ref is the
 # *first* four bytes of the u64, so the two views overlap at offset 0 with their own width.
-GNTTAB_COPY = Layout(
+GNTTAB_COPY: Final = Layout(
     "gnttab_copy",
     40,
     {
@@ -247,7 +249,7 @@ GNTTAB_COPY = Layout(
     },
 )
 # `mfn` is a pfn of the donor on PowerPC: the domain is auto-translated.
-GNTTAB_TRANSFER = Layout(
+GNTTAB_TRANSFER: Final = Layout(
     "gnttab_transfer", 24, {"mfn": (0, 8), "domid": (8, 2), "ref": (12, 4), "status": (16, 2)}
 )
 
@@ -881,7 +883,7 @@ _OPS: dict[int, tuple[Layout, OpBody]] = {
     GNTTABOP_query_size: (GNTTAB_QUERY_SIZE, _query_size),
 }
 #: Operations only a domain with I/O privileges may use (grant_operation_permitted).
-_PRIVILEGED_OPS = (GNTTABOP_map_grant_ref, GNTTABOP_unmap_grant_ref, GNTTABOP_transfer)
+_PRIVILEGED_OPS: Final = (GNTTABOP_map_grant_ref, GNTTABOP_unmap_grant_ref, GNTTABOP_transfer)
 
 
 def _patch(layout: Layout, raw: bytes, fields: dict[str, int]) -> bytes:

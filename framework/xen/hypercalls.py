@@ -8,7 +8,7 @@ result goes back in r3.  Arguments in memory come through xencomm handles.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from framework.hw970.core import Core
 from framework.trace.schema import K
@@ -36,10 +36,10 @@ if TYPE_CHECKING:
     from framework.xen.hypervisor import Hypervisor
 
 Handler = Callable[["Hypervisor", Core, Vcpu], int]
-_MASK64 = 0xFFFFFFFFFFFFFFFF
+_MASK64: Final = 0xFFFFFFFFFFFFFFFF
 #: Xen's continuation encoding for memory_op: progress in the cmd's upper bits.
-MEMOP_EXTENT_SHIFT = 4
-MEMOP_BATCH = 4  # extents handled per pass before a continuation
+MEMOP_EXTENT_SHIFT: Final = 4
+MEMOP_BATCH: Final = 4  # extents handled per pass before a continuation
 
 
 def xencomm_of(xen: Hypervisor, dom: Domain) -> Xencomm:
@@ -112,7 +112,7 @@ def hypercall_entry(xen: Hypervisor) -> Callable[[Core], None]:
 
 
 #: Sentinel result: re-execute the `sc` with the (updated) arguments (no hcall returns it).
-CONTINUATION = -(1 << 72)
+CONTINUATION: Final = -(1 << 72)
 
 
 def _papr_handler(token: int) -> Handler | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 import simpy
 
@@ -34,7 +35,7 @@ from framework.xen.p2m import ForeignArea
 from framework.xen.sched_credit import CreditScheduler
 from framework.xen.schedule import PhysicalCpu
 
-TICK_NS = 10_000_000
+TICK_NS: Final = 10_000_000
 
 
 @dataclass(frozen=True)

@@ -11,24 +11,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from framework.xen.abi import Layout
 
-PAGE_SIZE = 4096
+PAGE_SIZE: Final = 4096
 
 # --- io/ring.h -----------------------------------------------------------------------
 #: RING_IDX is an unsigned 32-bit counter that runs freely and wraps at 2**32.
-RING_IDX_MASK = 0xFFFFFFFF
+RING_IDX_MASK: Final = 0xFFFFFFFF
 
 #: The 3.0-era `struct *_sring` header: four RING_IDX then `uint8_t pad[48]`, so the
 #: entry array starts at byte 64 of the shared page.
-SHARED_RING_HEADER = Layout(
+SHARED_RING_HEADER: Final = Layout(
     "sring",
     64,
     {"req_prod": (0, 4), "req_event": (4, 4), "rsp_prod": (8, 4), "rsp_event": (12, 4)},
 )
-SRING_ENTRIES_OFFSET = SHARED_RING_HEADER.size
+SRING_ENTRIES_OFFSET: Final = SHARED_RING_HEADER.size
 
 
 def ring_size(entry_bytes: int, page: int = PAGE_SIZE) -> int:
@@ -81,25 +81,25 @@ def _s16(value: int) -> int:
 
 
 # --- io/blkif.h ----------------------------------------------------------------------
-BLKIF_OP_READ = 0
-BLKIF_OP_WRITE = 1
-BLKIF_OP_WRITE_BARRIER = 2
-BLKIF_OP_FLUSH_DISKCACHE = 3
-BLKIF_MAX_SEGMENTS_PER_REQUEST = 11
-BLKIF_RSP_EOPNOTSUPP = -2
-BLKIF_RSP_ERROR = -1
-BLKIF_RSP_OKAY = 0
+BLKIF_OP_READ: Final = 0
+BLKIF_OP_WRITE: Final = 1
+BLKIF_OP_WRITE_BARRIER: Final = 2
+BLKIF_OP_FLUSH_DISKCACHE: Final = 3
+BLKIF_MAX_SEGMENTS_PER_REQUEST: Final = 11
+BLKIF_RSP_EOPNOTSUPP: Final = -2
+BLKIF_RSP_ERROR: Final = -1
+BLKIF_RSP_OKAY: Final = 0
 #: A segment names 512-byte sectors first_sect..last_sect of one granted 4 KiB page.
-BLKIF_SECTOR_SIZE = 512
-BLKIF_SECTORS_PER_PAGE = PAGE_SIZE // BLKIF_SECTOR_SIZE
+BLKIF_SECTOR_SIZE: Final = 512
+BLKIF_SECTORS_PER_PAGE: Final = PAGE_SIZE // BLKIF_SECTOR_SIZE
 
 #: struct blkif_request_segment: u32 gref, u8 first_sect, u8 last_sect, 2 bytes of padding.
-BLKIF_SEGMENT = Layout(
+BLKIF_SEGMENT: Final = Layout(
     "blkif_request_segment", 8, {"gref": (0, 4), "first_sect": (4, 1), "last_sect": (5, 1)}
 )
-BLKIF_SEG_OFFSET = 24
+BLKIF_SEG_OFFSET: Final = 24
 #: struct blkif_request; its seg[] array appears as seg{i}_gref / _first_sect / _last_sect.
-BLKIF_REQUEST = Layout(
+BLKIF_REQUEST: Final = Layout(
     "blkif_request",
     BLKIF_SEG_OFFSET + BLKIF_MAX_SEGMENTS_PER_REQUEST * BLKIF_SEGMENT.size,
     {
@@ -116,11 +116,11 @@ BLKIF_REQUEST = Layout(
     },
 )
 #: struct blkif_response: u64 id, u8 operation, i16 status (aligned to 10), padded to 16.
-BLKIF_RESPONSE = Layout(
+BLKIF_RESPONSE: Final = Layout(
     "blkif_response", 16, {"id": (0, 8), "operation": (8, 1), "status": (10, 2)}
 )
-BLKIF_RING = RingType("blkif", BLKIF_REQUEST, BLKIF_RESPONSE)
-BLKIF_RING_SIZE = BLKIF_RING.size()
+BLKIF_RING: Final = RingType("blkif", BLKIF_REQUEST, BLKIF_RESPONSE)
+BLKIF_RING_SIZE: Final = BLKIF_RING.size()
 
 
 class BlkifRequestError(ValueError):
@@ -246,26 +246,26 @@ NETTXF_more_data = 1 << 2
 NETRXF_data_validated = 1 << 0
 NETRXF_csum_blank = 1 << 1
 NETRXF_more_data = 1 << 2
-NETIF_RSP_DROPPED = -2
-NETIF_RSP_ERROR = -1
-NETIF_RSP_OKAY = 0
+NETIF_RSP_DROPPED: Final = -2
+NETIF_RSP_ERROR: Final = -1
+NETIF_RSP_OKAY: Final = 0
 #: Never sent by a back end to mean a result; fills a response slot that carries none.
-NETIF_RSP_NULL = 1
+NETIF_RSP_NULL: Final = 1
 
-NETIF_TX_REQUEST = Layout(
+NETIF_TX_REQUEST: Final = Layout(
     "netif_tx_request",
     12,
     {"gref": (0, 4), "offset": (4, 2), "flags": (6, 2), "id": (8, 2), "size": (10, 2)},
 )
-NETIF_TX_RESPONSE = Layout("netif_tx_response", 4, {"id": (0, 2), "status": (2, 2)})
-NETIF_RX_REQUEST = Layout("netif_rx_request", 8, {"id": (0, 2), "gref": (4, 4)})
-NETIF_RX_RESPONSE = Layout(
+NETIF_TX_RESPONSE: Final = Layout("netif_tx_response", 4, {"id": (0, 2), "status": (2, 2)})
+NETIF_RX_REQUEST: Final = Layout("netif_rx_request", 8, {"id": (0, 2), "gref": (4, 4)})
+NETIF_RX_RESPONSE: Final = Layout(
     "netif_rx_response", 8, {"id": (0, 2), "offset": (2, 2), "flags": (4, 2), "status": (6, 2)}
 )
-NETIF_TX_RING = RingType("netif_tx", NETIF_TX_REQUEST, NETIF_TX_RESPONSE)
-NETIF_RX_RING = RingType("netif_rx", NETIF_RX_REQUEST, NETIF_RX_RESPONSE)
-NETIF_TX_RING_SIZE = NETIF_TX_RING.size()
-NETIF_RX_RING_SIZE = NETIF_RX_RING.size()
+NETIF_TX_RING: Final = RingType("netif_tx", NETIF_TX_REQUEST, NETIF_TX_RESPONSE)
+NETIF_RX_RING: Final = RingType("netif_rx", NETIF_RX_REQUEST, NETIF_RX_RESPONSE)
+NETIF_TX_RING_SIZE: Final = NETIF_TX_RING.size()
+NETIF_RX_RING_SIZE: Final = NETIF_RX_RING.size()
 
 
 class NetifTxRequest(NamedTuple):
@@ -348,10 +348,10 @@ def _unpack(layout: Layout, data: bytes) -> dict[str, int]:
 
 
 # --- io/console.h --------------------------------------------------------------------
-XENCONS_IN_SIZE = 1024
-XENCONS_OUT_SIZE = 2048
+XENCONS_IN_SIZE: Final = 1024
+XENCONS_OUT_SIZE: Final = 2048
 #: struct xencons_interface: char in[1024]; char out[2048]; then the four u32 indices.
-XENCONS_INTERFACE = Layout(
+XENCONS_INTERFACE: Final = Layout(
     "xencons_interface",
     XENCONS_IN_SIZE + XENCONS_OUT_SIZE + 16,
     {
@@ -365,10 +365,10 @@ XENCONS_INTERFACE = Layout(
 )
 
 # --- io/xs_wire.h --------------------------------------------------------------------
-XENSTORE_RING_SIZE = 1024
-XENSTORE_PAYLOAD_MAX = 4096
+XENSTORE_RING_SIZE: Final = 1024
+XENSTORE_PAYLOAD_MAX: Final = 4096
 #: struct xenstore_domain_interface: req[1024], rsp[1024], then the four u32 indices.
-XENSTORE_DOMAIN_INTERFACE = Layout(
+XENSTORE_DOMAIN_INTERFACE: Final = Layout(
     "xenstore_domain_interface",
     2 * XENSTORE_RING_SIZE + 16,
     {
@@ -381,7 +381,7 @@ XENSTORE_DOMAIN_INTERFACE = Layout(
     },
 )
 #: struct xsd_sockmsg: the header in front of every xenstore message's payload.
-XSD_SOCKMSG = Layout(
+XSD_SOCKMSG: Final = Layout(
     "xsd_sockmsg", 16, {"type": (0, 4), "req_id": (4, 4), "tx_id": (8, 4), "len": (12, 4)}
 )
 

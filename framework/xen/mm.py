@@ -18,6 +18,7 @@ import bisect
 from array import array
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
+from typing import Final
 
 from framework.hw970.memory import PAGE_SHIFT, PAGE_SIZE
 from framework.hw970.mmu import HTAB_MIN_BYTES, RMA_SIZES, rma_log2
@@ -44,19 +45,19 @@ __all__ = [
 ]
 
 #: Extents beyond the RMA are order-12 blocks of 4 KiB pages: the 970's 16 MiB large page.
-EXTENT_ORDER = 12
-EXTENT_PAGES = 1 << EXTENT_ORDER
-EXTENT_BYTES = 1 << (PAGE_SHIFT + EXTENT_ORDER)
+EXTENT_ORDER: Final = 12
+EXTENT_PAGES: Final = 1 << EXTENT_ORDER
+EXTENT_BYTES: Final = 1 << (PAGE_SHIFT + EXTENT_ORDER)
 #: Xen keeps the bottom of machine memory (text, heap) for itself.
-XEN_RESERVED_BYTES = 64 << 20
+XEN_RESERVED_BYTES: Final = 64 << 20
 #: The 2-4 GiB I/O hole: dom0's memory must stay below it.
-IO_HOLE_START = 2 << 30
+IO_HOLE_START: Final = 2 << 30
 #: Smallest default dom0: the minimum RMA (see `dom0_memory_default` for why not 192 MiB).
-DOM0_MIN_BYTES = RMA_SIZES[0]
+DOM0_MIN_BYTES: Final = RMA_SIZES[0]
 
-_MAX_MFN = (1 << 32) - 1  # the p2m holds 32-bit MFNs (44-bit machine addresses)
+_MAX_MFN: Final = (1 << 32) - 1  # the p2m holds 32-bit MFNs (44-bit machine addresses)
 #: A p2m entry with no frame behind it (Xen's INVALID_MFN in a 32-bit p2m).
-INVALID_MFN = (1 << 32) - 1
+INVALID_MFN: Final = (1 << 32) - 1
 
 
 class AllocError(Exception):

@@ -15,20 +15,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from framework.xen.mm import NotOwned
 
 if TYPE_CHECKING:
     from framework.xen.domain import Domain
 
-FOREIGN_PFN_SHIFT = 22
-FOREIGN_PFN_BASE = 1 << FOREIGN_PFN_SHIFT
-FOREIGN_GPA_BASE = FOREIGN_PFN_BASE << 12  # 16 GiB
-FOREIGN_SLOTS = 1024
-NR_GRANT_FRAMES = 4
-IO_HOLE_START_PFN = (2 << 30) >> 12
-IO_HOLE_END_PFN = (4 << 30) >> 12
+FOREIGN_PFN_SHIFT: Final = 22
+FOREIGN_PFN_BASE: Final = 1 << FOREIGN_PFN_SHIFT
+FOREIGN_GPA_BASE: Final = FOREIGN_PFN_BASE << 12  # 16 GiB
+FOREIGN_SLOTS: Final = 1024
+NR_GRANT_FRAMES: Final = 4
+IO_HOLE_START_PFN: Final = (2 << 30) >> 12
+IO_HOLE_END_PFN: Final = (4 << 30) >> 12
 
 
 class PfnClass(IntEnum):

@@ -12,7 +12,7 @@ and its own grant frames (4 KiB only, WIMG forced to I=0 G=0).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from framework.hw970.core import Core
 from framework.hw970.mmu import PTE_G, PTE_I, PTE_L, PTE_N, PTE_PP, PTE_V, PTE_W, PTES_PER_PTEG
@@ -47,11 +47,11 @@ from framework.xen.p2m import (
 if TYPE_CHECKING:
     from framework.xen.hypervisor import Hypervisor
 
-LARGE_PAGE_PFNS = 1 << 12
+LARGE_PAGE_PFNS: Final = 1 << 12
 #: PP = 3: read-only whatever the SLB key (hw970.mmu._check_pte), for read-only grants.
-PP_READ_ONLY = 0x3
-_RPN_SHIFT = 12
-_RPN_MASK = 0x0FFFFFFFFFFFF000
+PP_READ_ONLY: Final = 0x3
+_RPN_SHIFT: Final = 12
+_RPN_MASK: Final = 0x0FFFFFFFFFFFF000
 
 
 def _pte_addr(v: Vcpu, ptex: int) -> int | None:

@@ -11,7 +11,7 @@ once, since they wait on the event itself.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import simpy
 
@@ -24,10 +24,10 @@ from framework.xen.domain import Runstate, Vcpu
 if TYPE_CHECKING:
     from framework.xen.hypervisor import Hypervisor
 
-QUANTUM_NS = 500_000  # longest slice while other CPUs are busy too
-MIN_SLICE_NS = 2_000  # progress guarantee when events are due at the same instant
-IPI_CALL_FUNCTION = 0
-IPI_EVENT_CHECK = 1
+QUANTUM_NS: Final = 500_000  # longest slice while other CPUs are busy too
+MIN_SLICE_NS: Final = 2_000  # progress guarantee when events are due at the same instant
+IPI_CALL_FUNCTION: Final = 0
+IPI_EVENT_CHECK: Final = 1
 
 
 class PhysicalCpu:

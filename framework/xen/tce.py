@@ -13,7 +13,7 @@ copy of exactly what the guest wrote (PFN RPNs), which H_GET_TCE returns.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from framework.hw970.core import Core
 from framework.hw970.iommu import (
@@ -50,8 +50,8 @@ __all__ = [
     "h_put_tce",
 ]
 
-LIOBN_MAX = (1 << 32) - 1  # a LIOBN is a 32-bit cell in the device tree (ibm,dma-window)
-_DMA_CLASSES = (PfnClass.LOGICAL, PfnClass.FOREIGN)
+LIOBN_MAX: Final = (1 << 32) - 1  # a LIOBN is a 32-bit cell in the device tree (ibm,dma-window)
+_DMA_CLASSES: Final = (PfnClass.LOGICAL, PfnClass.FOREIGN)
 
 
 class XenTceTable(TceTable):

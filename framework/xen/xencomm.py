@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import struct
 from collections.abc import Callable
+from typing import Final
 
 from framework.hw970.memory import PAGE_SHIFT, PAGE_SIZE, MachineMemory
 
@@ -33,15 +34,15 @@ __all__ = [
     "descriptor_for_buffer",
 ]
 
-XENCOMM_MAGIC = 0x58434F4D  # 'XCOM'
-XENCOMM_INLINE_FLAG = 1 << 63
-XENCOMM_INVALID = ~0 & (2**64 - 1)
-XENCOMM_DESC_HEADER = 8  # u32 magic, u32 nr_addrs
+XENCOMM_MAGIC: Final = 0x58434F4D  # 'XCOM'
+XENCOMM_INLINE_FLAG: Final = 1 << 63
+XENCOMM_INVALID: Final = ~0 & (2**64 - 1)
+XENCOMM_DESC_HEADER: Final = 8  # u32 magic, u32 nr_addrs
 #: Most addresses a descriptor can hold when it starts at the top of its page.
-XENCOMM_MAX_ADDRS = (PAGE_SIZE - XENCOMM_DESC_HEADER) // 8
+XENCOMM_MAX_ADDRS: Final = (PAGE_SIZE - XENCOMM_DESC_HEADER) // 8
 
-_HEADER = struct.Struct(">II")
-_PAGE_MASK = PAGE_SIZE - 1
+_HEADER: Final = struct.Struct(">II")
+_PAGE_MASK: Final = PAGE_SIZE - 1
 
 
 class XencommError(Exception):
