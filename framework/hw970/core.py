@@ -77,6 +77,8 @@ _UNTIL_PAGE: Final = UNTIL_NEVER & ~0xFFF
 #: Machine page kept zero by the machine (Xen's area): what the `until` page maps to.
 ZERO_PAGE: Final = 0
 _MASK64: Final = 0xFFFFFFFFFFFFFFFF
+#: Translated-code buffer per core (Unicorn flushes its code cache when it fills).
+TCG_BUFFER_BYTES: Final = 16 << 20
 
 # Unicorn interrupt numbers (QEMU's POWERPC_EXCP_*) seen through UC_HOOK_INTR.
 _INTR_PROGRAM: Final = 6
@@ -173,9 +175,12 @@ class Decrementer:
         return self.written_tb + self.value + 1 if self.armed else None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class ArchState:
-    """Architected state of one execution context that Unicorn does not keep."""
+    """Architected state of one execution context that Unicorn does not keep.
+
+    Compared by identity (eq=False): two contexts with equal registers are still two.
+    """
 
     tr: TranslationState = field(default_factory=TranslationState)
     srr0: int = 0
@@ -223,6 +228,9 @@ class Core:
         self.timebase_hz = timebase_hz
         self.mmu = Mmu(memory)
         self.uc = Uc(uc_const.UC_ARCH_PPC, uc_const.UC_MODE_PPC64 | uc_const.UC_MODE_BIG_ENDIAN)
+        # Unicorn's default translation buffer is 1 GiB of address space, which costs ~4 ms
+        # to set up per instance; the guests' code needs a small fraction of this.
+        self.uc.ctl_set_tcg_buffer_size(TCG_BUFFER_BYTES)  # type: ignore[attr-defined]
         self.uc.mem_map_ptr(0, memory.size, uc_const.UC_PROT_ALL, memory.ptr)
         self.uc.ctl_set_tlb_mode(uc_const.UC_TLB_VIRTUAL)  # type: ignore[attr-defined]
         #: Translation on TLB misses, in C, mirroring `mmu` for the running context.
@@ -360,7 +368,13 @@ class Core:
     def load(self, state: ArchState) -> None:
         """Make `state` the running context (Unicorn registers, MSR, translation)."""
         self._regs.clear()
-        if self._parked == (state, state.saves) and state.boot_regs is None:
+        parked = self._parked
+        if (
+            parked is not None
+            and parked[0] is state
+            and parked[1] == state.saves
+            and state.boot_regs is None
+        ):
             # The last context this core ran, and nothing ran here since: Unicorn still
             # holds its registers and the emulated TLB its (still valid) translations.
             self.state = state
