@@ -1,6 +1,6 @@
 /*
  * The calls a Core makes into Unicorn on every hypercall, native routine and
- * context switch, and the hooks Unicorn makes back, without ctypes.
+ * slice, and the hooks Unicorn makes back, without ctypes.
  *
  * Why: a ctypes foreign call costs ~0.4 us of argument conversion and a ctypes
  * callback ~1.5 us (GIL hand-over, argument boxing); a timer tick makes about
@@ -21,7 +21,6 @@ typedef int (*uc_reg_fn)(void *uc, int regid, void *value);
 typedef int (*uc_emu_start_fn)(void *uc, uint64_t begin, uint64_t until,
                                uint64_t timeout, size_t count);
 typedef int (*uc_emu_stop_fn)(void *uc);
-typedef int (*uc_context_fn)(void *uc, void *context);
 typedef int (*uc_ctl_fn)(void *uc, int control, ...);
 
 /* uc_ctl's code for UC_CTL_TLB_FLUSH written with no argument (unicorn.h). */
@@ -36,8 +35,6 @@ typedef struct {
     uc_reg_fn reg_write;
     uc_emu_start_fn emu_start;
     uc_emu_stop_fn emu_stop;
-    uc_context_fn context_save;
-    uc_context_fn context_restore;
     uc_ctl_fn ctl;
     PyObject *on_intr; /* callable(intno) */
     PyObject *on_site; /* callable(address) */
@@ -120,15 +117,14 @@ static int glue_fail(const char *what, int err)
 static int Glue_init(Glue *g, PyObject *args, PyObject *kwds)
 {
     static char *names[] = {"uc", "reg_read", "reg_write", "emu_start", "emu_stop",
-                            "context_save", "context_restore", "ctl", "on_intr",
-                            "on_site", NULL};
-    unsigned long long uc, rr, rw, es, est, cs, cr, ctl;
+                            "ctl", "on_intr", "on_site", NULL};
+    unsigned long long uc, rr, rw, es, est, ctl;
     PyObject *on_intr, *on_site;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "KKKKKKKKOO", names, &uc, &rr, &rw,
-                                     &es, &est, &cs, &cr, &ctl, &on_intr, &on_site)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "KKKKKKOO", names, &uc, &rr, &rw, &es,
+                                     &est, &ctl, &on_intr, &on_site)) {
         return -1;
     }
-    if (!uc || !rr || !rw || !es || !est || !cs || !cr || !ctl) {
+    if (!uc || !rr || !rw || !es || !est || !ctl) {
         PyErr_SetString(PyExc_ValueError, "Glue: a Unicorn handle or function is NULL");
         return -1;
     }
@@ -141,8 +137,6 @@ static int Glue_init(Glue *g, PyObject *args, PyObject *kwds)
     g->reg_write = (uc_reg_fn)(uintptr_t)rw;
     g->emu_start = (uc_emu_start_fn)(uintptr_t)es;
     g->emu_stop = (uc_emu_stop_fn)(uintptr_t)est;
-    g->context_save = (uc_context_fn)(uintptr_t)cs;
-    g->context_restore = (uc_context_fn)(uintptr_t)cr;
     g->ctl = (uc_ctl_fn)(uintptr_t)ctl;
     Py_INCREF(on_intr);
     Py_XSETREF(g->on_intr, on_intr);
@@ -246,34 +240,6 @@ static PyObject *Glue_emu_stop(Glue *g, PyObject *unused)
     Py_RETURN_NONE;
 }
 
-static PyObject *glue_context_call(Glue *g, PyObject *arg, uc_context_fn fn,
-                                   const char *what)
-{
-    void *ctx = PyLong_AsVoidPtr(arg);
-    if (ctx == NULL) {
-        if (!PyErr_Occurred()) {
-            PyErr_Format(PyExc_ValueError, "%s: NULL context", what);
-        }
-        return NULL;
-    }
-    int err = fn(g->uc, ctx);
-    if (err) {
-        glue_fail(what, err);
-        return NULL;
-    }
-    Py_RETURN_NONE;
-}
-
-static PyObject *Glue_context_save(Glue *g, PyObject *arg)
-{
-    return glue_context_call(g, arg, g->context_save, "uc_context_save");
-}
-
-static PyObject *Glue_context_restore(Glue *g, PyObject *arg)
-{
-    return glue_context_call(g, arg, g->context_restore, "uc_context_restore");
-}
-
 static PyObject *Glue_tlb_flush(Glue *g, PyObject *unused)
 {
     (void)unused;
@@ -282,6 +248,19 @@ static PyObject *Glue_tlb_flush(Glue *g, PyObject *unused)
         glue_fail("uc_ctl(UC_CTL_TLB_FLUSH)", err);
         return NULL;
     }
+    Py_RETURN_NONE;
+}
+
+static PyObject *Glue_set_handlers(Glue *g, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyCallable_Check(args[0]) || !PyCallable_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "set_handlers(on_intr, on_site): two callables");
+        return NULL;
+    }
+    Py_INCREF(args[0]);
+    Py_XSETREF(g->on_intr, args[0]);
+    Py_INCREF(args[1]);
+    Py_XSETREF(g->on_site, args[1]);
     Py_RETURN_NONE;
 }
 
@@ -298,11 +277,9 @@ static PyMethodDef Glue_methods[] = {
     {"emu_start", (PyCFunction)(void (*)(void))Glue_emu_start, METH_FASTCALL,
      "Emulate from begin until stopped; returns Unicorn's status."},
     {"emu_stop", (PyCFunction)Glue_emu_stop, METH_NOARGS, "Stop emulation."},
-    {"context_save", (PyCFunction)Glue_context_save, METH_O,
-     "Save the registers into the uc_context at this address."},
-    {"context_restore", (PyCFunction)Glue_context_restore, METH_O,
-     "Load the registers from the uc_context at this address."},
     {"tlb_flush", (PyCFunction)Glue_tlb_flush, METH_NOARGS, "Empty the emulated TLB."},
+    {"set_handlers", (PyCFunction)(void (*)(void))Glue_set_handlers, METH_FASTCALL,
+     "The callables the hooks call from now on (a context moved to another core)."},
     {NULL, NULL, 0, NULL},
 };
 

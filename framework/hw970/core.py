@@ -18,7 +18,7 @@ from __future__ import annotations
 import ctypes
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from unicorn import Uc, UcError
 from unicorn import unicorn_const as uc_const
@@ -68,9 +68,6 @@ from framework.hw970.regs import (
     VEC_SYSCALL,
 )
 from framework.hw970.tlb_fill import TlbFill
-
-if TYPE_CHECKING:
-    from unicorn.unicorn_py3.unicorn import UcContext
 
 UNTIL_NEVER: Final = 0xFFFFFFFFFFFFFFFC
 _UNTIL_PAGE: Final = UNTIL_NEVER & ~0xFFF
@@ -150,6 +147,73 @@ def scan_sensitive(image: bytes, base: int) -> dict[int, tuple[int, int, int]]:
     return out
 
 
+class CoreBus:
+    """What the cores of one machine share: the broadcasts that reach every context.
+
+    A tlbie or a host write to code must reach contexts that are not running too; they
+    carry the epoch they last caught up with and catch up when a core loads them.
+    """
+
+    def __init__(self) -> None:
+        self.cores: list[Core] = []
+        self.tlb_epoch = 0
+        self.code_epoch = 0
+
+
+class HwContext:
+    """One execution context's own Unicorn instance: its registers and emulated TLB.
+
+    Why one per context rather than one per core: a switch is then a pointer change,
+    with no 80 KB uc_context copy in and out and no TLB flush and refill (a third of a
+    timer tick's cost when contexts shared their core's instance).
+    """
+
+    def __init__(self, memory: MachineMemory, core: Core) -> None:
+        uc = Uc(uc_const.UC_ARCH_PPC, uc_const.UC_MODE_PPC64 | uc_const.UC_MODE_BIG_ENDIAN)
+        # Unicorn's default translation buffer is 1 GiB of address space, which costs ~4 ms
+        # to set up per instance; the guests' code needs a small fraction of this.
+        uc.ctl_set_tcg_buffer_size(TCG_BUFFER_BYTES)  # type: ignore[attr-defined]
+        uc.mem_map_ptr(0, memory.size, uc_const.UC_PROT_ALL, memory.ptr)
+        uc.ctl_set_tlb_mode(uc_const.UC_TLB_VIRTUAL)  # type: ignore[attr-defined]
+        self.uc = uc
+        #: Translation on TLB misses, in C, mirroring the context's TranslationState.
+        self.tlb = TlbFill(memory, until_page=_UNTIL_PAGE, zero_page=ZERO_PAGE)
+        self.tlb.attach(uc)
+        # The hot Unicorn calls, the hook trampolines and the instruction counter are
+        # in C (`_ucglue.c`); an exception a hook handler raises stops emulation and is
+        # raised again by `emu_start`.
+        self.glue = _new_glue(uc, core._on_intr, core._on_site)
+        #: The core whose handlers the hooks call.
+        self.core = core
+        cext.hook_add(uc, uc_const.UC_HOOK_INTR, _ucglue.HOOK_INTR, self.glue.address)
+        cext.hook_add(uc, uc_const.UC_HOOK_BLOCK, _ucglue.HOOK_BLOCK, self.glue.address)
+        self.hooked: set[int] = set()
+        #: len(traps) + len(natives) when the sites were last hooked (they only grow).
+        self.sites_seen = -1
+        #: MSR bits last written into Unicorn (-1: none yet).
+        self.uc_msr = -1
+        #: The bus epochs this instance has caught up with.
+        self.tlb_epoch = 0
+        self.code_epoch = 0
+
+    def hook_sites(self, traps: dict[int, tuple[int, int, int]], natives: dict[int, Any]) -> None:
+        """Hook every trap/native address not hooked yet; flush stale translations."""
+        new = [a for a in list(traps) + list(natives) if a not in self.hooked]
+        for addr in new:
+            cext.hook_add(
+                self.uc,
+                uc_const.UC_HOOK_CODE,
+                _ucglue.HOOK_CODE,
+                self.glue.address,
+                begin=addr,
+                end=addr,
+            )
+            self.hooked.add(addr)
+        self.sites_seen = len(traps) + len(natives)
+        if new:
+            self.uc.ctl_flush_tb()  # type: ignore[attr-defined]
+
+
 # ---------------------------------------------------------------------------------------
 # Per-context architected state (a VCPU's, or Xen's own).
 # ---------------------------------------------------------------------------------------
@@ -190,17 +254,14 @@ class ArchState:
     sprg: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
     dec: Decrementer = field(default_factory=Decrementer)
     pir: int = 0
-    #: Unicorn's own register file (GPRs, CR, LR, CTR, XER, FPRs, PC) while switched out.
-    uc_ctx: UcContext | None = None
-    #: Address of uc_ctx's uc_context (what the C glue takes), valid while uc_ctx is set.
-    uc_ctx_addr: int = 0
-    #: Initial register values to load instead of uc_ctx (a fresh context).
+    #: The Unicorn instance holding this context's registers and translations (made
+    #: when a core first loads it; None again makes the next load start afresh).
+    hw: HwContext | None = None
+    #: Initial register values, written into the context when a core next loads it.
     boot_regs: dict[int, int] | None = None
     #: Who this context belongs to (the hypervisor's VCPU object); opaque to hw970.
     #: (Any, not object: mypyc's dataclass support resolves annotations by name.)
     owner: Any = None
-    #: Times it was saved: a core may skip restoring it only if no other core ran it since.
-    saves: int = 0
 
 
 class GuestCrash(Exception):
@@ -221,40 +282,29 @@ class Core:
         timebase_hz: int,
         traps: dict[int, tuple[int, int, int]],
         natives: dict[int, Callable[[Core], None]],
+        bus: CoreBus | None = None,
     ) -> None:
         self.cpu_id = cpu_id
         self.memory = memory
         self.clock_hz = clock_hz
         self.timebase_hz = timebase_hz
         self.mmu = Mmu(memory)
-        self.uc = Uc(uc_const.UC_ARCH_PPC, uc_const.UC_MODE_PPC64 | uc_const.UC_MODE_BIG_ENDIAN)
-        # Unicorn's default translation buffer is 1 GiB of address space, which costs ~4 ms
-        # to set up per instance; the guests' code needs a small fraction of this.
-        self.uc.ctl_set_tcg_buffer_size(TCG_BUFFER_BYTES)  # type: ignore[attr-defined]
-        self.uc.mem_map_ptr(0, memory.size, uc_const.UC_PROT_ALL, memory.ptr)
-        self.uc.ctl_set_tlb_mode(uc_const.UC_TLB_VIRTUAL)  # type: ignore[attr-defined]
-        #: Translation on TLB misses, in C, mirroring `mmu` for the running context.
-        self._tlb = TlbFill(memory, until_page=_UNTIL_PAGE, zero_page=ZERO_PAGE)
-        self._tlb.attach(self.uc)
-        # The hot Unicorn calls, the hook trampolines and the instruction counter are
-        # in C (`_ucglue.c`); an exception a hook handler raises stops emulation and is
-        # raised again by `emu_start`.
-        self._glue = _new_glue(self.uc, self._on_intr, self._on_site)
-        glue_data = self._glue.address
-        cext.hook_add(self.uc, uc_const.UC_HOOK_INTR, _ucglue.HOOK_INTR, glue_data)
-        cext.hook_add(self.uc, uc_const.UC_HOOK_BLOCK, _ucglue.HOOK_BLOCK, glue_data)
+        self.bus = bus if bus is not None else CoreBus()
+        self.bus.cores.append(self)
         # GPRs by number and the PC as -1, as read or written since emulation last ran.
         self._regs: dict[int, int] = {}
         self._sc_lev: dict[tuple[int, int], int] = {}
-        #: The context saved last (and its save count), while nothing else ran here since.
-        self._parked: tuple[ArchState, int] | None = None
         self.traps = traps
         self.natives = natives
-        self._hooked: set[int] = set()
-        self.hook_sites()
         #: The running context, or None when Xen runs (the core idles).
         self.state: ArchState | None = None
-        self._uc_msr = -1
+        #: The core's own Unicorn instance, current while no context is loaded: it runs
+        #: nothing, but its counters keep the core's time between slices.
+        self._own = HwContext(memory, self)
+        #: The current instance (the loaded context's, else the core's own).
+        self.hw = self._own
+        self._glue = self._own.glue
+        self._tlb = self._own.tlb
         self._stop = False
         self.slice_start_ns = 0
         self.extra_cycles = 0
@@ -267,20 +317,8 @@ class Core:
 
     # -- hooks ---------------------------------------------------------------------------
     def hook_sites(self) -> None:
-        """Hook every trap/native address not hooked yet; flush stale translations."""
-        new = [a for a in list(self.traps) + list(self.natives) if a not in self._hooked]
-        for addr in new:
-            cext.hook_add(
-                self.uc,
-                uc_const.UC_HOOK_CODE,
-                _ucglue.HOOK_CODE,
-                self._glue.address,
-                begin=addr,
-                end=addr,
-            )
-            self._hooked.add(addr)
-        if new:
-            self.uc.ctl_flush_tb()  # type: ignore[attr-defined]
+        """Hook every trap/native address in the loaded context (others on their load)."""
+        self.hw.hook_sites(self.traps, self.natives)
 
     # -- time ----------------------------------------------------------------------------
     @property
@@ -360,69 +398,85 @@ class Core:
         self.state.tr.msr = value | MSR_SF
         self._tlb.st.msr = value | MSR_SF
         mirror = MSR_SF | (value & MSR_UC_MIRROR)
-        if mirror != self._uc_msr:
+        hw = self.hw
+        if mirror != hw.uc_msr:
             self._glue.reg_write(UC_PPC_REG_MSR, mirror)
-            self._uc_msr = mirror
+            hw.uc_msr = mirror
 
     # -- context switching ---------------------------------------------------------------
     def load(self, state: ArchState) -> None:
-        """Make `state` the running context (Unicorn registers, MSR, translation)."""
+        """Make `state` the running context (its Unicorn instance, MSR, translation)."""
         self._regs.clear()
-        parked = self._parked
-        if (
-            parked is not None
-            and parked[0] is state
-            and parked[1] == state.saves
-            and state.boot_regs is None
-        ):
-            # The last context this core ran, and nothing ran here since: Unicorn still
-            # holds its registers and the emulated TLB its (still valid) translations.
-            self.state = state
-            self._parked = None
-            self.set_msr(state.tr.msr)
-            self._tlb.load(state.tr)
-            return
-        self._parked = None
+        hw = state.hw
+        if hw is None:
+            hw = state.hw = HwContext(self.memory, self)
+        elif hw.core is not self:
+            hw.glue.set_handlers(self._on_intr, self._on_site)
+            hw.core = self
+        # The slice counters belong to the core: carry them to the context's instance.
+        glue = hw.glue
+        glue.executed = self._glue.executed
+        glue.budget = self._glue.budget
+        self.hw = hw
+        self._glue = glue
+        self._tlb = hw.tlb
         self.state = state
+        if hw.sites_seen != len(self.traps) + len(self.natives):
+            hw.hook_sites(self.traps, self.natives)
+        bus = self.bus
+        if hw.code_epoch != bus.code_epoch:
+            hw.uc.ctl_flush_tb()  # type: ignore[attr-defined]
+            hw.code_epoch = bus.code_epoch
         if state.boot_regs is not None:
             regs = state.boot_regs
             for n in range(32):
-                self._glue.reg_write(UC_PPC_REG_0 + n, regs.get(n, 0))
-            self._glue.reg_write(UC_PPC_REG_PC, regs.get(-1, 0))
+                glue.reg_write(UC_PPC_REG_0 + n, regs.get(n, 0))
+            glue.reg_write(UC_PPC_REG_PC, regs.get(-1, 0))
             state.boot_regs = None
-        elif state.uc_ctx is not None:
-            self._glue.context_restore(state.uc_ctx_addr)
-        self._uc_msr = -1
         self.set_msr(state.tr.msr)
-        # A different partition's mappings: the emulated TLB must not keep the old ones.
-        self.flush_tlb()
+        # Translations made from other inputs, or before a broadcast invalidation, go.
+        if hw.tlb.sync(state.tr) or hw.tlb_epoch != bus.tlb_epoch:
+            glue.tlb_flush()
+            hw.tlb_epoch = bus.tlb_epoch
 
     def save(self) -> ArchState | None:
-        """Save the running context's Unicorn registers and make the core idle."""
+        """Switch the running context out (its registers stay in its own instance)."""
         state = self.state
-        if state is not None:
-            if state.uc_ctx is None:
-                state.uc_ctx = self.uc.context_save()
-                state.uc_ctx_addr = ctypes.cast(state.uc_ctx.context, ctypes.c_void_p).value or 0
-            else:
-                self._glue.context_save(state.uc_ctx_addr)
-            state.saves += 1
-            self._parked = (state, state.saves)
         self.state = None
-        self._tlb.deactivate()
+        own = self._own
+        own.glue.executed = self._glue.executed
+        own.glue.budget = self._glue.budget
+        self.hw = own
+        self._glue = own.glue
+        self._tlb = own.tlb
         return state
 
     def flush_code_caches(self) -> None:
-        """Forget translated code (after the host wrote guest code)."""
-        self.uc.ctl_flush_tb()  # type: ignore[attr-defined]
-        self._sc_lev.clear()
+        """Forget translated code in every context (after the host wrote guest code)."""
+        bus = self.bus
+        bus.code_epoch += 1
+        for core in bus.cores:
+            core._sc_lev.clear()
+            if core.state is not None:
+                core.hw.uc.ctl_flush_tb()  # type: ignore[attr-defined]
+                core.hw.code_epoch = bus.code_epoch
 
     def flush_tlb(self) -> None:
-        """The running context's translation inputs (SLB, HID4, SDR1) changed, or another
-        context is loaded: reload them into the fill hook and drop the emulated TLB."""
+        """The running context's translation inputs (SLB, HID4, SDR1) changed: reload
+        them into the fill hook and drop the emulated TLB."""
         if self.state is not None:
             self._tlb.load(self.state.tr)
         self._glue.tlb_flush()
+
+    def tlbie_all(self) -> None:
+        """A broadcast invalidation (tlbie): every context drops its emulated TLB, the
+        running ones now and the others when next loaded."""
+        bus = self.bus
+        bus.tlb_epoch += 1
+        for core in bus.cores:
+            if core.state is not None:
+                core._glue.tlb_flush()
+                core.hw.tlb_epoch = bus.tlb_epoch
 
     # -- running -------------------------------------------------------------------------
     def run(self, budget: int, start_ns: int) -> int:
@@ -731,8 +785,6 @@ def _new_glue(
         fn("uc_reg_write"),
         fn("uc_emu_start"),
         fn("uc_emu_stop"),
-        fn("uc_context_save"),
-        fn("uc_context_restore"),
         fn("uc_ctl"),
         on_intr,
         on_site,

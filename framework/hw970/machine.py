@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from framework.hw970.core import Core, scan_sensitive
+from framework.hw970.core import Core, CoreBus, scan_sensitive
 from framework.hw970.devtree import MachineDevtreeSpec, build_machine_devtree
 from framework.hw970.memory import MachineMemory
 from framework.hw970.mpic import Mpic
@@ -47,8 +47,18 @@ class Machine:
         #: Sensitive-instruction sites and native routines, shared by every core.
         self.traps: dict[int, tuple[int, int, int]] = {}
         self.natives: dict[int, Callable[[Core], None]] = {}
+        #: The broadcasts (tlbie, code writes) that reach every core's contexts.
+        self.bus = CoreBus()
         self.cores = [
-            Core(c, self.memory, config.clock_hz, config.timebase_hz, self.traps, self.natives)
+            Core(
+                c,
+                self.memory,
+                config.clock_hz,
+                config.timebase_hz,
+                self.traps,
+                self.natives,
+                self.bus,
+            )
             for c in range(config.ncpus)
         ]
 

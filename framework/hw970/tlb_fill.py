@@ -60,6 +60,8 @@ class TlbFill:
         st.until_page = until_page
         st.zero_page = zero_page
         self.st = st
+        #: The inputs loaded last (rma_base, rma_size, sdr1, SLB entries).
+        self._key: tuple[int, int, int, tuple[tuple[int, int], ...]] | None = None
         self._translate = cext.library(_MODULE).xen970_mmu_translate
         self._translate.restype = ctypes.c_bool
         self._translate.argtypes = [
@@ -75,8 +77,19 @@ class TlbFill:
         cext.hook_add(uc, uc_const.UC_HOOK_TLB_FILL, fn, ctypes.addressof(self.st))
 
     # -- keeping in step ---------------------------------------------------------------
+    def sync(self, tr: TranslationState) -> bool:
+        """Take `tr`'s inputs of translation; True when they differ from those loaded
+        (then the emulated TLB holds translations made from other inputs)."""
+        key = (tr.rma_base, tr.rma_size, tr.sdr1, tuple(tr.slb.items()))
+        self.st.msr = tr.msr
+        if key == self._key:
+            return False
+        self.load(tr)
+        return True
+
     def load(self, tr: TranslationState) -> None:
-        """Take every input of translation from `tr` (a context switch)."""
+        """Take every input of translation from `tr`."""
+        self._key = (tr.rma_base, tr.rma_size, tr.sdr1, tuple(tr.slb.items()))
         st = self.st
         st.msr = tr.msr
         st.rma_base = tr.rma_base
@@ -90,10 +103,6 @@ class TlbFill:
             n += 1
         st.nslb = n
         st.active = 1
-
-    def deactivate(self) -> None:
-        """No context: fills fail (the core does not emulate without one)."""
-        self.st.active = 0
 
     # -- faults (Core clears `st.fault_set` before each emulation run) -----------------
     def take_fault(self) -> Fault | None:

@@ -172,7 +172,7 @@ class Hypervisor:
     def set_vcpu_context(self, v: Vcpu, regs: dict[int, int], msr: int) -> None:
         """Initial registers (-1 = PC) for a VCPU that has not run yet."""
         v.arch.boot_regs = dict(regs)
-        v.arch.uc_ctx = None
+        v.arch.hw = None  # fresh registers: a new Unicorn instance on first load
         v.arch.tr.msr = msr | MSR_SF
         v.initialised = True
         if v.vcpu_id == 0:

@@ -62,9 +62,8 @@ def _pte_addr(v: Vcpu, ptex: int) -> int | None:
 
 
 def _flush_all(xen: Hypervisor) -> None:
-    # tlbie is broadcast (serialised by one global lock in Xen): every core drops it.
-    for core in xen.machine.cores:
-        core.flush_tlb()
+    # tlbie is broadcast (serialised by one global lock in Xen): every context drops it.
+    xen.machine.cores[0].tlbie_all()
 
 
 def h_enter(xen: Hypervisor, core: Core, v: Vcpu) -> int:

@@ -1,4 +1,5 @@
-"""The C glue between a core and Unicorn: register calls, contexts, hook errors, counting."""
+"""Each context's own Unicorn instance and its C glue: registers, hook errors, counting,
+moving between cores, broadcast invalidation."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import pytest
 
 from framework.hw970.core import ArchState, Core
 from framework.hw970.memory import MachineMemory
+from framework.hw970.mmu import PTE_V, PTEG_BYTES, pte_avpn, pteg_index, sdr1_encode
+from framework.hw970.regs import MSR_DR
 from tests.hw970.test_core import make_core
 
 
@@ -58,3 +61,43 @@ def test_block_hook_counts_exactly_and_stops_at_the_budget() -> None:
     # The budget is checked at block entry, so exactly ten blocks ran.
     assert n == 110
     assert core.gpr(3) == 100
+
+
+def test_a_context_moved_to_another_core_calls_that_cores_hypervisor() -> None:
+    mem = MachineMemory(256 << 20)
+    core0, st = make_core(mem, "loop: sc 1\n b loop")
+    core1 = Core(1, mem, core0.clock_hz, core0.timebase_hz, core0.traps, core0.natives, core0.bus)
+    calls: list[int] = []
+    core0.on_hypercall = lambda c: calls.append(c.cpu_id)
+    core1.on_hypercall = lambda c: calls.append(c.cpu_id)
+    core0.run(6, 0)
+    core0.save()
+    core1.load(st)
+    core1.run(6, 0)
+    assert calls[0] == 0 and calls[-1] == 1 and set(calls) == {0, 1}
+
+
+def test_a_broadcast_tlbie_reaches_a_context_that_is_switched_out() -> None:
+    mem = MachineMemory(256 << 20)
+    ea, vsid, htab = 0xC000_0000_0000_0000, 0x55, 0x100000
+    page_a, page_b = 0x5000000, 0x5001000
+    mem.write_u64(page_a, 0xAAAA)
+    mem.write_u64(page_b, 0xBBBB)
+    core, st = make_core(mem, "ld 5, 0(6)\n b .")
+    st.tr.sdr1 = sdr1_encode(htab, 256 << 10)
+    st.tr.slbmte(vsid << 12, (ea >> 28 << 28) | 0x8000000)
+    pte = htab + pteg_index(vsid, ea, 12, False, (256 << 10) // PTEG_BYTES) * PTEG_BYTES
+    mem.write_u64(pte, (pte_avpn(vsid, ea) << 7) | PTE_V)
+    mem.write_u64(pte + 8, page_a | 0x2)
+    core.flush_tlb()
+    core.set_msr(st.tr.msr | MSR_DR)
+    core.set_gpr(6, ea)
+    core.run(2, 0)
+    assert core.gpr(5) == 0xAAAA
+    core.save()  # switched out with the translation in its emulated TLB
+    mem.write_u64(pte + 8, page_b | 0x2)  # Xen rewrites the PTE (H_REMOVE + H_ENTER)...
+    core.tlbie_all()  # ...and invalidates: no core runs this context now
+    core.load(st)
+    core.pc = 0x2000
+    core.run(2, 0)
+    assert core.gpr(5) == 0xBBBB
