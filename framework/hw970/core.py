@@ -74,8 +74,11 @@ _UNTIL_PAGE: Final = UNTIL_NEVER & ~0xFFF
 #: Machine page kept zero by the machine (Xen's area): what the `until` page maps to.
 ZERO_PAGE: Final = 0
 _MASK64: Final = 0xFFFFFFFFFFFFFFFF
-#: Translated-code buffer per core (Unicorn flushes its code cache when it fills).
-TCG_BUFFER_BYTES: Final = 16 << 20
+#: Translated-code buffer per context (Unicorn flushes its code cache when it fills).
+#: Below one 2 MiB huge page on purpose: QEMU madvises the buffer MADV_HUGEPAGE, and with
+#: THP defrag=madvise a first touch could stall in direct compaction (~0.1 s per run,
+#: seen as a bimodal timers benchmark).  A guest context's code fits many times over.
+TCG_BUFFER_BYTES: Final = 1 << 20
 
 # Unicorn interrupt numbers (QEMU's POWERPC_EXCP_*) seen through UC_HOOK_INTR.
 _INTR_PROGRAM: Final = 6
@@ -171,7 +174,7 @@ class HwContext:
     def __init__(self, memory: MachineMemory, core: Core) -> None:
         uc = Uc(uc_const.UC_ARCH_PPC, uc_const.UC_MODE_PPC64 | uc_const.UC_MODE_BIG_ENDIAN)
         # Unicorn's default translation buffer is 1 GiB of address space, which costs ~4 ms
-        # to set up per instance; the guests' code needs a small fraction of this.
+        # to set up per instance (see TCG_BUFFER_BYTES).
         uc.ctl_set_tcg_buffer_size(TCG_BUFFER_BYTES)  # type: ignore[attr-defined]
         uc.mem_map_ptr(0, memory.size, uc_const.UC_PROT_ALL, memory.ptr)
         uc.ctl_set_tlb_mode(uc_const.UC_TLB_VIRTUAL)  # type: ignore[attr-defined]
