@@ -162,6 +162,24 @@ class CoreBus:
         self.tlb_epoch = 0
         self.code_epoch = 0
 
+    def tlbie(self) -> None:
+        """A broadcast invalidation: every context drops its emulated TLB, the running
+        ones now and the others when next loaded."""
+        self.tlb_epoch += 1
+        for core in self.cores:
+            if core.state is not None:
+                core._glue.tlb_flush()
+                core.hw.tlb_epoch = self.tlb_epoch
+
+    def flush_code(self) -> None:
+        """Every context forgets its translated code (the host wrote guest code)."""
+        self.code_epoch += 1
+        for core in self.cores:
+            core._sc_lev.clear()
+            if core.state is not None:
+                core.hw.uc.ctl_flush_tb()  # type: ignore[attr-defined]
+                core.hw.code_epoch = self.code_epoch
+
 
 class HwContext:
     """One execution context's own Unicorn instance: its registers and emulated TLB.
@@ -456,13 +474,7 @@ class Core:
 
     def flush_code_caches(self) -> None:
         """Forget translated code in every context (after the host wrote guest code)."""
-        bus = self.bus
-        bus.code_epoch += 1
-        for core in bus.cores:
-            core._sc_lev.clear()
-            if core.state is not None:
-                core.hw.uc.ctl_flush_tb()  # type: ignore[attr-defined]
-                core.hw.code_epoch = bus.code_epoch
+        self.bus.flush_code()
 
     def flush_tlb(self) -> None:
         """The running context's translation inputs (SLB, HID4, SDR1) changed: reload
@@ -472,14 +484,8 @@ class Core:
         self._glue.tlb_flush()
 
     def tlbie_all(self) -> None:
-        """A broadcast invalidation (tlbie): every context drops its emulated TLB, the
-        running ones now and the others when next loaded."""
-        bus = self.bus
-        bus.tlb_epoch += 1
-        for core in bus.cores:
-            if core.state is not None:
-                core._glue.tlb_flush()
-                core.hw.tlb_epoch = bus.tlb_epoch
+        """A broadcast invalidation (tlbie) from this core: see `CoreBus.tlbie`."""
+        self.bus.tlbie()
 
     # -- running -------------------------------------------------------------------------
     def run(self, budget: int, start_ns: int) -> int:

@@ -80,16 +80,15 @@ class TlbFill:
     def sync(self, tr: TranslationState) -> bool:
         """Take `tr`'s inputs of translation; True when they differ from those loaded
         (then the emulated TLB holds translations made from other inputs)."""
-        key = (tr.rma_base, tr.rma_size, tr.sdr1, tuple(tr.slb.items()))
         self.st.msr = tr.msr
-        if key == self._key:
+        if _inputs(tr) == self._key:
             return False
         self.load(tr)
         return True
 
     def load(self, tr: TranslationState) -> None:
         """Take every input of translation from `tr`."""
-        self._key = (tr.rma_base, tr.rma_size, tr.sdr1, tuple(tr.slb.items()))
+        self._key = _inputs(tr)
         st = self.st
         st.msr = tr.msr
         st.rma_base = tr.rma_base
@@ -123,3 +122,8 @@ class TlbFill:
         fault = self.take_fault()
         assert fault is not None
         return fault
+
+
+def _inputs(tr: TranslationState) -> tuple[int, int, int, tuple[tuple[int, int], ...]]:
+    """What a translation depends on besides the MSR: the RMA, SDR1 and the SLB."""
+    return (tr.rma_base, tr.rma_size, tr.sdr1, tuple(tr.slb.items()))

@@ -63,7 +63,7 @@ def _pte_addr(v: Vcpu, ptex: int) -> int | None:
 
 def _flush_all(xen: Hypervisor) -> None:
     # tlbie is broadcast (serialised by one global lock in Xen): every context drops it.
-    xen.machine.cores[0].tlbie_all()
+    xen.machine.bus.tlbie()
 
 
 def h_enter(xen: Hypervisor, core: Core, v: Vcpu) -> int:
