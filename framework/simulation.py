@@ -455,8 +455,10 @@ class Simulation:
         return total
 
     def close(self) -> None:
-        """Close the disk images (flushing them) and drop the temporary directory."""
+        """Close the disk images (flushing them), stop opening engines ahead and drop the
+        temporary directory."""
         self.devices.close()
+        self.machine.close()
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None

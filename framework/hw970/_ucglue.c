@@ -11,31 +11,51 @@
  *
  * It also owns the instruction counter (the UC_HOOK_BLOCK hook that ends a
  * slice once its budget is used): the counters are attributes of the object.
+ *
+ * EnginePool opens Unicorn instances ahead of need on a plain C thread.  Opening
+ * one costs ~0.5 ms, nearly all of it the host kernel faulting in the engine's
+ * fresh tables; a machine opens one per execution context, so building eight
+ * 4-VCPU guests would otherwise stall the simulation for ~20 ms.  The thread
+ * never touches Python objects or the GIL, and which engine a context gets does
+ * not change what it computes, so runs stay deterministic.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
 #include <stdint.h>
+#include <pthread.h>
 
+typedef int (*uc_open_fn)(int arch, int mode, void **uc);
+typedef int (*uc_close_fn)(void *uc);
 typedef int (*uc_reg_fn)(void *uc, int regid, void *value);
 typedef int (*uc_emu_start_fn)(void *uc, uint64_t begin, uint64_t until,
                                uint64_t timeout, size_t count);
 typedef int (*uc_emu_stop_fn)(void *uc);
 typedef int (*uc_ctl_fn)(void *uc, int control, ...);
+typedef int (*uc_mem_map_ptr_fn)(void *uc, uint64_t address, size_t size, uint32_t perms,
+                                 void *ptr);
+typedef int (*uc_hook_add_fn)(void *uc, size_t *hh, int type, void *callback,
+                              void *user_data, uint64_t begin, uint64_t end, ...);
 
-/* uc_ctl's code for UC_CTL_TLB_FLUSH written with no argument (unicorn.h). */
-#define UC_CTL_IO_WRITE 1
-#define UC_CTL_TLB_FLUSH 11
-#define CTL_TLB_FLUSH ((UC_CTL_IO_WRITE << 30) | UC_CTL_TLB_FLUSH)
-
-typedef struct {
-    PyObject_HEAD
-    void *uc;
+/* The binding's libunicorn functions and the uc_ctl codes we use, set once by
+ * bind() (the codes come from the binding's constants, not from copies here). */
+static struct {
+    int bound;
+    uc_open_fn open;
+    uc_close_fn close;
     uc_reg_fn reg_read;
     uc_reg_fn reg_write;
     uc_emu_start_fn emu_start;
     uc_emu_stop_fn emu_stop;
     uc_ctl_fn ctl;
+    uc_mem_map_ptr_fn mem_map_ptr;
+    uc_hook_add_fn hook_add;
+    int ctl_tlb_flush, ctl_tb_flush, ctl_tlb_type, ctl_tcg_buffer_size;
+} api;
+
+typedef struct {
+    PyObject_HEAD
+    void *uc; /* owned: closed with this object */
     PyObject *on_intr; /* callable(intno) */
     PyObject *on_site; /* callable(address) */
     /* The first exception a handler raised during this emulation run. */
@@ -57,7 +77,7 @@ static void glue_keep_error(Glue *g)
     } else {
         PyErr_Clear();
     }
-    g->emu_stop(g->uc);
+    api.emu_stop(g->uc);
 }
 
 static void glue_call(Glue *g, PyObject *fn, unsigned long long arg)
@@ -98,7 +118,7 @@ static void glue_hook_block(void *uc, uint64_t address, uint32_t size, Glue *g)
         g->stopped = 1;
         g->last_block = address;
         g->last_size = 0;
-        g->emu_stop(uc);
+        api.emu_stop(uc);
         return;
     }
     g->executed += size >> 2;
@@ -114,18 +134,33 @@ static int glue_fail(const char *what, int err)
     return -1;
 }
 
-static int Glue_init(Glue *g, PyObject *args, PyObject *kwds)
+static int require_bound(void)
 {
-    static char *names[] = {"uc", "reg_read", "reg_write", "emu_start", "emu_stop",
-                            "ctl", "on_intr", "on_site", NULL};
-    unsigned long long uc, rr, rw, es, est, ctl;
-    PyObject *on_intr, *on_site;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "KKKKKKOO", names, &uc, &rr, &rw, &es,
-                                     &est, &ctl, &on_intr, &on_site)) {
+    if (!api.bound) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "_ucglue.bind() must be given the Unicorn functions first");
         return -1;
     }
-    if (!uc || !rr || !rw || !es || !est || !ctl) {
-        PyErr_SetString(PyExc_ValueError, "Glue: a Unicorn handle or function is NULL");
+    return 0;
+}
+
+static int Glue_init(Glue *g, PyObject *args, PyObject *kwds)
+{
+    static char *names[] = {"uc", "on_intr", "on_site", NULL};
+    unsigned long long uc;
+    PyObject *on_intr, *on_site;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "KOO", names, &uc, &on_intr, &on_site)) {
+        return -1;
+    }
+    if (require_bound() < 0) {
+        return -1;
+    }
+    if (!uc) {
+        PyErr_SetString(PyExc_ValueError, "Glue: the Unicorn handle is NULL");
+        return -1;
+    }
+    if (g->uc != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Glue: already owns a Unicorn instance");
         return -1;
     }
     if (!PyCallable_Check(on_intr) || !PyCallable_Check(on_site)) {
@@ -133,11 +168,6 @@ static int Glue_init(Glue *g, PyObject *args, PyObject *kwds)
         return -1;
     }
     g->uc = (void *)(uintptr_t)uc;
-    g->reg_read = (uc_reg_fn)(uintptr_t)rr;
-    g->reg_write = (uc_reg_fn)(uintptr_t)rw;
-    g->emu_start = (uc_emu_start_fn)(uintptr_t)es;
-    g->emu_stop = (uc_emu_stop_fn)(uintptr_t)est;
-    g->ctl = (uc_ctl_fn)(uintptr_t)ctl;
     Py_INCREF(on_intr);
     Py_XSETREF(g->on_intr, on_intr);
     Py_INCREF(on_site);
@@ -169,6 +199,10 @@ static void Glue_dealloc(Glue *g)
 {
     PyObject_GC_UnTrack(g);
     Glue_clear(g);
+    if (g->uc != NULL) {
+        api.close(g->uc);
+        g->uc = NULL;
+    }
     Py_TYPE(g)->tp_free((PyObject *)g);
 }
 
@@ -179,7 +213,7 @@ static PyObject *Glue_reg_read(Glue *g, PyObject *arg)
         return NULL;
     }
     uint64_t value = 0;
-    int err = g->reg_read(g->uc, regid, &value);
+    int err = api.reg_read(g->uc, regid, &value);
     if (err) {
         glue_fail("uc_reg_read", err);
         return NULL;
@@ -201,7 +235,7 @@ static PyObject *Glue_reg_write(Glue *g, PyObject *const *args, Py_ssize_t nargs
     if (value == (uint64_t)-1 && PyErr_Occurred()) {
         return NULL;
     }
-    int err = g->reg_write(g->uc, regid, &value);
+    int err = api.reg_write(g->uc, regid, &value);
     if (err) {
         glue_fail("uc_reg_write", err);
         return NULL;
@@ -224,7 +258,7 @@ static PyObject *Glue_emu_start(Glue *g, PyObject *const *args, Py_ssize_t nargs
     Py_CLEAR(g->err_type);
     Py_CLEAR(g->err_value);
     Py_CLEAR(g->err_tb);
-    int status = g->emu_start(g->uc, begin, until, 0, 0);
+    int status = api.emu_start(g->uc, begin, until, 0, 0);
     if (g->err_type != NULL) {
         PyErr_Restore(g->err_type, g->err_value, g->err_tb);
         g->err_type = g->err_value = g->err_tb = NULL;
@@ -236,19 +270,53 @@ static PyObject *Glue_emu_start(Glue *g, PyObject *const *args, Py_ssize_t nargs
 static PyObject *Glue_emu_stop(Glue *g, PyObject *unused)
 {
     (void)unused;
-    g->emu_stop(g->uc);
+    api.emu_stop(g->uc);
     Py_RETURN_NONE;
 }
 
 static PyObject *Glue_tlb_flush(Glue *g, PyObject *unused)
 {
     (void)unused;
-    int err = g->ctl(g->uc, CTL_TLB_FLUSH);
+    int err = api.ctl(g->uc, api.ctl_tlb_flush);
     if (err) {
         glue_fail("uc_ctl(UC_CTL_TLB_FLUSH)", err);
         return NULL;
     }
     Py_RETURN_NONE;
+}
+
+static PyObject *Glue_tb_flush(Glue *g, PyObject *unused)
+{
+    (void)unused;
+    int err = api.ctl(g->uc, api.ctl_tb_flush);
+    if (err) {
+        glue_fail("uc_ctl(UC_CTL_TB_FLUSH)", err);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* hook_add(type, callback, user_data, begin, end) -> the hook's handle. */
+static PyObject *Glue_hook_add(Glue *g, PyObject *args)
+{
+    int htype;
+    unsigned long long fn, user_data, begin, end;
+    if (!PyArg_ParseTuple(args, "iKKKK", &htype, &fn, &user_data, &begin, &end)) {
+        return NULL;
+    }
+    if (!fn) {
+        PyErr_SetString(PyExc_ValueError, "hook_add: the callback is NULL");
+        return NULL;
+    }
+    size_t handle = 0;
+    int err = api.hook_add(g->uc, &handle, htype, (void *)(uintptr_t)fn,
+                           (void *)(uintptr_t)user_data, (uint64_t)begin, (uint64_t)end);
+    if (err) {
+        PyErr_Format(PyExc_RuntimeError, "uc_hook_add(type %d) failed: Unicorn error %d",
+                     htype, err);
+        return NULL;
+    }
+    return PyLong_FromSize_t(handle);
 }
 
 static PyObject *Glue_set_handlers(Glue *g, PyObject *const *args, Py_ssize_t nargs)
@@ -278,6 +346,9 @@ static PyMethodDef Glue_methods[] = {
      "Emulate from begin until stopped; returns Unicorn's status."},
     {"emu_stop", (PyCFunction)Glue_emu_stop, METH_NOARGS, "Stop emulation."},
     {"tlb_flush", (PyCFunction)Glue_tlb_flush, METH_NOARGS, "Empty the emulated TLB."},
+    {"tb_flush", (PyCFunction)Glue_tb_flush, METH_NOARGS, "Forget all translated code."},
+    {"hook_add", (PyCFunction)Glue_hook_add, METH_VARARGS,
+     "Register a C hook: (type, callback, user_data, begin, end) -> handle."},
     {"set_handlers", (PyCFunction)(void (*)(void))Glue_set_handlers, METH_FASTCALL,
      "The callables the hooks call from now on (a context moved to another core)."},
     {NULL, NULL, 0, NULL},
@@ -301,7 +372,7 @@ static PyGetSetDef Glue_getset[] = {
 static PyTypeObject GlueType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "framework.hw970._ucglue.Glue",
-    .tp_doc = "One Unicorn instance's hot calls and hooks (see _ucglue.c).",
+    .tp_doc = "One Unicorn instance (owned) with its hot calls and hooks (see _ucglue.c).",
     .tp_basicsize = sizeof(Glue),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_new = PyType_GenericNew,
@@ -314,14 +385,313 @@ static PyTypeObject GlueType = {
     .tp_getset = Glue_getset,
 };
 
+/* -- binding the library ------------------------------------------------------ */
+
+/* bind(open, close, reg_read, reg_write, emu_start, emu_stop, ctl, mem_map_ptr,
+ *      hook_add, ctl_tlb_flush, ctl_tb_flush, ctl_tlb_type, ctl_tcg_buffer_size) */
+static PyObject *glue_bind(PyObject *module, PyObject *args)
+{
+    (void)module;
+    unsigned long long f[9];
+    int codes[4];
+    if (!PyArg_ParseTuple(args, "KKKKKKKKKiiii", &f[0], &f[1], &f[2], &f[3], &f[4], &f[5],
+                          &f[6], &f[7], &f[8], &codes[0], &codes[1], &codes[2],
+                          &codes[3])) {
+        return NULL;
+    }
+    for (int i = 0; i < 9; i++) {
+        if (!f[i]) {
+            PyErr_Format(PyExc_ValueError, "bind: Unicorn function %d is NULL", i);
+            return NULL;
+        }
+    }
+    if (api.bound) {
+        /* Bound again (another import path): it must be the same library. */
+        if (api.open != (uc_open_fn)(uintptr_t)f[0]) {
+            PyErr_SetString(PyExc_RuntimeError, "bind: a different libunicorn is bound");
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    api.open = (uc_open_fn)(uintptr_t)f[0];
+    api.close = (uc_close_fn)(uintptr_t)f[1];
+    api.reg_read = (uc_reg_fn)(uintptr_t)f[2];
+    api.reg_write = (uc_reg_fn)(uintptr_t)f[3];
+    api.emu_start = (uc_emu_start_fn)(uintptr_t)f[4];
+    api.emu_stop = (uc_emu_stop_fn)(uintptr_t)f[5];
+    api.ctl = (uc_ctl_fn)(uintptr_t)f[6];
+    api.mem_map_ptr = (uc_mem_map_ptr_fn)(uintptr_t)f[7];
+    api.hook_add = (uc_hook_add_fn)(uintptr_t)f[8];
+    api.ctl_tlb_flush = codes[0];
+    api.ctl_tb_flush = codes[1];
+    api.ctl_tlb_type = codes[2];
+    api.ctl_tcg_buffer_size = codes[3];
+    api.bound = 1;
+    Py_RETURN_NONE;
+}
+
+/* -- engines opened ahead of need ---------------------------------------------- */
+
+#define POOL_MAX 64
+
+/* How to open an engine: all plain data, readable without the GIL. */
+typedef struct {
+    int arch, mode, tlb_type;
+    unsigned int tcg_bytes, perms;
+    uint64_t mem_size;
+    void *mem_ptr;
+} Recipe;
+
+static int engine_open(const Recipe *r, void **out)
+{
+    void *uc = NULL;
+    int err = api.open(r->arch, r->mode, &uc);
+    if (err) {
+        return err;
+    }
+    /* Mapping the memory is what initialises the engine (the costly part). */
+    if ((err = api.ctl(uc, api.ctl_tcg_buffer_size, r->tcg_bytes))
+        || (err = api.mem_map_ptr(uc, 0, (size_t)r->mem_size, r->perms, r->mem_ptr))
+        || (err = api.ctl(uc, api.ctl_tlb_type, r->tlb_type))) {
+        api.close(uc);
+        return err;
+    }
+    *out = uc;
+    return 0;
+}
+
+typedef struct {
+    PyObject_HEAD
+    Recipe r;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    int initialised; /* lock and wake exist */
+    int started;     /* the thread runs (or ran) and must be joined */
+    int stop;
+    int error;       /* the Unicorn error that stopped the thread, 0 if none */
+    int spare;       /* engines to keep ready */
+    int n_ready;
+    void *ready[POOL_MAX];
+    pthread_t thread;
+    unsigned long long ahead, on_demand;
+    PyObject *weakrefs;
+} EnginePool;
+
+static void *pool_main(void *arg)
+{
+    EnginePool *p = arg;
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        while (!p->stop && p->n_ready >= p->spare) {
+            pthread_cond_wait(&p->wake, &p->lock);
+        }
+        if (p->stop) {
+            break;
+        }
+        pthread_mutex_unlock(&p->lock);
+        void *uc = NULL;
+        int err = engine_open(&p->r, &uc);
+        pthread_mutex_lock(&p->lock);
+        if (err) {
+            p->error = err;
+            break;
+        }
+        if (p->stop) {
+            api.close(uc);
+            break;
+        }
+        p->ready[p->n_ready++] = uc;
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+static int EnginePool_init(EnginePool *p, PyObject *args, PyObject *kwds)
+{
+    static char *names[] = {"arch",     "mode",     "tcg_bytes", "tlb_type",
+                            "perms",    "mem_ptr",  "mem_size",  "spare", NULL};
+    int arch, mode, tlb_type, spare;
+    unsigned int tcg_bytes, perms;
+    unsigned long long mem_ptr, mem_size;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iiIiIKKi", names, &arch, &mode,
+                                     &tcg_bytes, &tlb_type, &perms, &mem_ptr, &mem_size,
+                                     &spare)) {
+        return -1;
+    }
+    if (require_bound() < 0) {
+        return -1;
+    }
+    if (p->initialised) {
+        PyErr_SetString(PyExc_RuntimeError, "EnginePool: already initialised");
+        return -1;
+    }
+    if (spare < 0 || spare > POOL_MAX) {
+        PyErr_Format(PyExc_ValueError, "EnginePool: spare %d is outside 0..%d", spare,
+                     POOL_MAX);
+        return -1;
+    }
+    if (!mem_ptr || !mem_size) {
+        PyErr_SetString(PyExc_ValueError, "EnginePool: no machine memory to map");
+        return -1;
+    }
+    p->r.arch = arch;
+    p->r.mode = mode;
+    p->r.tlb_type = tlb_type;
+    p->r.tcg_bytes = tcg_bytes;
+    p->r.perms = perms;
+    p->r.mem_ptr = (void *)(uintptr_t)mem_ptr;
+    p->r.mem_size = (uint64_t)mem_size;
+    p->spare = spare;
+    if (pthread_mutex_init(&p->lock, NULL) || pthread_cond_init(&p->wake, NULL)) {
+        PyErr_SetString(PyExc_OSError, "EnginePool: cannot create its lock");
+        return -1;
+    }
+    p->initialised = 1;
+    if (spare > 0) {
+        int err = pthread_create(&p->thread, NULL, pool_main, p);
+        if (err) {
+            PyErr_Format(PyExc_OSError, "EnginePool: cannot start its thread (errno %d)", err);
+            return -1;
+        }
+        p->started = 1;
+    }
+    return 0;
+}
+
+/* Stop the thread and close the engines nobody took (idempotent). */
+static void pool_shutdown(EnginePool *p)
+{
+    if (!p->initialised) {
+        return;
+    }
+    pthread_mutex_lock(&p->lock);
+    p->stop = 1;
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->lock);
+    if (p->started) {
+        Py_BEGIN_ALLOW_THREADS
+        pthread_join(p->thread, NULL);
+        Py_END_ALLOW_THREADS
+        p->started = 0;
+    }
+    while (p->n_ready > 0) {
+        api.close(p->ready[--p->n_ready]);
+    }
+}
+
+static PyObject *EnginePool_take(EnginePool *p, PyObject *unused)
+{
+    (void)unused;
+    if (!p->initialised) {
+        PyErr_SetString(PyExc_RuntimeError, "EnginePool: not initialised");
+        return NULL;
+    }
+    void *uc = NULL;
+    pthread_mutex_lock(&p->lock);
+    if (p->n_ready > 0) {
+        uc = p->ready[--p->n_ready];
+        p->ahead++;
+        pthread_cond_signal(&p->wake);
+    }
+    int thread_error = p->error;
+    pthread_mutex_unlock(&p->lock);
+    if (uc == NULL) {
+        int err = engine_open(&p->r, &uc);
+        if (err) {
+            PyErr_Format(PyExc_RuntimeError,
+                         "cannot open a Unicorn PPC64 engine: Unicorn error %d%s", err,
+                         thread_error ? " (the engine thread failed the same way)" : "");
+            return NULL;
+        }
+        p->on_demand++;
+    }
+    return PyLong_FromVoidPtr(uc);
+}
+
+static PyObject *EnginePool_close(EnginePool *p, PyObject *unused)
+{
+    (void)unused;
+    pool_shutdown(p);
+    Py_RETURN_NONE;
+}
+
+static PyObject *EnginePool_ready(EnginePool *p, void *closure)
+{
+    (void)closure;
+    if (!p->initialised) {
+        return PyLong_FromLong(0);
+    }
+    pthread_mutex_lock(&p->lock);
+    int n = p->n_ready;
+    pthread_mutex_unlock(&p->lock);
+    return PyLong_FromLong(n);
+}
+
+static void EnginePool_dealloc(EnginePool *p)
+{
+    if (p->weakrefs != NULL) {
+        PyObject_ClearWeakRefs((PyObject *)p);
+    }
+    pool_shutdown(p);
+    if (p->initialised) {
+        pthread_mutex_destroy(&p->lock);
+        pthread_cond_destroy(&p->wake);
+        p->initialised = 0;
+    }
+    Py_TYPE(p)->tp_free((PyObject *)p);
+}
+
+static PyMethodDef EnginePool_methods[] = {
+    {"take", (PyCFunction)EnginePool_take, METH_NOARGS,
+     "An opened engine's handle (now owned by the caller: give it to a Glue)."},
+    {"close", (PyCFunction)EnginePool_close, METH_NOARGS,
+     "Stop the thread and close the engines still waiting."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef EnginePool_members[] = {
+    {"ahead", T_ULONGLONG, offsetof(EnginePool, ahead), READONLY,
+     "Engines handed out that the thread had opened ahead."},
+    {"on_demand", T_ULONGLONG, offsetof(EnginePool, on_demand), READONLY,
+     "Engines opened by take() itself because none was ready."},
+    {"spare", T_INT, offsetof(EnginePool, spare), READONLY, "Engines kept ready."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyGetSetDef EnginePool_getset[] = {
+    {"ready", (getter)EnginePool_ready, NULL, "Engines opened and waiting now.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject EnginePoolType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "framework.hw970._ucglue.EnginePool",
+    .tp_doc = "Unicorn engines over one machine memory, opened ahead by a C thread.",
+    .tp_basicsize = sizeof(EnginePool),
+    .tp_weaklistoffset = offsetof(EnginePool, weakrefs),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)EnginePool_init,
+    .tp_dealloc = (destructor)EnginePool_dealloc,
+    .tp_methods = EnginePool_methods,
+    .tp_members = EnginePool_members,
+    .tp_getset = EnginePool_getset,
+};
+
+static PyMethodDef module_methods[] = {
+    {"bind", glue_bind, METH_VARARGS,
+     "Give the glue the binding's libunicorn functions and uc_ctl codes (once)."},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef glue_module = {
     PyModuleDef_HEAD_INIT, "_ucglue",
-    "Unicorn calls and hooks for the emulated cores, without ctypes.", -1, NULL,
+    "Unicorn calls and hooks for the emulated cores, without ctypes.", -1, module_methods,
 };
 
 PyMODINIT_FUNC PyInit__ucglue(void)
 {
-    if (PyType_Ready(&GlueType) < 0) {
+    if (PyType_Ready(&GlueType) < 0 || PyType_Ready(&EnginePoolType) < 0) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&glue_module);
@@ -329,12 +699,15 @@ PyMODINIT_FUNC PyInit__ucglue(void)
         return NULL;
     }
     Py_INCREF(&GlueType);
+    Py_INCREF(&EnginePoolType);
     if (PyModule_AddObject(m, "Glue", (PyObject *)&GlueType) < 0
+        || PyModule_AddObject(m, "EnginePool", (PyObject *)&EnginePoolType) < 0
         || PyModule_AddObject(m, "HOOK_INTR", PyLong_FromVoidPtr((void *)glue_hook_intr)) < 0
         || PyModule_AddObject(m, "HOOK_CODE", PyLong_FromVoidPtr((void *)glue_hook_code)) < 0
         || PyModule_AddObject(m, "HOOK_BLOCK",
                               PyLong_FromVoidPtr((void *)glue_hook_block)) < 0) {
         Py_DECREF(&GlueType);
+        Py_DECREF(&EnginePoolType);
         Py_DECREF(m);
         return NULL;
     }

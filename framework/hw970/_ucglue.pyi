@@ -6,6 +6,43 @@ HOOK_INTR: int
 HOOK_CODE: int
 HOOK_BLOCK: int
 
+def bind(
+    uc_open: int,
+    uc_close: int,
+    uc_reg_read: int,
+    uc_reg_write: int,
+    uc_emu_start: int,
+    uc_emu_stop: int,
+    uc_ctl: int,
+    uc_mem_map_ptr: int,
+    uc_hook_add: int,
+    ctl_tlb_flush: int,
+    ctl_tb_flush: int,
+    ctl_tlb_type: int,
+    ctl_tcg_buffer_size: int,
+    /,
+) -> None: ...
+
+class EnginePool:
+    ahead: int
+    on_demand: int
+    spare: int
+    @property
+    def ready(self) -> int: ...
+    def __init__(
+        self,
+        arch: int,
+        mode: int,
+        tcg_bytes: int,
+        tlb_type: int,
+        perms: int,
+        mem_ptr: int,
+        mem_size: int,
+        spare: int,
+    ) -> None: ...
+    def take(self) -> int: ...
+    def close(self) -> None: ...
+
 class Glue:
     executed: int
     budget: int
@@ -15,21 +52,17 @@ class Glue:
     @property
     def address(self) -> int: ...
     def __init__(
-        self,
-        uc: int,
-        reg_read: int,
-        reg_write: int,
-        emu_start: int,
-        emu_stop: int,
-        ctl: int,
-        on_intr: Callable[[int], None],
-        on_site: Callable[[int], None],
+        self, uc: int, on_intr: Callable[[int], None], on_site: Callable[[int], None]
     ) -> None: ...
     def reg_read(self, regid: int) -> int: ...
     def reg_write(self, regid: int, value: int) -> None: ...
     def emu_start(self, begin: int, until: int) -> int: ...
     def emu_stop(self) -> None: ...
     def tlb_flush(self) -> None: ...
+    def tb_flush(self) -> None: ...
+    def hook_add(
+        self, htype: int, callback: int, user_data: int, begin: int, end: int, /
+    ) -> int: ...
     def set_handlers(
         self, on_intr: Callable[[int], None], on_site: Callable[[int], None]
     ) -> None: ...

@@ -1,8 +1,9 @@
-"""Loading the project's C hooks and attaching them to a Unicorn instance.
+"""Loading the project's C code and binding it to the unicorn binding's library.
 
-The C files in this package are built as (trivial) CPython extension modules so that
-setuptools compiles them; their hooks are plain C functions loaded with ctypes and
-handed to `uc_hook_add` by address, so Unicorn calls them without entering Python.
+The C files in this package are built as CPython extension modules so that setuptools
+compiles them.  `_mmu.c`'s TLB fill is a plain C function handed to `uc_hook_add` by
+address; `_ucglue.c` calls libunicorn through the function pointers `bind_unicorn` gives
+it, taken from the binding's own library so that one libunicorn serves the process.
 """
 
 from __future__ import annotations
@@ -27,23 +28,39 @@ def library(module: str) -> ctypes.CDLL:
     return ctypes.CDLL(spec.origin)
 
 
-def hook_add(
-    uc: object, htype: int, fn: int, user_data: int, *, begin: int = 1, end: int = 0
-) -> int:
-    """Register the C function at address `fn` as a hook of type `htype`; its handle."""
-    handle = ctypes.c_size_t()
-    err = _ucmod.uclib.uc_hook_add(
-        uc._uch,  # type: ignore[attr-defined]
-        ctypes.byref(handle),
-        htype,
-        ctypes.c_void_p(fn),
-        ctypes.c_void_p(user_data),
-        ctypes.c_uint64(begin),
-        ctypes.c_uint64(end),
+def _ctl_write(control: int, nargs: int) -> int:
+    """uc_ctl's code for writing `control` with `nargs` arguments (UC_CTL_WRITE)."""
+    return uc_const.UC_CTL_IO_WRITE << 30 | nargs << 26 | control
+
+
+@cache
+def bind_unicorn() -> None:
+    """Give `_ucglue` the binding's libunicorn functions and uc_ctl codes (once)."""
+    from framework.hw970 import _ucglue
+
+    lib = _ucmod.uclib
+
+    def fn(name: str) -> int:
+        addr = ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
+        if not addr:
+            raise ImportError(f"the unicorn binding's library has no {name}")
+        return addr
+
+    _ucglue.bind(
+        fn("uc_open"),
+        fn("uc_close"),
+        fn("uc_reg_read"),
+        fn("uc_reg_write"),
+        fn("uc_emu_start"),
+        fn("uc_emu_stop"),
+        fn("uc_ctl"),
+        fn("uc_mem_map_ptr"),
+        fn("uc_hook_add"),
+        _ctl_write(uc_const.UC_CTL_TLB_FLUSH, 0),
+        _ctl_write(uc_const.UC_CTL_TB_FLUSH, 0),
+        _ctl_write(uc_const.UC_CTL_TLB_TYPE, 1),
+        _ctl_write(uc_const.UC_CTL_TCG_BUFFER_SIZE, 1),
     )
-    if err != uc_const.UC_ERR_OK:
-        raise RuntimeError(f"uc_hook_add(type {htype}) failed: {_ucmod.uclib.uc_strerror(err)}")
-    return handle.value
 
 
 def function_address(module: str, name: str) -> int:

@@ -15,12 +15,13 @@ here.
 
 from __future__ import annotations
 
-import ctypes
+import atexit
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from unicorn import Uc, UcError
+from unicorn import UcError
 from unicorn import unicorn_const as uc_const
 from unicorn.ppc_const import (
     UC_PPC_REG_0,
@@ -28,7 +29,6 @@ from unicorn.ppc_const import (
     UC_PPC_REG_MSR,
     UC_PPC_REG_PC,
 )
-from unicorn.unicorn_py3 import unicorn as _ucmod
 
 from framework.hw970 import _ucglue, cext
 from framework.hw970.memory import MachineMemory
@@ -79,6 +79,9 @@ _MASK64: Final = 0xFFFFFFFFFFFFFFFF
 #: THP defrag=madvise a first touch could stall in direct compaction (~0.1 s per run,
 #: seen as a bimodal timers benchmark).  A guest context's code fits many times over.
 TCG_BUFFER_BYTES: Final = 1 << 20
+#: Engines a machine keeps opened ahead of need (see `_ucglue.EnginePool`): enough to
+#: cover a burst of new contexts, such as the toolstack building a 4-VCPU guest.
+SPARE_ENGINES: Final = 4
 
 # Unicorn interrupt numbers (QEMU's POWERPC_EXCP_*) seen through UC_HOOK_INTR.
 _INTR_PROGRAM: Final = 6
@@ -150,6 +153,19 @@ def scan_sensitive(image: bytes, base: int) -> dict[int, tuple[int, int, int]]:
     return out
 
 
+#: Engine pools not yet collected: closed at exit, so that no engine thread is still
+#: opening an engine while the interpreter tears down.
+_live_pools: weakref.WeakSet[_ucglue.EnginePool] = weakref.WeakSet()
+
+
+def _close_live_pools() -> None:
+    for pool in list(_live_pools):
+        pool.close()
+
+
+atexit.register(_close_live_pools)
+
+
 class CoreBus:
     """What the cores of one machine share: the broadcasts that reach every context.
 
@@ -161,6 +177,38 @@ class CoreBus:
         self.cores: list[Core] = []
         self.tlb_epoch = 0
         self.code_epoch = 0
+        self._engines: _ucglue.EnginePool | None = None
+        self._engines_memory: MachineMemory | None = None
+
+    def engine(self, memory: MachineMemory) -> int:
+        """A fresh Unicorn engine with `memory` mapped (the caller owns it).
+
+        Engines are opened ahead on a C thread (`_ucglue.EnginePool`), so a new context
+        costs the simulation a pointer instead of ~0.5 ms of engine set-up.
+        """
+        pool = self._engines
+        if pool is None:
+            cext.bind_unicorn()
+            pool = self._engines = _ucglue.EnginePool(
+                uc_const.UC_ARCH_PPC,
+                uc_const.UC_MODE_PPC64 | uc_const.UC_MODE_BIG_ENDIAN,
+                TCG_BUFFER_BYTES,
+                uc_const.UC_TLB_VIRTUAL,
+                uc_const.UC_PROT_ALL,
+                memory.ptr,
+                memory.size,
+                SPARE_ENGINES,
+            )
+            self._engines_memory = memory
+            _live_pools.add(pool)
+        elif memory is not self._engines_memory:
+            raise ValueError("the cores of one bus must share one machine memory")
+        return pool.take()
+
+    def close(self) -> None:
+        """Stop opening engines ahead and close those nobody took."""
+        if self._engines is not None:
+            self._engines.close()
 
     def tlbie(self) -> None:
         """A broadcast invalidation: every context drops its emulated TLB, the running
@@ -177,7 +225,7 @@ class CoreBus:
         for core in self.cores:
             core._sc_lev.clear()
             if core.state is not None:
-                core.hw.uc.ctl_flush_tb()  # type: ignore[attr-defined]
+                core._glue.tb_flush()
                 core.hw.code_epoch = self.code_epoch
 
 
@@ -190,49 +238,48 @@ class HwContext:
     """
 
     def __init__(self, memory: MachineMemory, core: Core) -> None:
-        uc = Uc(uc_const.UC_ARCH_PPC, uc_const.UC_MODE_PPC64 | uc_const.UC_MODE_BIG_ENDIAN)
-        # Unicorn's default translation buffer is 1 GiB of address space, which costs ~4 ms
-        # to set up per instance (see TCG_BUFFER_BYTES).
-        uc.ctl_set_tcg_buffer_size(TCG_BUFFER_BYTES)  # type: ignore[attr-defined]
-        uc.mem_map_ptr(0, memory.size, uc_const.UC_PROT_ALL, memory.ptr)
-        uc.ctl_set_tlb_mode(uc_const.UC_TLB_VIRTUAL)  # type: ignore[attr-defined]
-        self.uc = uc
+        # The engine (machine memory mapped, a TCG_BUFFER_BYTES code buffer, virtual TLB
+        # mode) is owned by the glue, which holds the hot Unicorn calls, the hook
+        # trampolines and the instruction counter in C (`_ucglue.c`); an exception a
+        # hook handler raises stops emulation and is raised again by `emu_start`.
+        self.glue = _ucglue.Glue(core.bus.engine(memory), core._on_intr, core._on_site)
         #: Translation on TLB misses, in C, mirroring the context's TranslationState.
         self.tlb = TlbFill(memory, until_page=_UNTIL_PAGE, zero_page=ZERO_PAGE)
-        self.tlb.attach(uc)
-        # The hot Unicorn calls, the hook trampolines and the instruction counter are
-        # in C (`_ucglue.c`); an exception a hook handler raises stops emulation and is
-        # raised again by `emu_start`.
-        self.glue = _new_glue(uc, core._on_intr, core._on_site)
+        self.tlb.attach(self.glue)
         #: The core whose handlers the hooks call.
         self.core = core
-        cext.hook_add(uc, uc_const.UC_HOOK_INTR, _ucglue.HOOK_INTR, self.glue.address)
-        cext.hook_add(uc, uc_const.UC_HOOK_BLOCK, _ucglue.HOOK_BLOCK, self.glue.address)
+        glue, address = self.glue, self.glue.address
+        glue.hook_add(uc_const.UC_HOOK_INTR, _ucglue.HOOK_INTR, address, 1, 0)
+        glue.hook_add(uc_const.UC_HOOK_BLOCK, _ucglue.HOOK_BLOCK, address, 1, 0)
         self.hooked: set[int] = set()
         #: len(traps) + len(natives) when the sites were last hooked (they only grow).
         self.sites_seen = -1
         #: MSR bits last written into Unicorn (-1: none yet).
         self.uc_msr = -1
-        #: The bus epochs this instance has caught up with.
-        self.tlb_epoch = 0
-        self.code_epoch = 0
+        #: The bus epochs this instance has caught up with: a new engine holds no
+        #: translation made before now.
+        self.tlb_epoch = core.bus.tlb_epoch
+        self.code_epoch = core.bus.code_epoch
+        # Nothing is translated yet, so hooking needs no flush (a flush of an empty
+        # engine still resets its 512 KB code hash table).
+        self.hook_sites(core.traps, core.natives, flush=False)
 
-    def hook_sites(self, traps: dict[int, tuple[int, int, int]], natives: dict[int, Any]) -> None:
-        """Hook every trap/native address not hooked yet; flush stale translations."""
+    def hook_sites(
+        self,
+        traps: dict[int, tuple[int, int, int]],
+        natives: dict[int, Any],
+        flush: bool = True,
+    ) -> None:
+        """Hook every trap/native address not hooked yet; flush stale translations
+        (code translated before a hook was added would not call it)."""
         new = [a for a in list(traps) + list(natives) if a not in self.hooked]
+        glue = self.glue
         for addr in new:
-            cext.hook_add(
-                self.uc,
-                uc_const.UC_HOOK_CODE,
-                _ucglue.HOOK_CODE,
-                self.glue.address,
-                begin=addr,
-                end=addr,
-            )
+            glue.hook_add(uc_const.UC_HOOK_CODE, _ucglue.HOOK_CODE, glue.address, addr, addr)
             self.hooked.add(addr)
         self.sites_seen = len(traps) + len(natives)
-        if new:
-            self.uc.ctl_flush_tb()  # type: ignore[attr-defined]
+        if new and flush:
+            glue.tb_flush()
 
 
 # ---------------------------------------------------------------------------------------
@@ -429,6 +476,7 @@ class Core:
         """Make `state` the running context (its Unicorn instance, MSR, translation)."""
         self._regs.clear()
         hw = state.hw
+        fresh = hw is None
         if hw is None:
             hw = state.hw = HwContext(self.memory, self)
         elif hw.core is not self:
@@ -446,7 +494,7 @@ class Core:
             hw.hook_sites(self.traps, self.natives)
         bus = self.bus
         if hw.code_epoch != bus.code_epoch:
-            hw.uc.ctl_flush_tb()  # type: ignore[attr-defined]
+            glue.tb_flush()
             hw.code_epoch = bus.code_epoch
         if state.boot_regs is not None:
             regs = state.boot_regs
@@ -455,9 +503,11 @@ class Core:
             glue.reg_write(UC_PPC_REG_PC, regs.get(-1, 0))
             state.boot_regs = None
         self.set_msr(state.tr.msr)
-        # Translations made from other inputs, or before a broadcast invalidation, go.
+        # Translations made from other inputs, or before a broadcast invalidation, go
+        # (a new engine's TLB is empty).
         if hw.tlb.sync(state.tr) or hw.tlb_epoch != bus.tlb_epoch:
-            glue.tlb_flush()
+            if not fresh:
+                glue.tlb_flush()
             hw.tlb_epoch = bus.tlb_epoch
 
     def save(self) -> ArchState | None:
@@ -777,27 +827,6 @@ class Core:
             state.tr.sdr1 = value
             self.flush_tlb()
         return True
-
-
-def _new_glue(
-    uc: Uc, on_intr: Callable[[int], None], on_site: Callable[[int], None]
-) -> _ucglue.Glue:
-    """The C glue for `uc`, calling the functions of the binding's own libunicorn."""
-    lib = _ucmod.uclib
-
-    def fn(name: str) -> int:
-        return ctypes.cast(getattr(lib, name), ctypes.c_void_p).value or 0
-
-    return _ucglue.Glue(
-        uc._uch.value,  # type: ignore[attr-defined]
-        fn("uc_reg_read"),
-        fn("uc_reg_write"),
-        fn("uc_emu_start"),
-        fn("uc_emu_stop"),
-        fn("uc_ctl"),
-        on_intr,
-        on_site,
-    )
 
 
 def _unhandled(what: str) -> SliceCallback:

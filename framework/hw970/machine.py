@@ -47,7 +47,8 @@ class Machine:
         #: Sensitive-instruction sites and native routines, shared by every core.
         self.traps: dict[int, tuple[int, int, int]] = {}
         self.natives: dict[int, Callable[[Core], None]] = {}
-        #: The broadcasts (tlbie, code writes) that reach every core's contexts.
+        #: The broadcasts (tlbie, code writes) that reach every core's contexts, and the
+        #: Unicorn engines opened ahead for new contexts.
         self.bus = CoreBus()
         self.cores = [
             Core(
@@ -61,6 +62,10 @@ class Machine:
             )
             for c in range(config.ncpus)
         ]
+
+    def close(self) -> None:
+        """Stop opening Unicorn engines ahead (the cores keep working)."""
+        self.bus.close()
 
     def register_code(self, image: bytes, addresses: tuple[int, ...]) -> None:
         """Find the sensitive instructions of a code image that runs at each address."""

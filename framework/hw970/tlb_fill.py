@@ -13,7 +13,7 @@ from typing import Final
 
 from unicorn import unicorn_const as uc_const
 
-from framework.hw970 import cext
+from framework.hw970 import _ucglue, cext
 from framework.hw970.memory import MachineMemory
 from framework.hw970.mmu import SLB_ENTRIES, Fault, TranslationState
 
@@ -71,10 +71,10 @@ class TlbFill:
             ctypes.POINTER(TlbEntry),
         ]
 
-    def attach(self, uc: object) -> None:
-        """Serve `uc`'s TLB misses from this state."""
+    def attach(self, glue: _ucglue.Glue) -> None:
+        """Serve the TLB misses of `glue`'s engine from this state."""
         fn = cext.function_address(_MODULE, "xen970_mmu_fill")
-        cext.hook_add(uc, uc_const.UC_HOOK_TLB_FILL, fn, ctypes.addressof(self.st))
+        glue.hook_add(uc_const.UC_HOOK_TLB_FILL, fn, ctypes.addressof(self.st), 1, 0)
 
     # -- keeping in step ---------------------------------------------------------------
     def sync(self, tr: TranslationState) -> bool:

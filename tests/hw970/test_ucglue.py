@@ -1,11 +1,17 @@
 """Each context's own Unicorn instance and its C glue: registers, hook errors, counting,
-moving between cores, broadcast invalidation."""
+moving between cores, broadcast invalidation, engines opened ahead."""
 
 from __future__ import annotations
 
-import pytest
+import time
 
-from framework.hw970.core import ArchState, Core
+import pytest
+from unicorn import unicorn_const as uc_const
+from unicorn.ppc_const import UC_PPC_REG_0, UC_PPC_REG_PC
+
+from framework.hw970 import _ucglue, cext
+from framework.hw970.asm import assemble
+from framework.hw970.core import TCG_BUFFER_BYTES, ArchState, Core
 from framework.hw970.memory import MachineMemory
 from framework.hw970.mmu import PTE_V, PTEG_BYTES, pte_avpn, pteg_index, sdr1_encode
 from framework.hw970.regs import MSR_DR
@@ -101,3 +107,69 @@ def test_a_broadcast_tlbie_reaches_a_context_that_is_switched_out() -> None:
     core.pc = 0x2000
     core.run(2, 0)
     assert core.gpr(5) == 0xBBBB
+
+
+def _pool(mem: MachineMemory, spare: int) -> _ucglue.EnginePool:
+    cext.bind_unicorn()
+    return _ucglue.EnginePool(
+        uc_const.UC_ARCH_PPC,
+        uc_const.UC_MODE_PPC64 | uc_const.UC_MODE_BIG_ENDIAN,
+        TCG_BUFFER_BYTES,
+        uc_const.UC_TLB_VIRTUAL,
+        uc_const.UC_PROT_ALL,
+        mem.ptr,
+        mem.size,
+        spare,
+    )
+
+
+def _wait_ready(pool: _ucglue.EnginePool, n: int) -> None:
+    deadline = time.monotonic() + 10
+    while pool.ready < n:
+        assert time.monotonic() < deadline, f"the pool opened {pool.ready} of {n} engines"
+        time.sleep(0.001)
+
+
+def test_engines_opened_ahead_run_code_on_the_shared_memory() -> None:
+    mem = MachineMemory(256 << 20)
+    pool = _pool(mem, 2)
+    _wait_ready(pool, 2)
+    handles = [pool.take() for _ in range(3)]
+    assert pool.ahead >= 2 and pool.ahead + pool.on_demand == 3
+    assert len(set(handles)) == 3
+    # Each engine sees the machine memory mapped at 0 and runs real code from it.
+    mem.write(0x3000, assemble("li 3, 7\n stw 3, 0x100(0)\n b .", 0x3000))
+    for h in handles:
+        mem.write_u32(0x100, 0)
+        glue = _ucglue.Glue(h, lambda _n: None, lambda _a: None)
+        glue.reg_write(UC_PPC_REG_PC, 0x3000)
+        glue.budget = 10**6
+        glue.hook_add(uc_const.UC_HOOK_BLOCK, _ucglue.HOOK_BLOCK, glue.address, 1, 0)
+        glue.emu_start(0x3000, 0x3008)  # stops before the branch
+        assert mem.read_u32(0x100) == 7
+        assert glue.reg_read(UC_PPC_REG_0 + 3) == 7
+    pool.close()
+    pool.close()  # idempotent
+    assert pool.ready == 0
+    # After close, take() still answers (opening the engine itself).
+    _ucglue.Glue(pool.take(), lambda _n: None, lambda _a: None)
+    assert pool.on_demand >= 1
+
+
+def test_an_engine_pool_refuses_bad_settings() -> None:
+    mem = MachineMemory(64 << 20)
+    with pytest.raises(ValueError, match="spare 65 is outside"):
+        _pool(mem, 65)
+    pool = _pool(mem, 0)  # no thread: every engine is opened on demand
+    _ucglue.Glue(pool.take(), lambda _n: None, lambda _a: None)
+    assert (pool.ahead, pool.on_demand) == (0, 1)
+
+
+def test_every_core_of_a_machine_takes_its_engines_from_one_pool() -> None:
+    mem = MachineMemory(256 << 20)
+    core0, _ = make_core(mem, "b .")
+    Core(1, mem, core0.clock_hz, core0.timebase_hz, core0.traps, core0.natives, core0.bus)
+    other = MachineMemory(64 << 20)
+    with pytest.raises(ValueError, match="share one machine memory"):
+        core0.bus.engine(other)
+    core0.bus.close()
