@@ -12,7 +12,6 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Final, Protocol
 
@@ -21,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from framework.trace._emit import emit_into
+from framework.trace._emit import Emitter
 from framework.trace.schema import BASE_COLUMNS, FIELD_COLUMNS, KINDS, MAX_FIELDS
 
 __all__ = [
@@ -130,7 +129,7 @@ class Recorder:
         self._enabled = enabled
         if enabled:
             # C (framework/trace/_emit.c): no Python frame per record.
-            self.emit = partial(emit_into, self._records)
+            self.emit = Emitter(self._records)
         else:
             self.emit = _discard
 

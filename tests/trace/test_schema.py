@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from framework.trace import schema
 from framework.trace.schema import (
     BASE_COLUMNS,
     FIELD_COLUMNS,
@@ -20,6 +23,16 @@ def test_kind_ids_follow_schema_order() -> None:
     assert K.SCHED_RUNSTATE == 3
     for number, kind in enumerate(KINDS):
         assert getattr(K, kind_ident(kind.name)) == number
+
+
+def test_a_kind_id_out_of_step_with_kinds_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(K, "SCHED_WAKE", K.SCHED_SWITCH)
+    with pytest.raises(RuntimeError, match="out of step with KINDS at .*SCHED_WAKE"):
+        schema._check_ids()
+    monkeypatch.setattr(K, "SCHED_WAKE", 1)
+    monkeypatch.setattr(K, "NOT_A_KIND", 99, raising=False)
+    with pytest.raises(RuntimeError, match="NOT_A_KIND"):
+        schema._check_ids()
 
 
 def test_kinds_named_in_the_brief_exist_with_their_fields() -> None:
