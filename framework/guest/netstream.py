@@ -94,7 +94,16 @@ class StreamHeader(NamedTuple):
     send_ns: int
 
     def pack(self) -> bytes:
-        return NETSTREAM_HEADER.pack(magic=NETSTREAM_MAGIC, **self._asdict())
+        return NETSTREAM_HEADER.pack(
+            magic=NETSTREAM_MAGIC,
+            stream=self.stream,
+            message=self.message,
+            seq=self.seq,
+            total=self.total,
+            offset=self.offset,
+            pattern=self.pattern,
+            send_ns=self.send_ns,
+        )
 
     @classmethod
     def unpack(cls, payload: bytes) -> StreamHeader:
@@ -104,9 +113,11 @@ class StreamHeader(NamedTuple):
                 f"{NETSTREAM_HEADER.size}-byte netstream header"
             )
         v = NETSTREAM_HEADER.unpack(payload)
-        if v.pop("magic") != NETSTREAM_MAGIC:
+        if v["magic"] != NETSTREAM_MAGIC:
             raise ValueError("payload does not start with the netstream magic 'XNS1'")
-        return cls(**v)
+        return cls(
+            v["stream"], v["message"], v["seq"], v["total"], v["offset"], v["pattern"], v["send_ns"]
+        )
 
 
 @lru_cache(maxsize=16)

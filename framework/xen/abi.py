@@ -272,9 +272,11 @@ class Layout:
         return bytes(buf)
 
     def unpack(self, data: bytes) -> dict[str, int]:
+        """Every field's value; `data` may run past the structure (a ring slot, a page)."""
         codec, names = self._codec, self._names
-        if codec is not None and names is not None and len(data) == codec.size:
-            return dict(zip(names, codec.unpack(data), strict=True))
+        if codec is not None and names is not None and len(data) >= codec.size:
+            values = codec.unpack_from(data)
+            return {name: value for name, value in zip(names, values)}
         return {
             name: int.from_bytes(data[off : off + width], "big")
             for name, (off, width) in self.fields.items()

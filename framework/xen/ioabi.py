@@ -279,11 +279,18 @@ class NetifTxRequest(NamedTuple):
 
     def pack(self) -> bytes:
         L = NETIF_TX_REQUEST
-        return L.pack(**{k: _fits(L, k, v) for k, v in self._asdict().items()})
+        return L.pack(
+            gref=_fits(L, "gref", self.gref),
+            offset=_fits(L, "offset", self.offset),
+            flags=_fits(L, "flags", self.flags),
+            id=_fits(L, "id", self.id),
+            size=_fits(L, "size", self.size),
+        )
 
     @classmethod
     def unpack(cls, data: bytes) -> NetifTxRequest:
-        return cls(**_unpack(NETIF_TX_REQUEST, data))
+        v = _unpack(NETIF_TX_REQUEST, data)
+        return cls(v["gref"], v["offset"], v["flags"], v["id"], v["size"])
 
 
 class NetifTxResponse(NamedTuple):
