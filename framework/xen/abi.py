@@ -222,6 +222,17 @@ class Layout:
     _codec: struct.Struct | None = field(init=False, repr=False, compare=False)
     _masks: tuple[tuple[str, int], ...] = field(init=False, repr=False, compare=False)
     _names: tuple[str, ...] | None = field(init=False, repr=False, compare=False)
+    #: A structure with unions (overlapping fields) as layers of non-overlapping fields,
+    #: each one `struct.Struct`, when every field is 1/2/4/8 bytes (gnttab_copy's
+    #: ref/gmfn unions, per grant copy).
+    _layers: tuple[tuple[struct.Struct, tuple[str, ...]], ...] | None = field(
+        init=False, repr=False, compare=False
+    )
+    #: Per field: its one-value struct, offset and mask (packing a structure with unions
+    #: writes only the fields given).
+    _field_codecs: dict[str, tuple[struct.Struct, int, int]] = field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         order = sorted(self.fields.items(), key=lambda kv: kv[1][0])
@@ -244,6 +255,16 @@ class Layout:
         names = tuple(name for name, _ in order)
         same_order = names == tuple(self.fields)
         object.__setattr__(self, "_names", names if same_order else None)
+        object.__setattr__(self, "_layers", _union_layers(order, self.size))
+        object.__setattr__(
+            self,
+            "_field_codecs",
+            {
+                name: (struct.Struct(">" + _STRUCT_CODES[width]), off, (1 << (8 * width)) - 1)
+                for name, (off, width) in order
+                if width in _STRUCT_CODES
+            },
+        )
 
     def offset(self, field: str) -> int:
         return self.fields[field][0]
@@ -266,7 +287,12 @@ class Layout:
                     raise KeyError(name)
             return codec.pack(*[values.get(name, 0) & mask for name, mask in self._masks])
         buf = bytearray(self.size)
+        codecs = self._field_codecs
         for name, value in values.items():
+            one = codecs.get(name)
+            if one is not None:
+                one[0].pack_into(buf, one[1], value & one[2])
+                continue
             off, width = self.fields[name]
             buf[off : off + width] = (value & ((1 << (8 * width)) - 1)).to_bytes(width, "big")
         return bytes(buf)
@@ -274,13 +300,47 @@ class Layout:
     def unpack(self, data: bytes) -> dict[str, int]:
         """Every field's value; `data` may run past the structure (a ring slot, a page)."""
         codec, names = self._codec, self._names
-        if codec is not None and names is not None and len(data) >= codec.size:
-            values = codec.unpack_from(data)
-            return {name: value for name, value in zip(names, values)}
+        if len(data) >= self.size:
+            if codec is not None and names is not None:
+                values = codec.unpack_from(data)
+                return {name: value for name, value in zip(names, values)}
+            layers = self._layers
+            if layers is not None:
+                found: dict[str, int] = {}
+                for layer, layer_names in layers:
+                    for name, value in zip(layer_names, layer.unpack_from(data)):
+                        found[name] = value
+                return {name: found[name] for name in self.fields}
         return {
             name: int.from_bytes(data[off : off + width], "big")
             for name, (off, width) in self.fields.items()
         }
+
+
+def _union_layers(
+    order: list[tuple[str, tuple[int, int]]], size: int
+) -> tuple[tuple[struct.Struct, tuple[str, ...]], ...] | None:
+    """Fields (in offset order) dealt into layers whose members do not overlap, each
+    layer as one struct; None if a field is not 1/2/4/8 bytes or runs past `size`."""
+    layers: list[list[tuple[str, int, int]]] = []
+    for name, (off, width) in order:
+        if width not in _STRUCT_CODES or off + width > size:
+            return None
+        for layer in layers:
+            _last, last_off, last_width = layer[-1]
+            if last_off + last_width <= off:
+                layer.append((name, off, width))
+                break
+        else:
+            layers.append([(name, off, width)])
+    out = []
+    for layer in layers:
+        fmt, pos = ">", 0
+        for _name, off, width in layer:
+            fmt += f"{off - pos}x" * (off > pos) + _STRUCT_CODES[width]
+            pos = off + width
+        out.append((struct.Struct(fmt), tuple(name for name, _off, _width in layer)))
+    return tuple(out)
 
 
 VCPU_INFO: Final = Layout(
