@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import IntEnum
 from typing import Any, Final
 
 from framework.hw970.core import ArchState
@@ -18,21 +17,28 @@ _SHARED_INFO_SIZE: Final = SHARED_INFO.size
 _VCPU_INFO_SIZE: Final = VCPU_INFO.size
 
 
-class Runstate(IntEnum):
-    """VCPU runstates as in Xen's `vcpu_runstate_info` (codes used in the trace)."""
+class Runstate:
+    """VCPU runstates, Xen's RUNSTATE_* codes (`framework.trace.Runstate` names them).
 
-    RUNNING = 0
-    RUNNABLE = 1
-    BLOCKED = 2
-    OFFLINE = 3
+    Plain literal ints, not an enum: the scheduler compares and records them on every
+    switch, and mypyc compiles a literal `Final` to a constant (an IntEnum member is an
+    object whose every comparison and `int()` is a call).
+    """
+
+    RUNNING: Final = 0
+    RUNNABLE: Final = 1
+    BLOCKED: Final = 2
+    OFFLINE: Final = 3
 
 
-class DomainState(IntEnum):
-    CREATED = 0  # built, paused, never run
-    RUNNING = 1
-    PAUSED = 2
-    SHUTDOWN = 3
-    DYING = 4
+class DomainState:
+    """A domain's lifecycle state (literal ints, for the same reason as `Runstate`)."""
+
+    CREATED: Final = 0  # built, paused, never run
+    RUNNING: Final = 1
+    PAUSED: Final = 2
+    SHUTDOWN: Final = 3
+    DYING: Final = 4
 
 
 @dataclass(eq=False)
@@ -42,7 +48,7 @@ class Vcpu:
     domain: Domain
     vcpu_id: int
     arch: ArchState = field(default_factory=ArchState)
-    runstate: Runstate = Runstate.OFFLINE
+    runstate: int = Runstate.OFFLINE
     runstate_since: int = 0
     processor: int = 0
     is_up: bool = False
@@ -84,7 +90,7 @@ class Domain:
     htab_bytes: int = 0
     hid4: int = 0
     sdr1: int = 0
-    state: DomainState = DomainState.CREATED
+    state: int = DomainState.CREATED
     shutdown_reason: int | None = None
     vcpus: list[Vcpu] = field(default_factory=list)
     evtchn: EvtchnTable = field(default_factory=EvtchnTable)

@@ -307,12 +307,10 @@ class Hypervisor:
         self.rec.emit(K.DOM_DESTROY, self.now(), self.running_cpu(), dom.domid, -1)
 
     # -- runstates, wake, kicks -----------------------------------------------------------
-    def set_runstate(self, v: Vcpu, state: Runstate, now: int, cpu: int) -> None:
+    def set_runstate(self, v: Vcpu, state: int, now: int, cpu: int) -> None:
         if v.runstate == state:
             return
-        self.rec.emit(
-            K.SCHED_RUNSTATE, now, cpu, v.domain.domid, v.vcpu_id, int(state), int(v.runstate)
-        )
+        self.rec.emit(K.SCHED_RUNSTATE, now, cpu, v.domain.domid, v.vcpu_id, state, v.runstate)
         v.runstate = state
         v.runstate_since = now
 
