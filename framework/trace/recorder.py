@@ -1,16 +1,15 @@
 """The one recorder every layer emits trace records through.
 
 `emit` is on the hot path of the simulation (several calls per simulated event), so it
-does one thing, in C: append a flat tuple to a list. Checking and typing happen once, when the
-records are turned into columns (`to_dataframe`, `write`). A disabled recorder's `emit`
-is a do-nothing function, so call sites need no `if`.
+does one thing, in C: append the record to int64 columns (`framework/trace/_emit.c`).
+Checking and typing happen once, when the records are turned into columns
+(`to_dataframe`, `write`). A disabled recorder's `emit` is a do-nothing function, so call
+sites need no `if`.
 """
 
 from __future__ import annotations
 
 import json
-from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Protocol
@@ -42,8 +41,6 @@ KINDS_ATTR: Final = "xen970.kinds"
 # (kind, t_ns, cpu, dom, vcpu, f0, f1, f2, f3, text)
 Record = tuple[int, int, int, int, int, int, int, int, int, str | None]
 
-_I64_MIN: Final = -(1 << 63)
-_U64_END: Final = 1 << 64
 _KIND_NAMES: Final = [kind.name for kind in KINDS]
 _FIELD_COUNT: Final = np.array([len(kind.fields) for kind in KINDS], dtype=np.int64)
 _HAS_TEXT: Final = np.array([kind.text is not None for kind in KINDS], dtype=bool)
@@ -76,30 +73,11 @@ class Emit(Protocol):
     ) -> None: ...
 
 
-def _time_of(record: tuple[object, ...]) -> int:
-    return record[1]  # type: ignore[return-value]
-
-
 def _discard(*args: object, **kwargs: object) -> None:
     """The emit of a disabled recorder."""
 
 
-def _int64(values: Sequence[int], what: str) -> np.ndarray:
-    """int64 array; values in [2**63, 2**64) keep their bit pattern (register images)."""
-    try:
-        return np.array(values, dtype=np.int64)
-    except OverflowError:
-        pass
-    out = np.empty(len(values), dtype=np.int64)
-    for i, v in enumerate(values):
-        if not _I64_MIN <= v < _U64_END:
-            raise TraceError(f"record {i}: {what} value {v} does not fit in 64 bits")
-        out[i] = v - _U64_END if v >= 1 << 63 else v
-    return out
-
-
-def _int16(values: Sequence[int], what: str) -> np.ndarray:
-    wide = _int64(values, what)
+def _int16(wide: np.ndarray, what: str) -> np.ndarray:
     bad = np.flatnonzero((wide < -(1 << 15)) | (wide >= 1 << 15))
     if bad.size:
         raise TraceError(f"record {bad[0]}: {what} {wide[bad[0]]} does not fit in int16")
@@ -125,13 +103,10 @@ class Recorder:
     emit: Emit
 
     def __init__(self, enabled: bool = True) -> None:
-        self._records: list[Record] = []
+        #: The record store (C: no Python frame or object per record).
+        self._store = Emitter()
         self._enabled = enabled
-        if enabled:
-            # C (framework/trace/_emit.c): no Python frame per record.
-            self.emit = Emitter(self._records)
-        else:
-            self.emit = _discard
+        self.emit = self._store if enabled else _discard
 
     @property
     def enabled(self) -> bool:
@@ -139,32 +114,46 @@ class Recorder:
         return self._enabled
 
     @property
-    def records(self) -> Sequence[Record]:
-        """The raw records (not copied: do not modify)."""
-        return self._records
+    def records(self) -> list[Record]:
+        """The records in emission order as flat tuples (built on each call: keep the list
+        rather than asking again in a loop)."""
+        return self._store.records()  # type: ignore[no-any-return]
+
+    def records_since(self, start: int) -> list[Record]:
+        """The records emitted after the first `start` (see `len`)."""
+        return self._store.records(start)  # type: ignore[no-any-return]
 
     def __len__(self) -> int:
-        return len(self._records)
+        return len(self._store)
+
+    def _raw_columns(self) -> list[np.ndarray]:
+        """The nine int64 columns (kind, t_ns, cpu, dom, vcpu, f0..f3), emission order."""
+        return [np.frombuffer(b, dtype=np.int64) for b in self._store.columns()]
 
     def counts(self) -> dict[str, int]:
         """Number of records per kind name, in schema order, kinds never emitted left out."""
-        tally = Counter(r[0] for r in self._records)
-        return {name: tally[k] for k, name in enumerate(_KIND_NAMES) if tally[k]}
+        kinds = self._raw_columns()[0]
+        if kinds.size and (kinds.min() < 0 or kinds.max() >= len(KINDS)):
+            bad = int(np.flatnonzero((kinds < 0) | (kinds >= len(KINDS)))[0])
+            raise TraceError(f"record {bad}: unknown kind id {kinds[bad]}")
+        tally = np.bincount(kinds, minlength=len(KINDS))
+        return {name: int(tally[k]) for k, name in enumerate(_KIND_NAMES) if tally[k]}
 
     def _columns(self) -> _Columns:
         """Check every record against the schema and build typed columns."""
+        raw_cols = self._raw_columns()
         # Simulated-time order; records of the same instant keep their emission order (a
         # running slice emits ahead of the SimPy clock, so emission order is not time order).
-        records = sorted(self._records, key=_time_of)
-        n = len(records)
-        # One pass per column: much faster than zip(*records) on millions of tuples.
-        cols: list[list[object]] = [[r[i] for r in records] for i in range(10)]
-        kind = _int64(cols[0], "kind")  # type: ignore[arg-type]
+        order = np.argsort(raw_cols[1], kind="stable")
+        cols = [c[order] for c in raw_cols]
+        texts = self._store.texts()
+        n = len(order)
+        kind = cols[0]
         bad = np.flatnonzero((kind < 0) | (kind >= len(KINDS)))
         if bad.size:
             raise TraceError(f"record {bad[0]}: unknown kind id {kind[bad[0]]}")
         nfields = _FIELD_COUNT[kind]
-        raw = [_int64(cols[5 + p], f"f{p}") for p in range(MAX_FIELDS)]  # type: ignore[arg-type]
+        raw = cols[5 : 5 + MAX_FIELDS]
         for p, values in enumerate(raw):
             stray = np.flatnonzero((values != 0) & (nfields <= p))
             if stray.size:
@@ -172,7 +161,7 @@ class Recorder:
                 raise TraceError(
                     f"record {i}: kind {_KIND_NAMES[kind[i]]} has no field f{p}, got {values[i]}"
                 )
-        text: list[str | None] = list(cols[9])  # type: ignore[arg-type]
+        text: list[str | None] = [texts[i] for i in order.tolist()]
         has_text = np.fromiter((t is not None for t in text), dtype=bool, count=n)
         stray = np.flatnonzero(has_text & ~_HAS_TEXT[kind])
         if stray.size:
@@ -188,10 +177,10 @@ class Recorder:
                 absent[sel] = False
             fields[name] = (values, absent)
         return _Columns(
-            t_ns=_int64(cols[1], "t_ns"),  # type: ignore[arg-type]
-            cpu=_int16(cols[2], "cpu"),  # type: ignore[arg-type]
-            dom=_int16(cols[3], "dom"),  # type: ignore[arg-type]
-            vcpu=_int16(cols[4], "vcpu"),  # type: ignore[arg-type]
+            t_ns=cols[1],
+            cpu=_int16(cols[2], "cpu"),
+            dom=_int16(cols[3], "dom"),
+            vcpu=_int16(cols[4], "vcpu"),
             kind=kind.astype(np.int8),
             fields=fields,
             text=text,

@@ -1,54 +1,72 @@
-"""The C emitter appends exactly the documented 10-tuple, refuses malformed calls, and
-keeps atomic records out of the cyclic GC."""
+"""The C emitter stores exactly the documented records, refuses malformed calls, keeps the
+text objects alive (and visible to the cyclic GC), and hands out its columns."""
 
 from __future__ import annotations
 
 import gc
+import sys
 import weakref
 
+import numpy as np
 import pytest
 
 from framework.trace._emit import Emitter
 
 
 def test_pads_fields_with_zero_and_text_with_none() -> None:
-    records: list[tuple[object, ...]] = []
-    emit = Emitter(records)
+    emit = Emitter()
     emit(3, 100, 1, 2, 0)
     emit(3, 101, 1, 2, 0, 7, 8, text="hello")
     emit(3, 102, 1, 2, 0, 7, 8, 9, 10, "positional")
-    assert emit.records is records
-    assert records == [
+    assert len(emit) == 3
+    assert emit.records() == [
         (3, 100, 1, 2, 0, 0, 0, 0, 0, None),
         (3, 101, 1, 2, 0, 7, 8, 0, 0, "hello"),
         (3, 102, 1, 2, 0, 7, 8, 9, 10, "positional"),
     ]
+    assert emit.records(2) == emit.records()[2:]
+    assert emit.records(99) == []
+    assert emit.texts() == [None, "hello", "positional"]
 
 
-def test_big_register_images_are_kept_whole() -> None:
-    records: list[tuple[object, ...]] = []
-    Emitter(records)(1, 0, 0, 0, 0, (1 << 64) - 1)
-    assert records[0][5] == (1 << 64) - 1
+def test_columns_are_native_int64_in_emission_order() -> None:
+    emit = Emitter()
+    for i in range(10_000):  # past the first capacity: the columns grow
+        emit(i % 7, 1_000_000_000_000 + i, i % 4, -1, i % 32, -i, i, 0, i * 3)
+    cols = [np.frombuffer(b, dtype=np.int64) for b in emit.columns()]
+    assert len(cols) == 9 and all(len(c) == 10_000 for c in cols)
+    assert cols[1][-1] == 1_000_000_000_000 + 9_999 and cols[3][0] == -1
+    assert cols[5][9] == -9 and cols[8][9] == 27
+
+
+def test_register_images_keep_their_64_bits_and_wider_values_are_refused() -> None:
+    emit = Emitter()
+    emit(1, 0, 0, 0, 0, (1 << 64) - 1, -(1 << 63))
+    assert emit.records()[0][5:7] == (-1, -(1 << 63))  # the bits, read as int64
+    with pytest.raises(OverflowError, match="trace f0 value 18446744073709551616 does not fit"):
+        emit(1, 0, 0, 0, 0, 1 << 64)
+    with pytest.raises(TypeError, match="trace cpu must be an int, not str"):
+        emit(1, 0, "0", 0, 0)  # type: ignore[arg-type]
+    assert len(emit) == 1  # nothing half-stored
 
 
 class _Holder:
-    records: list[tuple[object, ...]]
+    emit: Emitter
 
 
-def test_atomic_records_are_untracked_and_others_stay_tracked() -> None:
-    records: list[tuple[object, ...]] = []
-    emit = Emitter(records)
-    emit(3, 100, 1, 2, 0, 7, text="label")
-    emit(3, 100, 1, 2, 0, 7, 8, 9, 1.5, b"raw")
+def test_texts_are_kept_alive_and_cycles_through_them_are_collected() -> None:
+    label = "x" * 50
+    before = sys.getrefcount(label)
+    emit = Emitter()
+    emit(3, 100, 1, 2, 0, text=label)
+    assert sys.getrefcount(label) == before + 1
+    emit.clear()
+    assert len(emit) == 0 and sys.getrefcount(label) == before
     holder = _Holder()
+    holder.emit = emit
     emit(3, 100, 1, 2, 0, text=holder)  # type: ignore[arg-type]
-    assert not gc.is_tracked(records[0])
-    assert not gc.is_tracked(records[1])
-    # A record holding a container could be in a cycle: the GC must still see it.
-    assert gc.is_tracked(records[2])
-    holder.records = records  # records -> record -> holder -> records
     alive = weakref.ref(holder)
-    del holder, records, emit
+    del holder, emit  # emit -> holder -> emit
     gc.collect()
     assert alive() is None
 
@@ -65,12 +83,12 @@ def test_atomic_records_are_untracked_and_others_stay_tracked() -> None:
 def test_malformed_calls_raise_type_error(
     args: tuple[object, ...], kwargs: dict[str, object], message: str
 ) -> None:
-    records: list[tuple[object, ...]] = []
+    emit = Emitter()
     with pytest.raises(TypeError, match=message):
-        Emitter(records)(*args, **kwargs)  # type: ignore[arg-type]
-    assert records == []
+        emit(*args, **kwargs)  # type: ignore[arg-type]
+    assert len(emit) == 0
 
 
-def test_records_must_be_a_list() -> None:
-    with pytest.raises(TypeError, match="must be list"):
-        Emitter(())  # type: ignore[arg-type]
+def test_the_emitter_takes_no_arguments() -> None:
+    with pytest.raises(TypeError, match="takes no arguments"):
+        Emitter([])  # type: ignore[call-arg]
