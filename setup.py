@@ -52,6 +52,7 @@ MYPYC_MODULES = [
     "framework/xen/abi.py",
     "framework/xen/domain.py",
     "framework/xen/evtchn.py",
+    "framework/xen/grant_table.py",
     "framework/xen/hypercalls.py",
     "framework/xen/hypervisor.py",
     "framework/xen/ioabi.py",

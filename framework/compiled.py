@@ -38,6 +38,7 @@ MYPYC_MODULES: Final = (
     "framework.xen.abi",
     "framework.xen.domain",
     "framework.xen.evtchn",
+    "framework.xen.grant_table",
     "framework.xen.hypercalls",
     "framework.xen.hypervisor",
     "framework.xen.ioabi",

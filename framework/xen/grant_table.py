@@ -350,7 +350,7 @@ class GrantTable:
         return slot
 
 
-class ForeignMappingsRemain(RuntimeError):
+class ForeignMappingsRemain(Exception):
     """A domain cannot be destroyed while another domain maps its granted frames."""
 
     def __init__(self, domid: int, holders: list[tuple[int, int, int]]) -> None:

@@ -32,6 +32,7 @@ from framework.xen.grant_table import (
     GNTTAB_UNMAP_GRANT_REF,
     GRANT_ENTRY,
     NR_GRANT_ENTRIES,
+    ForeignMappingsRemain,
     GNTCOPY_dest_gref,
     GNTCOPY_source_gref,
     GNTMAP_application_map,
@@ -725,7 +726,9 @@ def test_destroy_is_refused_while_mapped_and_gives_all_memory_back(sim: Simulati
     )
     rc, _ = ts.domctl(abi.XEN_DOMCTL_destroydomain, domid)
     assert rc == -abi.EBUSY and xen.domains[domid] is dom
-    with pytest.raises(RuntimeError, match=rf"d{domid} cannot be destroyed.*d0 slot \d+ \(ref 0\)"):
+    with pytest.raises(
+        ForeignMappingsRemain, match=rf"d{domid} cannot be destroyed.*d0 slot \d+ \(ref 0\)"
+    ):
         xen.destroy(dom)
     assert unmap(dom0, out) == GNTST_okay
     rc, _ = ts.domctl(abi.XEN_DOMCTL_destroydomain, domid)
