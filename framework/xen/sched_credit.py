@@ -15,7 +15,6 @@ Ownership rules the caller must follow (they mirror ``schedule()`` in Xen):
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -29,22 +28,27 @@ MAX_WEIGHT: Final = 65535
 MASTER_CPU: Final = 0
 
 
-class Pri(enum.IntEnum):
-    """Scheduling priority; the numeric values are Xen's so larger always wins."""
+class Pri:
+    """Scheduling priority; the numeric values are Xen's so larger always wins.
 
-    BOOST = 0
-    UNDER = -1
-    OVER = -2
-    IDLE = -64
+    Literal int constants, not an enum: compared on every wake and pick, and mypyc
+    compiles a literal `Final` to a constant (an enum member compare is a call).
+    """
+
+    BOOST: Final = 0
+    UNDER: Final = -1
+    OVER: Final = -2
+    IDLE: Final = -64
 
 
-class VcpuState(enum.Enum):
-    """Where a VCPU is, so the scheduler can keep runq/current membership consistent."""
+class VcpuState:
+    """Where a VCPU is, so the scheduler can keep runq/current membership consistent
+    (literal ints, for the same reason as `Pri`)."""
 
-    RUNNING = "running"
-    RUNNABLE = "runnable"
-    BLOCKED = "blocked"
-    OFFLINE = "offline"
+    RUNNING: Final = 0
+    RUNNABLE: Final = 1
+    BLOCKED: Final = 2
+    OFFLINE: Final = 3
 
 
 @dataclass(eq=False)
@@ -68,8 +72,8 @@ class SchedVcpu:
     affinity: frozenset[int] | None = None
     processor: int = 0
     credit: int = 0
-    pri: Pri = Pri.UNDER
-    state: VcpuState = VcpuState.OFFLINE
+    pri: int = Pri.UNDER
+    state: int = VcpuState.OFFLINE
     parked: bool = False
     migrations: int = 0
     active: bool = False
@@ -144,10 +148,10 @@ class CreditScheduler:
         """Destroy a domain; CPUs it was running on go idle and are left in ``take_kicks``."""
         sdom = self._domain(dom)
         for svc in sdom.vcpus.values():
-            if svc.state is VcpuState.RUNNING:
+            if svc.state == VcpuState.RUNNING:
                 self._curr[svc.processor] = None
                 self._kick(svc.processor)
-            elif svc.state is VcpuState.RUNNABLE:
+            elif svc.state == VcpuState.RUNNABLE:
                 self._runq[svc.processor].remove(svc)
             svc.state = VcpuState.OFFLINE
         if sdom in self._active:
@@ -161,10 +165,10 @@ class CreditScheduler:
         svc.affinity = self._check_affinity(affinity)
         if svc.allows(svc.processor):
             return []
-        if svc.state is VcpuState.RUNNING:
+        if svc.state == VcpuState.RUNNING:
             # Like Xen's _VCPUF_migrating: the CPU must deschedule it; deschedule re-homes it.
             return [svc.processor]
-        if svc.state is VcpuState.RUNNABLE:
+        if svc.state == VcpuState.RUNNABLE:
             self._runq[svc.processor].remove(svc)
             target = self._pick_cpu(svc)
             self._insert(target, svc)
@@ -181,7 +185,7 @@ class CreditScheduler:
         svc = self.vcpu(dom, vcpu)
         if svc.state in (VcpuState.RUNNING, VcpuState.RUNNABLE):
             return []
-        if svc.state is VcpuState.BLOCKED and svc.pri is Pri.UNDER and not svc.parked:
+        if svc.state == VcpuState.BLOCKED and svc.pri == Pri.UNDER and not svc.parked:
             svc.pri = Pri.BOOST
         svc.state = VcpuState.RUNNABLE
         cpu = self._pick_cpu(svc)
@@ -261,7 +265,7 @@ class CreditScheduler:
         if svc is not None:
             self._burn(cpu, now)
             self._acct_start(svc)
-            if svc.pri is Pri.BOOST:
+            if svc.pri == Pri.BOOST:
                 svc.pri = Pri.UNDER if svc.credit >= 0 else Pri.OVER
         kick_self = False
         if cpu == MASTER_CPU and self._ticks[cpu] % TICKS_PER_ACCT == 0:
@@ -291,7 +295,7 @@ class CreditScheduler:
             if (cur is not None and cur.parked) or self._needs_resched(cpu):
                 kicks.append(cpu)
         for svc in unparked:
-            if svc.state is VcpuState.RUNNABLE:
+            if svc.state == VcpuState.RUNNABLE:
                 kicks.extend(self._tickle(svc.processor, svc))
         return sorted(set(kicks))
 
@@ -379,18 +383,18 @@ class CreditScheduler:
             self._acct_stop(svc)
         return was_parked
 
-    def _sleep(self, dom: int, vcpu: int, now: int, state: VcpuState) -> None:
+    def _sleep(self, dom: int, vcpu: int, now: int, state: int) -> None:
         """Shared body of block/offline: remove from wherever the VCPU currently sits."""
         self._advance(now)
         svc = self.vcpu(dom, vcpu)
-        if svc.state is VcpuState.RUNNING:
+        if svc.state == VcpuState.RUNNING:
             cpu = svc.processor
             self._burn(cpu, now)
             self._curr[cpu] = None
             self._kick(cpu)
-        elif svc.state is VcpuState.RUNNABLE:
+        elif svc.state == VcpuState.RUNNABLE:
             self._runq[svc.processor].remove(svc)
-        if svc.state is not VcpuState.OFFLINE:
+        if svc.state != VcpuState.OFFLINE:
             svc.state = state
 
     def _burn(self, cpu: int, now: int) -> None:
@@ -444,7 +448,7 @@ class CreditScheduler:
                 return svc
         return None
 
-    def _steal(self, cpu: int, pri: Pri) -> SchedVcpu | None:
+    def _steal(self, cpu: int, pri: int) -> SchedVcpu | None:
         """``csched_load_balance``: first strictly better VCPU on peers cpu+1, cpu+2, ..."""
         for i in range(1, self.ncpus):
             peer = (cpu + i) % self.ncpus
@@ -461,7 +465,7 @@ class CreditScheduler:
 
     def _tickle(self, cpu: int, svc: SchedVcpu) -> list[int]:
         """``__runq_tickle``: CPUs that should reschedule because ``svc`` was queued."""
-        if svc.parked or svc.state is not VcpuState.RUNNABLE:
+        if svc.parked or svc.state != VcpuState.RUNNABLE:
             return []
         cur = self._curr[cpu]
         mask: list[int] = []

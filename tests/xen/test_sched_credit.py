@@ -100,11 +100,11 @@ def check_invariants(s: CreditScheduler, vcpus: list[SchedVcpu]) -> None:
     for v in vcpus:
         queued = [c for c in range(s.ncpus) for q in s.runq(c) if q is v]
         running = [c for c in range(s.ncpus) if s.current(c) is v]
-        if v.state is VcpuState.RUNNING:
+        if v.state == VcpuState.RUNNING:
             assert (running, queued) == ([v.processor], []), v
             assert v.allows(v.processor), v
             assert not v.parked, v
-        elif v.state is VcpuState.RUNNABLE:
+        elif v.state == VcpuState.RUNNABLE:
             assert (queued, running) == ([v.processor], []), v
         else:
             assert (queued, running) == ([], []), v
@@ -151,18 +151,18 @@ def test_boost_preempts_compute_bound_vcpu() -> None:
     assert s.wake(1, 0, 0) == [0]
     assert s.pick_next(0, 0) == (hog, s.tslice_ns)
     s.wake(2, 0, 0)
-    assert io.pri is Pri.UNDER  # offline -> runnable is not a boost
+    assert io.pri == Pri.UNDER  # offline -> runnable is not a boost
     s.block(2, 0, 0)
     assert s.runq(0) == []
     assert s.wake(2, 0, 5 * MS) == [0]
-    assert io.pri is Pri.BOOST
+    assert io.pri == Pri.BOOST
     s.deschedule(0, 5 * MS, still_runnable=True)
     assert s.pick_next(0, 5 * MS) == (io, s.tslice_ns)
     assert s.runq(0) == [hog]
     # The next tick that finds it running ends the boost; 5 ms of use left it OVER,
     # so the waiting UNDER hog should get the CPU back.
     assert s.tick(0, 10 * MS) is True
-    assert io.pri is Pri.OVER
+    assert io.pri == Pri.OVER
     assert io.credit == -50
 
 
@@ -180,9 +180,9 @@ def test_boost_not_granted_to_over_vcpu() -> None:
     s.wake(1, 0, 30 * MS)
     s.pick_next(0, 30 * MS)
     s.accounting(30 * MS)
-    assert io.pri is Pri.OVER
+    assert io.pri == Pri.OVER
     assert s.wake(2, 0, 31 * MS) == []
-    assert io.pri is Pri.OVER
+    assert io.pri == Pri.OVER
 
 
 def test_pinned_vcpu_never_runs_elsewhere(make_sim: Callable[..., MiniSim]) -> None:
