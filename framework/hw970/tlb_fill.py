@@ -9,7 +9,8 @@ narrower setters when the running context changes one of them.
 from __future__ import annotations
 
 import ctypes
-from typing import Final
+from functools import cache
+from typing import Any, Final
 
 from unicorn import unicorn_const as uc_const
 
@@ -50,6 +51,26 @@ class TlbEntry(ctypes.Structure):
     _fields_ = [("paddr", ctypes.c_uint64), ("perms", ctypes.c_uint32)]
 
 
+@cache
+def _fill_address() -> int:
+    """Address of the C TLB-fill hook (looked up once: each context attaches it)."""
+    return cext.function_address(_MODULE, "xen970_mmu_fill")
+
+
+@cache
+def _translate_function() -> Any:
+    """The C translation function, typed once."""
+    fn = cext.library(_MODULE).xen970_mmu_translate
+    fn.restype = ctypes.c_bool
+    fn.argtypes = [
+        ctypes.POINTER(MmuState),
+        ctypes.c_uint64,
+        ctypes.c_int,
+        ctypes.POINTER(TlbEntry),
+    ]
+    return fn
+
+
 class TlbFill:
     """The C translation state of one core."""
 
@@ -62,19 +83,10 @@ class TlbFill:
         self.st = st
         #: The inputs loaded last (rma_base, rma_size, sdr1, SLB entries).
         self._key: tuple[int, int, int, tuple[tuple[int, int], ...]] | None = None
-        self._translate = cext.library(_MODULE).xen970_mmu_translate
-        self._translate.restype = ctypes.c_bool
-        self._translate.argtypes = [
-            ctypes.POINTER(MmuState),
-            ctypes.c_uint64,
-            ctypes.c_int,
-            ctypes.POINTER(TlbEntry),
-        ]
 
     def attach(self, glue: _ucglue.Glue) -> None:
         """Serve the TLB misses of `glue`'s engine from this state."""
-        fn = cext.function_address(_MODULE, "xen970_mmu_fill")
-        glue.hook_add(uc_const.UC_HOOK_TLB_FILL, fn, ctypes.addressof(self.st), 1, 0)
+        glue.hook_add(uc_const.UC_HOOK_TLB_FILL, _fill_address(), ctypes.addressof(self.st), 1, 0)
 
     # -- keeping in step ---------------------------------------------------------------
     def sync(self, tr: TranslationState) -> bool:
@@ -117,7 +129,7 @@ class TlbFill:
         """One translation with the loaded state, as `Mmu.translate` returns it."""
         entry = TlbEntry()
         self.st.fault_set = 0
-        if self._translate(ctypes.byref(self.st), ea, access, ctypes.byref(entry)):
+        if _translate_function()(ctypes.byref(self.st), ea, access, ctypes.byref(entry)):
             return entry.paddr, entry.perms
         fault = self.take_fault()
         assert fault is not None
