@@ -22,6 +22,7 @@ from typing import Any, Final, Self
 import simpy
 
 from framework.hw970.iommu import DmaFault, TceTable
+from framework.sim_events import timeout
 from framework.trace.recorder import Recorder
 from framework.trace.schema import K
 
@@ -281,7 +282,7 @@ class Disk:
         self._free_at = done
         self.busy_ns += cost
         self.outstanding += 1
-        ev = self.env.timeout(done - clock)
+        ev = timeout(self.env, done - clock)
         ev.callbacks.append(lambda _e: self._complete(req, done))
         return True
 

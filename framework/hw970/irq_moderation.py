@@ -21,6 +21,8 @@ from collections.abc import Callable
 
 import simpy
 
+from framework.sim_events import timeout
+
 __all__ = ["IrqModerator"]
 
 
@@ -75,7 +77,7 @@ class IrqModerator:
         self._generation += 1
         generation = self._generation
         self._armed_for = due
-        ev = self.env.timeout(due - now)
+        ev = timeout(self.env, due - now)
         ev.callbacks.append(lambda _e: self._deferred(generation))
 
     def _deferred(self, generation: int) -> None:

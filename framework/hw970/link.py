@@ -14,6 +14,8 @@ from typing import Final
 
 import simpy
 
+from framework.sim_events import timeout
+
 __all__ = ["ETH_HLEN", "Link", "LinkParams"]
 
 ETH_HLEN: Final = 14  # destination MAC, source MAC, ethertype
@@ -85,7 +87,7 @@ class Link:
         self.frames += 1
         self.bytes += len(data)
         self.busy_ns += wire
-        ev = self.env.timeout(arrival - clock)
+        ev = timeout(self.env, arrival - clock)
         ev.callbacks.append(lambda _e: deliver(data))
         return True
 

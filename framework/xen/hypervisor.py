@@ -18,6 +18,7 @@ from framework.hw970.devtree import parse_machine_devtree
 from framework.hw970.machine import Machine
 from framework.hw970.mmu import hid4_encode, rma_log2, sdr1_encode
 from framework.hw970.regs import MSR_SF, VEC_EXTERNAL, VECTOR_NAMES
+from framework.sim_events import timeout
 from framework.trace.recorder import Recorder
 from framework.trace.schema import K
 from framework.xen import costs, evtchn
@@ -323,7 +324,7 @@ class Hypervisor:
         if delay > 0:
             # Raised inside a running slice: take effect at that simulated instant, so
             # no other CPU can see the VCPU runnable earlier than it became so.
-            ev = self.env.timeout(delay)
+            ev = timeout(self.env, delay)
             ev.callbacks.append(lambda _e: self._wake_now(v, now))
             return
         self._wake_now(v, now)
@@ -425,7 +426,7 @@ class Hypervisor:
         now = self.now()
         self.rec.emit(K.TIMER_SET, now, self.running_cpu(), v.domain.domid, v.vcpu_id, deadline)
         delay = max(deadline - int(self.env.now), 0)
-        ev = self.env.timeout(delay)
+        ev = timeout(self.env, delay)
         ev.callbacks.append(lambda _e: self._timer_fire(v, gen, deadline))
         if core is not None and core.state is v.arch:
             core.limit_budget_to(max(deadline, now))
@@ -458,7 +459,7 @@ class Hypervisor:
         self.send_virq(v, VIRQ_TIMER)
 
     def poll_timeout(self, v: Vcpu, deadline: int) -> None:
-        ev = self.env.timeout(max(deadline - int(self.env.now), 0))
+        ev = timeout(self.env, max(deadline - int(self.env.now), 0))
 
         def fire(_e: simpy.Event) -> None:
             if v.poll_deadline == deadline and v.polling:

@@ -17,6 +17,7 @@ import simpy
 
 from framework.hw970.core import GuestCrash
 from framework.hw970.regs import VEC_HDECREMENTER
+from framework.sim_events import timeout
 from framework.trace.schema import K
 from framework.xen import costs
 from framework.xen.domain import Runstate, Vcpu
@@ -65,7 +66,7 @@ class PhysicalCpu:
         delay = t - int(xen.env.now)
         if delay > 0:
             # Sent from inside a running slice: it reaches the target at that instant.
-            ev = xen.env.timeout(delay)
+            ev = timeout(xen.env, delay)
             ev.callbacks.append(lambda _e: self.send_ipi(ipi, from_cpu))
             return
         xen.rec.emit(K.IPI_SEND, t, from_cpu, -1, -1, self.cpu, ipi)
@@ -110,7 +111,7 @@ class PhysicalCpu:
                     # One timeout per tick, not per idle period: it wakes the CPU if it is
                     # still idle then (an idle period often ends early, by a wake).
                     self._tick_armed = self.next_tick_ns
-                    env.timeout(self.next_tick_ns - now).callbacks.append(self._tick_due)
+                    timeout(env, self.next_tick_ns - now).callbacks.append(self._tick_due)
                 idle_from = now
                 yield wakeup
                 self.wakeup = None
@@ -140,7 +141,7 @@ class PhysicalCpu:
             self.boundary_cycles = 0
             dt = max(cycles * 1_000_000_000 // clock, 1)
             v.cpu_time_ns += dt
-            yield env.timeout(dt)
+            yield timeout(env, dt)
 
     def _tick_due(self, _ev: simpy.Event) -> None:
         self._wake_idle()
