@@ -48,6 +48,7 @@ MYPYC_MODULES = [
     "framework/hw970/memory.py",
     "framework/hw970/mmu.py",
     "framework/hw970/mpic.py",
+    "framework/hw970/tlb_fill.py",
     "framework/sim_events.py",
     "framework/trace/recorder.py",
     "framework/xen/abi.py",

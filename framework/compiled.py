@@ -34,6 +34,7 @@ MYPYC_MODULES: Final = (
     "framework.hw970.memory",
     "framework.hw970.mmu",
     "framework.hw970.mpic",
+    "framework.hw970.tlb_fill",
     "framework.sim_events",
     "framework.trace.recorder",
     "framework.xen.abi",

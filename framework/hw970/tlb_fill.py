@@ -16,39 +16,10 @@ from unicorn import unicorn_const as uc_const
 
 from framework.hw970 import _ucglue, cext
 from framework.hw970.memory import MachineMemory
-from framework.hw970.mmu import SLB_ENTRIES, Fault, TranslationState
+from framework.hw970.mmu import Fault, TranslationState
+from framework.hw970.mmu_state import MmuState, TlbEntry
 
 _MODULE: Final = "_mmu"
-
-
-class MmuState(ctypes.Structure):
-    """Mirror of `struct xen970_mmu` in _mmu.c."""
-
-    _fields_ = [
-        ("mem", ctypes.c_void_p),
-        ("mem_size", ctypes.c_uint64),
-        ("active", ctypes.c_uint64),
-        ("msr", ctypes.c_uint64),
-        ("rma_base", ctypes.c_uint64),
-        ("rma_size", ctypes.c_uint64),
-        ("sdr1", ctypes.c_uint64),
-        ("until_page", ctypes.c_uint64),
-        ("zero_page", ctypes.c_uint64),
-        ("nslb", ctypes.c_uint64),
-        ("slb_esid", ctypes.c_uint64 * SLB_ENTRIES),
-        ("slb_rs", ctypes.c_uint64 * SLB_ENTRIES),
-        ("fault_set", ctypes.c_uint64),
-        ("fault_vector", ctypes.c_uint64),
-        ("fault_dar", ctypes.c_uint64),
-        ("fault_dsisr", ctypes.c_uint64),
-        ("fault_srr1", ctypes.c_uint64),
-    ]
-
-
-class TlbEntry(ctypes.Structure):
-    """Unicorn's `struct uc_tlb_entry`."""
-
-    _fields_ = [("paddr", ctypes.c_uint64), ("perms", ctypes.c_uint32)]
 
 
 @cache
