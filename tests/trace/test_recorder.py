@@ -116,3 +116,14 @@ def test_text_on_a_kind_without_text_is_refused() -> None:
     rec.emit(K.SCHED_BLOCK, 1, 0, 1, 0, text="why")
     with pytest.raises(TraceError, match="record 1: kind sched.block has no text column"):
         rec.to_arrow()
+
+
+def test_records_since_a_count_are_the_newer_ones() -> None:
+    rec = Recorder()
+    rec.emit(K.SCHED_BLOCK, 0, 0, 1, 0)
+    n = len(rec)
+    rec.emit(K.SCHED_BLOCK, 5, 1, 2, 0)
+    assert (
+        rec.records_since(n) == rec.records[n:] == [(K.SCHED_BLOCK, 5, 1, 2, 0, 0, 0, 0, 0, None)]
+    )
+    assert rec.counts() == {"sched.block": 2}

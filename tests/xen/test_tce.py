@@ -198,7 +198,7 @@ def test_destroy_frees_exactly_what_create_allocated(booted: Simulation) -> None
     xen = booted.xen
     guest3 = domain_named(booted, "guest3")
     free_before = xen.alloc.free_bytes
-    n = len(booted.rec.records)
+    n = len(booted.rec)
     big = create_tce_table(xen, guest3, 0x4000, 4 << 30)  # 4 GiB window: 8 MiB of TCEs
     small = create_tce_table(xen, guest3, 0x4001, WINDOW)
     assert big.table_bytes == 8 << 20 and small.table_bytes == 4096
@@ -206,7 +206,7 @@ def test_destroy_frees_exactly_what_create_allocated(booted: Simulation) -> None
     assert xen.memory.read(big.table_maddr, 4096) == bytes(4096)
     destroy_tce_tables(xen, guest3)
     assert xen.alloc.free_bytes == free_before and guest3.tce_tables == {}
-    new = booted.rec.records[n:]
+    new = booted.rec.records_since(n)
     allocs = [(r[3], r[5], r[6], r[9]) for r in new if r[0] == K.MEM_ALLOC]
     frees = [(r[3], r[5], r[6], r[9]) for r in new if r[0] == K.MEM_FREE]
     assert sorted(allocs) == sorted(frees)
