@@ -615,6 +615,22 @@ static PyObject *EnginePool_close(EnginePool *p, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* In a child forked while the pool existed: the thread did not come along, and the lock
+ * may have been held by it at the fork.  Make fresh sync objects and open engines on
+ * demand from now on (the engines already opened were copied and stay usable). */
+static PyObject *EnginePool_after_fork(EnginePool *p, PyObject *unused)
+{
+    (void)unused;
+    if (!p->initialised) {
+        Py_RETURN_NONE;
+    }
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->wake, NULL);
+    p->started = 0;
+    p->stop = 1;
+    Py_RETURN_NONE;
+}
+
 static PyObject *EnginePool_ready(EnginePool *p, void *closure)
 {
     (void)closure;
@@ -646,6 +662,8 @@ static PyMethodDef EnginePool_methods[] = {
      "An opened engine's handle (now owned by the caller: give it to a Glue)."},
     {"close", (PyCFunction)EnginePool_close, METH_NOARGS,
      "Stop the thread and close the engines still waiting."},
+    {"after_fork", (PyCFunction)EnginePool_after_fork, METH_NOARGS,
+     "In a forked child: forget the parent's thread; open engines on demand."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -16,6 +16,7 @@ here.
 from __future__ import annotations
 
 import atexit
+import os
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -163,7 +164,14 @@ def _close_live_pools() -> None:
         pool.close()
 
 
+def _pools_after_fork() -> None:
+    # A forked child has no engine thread: its pools open engines on demand.
+    for pool in list(_live_pools):
+        pool.after_fork()
+
+
 atexit.register(_close_live_pools)
+os.register_at_fork(after_in_child=_pools_after_fork)
 
 
 class CoreBus:

@@ -3,6 +3,7 @@ moving between cores, broadcast invalidation, engines opened ahead."""
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -11,7 +12,7 @@ from unicorn.ppc_const import UC_PPC_REG_0, UC_PPC_REG_PC
 
 from framework.hw970 import _ucglue, cext
 from framework.hw970.asm import assemble
-from framework.hw970.core import TCG_BUFFER_BYTES, ArchState, Core
+from framework.hw970.core import SPARE_ENGINES, TCG_BUFFER_BYTES, ArchState, Core
 from framework.hw970.memory import MachineMemory
 from framework.hw970.mmu import PTE_V, PTEG_BYTES, pte_avpn, pteg_index, sdr1_encode
 from framework.hw970.regs import MSR_DR
@@ -173,3 +174,34 @@ def test_every_core_of_a_machine_takes_its_engines_from_one_pool() -> None:
     with pytest.raises(ValueError, match="share one machine memory"):
         core0.bus.engine(other)
     core0.bus.close()
+
+
+def test_a_forked_child_opens_its_engines_itself_and_exits_cleanly() -> None:
+    mem = MachineMemory(256 << 20)
+    core, _ = make_core(mem, "b .")  # its bus has a pool with a running thread
+    _wait_ready(core.bus._engines, 1)  # type: ignore[arg-type]
+    pid = os.fork()
+    if pid == 0:  # the child: no engine thread came along
+        code = 1
+        try:
+            pool = core.bus._engines
+            assert pool is not None
+            before = pool.ahead + pool.on_demand
+            # More than the spare engines: the copied ready ones, then engines opened
+            # by take() itself (a thread would have refilled the pool instead).
+            n = SPARE_ENGINES + 2
+            handles = [core.bus.engine(mem) for _ in range(n)]
+            glue = _ucglue.Glue(handles[-1], lambda _n: None, lambda _a: None)
+            mem.write(0x3000, assemble("li 3, 9\n b .", 0x3000))
+            glue.reg_write(UC_PPC_REG_PC, 0x3000)
+            glue.budget = 10**6
+            glue.emu_start(0x3000, 0x3004)
+            ran = glue.reg_read(UC_PPC_REG_0 + 3) == 9
+            took = pool.ahead + pool.on_demand - before == n
+            code = 0 if ran and took and pool.on_demand >= 2 and pool.ready == 0 else 2
+            pool.close()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    core.bus.close()
