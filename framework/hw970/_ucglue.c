@@ -274,26 +274,27 @@ static PyObject *Glue_emu_stop(Glue *g, PyObject *unused)
     Py_RETURN_NONE;
 }
 
-static PyObject *Glue_tlb_flush(Glue *g, PyObject *unused)
+/* A uc_ctl write that takes no argument (the flushes). */
+static PyObject *glue_ctl(Glue *g, int code, const char *what)
 {
-    (void)unused;
-    int err = api.ctl(g->uc, api.ctl_tlb_flush);
+    int err = api.ctl(g->uc, code);
     if (err) {
-        glue_fail("uc_ctl(UC_CTL_TLB_FLUSH)", err);
+        glue_fail(what, err);
         return NULL;
     }
     Py_RETURN_NONE;
 }
 
+static PyObject *Glue_tlb_flush(Glue *g, PyObject *unused)
+{
+    (void)unused;
+    return glue_ctl(g, api.ctl_tlb_flush, "uc_ctl(UC_CTL_TLB_FLUSH)");
+}
+
 static PyObject *Glue_tb_flush(Glue *g, PyObject *unused)
 {
     (void)unused;
-    int err = api.ctl(g->uc, api.ctl_tb_flush);
-    if (err) {
-        glue_fail("uc_ctl(UC_CTL_TB_FLUSH)", err);
-        return NULL;
-    }
-    Py_RETURN_NONE;
+    return glue_ctl(g, api.ctl_tb_flush, "uc_ctl(UC_CTL_TB_FLUSH)");
 }
 
 /* hook_add(type, callback, user_data, begin, end) -> the hook's handle. */

@@ -188,6 +188,12 @@ static void Emitter_dealloc(Emitter *self)
 
 static Py_ssize_t Emitter_len(Emitter *self) { return self->n; }
 
+static PyObject *column_bytes(Emitter *self, int c)
+{
+    return PyBytes_FromStringAndSize((const char *)self->cols[c],
+                                     self->n * (Py_ssize_t)sizeof(int64_t));
+}
+
 /* columns() -> nine bytes objects, each n native int64 values, in emission order. */
 static PyObject *Emitter_columns(Emitter *self, PyObject *unused)
 {
@@ -197,8 +203,7 @@ static PyObject *Emitter_columns(Emitter *self, PyObject *unused)
         return NULL;
     }
     for (int c = 0; c < NCOLS; c++) {
-        PyObject *b = PyBytes_FromStringAndSize((const char *)self->cols[c],
-                                                self->n * (Py_ssize_t)sizeof(int64_t));
+        PyObject *b = column_bytes(self, c);
         if (b == NULL) {
             Py_DECREF(out);
             return NULL;
@@ -206,6 +211,20 @@ static PyObject *Emitter_columns(Emitter *self, PyObject *unused)
         PyTuple_SET_ITEM(out, c, b);
     }
     return out;
+}
+
+/* column(i) -> one of those columns (counting kinds needs only the first). */
+static PyObject *Emitter_column(Emitter *self, PyObject *arg)
+{
+    long c = PyLong_AsLong(arg);
+    if (c == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (c < 0 || c >= NCOLS) {
+        PyErr_Format(PyExc_IndexError, "column %ld: there are %d", c, NCOLS);
+        return NULL;
+    }
+    return column_bytes(self, (int)c);
 }
 
 /* texts() -> the text column as a list (None where no text was given). */
@@ -281,6 +300,7 @@ static PyObject *Emitter_clear_records(Emitter *self, PyObject *unused)
 static PyMethodDef Emitter_methods[] = {
     {"columns", (PyCFunction)Emitter_columns, METH_NOARGS,
      "The nine int64 columns (kind, t_ns, cpu, dom, vcpu, f0..f3) as bytes."},
+    {"column", (PyCFunction)Emitter_column, METH_O, "One int64 column as bytes."},
     {"texts", (PyCFunction)Emitter_texts, METH_NOARGS, "The text column as a list."},
     {"records", (PyCFunction)(void (*)(void))Emitter_records, METH_FASTCALL,
      "records(start=0): the records from `start` on, as flat 10-tuples."},

@@ -132,7 +132,7 @@ class Recorder:
 
     def counts(self) -> dict[str, int]:
         """Number of records per kind name, in schema order, kinds never emitted left out."""
-        kinds = self._raw_columns()[0]
+        kinds = np.frombuffer(self._store.column(0), dtype=np.int64)
         if kinds.size and (kinds.min() < 0 or kinds.max() >= len(KINDS)):
             bad = int(np.flatnonzero((kinds < 0) | (kinds >= len(KINDS)))[0])
             raise TraceError(f"record {bad}: unknown kind id {kinds[bad]}")
