@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from framework.hw970.core import ArchState
 from framework.hw970.mmu import TranslationState
-from framework.xen.abi import MAX_VIRT_CPUS, SHARED_INFO, VCPU_INFO
+from framework.xen.abi import DOMID_SELF, MAX_VIRT_CPUS, SHARED_INFO, VCPU_INFO
 from framework.xen.evtchn import EvtchnTable
 from framework.xen.mm import PhysMap
 from framework.xen.p2m import ForeignArea
+from framework.xen.xencomm import Xencomm
 
 # shared_info sits at the top of the RMA; VCPU i's vcpu_info is entry i of its array.
 _SHARED_INFO_SIZE: Final = SHARED_INFO.size
@@ -100,7 +102,7 @@ class Domain:
     console_text: list[str] = field(default_factory=list)
     affinity: dict[int, frozenset[int] | None] = field(default_factory=dict)
     #: (the PhysMap it was built for, the xencomm walker): hypercalls reuse it.
-    xencomm: tuple[object, Any] | None = None
+    xencomm: tuple[PhysMap, Xencomm] | None = None
     #: Machine frames of the domain's grant table (GNTTAB pfns), allocated by Xen.
     grant_frames: list[int] = field(default_factory=list)
     #: Privileged domains map other domains' granted pages here (pfn bit 22).
@@ -138,3 +140,13 @@ class Domain:
         v.arch.owner = v
         self.vcpus.append(v)
         return v
+
+
+def target_domain(caller: Domain, domains: Mapping[int, Domain], domid: int) -> Domain | None:
+    """The domain a hypercall argument names: DOMID_SELF or the caller itself, or - for a
+    privileged caller only - any existing domain (Xen's rcu_lock_target_domain_by_id)."""
+    if domid == DOMID_SELF or domid == caller.domid:
+        return caller
+    if not caller.privileged:
+        return None
+    return domains.get(domid)

@@ -11,9 +11,8 @@ from framework.xen import abi, costs
 from framework.xen.abi import DOMCTL, EINVAL, ENOMEM, EPERM, ESRCH
 from framework.xen.domain import DomainState, Runstate, Vcpu
 from framework.xen.grant_table import ForeignMappingsRemain, check_destroyable
-from framework.xen.hypercalls import xencomm_of
 from framework.xen.mm import AllocError, NotOwned
-from framework.xen.xencomm import XencommError
+from framework.xen.xencomm import XencommError, xencomm_of
 
 if TYPE_CHECKING:
     from framework.xen.hypervisor import Hypervisor

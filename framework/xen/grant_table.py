@@ -65,7 +65,8 @@ from framework.xen.abi import DOMID_SELF, EINVAL, ENOSYS, EPERM, Layout
 from framework.xen.domain import Domain, DomainState, Vcpu
 from framework.xen.mm import NotOwned
 from framework.xen.p2m import FOREIGN_GPA_BASE, FOREIGN_SLOTS, NR_GRANT_FRAMES, ForeignSlot
-from framework.xen.xencomm import XencommError
+from framework.xen.tce import foreign_slot_tces
+from framework.xen.xencomm import XencommError, xencomm_of
 
 if TYPE_CHECKING:
     from framework.xen.hypervisor import Hypervisor
@@ -568,8 +569,6 @@ def _setup_table(xen: Hypervisor, core: Core, v: Vcpu, op: dict[str, int]) -> di
     base = xen.alloc.total_pages
     pfns = b"".join((base + i).to_bytes(8, "big") for i in range(op["nr_frames"]))
     if pfns:
-        from framework.xen.hypercalls import xencomm_of
-
         xencomm_of(xen, caller).copy_to_guest(op["frame_list"], pfns)  # XencommError: EFAULT
     return {"status": GNTST_okay}
 
@@ -700,8 +699,6 @@ def _unmap(xen: Hypervisor, core: Core, v: Vcpu, op: dict[str, int]) -> dict[str
                 f"foreign slot {m.slot} is still mapped by a page table entry "
                 f"(HTAB index {', '.join(map(str, ptexes))}): H_REMOVE it first",
             )
-        from framework.xen.tce import foreign_slot_tces
-
         tces = foreign_slot_tces(mapper, m.slot)
         if tces:
             raise _Refused(
@@ -897,8 +894,6 @@ def _patch(layout: Layout, raw: bytes, fields: dict[str, int]) -> bytes:
 
 def do_grant_table_op(xen: Hypervisor, core: Core, v: Vcpu) -> int:
     """HYPERVISOR_grant_table_op(cmd = r4, xencomm handle of an op array = r5, count = r6)."""
-    from framework.xen.hypercalls import xencomm_of
-
     cmd, handle, count = core.gpr(4), core.gpr(5), core.gpr(6)
     core.charge(costs.HCALL_OP)
     entry = _OPS.get(cmd)

@@ -24,6 +24,7 @@ from framework.trace.schema import K
 from framework.xen import costs, evtchn
 from framework.xen.abi import SHARED_INFO, SHUTDOWN_NAMES, VIRQ_TIMER
 from framework.xen.domain import Domain, DomainState, Runstate, Vcpu
+from framework.xen.event_channel import evtchn_close
 from framework.xen.grant_table import (
     GrantTable,
     allocate_grant_frames,
@@ -31,10 +32,12 @@ from framework.xen.grant_table import (
     release_grants,
     seed_reserved_grants,
 )
+from framework.xen.hcall import hypercall_entry
 from framework.xen.mm import EXTENT_ORDER, AllocError, FrameAllocator, PhysMap, htab_bytes_for
 from framework.xen.p2m import ForeignArea
 from framework.xen.sched_credit import CreditScheduler
 from framework.xen.schedule import PhysicalCpu
+from framework.xen.tce import destroy_tce_tables
 
 TICK_NS: Final = 10_000_000
 
@@ -74,8 +77,6 @@ class Hypervisor:
         self.pirqs: dict[int, tuple[int, int]] = {}
         self.console_sink: Callable[[Domain, str], None] = lambda dom, line: None
         self.on_domain_dead: Callable[[Domain], None] = lambda dom: None
-        from framework.xen.hypercalls import hypercall_entry
-
         for core in machine.cores:
             core.on_hypercall = hypercall_entry(self)
             core.external_pending = self._external_pending
@@ -296,12 +297,8 @@ class Hypervisor:
         if dom.htab_bytes:
             self.alloc.free(dom.htab_maddr >> 12, dom.htab_bytes >> 12)
         release_grants(self, dom)
-        from framework.xen.tce import destroy_tce_tables
-
         destroy_tce_tables(self, dom)
         for port in range(1, len(dom.evtchn.ports)):
-            from framework.xen.hypercalls import evtchn_close
-
             evtchn_close(self, dom, port)
         self.sched.remove_domain(dom.domid)
         del self.domains[dom.domid]

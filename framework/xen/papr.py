@@ -206,7 +206,8 @@ def _clear_bit(bit: int) -> Callable[[Hypervisor, Core, Vcpu], int]:
     return op
 
 
-PAPR_CALLS: dict[int, Callable[[Hypervisor, Core, Vcpu], int]] = {
+#: The page-table hcalls; `framework.xen.hcall` dispatches them with the TCE ones.
+PAGE_TABLE_CALLS: dict[int, Callable[[Hypervisor, Core, Vcpu], int]] = {
     H_ENTER: h_enter,
     H_REMOVE: h_remove,
     H_READ: h_read,
@@ -214,8 +215,3 @@ PAPR_CALLS: dict[int, Callable[[Hypervisor, Core, Vcpu], int]] = {
     H_CLEAR_REF: _clear_bit(0x100),
     H_CLEAR_MOD: _clear_bit(0x80),
 }
-
-# The IOMMU hcalls live with the TCE tables (framework.xen.tce).
-from framework.xen.tce import TCE_CALLS
-
-PAPR_CALLS.update(TCE_CALLS)

@@ -226,7 +226,7 @@ def h_get_tce(xen: Hypervisor, core: Core, v: Vcpu) -> int:
     return H_SUCCESS
 
 
-#: To merge into ``papr.PAPR_CALLS``.
+#: The IOMMU hcalls; `framework.xen.hcall` dispatches them with the page-table ones.
 TCE_CALLS: dict[int, Callable[[Hypervisor, Core, Vcpu], int]] = {
     H_PUT_TCE: h_put_tce,
     H_GET_TCE: h_get_tce,

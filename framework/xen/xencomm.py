@@ -18,9 +18,13 @@ from __future__ import annotations
 import errno
 import struct
 from collections.abc import Callable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from framework.hw970.memory import PAGE_SHIFT, PAGE_SIZE, MachineMemory
+
+if TYPE_CHECKING:
+    from framework.xen.domain import Domain
+    from framework.xen.hypervisor import Hypervisor
 
 __all__ = [
     "XENCOMM_DESC_HEADER",
@@ -32,6 +36,7 @@ __all__ = [
     "XencommError",
     "build_descriptor",
     "descriptor_for_buffer",
+    "xencomm_of",
 ]
 
 XENCOMM_MAGIC: Final = 0x58434F4D  # 'XCOM'
@@ -195,3 +200,14 @@ def descriptor_for_buffer(gpa: int, nbytes: int) -> list[int]:
     first_page = gpa & ~_PAGE_MASK
     last_page = (gpa + nbytes - 1) & ~_PAGE_MASK
     return [gpa, *range(first_page + PAGE_SIZE, last_page + 1, PAGE_SIZE)]
+
+
+def xencomm_of(xen: Hypervisor, dom: Domain) -> Xencomm:
+    """The domain's xencomm walker (cached until its physical map changes)."""
+    phys = dom.phys
+    assert phys is not None
+    cached = dom.xencomm
+    if cached is None or cached[0] is not phys:
+        cached = (phys, Xencomm(xen.memory, phys.pfn_to_mfn))
+        dom.xencomm = cached
+    return cached[1]

@@ -9,7 +9,7 @@ import pytest
 from framework.hw970.iommu import TCE_PAGE_READ, TCE_PAGE_WRITE, DmaFault
 from framework.simulation import Simulation
 from framework.trace.schema import K
-from framework.xen import papr
+from framework.xen import hcall
 from framework.xen.abi import H_GET_TCE, H_PARAMETER, H_PUT_TCE, H_SUCCESS
 from framework.xen.p2m import IO_HOLE_START_PFN, ForeignSlot, PfnClass, foreign_pfn, pfn_to_mfn
 from framework.xen.tce import (
@@ -32,7 +32,7 @@ def tables(
 ) -> Iterator[tuple[XenTceTable, XenTceTable]]:
     """A table for dom0 and one for guest1, with the TCE hcalls registered; torn down after."""
     for token, handler in TCE_CALLS.items():
-        monkeypatch.setitem(papr.PAPR_CALLS, token, handler)
+        monkeypatch.setitem(hcall.PAPR_CALLS, token, handler)
     xen = booted.xen
     dom0, guest = xen.domains[0], domain_named(booted, "guest1")
     t0 = create_tce_table(xen, dom0, DOM0_LIOBN, WINDOW)

@@ -12,7 +12,7 @@ from framework.scenario import parse_scenario
 from framework.simulation import Simulation
 from framework.xen import abi
 from framework.xen.domain import Domain
-from framework.xen.hypercalls import hypercall_entry
+from framework.xen.hcall import hypercall_entry
 from framework.xen.xencomm import build_descriptor
 
 ROOT = Path(__file__).resolve().parents[2]

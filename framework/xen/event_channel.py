@@ -1,0 +1,246 @@
+"""EVTCHNOP_*: event channel operations (Xen's common/event_channel.c).
+
+The port table and the pending/mask bits in shared_info are `framework.xen.evtchn`; this
+module is the hypercall that binds, sends, closes, unmasks and reports ports.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from framework.hw970.core import Core
+from framework.trace.schema import K
+from framework.xen import abi, costs, evtchn
+from framework.xen.abi import EINVAL, ENOSPC, ENOSYS, EPERM, ESRCH
+from framework.xen.domain import Domain, DomainState, Vcpu, target_domain
+from framework.xen.evtchn import PortState
+from framework.xen.xencomm import XencommError, xencomm_of
+
+if TYPE_CHECKING:
+    from framework.xen.hypervisor import Hypervisor
+
+
+def evtchn_close(xen: Hypervisor, dom: Domain, port: int) -> int:
+    p = dom.evtchn.get(port)
+    if p is None or p.state == PortState.RESERVED:
+        return -EINVAL
+    if p.state == PortState.INTERDOMAIN:
+        peer = xen.domains.get(p.remote_dom)
+        if peer is not None:
+            rp = peer.evtchn.get(p.remote_port)
+            if rp is not None and rp.state == PortState.INTERDOMAIN:
+                rp.state = PortState.UNBOUND
+                rp.remote_dom = dom.domid
+                rp.remote_port = 0
+    if p.state == PortState.PIRQ:
+        xen.pirqs.pop(p.remote_port, None)
+    if p.state == PortState.VIRQ:
+        for v in dom.vcpus:
+            if v.virq_ports.get(p.virq) == port:
+                del v.virq_ports[p.virq]
+    if dom.phys is not None:
+        evtchn.clear_port(xen.memory, dom.shared_info_maddr, port)
+    dom.evtchn.ports[port] = evtchn.Port()
+    xen.rec.emit(K.EVTCHN_CLOSE, xen.now(), xen.running_cpu(), dom.domid, -1, port)
+    return 0
+
+
+def evtchn_send(xen: Hypervisor, dom: Domain, port: int, cpu: int, vcpu: int) -> int:
+    p = dom.evtchn.get(port)
+    if p is None:
+        return -EINVAL
+    now = xen.now()
+    if p.state == PortState.INTERDOMAIN:
+        xen.rec.emit(K.EVTCHN_SEND, now, cpu, dom.domid, vcpu, port, p.remote_dom, p.remote_port)
+        peer = xen.domains.get(p.remote_dom)
+        if peer is not None and peer.state == DomainState.RUNNING:
+            xen.evtchn_set_pending(peer, p.remote_port)
+        return 0
+    if p.state == PortState.IPI:
+        xen.rec.emit(K.EVTCHN_SEND, now, cpu, dom.domid, vcpu, port, dom.domid, port)
+        xen.evtchn_set_pending(dom, port)
+        return 0
+    if p.state == PortState.UNBOUND:
+        xen.rec.emit(K.EVTCHN_SEND, now, cpu, dom.domid, vcpu, port, -1, 0)
+        return 0  # nobody bound yet: dropped, as in Xen
+    return -EINVAL
+
+
+EVTCHN_LAYOUTS: dict[int, abi.Layout] = {
+    abi.EVTCHNOP_alloc_unbound: abi.EVTCHN_ALLOC_UNBOUND,
+    abi.EVTCHNOP_bind_interdomain: abi.EVTCHN_BIND_INTERDOMAIN,
+    abi.EVTCHNOP_bind_virq: abi.EVTCHN_BIND_VIRQ,
+    abi.EVTCHNOP_bind_ipi: abi.EVTCHN_BIND_IPI,
+    abi.EVTCHNOP_bind_pirq: abi.EVTCHN_BIND_PIRQ,
+    abi.EVTCHNOP_send: abi.EVTCHN_PORT,
+    abi.EVTCHNOP_close: abi.EVTCHN_PORT,
+    abi.EVTCHNOP_unmask: abi.EVTCHN_PORT,
+    abi.EVTCHNOP_bind_vcpu: abi.EVTCHN_BIND_VCPU,
+    abi.EVTCHNOP_status: abi.EVTCHN_STATUS,
+}
+
+
+def do_event_channel_op(xen: Hypervisor, core: Core, v: Vcpu) -> int:
+    cmd, handle = core.gpr(4), core.gpr(5)
+    core.charge(costs.HCALL_OP)
+    dom = v.domain
+    comm = xencomm_of(xen, dom)
+    layout = EVTCHN_LAYOUTS.get(cmd)
+    if layout is None:
+        return -ENOSYS
+    try:
+        arg = layout.unpack(comm.copy_from_guest(handle, layout.size))
+    except XencommError as err:
+        return -err.errno
+    core.charge(costs.XENCOMM_PER_PAGE)
+    cpu = core.cpu_id
+    if cmd == abi.EVTCHNOP_send:  # the hot path: no closures, no reply
+        core.charge(costs.EVTCHN_SEND)
+        return evtchn_send(xen, dom, arg["port"], cpu, v.vcpu_id)
+    now = core.now_ns()
+
+    def reply(**out: int) -> int:
+        fields = {k: val for k, val in arg.items() if not k.startswith("u_")}
+        try:
+            comm.copy_to_guest(handle, layout.pack(**(fields | out)))
+        except XencommError as err:
+            return -err.errno
+        return 0
+
+    def new_port(
+        owner: Domain,
+        state: PortState,
+        kind: str,
+        *,
+        remote_dom: int = -1,
+        remote_port: int = 0,
+        virq: int = -1,
+        notify: int = 0,
+        vcpu: int = -1,
+    ) -> int:
+        """Allocate and record a bound port (evtchn.bind); -ENOSPC if the table is full."""
+        try:
+            port = owner.evtchn.alloc()
+        except OverflowError:
+            return -ENOSPC
+        p = owner.evtchn.ports[port]
+        p.state, p.remote_dom, p.remote_port = state, remote_dom, remote_port
+        p.virq, p.notify_vcpu = virq, notify
+        detail = virq if state == PortState.VIRQ else remote_port
+        xen.rec.emit(
+            K.EVTCHN_BIND, now, cpu, owner.domid, vcpu, port, remote_dom, detail, text=kind
+        )
+        return port
+
+    if cmd == abi.EVTCHNOP_alloc_unbound:
+        owner = target_domain(v.domain, xen.domains, arg["dom"])
+        if owner is None:
+            return -EPERM if arg["dom"] in xen.domains else -ESRCH
+        remote = arg["remote_dom"]
+        if remote == abi.DOMID_SELF:
+            remote = v.domain.domid
+        port = new_port(owner, PortState.UNBOUND, "unbound", remote_dom=remote)
+        return port if port < 0 else reply(port=port)
+    if cmd == abi.EVTCHNOP_bind_interdomain:
+        peer = xen.domains.get(arg["remote_dom"]) if arg["remote_dom"] != abi.DOMID_SELF else dom
+        if peer is None:
+            return -ESRCH
+        rp = peer.evtchn.get(arg["remote_port"])
+        if rp is None or rp.state != PortState.UNBOUND or rp.remote_dom != dom.domid:
+            return -EINVAL
+        port = new_port(
+            dom,
+            PortState.INTERDOMAIN,
+            "interdomain",
+            remote_dom=peer.domid,
+            remote_port=arg["remote_port"],
+            vcpu=v.vcpu_id,
+        )
+        if port < 0:
+            return port
+        rp.state, rp.remote_dom, rp.remote_port = PortState.INTERDOMAIN, dom.domid, port
+        # Both ends now connected: make the new local port pending, as Xen does.
+        xen.evtchn_set_pending(dom, port)
+        return reply(local_port=port)
+    if cmd == abi.EVTCHNOP_bind_virq:
+        virq, vid = arg["virq"], arg["vcpu"]
+        if virq >= abi.NR_VIRQS or vid >= len(dom.vcpus):
+            return -EINVAL
+        target = dom.vcpus[vid]
+        if virq in target.virq_ports:
+            return -abi.EEXIST
+        port = new_port(dom, PortState.VIRQ, "virq", virq=virq, notify=vid, vcpu=vid)
+        if port < 0:
+            return port
+        target.virq_ports[virq] = port
+        return reply(port=port)
+    if cmd == abi.EVTCHNOP_bind_ipi:
+        vid = arg["vcpu"]
+        if vid >= len(dom.vcpus):
+            return -EINVAL
+        port = new_port(dom, PortState.IPI, "ipi", remote_dom=dom.domid, notify=vid, vcpu=vid)
+        return port if port < 0 else reply(port=port)
+    if cmd == abi.EVTCHNOP_bind_pirq:
+        # Physical interrupts (MPIC sources) of devices Xen gave this domain: dom0's.
+        pirq = arg["pirq"]
+        if not dom.privileged:
+            return -EPERM
+        if not 0 <= pirq < xen.machine.mpic.nsources:
+            return -EINVAL
+        if pirq in xen.pirqs:
+            return -abi.EBUSY
+        port = new_port(dom, PortState.PIRQ, "pirq", remote_port=pirq, vcpu=v.vcpu_id)
+        if port < 0:
+            return port
+        xen.pirqs[pirq] = (dom.domid, port)
+        return reply(port=port)
+    if cmd == abi.EVTCHNOP_close:
+        return evtchn_close(xen, dom, arg["port"])
+    if cmd == abi.EVTCHNOP_unmask:
+        port = arg["port"]
+        if not dom.evtchn.valid(port):
+            return -EINVAL
+        p = dom.evtchn.ports[port]
+        target = dom.vcpus[p.notify_vcpu if p.notify_vcpu < len(dom.vcpus) else 0]
+        if evtchn.unmask(xen.memory, dom.shared_info_maddr, target.vcpu_info_maddr, port):
+            xen.vcpu_kick(target, now)
+        return 0
+    if cmd == abi.EVTCHNOP_bind_vcpu:
+        port, vid = arg["port"], arg["vcpu"]
+        bp = dom.evtchn.get(port)
+        if bp is None or vid >= len(dom.vcpus):
+            return -EINVAL
+        if bp.state not in (
+            PortState.INTERDOMAIN,
+            PortState.UNBOUND,
+            PortState.VIRQ,
+            PortState.PIRQ,
+        ):
+            return -EINVAL
+        bp.notify_vcpu = vid
+        return 0
+    if cmd == abi.EVTCHNOP_status:
+        owner = target_domain(v.domain, xen.domains, arg["dom"])
+        if owner is None:
+            return -ESRCH
+        sp = owner.evtchn.get(arg["port"]) if owner.evtchn.valid(arg["port"]) else None
+        status = {
+            None: abi.EVTCHNSTAT_closed,
+            PortState.RESERVED: abi.EVTCHNSTAT_closed,
+            PortState.UNBOUND: abi.EVTCHNSTAT_unbound,
+            PortState.INTERDOMAIN: abi.EVTCHNSTAT_interdomain,
+            PortState.VIRQ: abi.EVTCHNSTAT_virq,
+            PortState.IPI: abi.EVTCHNSTAT_ipi,
+            PortState.PIRQ: abi.EVTCHNSTAT_pirq,
+        }[sp.state if sp is not None else None]
+        out = {"status": status, "vcpu": sp.notify_vcpu if sp else 0}
+        if sp is not None and sp.state in (PortState.UNBOUND, PortState.INTERDOMAIN):
+            out["u_dom"] = sp.remote_dom
+            out["u_port"] = sp.remote_port
+        elif sp is not None and sp.state == PortState.VIRQ:
+            out["u_virq"] = sp.virq
+        return reply(**out)
+    return -ENOSYS
+
+
+__all__ = ["EVTCHN_LAYOUTS", "do_event_channel_op", "evtchn_close", "evtchn_send"]

@@ -1,0 +1,125 @@
+"""Hypercall entry (`sc 1` from supervisor state) and dispatch: the one module that knows
+every handler module.
+
+r3 holds the number (Xen calls marked with ~0 << 16, PAPR calls by token), r4..r11 the
+arguments, and the result goes back in r3.  The handler modules (common_ops,
+event_channel, memory_op, grant_table ops, domctl, papr, tce) import nothing of each other
+or of this module, so the hypervisor's import graph stays a tree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final
+
+from framework.hw970.core import Core
+from framework.trace.schema import K
+from framework.xen import abi, costs
+from framework.xen.abi import ENOSYS, HCALL_NAMES, PAPR_MAX_TOKEN, PAPR_NAMES, XEN_MARK
+from framework.xen.common_ops import (
+    do_console_io,
+    do_sched_op,
+    do_set_timer_op,
+    do_vcpu_op,
+    do_xen_version,
+)
+from framework.xen.continuation import CONTINUATION, Handler
+from framework.xen.domain import Vcpu
+from framework.xen.domctl import domctl
+from framework.xen.event_channel import do_event_channel_op
+from framework.xen.grant_table import do_grant_table_op
+from framework.xen.memory_op import do_memory_op
+from framework.xen.papr import PAGE_TABLE_CALLS
+from framework.xen.tce import TCE_CALLS
+
+if TYPE_CHECKING:
+    from framework.xen.hypervisor import Hypervisor
+
+#: Xen's own hypercalls by number (the low 16 bits of r3 after XEN_MARK).
+XEN_CALLS: Final[dict[int, Handler]] = {
+    abi.HYPERVISOR_sched_op: do_sched_op,
+    abi.HYPERVISOR_set_timer_op: do_set_timer_op,
+    abi.HYPERVISOR_vcpu_op: do_vcpu_op,
+    abi.HYPERVISOR_xen_version: do_xen_version,
+    abi.HYPERVISOR_console_io: do_console_io,
+    abi.HYPERVISOR_event_channel_op: do_event_channel_op,
+    abi.HYPERVISOR_memory_op: do_memory_op,
+    abi.HYPERVISOR_grant_table_op: do_grant_table_op,
+    abi.HYPERVISOR_domctl: domctl,
+}
+
+#: PAPR hcalls by token: the page table (papr) and the IOMMU (tce).
+PAPR_CALLS: Final[dict[int, Handler]] = {**PAGE_TABLE_CALLS, **TCE_CALLS}
+
+
+def _bad_token(xen: Hypervisor, core: Core, v: Vcpu) -> int:
+    return abi.H_PARAMETER
+
+
+def papr_handler(token: int) -> Handler | None:
+    """The handler of a PAPR token; a token that is not a multiple of 4 or lies beyond the
+    last one gets H_Parameter, a known one without a handler None (H_Function)."""
+    if token % 4 or token > PAPR_MAX_TOKEN:
+        return _bad_token
+    return PAPR_CALLS.get(token)
+
+
+def hypercall_entry(xen: Hypervisor) -> Callable[[Core], None]:
+    """The function a core calls on `sc 1` from supervisor state."""
+    rec = xen.rec
+
+    def entry(core: Core) -> None:
+        st = core.state
+        assert st is not None
+        v = st.owner
+        assert isinstance(v, Vcpu)
+        core.charge(costs.HCALL_ENTRY)
+        r3 = core.gpr(3)
+        dom = v.domain
+        now = core.now_ns()
+        if r3 & XEN_MARK == XEN_MARK:
+            nr = r3 & 0xFFFF
+            name = HCALL_NAMES.get(nr) or f"hcall_{nr}"
+            handler = XEN_CALLS.get(nr)
+        else:
+            nr = r3
+            name = PAPR_NAMES.get(nr) or f"papr_{nr:#x}"
+            handler = papr_handler(nr)
+        rec.emit(
+            K.HCALL_ENTER,
+            now,
+            core.cpu_id,
+            dom.domid,
+            v.vcpu_id,
+            nr,
+            core.gpr(4),
+            core.gpr(5),
+            core.gpr(6),
+            name,
+        )
+        if handler is None:
+            result = -ENOSYS if r3 & XEN_MARK == XEN_MARK else abi.H_FUNCTION
+        else:
+            result = handler(xen, core, v)
+        if result == CONTINUATION:
+            core.pc = core.pc - 4
+            rec.emit(K.HCALL_CONTINUATION, core.now_ns(), core.cpu_id, dom.domid, v.vcpu_id, nr)
+            result_value = 0
+        else:
+            core.set_gpr(3, result)
+            result_value = result
+        rec.emit(
+            K.HCALL_EXIT,
+            core.now_ns(),
+            core.cpu_id,
+            dom.domid,
+            v.vcpu_id,
+            nr,
+            result_value,
+            text=name,
+        )
+
+    return entry
+
+
+__all__ = ["PAPR_CALLS", "XEN_CALLS", "hypercall_entry", "papr_handler"]
