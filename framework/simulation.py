@@ -19,7 +19,8 @@ import simpy
 from framework.compiled import warn_if_stale
 from framework.errors import SimulationError
 from framework.guest.devctl import vbd_devid, vif_mac
-from framework.guest.kernel import GuestKernel, GuestOS, KernelMemory
+from framework.guest.kernel import GuestKernel, GuestOS
+from framework.guest.kmem import KernelMemory
 from framework.guest.runtime import BUFFER_GPA, DEVTREE_GPA
 from framework.guest.xend import DeviceConfig, Xend
 from framework.hw970.core import Core
@@ -43,15 +44,15 @@ from framework.scenario import (
     is_dom0_name,
 )
 from framework.trace.recorder import Recorder
-from framework.xen import abi
-from framework.xen.devtree import (
+from framework.xen.domain import Domain
+from framework.xen.hypervisor import Hypervisor, KernelImage
+from framework.xen.public.devtree import (
     WorkloadValue,
     build_domain_devtree,
     domain_spec,
     workload_instance,
 )
-from framework.xen.domain import Domain
-from framework.xen.hypervisor import Hypervisor, KernelImage
+from framework.xen.public.domctl import XEN_DOMCTL_destroydomain
 from framework.xen.toolstack import BuildError, DomainConfig, Toolstack
 
 Progress = Callable[[int, int], None]
@@ -431,7 +432,7 @@ class Simulation:
         if domid is not None:
             self.names[domid] = f"{name} (not built)"
             self.domids.pop(name, None)
-            ts.domctl(abi.XEN_DOMCTL_destroydomain, domid)
+            ts.domctl(XEN_DOMCTL_destroydomain, domid)
 
     # -- running ---------------------------------------------------------------------------
     def run(self, progress: Progress | None = None, steps: int = 50) -> int:

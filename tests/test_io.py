@@ -16,7 +16,7 @@ from framework.guest.kernel import GuestKernel
 from framework.hw970.disk import DiskParams
 from framework.scenario import load_scenario, parse_scenario
 from framework.simulation import Simulation, run_scenario
-from framework.xen.ioabi import XenbusState
+from framework.xen.public.io.xenbus import XenbusState
 
 XVDA = vbd_devid("xvda")
 

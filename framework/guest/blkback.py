@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Final, Protocol
 from framework.hw970.core import Core
 from framework.hw970.disk import Disk, DiskRequest
 from framework.hw970.iommu import TCE_PAGE_READ, TCE_PAGE_SIZE, TCE_PAGE_WRITE
-from framework.xen import abi
-from framework.xen.ioabi import (
+from framework.xen.public.event_channel import EVTCHN_BIND_PIRQ, EVTCHNOP_bind_pirq
+from framework.xen.public.io.blkif import (
     BLKIF_MAX_SEGMENTS_PER_REQUEST,
     BLKIF_OP_FLUSH_DISKCACHE,
     BLKIF_OP_READ,
@@ -46,8 +46,10 @@ from framework.xen.ioabi import (
     BlkifRequestError,
     BlkifResponse,
     BlkifSegment,
-    XenbusState,
 )
+from framework.xen.public.io.xenbus import XenbusState
+from framework.xen.public.papr import H_PUT_TCE, H_SUCCESS
+from framework.xen.public.xen import HYPERVISOR_event_channel_op
 
 from .blkfront import VDISK_READONLY
 from .kernel import NATIVE_CYCLES, KernelError
@@ -252,9 +254,9 @@ class BlkBackDevice:
         self.iobas = IobaAllocator(self.hw.window_bytes)
         rc, out = k.op(
             core,
-            abi.HYPERVISOR_event_channel_op,
-            abi.EVTCHNOP_bind_pirq,
-            abi.EVTCHN_BIND_PIRQ,
+            HYPERVISOR_event_channel_op,
+            EVTCHNOP_bind_pirq,
+            EVTCHN_BIND_PIRQ,
             pirq=self.hw.pirq,
         )
         if rc < 0:
@@ -442,8 +444,8 @@ class BlkBackDevice:
             if i == 0 and self.fault_skip_tce_once:
                 self.fault_skip_tce_once = False  # leave this IOBA unmapped: the DMA faults
             else:
-                rc = k.hypercall(core, abi.H_PUT_TCE, self.hw.liobn, ioba, (gpa & ~0xFFF) | perm)
-                if rc != abi.H_SUCCESS:
+                rc = k.hypercall(core, H_PUT_TCE, self.hw.liobn, ioba, (gpa & ~0xFFF) | perm)
+                if rc != H_SUCCESS:
                     self._refuse(core, p, f"H_PUT_TCE of ioba {ioba:#x} failed ({rc})")
                     return False
         p.disk_req = DiskRequest(
@@ -461,7 +463,7 @@ class BlkBackDevice:
         assert self.hw is not None and self.iobas is not None
         k = self.k
         for ioba in p.iobas:
-            k.hypercall(core, abi.H_PUT_TCE, self.hw.liobn, ioba, 0)
+            k.hypercall(core, H_PUT_TCE, self.hw.liobn, ioba, 0)
         if p.iobas:
             self.iobas.free(p.iobas)
             p.iobas = []

@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from framework.hw970.core import Core
+from framework.hw970.memory import PAGE_SIZE
 from framework.trace.schema import K
-from framework.xen.ioabi import (
+from framework.xen.public.io.blkif import (
     BLKIF_MAX_SEGMENTS_PER_REQUEST,
     BLKIF_OP_FLUSH_DISKCACHE,
     BLKIF_OP_READ,
@@ -33,12 +34,11 @@ from framework.xen.ioabi import (
     BLKIF_RSP_ERROR,
     BLKIF_SECTOR_SIZE,
     BLKIF_SECTORS_PER_PAGE,
-    PAGE_SIZE,
     BlkifRequest,
     BlkifResponse,
     BlkifSegment,
-    XenbusState,
 )
+from framework.xen.public.io.xenbus import XenbusState
 
 from .grants import GrantTableClient
 from .kernel import NATIVE_CYCLES, GuestKernel, KernelError

@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from framework.hw970.core import Core
+from framework.hw970.memory import PAGE_SIZE
 from framework.trace.schema import K
-from framework.xen.ioabi import (
+from framework.xen.public.io.blkif import (
     BLKIF_MAX_SEGMENTS_PER_REQUEST,
     BLKIF_OP_READ,
     BLKIF_OP_WRITE,
@@ -30,7 +31,6 @@ from framework.xen.ioabi import (
     BLKIF_RSP_OKAY,
     BLKIF_SECTOR_SIZE,
     BLKIF_SECTORS_PER_PAGE,
-    PAGE_SIZE,
 )
 
 from .blkfront import BlkFront, BlkRequest, DoneCallback, PageSegment

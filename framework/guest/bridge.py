@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Final, Generic, NamedTuple, Protocol, TypeVar
 
 from framework.hw970.link import ETH_HLEN
-from framework.xen.abi import Layout
+from framework.xen.public.layout import Layout
 
 __all__ = [
     "ARPHRD_ETHER",

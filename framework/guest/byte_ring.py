@@ -14,15 +14,15 @@ import struct
 from typing import Final, Literal
 
 from framework.guest.ring import GuestMemory, RingEmpty, RingError, RingProtocolError
-from framework.xen.abi import Layout
-from framework.xen.ioabi import (
-    RING_IDX_MASK,
-    XENCONS_INTERFACE,
+from framework.xen.public.io.console import XENCONS_INTERFACE
+from framework.xen.public.io.ring import RING_IDX_MASK
+from framework.xen.public.io.xs_wire import (
     XENSTORE_DOMAIN_INTERFACE,
     XENSTORE_PAYLOAD_MAX,
     XSD_SOCKMSG,
     XsdSockmsg,
 )
+from framework.xen.public.layout import Layout
 
 _U32: Final = struct.Struct(">I")
 

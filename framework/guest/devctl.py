@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Final
 
 from framework.hw970.core import Core
-from framework.xen.ioabi import XenbusState
+from framework.xen.public.io.xenbus import XenbusState
 
 from . import xs_wire as xs
 from .xenbus import Xenbus, XsReply

@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from framework.xen.public.layout import Layout
+
 if TYPE_CHECKING:
     from framework.hw970.core import Core
-    from framework.xen.abi import Layout
 
     from .grants import GrantTableClient
     from .pages import PagePool

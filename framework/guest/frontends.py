@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final
 
 from framework.hw970.core import Core
-from framework.xen.devtree import workload_groups
+from framework.xen.public.devtree import workload_groups
 
 from .blkfront import BlkFront
 from .blockio import BlockIo

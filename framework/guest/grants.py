@@ -16,7 +16,7 @@ from __future__ import annotations
 import heapq
 from typing import Final, NamedTuple, Protocol
 
-from framework.xen.grant_table import (
+from framework.xen.public.grant_table import (
     GNTTAB_RESERVED_XENSTORE,
     GRANT_ENTRY,
     NR_GRANT_ENTRIES,

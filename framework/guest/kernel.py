@@ -26,17 +26,60 @@ from framework.hw970.mmu import (
 from framework.hw970.regs import MSR_DR, MSR_EE, MSR_IR, MSR_ME, MSR_RI, MSR_SF
 from framework.trace.recorder import Recorder
 from framework.trace.schema import K
-from framework.xen import abi
-from framework.xen import grant_table as gt
-from framework.xen.abi import xen_mark
-from framework.xen.devtree import (
+from framework.xen.public.arch_powerpc import FOREIGN_GPA_BASE, NR_GRANT_FRAMES
+from framework.xen.public.devtree import (
     DomainDevtreeSpec,
     WorkloadValue,
     parse_domain_devtree,
     workload_groups,
 )
-from framework.xen.p2m import FOREIGN_GPA_BASE
-from framework.xen.xencomm import XENCOMM_INLINE_FLAG, build_descriptor, descriptor_for_buffer
+from framework.xen.public.event_channel import (
+    EVTCHN_ALLOC_UNBOUND,
+    EVTCHN_BIND_INTERDOMAIN,
+    EVTCHN_BIND_VCPU,
+    EVTCHN_BIND_VIRQ,
+    EVTCHN_PORT,
+    EVTCHNOP_alloc_unbound,
+    EVTCHNOP_bind_interdomain,
+    EVTCHNOP_bind_vcpu,
+    EVTCHNOP_bind_virq,
+    EVTCHNOP_close,
+    EVTCHNOP_send,
+)
+from framework.xen.public.grant_table import (
+    GNTTAB_COPY,
+    GNTTAB_MAP_GRANT_REF,
+    GNTTAB_SETUP_TABLE,
+    GNTTAB_UNMAP_GRANT_REF,
+    GNTMAP_host_map,
+    GNTMAP_readonly,
+    GNTTABOP_copy,
+    GNTTABOP_map_grant_ref,
+    GNTTABOP_setup_table,
+    GNTTABOP_unmap_grant_ref,
+    gntst_name,
+)
+from framework.xen.public.layout import Layout, signed16
+from framework.xen.public.papr import H_AVPN, H_ENTER, H_REMOVE, H_SUCCESS
+from framework.xen.public.sched import SCHED_SHUTDOWN, SCHEDOP_shutdown, SHUTDOWN_crash
+from framework.xen.public.vcpu import VCPUOP_up
+from framework.xen.public.xen import (
+    DOMID_SELF,
+    VIRQ_TIMER,
+    CONSOLEIO_write,
+    HYPERVISOR_console_io,
+    HYPERVISOR_event_channel_op,
+    HYPERVISOR_grant_table_op,
+    HYPERVISOR_sched_op,
+    HYPERVISOR_set_timer_op,
+    HYPERVISOR_vcpu_op,
+    xen_mark,
+)
+from framework.xen.public.xencomm import (
+    XENCOMM_INLINE_FLAG,
+    build_descriptor,
+    descriptor_for_buffer,
+)
 
 from .byte_ring import ConsoleRing
 from .dom0 import ConsoleService, StoreService
@@ -170,7 +213,7 @@ class GuestKernel:
         return KernelMemory(core).read(self.scratch(core), n)
 
     def multi_op(
-        self, core: Core, nr: int, cmd: int, layout: abi.Layout, items: list[dict[str, int]]
+        self, core: Core, nr: int, cmd: int, layout: Layout, items: list[dict[str, int]]
     ) -> tuple[int, list[dict[str, int]]]:
         """An array-of-structures hypercall (grant ops): (nr)(cmd, handle, count)."""
         if not items:
@@ -188,10 +231,10 @@ class GuestKernel:
     def evtchn_alloc_unbound(self, core: Core, remote_dom: int) -> int:
         rc, out = self.op(
             core,
-            abi.HYPERVISOR_event_channel_op,
-            abi.EVTCHNOP_alloc_unbound,
-            abi.EVTCHN_ALLOC_UNBOUND,
-            dom=abi.DOMID_SELF,
+            HYPERVISOR_event_channel_op,
+            EVTCHNOP_alloc_unbound,
+            EVTCHN_ALLOC_UNBOUND,
+            dom=DOMID_SELF,
             remote_dom=remote_dom,
         )
         if rc < 0:
@@ -201,9 +244,9 @@ class GuestKernel:
     def evtchn_bind_interdomain(self, core: Core, remote_dom: int, remote_port: int) -> int:
         rc, out = self.op(
             core,
-            abi.HYPERVISOR_event_channel_op,
-            abi.EVTCHNOP_bind_interdomain,
-            abi.EVTCHN_BIND_INTERDOMAIN,
+            HYPERVISOR_event_channel_op,
+            EVTCHNOP_bind_interdomain,
+            EVTCHN_BIND_INTERDOMAIN,
             remote_dom=remote_dom,
             remote_port=remote_port,
         )
@@ -217,9 +260,9 @@ class GuestKernel:
         """EVTCHNOP_bind_vcpu: `port`'s upcalls go to VCPU `vcpu`; returns Xen's code."""
         rc, _ = self.op(
             core,
-            abi.HYPERVISOR_event_channel_op,
-            abi.EVTCHNOP_bind_vcpu,
-            abi.EVTCHN_BIND_VCPU,
+            HYPERVISOR_event_channel_op,
+            EVTCHNOP_bind_vcpu,
+            EVTCHN_BIND_VCPU,
             port=port,
             vcpu=vcpu,
         )
@@ -228,7 +271,7 @@ class GuestKernel:
     def evtchn_close(self, core: Core, port: int) -> None:
         self.port_handlers.pop(port, None)
         self.op(
-            core, abi.HYPERVISOR_event_channel_op, abi.EVTCHNOP_close, abi.EVTCHN_PORT, port=port
+            core, HYPERVISOR_event_channel_op, EVTCHNOP_close, EVTCHN_PORT, port=port
         )
 
     # -- 4 KiB I/O mappings ----------------------------------------------------------------
@@ -247,8 +290,8 @@ class GuestKernel:
         ptex = pteg_index(vsid, ea, 12, False, n_ptegs) * 8
         hi = (pte_avpn(vsid, ea) << 7) | PTE_V
         lo = (gpa & ~0xFFF) | PTE_M | (PTE_PP_RO if readonly else PTE_PP_RW)
-        rc = self.hypercall(core, abi.H_ENTER, 0, ptex, hi, lo)
-        if rc != abi.H_SUCCESS:
+        rc = self.hypercall(core, H_ENTER, 0, ptex, hi, lo)
+        if rc != H_SUCCESS:
             raise KernelError(f"d{self.domid}: H_ENTER of 4 KiB page {gpa:#x} failed ({rc})")
         slot = core.gpr(4)
         self.io_ptes[gpa & ~0xFFF] = (slot, hi)
@@ -257,8 +300,8 @@ class GuestKernel:
     def unmap_4k(self, core: Core, gpa: int) -> None:
         """H_REMOVE the kernel's 4 KiB mapping of `gpa` (AVPN-checked)."""
         slot, hi = self.io_ptes.pop(gpa & ~0xFFF)
-        rc = self.hypercall(core, abi.H_REMOVE, abi.H_AVPN, slot, hi & ~0x7F)
-        if rc != abi.H_SUCCESS:
+        rc = self.hypercall(core, H_REMOVE, H_AVPN, slot, hi & ~0x7F)
+        if rc != H_SUCCESS:
             raise KernelError(f"d{self.domid}: H_REMOVE of 4 KiB page {gpa:#x} failed ({rc})")
 
     def ensure_io_segment(self, core: Core, gpa: int) -> None:
@@ -297,7 +340,7 @@ class GuestKernel:
         )
 
     def op(
-        self, core: Core, nr: int, cmd: int, layout: abi.Layout, **fields: int
+        self, core: Core, nr: int, cmd: int, layout: Layout, **fields: int
     ) -> tuple[int, dict[str, int]]:
         """cmd-style hypercall with one structure argument; returns (rc, structure out)."""
         handle = self.xencomm_arg(core, layout.pack(**fields))
@@ -313,7 +356,7 @@ class GuestKernel:
             return
         handle = self.xencomm_arg(core, data)
         self.hypercall(
-            core, xen_mark(abi.HYPERVISOR_console_io), abi.CONSOLEIO_write, len(data), handle
+            core, xen_mark(HYPERVISOR_console_io), CONSOLEIO_write, len(data), handle
         )
 
     def on_console_event(self, core: Core, _port: int = 0) -> None:
@@ -343,18 +386,18 @@ class GuestKernel:
         """GNTTABOP_setup_table, then 4 KiB mappings of the frames for `grants`."""
         base = self.scratch(core)
         mem = KernelMemory(core)
-        nr = gt.NR_GRANT_FRAMES
+        nr = NR_GRANT_FRAMES
         mem.write(base + 0x800, bytes(8 * nr))
         mem.write(base + 0x1800, build_descriptor(descriptor_for_buffer(base + 0x800, 8 * nr)))
         rc, outs = self.multi_op(
             core,
-            abi.HYPERVISOR_grant_table_op,
-            gt.GNTTABOP_setup_table,
-            gt.GNTTAB_SETUP_TABLE,
-            [{"dom": abi.DOMID_SELF, "nr_frames": nr, "frame_list": base + 0x1800}],
+            HYPERVISOR_grant_table_op,
+            GNTTABOP_setup_table,
+            GNTTAB_SETUP_TABLE,
+            [{"dom": DOMID_SELF, "nr_frames": nr, "frame_list": base + 0x1800}],
         )
         out = outs[0]
-        if rc < 0 or gt.signed16(out["status"]):
+        if rc < 0 or signed16(out["status"]):
             raise KernelError(f"d{self.domid}: grant setup_table failed ({rc}, {out['status']})")
         raw = KernelMemory(core).read(base + 0x800, 8 * nr)
         pfns = [int.from_bytes(raw[8 * i : 8 * i + 8], "big") for i in range(nr)]
@@ -372,20 +415,20 @@ class GuestKernel:
         for i in range(0, len(items), _GNT_BATCH):
             ops = [
                 {
-                    "flags": gt.GNTMAP_host_map | (gt.GNTMAP_readonly if ro else 0),
+                    "flags": GNTMAP_host_map | (GNTMAP_readonly if ro else 0),
                     "ref": ref,
                     "dom": domid,
                 }
                 for domid, ref, ro in items[i : i + _GNT_BATCH]
             ]
             rc, res = self.multi_op(
-                core, abi.HYPERVISOR_grant_table_op, gt.GNTTABOP_map_grant_ref,
-                gt.GNTTAB_MAP_GRANT_REF, ops,
+                core, HYPERVISOR_grant_table_op, GNTTABOP_map_grant_ref,
+                GNTTAB_MAP_GRANT_REF, ops,
             )  # fmt: skip
             if rc < 0:
                 raise KernelError(f"d{self.domid}: map_grant_ref hypercall failed ({rc})")
             for r in res:
-                st = gt.signed16(r["status"])
+                st = signed16(r["status"])
                 out.append((r["host_addr"], r["handle"]) if st == 0 else st)
         return out
 
@@ -393,7 +436,7 @@ class GuestKernel:
         res = self.grant_map_many(core, [(domid, ref, readonly)])[0]
         if isinstance(res, int):
             raise KernelError(
-                f"d{self.domid}: map of d{domid} grant {ref} failed: {gt.gntst_name(res)}"
+                f"d{self.domid}: map of d{domid} grant {ref} failed: {gntst_name(res)}"
             )
         return res
 
@@ -403,37 +446,37 @@ class GuestKernel:
         for i in range(0, len(maps), _GNT_BATCH):
             ops = [{"host_addr": gpa, "handle": h} for gpa, h in maps[i : i + _GNT_BATCH]]
             rc, res = self.multi_op(
-                core, abi.HYPERVISOR_grant_table_op, gt.GNTTABOP_unmap_grant_ref,
-                gt.GNTTAB_UNMAP_GRANT_REF, ops,
+                core, HYPERVISOR_grant_table_op, GNTTABOP_unmap_grant_ref,
+                GNTTAB_UNMAP_GRANT_REF, ops,
             )  # fmt: skip
             if rc < 0:
                 raise KernelError(f"d{self.domid}: unmap_grant_ref hypercall failed ({rc})")
-            out += [gt.signed16(r["status"]) for r in res]
+            out += [signed16(r["status"]) for r in res]
         return out
 
     def grant_unmap(self, core: Core, gpa: int, handle: int) -> None:
         st = self.grant_unmap_many(core, [(gpa, handle)])[0]
         if st:
-            raise KernelError(f"d{self.domid}: unmap of {gpa:#x} failed: {gt.gntst_name(st)}")
+            raise KernelError(f"d{self.domid}: unmap of {gpa:#x} failed: {gntst_name(st)}")
 
     def grant_copy(self, core: Core, ops: list[dict[str, int]]) -> list[int]:
         """GNTTABOP_copy in batches; the GNTST status of each op."""
         out: list[int] = []
         for i in range(0, len(ops), _GNT_BATCH):
             rc, res = self.multi_op(
-                core, abi.HYPERVISOR_grant_table_op, gt.GNTTABOP_copy, gt.GNTTAB_COPY,
+                core, HYPERVISOR_grant_table_op, GNTTABOP_copy, GNTTAB_COPY,
                 ops[i : i + _GNT_BATCH],
             )  # fmt: skip
             if rc < 0:
                 raise KernelError(f"d{self.domid}: grant copy hypercall failed ({rc})")
-            out += [gt.signed16(r["status"]) for r in res]
+            out += [signed16(r["status"]) for r in res]
         return out
 
     def send(self, core: Core, port: int) -> int:
         """EVTCHNOP_send (nothing comes back in the argument, so nothing is read back)."""
         handle = self.xencomm_arg(core, port.to_bytes(4, "big"))
         return self.hypercall(
-            core, xen_mark(abi.HYPERVISOR_event_channel_op), abi.EVTCHNOP_send, handle
+            core, xen_mark(HYPERVISOR_event_channel_op), EVTCHNOP_send, handle
         )
 
     # -- timers ----------------------------------------------------------------------------
@@ -445,10 +488,10 @@ class GuestKernel:
             return
         rc, out = self.op(
             core,
-            abi.HYPERVISOR_event_channel_op,
-            abi.EVTCHNOP_bind_virq,
-            abi.EVTCHN_BIND_VIRQ,
-            virq=abi.VIRQ_TIMER,
+            HYPERVISOR_event_channel_op,
+            EVTCHNOP_bind_virq,
+            EVTCHN_BIND_VIRQ,
+            virq=VIRQ_TIMER,
             vcpu=vid,
         )
         if rc != 0:
@@ -470,7 +513,7 @@ class GuestKernel:
         lst = self.timers.get(vid)
         if lst:
             nxt = min(t.deadline for t in lst)
-            self.hypercall(core, xen_mark(abi.HYPERVISOR_set_timer_op), nxt)
+            self.hypercall(core, xen_mark(HYPERVISOR_set_timer_op), nxt)
 
     def on_timer(self, core: Core, _port: int) -> None:
         assert core.state is not None
@@ -581,7 +624,7 @@ class GuestOS:
         self._start_workloads(core, k, vid)
         if first:
             for other in range(1, spec.nr_vcpus):
-                k.hypercall(core, xen_mark(abi.HYPERVISOR_vcpu_op), abi.VCPUOP_up, other)
+                k.hypercall(core, xen_mark(HYPERVISOR_vcpu_op), VCPUOP_up, other)
             if spec.privileged and self.dom0_init is not None:
                 self.dom0_init(k, core)
 
@@ -641,8 +684,8 @@ class GuestOS:
             ptex = pteg_index(vsid, ea, 24, False, n_ptegs) * 8
             hi = (pte_avpn(vsid, ea) << 7) | PTE_L | PTE_V
             lo = gpa | PTE_M | PTE_PP_RW
-            rc = k.hypercall(core, abi.H_ENTER, 0, ptex, hi, lo)
-            if rc != abi.H_SUCCESS:
+            rc = k.hypercall(core, H_ENTER, 0, ptex, hi, lo)
+            if rc != H_SUCCESS:
                 raise RuntimeError(
                     f"d{spec.domid}: H_ENTER of the linear map at {gpa:#x} failed with {rc}"
                 )
@@ -694,9 +737,9 @@ class GuestOS:
         if role == "ping":
             rc, out = k.op(
                 core,
-                abi.HYPERVISOR_event_channel_op,
-                abi.EVTCHNOP_bind_interdomain,
-                abi.EVTCHN_BIND_INTERDOMAIN,
+                HYPERVISOR_event_channel_op,
+                EVTCHNOP_bind_interdomain,
+                EVTCHN_BIND_INTERDOMAIN,
                 remote_dom=_workload_int(wl["pingpong-peer"], "pingpong-peer"),
                 remote_port=_workload_int(wl["pingpong-port"], "pingpong-port"),
             )
@@ -710,9 +753,9 @@ class GuestOS:
         if vid:
             k.op(
                 core,
-                abi.HYPERVISOR_event_channel_op,
-                abi.EVTCHNOP_bind_vcpu,
-                abi.EVTCHN_BIND_VCPU,
+                HYPERVISOR_event_channel_op,
+                EVTCHNOP_bind_vcpu,
+                EVTCHN_BIND_VCPU,
                 port=port,
                 vcpu=vid,
             )
@@ -754,8 +797,8 @@ class GuestOS:
         st = core.state
         assert st is not None
         k.console(core, f"Oops: {what} at {st.srr0:#x} (SRR1 {st.srr1:#x}, DAR {st.dar:#x})")
-        handle = k.xencomm_arg(core, abi.SCHED_SHUTDOWN.pack(reason=abi.SHUTDOWN_crash))
-        k.hypercall(core, xen_mark(abi.HYPERVISOR_sched_op), abi.SCHEDOP_shutdown, handle)
+        handle = k.xencomm_arg(core, SCHED_SHUTDOWN.pack(reason=SHUTDOWN_crash))
+        k.hypercall(core, xen_mark(HYPERVISOR_sched_op), SCHEDOP_shutdown, handle)
 
     def _program_check(self, core: Core) -> None:
         self._panic(core, "program check")

@@ -41,28 +41,29 @@ from typing import TYPE_CHECKING, Final, Protocol
 
 from framework.hw970.core import Core
 from framework.hw970.link import ETH_HLEN, Link
+from framework.hw970.memory import PAGE_SIZE
 from framework.trace.schema import K
-from framework.xen import abi
-from framework.xen.grant_table import (
+from framework.xen.public.event_channel import EVTCHN_BIND_PIRQ, EVTCHNOP_bind_pirq
+from framework.xen.public.grant_table import (
     GNTTAB_COPY,
     GNTCOPY_dest_gref,
     GNTCOPY_source_gref,
     GNTST_okay,
     gntst_name,
 )
-from framework.xen.ioabi import (
+from framework.xen.public.io.netif import (
     NETIF_RSP_ERROR,
     NETIF_RSP_OKAY,
     NETIF_RX_RING,
     NETIF_TX_RING,
-    PAGE_SIZE,
     NetifRxRequest,
     NetifRxResponse,
     NetifTxRequest,
     NetifTxResponse,
     NETTXF_more_data,
-    XenbusState,
 )
+from framework.xen.public.io.xenbus import XenbusState
+from framework.xen.public.xen import DOMID_SELF, HYPERVISOR_event_channel_op
 
 from .bridge import Bridge, format_mac, parse_mac
 from .kernel import NATIVE_CYCLES, KernelError
@@ -407,7 +408,7 @@ class Vif:
                 "source_domid": self.domid,
                 "source_offset": req.offset,
                 "dest_gmfn": page >> 12,
-                "dest_domid": abi.DOMID_SELF,
+                "dest_domid": DOMID_SELF,
                 "dest_offset": 0,
                 "len": req.size,
                 "flags": GNTCOPY_source_gref,
@@ -488,7 +489,7 @@ class Vif:
             ops = [
                 {
                     "source_gmfn": page >> 12,
-                    "source_domid": abi.DOMID_SELF,
+                    "source_domid": DOMID_SELF,
                     "source_offset": 0,
                     "dest_ref": req.gref,
                     "dest_domid": self.domid,
@@ -556,9 +557,9 @@ class NetBack:
         pirq = self.hardware.net_pirq
         rc, out = k.op(
             core,
-            abi.HYPERVISOR_event_channel_op,
-            abi.EVTCHNOP_bind_pirq,
-            abi.EVTCHN_BIND_PIRQ,
+            HYPERVISOR_event_channel_op,
+            EVTCHNOP_bind_pirq,
+            EVTCHN_BIND_PIRQ,
             pirq=pirq,
         )
         if rc < 0:

@@ -35,21 +35,21 @@ from typing import TYPE_CHECKING, Final
 
 from framework.hw970.core import Core
 from framework.hw970.link import ETH_HLEN
+from framework.hw970.memory import PAGE_SIZE
 from framework.trace.schema import K
-from framework.xen.ioabi import (
+from framework.xen.public.io.netif import (
     NETIF_RSP_OKAY,
     NETIF_RX_RING,
     NETIF_RX_RING_SIZE,
     NETIF_TX_RING,
     NETIF_TX_RING_SIZE,
-    PAGE_SIZE,
     NetifRxRequest,
     NetifRxResponse,
     NetifTxRequest,
     NetifTxResponse,
     NETRXF_more_data,
-    XenbusState,
 )
+from framework.xen.public.io.xenbus import XenbusState
 
 from .bridge import gratuitous_arp, parse_mac
 from .grants import GrantTableClient

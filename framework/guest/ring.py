@@ -23,8 +23,8 @@ import struct
 from typing import Final, Protocol
 
 from framework.errors import Xen970Error
-from framework.xen.ioabi import (
-    PAGE_SIZE,
+from framework.hw970.memory import PAGE_SIZE
+from framework.xen.public.io.ring import (
     RING_IDX_MASK,
     SHARED_RING_HEADER,
     SRING_ENTRIES_OFFSET,

@@ -20,7 +20,7 @@ from functools import lru_cache
 from typing import Final
 
 from framework.hw970.asm import assemble
-from framework.xen.abi import EVTCHN_MASK_OFF, EVTCHN_PENDING_OFF, HYPERVISOR_sched_op
+from framework.xen.public.xen import EVTCHN_MASK_OFF, EVTCHN_PENDING_OFF, HYPERVISOR_sched_op
 
 KERNEL_BASE: Final = 0xC000000000000000
 ENTRY: Final = 0x3000

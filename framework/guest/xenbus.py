@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from framework.hw970.core import Core
 from framework.trace.schema import K
-from framework.xen.ioabi import XenbusState
+from framework.xen.public.io.xenbus import XenbusState
 
 from . import xs_wire as xs
 from .byte_ring import XenstoreRing

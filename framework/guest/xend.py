@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Final
 
 from framework.hw970.core import Core
 from framework.trace.schema import K
-from framework.xen import abi
-from framework.xen.ioabi import XenbusState
+from framework.xen.public.domctl import XEN_DOMCTL_destroydomain, XEN_DOMCTL_pausedomain
+from framework.xen.public.errno import EAGAIN, EBUSY
+from framework.xen.public.io.xenbus import XenbusState
 
 from .devctl import create_device
 from .xenbus import WatchCallback, Xenbus, XsReply
@@ -120,7 +121,7 @@ class Xend:
         """`xm destroy`: pause, unplug every device, then destroy (see the module doc)."""
         if domid in self._teardowns:
             return
-        rc = self.domctl(core, abi.XEN_DOMCTL_pausedomain, domid)
+        rc = self.domctl(core, XEN_DOMCTL_pausedomain, domid)
         if rc < 0:
             self.log(core, f"xm destroy {name}: Error: pausedomain failed ({rc})")
             return
@@ -190,8 +191,8 @@ class Xend:
         self._try_destroy(core, td)
 
     def _try_destroy(self, core: Core, td: _Teardown) -> None:
-        rc = self.domctl(core, abi.XEN_DOMCTL_destroydomain, td.domid)
-        if rc in (-abi.EBUSY, -abi.EAGAIN) and td.attempts < _MAX_RETRIES:
+        rc = self.domctl(core, XEN_DOMCTL_destroydomain, td.domid)
+        if rc in (-EBUSY, -EAGAIN) and td.attempts < _MAX_RETRIES:
             td.attempts += 1
             self.k.add_timer(core, core.now_ns() + RETRY_NS, lambda c, _d: self._try_destroy(c, td))
             return

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from typing import Final
 
 from framework.errors import SimulationError
-from framework.xen.ioabi import XENSTORE_PAYLOAD_MAX
+from framework.xen.public.io.xs_wire import XENSTORE_PAYLOAD_MAX
 
 from . import xs_wire as xs
 from .xs_wire import (

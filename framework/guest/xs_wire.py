@@ -19,8 +19,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from framework.xen import abi
-from framework.xen.ioabi import XENSTORE_PAYLOAD_MAX, XSD_SOCKMSG, XsdSockmsg, XsdSockmsgType
+from framework.xen.public.errno import (
+    EACCES,
+    EAGAIN,
+    EBUSY,
+    EEXIST,
+    EINVAL,
+    ENOENT,
+    ENOMEM,
+    ENOSPC,
+    ENOSYS,
+    EPERM,
+)
+from framework.xen.public.io.xs_wire import (
+    XENSTORE_PAYLOAD_MAX,
+    XSD_SOCKMSG,
+    XsdSockmsg,
+    XsdSockmsgType,
+)
 
 # --- message types (enum xsd_sockmsg_type) -------------------------------------------
 XS_DEBUG: Final = XsdSockmsgType.XS_DEBUG
@@ -50,22 +66,22 @@ _U32_MAX: Final = 0xFFFFFFFF
 #: The errno names xenstored sends in XS_ERROR (xs_wire.h's xsd_errors; E2BIG and EPERM
 #: are the later daemon's additions), with the Linux numbers a client maps them to.
 XSD_ERRORS: dict[str, int] = {
-    "EINVAL": abi.EINVAL,
-    "EACCES": abi.EACCES,
-    "EEXIST": abi.EEXIST,
+    "EINVAL": EINVAL,
+    "EACCES": EACCES,
+    "EEXIST": EEXIST,
     "EISDIR": 21,
-    "ENOENT": abi.ENOENT,
-    "ENOMEM": abi.ENOMEM,
-    "ENOSPC": abi.ENOSPC,
+    "ENOENT": ENOENT,
+    "ENOMEM": ENOMEM,
+    "ENOSPC": ENOSPC,
     "EIO": 5,
     "ENOTEMPTY": 39,
-    "ENOSYS": abi.ENOSYS,
+    "ENOSYS": ENOSYS,
     "EROFS": 30,
-    "EBUSY": abi.EBUSY,
-    "EAGAIN": abi.EAGAIN,
+    "EBUSY": EBUSY,
+    "EAGAIN": EAGAIN,
     "EISCONN": 106,
     "E2BIG": 7,
-    "EPERM": abi.EPERM,
+    "EPERM": EPERM,
 }
 
 #: Access bits of a permission (xs_lib.h's enum xs_perm_type).

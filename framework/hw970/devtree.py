@@ -16,6 +16,8 @@ from typing import Final
 
 import fdt
 
+from framework.hw970.memory import PAGE_SIZE
+
 # --- DTB toolkit -------------------------------------------------------------------------
 
 FDT_MAGIC: Final = 0xD00DFEED
@@ -209,7 +211,6 @@ def read_reg_ranges(node: fdt.Node, where: str) -> list[tuple[int, int]]:
 # --- The 970FX machine ---------------------------------------------------------------------
 
 GIB: Final = 1 << 30
-PAGE_SIZE: Final = 4096
 #: Machine addresses 2-4 GiB are the I/O hole (U3/U4 host bridge windows); RAM beyond
 #: 2 GiB is decoded from 4 GiB up instead.
 IO_HOLE_START: Final = 2 * GIB

@@ -9,9 +9,28 @@ from typing import TYPE_CHECKING
 
 from framework.hw970.core import Core
 from framework.trace.schema import K
-from framework.xen import abi, costs, evtchn
-from framework.xen.abi import EINVAL, ENOSYS
+from framework.xen import costs, evtchn
 from framework.xen.domain import Vcpu
+from framework.xen.public.errno import EINVAL, ENOENT, ENOSYS
+from framework.xen.public.sched import (
+    SCHED_POLL,
+    SCHED_SHUTDOWN,
+    SCHEDOP_block,
+    SCHEDOP_poll,
+    SCHEDOP_shutdown,
+    SCHEDOP_yield,
+)
+from framework.xen.public.vcpu import VCPUOP_down, VCPUOP_is_up, VCPUOP_up
+from framework.xen.public.version import (
+    XEN_CAPABILITIES,
+    XEN_EXTRAVERSION,
+    XEN_VERSION,
+    XENVER_capabilities,
+    XENVER_extraversion,
+    XENVER_pagesize,
+    XENVER_version,
+)
+from framework.xen.public.xen import CONSOLEIO_read, CONSOLEIO_write
 from framework.xen.xencomm import XencommError, xencomm_of
 
 if TYPE_CHECKING:
@@ -21,23 +40,23 @@ if TYPE_CHECKING:
 def do_sched_op(xen: Hypervisor, core: Core, v: Vcpu) -> int:
     cmd = core.gpr(4)
     core.charge(costs.HCALL_OP)
-    if cmd == abi.SCHEDOP_yield:
+    if cmd == SCHEDOP_yield:
         v.yielding = True
         core.request_stop()
         return 0
-    if cmd == abi.SCHEDOP_block:
+    if cmd == SCHEDOP_block:
         if xen.events_need_delivery(v):
             return 0
         v.blocking = True
         core.request_stop()
         return 0
-    if cmd in (abi.SCHEDOP_shutdown, abi.SCHEDOP_poll):
+    if cmd in (SCHEDOP_shutdown, SCHEDOP_poll):
         try:
             comm = xencomm_of(xen, v.domain)
-            layout = abi.SCHED_SHUTDOWN if cmd == abi.SCHEDOP_shutdown else abi.SCHED_POLL
+            layout = SCHED_SHUTDOWN if cmd == SCHEDOP_shutdown else SCHED_POLL
             arg = layout.unpack(comm.copy_from_guest(core.gpr(5), layout.size))
             core.charge(costs.XENCOMM_PER_PAGE)
-            if cmd == abi.SCHEDOP_shutdown:
+            if cmd == SCHEDOP_shutdown:
                 xen.shutdown(v.domain, arg["reason"])
                 core.request_stop()
                 return 0
@@ -76,16 +95,16 @@ def do_vcpu_op(xen: Hypervisor, core: Core, v: Vcpu) -> int:
     core.charge(costs.HCALL_OP)
     dom = v.domain
     if vid >= len(dom.vcpus):
-        return -abi.ENOENT
+        return -ENOENT
     target = dom.vcpus[vid]
-    if cmd == abi.VCPUOP_is_up:
+    if cmd == VCPUOP_is_up:
         return int(target.is_up)
-    if cmd == abi.VCPUOP_up:
+    if cmd == VCPUOP_up:
         if not target.initialised:
             return -EINVAL
         xen.vcpu_up(target)
         return 0
-    if cmd == abi.VCPUOP_down:
+    if cmd == VCPUOP_down:
         if target.is_up:
             target.is_up = False
             target.going_down = True
@@ -101,13 +120,13 @@ def do_vcpu_op(xen: Hypervisor, core: Core, v: Vcpu) -> int:
 def do_xen_version(xen: Hypervisor, core: Core, v: Vcpu) -> int:
     cmd = core.gpr(4)
     core.charge(costs.HCALL_OP)
-    if cmd == abi.XENVER_version:
-        return abi.XEN_VERSION[0] << 16 | abi.XEN_VERSION[1]
-    if cmd == abi.XENVER_pagesize:
+    if cmd == XENVER_version:
+        return XEN_VERSION[0] << 16 | XEN_VERSION[1]
+    if cmd == XENVER_pagesize:
         return 4096
     data = {
-        abi.XENVER_extraversion: abi.XEN_EXTRAVERSION,
-        abi.XENVER_capabilities: abi.XEN_CAPABILITIES,
+        XENVER_extraversion: XEN_EXTRAVERSION,
+        XENVER_capabilities: XEN_CAPABILITIES,
     }.get(cmd)
     if data is None:
         return -ENOSYS
@@ -120,9 +139,9 @@ def do_xen_version(xen: Hypervisor, core: Core, v: Vcpu) -> int:
 
 def do_console_io(xen: Hypervisor, core: Core, v: Vcpu) -> int:
     cmd, count, handle = core.gpr(4), core.gpr(5), core.gpr(6)
-    if cmd == abi.CONSOLEIO_read:
+    if cmd == CONSOLEIO_read:
         return 0
-    if cmd != abi.CONSOLEIO_write:
+    if cmd != CONSOLEIO_write:
         return -ENOSYS
     if count > 4096:
         return -EINVAL

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final
 
 from framework.hw970.core import ArchState
 from framework.hw970.mmu import TranslationState
-from framework.xen.abi import DOMID_SELF, MAX_VIRT_CPUS, SHARED_INFO, VCPU_INFO
 from framework.xen.evtchn import EvtchnTable
+from framework.xen.grant_state import GrantTable
 from framework.xen.mm import PhysMap
 from framework.xen.p2m import ForeignArea
+from framework.xen.public.xen import DOMID_SELF, MAX_VIRT_CPUS, SHARED_INFO, VCPU_INFO
+from framework.xen.tce_table import XenTceTable
 from framework.xen.xencomm import Xencomm
 
 # shared_info sits at the top of the RMA; VCPU i's vcpu_info is entry i of its array.
@@ -107,10 +109,10 @@ class Domain:
     grant_frames: list[int] = field(default_factory=list)
     #: Privileged domains map other domains' granted pages here (pfn bit 22).
     foreign: ForeignArea | None = None
-    #: Grant-table state (framework.xen.grant_table.GrantTable), created with the domain.
-    grants: Any = None
-    #: TCE tables (liobn -> framework.hw970.iommu.TceTable) of devices given to the domain.
-    tce_tables: dict[int, Any] = field(default_factory=dict)
+    #: Xen's private grant-table state (pins, maptrack), created with the domain.
+    grants: GrantTable = field(default_factory=GrantTable)
+    #: TCE tables (by liobn) of devices given to the domain.
+    tce_tables: dict[int, XenTceTable] = field(default_factory=dict)
 
     @property
     def shared_info_maddr(self) -> int:

@@ -7,11 +7,34 @@ from typing import TYPE_CHECKING
 from framework.hw970.core import Core
 from framework.hw970.mmu import RMA_LOG2_TO_RMLR
 from framework.trace.schema import K
-from framework.xen import abi, costs
-from framework.xen.abi import DOMCTL, EINVAL, ENOMEM, EPERM, ESRCH
+from framework.xen import costs
 from framework.xen.domain import DomainState, Runstate, Vcpu
 from framework.xen.grant_table import ForeignMappingsRemain, check_destroyable
 from framework.xen.mm import AllocError, NotOwned
+from framework.xen.public.domctl import (
+    DOMCTL,
+    XEN_DOMCTL_INTERFACE_VERSION,
+    XEN_SCHEDULER_CREDIT,
+    DOMINF_running,
+    DOMINF_shutdown,
+    XEN_DOMCTL_createdomain,
+    XEN_DOMCTL_destroydomain,
+    XEN_DOMCTL_getdomaininfo,
+    XEN_DOMCTL_max_mem,
+    XEN_DOMCTL_max_vcpus,
+    XEN_DOMCTL_pausedomain,
+    XEN_DOMCTL_real_mode_area,
+    XEN_DOMCTL_SCHEDOP_putinfo,
+    XEN_DOMCTL_scheduler_op,
+    XEN_DOMCTL_setvcpuaffinity,
+    XEN_DOMCTL_setvcpucontext,
+    XEN_DOMCTL_unpausedomain,
+    XEN_DOMCTL_xen970_copy_to_domain,
+)
+from framework.xen.public.errno import EACCES, EAGAIN, EBUSY, EINVAL, ENOMEM, ENOSYS, EPERM, ESRCH
+from framework.xen.public.sched import SHUTDOWN_poweroff
+from framework.xen.public.vcpu import VCPU_GUEST_CONTEXT
+from framework.xen.public.xen import MAX_VIRT_CPUS
 from framework.xen.xencomm import XencommError, xencomm_of
 
 if TYPE_CHECKING:
@@ -29,10 +52,10 @@ def domctl(xen: Hypervisor, core: Core, v: Vcpu) -> int:
         return -err.errno
     op = DOMCTL.unpack(raw)
     core.charge(costs.DOMCTL_OP)
-    if op["interface_version"] != abi.XEN_DOMCTL_INTERFACE_VERSION:
-        return -abi.EACCES
+    if op["interface_version"] != XEN_DOMCTL_INTERFACE_VERSION:
+        return -EACCES
     cmd = op["cmd"]
-    if cmd == abi.XEN_DOMCTL_createdomain:
+    if cmd == XEN_DOMCTL_createdomain:
         name = raw[20:36].rstrip(b"\0").decode("ascii", "replace") or "domU"
         created = xen.create_domain(name)
         xen.rec.emit(K.DOM_CREATE, core.now_ns(), core.cpu_id, created.domid, -1, 0, 0, 0, 0)
@@ -46,13 +69,13 @@ def domctl(xen: Hypervisor, core: Core, v: Vcpu) -> int:
     dom = xen.domains.get(op["domain"])
     if dom is None:
         return -ESRCH
-    if cmd == abi.XEN_DOMCTL_max_vcpus:
+    if cmd == XEN_DOMCTL_max_vcpus:
         n = op["max_vcpus"]
-        if not 1 <= n <= abi.MAX_VIRT_CPUS or n < len(dom.vcpus):
+        if not 1 <= n <= MAX_VIRT_CPUS or n < len(dom.vcpus):
             return -EINVAL
         xen.set_max_vcpus(dom, n)
         return 0
-    if cmd == abi.XEN_DOMCTL_real_mode_area:
+    if cmd == XEN_DOMCTL_real_mode_area:
         log = op["rma_log"]
         if log not in RMA_LOG2_TO_RMLR:
             return -EINVAL
@@ -64,7 +87,7 @@ def domctl(xen: Hypervisor, core: Core, v: Vcpu) -> int:
         for vc in dom.vcpus:
             vc.arch.tr.set_hid4(dom.hid4)
         return 0
-    if cmd == abi.XEN_DOMCTL_max_mem:
+    if cmd == XEN_DOMCTL_max_mem:
         dom.max_pages = (op["max_memkb"] * 1024) >> 12
         if dom.htab_bytes == 0 and dom.phys is not None:
             try:
@@ -73,7 +96,7 @@ def domctl(xen: Hypervisor, core: Core, v: Vcpu) -> int:
                 xen.alloc_failure(dom, err)
                 return -ENOMEM
         return 0
-    if cmd == abi.XEN_DOMCTL_setvcpuaffinity:
+    if cmd == XEN_DOMCTL_setvcpuaffinity:
         vid, nr = op["vcpu"], op["cpumap_nr_cpus"]
         if vid >= len(dom.vcpus) or nr == 0:
             return -EINVAL
@@ -87,10 +110,10 @@ def domctl(xen: Hypervisor, core: Core, v: Vcpu) -> int:
         dom.affinity[vid] = cpus
         xen.apply_kicks(xen.sched.set_affinity(dom.domid, vid, cpus), core.cpu_id)
         return 0
-    if cmd == abi.XEN_DOMCTL_scheduler_op:
-        if op["sched_id"] != abi.XEN_SCHEDULER_CREDIT:
+    if cmd == XEN_DOMCTL_scheduler_op:
+        if op["sched_id"] != XEN_SCHEDULER_CREDIT:
             return -EINVAL
-        if op["sched_cmd"] == abi.XEN_DOMCTL_SCHEDOP_putinfo:
+        if op["sched_cmd"] == XEN_DOMCTL_SCHEDOP_putinfo:
             weight, cap = op["sched_weight"], op["sched_cap"]
             if weight == 0 or cap > 100 * max(len(dom.vcpus), 1):
                 return -EINVAL
@@ -102,24 +125,24 @@ def domctl(xen: Hypervisor, core: Core, v: Vcpu) -> int:
         out[26:28] = dom.cap.to_bytes(2, "big")
         comm.copy_to_guest(handle, bytes(out))
         return 0
-    if cmd == abi.XEN_DOMCTL_setvcpucontext:
+    if cmd == XEN_DOMCTL_setvcpucontext:
         vid = op["vcpu"]
         if vid >= len(dom.vcpus):
             return -EINVAL
         try:
-            ctx = abi.VCPU_GUEST_CONTEXT.unpack(
-                comm.copy_from_guest(op["vcpu_ctxt"], abi.VCPU_GUEST_CONTEXT.size)
+            ctx = VCPU_GUEST_CONTEXT.unpack(
+                comm.copy_from_guest(op["vcpu_ctxt"], VCPU_GUEST_CONTEXT.size)
             )
         except XencommError as err:
             return -err.errno
         target = dom.vcpus[vid]
         if target.runstate != Runstate.OFFLINE:
-            return -abi.EBUSY
+            return -EBUSY
         regs = {i: ctx[f"gpr{i}"] for i in range(32)}
         regs[-1] = ctx["pc"]
         xen.set_vcpu_context(target, regs, ctx["msr"] & ~0x1000000000000000)
         return 0
-    if cmd == abi.XEN_DOMCTL_xen970_copy_to_domain:
+    if cmd == XEN_DOMCTL_xen970_copy_to_domain:
         dst, n = op["copy_dst_gpa"], op["copy_nbytes"]
         try:
             data = comm.copy_from_guest(op["copy_src"], n)
@@ -137,35 +160,35 @@ def domctl(xen: Hypervisor, core: Core, v: Vcpu) -> int:
             xen.memory.write(maddr, piece)
         core.charge(costs.COPY_PER_KIB * (n // 1024 + 1))
         return 0
-    if cmd == abi.XEN_DOMCTL_unpausedomain:
+    if cmd == XEN_DOMCTL_unpausedomain:
         if dom.phys is None or dom.htab_bytes == 0:
             return -EINVAL
         xen.unpause(dom)
         return 0
-    if cmd == abi.XEN_DOMCTL_pausedomain:
+    if cmd == XEN_DOMCTL_pausedomain:
         if dom is v.domain:
             return -EINVAL
         xen.pause(dom)
         return 0
-    if cmd == abi.XEN_DOMCTL_destroydomain:
+    if cmd == XEN_DOMCTL_destroydomain:
         if dom is v.domain:
             return -EINVAL
         try:
             check_destroyable(xen, dom)  # before shutting it down: a refusal changes nothing
             if dom.state not in (DomainState.SHUTDOWN, DomainState.CREATED):
-                xen.shutdown(dom, abi.SHUTDOWN_poweroff)
+                xen.shutdown(dom, SHUTDOWN_poweroff)
             if any(x.runstate == Runstate.RUNNING for x in dom.vcpus):
-                return -abi.EAGAIN
+                return -EAGAIN
             xen.destroy(dom)
         except ForeignMappingsRemain:
-            return -abi.EBUSY  # another domain still maps its granted frames
+            return -EBUSY  # another domain still maps its granted frames
         return 0
-    if cmd == abi.XEN_DOMCTL_getdomaininfo:
+    if cmd == XEN_DOMCTL_getdomaininfo:
         flags = 0
         if dom.state == DomainState.SHUTDOWN:
-            flags |= abi.DOMINF_shutdown
+            flags |= DOMINF_shutdown
         if any(x.runstate == Runstate.RUNNING for x in dom.vcpus):
-            flags |= abi.DOMINF_running
+            flags |= DOMINF_running
         out = bytearray(raw)
         fields = {
             "info_flags": flags,
@@ -180,4 +203,4 @@ def domctl(xen: Hypervisor, core: Core, v: Vcpu) -> int:
             out[off : off + width] = value.to_bytes(width, "big")
         comm.copy_to_guest(handle, bytes(out))
         return 0
-    return -abi.ENOSYS
+    return -ENOSYS

@@ -10,10 +10,38 @@ from typing import TYPE_CHECKING
 
 from framework.hw970.core import Core
 from framework.trace.schema import K
-from framework.xen import abi, costs, evtchn
-from framework.xen.abi import EINVAL, ENOSPC, ENOSYS, EPERM, ESRCH
+from framework.xen import costs, evtchn
 from framework.xen.domain import Domain, DomainState, Vcpu, target_domain
 from framework.xen.evtchn import PortState
+from framework.xen.public.errno import EBUSY, EEXIST, EINVAL, ENOSPC, ENOSYS, EPERM, ESRCH
+from framework.xen.public.event_channel import (
+    EVTCHN_ALLOC_UNBOUND,
+    EVTCHN_BIND_INTERDOMAIN,
+    EVTCHN_BIND_IPI,
+    EVTCHN_BIND_PIRQ,
+    EVTCHN_BIND_VCPU,
+    EVTCHN_BIND_VIRQ,
+    EVTCHN_PORT,
+    EVTCHN_STATUS,
+    EVTCHNOP_alloc_unbound,
+    EVTCHNOP_bind_interdomain,
+    EVTCHNOP_bind_ipi,
+    EVTCHNOP_bind_pirq,
+    EVTCHNOP_bind_vcpu,
+    EVTCHNOP_bind_virq,
+    EVTCHNOP_close,
+    EVTCHNOP_send,
+    EVTCHNOP_status,
+    EVTCHNOP_unmask,
+    EVTCHNSTAT_closed,
+    EVTCHNSTAT_interdomain,
+    EVTCHNSTAT_ipi,
+    EVTCHNSTAT_pirq,
+    EVTCHNSTAT_unbound,
+    EVTCHNSTAT_virq,
+)
+from framework.xen.public.layout import Layout
+from framework.xen.public.xen import DOMID_SELF, NR_VIRQS
 from framework.xen.xencomm import XencommError, xencomm_of
 
 if TYPE_CHECKING:
@@ -66,17 +94,17 @@ def evtchn_send(xen: Hypervisor, dom: Domain, port: int, cpu: int, vcpu: int) ->
     return -EINVAL
 
 
-EVTCHN_LAYOUTS: dict[int, abi.Layout] = {
-    abi.EVTCHNOP_alloc_unbound: abi.EVTCHN_ALLOC_UNBOUND,
-    abi.EVTCHNOP_bind_interdomain: abi.EVTCHN_BIND_INTERDOMAIN,
-    abi.EVTCHNOP_bind_virq: abi.EVTCHN_BIND_VIRQ,
-    abi.EVTCHNOP_bind_ipi: abi.EVTCHN_BIND_IPI,
-    abi.EVTCHNOP_bind_pirq: abi.EVTCHN_BIND_PIRQ,
-    abi.EVTCHNOP_send: abi.EVTCHN_PORT,
-    abi.EVTCHNOP_close: abi.EVTCHN_PORT,
-    abi.EVTCHNOP_unmask: abi.EVTCHN_PORT,
-    abi.EVTCHNOP_bind_vcpu: abi.EVTCHN_BIND_VCPU,
-    abi.EVTCHNOP_status: abi.EVTCHN_STATUS,
+EVTCHN_LAYOUTS: dict[int, Layout] = {
+    EVTCHNOP_alloc_unbound: EVTCHN_ALLOC_UNBOUND,
+    EVTCHNOP_bind_interdomain: EVTCHN_BIND_INTERDOMAIN,
+    EVTCHNOP_bind_virq: EVTCHN_BIND_VIRQ,
+    EVTCHNOP_bind_ipi: EVTCHN_BIND_IPI,
+    EVTCHNOP_bind_pirq: EVTCHN_BIND_PIRQ,
+    EVTCHNOP_send: EVTCHN_PORT,
+    EVTCHNOP_close: EVTCHN_PORT,
+    EVTCHNOP_unmask: EVTCHN_PORT,
+    EVTCHNOP_bind_vcpu: EVTCHN_BIND_VCPU,
+    EVTCHNOP_status: EVTCHN_STATUS,
 }
 
 
@@ -94,7 +122,7 @@ def do_event_channel_op(xen: Hypervisor, core: Core, v: Vcpu) -> int:
         return -err.errno
     core.charge(costs.XENCOMM_PER_PAGE)
     cpu = core.cpu_id
-    if cmd == abi.EVTCHNOP_send:  # the hot path: no closures, no reply
+    if cmd == EVTCHNOP_send:  # the hot path: no closures, no reply
         core.charge(costs.EVTCHN_SEND)
         return evtchn_send(xen, dom, arg["port"], cpu, v.vcpu_id)
     now = core.now_ns()
@@ -132,17 +160,17 @@ def do_event_channel_op(xen: Hypervisor, core: Core, v: Vcpu) -> int:
         )
         return port
 
-    if cmd == abi.EVTCHNOP_alloc_unbound:
+    if cmd == EVTCHNOP_alloc_unbound:
         owner = target_domain(v.domain, xen.domains, arg["dom"])
         if owner is None:
             return -EPERM if arg["dom"] in xen.domains else -ESRCH
         remote = arg["remote_dom"]
-        if remote == abi.DOMID_SELF:
+        if remote == DOMID_SELF:
             remote = v.domain.domid
         port = new_port(owner, PortState.UNBOUND, "unbound", remote_dom=remote)
         return port if port < 0 else reply(port=port)
-    if cmd == abi.EVTCHNOP_bind_interdomain:
-        peer = xen.domains.get(arg["remote_dom"]) if arg["remote_dom"] != abi.DOMID_SELF else dom
+    if cmd == EVTCHNOP_bind_interdomain:
+        peer = xen.domains.get(arg["remote_dom"]) if arg["remote_dom"] != DOMID_SELF else dom
         if peer is None:
             return -ESRCH
         rp = peer.evtchn.get(arg["remote_port"])
@@ -162,25 +190,25 @@ def do_event_channel_op(xen: Hypervisor, core: Core, v: Vcpu) -> int:
         # Both ends now connected: make the new local port pending, as Xen does.
         xen.evtchn_set_pending(dom, port)
         return reply(local_port=port)
-    if cmd == abi.EVTCHNOP_bind_virq:
+    if cmd == EVTCHNOP_bind_virq:
         virq, vid = arg["virq"], arg["vcpu"]
-        if virq >= abi.NR_VIRQS or vid >= len(dom.vcpus):
+        if virq >= NR_VIRQS or vid >= len(dom.vcpus):
             return -EINVAL
         target = dom.vcpus[vid]
         if virq in target.virq_ports:
-            return -abi.EEXIST
+            return -EEXIST
         port = new_port(dom, PortState.VIRQ, "virq", virq=virq, notify=vid, vcpu=vid)
         if port < 0:
             return port
         target.virq_ports[virq] = port
         return reply(port=port)
-    if cmd == abi.EVTCHNOP_bind_ipi:
+    if cmd == EVTCHNOP_bind_ipi:
         vid = arg["vcpu"]
         if vid >= len(dom.vcpus):
             return -EINVAL
         port = new_port(dom, PortState.IPI, "ipi", remote_dom=dom.domid, notify=vid, vcpu=vid)
         return port if port < 0 else reply(port=port)
-    if cmd == abi.EVTCHNOP_bind_pirq:
+    if cmd == EVTCHNOP_bind_pirq:
         # Physical interrupts (MPIC sources) of devices Xen gave this domain: dom0's.
         pirq = arg["pirq"]
         if not dom.privileged:
@@ -188,15 +216,15 @@ def do_event_channel_op(xen: Hypervisor, core: Core, v: Vcpu) -> int:
         if not 0 <= pirq < xen.machine.mpic.nsources:
             return -EINVAL
         if pirq in xen.pirqs:
-            return -abi.EBUSY
+            return -EBUSY
         port = new_port(dom, PortState.PIRQ, "pirq", remote_port=pirq, vcpu=v.vcpu_id)
         if port < 0:
             return port
         xen.pirqs[pirq] = (dom.domid, port)
         return reply(port=port)
-    if cmd == abi.EVTCHNOP_close:
+    if cmd == EVTCHNOP_close:
         return evtchn_close(xen, dom, arg["port"])
-    if cmd == abi.EVTCHNOP_unmask:
+    if cmd == EVTCHNOP_unmask:
         port = arg["port"]
         if not dom.evtchn.valid(port):
             return -EINVAL
@@ -205,7 +233,7 @@ def do_event_channel_op(xen: Hypervisor, core: Core, v: Vcpu) -> int:
         if evtchn.unmask(xen.memory, dom.shared_info_maddr, target.vcpu_info_maddr, port):
             xen.vcpu_kick(target, now)
         return 0
-    if cmd == abi.EVTCHNOP_bind_vcpu:
+    if cmd == EVTCHNOP_bind_vcpu:
         port, vid = arg["port"], arg["vcpu"]
         bp = dom.evtchn.get(port)
         if bp is None or vid >= len(dom.vcpus):
@@ -219,19 +247,19 @@ def do_event_channel_op(xen: Hypervisor, core: Core, v: Vcpu) -> int:
             return -EINVAL
         bp.notify_vcpu = vid
         return 0
-    if cmd == abi.EVTCHNOP_status:
+    if cmd == EVTCHNOP_status:
         owner = target_domain(v.domain, xen.domains, arg["dom"])
         if owner is None:
             return -ESRCH
         sp = owner.evtchn.get(arg["port"]) if owner.evtchn.valid(arg["port"]) else None
         status = {
-            None: abi.EVTCHNSTAT_closed,
-            PortState.RESERVED: abi.EVTCHNSTAT_closed,
-            PortState.UNBOUND: abi.EVTCHNSTAT_unbound,
-            PortState.INTERDOMAIN: abi.EVTCHNSTAT_interdomain,
-            PortState.VIRQ: abi.EVTCHNSTAT_virq,
-            PortState.IPI: abi.EVTCHNSTAT_ipi,
-            PortState.PIRQ: abi.EVTCHNSTAT_pirq,
+            None: EVTCHNSTAT_closed,
+            PortState.RESERVED: EVTCHNSTAT_closed,
+            PortState.UNBOUND: EVTCHNSTAT_unbound,
+            PortState.INTERDOMAIN: EVTCHNSTAT_interdomain,
+            PortState.VIRQ: EVTCHNSTAT_virq,
+            PortState.IPI: EVTCHNSTAT_ipi,
+            PortState.PIRQ: EVTCHNSTAT_pirq,
         }[sp.state if sp is not None else None]
         out = {"status": status, "vcpu": sp.notify_vcpu if sp else 0}
         if sp is not None and sp.state in (PortState.UNBOUND, PortState.INTERDOMAIN):

@@ -11,12 +11,8 @@ from enum import IntEnum
 from typing import Final
 
 from framework.hw970.memory import MachineMemory
-from framework.xen.abi import (
-    EVTCHN_MASK_OFF,
-    EVTCHN_PENDING_OFF,
-    NR_EVENT_CHANNELS,
-    VCPU_INFO,
-)
+from framework.xen.public.event_channel import NR_EVENT_CHANNELS
+from framework.xen.public.xen import EVTCHN_MASK_OFF, EVTCHN_PENDING_OFF, VCPU_INFO
 
 # Offsets inside vcpu_info (Xen also reads the selector for the upcall trace record).
 PENDING_SEL_OFF: Final = VCPU_INFO.offset("evtchn_pending_sel")

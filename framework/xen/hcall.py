@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Final
 
 from framework.hw970.core import Core
 from framework.trace.schema import K
-from framework.xen import abi, costs
-from framework.xen.abi import ENOSYS, HCALL_NAMES, PAPR_MAX_TOKEN, PAPR_NAMES, XEN_MARK
+from framework.xen import costs
 from framework.xen.common_ops import (
     do_console_io,
     do_sched_op,
@@ -27,9 +26,24 @@ from framework.xen.continuation import CONTINUATION, Handler
 from framework.xen.domain import Vcpu
 from framework.xen.domctl import domctl
 from framework.xen.event_channel import do_event_channel_op
-from framework.xen.grant_table import do_grant_table_op
+from framework.xen.grant_ops import do_grant_table_op
 from framework.xen.memory_op import do_memory_op
 from framework.xen.papr import PAGE_TABLE_CALLS
+from framework.xen.public.errno import ENOSYS
+from framework.xen.public.papr import H_FUNCTION, H_PARAMETER, PAPR_MAX_TOKEN, PAPR_NAMES
+from framework.xen.public.xen import (
+    HCALL_NAMES,
+    XEN_MARK,
+    HYPERVISOR_console_io,
+    HYPERVISOR_domctl,
+    HYPERVISOR_event_channel_op,
+    HYPERVISOR_grant_table_op,
+    HYPERVISOR_memory_op,
+    HYPERVISOR_sched_op,
+    HYPERVISOR_set_timer_op,
+    HYPERVISOR_vcpu_op,
+    HYPERVISOR_xen_version,
+)
 from framework.xen.tce import TCE_CALLS
 
 if TYPE_CHECKING:
@@ -37,15 +51,15 @@ if TYPE_CHECKING:
 
 #: Xen's own hypercalls by number (the low 16 bits of r3 after XEN_MARK).
 XEN_CALLS: Final[dict[int, Handler]] = {
-    abi.HYPERVISOR_sched_op: do_sched_op,
-    abi.HYPERVISOR_set_timer_op: do_set_timer_op,
-    abi.HYPERVISOR_vcpu_op: do_vcpu_op,
-    abi.HYPERVISOR_xen_version: do_xen_version,
-    abi.HYPERVISOR_console_io: do_console_io,
-    abi.HYPERVISOR_event_channel_op: do_event_channel_op,
-    abi.HYPERVISOR_memory_op: do_memory_op,
-    abi.HYPERVISOR_grant_table_op: do_grant_table_op,
-    abi.HYPERVISOR_domctl: domctl,
+    HYPERVISOR_sched_op: do_sched_op,
+    HYPERVISOR_set_timer_op: do_set_timer_op,
+    HYPERVISOR_vcpu_op: do_vcpu_op,
+    HYPERVISOR_xen_version: do_xen_version,
+    HYPERVISOR_console_io: do_console_io,
+    HYPERVISOR_event_channel_op: do_event_channel_op,
+    HYPERVISOR_memory_op: do_memory_op,
+    HYPERVISOR_grant_table_op: do_grant_table_op,
+    HYPERVISOR_domctl: domctl,
 }
 
 #: PAPR hcalls by token: the page table (papr) and the IOMMU (tce).
@@ -53,7 +67,7 @@ PAPR_CALLS: Final[dict[int, Handler]] = {**PAGE_TABLE_CALLS, **TCE_CALLS}
 
 
 def _bad_token(xen: Hypervisor, core: Core, v: Vcpu) -> int:
-    return abi.H_PARAMETER
+    return H_PARAMETER
 
 
 def papr_handler(token: int) -> Handler | None:
@@ -98,7 +112,7 @@ def hypercall_entry(xen: Hypervisor) -> Callable[[Core], None]:
             name,
         )
         if handler is None:
-            result = -ENOSYS if r3 & XEN_MARK == XEN_MARK else abi.H_FUNCTION
+            result = -ENOSYS if r3 & XEN_MARK == XEN_MARK else H_FUNCTION
         else:
             result = handler(xen, core, v)
         if result == CONTINUATION:

@@ -22,19 +22,20 @@ from framework.sim_events import timeout
 from framework.trace.recorder import Recorder
 from framework.trace.schema import K
 from framework.xen import costs, evtchn
-from framework.xen.abi import SHARED_INFO, SHUTDOWN_NAMES, VIRQ_TIMER
 from framework.xen.domain import Domain, DomainState, Runstate, Vcpu
 from framework.xen.event_channel import evtchn_close
 from framework.xen.grant_table import (
-    GrantTable,
     allocate_grant_frames,
     check_destroyable,
     release_grants,
     seed_reserved_grants,
 )
 from framework.xen.hcall import hypercall_entry
-from framework.xen.mm import EXTENT_ORDER, AllocError, FrameAllocator, PhysMap, htab_bytes_for
+from framework.xen.mm import AllocError, FrameAllocator, PhysMap
 from framework.xen.p2m import ForeignArea
+from framework.xen.public.arch_powerpc import EXTENT_ORDER, htab_bytes_for
+from framework.xen.public.sched import SHUTDOWN_NAMES
+from framework.xen.public.xen import SHARED_INFO, VIRQ_TIMER
 from framework.xen.sched_credit import CreditScheduler
 from framework.xen.schedule import PhysicalCpu
 from framework.xen.tce import destroy_tce_tables
@@ -107,7 +108,6 @@ class Hypervisor:
             domid = self.next_domid
             self.next_domid += 1
         dom = Domain(domid=domid, name=name, privileged=privileged)
-        dom.grants = GrantTable()
         if privileged:
             dom.foreign = ForeignArea()  # where it maps other domains' grants
         self.domains[domid] = dom

@@ -10,11 +10,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final
 
 from framework.hw970.core import Core
-from framework.xen import abi, costs
-from framework.xen.abi import EFAULT, EINVAL, ENOSYS, ESRCH
+from framework.xen import costs
 from framework.xen.continuation import CONTINUATION
 from framework.xen.domain import Vcpu, target_domain
 from framework.xen.mm import AllocError
+from framework.xen.public.errno import EFAULT, EINVAL, ENOMEM, ENOSYS, ESRCH
+from framework.xen.public.memory import (
+    MEMORY_RESERVATION,
+    XENMEM_increase_reservation,
+    XENMEM_populate_physmap,
+)
 from framework.xen.xencomm import XencommError, xencomm_of
 
 if TYPE_CHECKING:
@@ -29,13 +34,11 @@ def do_memory_op(xen: Hypervisor, core: Core, v: Vcpu) -> int:
     raw_cmd, handle = core.gpr(4), core.gpr(5)
     cmd = raw_cmd & ((1 << MEMOP_EXTENT_SHIFT) - 1)
     start = raw_cmd >> MEMOP_EXTENT_SHIFT
-    if cmd not in (abi.XENMEM_increase_reservation, abi.XENMEM_populate_physmap):
+    if cmd not in (XENMEM_increase_reservation, XENMEM_populate_physmap):
         return -ENOSYS
     comm = xencomm_of(xen, v.domain)
     try:
-        arg = abi.MEMORY_RESERVATION.unpack(
-            comm.copy_from_guest(handle, abi.MEMORY_RESERVATION.size)
-        )
+        arg = MEMORY_RESERVATION.unpack(comm.copy_from_guest(handle, MEMORY_RESERVATION.size))
     except XencommError as err:
         return -err.errno
     target = target_domain(v.domain, xen.domains, arg["domid"])
@@ -48,12 +51,12 @@ def do_memory_op(xen: Hypervisor, core: Core, v: Vcpu) -> int:
     if target.phys is None:
         return -EINVAL
     if (target.phys.nr_pages + batch * 4096) > target.max_pages > 0:
-        return start if start else -abi.ENOMEM
+        return start if start else -ENOMEM
     try:
         pfns = xen.add_extents(target, batch)
     except AllocError as err:
         xen.alloc_failure(target, err)
-        return start if start else -abi.ENOMEM
+        return start if start else -ENOMEM
     core.charge(costs.DOMAIN_BUILD_PER_MIB * 16 * batch)
     if arg["extent_start"]:
         try:

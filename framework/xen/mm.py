@@ -20,40 +20,31 @@ from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import Final
 
+from framework.hw970.devtree import IO_HOLE_START
 from framework.hw970.memory import PAGE_SHIFT, PAGE_SIZE
-from framework.hw970.mmu import HTAB_MIN_BYTES, RMA_SIZES, rma_log2
+from framework.hw970.mmu import RMA_SIZES, rma_log2
 from framework.units import format_size
+from framework.xen.public.arch_powerpc import (
+    EXTENT_BYTES,
+    EXTENT_ORDER,
+    EXTENT_PAGES,
+    RMA_MIN_BYTES,
+    XEN_RESERVED_BYTES,
+)
 
 __all__ = [
     "DOM0_MIN_BYTES",
-    "EXTENT_BYTES",
-    "EXTENT_ORDER",
-    "EXTENT_PAGES",
     "INVALID_MFN",
-    "IO_HOLE_START",
-    "PAGE_SHIFT",
-    "PAGE_SIZE",
-    "XEN_RESERVED_BYTES",
     "AllocError",
     "FrameAllocator",
     "NotOwned",
     "PhysMap",
     "SparsePhysMap",
     "dom0_memory_default",
-    "htab_bytes_for",
-    "rma_layout",
 ]
 
-#: Extents beyond the RMA are order-12 blocks of 4 KiB pages: the 970's 16 MiB large page.
-EXTENT_ORDER: Final = 12
-EXTENT_PAGES: Final = 1 << EXTENT_ORDER
-EXTENT_BYTES: Final = 1 << (PAGE_SHIFT + EXTENT_ORDER)
-#: Xen keeps the bottom of machine memory (text, heap) for itself.
-XEN_RESERVED_BYTES: Final = 64 << 20
-#: The 2-4 GiB I/O hole: dom0's memory must stay below it.
-IO_HOLE_START: Final = 2 << 30
 #: Smallest default dom0: the minimum RMA (see `dom0_memory_default` for why not 192 MiB).
-DOM0_MIN_BYTES: Final = RMA_SIZES[0]
+DOM0_MIN_BYTES: Final = RMA_MIN_BYTES
 
 _MAX_MFN: Final = (1 << 32) - 1  # the p2m holds 32-bit MFNs (44-bit machine addresses)
 #: A p2m entry with no frame behind it (Xen's INVALID_MFN in a 32-bit p2m).
@@ -484,19 +475,6 @@ def _physmap(
     return SparsePhysMap(old.rma_mfn, old.rma_pages, extents, holes, extras)
 
 
-def rma_layout(rma_size: int) -> dict[str, int]:
-    """Guest-physical addresses of the special pages at the RMA top (reachable in real mode).
-
-    Same order as libxc's ``alloc_magic_pages``: shared_info, console, xenstore downward.
-    """
-    rma_log2(rma_size)  # ValueError naming the allowed sizes
-    return {
-        "shared_info": rma_size - PAGE_SIZE,
-        "console": rma_size - 2 * PAGE_SIZE,
-        "xenstore": rma_size - 3 * PAGE_SIZE,
-    }
-
-
 def dom0_memory_default(
     machine_bytes: int,
     dom0_mem: int | None = None,
@@ -536,15 +514,3 @@ def dom0_memory_default(
     want = max(DOM0_MIN_BYTES, machine_bytes // 16, rma_size)
     want = rma_size + -(-(want - rma_size) // EXTENT_BYTES) * EXTENT_BYTES
     return min(want, cap)
-
-
-def htab_bytes_for(memory_bytes: int) -> int:
-    """Hashed page table size for a domain: 1/64 of its memory, a power of two, >= 256 KiB.
-
-    The 1/64 rule is xend's (``getRequiredShadowMemory``: max(maxmem / 64, shadow_mem)) and
-    dom0's in ``domain_build.c``; SDR1 needs a power of two of at least 256 KiB.
-    """
-    if memory_bytes <= 0:
-        raise ValueError(f"domain memory {memory_bytes} must be positive")
-    want = -(-memory_bytes // 64)
-    return max(HTAB_MIN_BYTES, 1 << (want - 1).bit_length())

@@ -17,18 +17,20 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import TYPE_CHECKING, Final
 
+from framework.hw970.devtree import IO_HOLE_END, IO_HOLE_START
+from framework.hw970.memory import PAGE_SHIFT
 from framework.xen.mm import NotOwned
+from framework.xen.public.arch_powerpc import (
+    FOREIGN_PFN_BASE,
+    FOREIGN_SLOTS,
+    NR_GRANT_FRAMES,
+)
 
 if TYPE_CHECKING:
     from framework.xen.domain import Domain
 
-FOREIGN_PFN_SHIFT: Final = 22
-FOREIGN_PFN_BASE: Final = 1 << FOREIGN_PFN_SHIFT
-FOREIGN_GPA_BASE: Final = FOREIGN_PFN_BASE << 12  # 16 GiB
-FOREIGN_SLOTS: Final = 1024
-NR_GRANT_FRAMES: Final = 4
-IO_HOLE_START_PFN: Final = (2 << 30) >> 12
-IO_HOLE_END_PFN: Final = (4 << 30) >> 12
+IO_HOLE_START_PFN: Final = IO_HOLE_START >> PAGE_SHIFT
+IO_HOLE_END_PFN: Final = IO_HOLE_END >> PAGE_SHIFT
 
 
 class PfnClass(IntEnum):

@@ -17,7 +17,11 @@ from typing import TYPE_CHECKING, Final
 from framework.hw970.core import Core
 from framework.hw970.mmu import PTE_G, PTE_I, PTE_L, PTE_N, PTE_PP, PTE_V, PTE_W, PTES_PER_PTEG
 from framework.xen import costs
-from framework.xen.abi import (
+from framework.xen.domain import Vcpu
+from framework.xen.mm import NotOwned
+from framework.xen.p2m import IO_HOLE_END_PFN, IO_HOLE_START_PFN, PfnClass, foreign_pfn, pfn_to_mfn
+from framework.xen.public.arch_powerpc import FOREIGN_PFN_BASE
+from framework.xen.public.papr import (
     H_ANDCOND,
     H_AVPN,
     H_CLEAR_MOD,
@@ -32,16 +36,6 @@ from framework.xen.abi import (
     H_READ,
     H_REMOVE,
     H_SUCCESS,
-)
-from framework.xen.domain import Vcpu
-from framework.xen.mm import NotOwned
-from framework.xen.p2m import (
-    FOREIGN_PFN_BASE,
-    IO_HOLE_END_PFN,
-    IO_HOLE_START_PFN,
-    PfnClass,
-    foreign_pfn,
-    pfn_to_mfn,
 )
 
 if TYPE_CHECKING:

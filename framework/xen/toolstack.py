@@ -11,11 +11,34 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from framework.hw970.mmu import rma_log2
-from framework.xen import abi
-from framework.xen.abi import DOMCTL, XEN_DOMCTL_INTERFACE_VERSION, xen_mark
-from framework.xen.devtree import build_domain_devtree, domain_spec
 from framework.xen.hypervisor import KernelImage
-from framework.xen.xencomm import build_descriptor, descriptor_for_buffer
+from framework.xen.public.devtree import build_domain_devtree, domain_spec
+from framework.xen.public.domctl import (
+    DOMCTL,
+    XEN_DOMCTL_INTERFACE_VERSION,
+    XEN_SCHEDULER_CREDIT,
+    XEN_DOMCTL_createdomain,
+    XEN_DOMCTL_max_mem,
+    XEN_DOMCTL_max_vcpus,
+    XEN_DOMCTL_real_mode_area,
+    XEN_DOMCTL_SCHEDOP_putinfo,
+    XEN_DOMCTL_scheduler_op,
+    XEN_DOMCTL_setvcpuaffinity,
+    XEN_DOMCTL_setvcpucontext,
+    XEN_DOMCTL_unpausedomain,
+    XEN_DOMCTL_xen970_copy_to_domain,
+)
+from framework.xen.public.errno import EBUSY, EFAULT, EINVAL, ENOMEM, EPERM, ESRCH
+from framework.xen.public.event_channel import EVTCHN_ALLOC_UNBOUND, EVTCHNOP_alloc_unbound
+from framework.xen.public.memory import MEMORY_RESERVATION, XENMEM_populate_physmap
+from framework.xen.public.vcpu import VCPU_GUEST_CONTEXT
+from framework.xen.public.xen import (
+    HYPERVISOR_domctl,
+    HYPERVISOR_event_channel_op,
+    HYPERVISOR_memory_op,
+    xen_mark,
+)
+from framework.xen.public.xencomm import build_descriptor, descriptor_for_buffer
 
 
 class HypercallPort(Protocol):
@@ -75,7 +98,7 @@ class Toolstack:
         )
         self.port.write(self.ARG, data)
         handle = self._handle(self.ARG, DOMCTL.size, self.ARG + 0x1000)
-        rc = self.port.hypercall(xen_mark(abi.HYPERVISOR_domctl), handle)
+        rc = self.port.hypercall(xen_mark(HYPERVISOR_domctl), handle)
         return rc, DOMCTL.unpack(self.port.read(self.ARG, DOMCTL.size))
 
     def _buffer(self, data: bytes, offset: int = 0) -> int:
@@ -96,25 +119,25 @@ class Toolstack:
     # -- building ------------------------------------------------------------------------
     def create(self, cfg: DomainConfig) -> int:
         """Create and populate a domain (paused); returns its domid."""
-        rc, out = self.domctl(abi.XEN_DOMCTL_createdomain, 0)
+        rc, out = self.domctl(XEN_DOMCTL_createdomain, 0)
         self._check(rc, "createdomain", cfg.name)
         domid = out["domain"]
         self.domids[cfg.name] = domid
-        rc, _ = self.domctl(abi.XEN_DOMCTL_max_vcpus, domid, max_vcpus=cfg.vcpus)
+        rc, _ = self.domctl(XEN_DOMCTL_max_vcpus, domid, max_vcpus=cfg.vcpus)
         self._check(rc, "max_vcpus", cfg.name)
-        rc, _ = self.domctl(abi.XEN_DOMCTL_real_mode_area, domid, rma_log=rma_log2(cfg.rma))
+        rc, _ = self.domctl(XEN_DOMCTL_real_mode_area, domid, rma_log=rma_log2(cfg.rma))
         self._check(rc, f"real_mode_area ({cfg.rma >> 20} MiB RMA)", cfg.name)
-        rc, _ = self.domctl(abi.XEN_DOMCTL_max_mem, domid, max_memkb=cfg.memory >> 10)
+        rc, _ = self.domctl(XEN_DOMCTL_max_mem, domid, max_memkb=cfg.memory >> 10)
         self._check(rc, "max_mem", cfg.name)
         extents = (cfg.memory - cfg.rma) >> 24
         if extents:
-            res = abi.MEMORY_RESERVATION.pack(
+            res = MEMORY_RESERVATION.pack(
                 extent_start=0, nr_extents=extents, extent_order=12, domid=domid
             )
             self.port.write(self.ARG, res)
             handle = self._handle(self.ARG, len(res), self.ARG + 0x1000)
             rc = self.port.hypercall(
-                xen_mark(abi.HYPERVISOR_memory_op), abi.XENMEM_populate_physmap, handle
+                xen_mark(HYPERVISOR_memory_op), XENMEM_populate_physmap, handle
             )
             if rc != extents:
                 raise BuildError(f"{cfg.name}: populate_physmap gave {rc} of {extents} extents")
@@ -122,7 +145,7 @@ class Toolstack:
             bitmap = sum(1 << c for c in cpu_set).to_bytes(1, "little")
             handle = self._buffer(bitmap)
             rc, _ = self.domctl(
-                abi.XEN_DOMCTL_setvcpuaffinity,
+                XEN_DOMCTL_setvcpuaffinity,
                 domid,
                 vcpu=vid,
                 cpumap_bitmap=handle,
@@ -130,10 +153,10 @@ class Toolstack:
             )
             self._check(rc, "setvcpuaffinity", cfg.name)
         rc, _ = self.domctl(
-            abi.XEN_DOMCTL_scheduler_op,
+            XEN_DOMCTL_scheduler_op,
             domid,
-            sched_id=abi.XEN_SCHEDULER_CREDIT,
-            sched_cmd=abi.XEN_DOMCTL_SCHEDOP_putinfo,
+            sched_id=XEN_SCHEDULER_CREDIT,
+            sched_cmd=XEN_DOMCTL_SCHEDOP_putinfo,
             sched_weight=cfg.weight,
             sched_cap=cfg.cap,
         )
@@ -141,15 +164,15 @@ class Toolstack:
         return domid
 
     def alloc_unbound(self, dom: int, remote: int) -> int:
-        data = abi.EVTCHN_ALLOC_UNBOUND.pack(dom=dom, remote_dom=remote)
+        data = EVTCHN_ALLOC_UNBOUND.pack(dom=dom, remote_dom=remote)
         self.port.write(self.ARG, data)
         handle = self._handle(self.ARG, len(data), self.ARG + 0x1000)
         rc = self.port.hypercall(
-            xen_mark(abi.HYPERVISOR_event_channel_op), abi.EVTCHNOP_alloc_unbound, handle
+            xen_mark(HYPERVISOR_event_channel_op), EVTCHNOP_alloc_unbound, handle
         )
         if rc < 0:
             raise BuildError(f"alloc_unbound for d{dom} failed with -{_errname(-rc)}")
-        return abi.EVTCHN_ALLOC_UNBOUND.unpack(self.port.read(self.ARG, 8))["port"]
+        return EVTCHN_ALLOC_UNBOUND.unpack(self.port.read(self.ARG, 8))["port"]
 
     def load_and_start(
         self, cfg: DomainConfig, workload: dict[str, int | str | list[int]]
@@ -181,17 +204,17 @@ class Toolstack:
                 "pc": self.kernel.entry,
                 "msr": 1 << 63,
             }
-            handle = self._buffer(abi.VCPU_GUEST_CONTEXT.pack(**regs))
-            rc, _ = self.domctl(abi.XEN_DOMCTL_setvcpucontext, domid, vcpu=vid, vcpu_ctxt=handle)
+            handle = self._buffer(VCPU_GUEST_CONTEXT.pack(**regs))
+            rc, _ = self.domctl(XEN_DOMCTL_setvcpucontext, domid, vcpu=vid, vcpu_ctxt=handle)
             self._check(rc, f"setvcpucontext({vid})", cfg.name)
-        rc, _ = self.domctl(abi.XEN_DOMCTL_unpausedomain, domid)
+        rc, _ = self.domctl(XEN_DOMCTL_unpausedomain, domid)
         self._check(rc, "unpausedomain", cfg.name)
         return console_port, store_port
 
     def _copy(self, domid: int, gpa: int, data: bytes, name: str) -> None:
         handle = self._buffer(data)
         rc, _ = self.domctl(
-            abi.XEN_DOMCTL_xen970_copy_to_domain,
+            XEN_DOMCTL_xen970_copy_to_domain,
             domid,
             copy_dst_gpa=gpa,
             copy_nbytes=len(data),
@@ -202,11 +225,11 @@ class Toolstack:
 
 def _errname(errno: int) -> str:
     names = {
-        abi.ENOMEM: "ENOMEM",
-        abi.EINVAL: "EINVAL",
-        abi.EPERM: "EPERM",
-        abi.ESRCH: "ESRCH",
-        abi.EFAULT: "EFAULT",
-        abi.EBUSY: "EBUSY",
+        ENOMEM: "ENOMEM",
+        EINVAL: "EINVAL",
+        EPERM: "EPERM",
+        ESRCH: "ESRCH",
+        EFAULT: "EFAULT",
+        EBUSY: "EBUSY",
     }
     return names.get(errno, str(errno))

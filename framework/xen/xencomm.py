@@ -21,32 +21,20 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from framework.hw970.memory import PAGE_SHIFT, PAGE_SIZE, MachineMemory
+from framework.xen.public.xencomm import (
+    XENCOMM_DESC_HEADER,
+    XENCOMM_HEADER,
+    XENCOMM_INLINE_FLAG,
+    XENCOMM_INVALID,
+    XENCOMM_MAGIC,
+)
 
 if TYPE_CHECKING:
     from framework.xen.domain import Domain
     from framework.xen.hypervisor import Hypervisor
 
-__all__ = [
-    "XENCOMM_DESC_HEADER",
-    "XENCOMM_INLINE_FLAG",
-    "XENCOMM_INVALID",
-    "XENCOMM_MAGIC",
-    "XENCOMM_MAX_ADDRS",
-    "Xencomm",
-    "XencommError",
-    "build_descriptor",
-    "descriptor_for_buffer",
-    "xencomm_of",
-]
+__all__ = ["Xencomm", "XencommError", "xencomm_of"]
 
-XENCOMM_MAGIC: Final = 0x58434F4D  # 'XCOM'
-XENCOMM_INLINE_FLAG: Final = 1 << 63
-XENCOMM_INVALID: Final = ~0 & (2**64 - 1)
-XENCOMM_DESC_HEADER: Final = 8  # u32 magic, u32 nr_addrs
-#: Most addresses a descriptor can hold when it starts at the top of its page.
-XENCOMM_MAX_ADDRS: Final = (PAGE_SIZE - XENCOMM_DESC_HEADER) // 8
-
-_HEADER: Final = struct.Struct(">II")
 _PAGE_MASK: Final = PAGE_SIZE - 1
 
 
@@ -129,7 +117,7 @@ class Xencomm:
                 errno.EFAULT, f"xencomm: descriptor at {handle:#x} crosses its page boundary"
             )
         base = self._maddr(handle, XENCOMM_DESC_HEADER, "descriptor")
-        magic, nr_addrs = _HEADER.unpack(self.memory.read(base, XENCOMM_DESC_HEADER))
+        magic, nr_addrs = XENCOMM_HEADER.unpack(self.memory.read(base, XENCOMM_DESC_HEADER))
         if magic != XENCOMM_MAGIC:
             raise XencommError(
                 errno.EFAULT,
@@ -182,24 +170,6 @@ def _append(out: list[tuple[int, int]], maddr: int, n: int) -> None:
         out[-1] = (out[-1][0], out[-1][1] + n)
     else:
         out.append((maddr, n))
-
-
-def build_descriptor(addrs: list[int]) -> bytes:
-    """Guest side: the bytes of a descriptor naming `addrs` (to place within one page)."""
-    if len(addrs) > XENCOMM_MAX_ADDRS:
-        raise ValueError(
-            f"{len(addrs)} addresses do not fit one 4KiB page (at most {XENCOMM_MAX_ADDRS})"
-        )
-    return _HEADER.pack(XENCOMM_MAGIC, len(addrs)) + struct.pack(f">{len(addrs)}Q", *addrs)
-
-
-def descriptor_for_buffer(gpa: int, nbytes: int) -> list[int]:
-    """Guest side: one guest-physical address per page that [gpa, gpa + nbytes) touches."""
-    if nbytes <= 0:
-        return []
-    first_page = gpa & ~_PAGE_MASK
-    last_page = (gpa + nbytes - 1) & ~_PAGE_MASK
-    return [gpa, *range(first_page + PAGE_SIZE, last_page + 1, PAGE_SIZE)]
 
 
 def xencomm_of(xen: Hypervisor, dom: Domain) -> Xencomm:

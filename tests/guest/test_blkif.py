@@ -48,8 +48,9 @@ from framework.hw970.iommu import TCE_PAGE_READ, TCE_PAGE_WRITE, TceTable
 from framework.hw970.memory import MachineMemory
 from framework.scenario import parse_scenario
 from framework.simulation import Simulation
-from framework.xen.grant_table import GRANT_ENTRY, NR_GRANT_ENTRIES, entry_maddr
-from framework.xen.ioabi import (
+from framework.xen.grant_table import entry_maddr
+from framework.xen.public.grant_table import GRANT_ENTRY, NR_GRANT_ENTRIES
+from framework.xen.public.io.blkif import (
     BLKIF_OP_FLUSH_DISKCACHE,
     BLKIF_OP_READ,
     BLKIF_OP_WRITE,

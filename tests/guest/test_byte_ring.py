@@ -10,7 +10,7 @@ import pytest
 from framework.guest.byte_ring import ConsoleRing, XenstoreRing, XsdMessageReader
 from framework.guest.ring import RingError, RingProtocolError
 from framework.hw970.memory import MachineMemory
-from framework.xen.ioabi import XsdSockmsgType, xsd_message
+from framework.xen.public.io.xs_wire import XsdSockmsgType, xsd_message
 
 PAGE_MADDR = 0x7000
 GUEST_GPA = 0x3FFE000  # the console page of a 64 MiB RMA

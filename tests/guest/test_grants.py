@@ -11,9 +11,10 @@ from framework.guest.kernel import GuestKernel
 from framework.guest.kmem import KernelFault, KernelMemory
 from framework.hw970.core import Core
 from framework.simulation import Simulation
-from framework.xen import abi
 from framework.xen.domain import Domain
-from framework.xen.grant_table import (
+from framework.xen.grant_table import entry_maddr
+from framework.xen.public.arch_powerpc import NR_GRANT_FRAMES
+from framework.xen.public.grant_table import (
     GNTTAB_MAP_GRANT_REF,
     GNTTAB_SETUP_TABLE,
     GNTTAB_UNMAP_GRANT_REF,
@@ -29,10 +30,9 @@ from framework.xen.grant_table import (
     GTF_reading,
     GTF_readonly,
     GTF_writing,
-    entry_maddr,
 )
-from framework.xen.p2m import NR_GRANT_FRAMES
-from framework.xen.xencomm import build_descriptor
+from framework.xen.public.xen import DOMID_SELF, HYPERVISOR_grant_table_op
+from framework.xen.public.xencomm import build_descriptor
 from tests.xen.xenharness import Caller, domain_named, quickstart
 
 FRAME_LIST = 0x3B000  # guest-physical, free in every quick-start domain's RMA
@@ -56,9 +56,9 @@ def setup_table(k: GuestKernel, core: Core) -> list[int]:
     """GNTTABOP_setup_table for our own table: the pfns of its frames."""
     mem = KernelMemory(core)
     mem.write(FRAME_LIST_DESC, build_descriptor([FRAME_LIST]))
-    op = {"dom": abi.DOMID_SELF, "nr_frames": NR_GRANT_FRAMES, "frame_list": FRAME_LIST_DESC}
+    op = {"dom": DOMID_SELF, "nr_frames": NR_GRANT_FRAMES, "frame_list": FRAME_LIST_DESC}
     rc, [out] = k.multi_op(
-        core, abi.HYPERVISOR_grant_table_op, GNTTABOP_setup_table, GNTTAB_SETUP_TABLE, [op]
+        core, HYPERVISOR_grant_table_op, GNTTABOP_setup_table, GNTTAB_SETUP_TABLE, [op]
     )
     assert rc == 0 and out["status"] == GNTST_okay
     raw = mem.read(FRAME_LIST, 8 * NR_GRANT_FRAMES)
@@ -140,7 +140,7 @@ def test_revoking_a_mapped_grant_reports_busy(
     client.grant_access(ref, 0, GRANTED_PFN)
     op = {"flags": GNTMAP_host_map, "ref": ref, "dom": dom.domid}
     rc, [mapped] = k0.multi_op(
-        core0, abi.HYPERVISOR_grant_table_op, GNTTABOP_map_grant_ref, GNTTAB_MAP_GRANT_REF, [op]
+        core0, HYPERVISOR_grant_table_op, GNTTABOP_map_grant_ref, GNTTAB_MAP_GRANT_REF, [op]
     )
     assert rc == 0 and mapped["status"] == GNTST_okay
     busy = client.entry(ref)
@@ -152,7 +152,7 @@ def test_revoking_a_mapped_grant_reports_busy(
     op = {"host_addr": mapped["host_addr"], "handle": mapped["handle"]}
     rc, [out] = k0.multi_op(
         core0,
-        abi.HYPERVISOR_grant_table_op,
+        HYPERVISOR_grant_table_op,
         GNTTABOP_unmap_grant_ref,
         GNTTAB_UNMAP_GRANT_REF,
         [op],

@@ -52,8 +52,7 @@ from framework.hw970.core import Core
 from framework.hw970.link import Link, LinkParams
 from framework.hw970.memory import MachineMemory
 from framework.trace.schema import K
-from framework.xen.abi import DOMID_SELF
-from framework.xen.grant_table import (
+from framework.xen.public.grant_table import (
     GNTTAB_COPY,
     GNTCOPY_dest_gref,
     GNTCOPY_source_gref,
@@ -64,14 +63,15 @@ from framework.xen.grant_table import (
     GTF_type_mask,
     GTF_writing,
 )
-from framework.xen.ioabi import (
+from framework.xen.public.io.netif import (
     NETIF_RSP_OKAY,
     NETIF_TX_RING,
     NetifTxRequest,
     NetifTxResponse,
     NETTXF_more_data,
-    XenbusState,
 )
+from framework.xen.public.io.xenbus import XenbusState
+from framework.xen.public.xen import DOMID_SELF
 
 MAC_A = "00:16:3e:00:01:00"
 MAC_B = "00:16:3e:00:02:00"

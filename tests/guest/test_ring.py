@@ -19,15 +19,15 @@ from framework.guest.ring import (
     SharedRing,
 )
 from framework.hw970.memory import MachineMemory
-from framework.xen.ioabi import (
+from framework.xen.public.io.blkif import (
     BLKIF_OP_READ,
     BLKIF_RING,
     BLKIF_RSP_OKAY,
-    NETIF_TX_RING,
     BlkifRequest,
     BlkifResponse,
     BlkifSegment,
 )
+from framework.xen.public.io.netif import NETIF_TX_RING
 
 RING_MADDR = 0x5000  # the machine page holding the ring
 DOMU_GPA = 0x3FFC000  # where the front end's domain sees it

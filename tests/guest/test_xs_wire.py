@@ -10,7 +10,7 @@ import pytest
 
 from framework.guest import xs_wire as xs
 from framework.guest.xs_wire import Perm, XenstoreError, XsMsg, XsWireError
-from framework.xen.ioabi import XENSTORE_PAYLOAD_MAX, xsd_message
+from framework.xen.public.io.xs_wire import XENSTORE_PAYLOAD_MAX, xsd_message
 
 
 def test_message_numbers_are_xens() -> None:

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import random
 
 import pytest
 
-from framework.xen import abi, ioabi
-from framework.xen import grant_table as gt
-from framework.xen.abi import Layout
+import framework.xen.public
+from framework.xen.public.event_channel import EVTCHN_PORT
+from framework.xen.public.grant_table import GNTTAB_COPY
+from framework.xen.public.layout import Layout
 
-LAYOUTS = [v for mod in (abi, ioabi, gt) for v in vars(mod).values() if isinstance(v, Layout)]
+#: Every structure the guest ABI declares (each module of framework.xen.public, io/ too).
+LAYOUTS = [
+    v
+    for info in pkgutil.walk_packages(framework.xen.public.__path__, "framework.xen.public.")
+    for v in vars(importlib.import_module(info.name)).values()
+    if isinstance(v, Layout)
+]
 
 
 def _slow_pack(layout: Layout, values: dict[str, int]) -> bytes:
@@ -54,7 +63,7 @@ def test_most_layouts_take_the_struct_path() -> None:
 
 
 def test_a_layout_with_unions_unpacks_through_layers_of_structs() -> None:
-    copy = gt.GNTTAB_COPY
+    copy = GNTTAB_COPY
     assert copy._codec is None and copy._layers is not None
     assert [names for _codec, names in copy._layers] == [
         ("source_ref", "source_domid", "source_offset", "dest_ref", "dest_domid")
@@ -78,4 +87,4 @@ def test_a_layout_with_unions_unpacks_through_layers_of_structs() -> None:
 
 def test_pack_refuses_unknown_fields() -> None:
     with pytest.raises(KeyError, match="nope"):
-        abi.EVTCHN_PORT.pack(nope=1)
+        EVTCHN_PORT.pack(nope=1)

@@ -8,9 +8,9 @@ import struct
 import fdt
 import pytest
 
-from framework.xen.devtree import (
+from framework.xen.public.arch_powerpc import DOM0_FOREIGN_MAP
+from framework.xen.public.devtree import (
     DEVTREE_MAX_BYTES,
-    DOM0_FOREIGN_MAP,
     DomainDevtreeSpec,
     build_domain_devtree,
     parse_domain_devtree,

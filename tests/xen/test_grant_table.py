@@ -21,9 +21,20 @@ from framework.hw970.mmu import (
 )
 from framework.hw970.regs import DSISR_PROTECTION, MSR_DR, MSR_IR, VEC_DSI
 from framework.simulation import Simulation
-from framework.xen import abi
 from framework.xen.domain import Domain
-from framework.xen.grant_table import (
+from framework.xen.grant_table import ForeignMappingsRemain, entry_maddr
+from framework.xen.mm import INVALID_MFN, NotOwned, PhysMap, SparsePhysMap
+from framework.xen.p2m import ForeignArea, ForeignSlot, foreign_pfn
+from framework.xen.p2m import pfn_to_mfn as p2m_pfn_to_mfn
+from framework.xen.public.arch_powerpc import (
+    EXTENT_PAGES,
+    FOREIGN_GPA_BASE,
+    FOREIGN_SLOTS,
+    NR_GRANT_FRAMES,
+)
+from framework.xen.public.domctl import XEN_DOMCTL_destroydomain
+from framework.xen.public.errno import EAGAIN, EBUSY, EFAULT, EINVAL, ENOSYS, EPERM
+from framework.xen.public.grant_table import (
     GNTTAB_COPY,
     GNTTAB_MAP_GRANT_REF,
     GNTTAB_QUERY_SIZE,
@@ -32,7 +43,6 @@ from framework.xen.grant_table import (
     GNTTAB_UNMAP_GRANT_REF,
     GRANT_ENTRY,
     NR_GRANT_ENTRIES,
-    ForeignMappingsRemain,
     GNTCOPY_dest_gref,
     GNTCOPY_source_gref,
     GNTMAP_application_map,
@@ -62,22 +72,21 @@ from framework.xen.grant_table import (
     GTF_transfer_committed,
     GTF_transfer_completed,
     GTF_writing,
-    entry_maddr,
     gntst_name,
-    signed16,
 )
-from framework.xen.mm import EXTENT_PAGES, INVALID_MFN, NotOwned, PhysMap, SparsePhysMap
-from framework.xen.p2m import (
-    FOREIGN_GPA_BASE,
-    FOREIGN_SLOTS,
-    NR_GRANT_FRAMES,
-    ForeignArea,
-    ForeignSlot,
-    foreign_pfn,
+from framework.xen.public.layout import Layout, signed16
+from framework.xen.public.papr import (
+    H_AVPN,
+    H_ENTER,
+    H_PARAMETER,
+    H_PROTECT,
+    H_READ,
+    H_REMOVE,
+    H_SUCCESS,
 )
-from framework.xen.p2m import pfn_to_mfn as p2m_pfn_to_mfn
+from framework.xen.public.xen import DOMID_SELF, HYPERVISOR_grant_table_op, xen_mark
+from framework.xen.public.xencomm import build_descriptor, descriptor_for_buffer
 from framework.xen.toolstack import DomainConfig, Toolstack
-from framework.xen.xencomm import build_descriptor, descriptor_for_buffer
 from tests.xen.xenharness import Caller, domain_named, quickstart
 
 MiB = 1 << 20
@@ -90,20 +99,18 @@ VSID = 0x5EED  # dom0's private test mapping of foreign slots
 
 
 # --- helpers ---------------------------------------------------------------------------------
-def gnttab(
-    c: Caller, cmd: int, layout: abi.Layout, items: list[dict[str, int]]
-) -> tuple[int, list]:
+def gnttab(c: Caller, cmd: int, layout: Layout, items: list[dict[str, int]]) -> tuple[int, list]:
     """GNTTABOP `cmd` on an array of structures passed through a xencomm descriptor."""
     size = layout.size
     data = b"".join(layout.pack(**it) for it in items)
     c.write(OPS, data)
     c.write(OPS_DESC, build_descriptor(descriptor_for_buffer(OPS, max(len(data), 1))))
-    rc = c.call(abi.xen_mark(abi.HYPERVISOR_grant_table_op), cmd, OPS_DESC, len(items))
+    rc = c.call(xen_mark(HYPERVISOR_grant_table_op), cmd, OPS_DESC, len(items))
     raw = c.read(OPS, size * len(items))
     return rc, [layout.unpack(raw[i * size : (i + 1) * size]) for i in range(len(items))]
 
 
-def one(c: Caller, cmd: int, layout: abi.Layout, **fields: int) -> dict[str, int]:
+def one(c: Caller, cmd: int, layout: Layout, **fields: int) -> dict[str, int]:
     rc, [out] = gnttab(c, cmd, layout, [fields])
     assert rc == 0
     out["status"] = signed16(out["status"])
@@ -177,7 +184,7 @@ class Dom0Mapping:
         self.tr.slbmte(VSID << 12, (ea >> 28 << 28) | 0x8000000 | 60)
         ptex = pteg_index(VSID, ea, 12, False, self.n_ptegs) * 8
         hi = (pte_avpn(VSID, ea) << 7) | PTE_V
-        rc = self.c.call(abi.H_ENTER, 0, ptex, hi, (gpa & ~0xFFF) | 0x10 | pp)
+        rc = self.c.call(H_ENTER, 0, ptex, hi, (gpa & ~0xFFF) | 0x10 | pp)
         return rc, self.c.core.gpr(4)
 
     def translate(self, gpa: int, access: int) -> tuple[int, int] | Fault:
@@ -263,26 +270,26 @@ def test_every_domain_gets_grant_frames_and_domus_get_seeded_entries(sim: Simula
 def test_setup_table_and_query_size(sim: Simulation) -> None:
     dom0, g2, _ = callers(sim)
     base = sim.xen.alloc.total_pages
-    assert setup_table(g2, abi.DOMID_SELF, 4) == GNTST_okay
+    assert setup_table(g2, DOMID_SELF, 4) == GNTST_okay
     raw = g2.read(FRAMES, 32)
     pfns = [int.from_bytes(raw[8 * i : 8 * i + 8], "big") for i in range(4)]
     assert pfns == [base + i for i in range(4)]  # the GNTTAB pfns, not machine frames
     assert setup_table(g2, g2.dom.domid, 1) == GNTST_okay
-    assert setup_table(g2, abi.DOMID_SELF, 5) == GNTST_general_error
+    assert setup_table(g2, DOMID_SELF, 5) == GNTST_general_error
     assert setup_table(g2, 0, 1) == GNTST_permission_denied
     assert setup_table(dom0, g2.dom.domid, 2) == GNTST_okay  # privileged: any domain
     assert setup_table(dom0, 77, 1) == GNTST_bad_domain
-    q = one(g2, GNTTABOP_query_size, GNTTAB_QUERY_SIZE, dom=abi.DOMID_SELF)
+    q = one(g2, GNTTABOP_query_size, GNTTAB_QUERY_SIZE, dom=DOMID_SELF)
     assert (q["nr_frames"], q["max_nr_frames"], q["status"]) == (4, 4, GNTST_okay)
     q = one(g2, GNTTABOP_query_size, GNTTAB_QUERY_SIZE, dom=0)
     assert q["status"] == GNTST_permission_denied
     # Whole-call errors: a batch of two, an unknown command, an unreachable frame list.
-    q1 = {"dom": abi.DOMID_SELF}
-    assert gnttab(g2, GNTTABOP_query_size, GNTTAB_QUERY_SIZE, [q1, q1])[0] == -abi.EINVAL
-    assert gnttab(g2, 3, GNTTAB_QUERY_SIZE, [q1])[0] == -abi.ENOSYS
+    q1 = {"dom": DOMID_SELF}
+    assert gnttab(g2, GNTTABOP_query_size, GNTTAB_QUERY_SIZE, [q1, q1])[0] == -EINVAL
+    assert gnttab(g2, 3, GNTTAB_QUERY_SIZE, [q1])[0] == -ENOSYS
     g2.write(FRAMES_DESC, build_descriptor([(g2.dom.tot_pages + 5) << 12]))
-    op = {"dom": abi.DOMID_SELF, "nr_frames": 1, "frame_list": FRAMES_DESC}
-    assert gnttab(g2, GNTTABOP_setup_table, GNTTAB_SETUP_TABLE, [op])[0] == -abi.EFAULT
+    op = {"dom": DOMID_SELF, "nr_frames": 1, "frame_list": FRAMES_DESC}
+    assert gnttab(g2, GNTTABOP_setup_table, GNTTAB_SETUP_TABLE, [op])[0] == -EFAULT
 
 
 def test_grant_frames_map_as_cacheable_4k_pages_only(sim: Simulation) -> None:
@@ -290,17 +297,17 @@ def test_grant_frames_map_as_cacheable_4k_pages_only(sim: Simulation) -> None:
     m = Dom0Mapping(g2)
     gnttab_gpa = sim.xen.alloc.total_pages << 12
     hi_large = (pte_avpn(VSID, m.ea(gnttab_gpa)) << 7) | PTE_V | PTE_L
-    assert g2.call(abi.H_ENTER, 0, 0, hi_large, gnttab_gpa | 2) == abi.H_PARAMETER
+    assert g2.call(H_ENTER, 0, 0, hi_large, gnttab_gpa | 2) == H_PARAMETER
     rc, ptex = m.enter(gnttab_gpa, pp=2 | PTE_I | PTE_G)
-    assert rc == abi.H_SUCCESS
+    assert rc == H_SUCCESS
     lo = m.pte_lo(ptex)
     assert lo >> 12 == g2.dom.grant_frames[0] and not lo & (PTE_I | PTE_G)
     # H_READ gives the PTE back as the guest wrote it: the GNTTAB pfn.
-    assert g2.call(abi.H_READ, 0, ptex) == abi.H_SUCCESS
+    assert g2.call(H_READ, 0, ptex) == H_SUCCESS
     assert g2.core.gpr(5) >> 12 == gnttab_gpa >> 12
     got = m.translate(gnttab_gpa + 8, ACCESS_READ)
     assert not isinstance(got, Fault) and got[0] == g2.dom.grant_frames[0] << 12
-    assert g2.call(abi.H_REMOVE, 0, ptex, 0) == abi.H_SUCCESS
+    assert g2.call(H_REMOVE, 0, ptex, 0) == H_SUCCESS
 
 
 # --- map / unmap -----------------------------------------------------------------------------
@@ -325,7 +332,7 @@ def test_map_a_granted_page_enter_a_pte_and_unmap(sim: Simulation) -> None:
     # dom0 maps the foreign pfn with a 4 KiB PTE and sees (and changes) the guest's page.
     m = Dom0Mapping(dom0)
     rc, ptex = m.enter(out["host_addr"])
-    assert rc == abi.H_SUCCESS and m.pte_lo(ptex) >> 12 == mfn
+    assert rc == H_SUCCESS and m.pte_lo(ptex) >> 12 == mfn
     got = m.translate(out["host_addr"] + 0x123, ACCESS_READ)
     assert not isinstance(got, Fault) and got[0] == mfn << 12
     assert sim.machine.memory.read(got[0], 4096) == page
@@ -340,14 +347,14 @@ def test_map_a_granted_page_enter_a_pte_and_unmap(sim: Simulation) -> None:
     assert last["status"] == GNTST_general_error
     assert "still mapped by a page table entry" in last["text"]
     assert guest.end_access(ref) is False
-    assert dom0.call(abi.H_REMOVE, 0, ptex, 0) == abi.H_SUCCESS
+    assert dom0.call(H_REMOVE, 0, ptex, 0) == H_SUCCESS
     assert dom0.core.gpr(5) >> 12 == foreign_pfn(slot)  # the PTE as dom0 wrote it
     assert isinstance(m.translate(out["host_addr"], ACCESS_READ), Fault)
     assert unmap(dom0, out) == GNTST_okay
     assert entry(sim, g2.dom, ref)["flags"] == GTF_permit_access
     assert sim.xen.domains[0].foreign.slots[slot] is None
     assert free_slots(area) == before  # the daemons' slots untouched
-    assert dom0.call(abi.H_ENTER, 0, 0, (1 << 7) | 1, out["host_addr"] | 2) == abi.H_PARAMETER
+    assert dom0.call(H_ENTER, 0, 0, (1 << 7) | 1, out["host_addr"] | 2) == H_PARAMETER
     assert guest.end_access(ref) is True
     assert entry(sim, g2.dom, ref)["flags"] == 0
     guest.free_ref(ref)
@@ -370,15 +377,15 @@ def test_read_only_grant_maps_read_only_and_a_store_faults(sim: Simulation) -> N
     assert flags & GTF_reading and not flags & GTF_writing
     m = Dom0Mapping(dom0)
     rc, ptex = m.enter(out["host_addr"], pp=2)  # asks for read/write
-    assert rc == abi.H_SUCCESS and m.pte_lo(ptex) & PTE_PP == 3
+    assert rc == H_SUCCESS and m.pte_lo(ptex) & PTE_PP == 3
     assert not isinstance(m.translate(out["host_addr"], ACCESS_READ), Fault)
     store = m.translate(out["host_addr"], ACCESS_WRITE)
     assert isinstance(store, Fault) and store.vector == VEC_DSI
     assert store.dsisr & DSISR_PROTECTION
     # H_PROTECT cannot make it writable either.
-    assert dom0.call(abi.H_PROTECT, 2, ptex, 0) == abi.H_SUCCESS
+    assert dom0.call(H_PROTECT, 2, ptex, 0) == H_SUCCESS
     assert m.pte_lo(ptex) & PTE_PP == 3
-    assert dom0.call(abi.H_REMOVE, 0, ptex, 0) == abi.H_SUCCESS
+    assert dom0.call(H_REMOVE, 0, ptex, 0) == H_SUCCESS
     assert unmap(dom0, out) == GNTST_okay
     assert guest.end_access(ref) is True
     guest.free_ref(ref)
@@ -416,7 +423,7 @@ def test_map_errors(sim: Simulation) -> None:
     # No map/unmap/transfer from a domain without I/O privileges: -EPERM, op untouched.
     op = {"flags": GNTMAP_host_map, "ref": ref, "dom": d2}
     rc, [back] = gnttab(g3, GNTTABOP_map_grant_ref, GNTTAB_MAP_GRANT_REF, [op])
-    assert rc == -abi.EPERM and back == GNTTAB_MAP_GRANT_REF.unpack(GNTTAB_MAP_GRANT_REF.pack(**op))
+    assert rc == -EPERM and back == GNTTAB_MAP_GRANT_REF.unpack(GNTTAB_MAP_GRANT_REF.pack(**op))
     # Unmap errors: an unknown handle, a host_addr or dev_bus_addr not the handle's.
     assert unmap(dom0, out, handle=999) == GNTST_bad_handle
     assert unmap(dom0, out, host_addr=at + 4096) == GNTST_general_error
@@ -480,8 +487,8 @@ def test_copy_both_directions_and_its_errors(sim: Simulation) -> None:
     guest.grant_access(ro, d3, DATA_PFN + 5, readonly=True)
     mine = DATA_PFN + 6
     g3.write(mine << 12, b"z" * 4096)
-    self_dest = {"dest_gmfn": mine, "dest_domid": abi.DOMID_SELF}
-    self_src = {"source_gmfn": mine, "source_domid": abi.DOMID_SELF}
+    self_dest = {"dest_gmfn": mine, "dest_domid": DOMID_SELF}
+    self_src = {"source_gmfn": mine, "source_domid": DOMID_SELF}
     # guest3 reads from guest2's grant into its own page ...
     read_ro = {"source_ref": ro, "source_domid": d2, "flags": GNTCOPY_source_gref} | self_dest
     assert copy(g3, **read_ro, source_offset=100, dest_offset=8, len=50) == GNTST_okay
@@ -620,7 +627,7 @@ def test_transfer_refusals_then_a_page_changes_owner(sim: Simulation) -> None:
     # The receiver gives a page away first, then accepts one from dom0 into that hole.
     hole = (d1.rma_size >> 12) + EXTENT_PAGES + 7  # in guest1's second extent
     for ptex, hi in large_ptes(sim, d1, d1.phys.pfn_to_mfn(hole)):
-        assert g1.call(abi.H_REMOVE, abi.H_AVPN, ptex, hi & ~0x7F) == abi.H_SUCCESS
+        assert g1.call(H_REMOVE, H_AVPN, ptex, hi & ~0x7F) == H_SUCCESS
     balloon_out(sim, d1, hole)
     receiver = client(sim, d1)
     ref = receiver.alloc_ref()
@@ -634,7 +641,7 @@ def test_transfer_refusals_then_a_page_changes_owner(sim: Simulation) -> None:
         return signed16(out["status"])
 
     rc, _ = gnttab(g2, GNTTABOP_transfer, GNTTAB_TRANSFER, [{"mfn": DATA_PFN, "domid": 0}])
-    assert rc == -abi.EPERM  # a domU cannot give pages away by transfer
+    assert rc == -EPERM  # a domU cannot give pages away by transfer
     assert transfer(mfn=5) == GNTST_bad_page  # an RMA page
     assert transfer() == GNTST_bad_page  # still under dom0's 16 MiB linear-map PTE
     df = sim.rec.to_dataframe()
@@ -643,7 +650,7 @@ def test_transfer_refusals_then_a_page_changes_owner(sim: Simulation) -> None:
     assert "16 MiB page table entry" in reasons[1] and "balloon" in reasons[1]
     covering = large_ptes(sim, d0, mfn)
     assert len(covering) == 1
-    assert dom0.call(abi.H_REMOVE, abi.H_AVPN, covering[0][0], covering[0][1] & ~0x7F) == 0
+    assert dom0.call(H_REMOVE, H_AVPN, covering[0][0], covering[0][1] & ~0x7F) == 0
     assert transfer(mfn=d0.phys.end_pfn + 3) == GNTST_bad_page  # not dom0's memory
     assert transfer(domid=55) == GNTST_bad_domain
     assert transfer(ref=ref + 1) == GNTST_general_error  # an entry that accepts nothing
@@ -665,21 +672,21 @@ def test_transfer_refusals_then_a_page_changes_owner(sim: Simulation) -> None:
     assert receiver.transfer_completed(ref) == hole and entry(sim, d1, ref)["flags"] == 0
     assert transfer() == GNTST_bad_page  # dom0 no longer has that pfn
     # dom0's hypercalls still find their arguments (its xencomm follows the new p2m).
-    q = one(dom0, GNTTABOP_query_size, GNTTAB_QUERY_SIZE, dom=abi.DOMID_SELF)
+    q = one(dom0, GNTTABOP_query_size, GNTTAB_QUERY_SIZE, dom=DOMID_SELF)
     assert q["status"] == GNTST_okay
     # Destroying the receiver frees exactly what it holds now, the received frame included.
     free = xen.alloc.free_bytes
     held = (d1.tot_pages << 12) + d1.htab_bytes + NR_GRANT_FRAMES * 4096
     ts = Toolstack(Dom0Port(dom0), sim.kernel, 1, 1)
     # Not while dom0's xenconsoled and xenstored map its console and store pages ...
-    rc, _ = ts.domctl(abi.XEN_DOMCTL_destroydomain, d1.domid)
-    assert rc == -abi.EBUSY and xen.domains[d1.domid] is d1 and xen.alloc.free_bytes == free
+    rc, _ = ts.domctl(XEN_DOMCTL_destroydomain, d1.domid)
+    assert rc == -EBUSY and xen.domains[d1.domid] is d1 and xen.alloc.free_bytes == free
     release_daemons(sim, d1.domid)
     assert entry(sim, d1, 0)["flags"] == entry(sim, d1, 1)["flags"] == GTF_permit_access
-    rc, _ = ts.domctl(abi.XEN_DOMCTL_destroydomain, d1.domid)
-    if rc == -abi.EAGAIN:  # guest1 was running: shut down now, let its VCPU stop, retry
+    rc, _ = ts.domctl(XEN_DOMCTL_destroydomain, d1.domid)
+    if rc == -EAGAIN:  # guest1 was running: shut down now, let its VCPU stop, retry
         sim.env.run(until=sim.env.now + 1_000_000)
-        rc, _ = ts.domctl(abi.XEN_DOMCTL_destroydomain, d1.domid)
+        rc, _ = ts.domctl(XEN_DOMCTL_destroydomain, d1.domid)
     assert rc == 0 and xen.alloc.free_bytes == free + held
 
 
@@ -688,7 +695,7 @@ def test_transfer_of_a_page_mapped_in_a_foreign_slot_is_refused(sim: Simulation)
     d0 = dom0.dom
     pfn = (d0.rma_size >> 12) + 9
     ((ptex, hi),) = large_ptes(sim, d0, d0.phys.pfn_to_mfn(pfn))
-    assert dom0.call(abi.H_REMOVE, abi.H_AVPN, ptex, hi & ~0x7F) == abi.H_SUCCESS
+    assert dom0.call(H_REMOVE, H_AVPN, ptex, hi & ~0x7F) == H_SUCCESS
 
     def refusal() -> str:
         rc, [op] = gnttab(dom0, GNTTABOP_transfer, GNTTAB_TRANSFER, [{"mfn": pfn, "domid": 1}])
@@ -698,9 +705,9 @@ def test_transfer_of_a_page_mapped_in_a_foreign_slot_is_refused(sim: Simulation)
 
     m = Dom0Mapping(dom0)
     rc, small = m.enter(pfn << 12)  # a 4 KiB PTE of its own still maps the page
-    assert rc == abi.H_SUCCESS
+    assert rc == H_SUCCESS
     assert "4 KiB page table entry" in refusal()
-    assert dom0.call(abi.H_REMOVE, 0, small, 0) == abi.H_SUCCESS
+    assert dom0.call(H_REMOVE, 0, small, 0) == H_SUCCESS
     own = client(sim, d0)
     ref = own.alloc_ref()
     own.grant_access(ref, 0, pfn)  # dom0 maps its own page into its foreign area
@@ -724,14 +731,14 @@ def test_destroy_is_refused_while_mapped_and_gives_all_memory_back(sim: Simulati
     assert xen.domains[0].foreign.slots[(out["host_addr"] - FOREIGN_GPA_BASE) >> 12].mfn == (
         dom.phys.pfn_to_mfn((dom.rma_size >> 12) - 2)
     )
-    rc, _ = ts.domctl(abi.XEN_DOMCTL_destroydomain, domid)
-    assert rc == -abi.EBUSY and xen.domains[domid] is dom
+    rc, _ = ts.domctl(XEN_DOMCTL_destroydomain, domid)
+    assert rc == -EBUSY and xen.domains[domid] is dom
     with pytest.raises(
         ForeignMappingsRemain, match=rf"d{domid} cannot be destroyed.*d0 slot \d+ \(ref 0\)"
     ):
         xen.destroy(dom)
     assert unmap(dom0, out) == GNTST_okay
-    rc, _ = ts.domctl(abi.XEN_DOMCTL_destroydomain, domid)
+    rc, _ = ts.domctl(XEN_DOMCTL_destroydomain, domid)
     assert rc == 0 and domid not in xen.domains
     assert xen.alloc.free_bytes == free_before and xen.alloc.free_ranges() == ranges_before
     df = sim.rec.to_dataframe()
@@ -743,14 +750,14 @@ def test_h_enter_of_foreign_pfns(sim: Simulation) -> None:
     dom0, g2, _ = callers(sim)
     hi = (0x4321 << 7) | PTE_V
     unmapped = foreign_pfn(900) << 12
-    assert dom0.call(abi.H_ENTER, 0, 64, hi, unmapped | 2) == abi.H_PARAMETER
-    assert g2.call(abi.H_ENTER, 0, 64, hi, foreign_pfn(0) << 12 | 2) == abi.H_PARAMETER
+    assert dom0.call(H_ENTER, 0, 64, hi, unmapped | 2) == H_PARAMETER
+    assert g2.call(H_ENTER, 0, 64, hi, foreign_pfn(0) << 12 | 2) == H_PARAMETER
     guest = client(sim, g2.dom)
     ref = guest.alloc_ref()
     guest.grant_access(ref, 0, DATA_PFN + 7)
     out = map_ref(dom0, g2.dom.domid, ref)
     assert out["status"] == GNTST_okay
-    assert dom0.call(abi.H_ENTER, 0, 64, hi | PTE_L, out["host_addr"] | 2) == abi.H_PARAMETER
+    assert dom0.call(H_ENTER, 0, 64, hi | PTE_L, out["host_addr"] | 2) == H_PARAMETER
     assert unmap(dom0, out) == GNTST_okay
     assert guest.end_access(ref)
     guest.free_ref(ref)

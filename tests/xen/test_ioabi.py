@@ -6,28 +6,31 @@ import struct
 
 import pytest
 
-from framework.xen import ioabi
-from framework.xen.ioabi import (
+from framework.xen.public.io.blkif import (
     BLKIF_OP_READ,
     BLKIF_OP_WRITE,
     BLKIF_REQUEST,
     BLKIF_RESPONSE,
     BLKIF_RING,
+    BLKIF_RING_SIZE,
     BLKIF_RSP_EOPNOTSUPP,
     BLKIF_RSP_ERROR,
-    NETIF_RSP_DROPPED,
-    NETIF_RX_REQUEST,
-    NETIF_RX_RESPONSE,
-    NETIF_TX_REQUEST,
-    NETIF_TX_RESPONSE,
-    SHARED_RING_HEADER,
-    XENCONS_INTERFACE,
-    XENSTORE_DOMAIN_INTERFACE,
-    XSD_SOCKMSG,
+    BLKIF_SEGMENT,
     BlkifRequest,
     BlkifRequestError,
     BlkifResponse,
     BlkifSegment,
+)
+from framework.xen.public.io.console import XENCONS_INTERFACE
+from framework.xen.public.io.netif import (
+    NETIF_RSP_DROPPED,
+    NETIF_RX_REQUEST,
+    NETIF_RX_RESPONSE,
+    NETIF_RX_RING_SIZE,
+    NETIF_TX_REQUEST,
+    NETIF_TX_RESPONSE,
+    NETIF_TX_RING,
+    NETIF_TX_RING_SIZE,
     NetifRxRequest,
     NetifRxResponse,
     NetifTxRequest,
@@ -35,10 +38,15 @@ from framework.xen.ioabi import (
     NETRXF_data_validated,
     NETTXF_csum_blank,
     NETTXF_more_data,
-    XenbusState,
+)
+from framework.xen.public.io.ring import SHARED_RING_HEADER, SRING_ENTRIES_OFFSET, ring_size
+from framework.xen.public.io.xenbus import XenbusState
+from framework.xen.public.io.xs_wire import (
+    XENSTORE_DOMAIN_INTERFACE,
+    XENSTORE_PAYLOAD_MAX,
+    XSD_SOCKMSG,
     XsdSockmsg,
     XsdSockmsgType,
-    ring_size,
     xsd_message,
 )
 
@@ -50,7 +58,7 @@ def test_blkif_layout_is_lp64_natural_alignment() -> None:
     assert [BLKIF_REQUEST.offset(f) for f in ("operation", "nr_segments", "handle")] == [0, 1, 2]
     assert BLKIF_REQUEST.offset("id") == 8
     assert BLKIF_REQUEST.offset("sector_number") == 16
-    assert ioabi.BLKIF_SEGMENT.size == 8
+    assert BLKIF_SEGMENT.size == 8
     assert BLKIF_REQUEST.offset("seg0_gref") == 24
     assert BLKIF_REQUEST.offset("seg1_gref") == 32
     assert BLKIF_REQUEST.offset("seg10_first_sect") == 24 + 80 + 4
@@ -77,17 +85,17 @@ def test_netif_console_xenstore_layouts() -> None:
         for f in ("req_cons", "req_prod", "rsp_cons", "rsp_prod")
     ] == [2048, 2052, 2056, 2060]
     assert XSD_SOCKMSG.size == 16
-    assert ioabi.XENSTORE_PAYLOAD_MAX == 4096
+    assert XENSTORE_PAYLOAD_MAX == 4096
 
 
 def test_ring_sizes_follow_from_entry_sizes() -> None:
-    assert SHARED_RING_HEADER.size == ioabi.SRING_ENTRIES_OFFSET == 64
+    assert SHARED_RING_HEADER.size == SRING_ENTRIES_OFFSET == 64
     assert SHARED_RING_HEADER.fields["rsp_event"] == (12, 4)
     assert BLKIF_RING.entry_bytes == 112
-    assert ioabi.BLKIF_RING_SIZE == 32  # (4096 - 64) / 112 = 36 -> 32
-    assert ioabi.NETIF_TX_RING.entry_bytes == 12
-    assert ioabi.NETIF_TX_RING_SIZE == 256  # 336 -> 256
-    assert ioabi.NETIF_RX_RING_SIZE == 256  # 504 -> 256
+    assert BLKIF_RING_SIZE == 32  # (4096 - 64) / 112 = 36 -> 32
+    assert NETIF_TX_RING.entry_bytes == 12
+    assert NETIF_TX_RING_SIZE == 256  # 336 -> 256
+    assert NETIF_RX_RING_SIZE == 256  # 504 -> 256
     assert ring_size(4032) == 1
     assert ring_size(1) == 2048
     assert ring_size(16, page=8192) == 256  # (8192 - 64) / 16 = 508

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from framework.hw970.memory import PAGE_SHIFT
 from framework.hw970.mmu import sdr1_encode
-from framework.xen.mm import (
+from framework.xen.mm import AllocError, FrameAllocator, NotOwned, PhysMap, dom0_memory_default
+from framework.xen.public.arch_powerpc import (
     EXTENT_BYTES,
     EXTENT_ORDER,
     EXTENT_PAGES,
-    PAGE_SHIFT,
-    AllocError,
-    FrameAllocator,
-    NotOwned,
-    PhysMap,
-    dom0_memory_default,
     htab_bytes_for,
     rma_layout,
 )

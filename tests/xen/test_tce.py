@@ -10,15 +10,10 @@ from framework.hw970.iommu import TCE_PAGE_READ, TCE_PAGE_WRITE, DmaFault
 from framework.simulation import Simulation
 from framework.trace.schema import K
 from framework.xen import hcall
-from framework.xen.abi import H_GET_TCE, H_PARAMETER, H_PUT_TCE, H_SUCCESS
 from framework.xen.p2m import IO_HOLE_START_PFN, ForeignSlot, PfnClass, foreign_pfn, pfn_to_mfn
-from framework.xen.tce import (
-    TCE_CALLS,
-    XenTceTable,
-    create_tce_table,
-    destroy_tce_tables,
-    foreign_slot_tces,
-)
+from framework.xen.public.papr import H_GET_TCE, H_PARAMETER, H_PUT_TCE, H_SUCCESS
+from framework.xen.tce import TCE_CALLS, create_tce_table, destroy_tce_tables, foreign_slot_tces
+from framework.xen.tce_table import XenTceTable
 from tests.xen.xenharness import Caller, domain_named
 
 RW = TCE_PAGE_READ | TCE_PAGE_WRITE

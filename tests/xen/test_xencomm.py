@@ -8,16 +8,15 @@ import pytest
 
 from framework.hw970.memory import MachineMemory
 from framework.xen.mm import FrameAllocator, PhysMap
-from framework.xen.xencomm import (
+from framework.xen.public.xencomm import (
     XENCOMM_INLINE_FLAG,
     XENCOMM_INVALID,
     XENCOMM_MAGIC,
     XENCOMM_MAX_ADDRS,
-    Xencomm,
-    XencommError,
     build_descriptor,
     descriptor_for_buffer,
 )
+from framework.xen.xencomm import Xencomm, XencommError
 
 MiB = 1 << 20
 RMA = 64 * MiB

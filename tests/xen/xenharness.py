@@ -10,10 +10,11 @@ import pytest
 from framework.hw970.core import Core
 from framework.scenario import parse_scenario
 from framework.simulation import Simulation
-from framework.xen import abi
 from framework.xen.domain import Domain
 from framework.xen.hcall import hypercall_entry
-from framework.xen.xencomm import build_descriptor
+from framework.xen.public.layout import Layout
+from framework.xen.public.xen import HYPERVISOR_event_channel_op, xen_mark
+from framework.xen.public.xencomm import build_descriptor
 
 ROOT = Path(__file__).resolve().parents[2]
 ARG, DESC = 0x30000, 0x31000  # guest-physical scratch addresses inside every test guest's RMA
@@ -55,11 +56,11 @@ class Caller:
     def read(self, gpa: int, n: int) -> bytes:
         return self.mem.read(self.dom.gpa_to_maddr(gpa), n)
 
-    def op(self, cmd: int, layout: abi.Layout, **fields: int) -> tuple[int, dict[str, int]]:
+    def op(self, cmd: int, layout: Layout, **fields: int) -> tuple[int, dict[str, int]]:
         """event_channel_op with its argument passed through a xencomm descriptor."""
         self.write(ARG, layout.pack(**fields))
         self.write(DESC, build_descriptor([ARG]))
-        rc = self.call(abi.xen_mark(abi.HYPERVISOR_event_channel_op), cmd, DESC)
+        rc = self.call(xen_mark(HYPERVISOR_event_channel_op), cmd, DESC)
         return rc, layout.unpack(self.read(ARG, layout.size))
 
 

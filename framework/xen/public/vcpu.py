@@ -1,8 +1,11 @@
-"""VCPU runstates: `RUNSTATE_*` of Xen's public `vcpu.h` (struct vcpu_runstate_info)."""
+"""`vcpu.h`: VCPUOP_* commands and runstates (`RUNSTATE_*`, struct vcpu_runstate_info),
+and the 970 port's `vcpu_guest_context` (`arch-powerpc.h`) that setvcpucontext takes."""
 
 from __future__ import annotations
 
 from typing import Final
+
+from framework.xen.public.layout import Layout
 
 
 class Runstate:
@@ -21,5 +24,32 @@ class Runstate:
 
 #: Lower-case names by code, as traces and analysis show them.
 RUNSTATE_NAMES: Final = ("running", "runnable", "blocked", "offline")
+
+VCPUOP_initialise: Final = 0
+VCPUOP_up: Final = 1
+VCPUOP_down: Final = 2
+VCPUOP_is_up: Final = 3
+
+# vcpu_guest_context (arch-powerpc.h): cpu_user_regs then sdr1.
+VCPU_GUEST_CONTEXT: Final = Layout(
+    "vcpu_guest_context",
+    352,
+    {
+        **{f"gpr{i}": (8 * i, 8) for i in range(32)},
+        "lr": (256, 8),
+        "ctr": (264, 8),
+        "srr0": (272, 8),
+        "srr1": (280, 8),
+        "pc": (288, 8),
+        "msr": (296, 8),
+        "fpscr": (304, 8),
+        "xer": (312, 8),
+        "hid4": (320, 8),
+        "dar": (328, 8),
+        "dsisr": (336, 4),
+        "cr": (340, 4),
+        "sdr1": (344, 8),
+    },
+)
 
 __all__ = ["RUNSTATE_NAMES", "Runstate"]

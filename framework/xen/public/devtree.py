@@ -37,13 +37,21 @@ from framework.hw970.devtree import (
     require_property,
     write_dtb,
 )
+from framework.hw970.memory import PAGE_SIZE
 from framework.hw970.mmu import RMA_SIZES
+from framework.xen.public.arch_powerpc import (
+    DOM0_FOREIGN_MAP,
+    GUEST_MEMORY_LIMIT,
+    htab_bytes_for,
+    rma_layout,
+)
+from framework.xen.public.event_channel import NR_EVENT_CHANNELS
+from framework.xen.public.xen import DOMID_FIRST_RESERVED, MAX_VIRT_CPUS
 
 #: Largest domain devtree, header to strings: the toolstack builds the tree in a fixed
 #: 16 KiB buffer (BPH_SIZE in mk_flatdevtree.h) and copies that much into the guest.
 DEVTREE_MAX_BYTES: Final = 16384
 
-PAGE_SIZE: Final = 4096
 XEN_COMPATIBLE: Final = "Xen-3.0-unstable"
 #: Root identity written by the 2007 toolstack for every domain: guest Linux picks its
 #: Maple platform code from it, and the device_type keeps it from expecting CHRP firmware.
@@ -58,15 +66,6 @@ WORKLOAD_COMPATIBLE: Final = "xen970,workload"
 #: Records each workload property's Python type, so parsing gives back exactly what was built.
 WORKLOAD_TYPES_PROP: Final = "xen970,types"
 
-#: dom0's foreign map: pfn bit 22 (guest-physical 16 GiB), 1024 slots of 4 KiB.
-DOM0_FOREIGN_MAP: Final = (22, 1024)
-#: Guest-physical frames with bit 22 set are Xen's FOREIGN class for every domain, so no
-#: domain's memory may reach 16 GiB.
-GUEST_MEMORY_LIMIT: Final = 1 << (22 + 12)
-#: RMA sizes the 970's HID4.RMLR can encode (64 MiB .. 256 GiB).
-MAX_VCPUS: Final = 32
-NR_EVENT_CHANNELS: Final = 4096
-DOMID_FIRST_RESERVED: Final = 0x7FF0
 #: SDR1.HTABSIZE allows hashed page tables of 2^18 .. 2^46 bytes.
 HTAB_LOG2_MIN: Final = 18
 HTAB_LOG2_MAX: Final = 46
@@ -128,8 +127,8 @@ def _validate(spec: DomainDevtreeSpec) -> None:
         _fail("memory_bytes", spec.memory_bytes, "reaches the foreign map area at 16 GiB")
     if spec.privileged and spec.memory_bytes > IO_HOLE_START:
         _fail("memory_bytes", spec.memory_bytes, "dom0 memory must stay below the 2 GiB I/O hole")
-    if not 1 <= spec.nr_vcpus <= MAX_VCPUS:
-        _fail("nr_vcpus", spec.nr_vcpus, f"a domain has 1..{MAX_VCPUS} VCPUs")
+    if not 1 <= spec.nr_vcpus <= MAX_VIRT_CPUS:
+        _fail("nr_vcpus", spec.nr_vcpus, f"a domain has 1..{MAX_VIRT_CPUS} VCPUs")
     if not HTAB_LOG2_MIN <= spec.htab_log2 <= HTAB_LOG2_MAX:
         _fail("htab_log2", spec.htab_log2, f"SDR1 allows {HTAB_LOG2_MIN}..{HTAB_LOG2_MAX}")
     pages: dict[int, str] = {}
@@ -465,8 +464,6 @@ def domain_spec(
 ) -> DomainDevtreeSpec:
     """The devtree of a domain laid out the standard way: special pages at the top of the
     RMA (reserved), HTAB sized from memory, console on xvc0; dom0 gets the foreign map."""
-    from framework.xen.mm import htab_bytes_for, rma_layout
-
     layout = rma_layout(rma)
     return DomainDevtreeSpec(
         domid=domid,

@@ -1,0 +1,82 @@
+"""XEN_DOMCTL_* (`domctl.h`, interface version 4 of Xen 3.0.4): the toolstack's domain
+control calls, their argument layout and the getdomaininfo flags.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from framework.xen.public.layout import Layout
+
+XEN_DOMCTL_INTERFACE_VERSION: Final = 0x00000004
+XEN_DOMCTL_createdomain: Final = 1
+XEN_DOMCTL_destroydomain: Final = 2
+XEN_DOMCTL_pausedomain: Final = 3
+XEN_DOMCTL_unpausedomain: Final = 4
+XEN_DOMCTL_getdomaininfo: Final = 5
+XEN_DOMCTL_setvcpuaffinity: Final = 9
+XEN_DOMCTL_max_mem: Final = 11
+XEN_DOMCTL_setvcpucontext: Final = 12
+XEN_DOMCTL_max_vcpus: Final = 15
+XEN_DOMCTL_scheduler_op: Final = 16
+XEN_DOMCTL_real_mode_area: Final = 26  # PowerPC only: allocate the RMA (log2 size)
+#: xen970 extension standing in for privcmd foreign mapping until the foreign area is
+#: modelled: copy a dom0 buffer (xencomm handle) into the target's guest-physical memory.
+XEN_DOMCTL_xen970_copy_to_domain: Final = 0x970
+XEN_SCHEDULER_CREDIT: Final = 5
+XEN_DOMCTL_SCHEDOP_putinfo: Final = 0
+XEN_DOMCTL_SCHEDOP_getinfo: Final = 1
+
+DOMCTL_NAMES: Final = {
+    XEN_DOMCTL_createdomain: "createdomain",
+    XEN_DOMCTL_destroydomain: "destroydomain",
+    XEN_DOMCTL_pausedomain: "pausedomain",
+    XEN_DOMCTL_unpausedomain: "unpausedomain",
+    XEN_DOMCTL_getdomaininfo: "getdomaininfo",
+    XEN_DOMCTL_setvcpuaffinity: "setvcpuaffinity",
+    XEN_DOMCTL_max_mem: "max_mem",
+    XEN_DOMCTL_setvcpucontext: "setvcpucontext",
+    XEN_DOMCTL_max_vcpus: "max_vcpus",
+    XEN_DOMCTL_scheduler_op: "scheduler_op",
+    XEN_DOMCTL_real_mode_area: "real_mode_area",
+    XEN_DOMCTL_xen970_copy_to_domain: "xen970_copy_to_domain",
+}
+
+# struct xen_domctl: cmd, interface_version, domain, then a union at offset 8.
+DOMCTL: Final = Layout(
+    "xen_domctl",
+    128,
+    {
+        "cmd": (0, 4),
+        "interface_version": (4, 4),
+        "domain": (8, 2),
+        # union members (offset 16):
+        "create_ssidref": (16, 4),
+        "create_flags": (36, 4),
+        "max_vcpus": (16, 4),
+        "max_memkb": (16, 8),
+        "rma_log": (16, 4),
+        "vcpu": (16, 4),
+        "vcpu_ctxt": (24, 8),  # setvcpucontext: xencomm handle of vcpu_guest_context
+        "cpumap_bitmap": (24, 8),  # setvcpuaffinity: xencomm handle of the cpu bitmap
+        "cpumap_nr_cpus": (32, 4),
+        "sched_id": (16, 4),
+        "sched_cmd": (20, 4),
+        "sched_weight": (24, 2),
+        "sched_cap": (26, 2),
+        "info_flags": (16, 4),
+        "info_tot_pages": (24, 8),
+        "info_max_pages": (32, 8),
+        "info_cpu_time": (48, 8),
+        "info_nr_online_vcpus": (56, 4),
+        "info_max_vcpu_id": (60, 4),
+        "copy_dst_gpa": (16, 8),
+        "copy_nbytes": (24, 8),
+        "copy_src": (32, 8),
+    },
+)
+DOMINF_dying: Final = 1 << 0
+DOMINF_shutdown: Final = 1 << 2
+DOMINF_paused: Final = 1 << 3
+DOMINF_blocked: Final = 1 << 4
+DOMINF_running: Final = 1 << 5
