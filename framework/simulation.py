@@ -17,6 +17,7 @@ from pathlib import Path
 import simpy
 
 from framework.compiled import warn_if_stale
+from framework.dom0.toolstack import BuildError, DomainConfig, Toolstack
 from framework.errors import SimulationError
 from framework.guest.devctl import vbd_devid, vif_mac
 from framework.guest.kernel import GuestKernel, GuestOS
@@ -45,7 +46,8 @@ from framework.scenario import (
 )
 from framework.trace.recorder import Recorder
 from framework.xen.domain import Domain
-from framework.xen.hypervisor import Hypervisor, KernelImage
+from framework.xen.hypervisor import Hypervisor
+from framework.xen.public.arch_powerpc import KernelImage
 from framework.xen.public.devtree import (
     WorkloadValue,
     build_domain_devtree,
@@ -53,7 +55,6 @@ from framework.xen.public.devtree import (
     workload_instance,
 )
 from framework.xen.public.domctl import XEN_DOMCTL_destroydomain
-from framework.xen.toolstack import BuildError, DomainConfig, Toolstack
 
 Progress = Callable[[int, int], None]
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Final
 
 import simpy
@@ -33,7 +32,7 @@ from framework.xen.grant_table import (
 from framework.xen.hcall import hypercall_entry
 from framework.xen.mm import AllocError, FrameAllocator, PhysMap
 from framework.xen.p2m import ForeignArea
-from framework.xen.public.arch_powerpc import EXTENT_ORDER, htab_bytes_for
+from framework.xen.public.arch_powerpc import EXTENT_ORDER, KernelImage, htab_bytes_for
 from framework.xen.public.sched import SHUTDOWN_NAMES
 from framework.xen.public.xen import SHARED_INFO, VIRQ_TIMER
 from framework.xen.sched_credit import CreditScheduler
@@ -41,16 +40,6 @@ from framework.xen.schedule import PhysicalCpu
 from framework.xen.tce import destroy_tce_tables
 
 TICK_NS: Final = 10_000_000
-
-
-@dataclass(frozen=True)
-class KernelImage:
-    """A guest kernel: code bytes, where they load (guest-physical) and its entry."""
-
-    image: bytes
-    load_gpa: int
-    entry: int
-    devtree_gpa: int  # where the kernel expects its devtree (r3 at entry)
 
 
 class Hypervisor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from framework.dom0.toolstack import DomainConfig, Toolstack
 from framework.guest.grants import GrantTableClient
 from framework.hw970.mmu import (
     ACCESS_READ,
@@ -86,7 +87,6 @@ from framework.xen.public.papr import (
 )
 from framework.xen.public.xen import DOMID_SELF, HYPERVISOR_grant_table_op, xen_mark
 from framework.xen.public.xencomm import build_descriptor, descriptor_for_buffer
-from framework.xen.toolstack import DomainConfig, Toolstack
 from tests.xen.xenharness import Caller, domain_named, quickstart
 
 MiB = 1 << 20

@@ -9,6 +9,7 @@ HTAB SDR1 allows, the 4 KiB page) are the 970's and stay in `framework.hw970`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Final
 
 from framework.hw970.memory import PAGE_SHIFT, PAGE_SIZE
@@ -66,6 +67,21 @@ def htab_bytes_for(memory_bytes: int) -> int:
     return max(HTAB_MIN_BYTES, 1 << (want - 1).bit_length())
 
 
+# --- boot: a kernel image and how it is entered -----------------------------------------
+@dataclass(frozen=True)
+class KernelImage:
+    """A guest kernel: code bytes, where they load (guest-physical) and its entry.
+
+    Xen (for dom0) and the domain builder (for a domU) load it the same way and enter it
+    at `entry` in real mode with r3 = `devtree_gpa`, the flattened devtree (no start_info).
+    """
+
+    image: bytes
+    load_gpa: int
+    entry: int
+    devtree_gpa: int  # where the kernel expects its devtree (r3 at entry)
+
+
 __all__ = [
     "DOM0_FOREIGN_MAP",
     "EXTENT_BYTES",
@@ -79,6 +95,7 @@ __all__ = [
     "NR_GRANT_FRAMES",
     "RMA_MIN_BYTES",
     "XEN_RESERVED_BYTES",
+    "KernelImage",
     "htab_bytes_for",
     "rma_layout",
 ]

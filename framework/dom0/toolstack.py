@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from framework.hw970.mmu import rma_log2
-from framework.xen.hypervisor import KernelImage
+from framework.xen.public.arch_powerpc import KernelImage
 from framework.xen.public.devtree import build_domain_devtree, domain_spec
 from framework.xen.public.domctl import (
     DOMCTL,
