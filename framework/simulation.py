@@ -52,6 +52,7 @@ from framework.xen.devtree import (
 )
 from framework.xen.domain import Domain
 from framework.xen.hypervisor import Hypervisor, KernelImage
+from framework.xen.public.vcpu import RUNSTATE_NAMES
 from framework.xen.toolstack import BuildError, DomainConfig, Toolstack
 
 Progress = Callable[[int, int], None]
@@ -127,7 +128,8 @@ class Simulation:
             work_dir = Path(self._tmp.name)
         self.disk_dir = work_dir / "disks"
         self.env = simpy.Environment()
-        self.rec = Recorder(enabled=record)
+        # The trace names the runstates it records; its schema cannot (it imports no Xen).
+        self.rec = Recorder(enabled=record, enums={"runstate": RUNSTATE_NAMES})
         m = scenario.machine
         self.machine = Machine(
             MachineConfig(

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from framework.hw970.core import Core
-from framework.trace.schema import K
+from framework.trace.ids import K
 from framework.xen.ioabi import (
     BLKIF_MAX_SEGMENTS_PER_REQUEST,
     BLKIF_OP_FLUSH_DISKCACHE,

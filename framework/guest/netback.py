@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Final, Protocol
 
 from framework.hw970.core import Core
 from framework.hw970.link import ETH_HLEN, Link
-from framework.trace.schema import K
+from framework.trace.ids import K
 from framework.xen import abi
 from framework.xen.grant_table import (
     GNTTAB_COPY,

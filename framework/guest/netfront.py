@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Final
 
 from framework.hw970.core import Core
 from framework.hw970.link import ETH_HLEN
-from framework.trace.schema import K
+from framework.trace.ids import K
 from framework.xen.ioabi import (
     NETIF_RSP_OKAY,
     NETIF_RX_RING,

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Final, NamedTuple
 
 from framework.hw970.core import Core
 from framework.hw970.link import ETH_HLEN
-from framework.trace.schema import K
+from framework.trace.ids import K
 from framework.xen.abi import Layout
 from framework.xen.ioabi import PAGE_SIZE
 

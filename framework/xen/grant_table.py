@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING, Final
 from framework.hw970.core import Core
 from framework.hw970.memory import MachineMemory
 from framework.hw970.mmu import LARGE_PAGE_SHIFT, PTE_L, PTE_RPN_MASK, PTE_V
-from framework.trace.schema import K
+from framework.trace.ids import K
 from framework.xen import costs
 from framework.xen.abi import DOMID_SELF, EINVAL, ENOSYS, EPERM, Layout
 from framework.xen.domain import Domain, DomainState, Vcpu

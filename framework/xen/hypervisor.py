@@ -19,11 +19,11 @@ from framework.hw970.machine import Machine
 from framework.hw970.mmu import hid4_encode, rma_log2, sdr1_encode
 from framework.hw970.regs import MSR_SF, VEC_EXTERNAL, VECTOR_NAMES
 from framework.sim_events import timeout
+from framework.trace.ids import K
 from framework.trace.recorder import Recorder
-from framework.trace.schema import K
 from framework.xen import costs, evtchn
 from framework.xen.abi import SHARED_INFO, SHUTDOWN_NAMES, VIRQ_TIMER
-from framework.xen.domain import Domain, DomainState, Runstate, Vcpu
+from framework.xen.domain import Domain, DomainState, Vcpu
 from framework.xen.grant_table import (
     GrantTable,
     allocate_grant_frames,
@@ -33,6 +33,7 @@ from framework.xen.grant_table import (
 )
 from framework.xen.mm import EXTENT_ORDER, AllocError, FrameAllocator, PhysMap, htab_bytes_for
 from framework.xen.p2m import ForeignArea
+from framework.xen.public.vcpu import Runstate
 from framework.xen.sched_credit import CreditScheduler
 from framework.xen.schedule import PhysicalCpu
 

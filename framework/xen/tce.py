@@ -28,7 +28,7 @@ from framework.hw970.iommu import (
     tce_table_bytes,
 )
 from framework.hw970.memory import PAGE_SHIFT, PAGE_SIZE, MachineMemory
-from framework.trace.schema import K
+from framework.trace.ids import K
 from framework.xen import costs
 from framework.xen.abi import H_GET_TCE, H_PARAMETER, H_PUT_TCE, H_SUCCESS
 from framework.xen.domain import Domain, Vcpu
