@@ -8,9 +8,12 @@ from analysis.accessor import XenAccessor
 from analysis.io import block_stats, grant_balance, net_stats, tce_balance
 from analysis.run import Run, load_run
 from analysis.summary import summarize
+from analysis.trace_metadata import TraceMetadata, TraceMetadataError
 
 __all__ = [
     "Run",
+    "TraceMetadata",
+    "TraceMetadataError",
     "XenAccessor",
     "block_stats",
     "grant_balance",

@@ -2,32 +2,23 @@
 virtual I/O).
 
 Registered on import of `analysis`. Methods assume the trace's rows are in emission order,
-which is simulated-time order; none of them sorts.
+which is simulated-time order; none of them sorts. Kinds and runstate names come from the
+trace's own metadata (`analysis.trace_metadata`), never from the simulator.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from analysis import io as io_metrics
+from analysis.trace_metadata import TraceMetadata, trace_metadata
 
-__all__ = ["KINDS_ATTR", "RUNSTATE_NAMES", "XenAccessor"]
+__all__ = ["XenAccessor"]
 
-KINDS_ATTR = "xen970.kinds"
 REQUIRED_COLUMNS = ("t_ns", "cpu", "dom", "vcpu", "kind")
-# Xen's RUNSTATE_* numbering, as in the sched.runstate `state` field.
-RUNSTATE_NAMES = ("running", "runnable", "blocked", "offline")
-
-
-def _schema_kinds() -> dict[str, dict[str, Any]]:
-    """Kind layout from the simulator's schema, for frames that do not carry it in attrs."""
-    from framework.trace.schema import KINDS
-
-    return {k.name: {"fields": list(k.fields), "text": k.text} for k in KINDS}
 
 
 @pd.api.extensions.register_dataframe_accessor("xen")
@@ -40,21 +31,22 @@ class XenAccessor:
             raise AttributeError(f"not a xen970 trace: missing columns {', '.join(missing)}")
         self._df = df
 
-    def _kinds(self) -> dict[str, dict[str, Any]]:
-        kinds = self._df.attrs.get(KINDS_ATTR)
-        return kinds if isinstance(kinds, dict) else _schema_kinds()
+    @property
+    def metadata(self) -> TraceMetadata:
+        """The trace's description (kinds, value names) from the frame's attrs."""
+        return trace_metadata(self._df)
 
     def kind(self, name: str) -> pd.DataFrame:
         """Rows of one kind with only that kind's fields (as int64) and text if it has one."""
-        kinds = self._kinds()
+        kinds = self.metadata.kinds
         if name not in kinds:
             raise KeyError(f"unknown record kind {name!r}; known: {', '.join(kinds)}")
         layout = kinds[name]
         rows = self._df[self._df["kind"] == name]
         out = rows[["t_ns", "cpu", "dom", "vcpu"]].copy()
-        for field in layout["fields"]:
+        for field in layout.fields:
             out[field] = rows[field].astype("int64")
-        if layout["text"] is not None:
+        if layout.text is not None:
             out["text"] = rows["text"]
         return out
 
@@ -69,7 +61,7 @@ class XenAccessor:
     def per_domain_cpu_time(self, end_ns: int) -> pd.Series:
         """Running ns per domain, summed over its VCPUs; open intervals close at end_ns."""
         iv = self._runstate_intervals(end_ns)
-        running = iv["ns"].where(iv["state"] == 0, 0)
+        running = iv["ns"].where(iv["state"] == self.metadata.code_of("state", "running"), 0)
         out = running.groupby(iv["dom"]).sum().astype("int64")
         out.index.name = "dom"
         return out.rename("cpu_time_ns")
@@ -80,10 +72,11 @@ class XenAccessor:
         The denominator is the time covered by runstate records (from each VCPU's first
         record to end_ns), so each row sums to 1.
         """
+        names = self.metadata.names_of("state")
         iv = self._runstate_intervals(end_ns)
         table = iv.pivot_table(index="dom", columns="state", values="ns", aggfunc="sum")
-        table = table.reindex(columns=range(len(RUNSTATE_NAMES)), fill_value=0).fillna(0)
-        table.columns = pd.Index(RUNSTATE_NAMES)
+        table = table.reindex(columns=range(len(names)), fill_value=0).fillna(0)
+        table.columns = pd.Index(names)
         total = table.sum(axis=1).replace(0, np.nan)
         shares = table.div(total, axis=0).fillna(0.0).astype("float64")
         shares.index = shares.index.astype("int64")

@@ -15,13 +15,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from analysis.accessor import KINDS_ATTR
+from analysis.trace_metadata import METADATA_KEY, TRACE_ATTR, TraceMetadata, TraceMetadataError
 
 __all__ = ["RUN_FILE", "TRACE_FILE", "Run", "load_run", "read_trace"]
 
 TRACE_FILE = "trace.parquet"
 RUN_FILE = "run.json"
-_METADATA_KEY = b"xen970.trace"
 _SMALL_INTS = ("cpu", "dom", "vcpu")
 
 
@@ -54,19 +53,23 @@ def _int_or_string(t: pa.DataType) -> Any:
 
 
 def read_trace(path: str | Path) -> pd.DataFrame:
-    """Read a trace.parquet file with the same dtypes `Recorder.to_dataframe` produces."""
+    """Read a trace.parquet file with the same dtypes and attrs `Recorder.to_dataframe`
+    produces; a file without the trace's metadata is refused."""
     table = pq.read_table(path)
+    stored = (table.schema.metadata or {}).get(METADATA_KEY)
+    if stored is None:
+        raise TraceMetadataError(
+            f"{path}: no {METADATA_KEY.decode()!r} Parquet metadata (schema version, kinds, "
+            "value names); not a trace written by xen970's recorder"
+        )
+    raw = json.loads(stored)
+    kinds = TraceMetadata.from_dict(raw).kinds
     df = table.to_pandas(types_mapper=_int_or_string)
     df["t_ns"] = df["t_ns"].astype("int64")
     for name in _SMALL_INTS:
         df[name] = df[name].astype("int16")
-    meta = table.schema.metadata or {}
-    if _METADATA_KEY in meta:
-        kinds = json.loads(meta[_METADATA_KEY])["kinds"]
-        df["kind"] = df["kind"].cat.set_categories([k["name"] for k in kinds])
-        df.attrs[KINDS_ATTR] = {
-            k["name"]: {"fields": list(k["fields"]), "text": k["text"]} for k in kinds
-        }
+    df["kind"] = df["kind"].cat.set_categories(list(kinds))
+    df.attrs[TRACE_ATTR] = raw
     return df
 
 

@@ -30,7 +30,7 @@ from benchmarks._common import (
     window_wall_per_item,
 )
 from framework.simulation import Simulation
-from framework.trace import K
+from framework.trace.ids import K
 
 NAME = "blk"
 TARGET = 200.0

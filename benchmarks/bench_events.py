@@ -23,7 +23,7 @@ from benchmarks._common import (
     timed_run,
 )
 from framework.simulation import Simulation
-from framework.trace import K
+from framework.trace.ids import K
 
 NAME = "events"
 TARGET = 10_000.0

@@ -21,7 +21,7 @@ from benchmarks._common import (
     timed_run,
 )
 from framework.simulation import Simulation
-from framework.trace import K
+from framework.trace.ids import K
 
 NAME = "timers"
 TARGET = 10.0

@@ -55,6 +55,7 @@ from framework.xen.public.devtree import (
     workload_instance,
 )
 from framework.xen.public.domctl import XEN_DOMCTL_destroydomain
+from framework.xen.public.vcpu import RUNSTATE_NAMES
 
 Progress = Callable[[int, int], None]
 
@@ -129,7 +130,8 @@ class Simulation:
             work_dir = Path(self._tmp.name)
         self.disk_dir = work_dir / "disks"
         self.env = simpy.Environment()
-        self.rec = Recorder(enabled=record)
+        # The trace names the runstates it records; its schema cannot (it imports no Xen).
+        self.rec = Recorder(enabled=record, enums={"runstate": RUNSTATE_NAMES})
         m = scenario.machine
         self.machine = Machine(
             MachineConfig(

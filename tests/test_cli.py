@@ -13,7 +13,9 @@ from framework.cli import main
 from framework.errors import SimulationError
 from framework.runinfo import write_run_json
 from framework.scenario import Scenario
-from framework.trace import K, Recorder, Runstate
+from framework.trace import Recorder
+from framework.trace.ids import K
+from framework.xen.public.vcpu import RUNSTATE_NAMES, Runstate
 
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / "scenarios" / "quickstart.yaml"
@@ -76,7 +78,7 @@ class _FakeSimulation:
             raise SimulationError("cpu0: HTAB walk looped at 0x4000")
         assert callable(progress)
         progress(0, scenario.duration)
-        rec = Recorder(enabled=record)
+        rec = Recorder(enabled=record, enums={"runstate": RUNSTATE_NAMES})
         rec.emit(K.SCHED_RUNSTATE, 0, 0, 1, 0, int(Runstate.RUNNING), int(Runstate.RUNNABLE))
         progress(scenario.duration, scenario.duration)
         rec.write(out_dir)

@@ -22,7 +22,7 @@ from typing import Final
 
 from framework.hw970.core import Core
 from framework.hw970.memory import PAGE_SIZE
-from framework.trace.schema import K
+from framework.trace.ids import K
 from framework.xen.public.io.blkif import (
     BLKIF_MAX_SEGMENTS_PER_REQUEST,
     BLKIF_OP_READ,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from framework.hw970.core import Core
-from framework.trace.schema import K
+from framework.trace.ids import K
 
 from . import xs_wire as xs
 from .byte_ring import ConsoleRing, XenstoreRing

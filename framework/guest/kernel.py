@@ -24,8 +24,8 @@ from framework.hw970.mmu import (
     pteg_index,
 )
 from framework.hw970.regs import MSR_DR, MSR_EE, MSR_IR, MSR_ME, MSR_RI, MSR_SF
+from framework.trace.ids import K
 from framework.trace.recorder import Recorder
-from framework.trace.schema import K
 from framework.xen.public.arch_powerpc import FOREIGN_GPA_BASE, NR_GRANT_FRAMES
 from framework.xen.public.devtree import (
     DomainDevtreeSpec,

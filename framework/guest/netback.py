@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Final, Protocol
 from framework.hw970.core import Core
 from framework.hw970.link import ETH_HLEN, Link
 from framework.hw970.memory import PAGE_SIZE
-from framework.trace.schema import K
+from framework.trace.ids import K
 from framework.xen.public.event_channel import EVTCHN_BIND_PIRQ, EVTCHNOP_bind_pirq
 from framework.xen.public.grant_table import (
     GNTTAB_COPY,

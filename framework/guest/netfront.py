@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Final
 from framework.hw970.core import Core
 from framework.hw970.link import ETH_HLEN
 from framework.hw970.memory import PAGE_SIZE
-from framework.trace.schema import K
+from framework.trace.ids import K
 from framework.xen.public.io.netif import (
     NETIF_RSP_OKAY,
     NETIF_RX_RING,

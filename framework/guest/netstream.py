@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Final, NamedTuple
 from framework.hw970.core import Core
 from framework.hw970.link import ETH_HLEN
 from framework.hw970.memory import PAGE_SIZE
-from framework.trace.schema import K
+from framework.trace.ids import K
 from framework.xen.public.layout import Layout
 
 from .bridge import ETH_P_IP, EthernetHeader, build_frame, is_multicast, parse_mac

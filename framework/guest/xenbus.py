@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from framework.hw970.core import Core
-from framework.trace.schema import K
+from framework.trace.ids import K
 from framework.xen.public.io.xenbus import XenbusState
 
 from . import xs_wire as xs

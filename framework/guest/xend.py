@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from framework.hw970.core import Core
-from framework.trace.schema import K
+from framework.trace.ids import K
 from framework.xen.public.domctl import XEN_DOMCTL_destroydomain, XEN_DOMCTL_pausedomain
 from framework.xen.public.errno import EAGAIN, EBUSY
 from framework.xen.public.io.xenbus import XenbusState

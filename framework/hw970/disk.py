@@ -23,8 +23,8 @@ import simpy
 
 from framework.hw970.iommu import DmaFault, TceTable
 from framework.sim_events import timeout
+from framework.trace.ids import K
 from framework.trace.recorder import Recorder
-from framework.trace.schema import K
 
 __all__ = [
     "BLKIF_OP_FLUSH_DISKCACHE",

@@ -5,11 +5,16 @@ does one thing, in C: append the record to int64 columns (`framework/trace/_emit
 Checking and typing happen once, when the records are turned into columns
 (`to_dataframe`, `write`). A disabled recorder's `emit` is a do-nothing function, so call
 sites need no `if`.
+
+The trace carries its own description (`metadata`: schema version, kinds with their fields
+and text, names of enumerated field values), in the Parquet file's metadata and in
+`DataFrame.attrs`, so that analysis needs nothing from the simulator to read it.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Protocol
@@ -20,10 +25,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from framework.trace._emit import Emitter
-from framework.trace.schema import BASE_COLUMNS, FIELD_COLUMNS, KINDS, MAX_FIELDS
+from framework.trace.schema import (
+    BASE_COLUMNS,
+    FIELD_COLUMNS,
+    FIELD_ENUMS,
+    KINDS,
+    MAX_FIELDS,
+    SCHEMA_VERSION,
+)
 
 __all__ = [
-    "KINDS_ATTR",
+    "TRACE_ATTR",
     "TRACE_FILE",
     "TRACE_METADATA_KEY",
     "Emit",
@@ -34,9 +46,10 @@ __all__ = [
 ]
 
 TRACE_FILE: Final = "trace.parquet"
+#: Parquet schema metadata key holding `Recorder.metadata()` as JSON.
 TRACE_METADATA_KEY: Final = b"xen970.trace"
-# DataFrame.attrs key holding {kind name: {"fields": [...], "text": meaning or None}}.
-KINDS_ATTR: Final = "xen970.kinds"
+#: DataFrame.attrs key holding the same `Recorder.metadata()` dict.
+TRACE_ATTR: Final = "xen970.trace"
 
 # (kind, t_ns, cpu, dom, vcpu, f0, f1, f2, f3, text)
 Record = tuple[int, int, int, int, int, int, int, int, int, str | None]
@@ -102,11 +115,24 @@ class Recorder:
 
     emit: Emit
 
-    def __init__(self, enabled: bool = True) -> None:
+    def __init__(
+        self, enabled: bool = True, enums: Mapping[str, Sequence[str]] | None = None
+    ) -> None:
+        """`enums` names the codes of the enumerations of `FIELD_ENUMS` (enumeration ->
+        names by code); the schema cannot, as it imports nothing of the layers it records."""
         #: The record store (C: no Python frame or object per record).
         self._store = Emitter()
         self._enabled = enabled
         self.emit = self._store if enabled else _discard
+        given = dict(enums or {})
+        unknown = sorted(set(given) - set(FIELD_ENUMS.values()))
+        if unknown:
+            raise TraceError(f"no field of the trace schema uses enumeration {unknown[0]!r}")
+        self._value_names: dict[str, list[str]] = {
+            field: [str(name) for name in given[enum]]
+            for field, enum in FIELD_ENUMS.items()
+            if enum in given
+        }
 
     @property
     def enabled(self) -> bool:
@@ -200,8 +226,17 @@ class Recorder:
             data[name] = pd.arrays.IntegerArray(values, absent)
         data["text"] = pd.array(c.text, dtype=pd.StringDtype())
         df = pd.DataFrame(data, copy=False)
-        df.attrs[KINDS_ATTR] = _kinds_layout()
+        df.attrs[TRACE_ATTR] = self.metadata()
         return df
+
+    def metadata(self) -> dict[str, object]:
+        """What a reader needs to interpret the trace: the schema version, each kind's
+        fields and text meaning (in id order), and the names of enumerated field values."""
+        return {
+            "version": SCHEMA_VERSION,
+            "kinds": [{"name": k.name, "fields": list(k.fields), "text": k.text} for k in KINDS],
+            "value_names": {field: list(names) for field, names in self._value_names.items()},
+        }
 
     def to_arrow(self) -> pa.Table:
         """The trace as an Arrow table with an explicit schema and the kinds as metadata."""
@@ -218,7 +253,7 @@ class Recorder:
             pa.array(values, type=pa.int64(), mask=absent) for values, absent in c.fields.values()
         ]
         arrays.append(pa.array(c.text, type=pa.string()))
-        return pa.Table.from_arrays(arrays, schema=trace_arrow_schema())
+        return pa.Table.from_arrays(arrays, schema=trace_arrow_schema(self.metadata()))
 
     def write(self, directory: str | Path) -> Path:
         """Write `trace.parquet` into `directory`: the same records give the same bytes."""
@@ -229,8 +264,8 @@ class Recorder:
         return path
 
 
-def trace_arrow_schema() -> pa.Schema:
-    """The trace file's Arrow schema; its metadata lists the kinds with fields and text."""
+def trace_arrow_schema(metadata: Mapping[str, object]) -> pa.Schema:
+    """The trace file's Arrow schema, carrying `metadata` (`Recorder.metadata()`) as JSON."""
     base = [
         pa.field("t_ns", pa.int64(), nullable=False),
         pa.field("cpu", pa.int16(), nullable=False),
@@ -240,11 +275,5 @@ def trace_arrow_schema() -> pa.Schema:
     ]
     assert [f.name for f in base] == list(BASE_COLUMNS)
     fields = [pa.field(name, pa.int64()) for name in FIELD_COLUMNS]
-    kinds = [{"name": name, **layout} for name, layout in _kinds_layout().items()]
-    meta = {TRACE_METADATA_KEY: json.dumps({"version": 1, "kinds": kinds}, sort_keys=True)}
+    meta = {TRACE_METADATA_KEY: json.dumps(metadata, sort_keys=True)}
     return pa.schema([*base, *fields, pa.field("text", pa.string())], metadata=meta)
-
-
-def _kinds_layout() -> dict[str, dict[str, object]]:
-    """Each kind's fields and text meaning, as stored in trace metadata and DataFrame attrs."""
-    return {k.name: {"fields": list(k.fields), "text": k.text} for k in KINDS}

@@ -1,8 +1,9 @@
 """Every trace record kind, defined once: name, meaning, integer fields and text column.
 
 The recorder stores records as tuples tagged with a small integer kind id (`K.SCHED_SWITCH`
-etc.) so the hot path never touches strings; the trace file and the documentation
-(`docs/trace-schema.md`, rendered by `framework.trace.doc`) are generated from `KINDS`.
+etc.) so the hot path never touches strings. Everything else is generated from `KINDS`: the
+literal ids (`framework/trace/ids.py`, by `framework.trace.gen_ids`), the trace file's
+metadata and the documentation (`docs/trace-schema.md`, by `framework.trace.doc`).
 
 A field name is one column of the trace and means the same thing in every kind that has it
 (`FIELD_DOCS`). Integer values are int64; 64-bit register images at or above 2**63 (an MSR
@@ -12,23 +13,25 @@ with SF set, for instance) are stored as the int64 with the same bit pattern.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import Final
 
 __all__ = [
     "BASE_COLUMNS",
     "FIELD_COLUMNS",
     "FIELD_DOCS",
+    "FIELD_ENUMS",
     "KINDS",
     "KIND_BY_NAME",
     "MAX_FIELDS",
-    "K",
+    "SCHEMA_VERSION",
     "Kind",
-    "Runstate",
     "kind_ident",
 ]
 
 MAX_FIELDS: Final = 4
+#: Version of the trace file's layout and metadata; readers refuse versions they do not know.
+#: 2: the metadata carries `value_names` (names of enumerated field values).
+SCHEMA_VERSION: Final = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,15 +48,6 @@ class Kind:
             raise ValueError(f"kind {self.name}: at most {MAX_FIELDS} fields, got {self.fields}")
         if len(set(self.fields)) != len(self.fields):
             raise ValueError(f"kind {self.name}: repeated field in {self.fields}")
-
-
-class Runstate(IntEnum):
-    """VCPU runstates as Xen's `vcpu_runstate_info` numbers them (RUNSTATE_*)."""
-
-    RUNNING = 0
-    RUNNABLE = 1
-    BLOCKED = 2
-    OFFLINE = 3
 
 
 KINDS: tuple[Kind, ...] = (
@@ -155,7 +149,7 @@ FIELD_DOCS: dict[str, str] = {
     "prev_dom": "domain id that ran before on this CPU (-1 = idle)",
     "prev_vcpu": "VCPU id that ran before on this CPU (-1 = idle)",
     "boost": "1 if the woken VCPU got BOOST priority, else 0",
-    "state": "runstate entered: running=0, runnable=1, blocked=2, offline=3",
+    "state": "runstate entered (RUNSTATE_* code of Xen's public vcpu.h)",
     "prev_state": "runstate left (same codes as `state`)",
     "from_cpu": "physical CPU the VCPU left",
     "to_cpu": "physical CPU the VCPU moved to",
@@ -206,6 +200,11 @@ FIELD_DOCS: dict[str, str] = {
     "xb_prev": "XenbusState left (same codes as `xb_state`)",
 }
 
+#: Fields whose values are codes of an enumeration this package does not own (it imports
+#: nothing of Xen): field -> enumeration name. Whoever builds the recorder supplies each
+#: enumeration's names (`Recorder(enums=...)`); they travel in the trace file's metadata.
+FIELD_ENUMS: dict[str, str] = {"state": "runstate", "prev_state": "runstate"}
+
 BASE_COLUMNS: dict[str, str] = {
     "t_ns": "simulated time in nanoseconds (int64); rows are in emission = time order",
     "cpu": "physical CPU (int16), -1 when not applicable",
@@ -231,81 +230,3 @@ KIND_BY_NAME: dict[str, Kind] = {kind.name: kind for kind in KINDS}
 def kind_ident(name: str) -> str:
     """The `K` attribute for a kind name: 'sched.switch' -> 'SCHED_SWITCH'."""
     return name.replace(".", "_").upper()
-
-
-class K:
-    """Integer kind ids for the hot path: a kind's position in `KINDS`.
-
-    Literal `Final` values so that mypyc compiles `K.SCHED_SWITCH` to a constant
-    instead of a class attribute lookup per record; `_check_ids` keeps them in step
-    with `KINDS`.
-    """
-
-    SCHED_SWITCH: Final = 0
-    SCHED_WAKE: Final = 1
-    SCHED_BLOCK: Final = 2
-    SCHED_RUNSTATE: Final = 3
-    SCHED_MIGRATE: Final = 4
-    SCHED_TICK: Final = 5
-    HCALL_ENTER: Final = 6
-    HCALL_EXIT: Final = 7
-    HCALL_CONTINUATION: Final = 8
-    EXC_DELIVER: Final = 9
-    EXC_RFID: Final = 10
-    EVTCHN_SEND: Final = 11
-    EVTCHN_PENDING: Final = 12
-    EVTCHN_UPCALL: Final = 13
-    EVTCHN_HANDLED: Final = 14
-    EVTCHN_BIND: Final = 15
-    EVTCHN_CLOSE: Final = 16
-    IPI_SEND: Final = 17
-    IPI_RECV: Final = 18
-    IRQ_RAISE: Final = 19
-    TIMER_SET: Final = 20
-    TIMER_FIRE: Final = 21
-    DOM_CREATE: Final = 22
-    DOM_START: Final = 23
-    DOM_PAUSE: Final = 24
-    DOM_SHUTDOWN: Final = 25
-    DOM_CRASH: Final = 26
-    DOM_DESTROY: Final = 27
-    VCPU_UP: Final = 28
-    VCPU_DOWN: Final = 29
-    CONSOLE_OUT: Final = 30
-    MEM_ALLOC: Final = 31
-    MEM_FAIL: Final = 32
-    GUEST_MARK: Final = 33
-    MEM_FREE: Final = 34
-    GNTTAB_MAP: Final = 35
-    GNTTAB_UNMAP: Final = 36
-    GNTTAB_COPY: Final = 37
-    GNTTAB_TRANSFER: Final = 38
-    TCE_PUT: Final = 39
-    DMA_FAULT: Final = 40
-    DISK_DONE: Final = 41
-    BLK_SUBMIT: Final = 42
-    BLK_COMPLETE: Final = 43
-    BLK_VERIFY: Final = 44
-    NET_TX: Final = 45
-    NET_RX: Final = 46
-    NET_DROP: Final = 47
-    RING_FULL: Final = 48
-    XS_REQUEST: Final = 49
-    XS_WATCH: Final = 50
-    XENBUS_STATE: Final = 51
-    CONSOLE_IN: Final = 52
-
-
-def _check_ids() -> None:
-    """K must number every kind of KINDS by its position, and nothing else."""
-    declared = {name: value for name, value in vars(K).items() if name.isupper()}
-    wanted = {kind_ident(kind.name): number for number, kind in enumerate(KINDS)}
-    if declared != wanted or len(wanted) != len(KINDS):
-        wrong = sorted(n for n in set(declared) | set(wanted) if declared.get(n) != wanted.get(n))
-        raise RuntimeError(f"K out of step with KINDS at {wrong}")
-    clash = set(FIELD_COLUMNS) & (set(BASE_COLUMNS) | {"text"})
-    if clash or set(FIELD_COLUMNS) != set(FIELD_DOCS):
-        raise RuntimeError(f"field columns and FIELD_DOCS disagree or clash: {clash}")
-
-
-_check_ids()

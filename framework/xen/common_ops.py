@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from framework.hw970.core import Core
-from framework.trace.schema import K
+from framework.trace.ids import K
 from framework.xen import costs, evtchn
 from framework.xen.domain import Vcpu
 from framework.xen.public.errno import EINVAL, ENOENT, ENOSYS

@@ -12,6 +12,7 @@ from framework.xen.evtchn import EvtchnTable
 from framework.xen.grant_state import GrantTable
 from framework.xen.mm import PhysMap
 from framework.xen.p2m import ForeignArea
+from framework.xen.public.vcpu import Runstate
 from framework.xen.public.xen import DOMID_SELF, MAX_VIRT_CPUS, SHARED_INFO, VCPU_INFO
 from framework.xen.tce_table import XenTceTable
 from framework.xen.xencomm import Xencomm
@@ -21,22 +22,12 @@ _SHARED_INFO_SIZE: Final = SHARED_INFO.size
 _VCPU_INFO_SIZE: Final = VCPU_INFO.size
 
 
-class Runstate:
-    """VCPU runstates, Xen's RUNSTATE_* codes (`framework.trace.Runstate` names them).
-
-    Plain literal ints, not an enum: the scheduler compares and records them on every
-    switch, and mypyc compiles a literal `Final` to a constant (an IntEnum member is an
-    object whose every comparison and `int()` is a call).
-    """
-
-    RUNNING: Final = 0
-    RUNNABLE: Final = 1
-    BLOCKED: Final = 2
-    OFFLINE: Final = 3
-
-
 class DomainState:
-    """A domain's lifecycle state (literal ints, for the same reason as `Runstate`)."""
+    """A domain's lifecycle state.
+
+    Literal `Final` ints, for the same reason as `framework.xen.public.vcpu.Runstate`: mypyc
+    compiles them to constants, where an IntEnum member costs a call per comparison.
+    """
 
     CREATED: Final = 0  # built, paused, never run
     RUNNING: Final = 1

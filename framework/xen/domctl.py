@@ -6,9 +6,9 @@ from typing import TYPE_CHECKING
 
 from framework.hw970.core import Core
 from framework.hw970.mmu import RMA_LOG2_TO_RMLR
-from framework.trace.schema import K
+from framework.trace.ids import K
 from framework.xen import costs
-from framework.xen.domain import DomainState, Runstate, Vcpu
+from framework.xen.domain import DomainState, Vcpu
 from framework.xen.grant_table import ForeignMappingsRemain, check_destroyable
 from framework.xen.mm import AllocError, NotOwned
 from framework.xen.public.domctl import (
@@ -33,7 +33,7 @@ from framework.xen.public.domctl import (
 )
 from framework.xen.public.errno import EACCES, EAGAIN, EBUSY, EINVAL, ENOMEM, ENOSYS, EPERM, ESRCH
 from framework.xen.public.sched import SHUTDOWN_poweroff
-from framework.xen.public.vcpu import VCPU_GUEST_CONTEXT
+from framework.xen.public.vcpu import VCPU_GUEST_CONTEXT, Runstate
 from framework.xen.public.xen import MAX_VIRT_CPUS
 from framework.xen.xencomm import XencommError, xencomm_of
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from framework.hw970.core import Core
-from framework.trace.schema import K
+from framework.trace.ids import K
 from framework.xen import costs, evtchn
 from framework.xen.domain import Domain, DomainState, Vcpu, target_domain
 from framework.xen.evtchn import PortState

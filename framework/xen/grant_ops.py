@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Final
 from framework.hw970.core import Core
 from framework.hw970.memory import PAGE_SIZE, MachineMemory
 from framework.hw970.mmu import LARGE_PAGE_SHIFT, PTE_L, PTE_RPN_MASK, PTE_V
-from framework.trace.schema import K
+from framework.trace.ids import K
 from framework.xen import costs
 from framework.xen.domain import Domain, DomainState, Vcpu
 from framework.xen.grant_state import ActiveGrant, GrantMapping, GrantTable

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from framework.hw970.memory import PAGE_SIZE, MachineMemory
-from framework.trace.schema import K
+from framework.trace.ids import K
 from framework.xen.domain import Domain
 from framework.xen.grant_state import GrantTable
 from framework.xen.public.arch_powerpc import NR_GRANT_FRAMES

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from framework.hw970.core import Core
-from framework.trace.schema import K
+from framework.trace.ids import K
 from framework.xen import costs
 from framework.xen.common_ops import (
     do_console_io,

@@ -18,10 +18,10 @@ from framework.hw970.machine import Machine
 from framework.hw970.mmu import hid4_encode, rma_log2, sdr1_encode
 from framework.hw970.regs import MSR_SF, VEC_EXTERNAL, VECTOR_NAMES
 from framework.sim_events import timeout
+from framework.trace.ids import K
 from framework.trace.recorder import Recorder
-from framework.trace.schema import K
 from framework.xen import costs, evtchn
-from framework.xen.domain import Domain, DomainState, Runstate, Vcpu
+from framework.xen.domain import Domain, DomainState, Vcpu
 from framework.xen.event_channel import evtchn_close
 from framework.xen.grant_table import (
     allocate_grant_frames,
@@ -34,6 +34,7 @@ from framework.xen.mm import AllocError, FrameAllocator, PhysMap
 from framework.xen.p2m import ForeignArea
 from framework.xen.public.arch_powerpc import EXTENT_ORDER, KernelImage, htab_bytes_for
 from framework.xen.public.sched import SHUTDOWN_NAMES
+from framework.xen.public.vcpu import Runstate
 from framework.xen.public.xen import SHARED_INFO, VIRQ_TIMER
 from framework.xen.sched_credit import CreditScheduler
 from framework.xen.schedule import PhysicalCpu

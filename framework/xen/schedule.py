@@ -18,9 +18,10 @@ import simpy
 from framework.hw970.core import GuestCrash
 from framework.hw970.regs import VEC_HDECREMENTER
 from framework.sim_events import timeout
-from framework.trace.schema import K
+from framework.trace.ids import K
 from framework.xen import costs
-from framework.xen.domain import Runstate, Vcpu
+from framework.xen.domain import Vcpu
+from framework.xen.public.vcpu import Runstate
 
 if TYPE_CHECKING:
     from framework.xen.hypervisor import Hypervisor

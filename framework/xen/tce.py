@@ -25,7 +25,7 @@ from framework.hw970.iommu import (
     tce_table_bytes,
 )
 from framework.hw970.memory import PAGE_SHIFT, PAGE_SIZE
-from framework.trace.schema import K
+from framework.trace.ids import K
 from framework.xen import costs
 from framework.xen.domain import Domain, Vcpu
 from framework.xen.mm import NotOwned

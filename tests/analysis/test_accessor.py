@@ -7,15 +7,17 @@ import pandas as pd
 import pytest
 
 import analysis  # noqa: F401  (registers the accessor)
-from framework.trace import K, Recorder, Runstate
+from framework.trace import Recorder
+from framework.trace.ids import K
+from framework.xen.public.vcpu import RUNSTATE_NAMES, Runstate
 
-RUN, WAIT, BLOCK, OFF = (int(s) for s in Runstate)
+RUN, WAIT, BLOCK, OFF = Runstate.RUNNING, Runstate.RUNNABLE, Runstate.BLOCKED, Runstate.OFFLINE
 END = 1000
 
 
 def _trace() -> pd.DataFrame:
     """dom1 has two VCPUs, dom2 one; records are emitted in time order."""
-    rec = Recorder()
+    rec = Recorder(enums={"runstate": RUNSTATE_NAMES})
     e = rec.emit
     e(K.SCHED_RUNSTATE, 0, 0, 1, 0, RUN, WAIT)
     e(K.SCHED_RUNSTATE, 0, 1, 2, 0, RUN, WAIT)

@@ -23,7 +23,9 @@ from analysis.io import (
 from analysis.run import read_trace
 from framework.cli import _io_table
 from framework.runinfo import write_run_json
-from framework.trace import K, Recorder, Runstate
+from framework.trace import Recorder
+from framework.trace.ids import K
+from framework.xen.public.vcpu import RUNSTATE_NAMES, Runstate
 
 XVDA = (202 << 8) | (0 << 4)
 XVDB = (202 << 8) | (1 << 4)
@@ -63,7 +65,7 @@ def _net(rec: Recorder) -> None:
 
 
 def _trace(*parts: object) -> pd.DataFrame:
-    rec = Recorder()
+    rec = Recorder(enums={"runstate": RUNSTATE_NAMES})
     for part in parts:
         part(rec)  # type: ignore[operator]
     return rec.to_dataframe()
@@ -181,7 +183,7 @@ def test_traces_without_io_give_empty_frames(fn: object) -> None:
 
 
 def test_accessor_delegates_and_parquet_round_trip_agrees(tmp_path: Path) -> None:
-    rec = Recorder()
+    rec = Recorder(enums={"runstate": RUNSTATE_NAMES})
     _block(rec)
     _net(rec)
     df = rec.to_dataframe()
@@ -200,7 +202,7 @@ def test_not_a_trace_is_refused() -> None:
 
 
 def _run_dir(tmp_path: Path, *parts: object) -> Path:
-    rec = Recorder()
+    rec = Recorder(enums={"runstate": RUNSTATE_NAMES})
     for part in parts:
         part(rec)  # type: ignore[operator]
     rec.write(tmp_path)

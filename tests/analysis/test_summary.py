@@ -11,13 +11,15 @@ import pytest
 from analysis.run import load_run
 from analysis.summary import SUMMARY_COLUMNS, summarize, summarize_dir
 from framework.runinfo import write_run_json
-from framework.trace import K, Recorder, Runstate
+from framework.trace import Recorder
+from framework.trace.ids import K
+from framework.xen.public.vcpu import RUNSTATE_NAMES, Runstate
 
-RUN, WAIT, BLOCK, _ = (int(s) for s in Runstate)
+RUN, WAIT, BLOCK = Runstate.RUNNING, Runstate.RUNNABLE, Runstate.BLOCKED
 
 
 def _make_run(directory: Path) -> Recorder:
-    rec = Recorder()
+    rec = Recorder(enums={"runstate": RUNSTATE_NAMES})
     e = rec.emit
     e(K.SCHED_RUNSTATE, 0, 0, 0, 0, RUN, WAIT)
     e(K.SCHED_RUNSTATE, 0, 1, 1, 0, WAIT, BLOCK)

@@ -51,7 +51,7 @@ from framework.guest.xenbus import XsReply
 from framework.hw970.core import Core
 from framework.hw970.link import Link, LinkParams
 from framework.hw970.memory import MachineMemory
-from framework.trace.schema import K
+from framework.trace.ids import K
 from framework.xen.public.grant_table import (
     GNTTAB_COPY,
     GNTCOPY_dest_gref,

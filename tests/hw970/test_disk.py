@@ -22,8 +22,8 @@ from framework.hw970.disk import (
 )
 from framework.hw970.iommu import TCE_PAGE_READ, TCE_PAGE_WRITE, TceTable
 from framework.hw970.memory import MachineMemory
+from framework.trace.ids import K
 from framework.trace.recorder import Recorder
-from framework.trace.schema import K
 
 RW = TCE_PAGE_READ | TCE_PAGE_WRITE
 PARAMS = DiskParams(latency_ns=100_000, bandwidth_bps=50_000_000, queue_depth=4)

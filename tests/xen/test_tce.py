@@ -8,7 +8,7 @@ import pytest
 
 from framework.hw970.iommu import TCE_PAGE_READ, TCE_PAGE_WRITE, DmaFault
 from framework.simulation import Simulation
-from framework.trace.schema import K
+from framework.trace.ids import K
 from framework.xen import hcall
 from framework.xen.p2m import IO_HOLE_START_PFN, ForeignSlot, PfnClass, foreign_pfn, pfn_to_mfn
 from framework.xen.public.papr import H_GET_TCE, H_PARAMETER, H_PUT_TCE, H_SUCCESS
