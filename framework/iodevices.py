@@ -24,6 +24,7 @@ from framework.guest.blkback import disk_completion
 from framework.hw970.disk import Disk, DiskImage, DiskParams, DiskRequest
 from framework.hw970.irq_moderation import IrqModerator
 from framework.hw970.link import Link, LinkParams
+from framework.hw970.params import DISK_IRQ_COALESCE, DISK_IRQ_TIMEOUT_NS, LINK_IRQ_INTERVAL_NS
 from framework.trace.recorder import Recorder
 from framework.xen.hypervisor import Hypervisor
 from framework.xen.tce import create_tce_table, destroy_tce_table
@@ -54,11 +55,14 @@ class VbdDevice:
 
 @dataclass(frozen=True)
 class Moderation:
-    """Interrupt moderation of the disks (coalescing) and the network (throttling)."""
+    """Interrupt moderation of the disks (coalescing) and the network (throttling).
 
-    disk_count: int = 1
-    disk_timeout_ns: int = 0
-    net_interval_ns: int = 0
+    The defaults are the documented machine defaults (params.py).
+    """
+
+    disk_count: int = DISK_IRQ_COALESCE
+    disk_timeout_ns: int = DISK_IRQ_TIMEOUT_NS
+    net_interval_ns: int = LINK_IRQ_INTERVAL_NS
 
 
 class IoDevices:

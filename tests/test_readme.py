@@ -1,12 +1,13 @@
-"""README promises: the quick start commands, the generated scenario reference, CI parity."""
+"""README promises: the quick start commands and CI parity.
+
+The generated scenario reference in README is checked by tests/scenario/test_reference.py.
+"""
 
 from __future__ import annotations
 
 import os
 import re
 from pathlib import Path
-
-from framework.scenario import reference_markdown
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text(encoding="utf-8")
@@ -24,18 +25,6 @@ def test_quick_start_is_exactly_two_command_lines() -> None:
     test_line = ".venv/bin/pip install -e '.[test]' && .venv/bin/python -m pytest -q"
     assert block.group(1).splitlines() == [run_line, test_line]
     assert (REPO / "scenarios" / "quickstart.yaml").is_file()
-
-
-def test_scenario_reference_is_generated_from_the_schema() -> None:
-    match = re.search(
-        r"<!-- scenario-reference:begin[^>]*-->\n(.*?)<!-- scenario-reference:end -->",
-        README,
-        re.DOTALL,
-    )
-    assert match is not None
-    assert match.group(1) == reference_markdown(), (
-        "regenerate the README section with: python -m framework.scenario"
-    )
 
 
 def test_ci_runs_the_readme_test_command() -> None:

@@ -22,6 +22,7 @@ from typing import Any, Final, Self
 import simpy
 
 from framework.hw970.iommu import DmaFault, TceTable
+from framework.hw970.params import DISK_BANDWIDTH_BYTES_PER_S, DISK_LATENCY_NS, DISK_QUEUE_DEPTH
 from framework.sim_events import timeout
 from framework.trace.ids import K
 from framework.trace.recorder import Recorder
@@ -57,11 +58,14 @@ STATUS_ERROR: Final = -1
 
 @dataclass(frozen=True, slots=True)
 class DiskParams:
-    """What one disk costs: per-request latency (ns), bandwidth (bytes/s), queue depth."""
+    """What one disk costs: per-request latency (ns), bandwidth (bytes/s), queue depth.
 
-    latency_ns: int
-    bandwidth_bps: int  # bytes per second
-    queue_depth: int = 32
+    The defaults are the documented machine defaults (params.py).
+    """
+
+    latency_ns: int = DISK_LATENCY_NS
+    bandwidth_bps: int = DISK_BANDWIDTH_BYTES_PER_S  # bytes per second
+    queue_depth: int = DISK_QUEUE_DEPTH
 
     def __post_init__(self) -> None:
         if self.latency_ns < 0:

@@ -14,6 +14,7 @@ from typing import Final
 
 import simpy
 
+from framework.hw970.params import LINK_BANDWIDTH_BYTES_PER_S, LINK_LATENCY_NS, LINK_MTU_BYTES
 from framework.sim_events import timeout
 
 __all__ = ["ETH_HLEN", "Link", "LinkParams"]
@@ -23,11 +24,14 @@ ETH_HLEN: Final = 14  # destination MAC, source MAC, ethertype
 
 @dataclass(frozen=True, slots=True)
 class LinkParams:
-    """Bandwidth in bits/s, one-way propagation latency in ns, MTU in payload bytes."""
+    """Bandwidth in bits/s, one-way propagation latency in ns, MTU in payload bytes.
 
-    bandwidth_bps: int  # bits per second
-    latency_ns: int
-    mtu: int = 1500
+    The defaults are the documented machine defaults (params.py, which counts bytes/s).
+    """
+
+    bandwidth_bps: int = LINK_BANDWIDTH_BYTES_PER_S * 8  # bits per second
+    latency_ns: int = LINK_LATENCY_NS
+    mtu: int = LINK_MTU_BYTES
 
     def __post_init__(self) -> None:
         if self.bandwidth_bps <= 0:

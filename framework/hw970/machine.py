@@ -4,26 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
 
 from framework.hw970.core import Core, CoreBus, scan_sensitive
 from framework.hw970.devtree import MachineDevtreeSpec, build_machine_devtree
 from framework.hw970.memory import MachineMemory
 from framework.hw970.mpic import Mpic
-
-#: 970FX clock of the JS20/JS21-class blades and the Maple board (1.6-2.2 GHz parts).
-DEFAULT_CLOCK_HZ: Final = 1_800_000_000
-#: Assumption: a 33.333 MHz timebase, as on Maple (firmware reports it in the devtree).
-DEFAULT_TIMEBASE_HZ: Final = 33_333_333
-MAX_CPUS: Final = 4
+from framework.hw970.params import CLOCK_HZ, CPUS, MAX_CPUS, MEMORY_BYTES, TIMEBASE_HZ
 
 
 @dataclass(frozen=True)
 class MachineConfig:
-    ncpus: int = 2
-    memory_bytes: int = 2 << 30
-    clock_hz: int = DEFAULT_CLOCK_HZ
-    timebase_hz: int = DEFAULT_TIMEBASE_HZ
+    """The board's shape; the defaults are the documented machine defaults (params.py)."""
+
+    ncpus: int = CPUS
+    memory_bytes: int = MEMORY_BYTES
+    clock_hz: int = CLOCK_HZ
+    timebase_hz: int = TIMEBASE_HZ
 
 
 class Machine:

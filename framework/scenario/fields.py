@@ -1,0 +1,122 @@
+"""The field types and checks every scenario model shares, and the models' common base.
+
+Sizes, durations, frequencies and bandwidths are written with units and parsed into
+integers (bytes, ns, Hz, bytes per second), so the rest of the simulator only sees integers.
+A check raises `ValueError` for the field it guards, or `Problem` to name a field below the
+model being validated; the loader turns either into one line naming file, line and field.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, StrictInt
+
+from framework.scenario.limits import MAX_VCPUS, RMA_SIZES
+from framework.units import (
+    format_size,
+    parse_bandwidth,
+    parse_duration,
+    parse_frequency,
+    parse_size,
+)
+
+__all__ = [
+    "Bandwidth",
+    "Cap",
+    "Duration",
+    "FieldPath",
+    "Frequency",
+    "Problem",
+    "RmaSize",
+    "ScenarioModel",
+    "Size",
+    "VcpuCount",
+    "VcpuIndex",
+    "Weight",
+    "in_range",
+    "matching",
+    "non_empty",
+    "positive_duration",
+]
+
+#: Where a value sits in the scenario: ('domains', 0, 'rma') is `domains[0].rma`.
+FieldPath = tuple[str | int, ...]
+
+
+class Problem(ValueError):
+    """A rule broken below the model being validated; `path` is relative to that model."""
+
+    def __init__(self, path: FieldPath, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+def in_range(lo: int, hi: int | None, what: str) -> AfterValidator:
+    """An int check whose message says the allowed range and why."""
+
+    def check(value: int) -> int:
+        if value < lo or (hi is not None and value > hi):
+            bound = f"{lo}..{hi}" if hi is not None else f">= {lo}"
+            raise ValueError(f"{what} must be {bound}, got {value}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _rma_size(value: int) -> int:
+    if value not in RMA_SIZES:
+        allowed = ", ".join(format_size(s) for s in RMA_SIZES)
+        raise ValueError(f"invalid RMA size {format_size(value)}; the 970 allows {allowed}")
+    return value
+
+
+def matching(pattern: re.Pattern[str], what: str) -> AfterValidator:
+    """A string check: the whole value matches `pattern`."""
+
+    def check(value: str) -> str:
+        if not pattern.fullmatch(value):
+            raise ValueError(f"{what} {value!r} must match {pattern.pattern}")
+        return value
+
+    return AfterValidator(check)
+
+
+def positive_duration(what: str) -> AfterValidator:
+    """A duration check: longer than zero."""
+
+    def check(value: int) -> int:
+        if value <= 0:
+            raise ValueError(f"{what} must be longer than 0ns")
+        return value
+
+    return AfterValidator(check)
+
+
+def non_empty(what: str) -> AfterValidator:
+    """A string check: not empty."""
+
+    def check(value: str) -> str:
+        if not value:
+            raise ValueError(f"{what} is empty")
+        return value
+
+    return AfterValidator(check)
+
+
+Size = Annotated[StrictInt, BeforeValidator(parse_size)]
+Duration = Annotated[StrictInt, BeforeValidator(parse_duration)]
+Frequency = Annotated[StrictInt, BeforeValidator(parse_frequency)]
+Bandwidth = Annotated[StrictInt, BeforeValidator(parse_bandwidth)]
+RmaSize = Annotated[StrictInt, BeforeValidator(parse_size), AfterValidator(_rma_size)]
+VcpuCount = Annotated[StrictInt, in_range(1, MAX_VCPUS, "vcpus")]
+VcpuIndex = Annotated[StrictInt, in_range(0, MAX_VCPUS - 1, "vcpu")]
+Weight = Annotated[StrictInt, in_range(1, 65535, "weight")]
+Cap = Annotated[StrictInt, in_range(0, None, "cap")]
+
+
+class ScenarioModel(BaseModel):
+    """Every scenario model: unknown keys are errors, and a validated model is frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)

@@ -1,0 +1,61 @@
+"""The 970 and Xen limits a scenario is checked against, before anything runs.
+
+Each limit says where it comes from; the models and cross-field rules only name them.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from framework.hw970.devtree import IO_HOLE_START
+from framework.hw970.mmu import RMA_SIZES
+from framework.hw970.params import MAX_CPUS
+
+__all__ = [
+    "BLKIF_MAX_SEGMENTS_PER_REQUEST",
+    "BLKIF_RING_SLOTS",
+    "DOM0_NAMES",
+    "EXTENT_SIZE",
+    "IO_HOLE_START",
+    "MAX_BLOCK_SIZE",
+    "MAX_CPUS",
+    "MAX_MESSAGE_SIZE",
+    "MAX_VCPUS",
+    "MIN_VBD_SIZE",
+    "PAGE_SIZE",
+    "RMA_SIZES",
+    "SECTOR_SIZE",
+    "XEN_RESERVED",
+    "GiB",
+    "KiB",
+    "MiB",
+    "is_dom0_name",
+]
+
+KiB: Final = 1 << 10
+MiB: Final = 1 << 20
+GiB: Final = 1 << 30
+
+# Memory beyond the RMA comes in 16 MiB extents: the guest maps it with 16 MiB pages.
+EXTENT_SIZE: Final = 16 * MiB
+# Xen keeps the bottom 64 MiB of machine memory for itself.
+XEN_RESERVED: Final = 64 * MiB
+# MAX_VIRT_CPUS in the public Xen headers.
+MAX_VCPUS: Final = 32
+# dom0 must stay below the 2-4 GiB I/O hole (IO_HOLE_START, from the machine's memory map).
+DOM0_NAMES: Final = ("dom0", "Domain-0")
+
+# Block I/O facts (xen/include/public/io/blkif.h): 512-byte sectors, at most 11 segments of
+# one 4 KiB page per request, and 32 request slots in a one-page ring.
+SECTOR_SIZE: Final = 512
+PAGE_SIZE: Final = 4 * KiB
+BLKIF_MAX_SEGMENTS_PER_REQUEST: Final = 11
+MAX_BLOCK_SIZE: Final = BLKIF_MAX_SEGMENTS_PER_REQUEST * PAGE_SIZE
+BLKIF_RING_SLOTS: Final = 32
+MIN_VBD_SIZE: Final = 1 * MiB
+MAX_MESSAGE_SIZE: Final = 16 * MiB
+
+
+def is_dom0_name(name: str) -> bool:
+    """True for the names a scenario may use for dom0 ('dom0' or 'Domain-0')."""
+    return name in DOM0_NAMES

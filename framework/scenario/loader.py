@@ -1,0 +1,221 @@
+"""The line-precise YAML loader: scenario text in, a validated `Scenario` or one line out.
+
+Errors are `ScenarioError`s with one line, `"<file>:<line>: <field.path>: <reason>"`. The
+line comes from the YAML node graph (`yaml.compose`), mapped by path; when pydantic finds
+several problems, the earliest line in the file is reported. The reason is said in the
+scenario's words (the allowed keys, the allowed kinds, the value that was found), not
+pydantic's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from framework.errors import ScenarioError
+from framework.scenario.devices import DEVICE_MODELS
+from framework.scenario.domains import Dom0Spec, DomainSpec
+from framework.scenario.fields import FieldPath, Problem, ScenarioModel
+from framework.scenario.machine import DiskSpec, LinkSpec, MachineSpec
+from framework.scenario.timeline import TIMELINE_MODELS
+from framework.scenario.top_level import Scenario
+from framework.scenario.workloads import WORKLOAD_MODELS
+
+__all__ = ["load_scenario", "parse_scenario"]
+
+
+def _lines(node: yaml.Node, source: str) -> dict[FieldPath, int]:
+    """Map each path in the YAML node graph to its 1-based line (the key's line)."""
+    lines: dict[FieldPath, int] = {(): node.start_mark.line + 1}
+
+    def walk(n: yaml.Node, path: FieldPath) -> None:
+        if isinstance(n, yaml.MappingNode):
+            seen: set[object] = set()
+            for key_node, value_node in n.value:
+                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else "<complex key>"
+                if key in seen:
+                    raise ScenarioError(
+                        f"{source}:{key_node.start_mark.line + 1}: {_dotted((*path, key))}: "
+                        "duplicate key"
+                    )
+                seen.add(key)
+                lines[(*path, key)] = key_node.start_mark.line + 1
+                walk(value_node, (*path, key))
+        elif isinstance(n, yaml.SequenceNode):
+            for i, item in enumerate(n.value):
+                lines[(*path, i)] = item.start_mark.line + 1
+                walk(item, (*path, i))
+
+    walk(node, ())
+    return lines
+
+
+def _dotted(path: FieldPath) -> str:
+    """('domains', 0, 'rma') -> 'domains[0].rma'."""
+    out = ""
+    for el in path:
+        out += f"[{el}]" if isinstance(el, int) else (f".{el}" if out else str(el))
+    return out or "(top level)"
+
+
+def _strip_tags(loc: tuple[int | str, ...], data: object) -> FieldPath:
+    """Drop the discriminator tags pydantic puts in locs ('workloads', 0, 'timer', 'hz')."""
+    out: list[str | int] = []
+    cur: object = data
+    for el in loc:
+        if isinstance(cur, dict) and el not in cur and el in (cur.get("kind"), cur.get("action")):
+            continue
+        out.append(el)
+        if isinstance(cur, dict):
+            cur = cur.get(el)
+        elif isinstance(cur, list) and isinstance(el, int) and 0 <= el < len(cur):
+            cur = cur[el]
+        else:
+            cur = None
+    return tuple(out)
+
+
+# The lists whose items are discriminated unions: (what an item is, its tag key, the models).
+_UNIONS: dict[str, tuple[str, str, dict[str, type[ScenarioModel]]]] = {
+    "workloads": ("workload", "kind", WORKLOAD_MODELS),
+    "devices": ("device", "kind", DEVICE_MODELS),
+    "timeline": ("timeline", "action", TIMELINE_MODELS),
+}
+
+
+def _union_at(path: FieldPath) -> tuple[str, str, dict[str, type[ScenarioModel]]] | None:
+    """The union an item at `path` (`..., list name, index`) belongs to, if any."""
+    if len(path) >= 2 and isinstance(path[-1], int) and isinstance(path[-2], str):
+        return _UNIONS.get(path[-2])
+    return None
+
+
+def _model_at(path: FieldPath, data: object) -> type[BaseModel] | None:
+    """The model that validates the mapping at `path` (for listing its allowed keys)."""
+    shape = tuple("*" if isinstance(el, int) else el for el in path)
+    fixed: dict[tuple[str, ...], type[BaseModel]] = {
+        (): Scenario,
+        ("machine",): MachineSpec,
+        ("machine", "disk"): DiskSpec,
+        ("machine", "link"): LinkSpec,
+        ("dom0",): Dom0Spec,
+        ("domains", "*"): DomainSpec,
+    }
+    if shape in fixed:
+        return fixed[shape]
+    union = _union_at(path)
+    if union is not None:
+        _, tag, models = union
+        node: object = data
+        for el in path:
+            node = node[el] if isinstance(node, (dict, list)) else None  # type: ignore[index]
+        value = node.get(tag) if isinstance(node, dict) else None
+        return models.get(value) if isinstance(value, str) else None
+    return None
+
+
+def _describe(value: object) -> str:
+    return f"{type(value).__name__} {value!r}"
+
+
+def _reason(err: Any, path: FieldPath, data: object) -> tuple[FieldPath, str]:
+    """Turn one pydantic error into (path, human reason)."""
+    kind = err["type"]
+    ctx = err.get("ctx") or {}
+    value = err.get("input")
+    if kind in ("value_error", "assertion_error"):
+        exc = ctx.get("error")
+        if isinstance(exc, Problem):
+            return (*path, *exc.path), str(exc)
+        return path, str(exc) if exc is not None else err["msg"]
+    if kind == "missing":
+        return path, "required key is missing"
+    if kind == "extra_forbidden":
+        model = _model_at(path[:-1], data)
+        allowed = f"; expected one of {', '.join(model.model_fields)}" if model else ""
+        return path, f"unknown key {path[-1]!r}{allowed}"
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        noun, tag, models = _union_at(path) or _UNIONS["workloads"]
+        expected = ", ".join(models)
+        if kind == "union_tag_not_found":
+            return path, f"{noun} item lacks its {tag!r} key; expected one of {expected}"
+        return (*path, tag), f"unknown {noun} {tag} {ctx.get('tag')!r}; expected one of {expected}"
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        return path, f"expected a mapping, got {_describe(value)}"
+    if kind in ("tuple_type", "list_type"):
+        return path, f"expected a list, got {_describe(value)}"
+    if kind == "int_type":
+        return path, f"expected an integer, got {_describe(value)}"
+    if kind == "string_type":
+        return path, f"expected a string, got {_describe(value)}"
+    if kind == "bool_type":
+        return path, f"expected true or false, got {_describe(value)}"
+    if kind == "literal_error":
+        return path, f"expected {ctx.get('expected')}, got {value!r}"
+    return path, f"{err['msg']} (got {value!r})"
+
+
+def _nearest_line(lines: dict[FieldPath, int], path: FieldPath) -> int:
+    for n in range(len(path), -1, -1):
+        if path[:n] in lines:
+            return lines[path[:n]]
+    return 1
+
+
+def parse_scenario(
+    text: str, source: str = "<string>", *, base_dir: str | Path | None = None
+) -> Scenario:
+    """Validate scenario YAML text; raises ScenarioError with one line naming file and line.
+
+    Relative image paths resolve against `base_dir` (default: the current directory).
+    """
+    try:
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()  # type: ignore[no-untyped-call]
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        what = " ".join(p for p in (exc.context, exc.problem) if p)
+        raise ScenarioError(f"{source}:{line}: YAML syntax error: {what}") from None
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"{source}:1: YAML error: {exc}") from None
+    if node is None:
+        raise ScenarioError(f"{source}:1: (top level): the scenario is empty")
+    lines = _lines(node, source)
+    try:
+        context = {"base_dir": Path(base_dir) if base_dir is not None else Path.cwd()}
+        scenario = Scenario.model_validate(data, context=context)
+    except ValidationError as exc:
+        found = []
+        for err in exc.errors():
+            path, reason = _reason(err, _strip_tags(err["loc"], data), data)
+            found.append((_nearest_line(lines, path), path, reason))
+        line, path, reason = min(found, key=lambda f: f[0])
+        raise ScenarioError(f"{source}:{line}: {_dotted(path)}: {reason}") from None
+    scenario.loaded_from(source, hashlib.sha256(text.encode("utf-8")).hexdigest())
+    return scenario
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario file; its `sha256` is that of the file's bytes."""
+    source = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise ScenarioError(f"{source}: cannot read scenario: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ScenarioError(f"{source}:{line}: (top level): the file is not UTF-8") from None
+    scenario = parse_scenario(text, source, base_dir=Path(path).parent)
+    scenario.loaded_from(source, hashlib.sha256(raw).hexdigest())
+    return scenario

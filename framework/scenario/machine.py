@@ -1,0 +1,109 @@
+"""The machine section: the physical 970 box, the disk behind every vbd and each vif's link.
+
+Every default here is a machine default declared once in `framework.hw970.params`, the
+same values the hardware models fall back to.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, StrictInt, model_validator
+
+from framework.hw970 import params
+from framework.scenario.fields import (
+    Bandwidth,
+    Duration,
+    Frequency,
+    Problem,
+    ScenarioModel,
+    Size,
+    in_range,
+)
+from framework.scenario.limits import EXTENT_SIZE, MAX_CPUS, MiB
+from framework.units import format_frequency, format_size
+
+__all__ = ["DiskSpec", "LinkSpec", "MachineSpec"]
+
+
+class DiskSpec(ScenarioModel):
+    """The disk model behind every vbd: a fixed latency, then the transfer at `bandwidth`."""
+
+    latency: Duration = Field(
+        params.DISK_LATENCY_NS, description="time from a request reaching the disk until data moves"
+    )
+    bandwidth: Bandwidth = Field(
+        params.DISK_BANDWIDTH_BYTES_PER_S, description="transfer rate of each disk"
+    )
+    queue_depth: Annotated[StrictInt, in_range(1, 256, "queue_depth")] = Field(
+        params.DISK_QUEUE_DEPTH, description="requests one disk serves at once, 1..256"
+    )
+    irq_coalesce: Annotated[StrictInt, in_range(1, 256, "irq_coalesce")] = Field(
+        params.DISK_IRQ_COALESCE,
+        description="completions gathered into one interrupt while the disk is still busy "
+        "(1 = one interrupt each); a completion that leaves the disk idle interrupts at once",
+    )
+    irq_timeout: Duration = Field(
+        params.DISK_IRQ_TIMEOUT_NS,
+        description="longest a completion waits for others to share its interrupt",
+    )
+
+
+class LinkSpec(ScenarioModel):
+    """The link between each vif and its bridge in dom0, the same in both directions."""
+
+    bandwidth: Bandwidth = Field(
+        params.LINK_BANDWIDTH_BYTES_PER_S,
+        description="transfer rate of each link",
+        json_schema_extra={"shown_default": "`1Gbit/s`"},
+    )
+    latency: Duration = Field(
+        params.LINK_LATENCY_NS, description="time a frame takes to cross the link"
+    )
+    mtu: Annotated[StrictInt, in_range(576, 9000, "mtu")] = Field(
+        params.LINK_MTU_BYTES,
+        description="largest frame payload in bytes, 576..9000 (9000: jumbo frames)",
+    )
+    irq_interval: Duration = Field(
+        params.LINK_IRQ_INTERVAL_NS,
+        description="least time between two network interrupts (interrupt throttling, as "
+        "e1000's 20,000 interrupts/s); 0 = one per frame",
+    )
+
+
+class MachineSpec(ScenarioModel):
+    """The physical 970 box (defaults: a JS20/JS21-like 2-way 970FX at 1.8 GHz)."""
+
+    cpus: Annotated[StrictInt, in_range(1, MAX_CPUS, "cpus")] = Field(
+        params.CPUS, description="physical CPUs (970 boxes had up to 4)"
+    )
+    memory: Size = Field(
+        params.MEMORY_BYTES, description="machine memory; a multiple of 16MiB, at least 256MiB"
+    )
+    clock: Frequency = Field(params.CLOCK_HZ, description="core clock")
+    timebase: Frequency = Field(
+        params.TIMEBASE_HZ, description="timebase frequency (assumed 33.333333MHz, as on JS20/JS21)"
+    )
+    disk: DiskSpec = Field(
+        default_factory=DiskSpec, description="the disk every vbd gets, see `machine.disk`"
+    )
+    link: LinkSpec = Field(
+        default_factory=LinkSpec, description="each vif's link to its bridge, see `machine.link`"
+    )
+
+    @model_validator(mode="after")
+    def _memory_shape(self) -> MachineSpec:
+        if self.memory < 256 * MiB:
+            raise Problem(("memory",), f"machine memory {format_size(self.memory)} is below 256MiB")
+        if self.memory % EXTENT_SIZE:
+            raise Problem(
+                ("memory",),
+                f"machine memory {format_size(self.memory)} is not a multiple of 16MiB",
+            )
+        if self.timebase > self.clock:
+            raise Problem(
+                ("timebase",),
+                f"timebase {format_frequency(self.timebase)} is faster than the core clock "
+                f"{format_frequency(self.clock)}",
+            )
+        return self

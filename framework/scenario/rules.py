@@ -1,0 +1,231 @@
+"""The cross-field rules of a whole scenario: what holds between domains, the machine and
+the timeline.
+
+Each rule raises `Problem` with the path of the field to blame (relative to the scenario),
+so the loader can name its line. The rules within one domain live with `domains`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from framework.scenario.devices import VifSpec
+from framework.scenario.domains import Dom0Spec, DomainSpec
+from framework.scenario.fields import FieldPath, Problem
+from framework.scenario.limits import DOM0_NAMES, IO_HOLE_START, XEN_RESERVED, is_dom0_name
+from framework.scenario.machine import MachineSpec
+from framework.scenario.timeline import ConsoleInputAction, DestroyAction, TimelineAction
+from framework.scenario.workloads import NetstreamWorkload, PingpongWorkload, Workload
+from framework.units import format_duration, format_size
+
+__all__ = [
+    "check_affinity",
+    "check_fit",
+    "check_macs",
+    "check_names",
+    "check_netstream",
+    "check_pingpong",
+    "check_timeline",
+]
+
+
+def check_names(domains: tuple[DomainSpec, ...]) -> None:
+    """Guest domain names are unique."""
+    seen: dict[str, int] = {}
+    for i, d in enumerate(domains):
+        if d.name in seen:
+            raise Problem(
+                ("domains", i, "name"),
+                f"duplicate domain name {d.name!r} (also domains[{seen[d.name]}])",
+            )
+        seen[d.name] = i
+
+
+def check_fit(machine: MachineSpec, dom0: Dom0Spec, domains: tuple[DomainSpec, ...]) -> None:
+    """Xen, dom0 (below the I/O hole) and every guest fit in machine memory, in file order."""
+    dom0_top = XEN_RESERVED + dom0.memory
+    if dom0_top > IO_HOLE_START:
+        raise Problem(
+            ("dom0", "memory"),
+            f"dom0 memory {format_size(dom0.memory)} + 64MiB for Xen crosses the "
+            "2GiB I/O hole; dom0 must stay below 2GiB",
+        )
+    used = 0
+    parts: list[tuple[FieldPath, int]] = [(("dom0", "memory"), XEN_RESERVED + dom0.memory)]
+    parts += [(("domains", i, "memory"), d.memory) for i, d in enumerate(domains)]
+    for path, size in parts:
+        used += size
+        if used > machine.memory:
+            raise Problem(
+                path,
+                f"does not fit: 64MiB (Xen) + dom0 + domains so far = {format_size(used)}, "
+                f"more than machine memory {format_size(machine.memory)}",
+            )
+
+
+def check_affinity(machine: MachineSpec, domains: tuple[DomainSpec, ...]) -> None:
+    """Affinity names only CPUs the machine has."""
+    cpus = machine.cpus
+    for i, d in enumerate(domains):
+        for k, cpu in enumerate(d.affinity or ()):
+            if cpu >= cpus:
+                raise Problem(
+                    ("domains", i, "affinity", k),
+                    f"cpu {cpu} out of range; the machine has {cpus} CPUs (0..{cpus - 1})",
+                )
+
+
+def _participants(
+    dom0: Dom0Spec, domains: tuple[DomainSpec, ...]
+) -> Iterator[tuple[FieldPath, str, tuple[Workload, ...]]]:
+    """Every domain's path in the file, name and workloads, dom0 first."""
+    yield ("dom0",), DOM0_NAMES[0], dom0.workloads
+    for i, d in enumerate(domains):
+        yield ("domains", i), d.name, d.workloads
+
+
+def check_pingpong(dom0: Dom0Spec, domains: tuple[DomainSpec, ...]) -> None:
+    """Every pingpong pair is exactly one ping and one pong naming each other."""
+    names = {name: loads for _, name, loads in _participants(dom0, domains)}
+
+    def canon(name: str) -> str:
+        return DOM0_NAMES[0] if is_dom0_name(name) else name
+
+    def pairs(loads: tuple[Workload, ...], peer: str) -> list[PingpongWorkload]:
+        return [w for w in loads if isinstance(w, PingpongWorkload) and canon(w.peer) == peer]
+
+    for prefix, me, loads in _participants(dom0, domains):
+        for j, w in enumerate(loads):
+            if not isinstance(w, PingpongWorkload):
+                continue
+            at = (*prefix, "workloads", j)
+            peer = canon(w.peer)
+            if is_dom0_name(w.peer) or is_dom0_name(me):
+                raise Problem(
+                    (*at, "peer"),
+                    "pingpong with dom0 is not modelled yet; pair two guest domains",
+                )
+            if sum(isinstance(x, PingpongWorkload) for x in loads) > 1:
+                raise Problem(
+                    (*at, "kind"), "one pingpong workload per domain (its kernel binds one)"
+                )
+            if peer not in names:
+                raise Problem(
+                    (*at, "peer"),
+                    f"unknown peer {w.peer!r}; expected another domain's name or dom0",
+                )
+            if peer == me:
+                raise Problem((*at, "peer"), "a domain cannot be its own pingpong peer")
+            if pairs(loads, peer)[0] is not w:
+                raise Problem(
+                    (*at, "peer"),
+                    f"second pingpong workload with peer {w.peer!r}; "
+                    "exactly one ping and one pong per pair",
+                )
+            theirs = pairs(names[peer], me)
+            if len(theirs) != 1:
+                raise Problem(
+                    (*at, "peer"),
+                    f"peer {w.peer!r} has {len(theirs)} pingpong workloads with peer "
+                    f"{me!r}; exactly one ping and one pong per pair",
+                )
+            if theirs[0].role == w.role:
+                raise Problem(
+                    (*at, "role"),
+                    f"both {me!r} and {w.peer!r} are {w.role!r}; "
+                    "exactly one ping and one pong per pair",
+                )
+
+
+def check_netstream(domains: tuple[DomainSpec, ...]) -> None:
+    """Each guest streams to at most one other guest, over a bridge both are on."""
+    guests = {d.name: d for d in domains}
+    for i, d in enumerate(domains):
+        streams = [(j, w) for j, w in enumerate(d.workloads) if isinstance(w, NetstreamWorkload)]
+        if len(streams) > 1:
+            raise Problem(
+                ("domains", i, "workloads", streams[1][0], "kind"),
+                "one netstream workload per domain (its kernel streams to one peer)",
+            )
+        for j, w in streams:
+            at = ("domains", i, "workloads", j, "peer")
+            if is_dom0_name(w.peer):
+                raise Problem(
+                    at, "netstream peer must be a guest; dom0 is the backend, not an endpoint"
+                )
+            if w.peer not in guests:
+                raise Problem(at, f"unknown peer {w.peer!r}; expected another guest domain's name")
+            if w.peer == d.name:
+                raise Problem(at, "a domain cannot stream to itself")
+            mine = tuple(dict.fromkeys(v.bridge for v in d.vifs))
+            theirs = tuple(dict.fromkeys(v.bridge for v in guests[w.peer].vifs))
+            if not set(mine) & set(theirs):
+                raise Problem(
+                    at,
+                    f"{d.name!r} ({_bridges(mine)}) and {w.peer!r} ({_bridges(theirs)}) "
+                    "share no bridge; both need a `kind: vif` on the same bridge",
+                )
+
+
+def check_macs(domains: tuple[DomainSpec, ...]) -> None:
+    """Two vifs with one MAC would confuse every bridge they share."""
+    seen: dict[str, str] = {}
+    for i, d in enumerate(domains):
+        for k, dev in enumerate(d.devices):
+            if not isinstance(dev, VifSpec) or dev.mac is None:
+                continue
+            where = f"domains[{i}].devices[{k}]"
+            if dev.mac in seen:
+                raise Problem(
+                    ("domains", i, "devices", k, "mac"),
+                    f"duplicate mac {dev.mac} (also {seen[dev.mac]})",
+                )
+            seen[dev.mac] = where
+
+
+def check_timeline(
+    timeline: tuple[TimelineAction, ...], domains: tuple[DomainSpec, ...], duration: int
+) -> None:
+    """Actions go to an existing guest, while it exists and the run lasts."""
+    guests = {d.name: d for d in domains}
+    destroyed: dict[str, tuple[int, int]] = {}
+    for k, action in sorted(enumerate(timeline), key=lambda item: item[1].at):
+        if is_dom0_name(action.domain):
+            raise Problem(
+                ("timeline", k, "domain"),
+                "console_input goes to a guest's console ring; dom0 has none (its console is Xen's)"
+                if isinstance(action, ConsoleInputAction)
+                else "dom0 cannot be destroyed; it runs the toolstack",
+            )
+        if action.domain not in guests:
+            known = ", ".join(guests) or "none in this scenario"
+            raise Problem(
+                ("timeline", k, "domain"),
+                f"unknown domain {action.domain!r}; expected a guest domain's name ({known})",
+            )
+        if action.at >= duration:
+            raise Problem(
+                ("timeline", k, "at"),
+                f"at {format_duration(action.at)} is not before the end of the run "
+                f"(duration {format_duration(duration)})",
+            )
+        start = guests[action.domain].start
+        if action.at < start:
+            raise Problem(
+                ("timeline", k, "at"),
+                f"at {format_duration(action.at)} is before domain {action.domain!r} "
+                f"starts ({format_duration(start)})",
+            )
+        gone = destroyed.get(action.domain)
+        if gone is not None and action.at >= gone[1]:
+            raise Problem(
+                ("timeline", k, "at"),
+                f"at {format_duration(action.at)} domain {action.domain!r} is already "
+                f"destroyed (timeline[{gone[0]}] at {format_duration(gone[1])})",
+            )
+        if isinstance(action, DestroyAction):
+            destroyed[action.domain] = (k, action.at)
+
+
+def _bridges(names: tuple[str, ...]) -> str:
+    return f"bridges: {', '.join(names)}" if names else "no vif"

@@ -1,0 +1,123 @@
+"""The whole scenario: a machine, dom0, guest domains and a timeline, as one frozen model.
+
+Where the hash lives: the loader (`load_scenario`/`parse_scenario`) records where a scenario
+came from with `Scenario.loaded_from`; read it through `Scenario.sha256` (hex SHA-256 of the
+raw file bytes) and `Scenario.source` (the path or name it was read from). A `Scenario`
+built directly with `Scenario.model_validate` hashes its canonical JSON instead. Relative
+image paths resolve against `Scenario.base_dir` (pass `context={"base_dir": dir}` to
+`Scenario.model_validate`, else the current directory), see `Scenario.image_path`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Annotated, Any, Final
+
+from pydantic import Field, PrivateAttr, StrictInt, StrictStr, ValidationInfo, model_validator
+
+from framework.scenario.devices import VbdSpec, context_base_dir, resolve_image
+from framework.scenario.domains import Dom0Spec, DomainSpec
+from framework.scenario.fields import Duration, ScenarioModel, in_range, matching
+from framework.scenario.machine import MachineSpec
+from framework.scenario.rules import (
+    check_affinity,
+    check_fit,
+    check_macs,
+    check_names,
+    check_netstream,
+    check_pingpong,
+    check_timeline,
+)
+from framework.scenario.timeline import TimelineAction
+
+__all__ = ["Scenario"]
+
+_SCENARIO_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+class Scenario(ScenarioModel):
+    """A whole scenario file, with every size, duration, frequency and bandwidth as an integer."""
+
+    name: Annotated[StrictStr, matching(_SCENARIO_NAME, "scenario name")] = Field(
+        description="scenario name; also the default run directory `runs/<name>`"
+    )
+    seed: Annotated[StrictInt, in_range(0, None, "seed")] = Field(
+        0, description="seed of the simulation's only random generator"
+    )
+    duration: Duration = Field(description="simulated time to run")
+    machine: MachineSpec = Field(default_factory=MachineSpec, description="see `machine`")
+    dom0: Dom0Spec = Field(default_factory=Dom0Spec, description="see `dom0`")
+    domains: tuple[DomainSpec, ...] = Field((), description="guest domains, see `domains[]`")
+    timeline: tuple[TimelineAction, ...] = Field(
+        (), description="actions at simulated times, kept sorted by `at` (stable), see `timeline[]`"
+    )
+
+    _sha256: str | None = PrivateAttr(default=None)
+    _source: str = PrivateAttr(default="<model>")
+    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+
+    def loaded_from(self, source: str, sha256: str) -> None:
+        """Record the file (or name) this scenario was read from and the hash of its bytes."""
+        self._source = source
+        self._sha256 = sha256
+
+    @property
+    def sha256(self) -> str:
+        """Hex SHA-256 of the file bytes it was loaded from (else of its canonical JSON)."""
+        if self._sha256 is None:
+            return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+        return self._sha256
+
+    @property
+    def source(self) -> str:
+        """The path (or name) the scenario was read from."""
+        return self._source
+
+    @property
+    def base_dir(self) -> Path:
+        """The directory relative image paths resolve against (the scenario file's)."""
+        return self._base_dir
+
+    def image_path(self, vbd: VbdSpec) -> Path | None:
+        """Where a vbd's image lives (None without an image); the file may not exist yet."""
+        return None if vbd.image is None else resolve_image(vbd.image, self._base_dir)
+
+    @property
+    def domain_count(self) -> int:
+        """Domains including dom0."""
+        return 1 + len(self.domains)
+
+    @property
+    def vcpu_count(self) -> int:
+        """VCPUs of all domains including dom0."""
+        return self.dom0.vcpus + sum(d.vcpus for d in self.domains)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dom0_vcpus_default(cls, data: Any) -> Any:
+        """dom0 gets one VCPU per physical CPU unless the file says otherwise."""
+        if not isinstance(data, dict):
+            return data
+        machine = data.get("machine", {})
+        cpus = MachineSpec.model_fields["cpus"].default
+        if isinstance(machine, dict):
+            cpus = machine.get("cpus", cpus)
+        dom0 = data.get("dom0", {})
+        if isinstance(cpus, int) and isinstance(dom0, dict) and "vcpus" not in dom0:
+            data = {**data, "dom0": {**dom0, "vcpus": cpus}}
+        return data
+
+    @model_validator(mode="after")
+    def _rules(self, info: ValidationInfo) -> Scenario:
+        check_names(self.domains)
+        check_fit(self.machine, self.dom0, self.domains)
+        check_affinity(self.machine, self.domains)
+        check_pingpong(self.dom0, self.domains)
+        check_netstream(self.domains)
+        check_macs(self.domains)
+        check_timeline(self.timeline, self.domains, self.duration)
+        self._base_dir = context_base_dir(info)
+        ordered = tuple(sorted(self.timeline, key=lambda action: action.at))
+        return self.model_copy(update={"timeline": ordered})

@@ -1,0 +1,55 @@
+"""Cross-field rules of a whole scenario: what they accept at their edges, and a clear refusal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from framework.errors import ScenarioError
+from framework.scenario import NetstreamWorkload, load_scenario, parse_scenario
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+MiB = 1 << 20
+
+
+def test_pingpong_with_dom0_is_refused_with_a_clear_line() -> None:
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(DATA / "dom0_pingpong.yaml")
+    assert "dom0.workloads[0].peer: pingpong with dom0 is not modelled yet" in str(err.value)
+
+
+def test_memory_exactly_filling_the_machine_is_accepted() -> None:
+    text = (
+        "name: full\nduration: 1s\nmachine: {memory: 512MiB}\n"
+        "dom0: {memory: 256MiB}\ndomains:\n  - {name: g, memory: 192MiB}\n"
+    )
+    assert parse_scenario(text).domains[0].memory == 192 * MiB
+
+
+def test_two_guests_may_stream_to_each_other_on_a_shared_second_bridge() -> None:
+    text = """
+name: both
+duration: 1s
+domains:
+  - name: a
+    memory: 64MiB
+    devices: [{kind: vif, bridge: xenbr0}, {kind: vif, bridge: storage}]
+    workloads: [{kind: netstream, peer: b}]
+  - name: b
+    memory: 64MiB
+    devices: [{kind: vif, bridge: storage}]
+    workloads: [{kind: netstream, peer: a, message_size: 1}]
+"""
+    s = parse_scenario(text)
+    assert [v.bridge for v in s.domains[0].vifs] == ["xenbr0", "storage"]
+    assert s.domains[1].workloads[0] == NetstreamWorkload(peer="a", message_size=1)
+
+
+def test_timeline_action_exactly_at_domain_start_is_accepted() -> None:
+    text = (
+        "name: t\nduration: 1s\ndomains:\n  - {name: g, memory: 64MiB, start: 5ms}\n"
+        "timeline:\n  - {action: console_input, at: 5ms, domain: g, text: x}\n"
+        "  - {action: console_input, at: 999999999ns, domain: g, text: y}\n"
+    )
+    assert [a.at for a in parse_scenario(text).timeline] == [5_000_000, 999_999_999]
