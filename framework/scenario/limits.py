@@ -8,8 +8,17 @@ from __future__ import annotations
 from typing import Final
 
 from framework.hw970.devtree import IO_HOLE_START
+from framework.hw970.memory import PAGE_SIZE
 from framework.hw970.mmu import RMA_SIZES
 from framework.hw970.params import MAX_CPUS
+from framework.xen.public.arch_powerpc import EXTENT_BYTES as EXTENT_SIZE
+from framework.xen.public.arch_powerpc import XEN_RESERVED_BYTES as XEN_RESERVED
+from framework.xen.public.io.blkif import (
+    BLKIF_MAX_SEGMENTS_PER_REQUEST,
+    BLKIF_RING_SIZE,
+    BLKIF_SECTOR_SIZE,
+)
+from framework.xen.public.xen import MAX_VIRT_CPUS as MAX_VCPUS
 
 __all__ = [
     "BLKIF_MAX_SEGMENTS_PER_REQUEST",
@@ -36,22 +45,17 @@ KiB: Final = 1 << 10
 MiB: Final = 1 << 20
 GiB: Final = 1 << 30
 
-# Memory beyond the RMA comes in 16 MiB extents: the guest maps it with 16 MiB pages.
-EXTENT_SIZE: Final = 16 * MiB
-# Xen keeps the bottom 64 MiB of machine memory for itself.
-XEN_RESERVED: Final = 64 * MiB
-# MAX_VIRT_CPUS in the public Xen headers.
-MAX_VCPUS: Final = 32
+# EXTENT_SIZE (memory beyond the RMA comes in 16 MiB extents), XEN_RESERVED (Xen keeps the
+# bottom 64 MiB of machine memory) and MAX_VCPUS (MAX_VIRT_CPUS) are the guest ABI's, in
+# framework.xen.public; PAGE_SIZE is the 970's.
 # dom0 must stay below the 2-4 GiB I/O hole (IO_HOLE_START, from the machine's memory map).
 DOM0_NAMES: Final = ("dom0", "Domain-0")
 
-# Block I/O facts (xen/include/public/io/blkif.h): 512-byte sectors, at most 11 segments of
-# one 4 KiB page per request, and 32 request slots in a one-page ring.
-SECTOR_SIZE: Final = 512
-PAGE_SIZE: Final = 4 * KiB
-BLKIF_MAX_SEGMENTS_PER_REQUEST: Final = 11
+# Block I/O facts (public/io/blkif.h): 512-byte sectors, at most 11 segments of one 4 KiB
+# page per request, and 32 request slots in a one-page ring.
+SECTOR_SIZE: Final = BLKIF_SECTOR_SIZE
 MAX_BLOCK_SIZE: Final = BLKIF_MAX_SEGMENTS_PER_REQUEST * PAGE_SIZE
-BLKIF_RING_SLOTS: Final = 32
+BLKIF_RING_SLOTS: Final = BLKIF_RING_SIZE
 MIN_VBD_SIZE: Final = 1 * MiB
 MAX_MESSAGE_SIZE: Final = 16 * MiB
 
