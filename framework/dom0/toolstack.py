@@ -7,7 +7,7 @@ domain configurations play the part of xm config files on dom0's disk.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from framework.hw970.mmu import rma_log2
@@ -61,9 +61,6 @@ class DomainConfig:
     weight: int = 256
     cap: int = 0
     affinity: tuple[int, ...] | None = None
-    workload: dict[str, int | str | list[int]] = field(default_factory=dict)
-    pingpong_peer: str | None = None  # wired by the toolstack when both exist
-    pingpong_role: str | None = None
 
 
 class BuildError(Exception):

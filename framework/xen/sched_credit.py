@@ -6,8 +6,9 @@ All times are integer nanoseconds; every container is iterated in a fixed order.
 
 Ownership rules the caller must follow (they mirror ``schedule()`` in Xen):
 
-* a CPU's ``current`` VCPU is handed back with :meth:`CreditScheduler.deschedule` (or
-  :meth:`CreditScheduler.yield_cpu`) before :meth:`CreditScheduler.pick_next` is called;
+* a CPU's ``current`` VCPU is handed back with :meth:`CreditScheduler.deschedule` before
+  :meth:`CreditScheduler.pick_next` is called (SCHEDOP_yield too: the VCPU goes to the tail
+  of its priority class);
 * CPU numbers returned by ``wake``/``set_affinity``/``accounting`` (and collected by
   :meth:`CreditScheduler.take_kicks` for calls whose signature cannot return them) are
   "tickles": those CPUs must deschedule + ``pick_next`` soon (Xen's SCHEDULE_SOFTIRQ).
@@ -222,10 +223,6 @@ class CreditScheduler:
         if target != cpu:
             for k in self._tickle(target, svc):
                 self._kick(k)
-
-    def yield_cpu(self, cpu: int, now: int) -> None:
-        """SCHEDOP_yield: the running VCPU goes to the tail of its priority class."""
-        self.deschedule(cpu, now, still_runnable=True)
 
     # ----------------------------------------------------------------- scheduling
 
