@@ -82,7 +82,6 @@ class Toolstack:
         self.clock_hz = clock_hz
         self.timebase_hz = timebase_hz
         self.domids: dict[str, int] = {}
-        self.ports: dict[str, int] = {}
 
     # -- plumbing ------------------------------------------------------------------------
     def _handle(self, gpa: int, nbytes: int, desc_gpa: int) -> int:
