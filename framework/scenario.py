@@ -130,7 +130,7 @@ def is_dom0_name(name: str) -> bool:
     return name in DOM0_NAMES
 
 
-class _Problem(ValueError):
+class _Problem(ScenarioError, ValueError):
     """A rule broken below the model being validated; `path` is relative to that model."""
 
     def __init__(self, path: tuple[str | int, ...], message: str) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import simpy
 
 from framework.compiled import warn_if_stale
-from framework.errors import SimulationError
+from framework.errors import BuildError, SimulationError
 from framework.guest.devctl import vbd_devid, vif_mac
 from framework.guest.kernel import GuestKernel, GuestOS, KernelMemory
 from framework.guest.runtime import BUFFER_GPA, DEVTREE_GPA
@@ -52,7 +52,7 @@ from framework.xen.devtree import (
 )
 from framework.xen.domain import Domain
 from framework.xen.hypervisor import Hypervisor, KernelImage
-from framework.xen.toolstack import BuildError, DomainConfig, Toolstack
+from framework.xen.toolstack import DomainConfig, Toolstack
 
 Progress = Callable[[int, int], None]
 

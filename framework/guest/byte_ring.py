@@ -13,7 +13,8 @@ from __future__ import annotations
 import struct
 from typing import Final, Literal
 
-from framework.guest.ring import GuestMemory, RingEmpty, RingError, RingProtocolError
+from framework.errors import RingEmpty, RingError, RingProtocolError
+from framework.guest.ring import GuestMemory
 from framework.xen.abi import Layout
 from framework.xen.ioabi import (
     RING_IDX_MASK,

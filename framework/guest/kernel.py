@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
+from framework.errors import KernelError
 from framework.hw970.core import Core
 from framework.hw970.machine import Machine
 from framework.hw970.mmu import (
@@ -76,10 +77,6 @@ POOL_TOP_RESERVE: Final = 16 * 4096
 
 
 _GNT_BATCH: Final = 64  # grant ops per hypercall (64 x 40 bytes fit the argument page)
-
-
-class KernelError(Exception):
-    """The kernel could not do something it needs (an oops in a real kernel)."""
 
 
 PTE_M: Final = 0x10

@@ -39,6 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Protocol
 
+from framework.errors import KernelError, RingError
 from framework.hw970.core import Core
 from framework.hw970.link import ETH_HLEN, Link
 from framework.trace.schema import K
@@ -65,9 +66,9 @@ from framework.xen.ioabi import (
 )
 
 from .bridge import Bridge, format_mac, parse_mac
-from .kernel import NATIVE_CYCLES, KernelError
+from .kernel import NATIVE_CYCLES
 from .netfront import read_nodes
-from .ring import BackRing, GuestMemory, RingError
+from .ring import BackRing, GuestMemory
 from .xenbus import Xenbus, backend_changed
 
 if TYPE_CHECKING:

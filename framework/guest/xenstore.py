@@ -29,19 +29,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Final
 
-from framework.errors import SimulationError
+from framework.errors import SimulationError, XenstoreError, XsWireError
 from framework.xen.ioabi import XENSTORE_PAYLOAD_MAX
 
 from . import xs_wire as xs
-from .xs_wire import (
-    XS_PERM_OWNER,
-    XS_PERM_READ,
-    XS_PERM_WRITE,
-    Perm,
-    XenstoreError,
-    XsMsg,
-    XsWireError,
-)
+from .xs_wire import XS_PERM_OWNER, XS_PERM_READ, XS_PERM_WRITE, Perm, XsMsg
 
 #: Path limits (xs_wire.h): an absolute path, and a relative one before the domain's home
 #: is put in front of it.

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from framework.xen import abi
+from framework.errors import XSD_ERRORS, XenstoreError, XsWireError
 from framework.xen.ioabi import XENSTORE_PAYLOAD_MAX, XSD_SOCKMSG, XsdSockmsg, XsdSockmsgType
 
 # --- message types (enum xsd_sockmsg_type) -------------------------------------------
@@ -47,27 +47,6 @@ XS_RESUME: Final = XsdSockmsgType.XS_RESUME
 XSD_HEADER_SIZE: Final = XSD_SOCKMSG.size
 _U32_MAX: Final = 0xFFFFFFFF
 
-#: The errno names xenstored sends in XS_ERROR (xs_wire.h's xsd_errors; E2BIG and EPERM
-#: are the later daemon's additions), with the Linux numbers a client maps them to.
-XSD_ERRORS: dict[str, int] = {
-    "EINVAL": abi.EINVAL,
-    "EACCES": abi.EACCES,
-    "EEXIST": abi.EEXIST,
-    "EISDIR": 21,
-    "ENOENT": abi.ENOENT,
-    "ENOMEM": abi.ENOMEM,
-    "ENOSPC": abi.ENOSPC,
-    "EIO": 5,
-    "ENOTEMPTY": 39,
-    "ENOSYS": abi.ENOSYS,
-    "EROFS": 30,
-    "EBUSY": abi.EBUSY,
-    "EAGAIN": abi.EAGAIN,
-    "EISCONN": 106,
-    "E2BIG": 7,
-    "EPERM": abi.EPERM,
-}
-
 #: Access bits of a permission (xs_lib.h's enum xs_perm_type).
 XS_PERM_NONE: Final = 0
 XS_PERM_READ: Final = 1
@@ -76,23 +55,6 @@ XS_PERM_OWNER: Final = 8
 _PERM_BITS: Final = {"n": XS_PERM_NONE, "r": XS_PERM_READ, "w": XS_PERM_WRITE, "b": 3}
 #: domid_t is 16 bits.
 DOMID_MAX: Final = 0xFFFF
-
-
-class XsWireError(ValueError):
-    """Bytes that are not a well-formed xenstore message or payload."""
-
-
-class XenstoreError(Exception):
-    """xenstored refused a request: `errno_name` is what travels in XS_ERROR ("ENOENT");
-    `detail` says why, for people (it never goes on the wire)."""
-
-    def __init__(self, errno_name: str, detail: str = "") -> None:
-        if errno_name not in XSD_ERRORS:
-            raise ValueError(f"{errno_name!r} is not an errno name xenstored sends")
-        self.errno_name = errno_name
-        self.errno = XSD_ERRORS[errno_name]
-        self.detail = detail
-        super().__init__(f"{errno_name}: {detail}" if detail else errno_name)
 
 
 def type_name(msg_type: int) -> str:
@@ -417,7 +379,6 @@ def parse_watch_event(msg: XsMsg) -> tuple[str, bytes]:
 __all__ = [
     "DOMID_MAX",
     "OK_PAYLOAD",
-    "XSD_ERRORS",
     "XSD_HEADER_SIZE",
     "XS_DEBUG",
     "XS_DIRECTORY",
@@ -443,9 +404,7 @@ __all__ = [
     "XS_WATCH_EVENT",
     "XS_WRITE",
     "Perm",
-    "XenstoreError",
     "XsMsg",
-    "XsWireError",
     "ack",
     "check_reply",
     "cstring",

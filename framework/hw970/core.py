@@ -31,6 +31,7 @@ from unicorn.ppc_const import (
     UC_PPC_REG_PC,
 )
 
+from framework.errors import GuestCrash
 from framework.hw970 import _ucglue, cext
 from framework.hw970.memory import MachineMemory
 from framework.hw970.mmu import Fault, Mmu, TranslationState
@@ -338,10 +339,6 @@ class ArchState:
     #: Who this context belongs to (the hypervisor's VCPU object); opaque to hw970.
     #: (Any, not object: mypyc's dataclass support resolves annotations by name.)
     owner: Any = None
-
-
-class GuestCrash(Exception):
-    """The context did something the model cannot deliver as an interrupt."""
 
 
 SliceCallback = Callable[["Core"], None]

@@ -21,7 +21,8 @@ from typing import Any, Final, Self
 
 import simpy
 
-from framework.hw970.iommu import DmaFault, TceTable
+from framework.errors import DmaFault
+from framework.hw970.iommu import TceTable
 from framework.sim_events import timeout
 from framework.trace.recorder import Recorder
 from framework.trace.schema import K

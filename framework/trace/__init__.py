@@ -1,6 +1,6 @@
 """Trace records: the schema (defined once), the recorder, and the generated documentation."""
 
-from framework.trace.recorder import TRACE_FILE, Emit, Recorder, TraceError
+from framework.trace.recorder import TRACE_FILE, Emit, Recorder
 from framework.trace.schema import FIELD_COLUMNS, KINDS, K, Kind, Runstate
 
 __all__ = [
@@ -12,5 +12,4 @@ __all__ = [
     "Kind",
     "Recorder",
     "Runstate",
-    "TraceError",
 ]

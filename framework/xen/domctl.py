@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from framework.errors import AllocError, ForeignMappingsRemain, NotOwned, XencommError
 from framework.hw970.core import Core
 from framework.hw970.mmu import RMA_LOG2_TO_RMLR
 from framework.trace.schema import K
 from framework.xen import abi, costs
 from framework.xen.abi import DOMCTL, EINVAL, ENOMEM, EPERM, ESRCH
 from framework.xen.domain import DomainState, Runstate, Vcpu
-from framework.xen.grant_table import ForeignMappingsRemain, check_destroyable
+from framework.xen.grant_table import check_destroyable
 from framework.xen.hypercalls import xencomm_of
-from framework.xen.mm import AllocError, NotOwned
-from framework.xen.xencomm import XencommError
 
 if TYPE_CHECKING:
     from framework.xen.hypervisor import Hypervisor

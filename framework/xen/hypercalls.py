@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
+from framework.errors import AllocError, XencommError
 from framework.hw970.core import Core
 from framework.trace.schema import K
 from framework.xen import abi, costs, evtchn
@@ -29,8 +30,7 @@ from framework.xen.abi import (
 from framework.xen.domain import Domain, DomainState, Vcpu
 from framework.xen.evtchn import PortState
 from framework.xen.grant_table import do_grant_table_op
-from framework.xen.mm import AllocError
-from framework.xen.xencomm import Xencomm, XencommError
+from framework.xen.xencomm import Xencomm
 
 if TYPE_CHECKING:
     from framework.xen.hypervisor import Hypervisor

@@ -13,6 +13,7 @@ from typing import Final
 
 import simpy
 
+from framework.errors import AllocError
 from framework.hw970.core import Core
 from framework.hw970.devtree import parse_machine_devtree
 from framework.hw970.machine import Machine
@@ -31,7 +32,7 @@ from framework.xen.grant_table import (
     release_grants,
     seed_reserved_grants,
 )
-from framework.xen.mm import EXTENT_ORDER, AllocError, FrameAllocator, PhysMap, htab_bytes_for
+from framework.xen.mm import EXTENT_ORDER, FrameAllocator, PhysMap, htab_bytes_for
 from framework.xen.p2m import ForeignArea
 from framework.xen.sched_credit import CreditScheduler
 from framework.xen.schedule import PhysicalCpu

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Final, NamedTuple
 
+from framework.errors import BlkifRequestError
 from framework.xen.abi import Layout
 
 PAGE_SIZE: Final = 4096
@@ -121,16 +122,6 @@ BLKIF_RESPONSE: Final = Layout(
 )
 BLKIF_RING: Final = RingType("blkif", BLKIF_REQUEST, BLKIF_RESPONSE)
 BLKIF_RING_SIZE: Final = BLKIF_RING.size()
-
-
-class BlkifRequestError(ValueError):
-    """A blkif request a back end must refuse; carries what it needs to answer
-    BLKIF_RSP_ERROR (the request's id and operation)."""
-
-    def __init__(self, message: str, request_id: int, operation: int) -> None:
-        super().__init__(message)
-        self.request_id = request_id
-        self.operation = operation
 
 
 class BlkifSegment(NamedTuple):
@@ -498,7 +489,6 @@ __all__ = [
     "XENSTORE_RING_SIZE",
     "XSD_SOCKMSG",
     "BlkifRequest",
-    "BlkifRequestError",
     "BlkifResponse",
     "BlkifSegment",
     "NETRXF_csum_blank",

@@ -20,6 +20,7 @@ from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import Final
 
+from framework.errors import AllocError, NotOwned
 from framework.hw970.memory import PAGE_SHIFT, PAGE_SIZE
 from framework.hw970.mmu import HTAB_MIN_BYTES, RMA_SIZES, rma_log2
 from framework.units import format_size
@@ -34,9 +35,7 @@ __all__ = [
     "PAGE_SHIFT",
     "PAGE_SIZE",
     "XEN_RESERVED_BYTES",
-    "AllocError",
     "FrameAllocator",
-    "NotOwned",
     "PhysMap",
     "SparsePhysMap",
     "dom0_memory_default",
@@ -58,18 +57,6 @@ DOM0_MIN_BYTES: Final = RMA_SIZES[0]
 _MAX_MFN: Final = (1 << 32) - 1  # the p2m holds 32-bit MFNs (44-bit machine addresses)
 #: A p2m entry with no frame behind it (Xen's INVALID_MFN in a 32-bit p2m).
 INVALID_MFN: Final = (1 << 32) - 1
-
-
-class AllocError(Exception):
-    """Machine memory could not be found; the message says how much was wanted and free."""
-
-
-class NotOwned(KeyError):
-    """A pfn (or mfn) that is not part of the domain's memory."""
-
-    def __str__(self) -> str:
-        # KeyError quotes its argument; these messages are sentences, not keys.
-        return str(self.args[0]) if self.args else "not owned"
 
 
 def _pages(nbytes: int, what: str) -> int:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import TYPE_CHECKING, Final
 
-from framework.xen.mm import NotOwned
+from framework.errors import NotOwned
 
 if TYPE_CHECKING:
     from framework.xen.domain import Domain

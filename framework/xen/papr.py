@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
+from framework.errors import NotOwned
 from framework.hw970.core import Core
 from framework.hw970.mmu import PTE_G, PTE_I, PTE_L, PTE_N, PTE_PP, PTE_V, PTE_W, PTES_PER_PTEG
 from framework.xen import costs
@@ -34,7 +35,6 @@ from framework.xen.abi import (
     H_SUCCESS,
 )
 from framework.xen.domain import Vcpu
-from framework.xen.mm import NotOwned
 from framework.xen.p2m import (
     FOREIGN_PFN_BASE,
     IO_HOLE_END_PFN,

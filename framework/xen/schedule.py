@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Final
 
 import simpy
 
-from framework.hw970.core import GuestCrash
+from framework.errors import GuestCrash
 from framework.hw970.regs import VEC_HDECREMENTER
 from framework.sim_events import timeout
 from framework.trace.schema import K

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
+from framework.errors import NotOwned
 from framework.hw970.core import Core
 from framework.hw970.iommu import (
     TCE_ENTRY_BYTES,
@@ -32,7 +33,6 @@ from framework.trace.schema import K
 from framework.xen import costs
 from framework.xen.abi import H_GET_TCE, H_PARAMETER, H_PUT_TCE, H_SUCCESS
 from framework.xen.domain import Domain, Vcpu
-from framework.xen.mm import NotOwned
 from framework.xen.p2m import FOREIGN_PFN_BASE, PfnClass, pfn_to_mfn
 
 if TYPE_CHECKING:

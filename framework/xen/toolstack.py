@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from framework.errors import BuildError
 from framework.hw970.mmu import rma_log2
 from framework.xen import abi
 from framework.xen.abi import DOMCTL, XEN_DOMCTL_INTERFACE_VERSION, xen_mark
@@ -41,10 +42,6 @@ class DomainConfig:
     workload: dict[str, int | str | list[int]] = field(default_factory=dict)
     pingpong_peer: str | None = None  # wired by the toolstack when both exist
     pingpong_role: str | None = None
-
-
-class BuildError(Exception):
-    """A domain could not be built; the message says which step and why."""
 
 
 class Toolstack:

@@ -20,6 +20,7 @@ import struct
 from collections.abc import Callable
 from typing import Final
 
+from framework.errors import XencommError
 from framework.hw970.memory import PAGE_SHIFT, PAGE_SIZE, MachineMemory
 
 __all__ = [
@@ -29,7 +30,6 @@ __all__ = [
     "XENCOMM_MAGIC",
     "XENCOMM_MAX_ADDRS",
     "Xencomm",
-    "XencommError",
     "build_descriptor",
     "descriptor_for_buffer",
 ]
@@ -43,14 +43,6 @@ XENCOMM_MAX_ADDRS: Final = (PAGE_SIZE - XENCOMM_DESC_HEADER) // 8
 
 _HEADER: Final = struct.Struct(">II")
 _PAGE_MASK: Final = PAGE_SIZE - 1
-
-
-class XencommError(Exception):
-    """A xencomm copy failed; `errno` is what the hypercall returns (negated) to the guest."""
-
-    def __init__(self, err: int, message: str) -> None:
-        super().__init__(message)
-        self.errno = err
 
 
 class Xencomm:

@@ -8,8 +8,9 @@ import struct
 
 import pytest
 
+from framework.errors import XenstoreError, XsWireError
 from framework.guest import xs_wire as xs
-from framework.guest.xs_wire import Perm, XenstoreError, XsMsg, XsWireError
+from framework.guest.xs_wire import Perm, XsMsg
 from framework.xen.ioabi import XENSTORE_PAYLOAD_MAX, xsd_message
 
 

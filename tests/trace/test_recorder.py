@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from analysis.run import read_trace
-from framework.trace import FIELD_COLUMNS, KINDS, K, Recorder, TraceError
+from framework.errors import TraceError
+from framework.trace import FIELD_COLUMNS, KINDS, K, Recorder
 from framework.trace.recorder import TRACE_FILE
 
 

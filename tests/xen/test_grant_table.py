@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from framework.errors import ForeignMappingsRemain, NotOwned
 from framework.guest.grants import GrantTableClient
 from framework.hw970.mmu import (
     ACCESS_READ,
@@ -32,7 +33,6 @@ from framework.xen.grant_table import (
     GNTTAB_UNMAP_GRANT_REF,
     GRANT_ENTRY,
     NR_GRANT_ENTRIES,
-    ForeignMappingsRemain,
     GNTCOPY_dest_gref,
     GNTCOPY_source_gref,
     GNTMAP_application_map,
@@ -66,7 +66,7 @@ from framework.xen.grant_table import (
     gntst_name,
     signed16,
 )
-from framework.xen.mm import EXTENT_PAGES, INVALID_MFN, NotOwned, PhysMap, SparsePhysMap
+from framework.xen.mm import EXTENT_PAGES, INVALID_MFN, PhysMap, SparsePhysMap
 from framework.xen.p2m import (
     FOREIGN_GPA_BASE,
     FOREIGN_SLOTS,

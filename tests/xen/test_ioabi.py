@@ -6,6 +6,7 @@ import struct
 
 import pytest
 
+from framework.errors import BlkifRequestError
 from framework.xen import ioabi
 from framework.xen.ioabi import (
     BLKIF_OP_READ,
@@ -25,7 +26,6 @@ from framework.xen.ioabi import (
     XENSTORE_DOMAIN_INTERFACE,
     XSD_SOCKMSG,
     BlkifRequest,
-    BlkifRequestError,
     BlkifResponse,
     BlkifSegment,
     NetifRxRequest,

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from framework.errors import AllocError, NotOwned
 from framework.hw970.mmu import sdr1_encode
 from framework.xen.mm import (
     EXTENT_BYTES,
     EXTENT_ORDER,
     EXTENT_PAGES,
     PAGE_SHIFT,
-    AllocError,
     FrameAllocator,
-    NotOwned,
     PhysMap,
     dom0_memory_default,
     htab_bytes_for,

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from framework.errors import XencommError
 from framework.hw970.memory import MachineMemory
 from framework.xen.mm import FrameAllocator, PhysMap
 from framework.xen.xencomm import (
@@ -14,7 +15,6 @@ from framework.xen.xencomm import (
     XENCOMM_MAGIC,
     XENCOMM_MAX_ADDRS,
     Xencomm,
-    XencommError,
     build_descriptor,
     descriptor_for_buffer,
 )
