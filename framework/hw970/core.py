@@ -31,7 +31,7 @@ from unicorn.ppc_const import (
     UC_PPC_REG_PC,
 )
 
-from framework.errors import GuestCrash
+from framework.errors import GuestCrash, GuestFault, SimulationError, fault_reason
 from framework.hw970 import _ucglue, cext
 from framework.hw970.memory import MachineMemory
 from framework.hw970.mmu import Fault, Mmu, TranslationState
@@ -707,7 +707,13 @@ class Core:
         if native is not None:
             self._fix_count_partial_block(addr, completed=True)
             self.pc = self.reg(UC_PPC_REG_LR)
-            native(self)
+            try:
+                native(self)
+            except (GuestFault, SimulationError):
+                raise
+            except Exception as exc:
+                # The guest's own code broke: its domain crashes, not the run (errors.py).
+                raise GuestCrash(f"native routine at {addr:#x}: {fault_reason(exc)}") from exc
             if self._stop:
                 self._glue.emu_stop()
             return
