@@ -6,10 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from framework.hw970.core import Core, CoreBus, scan_sensitive
+from framework.hw970.core import Core
 from framework.hw970.devtree import MachineDevtreeSpec, build_machine_devtree
+from framework.hw970.engines import CoreBus
 from framework.hw970.memory import MachineMemory
 from framework.hw970.mpic import Mpic
+from framework.hw970.sensitive import scan_sensitive
 
 #: 970FX clock of the JS20/JS21-class blades and the Maple board (1.6-2.2 GHz parts).
 DEFAULT_CLOCK_HZ: Final = 1_800_000_000

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from framework.hw970.core import ArchState
+from framework.hw970.arch_state import ArchState
 from framework.hw970.mmu import TranslationState
 from framework.xen.abi import MAX_VIRT_CPUS, SHARED_INFO, VCPU_INFO
 from framework.xen.evtchn import EvtchnTable
