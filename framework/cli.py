@@ -1,8 +1,10 @@
 """The `xen970` command: validate a scenario, or run it and print a per-domain summary.
 
-Exit codes: 0 success, 1 the simulation failed (SimulationError), 2 the scenario or the
-command line is wrong, 130 interrupted. Expected errors are one line on stderr, never a
-traceback.
+Exit codes: 0 success, 1 the simulation failed (a `SimulationError`, or any other
+exception the simulator raised: its own bug), 2 the scenario or the command line is
+wrong, 130 interrupted.  Errors are one line on stderr, never a traceback: a failed run
+writes its traceback to `ERROR_LOG` in the run directory.  A guest's fault is not a
+failure: it crashes that domain, and the run's trace and summary show it.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,13 +23,16 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 import framework
-from framework.errors import ScenarioError, SimulationError
+from framework.errors import ScenarioError, SimulationError, fault_reason
 from framework.scenario import load_scenario
 
 if TYPE_CHECKING:
     from analysis.run import Run
 
-__all__ = ["main"]
+__all__ = ["ERROR_LOG", "main"]
+
+#: Where a failed run's traceback goes, in its run directory.
+ERROR_LOG: Final = "error.log"
 
 ProgressFn = Callable[[int, int], None]
 _LOG_WIDTH: Final = 160
@@ -174,8 +180,18 @@ def _run(args: argparse.Namespace) -> int:
     if not console.is_terminal:
         console = Console(width=_LOG_WIDTH)  # a log file has no edge: do not squeeze
     show = not args.quiet and sys.stdout.isatty()
-    with _progress_bar(show) as progress:
-        result = run_scenario(scenario, out_dir, progress=progress, record=not args.no_trace)
+    (out_dir / ERROR_LOG).unlink(missing_ok=True)  # from an earlier run that failed
+    try:
+        with _progress_bar(show) as progress:
+            result = run_scenario(scenario, out_dir, progress=progress, record=not args.no_trace)
+    except ScenarioError:
+        raise
+    except SimulationError as failed:
+        return _run_failed(out_dir, failed, str(failed))
+    except Exception as exc:  # noqa: BLE001 - reported in one line, the traceback logged
+        # Anything else is a simulator bug: say so, and where its traceback is.
+        log = out_dir / ERROR_LOG
+        return _run_failed(out_dir, exc, f"{fault_reason(exc)} (a bug; traceback in {log})")
     if args.quiet:
         return 0
     speed = result.sim_ns / 1e9 / result.wall_s if result.wall_s > 0 else math.inf
@@ -189,6 +205,15 @@ def _run(args: argparse.Namespace) -> int:
         if table is not None:
             console.print(table)
     return 0
+
+
+def _run_failed(out_dir: Path, exc: BaseException, message: str) -> int:
+    """One line on stderr, the traceback in the run directory's error log; exit code 1."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / ERROR_LOG).write_text("".join(traceback.format_exception(exc)))
+    one_line = message.replace("\n", " ")
+    print(f"xen970: simulation failed: {one_line}", file=sys.stderr)
+    return 1
 
 
 def _parser() -> argparse.ArgumentParser:

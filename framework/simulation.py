@@ -17,8 +17,8 @@ from pathlib import Path
 import simpy
 
 from framework.compiled import warn_if_stale
-from framework.dom0.toolstack import BuildError, DomainConfig, Toolstack
-from framework.errors import SimulationError
+from framework.dom0.toolstack import DomainConfig, Toolstack
+from framework.errors import BuildError, SimulationError
 from framework.guest.devctl import vbd_devid, vif_mac
 from framework.guest.kernel import GuestKernel, GuestOS
 from framework.guest.kmem import KernelMemory

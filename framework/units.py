@@ -12,6 +12,8 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Final
 
+from framework.errors import UnitError
+
 __all__ = [
     "BANDWIDTH_UNITS",
     "BIT_RATE_UNITS",
@@ -19,7 +21,6 @@ __all__ = [
     "DURATION_UNITS",
     "FREQUENCY_UNITS",
     "SIZE_UNITS",
-    "UnitError",
     "format_bandwidth",
     "format_duration",
     "format_frequency",
@@ -29,10 +30,6 @@ __all__ = [
     "parse_frequency",
     "parse_size",
 ]
-
-
-class UnitError(ValueError):
-    """A quantity string could not be read; the message says what was wrong."""
 
 
 # Sizes are binary: in this field "16M" has always meant a 16 MiB page.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from framework.cli import main
+from framework.cli import ERROR_LOG, main
 from framework.errors import SimulationError
 from framework.runinfo import write_run_json
 from framework.scenario import Scenario
@@ -139,3 +139,46 @@ def test_simulation_error_exits_1_with_one_line(
     assert main(["run", str(QUICKSTART), "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert err == "xen970: simulation failed: cpu0: HTAB walk looped at 0x4000\n"
+
+
+def test_simulation_error_writes_its_traceback_to_the_run_dir(
+    fake_sim: _FakeSimulation, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_sim.fail = True
+    out = tmp_path / "run"
+    assert main(["run", str(QUICKSTART), "--out", str(out)]) == 1
+    assert "Traceback" not in capsys.readouterr().err
+    log = (out / ERROR_LOG).read_text()
+    assert log.startswith("Traceback") and "HTAB walk looped" in log
+
+
+def test_a_simulator_bug_exits_1_with_one_line_and_the_traceback_in_the_run_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def run_scenario(*_args: object, **_kwargs: object) -> None:
+        {}["vcpu_info"]  # a bug in the simulator, not a project error
+
+    module = types.ModuleType("framework.simulation")
+    module.run_scenario = run_scenario  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "framework.simulation", module)
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ERROR_LOG).write_text("an earlier failure")
+    assert main(["run", str(QUICKSTART), "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        f"xen970: simulation failed: KeyError: 'vcpu_info' (a bug; traceback in {out / ERROR_LOG})\n"
+    )
+    log = (out / ERROR_LOG).read_text()
+    assert log.startswith("Traceback (most recent call last):")
+    assert "in run_scenario" in log and log.rstrip().endswith("KeyError: 'vcpu_info'")
+
+
+def test_a_run_that_succeeds_leaves_no_error_log(
+    fake_sim: _FakeSimulation, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ERROR_LOG).write_text("an earlier failure")
+    assert main(["run", str(QUICKSTART), "--out", str(out), "--quiet"]) == 0
+    assert not (out / ERROR_LOG).exists()

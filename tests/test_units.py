@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from framework.errors import UnitError
 from framework.units import (
     BANDWIDTH_UNITS,
     BIT_RATE_UNITS,
     BYTE_RATE_UNITS,
-    UnitError,
     format_bandwidth,
     format_duration,
     format_frequency,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from framework.errors import BuildError
 from framework.hw970.mmu import rma_log2
 from framework.xen.public.arch_powerpc import KernelImage
 from framework.xen.public.devtree import build_domain_devtree, domain_spec
@@ -61,10 +62,6 @@ class DomainConfig:
     weight: int = 256
     cap: int = 0
     affinity: tuple[int, ...] | None = None
-
-
-class BuildError(Exception):
-    """A domain could not be built; the message says which step and why."""
 
 
 class Toolstack:

@@ -26,6 +26,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Protocol
 
+from framework.errors import BlkifRequestError, KernelError, RingError
 from framework.hw970.core import Core
 from framework.hw970.disk import Disk, DiskRequest
 from framework.hw970.iommu import TCE_PAGE_READ, TCE_PAGE_SIZE, TCE_PAGE_WRITE
@@ -43,7 +44,6 @@ from framework.xen.public.io.blkif import (
     BLKIF_SECTOR_SIZE,
     BLKIF_SECTORS_PER_PAGE,
     BlkifRequest,
-    BlkifRequestError,
     BlkifResponse,
     BlkifSegment,
 )
@@ -52,9 +52,9 @@ from framework.xen.public.papr import H_PUT_TCE, H_SUCCESS
 from framework.xen.public.xen import HYPERVISOR_event_channel_op
 
 from .blkfront import VDISK_READONLY
-from .kernel import NATIVE_CYCLES, KernelError
+from .kernel import NATIVE_CYCLES
 from .kmem import KernelMemory
-from .ring import BackRing, RingError
+from .ring import BackRing
 from .xenbus import Xenbus, XsReply, backend_changed
 
 if TYPE_CHECKING:

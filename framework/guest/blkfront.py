@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
+from framework.errors import BlkfrontError, KernelError, RingProtocolError
 from framework.hw970.core import Core
 from framework.hw970.memory import PAGE_SIZE
 from framework.trace.ids import K
@@ -41,9 +42,9 @@ from framework.xen.public.io.blkif import (
 from framework.xen.public.io.xenbus import XenbusState
 
 from .grants import GrantTableClient
-from .kernel import NATIVE_CYCLES, GuestKernel, KernelError
+from .kernel import NATIVE_CYCLES, GuestKernel
 from .kmem import KernelMemory
-from .ring import FrontRing, RingProtocolError, SharedRing
+from .ring import FrontRing, SharedRing
 from .xenbus import Xenbus, XsReply
 
 __all__ = [
@@ -53,7 +54,6 @@ __all__ = [
     "VDISK_REMOVABLE",
     "BlkFront",
     "BlkRequest",
-    "BlkfrontError",
     "DoneCallback",
     "PageSegment",
     "build_request",
@@ -74,10 +74,6 @@ OP_NAMES: dict[int, str] = {
 #: One segment as a submitter names it: (page gpa, first sector, last sector) of the page.
 PageSegment = tuple[int, int, int]
 DoneCallback = Callable[[Core, int, "BlkRequest"], None]
-
-
-class BlkfrontError(Exception):
-    """A request the frontend cannot accept (the caller's mistake, said precisely)."""
 
 
 def check_segments(op: int, segments: list[PageSegment]) -> int:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import struct
 from typing import Final, Literal
 
-from framework.guest.ring import GuestMemory, RingEmpty, RingError, RingProtocolError
+from framework.errors import RingEmpty, RingError, RingProtocolError
+from framework.guest.ring import GuestMemory
 from framework.xen.public.io.console import XENCONS_INTERFACE
 from framework.xen.public.io.ring import RING_IDX_MASK
 from framework.xen.public.io.xs_wire import (

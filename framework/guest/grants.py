@@ -16,6 +16,7 @@ from __future__ import annotations
 import heapq
 from typing import Final, NamedTuple, Protocol
 
+from framework.errors import GrantRefsExhausted
 from framework.xen.public.grant_table import (
     GNTTAB_RESERVED_XENSTORE,
     GRANT_ENTRY,
@@ -33,7 +34,6 @@ __all__ = [
     "NR_RESERVED_ENTRIES",
     "GrantEntry",
     "GrantMemory",
-    "GrantRefsExhausted",
     "GrantTableClient",
 ]
 
@@ -46,10 +46,6 @@ class GrantMemory(Protocol):
 
     def read(self, gpa: int, n: int) -> bytes: ...
     def write(self, gpa: int, data: bytes) -> None: ...
-
-
-class GrantRefsExhausted(Exception):
-    """Every grant reference of the table is in use."""
 
 
 class GrantEntry(NamedTuple):

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
+from framework.errors import KernelError
 from framework.hw970.core import Core
 from framework.hw970.machine import Machine
 from framework.hw970.mmu import (
@@ -119,10 +120,6 @@ POOL_TOP_RESERVE: Final = 16 * 4096
 
 
 _GNT_BATCH: Final = 64  # grant ops per hypercall (64 x 40 bytes fit the argument page)
-
-
-class KernelError(Exception):
-    """The kernel could not do something it needs (an oops in a real kernel)."""
 
 
 PTE_M: Final = 0x10
@@ -270,9 +267,7 @@ class GuestKernel:
 
     def evtchn_close(self, core: Core, port: int) -> None:
         self.port_handlers.pop(port, None)
-        self.op(
-            core, HYPERVISOR_event_channel_op, EVTCHNOP_close, EVTCHN_PORT, port=port
-        )
+        self.op(core, HYPERVISOR_event_channel_op, EVTCHNOP_close, EVTCHN_PORT, port=port)
 
     # -- 4 KiB I/O mappings ----------------------------------------------------------------
     def memory(self, core: Core) -> KernelMemory:
@@ -355,9 +350,7 @@ class GuestKernel:
             self.flush_console(core)
             return
         handle = self.xencomm_arg(core, data)
-        self.hypercall(
-            core, xen_mark(HYPERVISOR_console_io), CONSOLEIO_write, len(data), handle
-        )
+        self.hypercall(core, xen_mark(HYPERVISOR_console_io), CONSOLEIO_write, len(data), handle)
 
     def on_console_event(self, core: Core, _port: int = 0) -> None:
         """The console port: take what was typed (echoing it, as a tty does), then move
@@ -475,9 +468,7 @@ class GuestKernel:
     def send(self, core: Core, port: int) -> int:
         """EVTCHNOP_send (nothing comes back in the argument, so nothing is read back)."""
         handle = self.xencomm_arg(core, port.to_bytes(4, "big"))
-        return self.hypercall(
-            core, xen_mark(HYPERVISOR_event_channel_op), EVTCHNOP_send, handle
-        )
+        return self.hypercall(core, xen_mark(HYPERVISOR_event_channel_op), EVTCHNOP_send, handle)
 
     # -- timers ----------------------------------------------------------------------------
     def bind_timer(self, core: Core) -> None:

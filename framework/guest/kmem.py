@@ -15,24 +15,12 @@ from __future__ import annotations
 
 from typing import Final
 
+from framework.errors import KernelFault
 from framework.hw970.core import Core
 from framework.hw970.mmu import ACCESS_READ, ACCESS_WRITE, Fault, TranslationState
 
 KERNEL_BASE: Final = 0xC000000000000000
 _PAGE: Final = 0xFFF
-
-
-class KernelFault(Exception):
-    """A native touched guest memory its kernel has not mapped (or not writable)."""
-
-    def __init__(self, gpa: int, write: bool, fault: Fault) -> None:
-        kind = "store to" if write else "load from"
-        super().__init__(
-            f"kernel {kind} gpa {gpa:#x}: vector {fault.vector:#x} DSISR {fault.dsisr:#x}"
-        )
-        self.gpa = gpa
-        self.write = write
-        self.fault = fault
 
 
 class KernelMemory:

@@ -39,6 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Protocol
 
+from framework.errors import KernelError, RingError
 from framework.hw970.core import Core
 from framework.hw970.link import ETH_HLEN, Link
 from framework.hw970.memory import PAGE_SIZE
@@ -66,9 +67,9 @@ from framework.xen.public.io.xenbus import XenbusState
 from framework.xen.public.xen import DOMID_SELF, HYPERVISOR_event_channel_op
 
 from .bridge import Bridge, format_mac, parse_mac
-from .kernel import NATIVE_CYCLES, KernelError
+from .kernel import NATIVE_CYCLES
 from .netfront import read_nodes
-from .ring import BackRing, GuestMemory, RingError
+from .ring import BackRing, GuestMemory
 from .xenbus import Xenbus, backend_changed
 
 if TYPE_CHECKING:

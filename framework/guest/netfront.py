@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
+from framework.errors import KernelError, NetfrontError, RingProtocolError
 from framework.hw970.core import Core
 from framework.hw970.link import ETH_HLEN
 from framework.hw970.memory import PAGE_SIZE
@@ -53,8 +54,8 @@ from framework.xen.public.io.xenbus import XenbusState
 
 from .bridge import gratuitous_arp, parse_mac
 from .grants import GrantTableClient
-from .kernel import NATIVE_CYCLES, KernelError
-from .ring import FrontRing, RingProtocolError, SharedRing
+from .kernel import NATIVE_CYCLES
+from .ring import FrontRing, SharedRing
 from .xenbus import Xenbus, XsReply
 
 if TYPE_CHECKING:
@@ -65,7 +66,6 @@ __all__ = [
     "MAX_MTU",
     "MIN_RX_BUFFERS",
     "NetFront",
-    "NetfrontError",
     "ReceiveCallback",
     "read_nodes",
 ]
@@ -79,10 +79,6 @@ MAX_MTU: Final = PAGE_SIZE - ETH_HLEN
 MIN_RX_BUFFERS: Final = 64
 
 ReceiveCallback = Callable[[Core, bytes], None]
-
-
-class NetfrontError(Exception):
-    """A frame the frontend cannot accept (the caller's mistake, said precisely)."""
 
 
 def read_nodes(

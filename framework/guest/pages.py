@@ -8,11 +8,9 @@ from __future__ import annotations
 import heapq
 from typing import Final
 
+from framework.errors import OutOfPages
+
 PAGE_SIZE: Final = 4096
-
-
-class OutOfPages(Exception):
-    """The kernel's page pool is exhausted."""
 
 
 class PagePool:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import struct
 from typing import Final, Protocol
 
-from framework.errors import Xen970Error
+from framework.errors import RingEmpty, RingError, RingFull, RingProtocolError
 from framework.hw970.memory import PAGE_SIZE
 from framework.xen.public.io.ring import (
     RING_IDX_MASK,
@@ -44,22 +44,6 @@ class GuestMemory(Protocol):
     def read(self, addr: int, n: int) -> bytes: ...
 
     def write(self, addr: int, data: bytes) -> None: ...
-
-
-class RingError(Xen970Error):
-    """A ring operation that cannot be done."""
-
-
-class RingFull(RingError):
-    """No free slot for another request (the producer must wait for responses)."""
-
-
-class RingEmpty(RingError):
-    """Nothing to consume."""
-
-
-class RingProtocolError(RingError):
-    """The other side broke the ring protocol (its indices are impossible)."""
 
 
 def _idx(value: int) -> int:
@@ -330,9 +314,5 @@ __all__ = [
     "BackRing",
     "FrontRing",
     "GuestMemory",
-    "RingEmpty",
-    "RingError",
-    "RingFull",
-    "RingProtocolError",
     "SharedRing",
 ]

@@ -29,19 +29,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Final
 
-from framework.errors import SimulationError
+from framework.errors import SimulationError, XenstoreError, XsWireError
 from framework.xen.public.io.xs_wire import XENSTORE_PAYLOAD_MAX
 
 from . import xs_wire as xs
-from .xs_wire import (
-    XS_PERM_OWNER,
-    XS_PERM_READ,
-    XS_PERM_WRITE,
-    Perm,
-    XenstoreError,
-    XsMsg,
-    XsWireError,
-)
+from .xs_wire import XS_PERM_OWNER, XS_PERM_READ, XS_PERM_WRITE, Perm, XsMsg
 
 #: Path limits (xs_wire.h): an absolute path, and a relative one before the domain's home
 #: is put in front of it.
@@ -273,7 +265,7 @@ class Xenstored:
 
     def _introduce(self, domid: int, mfn: int, port: int, create_home: bool) -> None:
         if not 0 < domid <= xs.DOMID_MAX:
-            raise XenstoreError("EINVAL", f"cannot introduce domid {domid}")
+            raise xs.refused("EINVAL", f"cannot introduce domid {domid}")
         conn = self._conns.get(domid)
         if conn is not None:
             conn.mfn, conn.port = mfn, port
@@ -291,9 +283,9 @@ class Xenstored:
 
     def _release(self, domid: int) -> None:
         if domid == DOM0:
-            raise XenstoreError("EINVAL", "dom0 cannot be released from xenstored")
+            raise xs.refused("EINVAL", "dom0 cannot be released from xenstored")
         if domid not in self._conns:
-            raise XenstoreError("ENOENT", f"domain {domid} was never introduced")
+            raise xs.refused("ENOENT", f"domain {domid} was never introduced")
         del self._conns[domid]
         self._fire_watches(RELEASE_DOMAIN, False)
 
@@ -316,11 +308,11 @@ class Xenstored:
         try:
             handler = self._handlers.get(msg.type)
             if handler is None:
-                raise XenstoreError("ENOSYS", f"{msg.name} is not a request xenstored serves")
+                raise xs.refused("ENOSYS", f"{msg.name} is not a request xenstored serves")
             view = self._view(conn, msg.tx_id)
             payload = handler(conn, view, msg)
             if len(payload) > XENSTORE_PAYLOAD_MAX:
-                raise XenstoreError(
+                raise xs.refused(
                     "E2BIG", f"the {msg.name} reply of {len(payload)} bytes does not fit"
                 )
             reply = xs.reply_to(msg, payload)
@@ -334,7 +326,7 @@ class Xenstored:
             return _Committed(self)
         tx = conn.transactions.get(tx_id)
         if tx is None:
-            raise XenstoreError("ENOENT", f"domain {conn.domid} has no transaction {tx_id}")
+            raise xs.refused("ENOENT", f"domain {conn.domid} has no transaction {tx_id}")
         return tx
 
     def _take_events(self) -> Outbox:
@@ -348,13 +340,13 @@ class Xenstored:
         try:
             path = raw.decode("ascii")
         except UnicodeDecodeError:
-            raise XenstoreError("EINVAL", f"path {raw[:64]!r} is not ASCII") from None
+            raise xs.refused("EINVAL", f"path {raw[:64]!r} is not ASCII") from None
         if not path.startswith("/"):
             if len(path) > XENSTORE_REL_PATH_MAX:
-                raise XenstoreError("EINVAL", f"relative path of {len(path)} bytes is too long")
+                raise xs.refused("EINVAL", f"relative path of {len(path)} bytes is too long")
             path = f"{conn.home}/{path}"
         if not is_valid_path(path):
-            raise XenstoreError("EINVAL", f"{path[:80]!r} is not a valid xenstore path")
+            raise xs.refused("EINVAL", f"{path[:80]!r} is not a valid xenstore path")
         return path
 
     def _get_node(self, conn: Connection, view: View, path: str, perm: int) -> Node:
@@ -372,7 +364,7 @@ class Xenstored:
                 ancestor = parent_path(ancestor)
             if not perm_for(conn.domid, above.perms) & perm:
                 errno = "EACCES"
-        raise XenstoreError(errno, f"domain {conn.domid} on {path}")
+        raise xs.refused(errno, f"domain {conn.domid} on {path}")
 
     def _add_child(self, view: View, path: str) -> None:
         parent = parent_path(path)
@@ -447,9 +439,9 @@ class Xenstored:
         try:
             parts = xs.split_strings(msg.payload)
         except XsWireError as err:
-            raise XenstoreError("EINVAL", str(err)) from None
+            raise xs.refused("EINVAL", str(err)) from None
         if len(parts) != count:
-            raise XenstoreError(
+            raise xs.refused(
                 "EINVAL", f"{msg.name} needs {count} NUL-terminated strings, got {len(parts)}"
             )
         return parts
@@ -457,12 +449,12 @@ class Xenstored:
     def _domid_arg(self, raw: bytes) -> int:
         text = raw.decode("ascii", "replace")
         if not text.isascii() or not text.isdigit() or int(text) > xs.DOMID_MAX:
-            raise XenstoreError("EINVAL", f"{text!r} is not a domid")
+            raise xs.refused("EINVAL", f"{text!r} is not a domid")
         return int(text)
 
     def _require_dom0(self, conn: Connection, msg: XsMsg) -> None:
         if conn.domid != DOM0:
-            raise XenstoreError("EACCES", f"{msg.name} is for dom0 only, not domain {conn.domid}")
+            raise xs.refused("EACCES", f"{msg.name} is for dom0 only, not domain {conn.domid}")
 
     def _do_read(self, conn: Connection, view: View, msg: XsMsg) -> bytes:
         path = self._canonical(conn, self._strings(msg, 1)[0])
@@ -481,7 +473,7 @@ class Xenstored:
     def _do_write(self, conn: Connection, view: View, msg: XsMsg) -> bytes:
         raw, sep, value = msg.payload.partition(b"\0")
         if not sep:
-            raise XenstoreError("EINVAL", "XS_WRITE payload is not path NUL value")
+            raise xs.refused("EINVAL", "XS_WRITE payload is not path NUL value")
         path = self._canonical(conn, raw)
         try:
             node = self._get_node(conn, view, path, XS_PERM_WRITE)
@@ -515,7 +507,7 @@ class Xenstored:
                 return xs.OK_PAYLOAD
             raise
         if path == "/":
-            raise XenstoreError("EINVAL", "the root node cannot be removed")
+            raise xs.refused("EINVAL", "the root node cannot be removed")
         for p in list(self._subtree(view, path)):
             view.remove(p)
         parent = view.get(parent_path(path))
@@ -533,11 +525,11 @@ class Xenstored:
                 raise XsWireError("XS_SET_PERMS needs a path and at least the owner's entry")
             perms = xs.parse_perms(parts[1:])
         except XsWireError as err:
-            raise XenstoreError("EINVAL", str(err)) from None
+            raise xs.refused("EINVAL", str(err)) from None
         path = self._canonical(conn, parts[0])
         node = self._get_node(conn, view, path, XS_PERM_WRITE | XS_PERM_OWNER)
         if conn.domid != DOM0 and perms[0].domid != node.perms[0].domid:
-            raise XenstoreError("EPERM", f"domain {conn.domid} may not give {path} away")
+            raise xs.refused("EPERM", f"domain {conn.domid} may not give {path} away")
         view.put(path, replace(node, perms=perms))
         view.changed(path, False)
         return xs.OK_PAYLOAD
@@ -546,11 +538,11 @@ class Xenstored:
         raw, token = self._strings(msg, 2)
         node, relative = self._watch_path(conn, raw)
         if len(token) + XENSTORE_ABS_PATH_MAX + 2 > XENSTORE_PAYLOAD_MAX:
-            raise XenstoreError("E2BIG", f"watch token of {len(token)} bytes is too long")
+            raise xs.refused("E2BIG", f"watch token of {len(token)} bytes is too long")
         if any(w.node == node and w.token == token for w in conn.watches):
-            raise XenstoreError("EEXIST", f"domain {conn.domid} already watches {node}")
+            raise xs.refused("EEXIST", f"domain {conn.domid} already watches {node}")
         if conn.domid != DOM0 and len(conn.watches) >= self.max_watches:
-            raise XenstoreError("E2BIG", f"domain {conn.domid} has {self.max_watches} watches")
+            raise xs.refused("E2BIG", f"domain {conn.domid} has {self.max_watches} watches")
         w = Watch(node, token, relative)
         conn.watches.append(w)
         self._add_event(conn, w, node)  # fired once up front, as xenstored does
@@ -563,21 +555,21 @@ class Xenstored:
             if w.node == node and w.token == token:
                 del conn.watches[i]
                 return xs.OK_PAYLOAD
-        raise XenstoreError("ENOENT", f"domain {conn.domid} has no watch on {node}")
+        raise xs.refused("ENOENT", f"domain {conn.domid} has no watch on {node}")
 
     def _watch_path(self, conn: Connection, raw: bytes) -> tuple[str, bool]:
         if raw.startswith(b"@"):
             name = raw.decode("ascii", "replace")
             if len(name) < 2 or not all(c in _PATH_CHARS for c in name):
-                raise XenstoreError("EINVAL", f"{name!r} is not a valid special watch path")
+                raise xs.refused("EINVAL", f"{name!r} is not a valid special watch path")
             return name, False
         return self._canonical(conn, raw), not raw.startswith(b"/")
 
     def _do_transaction_start(self, conn: Connection, view: View, msg: XsMsg) -> bytes:
         if isinstance(view, Transaction):
-            raise XenstoreError("EBUSY", f"transaction {view.id} is already open here")
+            raise xs.refused("EBUSY", f"transaction {view.id} is already open here")
         if conn.domid != DOM0 and len(conn.transactions) >= self.max_transactions:
-            raise XenstoreError("ENOSPC", f"domain {conn.domid} has too many transactions")
+            raise xs.refused("ENOSPC", f"domain {conn.domid} has too many transactions")
         tx_id = conn.next_tx_id
         while tx_id == 0 or tx_id in conn.transactions:
             tx_id = (tx_id + 1) & 0xFFFFFFFF
@@ -587,15 +579,15 @@ class Xenstored:
 
     def _do_transaction_end(self, conn: Connection, view: View, msg: XsMsg) -> bytes:
         if not isinstance(view, Transaction):
-            raise XenstoreError("ENOENT", "XS_TRANSACTION_END outside a transaction")
+            raise xs.refused("ENOENT", "XS_TRANSACTION_END outside a transaction")
         arg = self._strings(msg, 1)[0]
         if arg not in (b"T", b"F"):
-            raise XenstoreError("EINVAL", f"XS_TRANSACTION_END argument {arg!r} is not T or F")
+            raise xs.refused("EINVAL", f"XS_TRANSACTION_END argument {arg!r} is not T or F")
         del conn.transactions[view.id]
         if arg == b"F":
             return xs.OK_PAYLOAD
         if (path := view.conflict()) is not None:
-            raise XenstoreError("EAGAIN", f"{path} changed under transaction {view.id}")
+            raise xs.refused("EAGAIN", f"{path} changed under transaction {view.id}")
         self._generation += 1
         for path, node in view.written.items():
             if node is None:
@@ -611,7 +603,7 @@ class Xenstored:
         raw_domid, raw_mfn, raw_port = self._strings(msg, 3)
         domid = self._domid_arg(raw_domid)
         if not raw_mfn.isdigit() or not raw_port.isdigit() or int(raw_port) == 0:
-            raise XenstoreError(
+            raise xs.refused(
                 "EINVAL", f"XS_INTRODUCE page {raw_mfn!r} or port {raw_port!r} is not valid"
             )
         self._introduce(domid, int(raw_mfn), int(raw_port), create_home=True)
@@ -626,7 +618,7 @@ class Xenstored:
         self._require_dom0(conn, msg)
         domid = self._domid_arg(self._strings(msg, 1)[0])
         if domid not in self._conns:
-            raise XenstoreError("ENOENT", f"domain {domid} was never introduced")
+            raise xs.refused("ENOENT", f"domain {domid} was never introduced")
         return xs.OK_PAYLOAD
 
     def _do_get_domain_path(self, conn: Connection, _view: View, msg: XsMsg) -> bytes:
@@ -644,7 +636,7 @@ class Xenstored:
         elif parts == [b"check"]:
             self.check_store()
         else:
-            raise XenstoreError("EINVAL", "XS_DEBUG takes 'print' text or 'check'")
+            raise xs.refused("EINVAL", "XS_DEBUG takes 'print' text or 'check'")
         return xs.OK_PAYLOAD
 
 

@@ -19,20 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from framework.xen.public.errno import (
-    EACCES,
-    EAGAIN,
-    EBUSY,
-    EEXIST,
-    EINVAL,
-    ENOENT,
-    ENOMEM,
-    ENOSPC,
-    ENOSYS,
-    EPERM,
-)
+from framework.errors import XenstoreError, XsWireError
 from framework.xen.public.io.xs_wire import (
     XENSTORE_PAYLOAD_MAX,
+    XSD_ERRORS,
     XSD_SOCKMSG,
     XsdSockmsg,
     XsdSockmsgType,
@@ -63,26 +53,6 @@ XS_RESUME: Final = XsdSockmsgType.XS_RESUME
 XSD_HEADER_SIZE: Final = XSD_SOCKMSG.size
 _U32_MAX: Final = 0xFFFFFFFF
 
-#: The errno names xenstored sends in XS_ERROR (xs_wire.h's xsd_errors; E2BIG and EPERM
-#: are the later daemon's additions), with the Linux numbers a client maps them to.
-XSD_ERRORS: dict[str, int] = {
-    "EINVAL": EINVAL,
-    "EACCES": EACCES,
-    "EEXIST": EEXIST,
-    "EISDIR": 21,
-    "ENOENT": ENOENT,
-    "ENOMEM": ENOMEM,
-    "ENOSPC": ENOSPC,
-    "EIO": 5,
-    "ENOTEMPTY": 39,
-    "ENOSYS": ENOSYS,
-    "EROFS": 30,
-    "EBUSY": EBUSY,
-    "EAGAIN": EAGAIN,
-    "EISCONN": 106,
-    "E2BIG": 7,
-    "EPERM": EPERM,
-}
 
 #: Access bits of a permission (xs_lib.h's enum xs_perm_type).
 XS_PERM_NONE: Final = 0
@@ -92,23 +62,6 @@ XS_PERM_OWNER: Final = 8
 _PERM_BITS: Final = {"n": XS_PERM_NONE, "r": XS_PERM_READ, "w": XS_PERM_WRITE, "b": 3}
 #: domid_t is 16 bits.
 DOMID_MAX: Final = 0xFFFF
-
-
-class XsWireError(ValueError):
-    """Bytes that are not a well-formed xenstore message or payload."""
-
-
-class XenstoreError(Exception):
-    """xenstored refused a request: `errno_name` is what travels in XS_ERROR ("ENOENT");
-    `detail` says why, for people (it never goes on the wire)."""
-
-    def __init__(self, errno_name: str, detail: str = "") -> None:
-        if errno_name not in XSD_ERRORS:
-            raise ValueError(f"{errno_name!r} is not an errno name xenstored sends")
-        self.errno_name = errno_name
-        self.errno = XSD_ERRORS[errno_name]
-        self.detail = detail
-        super().__init__(f"{errno_name}: {detail}" if detail else errno_name)
 
 
 def type_name(msg_type: int) -> str:
@@ -369,7 +322,7 @@ def check_reply(reply: XsMsg, request_type: int) -> bytes:
         name = parts[0].decode("ascii", "replace") if len(parts) == 1 else ""
         if name not in XSD_ERRORS:
             raise XsWireError(f"XS_ERROR payload {reply.payload!r} is not one errno name")
-        raise XenstoreError(name, f"xenstored refused {type_name(request_type)}")
+        raise refused(name, f"xenstored refused {type_name(request_type)}")
     if reply.type != request_type:
         raise XsWireError(f"expected a reply to {type_name(request_type)}, got {reply.name}")
     return reply.payload
@@ -433,7 +386,6 @@ def parse_watch_event(msg: XsMsg) -> tuple[str, bytes]:
 __all__ = [
     "DOMID_MAX",
     "OK_PAYLOAD",
-    "XSD_ERRORS",
     "XSD_HEADER_SIZE",
     "XS_DEBUG",
     "XS_DIRECTORY",
@@ -459,9 +411,7 @@ __all__ = [
     "XS_WATCH_EVENT",
     "XS_WRITE",
     "Perm",
-    "XenstoreError",
     "XsMsg",
-    "XsWireError",
     "ack",
     "check_reply",
     "cstring",
@@ -499,3 +449,11 @@ __all__ = [
     "watch_event",
     "write",
 ]
+
+
+def refused(errno_name: str, detail: str = "") -> XenstoreError:
+    """The error for an XS_ERROR carrying `errno_name` ("ENOENT"), which must be one of the
+    names xenstored sends (`XSD_ERRORS`); `detail` is for people and never goes on the wire."""
+    if errno_name not in XSD_ERRORS:
+        raise ValueError(f"{errno_name!r} is not an errno name xenstored sends")
+    return XenstoreError(errno_name, XSD_ERRORS[errno_name], detail)

@@ -1,10 +1,12 @@
 """One physical PowerPC 970 core: a Unicorn PPC64 instance plus the state Unicorn lacks.
 
-Unicorn 2.1.4 runs the instructions; this class owns MSR, SRR0/1, DAR, DSISR, SPRGs,
-DEC, HID4, SDR1 and the SLB, delivers every interrupt through the architected path,
-and intercepts the instructions whose effect lives in that state (rfid, mtmsrd, mfmsr,
-mfspr/mtspr of model SPRs, mftb, slb*/tlbie).  Those are found by scanning the loaded
-kernel image and hooked by address only, so the rest of the code runs at TCG speed.
+Unicorn 2.1.4 runs the instructions; the running context's `ArchState` (arch_state.py)
+holds MSR, SRR0/1, DAR, DSISR, SPRGs, DEC, HID4, SDR1 and the SLB.  The core delivers every
+interrupt through the architected path, runs native routines, and has the instructions
+whose effect lives in that state (rfid, mtmsrd, mfmsr, mfspr/mtspr of model SPRs, mftb,
+slb*/tlbie) emulated by `sensitive.py`: they are found by scanning the loaded kernel image
+and hooked by address only, so the rest of the code runs at TCG speed.  Each context has
+its own Unicorn instance (`engines.HwContext`).
 
 Why not Unicorn's `UC_CPU_PPC64_970*` models: in 2.1.4 an explicit PPC64 model index is
 not offset past the PPC32 table, so it selects a 32-bit CPU on which ld/std/mtmsrd/rfid
@@ -15,12 +17,8 @@ here.
 
 from __future__ import annotations
 
-import atexit
-import os
-import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final
 
 from unicorn import UcError
 from unicorn import unicorn_const as uc_const
@@ -31,34 +29,17 @@ from unicorn.ppc_const import (
     UC_PPC_REG_PC,
 )
 
-from framework.hw970 import _ucglue, cext
+from framework.errors import GuestCrash, GuestFault, SimulationError, fault_reason
+from framework.hw970.arch_state import ArchState
+from framework.hw970.engines import UNTIL_NEVER, CoreBus, HwContext
 from framework.hw970.memory import MachineMemory
-from framework.hw970.mmu import Fault, Mmu, TranslationState
+from framework.hw970.mmu import Fault, Mmu
 from framework.hw970.regs import (
-    GUEST_SPRS,
     MSR_EE,
     MSR_EXC_KEEP,
-    MSR_GUEST_FORBIDDEN,
-    MSR_HV,
     MSR_PR,
     MSR_SF,
     MSR_UC_MIRROR,
-    NATIVE_SPRS,
-    PVR_970FX,
-    SPR_DAR,
-    SPR_DEC,
-    SPR_DSISR,
-    SPR_HDEC,
-    SPR_HID4,
-    SPR_PIR,
-    SPR_PVR,
-    SPR_SDR1,
-    SPR_SPRG0,
-    SPR_SPRG3,
-    SPR_SRR0,
-    SPR_SRR1,
-    SPR_TBL_R,
-    SPR_TBU_R,
     SRR1_PROGRAM_ILLEGAL,
     SRR1_PROGRAM_PRIV,
     SRR1_PROGRAM_TRAP,
@@ -68,280 +49,13 @@ from framework.hw970.regs import (
     VEC_PROGRAM,
     VEC_SYSCALL,
 )
-from framework.hw970.tlb_fill import TlbFill
-
-UNTIL_NEVER: Final = 0xFFFFFFFFFFFFFFFC
-_UNTIL_PAGE: Final = UNTIL_NEVER & ~0xFFF
-#: Machine page kept zero by the machine (Xen's area): what the `until` page maps to.
-ZERO_PAGE: Final = 0
-_MASK64: Final = 0xFFFFFFFFFFFFFFFF
-#: Translated-code buffer per context (Unicorn flushes its code cache when it fills).
-#: Below one 2 MiB huge page on purpose: QEMU madvises the buffer MADV_HUGEPAGE, and with
-#: THP defrag=madvise a first touch could stall in direct compaction (~0.1 s per run,
-#: seen as a bimodal timers benchmark).  A guest context's code fits many times over.
-TCG_BUFFER_BYTES: Final = 1 << 20
-#: Engines a machine keeps opened ahead of need (see `_ucglue.EnginePool`): enough to
-#: cover a burst of new contexts, such as the toolstack building a 4-VCPU guest.
-SPARE_ENGINES: Final = 4
+from framework.hw970.sensitive import Trap, emulate
 
 # Unicorn interrupt numbers (QEMU's POWERPC_EXCP_*) seen through UC_HOOK_INTR.
 _INTR_PROGRAM: Final = 6
 _INTR_SYSCALL: Final = 8
 _INTR_HV_EMU: Final = 96  # illegal instruction on the default 64-bit core
-
-
-# ---------------------------------------------------------------------------------------
-# Sensitive instructions: decoded once from the kernel image.
-# ---------------------------------------------------------------------------------------
-TRAP_RFID: Final = 1
-TRAP_MFSPR: Final = 2
-TRAP_MTSPR: Final = 3
-TRAP_MFMSR: Final = 4
-TRAP_MTMSRD: Final = 5
-TRAP_MFTB: Final = 6
-TRAP_SLBMTE: Final = 7
-TRAP_SLBIE: Final = 8
-TRAP_SLBIA: Final = 9
-TRAP_TLBIE: Final = 10
-TRAP_NOP: Final = 11  # tlbsync, ptesync-like: no model effect
-
-
-def decode_sensitive(word: int) -> tuple[int, int, int] | None:
-    """(kind, a, b) if `word` must be intercepted, else None.
-
-    a/b are register numbers or the SPR number, depending on kind.
-    """
-    if word == 0x4C000024:
-        return (TRAP_RFID, 0, 0)
-    if word >> 26 != 31:
-        return None
-    xo = (word >> 1) & 0x3FF
-    rt = (word >> 21) & 31
-    ra = (word >> 16) & 31
-    rb = (word >> 11) & 31
-    spr = ra | (rb << 5)
-    if xo == 339 and spr not in NATIVE_SPRS:
-        return (TRAP_MFSPR, rt, spr)
-    if xo == 467 and spr not in NATIVE_SPRS:
-        return (TRAP_MTSPR, rt, spr)
-    if xo == 371:
-        return (TRAP_MFTB, rt, spr)
-    if xo == 83:
-        return (TRAP_MFMSR, rt, 0)
-    if xo in (178, 146):  # mtmsrd, mtmsr
-        return (TRAP_MTMSRD, rt, ra & 1 if xo == 178 else 0)
-    if xo == 402:
-        return (TRAP_SLBMTE, rt, rb)
-    if xo == 434:
-        return (TRAP_SLBIE, rb, 0)
-    if xo == 498:
-        return (TRAP_SLBIA, 0, 0)
-    if xo in (306, 274):
-        return (TRAP_TLBIE, rb, 0)
-    if xo == 566:
-        return (TRAP_NOP, 0, 0)
-    return None
-
-
-def scan_sensitive(image: bytes, base: int) -> dict[int, tuple[int, int, int]]:
-    """Every sensitive instruction in a big-endian code image loaded at `base`."""
-    out: dict[int, tuple[int, int, int]] = {}
-    for off in range(0, len(image) - 3, 4):
-        word = int.from_bytes(image[off : off + 4], "big")
-        d = decode_sensitive(word)
-        if d is not None:
-            out[base + off] = d
-    return out
-
-
-#: Engine pools not yet collected: closed at exit, so that no engine thread is still
-#: opening an engine while the interpreter tears down.
-_live_pools: weakref.WeakSet[_ucglue.EnginePool] = weakref.WeakSet()
-
-
-def _close_live_pools() -> None:
-    for pool in list(_live_pools):
-        pool.close()
-
-
-def _pools_after_fork() -> None:
-    # A forked child has no engine thread: its pools open engines on demand.
-    for pool in list(_live_pools):
-        pool.after_fork()
-
-
-atexit.register(_close_live_pools)
-os.register_at_fork(after_in_child=_pools_after_fork)
-
-
-class CoreBus:
-    """What the cores of one machine share: the broadcasts that reach every context.
-
-    A tlbie or a host write to code must reach contexts that are not running too; they
-    carry the epoch they last caught up with and catch up when a core loads them.
-    """
-
-    def __init__(self) -> None:
-        self.cores: list[Core] = []
-        self.tlb_epoch = 0
-        self.code_epoch = 0
-        self._engines: _ucglue.EnginePool | None = None
-        self._engines_memory: MachineMemory | None = None
-
-    def engine(self, memory: MachineMemory) -> int:
-        """A fresh Unicorn engine with `memory` mapped (the caller owns it).
-
-        Engines are opened ahead on a C thread (`_ucglue.EnginePool`), so a new context
-        costs the simulation a pointer instead of ~0.5 ms of engine set-up.
-        """
-        pool = self._engines
-        if pool is None:
-            cext.bind_unicorn()
-            pool = self._engines = _ucglue.EnginePool(
-                uc_const.UC_ARCH_PPC,
-                uc_const.UC_MODE_PPC64 | uc_const.UC_MODE_BIG_ENDIAN,
-                TCG_BUFFER_BYTES,
-                uc_const.UC_TLB_VIRTUAL,
-                uc_const.UC_PROT_ALL,
-                memory.ptr,
-                memory.size,
-                SPARE_ENGINES,
-            )
-            self._engines_memory = memory
-            _live_pools.add(pool)
-        elif memory is not self._engines_memory:
-            raise ValueError("the cores of one bus must share one machine memory")
-        return pool.take()
-
-    def close(self) -> None:
-        """Stop opening engines ahead and close those nobody took."""
-        if self._engines is not None:
-            self._engines.close()
-
-    def tlbie(self) -> None:
-        """A broadcast invalidation: every context drops its emulated TLB, the running
-        ones now and the others when next loaded."""
-        self.tlb_epoch += 1
-        for core in self.cores:
-            if core.state is not None:
-                core._glue.tlb_flush()
-                core.hw.tlb_epoch = self.tlb_epoch
-
-    def flush_code(self) -> None:
-        """Every context forgets its translated code (the host wrote guest code)."""
-        self.code_epoch += 1
-        for core in self.cores:
-            core._sc_lev.clear()
-            if core.state is not None:
-                core._glue.tb_flush()
-                core.hw.code_epoch = self.code_epoch
-
-
-class HwContext:
-    """One execution context's own Unicorn instance: its registers and emulated TLB.
-
-    Why one per context rather than one per core: a switch is then a pointer change,
-    with no 80 KB uc_context copy in and out and no TLB flush and refill (a third of a
-    timer tick's cost when contexts shared their core's instance).
-    """
-
-    def __init__(self, memory: MachineMemory, core: Core) -> None:
-        # The engine (machine memory mapped, a TCG_BUFFER_BYTES code buffer, virtual TLB
-        # mode) is owned by the glue, which holds the hot Unicorn calls, the hook
-        # trampolines and the instruction counter in C (`_ucglue.c`); an exception a
-        # hook handler raises stops emulation and is raised again by `emu_start`.
-        self.glue = _ucglue.Glue(core.bus.engine(memory), core._on_intr, core._on_site)
-        #: Translation on TLB misses, in C, mirroring the context's TranslationState.
-        self.tlb = TlbFill(memory, until_page=_UNTIL_PAGE, zero_page=ZERO_PAGE)
-        self.tlb.attach(self.glue)
-        #: The core whose handlers the hooks call.
-        self.core = core
-        glue, address = self.glue, self.glue.address
-        glue.hook_add(uc_const.UC_HOOK_INTR, _ucglue.HOOK_INTR, address, 1, 0)
-        glue.hook_add(uc_const.UC_HOOK_BLOCK, _ucglue.HOOK_BLOCK, address, 1, 0)
-        self.hooked: set[int] = set()
-        #: len(traps) + len(natives) when the sites were last hooked (they only grow).
-        self.sites_seen = -1
-        #: MSR bits last written into Unicorn (-1: none yet).
-        self.uc_msr = -1
-        #: The bus epochs this instance has caught up with: a new engine holds no
-        #: translation made before now.
-        self.tlb_epoch = core.bus.tlb_epoch
-        self.code_epoch = core.bus.code_epoch
-        # Nothing is translated yet, so hooking needs no flush (a flush of an empty
-        # engine still resets its 512 KB code hash table).
-        self.hook_sites(core.traps, core.natives, flush=False)
-
-    def hook_sites(
-        self,
-        traps: dict[int, tuple[int, int, int]],
-        natives: dict[int, Any],
-        flush: bool = True,
-    ) -> None:
-        """Hook every trap/native address not hooked yet; flush stale translations
-        (code translated before a hook was added would not call it)."""
-        new = [a for a in list(traps) + list(natives) if a not in self.hooked]
-        glue = self.glue
-        for addr in new:
-            glue.hook_add(uc_const.UC_HOOK_CODE, _ucglue.HOOK_CODE, glue.address, addr, addr)
-            self.hooked.add(addr)
-        self.sites_seen = len(traps) + len(natives)
-        if new and flush:
-            glue.tb_flush()
-
-
-# ---------------------------------------------------------------------------------------
-# Per-context architected state (a VCPU's, or Xen's own).
-# ---------------------------------------------------------------------------------------
-@dataclass(slots=True)
-class Decrementer:
-    """The 970's 32-bit DEC, kept relative to the timebase so it runs in simulated time."""
-
-    value: int = 0x7FFFFFFF  # value last written
-    written_tb: int = 0  # timebase when written
-    armed: bool = False  # an interrupt is due when it goes negative
-
-    def read(self, tb: int) -> int:
-        return (self.value - (tb - self.written_tb)) & 0xFFFFFFFF
-
-    def write(self, value: int, tb: int) -> None:
-        self.value = value & 0xFFFFFFFF
-        self.written_tb = tb
-        # Writing a negative value raises no interrupt by itself (970FX UM 4.5.10).
-        self.armed = not self.value & 0x80000000
-
-    def expiry_tb(self) -> int | None:
-        """Timebase at which bit 0 turns 1 (the interrupt condition), if armed."""
-        return self.written_tb + self.value + 1 if self.armed else None
-
-
-@dataclass(slots=True, eq=False)
-class ArchState:
-    """Architected state of one execution context that Unicorn does not keep.
-
-    Compared by identity (eq=False): two contexts with equal registers are still two.
-    """
-
-    tr: TranslationState = field(default_factory=TranslationState)
-    srr0: int = 0
-    srr1: int = 0
-    dar: int = 0
-    dsisr: int = 0
-    sprg: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
-    dec: Decrementer = field(default_factory=Decrementer)
-    pir: int = 0
-    #: The Unicorn instance holding this context's registers and translations (made
-    #: when a core first loads it; None again makes the next load start afresh).
-    hw: HwContext | None = None
-    #: Initial register values, written into the context when a core next loads it.
-    boot_regs: dict[int, int] | None = None
-    #: Who this context belongs to (the hypervisor's VCPU object); opaque to hw970.
-    #: (Any, not object: mypyc's dataclass support resolves annotations by name.)
-    owner: Any = None
-
-
-class GuestCrash(Exception):
-    """The context did something the model cannot deliver as an interrupt."""
+_MASK64: Final = 0xFFFFFFFFFFFFFFFF
 
 
 SliceCallback = Callable[["Core"], None]
@@ -356,7 +70,7 @@ class Core:
         memory: MachineMemory,
         clock_hz: int,
         timebase_hz: int,
-        traps: dict[int, tuple[int, int, int]],
+        traps: dict[int, Trap],
         natives: dict[int, Callable[[Core], None]],
         bus: CoreBus | None = None,
     ) -> None:
@@ -710,7 +424,13 @@ class Core:
         if native is not None:
             self._fix_count_partial_block(addr, completed=True)
             self.pc = self.reg(UC_PPC_REG_LR)
-            native(self)
+            try:
+                native(self)
+            except (GuestFault, SimulationError):
+                raise
+            except Exception as exc:
+                # The guest's own code broke: its domain crashes, not the run (errors.py).
+                raise GuestCrash(f"native routine at {addr:#x}: {fault_reason(exc)}") from exc
             if self._stop:
                 self._glue.emu_stop()
             return
@@ -718,123 +438,7 @@ class Core:
         if trap is None:
             return
         self._fix_count_partial_block(addr, completed=True)
-        kind, a, b = trap
-        msr = state.tr.msr
-        if (
-            msr & MSR_PR
-            and kind != TRAP_MFTB
-            and not (kind == TRAP_MFSPR and b in (SPR_TBL_R, SPR_TBU_R))
-        ):
-            self.deliver(VEC_PROGRAM, addr, srr1_bits=SRR1_PROGRAM_PRIV)
-            return
-        if kind == TRAP_RFID:
-            self._rfid(state)
-            return
-        next_pc = addr + 4
-        if kind == TRAP_MFSPR:
-            value = self._read_spr(state, b)
-            if value is None:
-                self.deliver(VEC_PROGRAM, addr, srr1_bits=SRR1_PROGRAM_PRIV)
-                return
-            self.set_gpr(a, value)
-        elif kind == TRAP_MTSPR:
-            if not self._write_spr(state, b, self.gpr(a)):
-                self.deliver(VEC_PROGRAM, addr, srr1_bits=SRR1_PROGRAM_PRIV)
-                return
-        elif kind == TRAP_MFTB:
-            tb = self.timebase()
-            self.set_gpr(a, tb >> 32 if b == SPR_TBU_R else tb)
-        elif kind == TRAP_MFMSR:
-            self.set_gpr(a, state.tr.msr)
-        elif kind == TRAP_MTMSRD:
-            value = self.gpr(a)
-            if b:  # L=1: only EE and RI
-                new = (msr & ~(MSR_EE | 2)) | (value & (MSR_EE | 2))
-            else:
-                new = (value & ~MSR_GUEST_FORBIDDEN) | (msr & MSR_HV)
-            self.set_msr(new)
-            self.pc = next_pc
-            self.check_interrupts()
-            return
-        elif kind == TRAP_SLBMTE:
-            state.tr.slbmte(self.gpr(a), self.gpr(b))
-            self.flush_tlb()
-        elif kind == TRAP_SLBIE:
-            state.tr.slbie(self.gpr(a))
-            self.flush_tlb()
-        elif kind == TRAP_SLBIA:
-            state.tr.slbia()
-            self.flush_tlb()
-        elif kind == TRAP_TLBIE:
-            # Guests change page tables through H_ENTER/H_REMOVE; a tlbie from a guest is
-            # privileged on the 970 under a hypervisor.
-            self.deliver(VEC_PROGRAM, addr, srr1_bits=SRR1_PROGRAM_PRIV)
-            return
-        self.pc = next_pc
-
-    def _rfid(self, state: ArchState) -> None:
-        srr1 = state.srr1
-        new = (srr1 & ~MSR_GUEST_FORBIDDEN) | (state.tr.msr & MSR_HV)
-        self.set_msr(new)
-        self.pc = state.srr0 & ~3
-        self.on_rfid(self)
-        self.check_interrupts()
-
-    def _read_spr(self, state: ArchState, spr: int) -> int | None:
-        if spr == SPR_SRR0:
-            return state.srr0
-        if spr == SPR_SRR1:
-            return state.srr1
-        if SPR_SPRG0 <= spr <= SPR_SPRG3:
-            return state.sprg[spr - SPR_SPRG0]
-        if spr == SPR_DAR:
-            return state.dar
-        if spr == SPR_DSISR:
-            return state.dsisr
-        if spr == SPR_DEC:
-            return state.dec.read(self.timebase())
-        if spr in (SPR_TBL_R, SPR_TBU_R):
-            tb = self.timebase()
-            return tb >> 32 if spr == SPR_TBU_R else tb
-        if spr == SPR_PVR:
-            return PVR_970FX
-        if spr == SPR_PIR:
-            return state.pir
-        if spr not in GUEST_SPRS and not state.tr.msr & MSR_HV:
-            return None
-        if spr == SPR_HID4:
-            return state.tr.hid4
-        if spr == SPR_SDR1:
-            return state.tr.sdr1
-        if spr == SPR_HDEC:
-            return 0
-        return 0
-
-    def _write_spr(self, state: ArchState, spr: int, value: int) -> bool:
-        if spr == SPR_SRR0:
-            state.srr0 = value
-        elif spr == SPR_SRR1:
-            state.srr1 = value
-        elif SPR_SPRG0 <= spr <= SPR_SPRG3:
-            state.sprg[spr - SPR_SPRG0] = value
-        elif spr == SPR_DAR:
-            state.dar = value
-        elif spr == SPR_DSISR:
-            state.dsisr = value & 0xFFFFFFFF
-        elif spr == SPR_DEC:
-            state.dec.write(value, self.timebase())
-            deadline = self.dec_deadline_ns()
-            if deadline is not None:
-                self.limit_budget_to(deadline)
-        elif not state.tr.msr & MSR_HV:
-            return False  # HID4, SDR1, HDEC, PVR...: hypervisor resources
-        elif spr == SPR_HID4:
-            state.tr.set_hid4(value)
-            self.flush_tlb()
-        elif spr == SPR_SDR1:
-            state.tr.sdr1 = value
-            self.flush_tlb()
-        return True
+        emulate(self, state, addr, trap)
 
 
 def _unhandled(what: str) -> SliceCallback:

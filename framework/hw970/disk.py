@@ -21,7 +21,8 @@ from typing import Any, Final, Self
 
 import simpy
 
-from framework.hw970.iommu import DmaFault, TceTable
+from framework.errors import DmaFault
+from framework.hw970.iommu import TceTable
 from framework.hw970.params import DISK_BANDWIDTH_BYTES_PER_S, DISK_LATENCY_NS, DISK_QUEUE_DEPTH
 from framework.sim_events import timeout
 from framework.trace.ids import K

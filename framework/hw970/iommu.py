@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from framework.errors import DmaFault
 from framework.hw970.memory import PAGE_SIZE, MachineMemory
 
 __all__ = [
@@ -27,7 +28,6 @@ __all__ = [
     "TCE_PAGE_WRITE",
     "TCE_RPN_MASK",
     "TCE_VALID_BITS",
-    "DmaFault",
     "TceTable",
     "tce_table_bytes",
 ]
@@ -41,16 +41,6 @@ TCE_PAGE_WRITE = 0x2  # the device may write the page (DMA to memory)
 TCE_RPN_MASK: Final = ((1 << 40) - 1) << TCE_PAGE_SHIFT
 #: Every bit a TCE may carry; the cache-hint and reserved bits must stay zero.
 TCE_VALID_BITS: Final = TCE_RPN_MASK | TCE_PAGE_WRITE | TCE_PAGE_READ
-
-
-class DmaFault(Exception):
-    """A device DMA the IOMMU refused: which bus, which I/O bus address, and why."""
-
-    def __init__(self, liobn: int, ioba: int, reason: str) -> None:
-        super().__init__(f"DMA through liobn {liobn:#x} at ioba {ioba:#x} refused: {reason}")
-        self.liobn = liobn
-        self.ioba = ioba
-        self.reason = reason
 
 
 def _window_entries(window_bytes: int) -> int:

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from framework.hw970.core import Core, CoreBus, scan_sensitive
+from framework.hw970.core import Core
 from framework.hw970.devtree import MachineDevtreeSpec, build_machine_devtree
+from framework.hw970.engines import CoreBus
 from framework.hw970.memory import MachineMemory
 from framework.hw970.mpic import Mpic
 from framework.hw970.params import CLOCK_HZ, CPUS, MAX_CPUS, MEMORY_BYTES, TIMEBASE_HZ
+from framework.hw970.sensitive import scan_sensitive
 
 
 @dataclass(frozen=True)

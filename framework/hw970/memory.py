@@ -11,16 +11,14 @@ import mmap
 import struct
 from typing import Final
 
+from framework.errors import MachineCheck
+
 _U16: Final = struct.Struct(">H")
 _U32: Final = struct.Struct(">I")
 _U64: Final = struct.Struct(">Q")
 
 PAGE_SHIFT: Final = 12
 PAGE_SIZE: Final = 1 << PAGE_SHIFT
-
-
-class MachineCheck(Exception):
-    """An access outside installed machine memory (a hardware machine check)."""
 
 
 class MachineMemory:

@@ -13,6 +13,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, StrictInt
 
+from framework.errors import ScenarioError
 from framework.scenario.limits import MAX_VCPUS, RMA_SIZES
 from framework.units import (
     format_size,
@@ -45,7 +46,7 @@ __all__ = [
 FieldPath = tuple[str | int, ...]
 
 
-class Problem(ValueError):
+class Problem(ScenarioError, ValueError):
     """A rule broken below the model being validated; `path` is relative to that model."""
 
     def __init__(self, path: FieldPath, message: str) -> None:

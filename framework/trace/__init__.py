@@ -4,7 +4,7 @@ The hot path's kind ids are `framework.trace.ids.K`, generated from the schema; 
 not re-exported here, so that the generator never needs its own output to import.
 """
 
-from framework.trace.recorder import TRACE_FILE, Emit, Recorder, TraceError
+from framework.trace.recorder import TRACE_FILE, Emit, Recorder
 from framework.trace.schema import FIELD_COLUMNS, KINDS, Kind
 
 __all__ = [
@@ -14,5 +14,4 @@ __all__ = [
     "Emit",
     "Kind",
     "Recorder",
-    "TraceError",
 ]

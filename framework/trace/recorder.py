@@ -24,6 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from framework.errors import TraceError
 from framework.trace._emit import Emitter
 from framework.trace.schema import (
     BASE_COLUMNS,
@@ -41,7 +42,6 @@ __all__ = [
     "Emit",
     "Record",
     "Recorder",
-    "TraceError",
     "trace_arrow_schema",
 ]
 
@@ -62,10 +62,6 @@ _FIELD_SOURCES: dict[str, list[tuple[int, int]]] = {
     name: [(k, kind.fields.index(name)) for k, kind in enumerate(KINDS) if name in kind.fields]
     for name in FIELD_COLUMNS
 }
-
-
-class TraceError(ValueError):
-    """Records that break the schema (unknown kind, stray field or text, out of range)."""
 
 
 class Emit(Protocol):

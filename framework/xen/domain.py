@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from framework.hw970.core import ArchState
+from framework.hw970.arch_state import ArchState
 from framework.hw970.mmu import TranslationState
 from framework.xen.evtchn import EvtchnTable
 from framework.xen.grant_state import GrantTable

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from framework.errors import AllocError, ForeignMappingsRemain, NotOwned, XencommError
 from framework.hw970.core import Core
 from framework.hw970.mmu import RMA_LOG2_TO_RMLR
 from framework.trace.ids import K
 from framework.xen import costs
 from framework.xen.domain import DomainState, Vcpu
-from framework.xen.grant_table import ForeignMappingsRemain, check_destroyable
-from framework.xen.mm import AllocError, NotOwned
+from framework.xen.grant_table import check_destroyable
 from framework.xen.public.domctl import (
     DOMCTL,
     XEN_DOMCTL_INTERFACE_VERSION,
@@ -35,7 +35,7 @@ from framework.xen.public.errno import EACCES, EAGAIN, EBUSY, EINVAL, ENOMEM, EN
 from framework.xen.public.sched import SHUTDOWN_poweroff
 from framework.xen.public.vcpu import VCPU_GUEST_CONTEXT, Runstate
 from framework.xen.public.xen import MAX_VIRT_CPUS
-from framework.xen.xencomm import XencommError, xencomm_of
+from framework.xen.xencomm import xencomm_of
 
 if TYPE_CHECKING:
     from framework.xen.hypervisor import Hypervisor

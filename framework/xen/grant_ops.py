@@ -55,6 +55,7 @@ from array import array
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
+from framework.errors import GrantOpRefused, NotOwned, XencommError
 from framework.hw970.core import Core
 from framework.hw970.memory import PAGE_SIZE, MachineMemory
 from framework.hw970.mmu import LARGE_PAGE_SHIFT, PTE_L, PTE_RPN_MASK, PTE_V
@@ -63,7 +64,6 @@ from framework.xen import costs
 from framework.xen.domain import Domain, DomainState, Vcpu
 from framework.xen.grant_state import ActiveGrant, GrantMapping, GrantTable
 from framework.xen.grant_table import entry_maddr, read_entry, unpin
-from framework.xen.mm import NotOwned
 from framework.xen.p2m import ForeignSlot
 from framework.xen.public.arch_powerpc import FOREIGN_GPA_BASE, FOREIGN_SLOTS, NR_GRANT_FRAMES
 from framework.xen.public.errno import EINVAL, ENOSYS, EPERM
@@ -111,19 +111,10 @@ from framework.xen.public.grant_table import (
 from framework.xen.public.layout import Layout
 from framework.xen.public.xen import DOMID_SELF
 from framework.xen.tce import foreign_slot_tces
-from framework.xen.xencomm import XencommError, xencomm_of
+from framework.xen.xencomm import xencomm_of
 
 if TYPE_CHECKING:
     from framework.xen.hypervisor import Hypervisor
-
-
-class _Refused(Exception):
-    """One grant operation fails with a GNTST_* status; the reason goes to the trace."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
 
 
 # --- shared helpers --------------------------------------------------------------------------
@@ -136,28 +127,28 @@ def _granted_frame(
     ``__acquire_grant_for_copy`` / map pin checks, without pinning.
     """
     if ref >= NR_GRANT_ENTRIES:
-        raise _Refused(
+        raise GrantOpRefused(
             GNTST_bad_gntref,
             f"ref {ref} is beyond the {NR_GRANT_ENTRIES} entries of d{granter.domid}'s table",
         )
     if not granter.grant_frames:
-        raise _Refused(GNTST_general_error, f"d{granter.domid} has no grant table yet")
+        raise GrantOpRefused(GNTST_general_error, f"d{granter.domid} has no grant table yet")
     table: GrantTable = granter.grants
     act = table.active.get(ref)
     if act is not None and act.domid != grantee.domid:
-        raise _Refused(
+        raise GrantOpRefused(
             GNTST_general_error, f"ref {ref} of d{granter.domid} is pinned for d{act.domid}"
         )
     flags, domid, frame = read_entry(mem, entry_maddr(granter, ref))
     if act is None or (write and not act.write_pins):
         if act is None and (flags & GTF_type_mask != GTF_permit_access or domid != grantee.domid):
-            raise _Refused(
+            raise GrantOpRefused(
                 GNTST_general_error,
                 f"ref {ref} of d{granter.domid} (flags {flags:#x}, domid {domid}) does not "
                 f"permit access to d{grantee.domid}",
             )
         if write and flags & GTF_readonly:
-            raise _Refused(
+            raise GrantOpRefused(
                 GNTST_general_error,
                 f"ref {ref} of d{granter.domid} is a read-only grant: no write access",
             )
@@ -165,7 +156,7 @@ def _granted_frame(
         return act.mfn, act, flags
     mfn = _own_frame(granter, frame)
     if mfn is None:
-        raise _Refused(
+        raise GrantOpRefused(
             GNTST_general_error,
             f"ref {ref} of d{granter.domid} grants pfn {frame:#x}, which is not its memory",
         )
@@ -241,53 +232,53 @@ def _map(xen: Hypervisor, core: Core, v: Vcpu, op: dict[str, int]) -> dict[str, 
     slot = -1
     try:
         if not flags & (GNTMAP_device_map | GNTMAP_host_map):
-            raise _Refused(
+            raise GrantOpRefused(
                 GNTST_bad_gntref, f"flags {flags:#x} ask for neither a host nor a device mapping"
             )
         granter = xen.domains.get(domid)
         if granter is None:
-            raise _Refused(GNTST_bad_domain, f"no domain {domid}")
+            raise GrantOpRefused(GNTST_bad_domain, f"no domain {domid}")
         readonly = bool(flags & GNTMAP_readonly)
         mfn, act, eflags = _granted_frame(xen.memory, granter, mapper, ref, not readonly)
         # What the port's create_grant_host_mapping accepts.
         if flags & (GNTMAP_application_map | GNTMAP_contains_pte):
-            raise _Refused(
+            raise GrantOpRefused(
                 GNTST_general_error,
                 "GNTMAP_application_map and GNTMAP_contains_pte are not supported on PowerPC",
             )
         if not flags & GNTMAP_host_map:
-            raise _Refused(
+            raise GrantOpRefused(
                 GNTST_general_error,
                 "a device-only mapping is not supported: grants map into the foreign area",
             )
         area = mapper.foreign
         if area is None:
-            raise _Refused(
+            raise GrantOpRefused(
                 GNTST_permission_denied,
                 f"d{mapper.domid} has no foreign map area: only dom0 can map a grant entry",
             )
         if host_addr == 0:
             slot = next((i for i, held in enumerate(area.slots) if held is None), -1)
             if slot < 0:
-                raise _Refused(
+                raise GrantOpRefused(
                     GNTST_no_device_space, f"all {FOREIGN_SLOTS} foreign slots are in use"
                 )
         else:
             index = (host_addr - FOREIGN_GPA_BASE) >> 12
             if host_addr & (PAGE_SIZE - 1) or not 0 <= index < FOREIGN_SLOTS:
-                raise _Refused(
+                raise GrantOpRefused(
                     GNTST_bad_virt_addr,
                     f"host_addr {host_addr:#x} is not a 4 KiB slot of the foreign area "
                     f"[{FOREIGN_GPA_BASE:#x}, {FOREIGN_GPA_BASE + FOREIGN_SLOTS * PAGE_SIZE:#x})",
                 )
             held = area.slots[index]
             if held is not None:
-                raise _Refused(
+                raise GrantOpRefused(
                     GNTST_general_error,
                     f"foreign slot {index} already maps ref {held.ref} of d{held.domid}",
                 )
             slot = index
-    except _Refused as r:
+    except GrantOpRefused as r:
         _emit(xen, core, v, K.GNTTAB_MAP, domid, ref, slot, r.status, r.reason)
         return {"status": r.status}
     # Commit: flags in the shared entry, pins, the slot and the maptrack handle.
@@ -326,34 +317,34 @@ def _unmap(xen: Hypervisor, core: Core, v: Vcpu, op: dict[str, int]) -> dict[str
     remote, ref, slot = (m.domid, m.ref, m.slot) if m is not None else (-1, -1, -1)
     try:
         if m is None:
-            raise _Refused(GNTST_bad_handle, f"grant handle {handle} maps nothing")
+            raise GrantOpRefused(GNTST_bad_handle, f"grant handle {handle} maps nothing")
         want = FOREIGN_GPA_BASE + m.slot * PAGE_SIZE
         if op["host_addr"] != want:
-            raise _Refused(
+            raise GrantOpRefused(
                 GNTST_general_error,
                 f"host_addr {op['host_addr']:#x} is not foreign slot {m.slot} ({want:#x}) "
                 f"of handle {handle}",
             )
         if op["dev_bus_addr"] and op["dev_bus_addr"] >> 12 != m.mfn:
-            raise _Refused(
+            raise GrantOpRefused(
                 GNTST_general_error,
                 f"dev_bus_addr {op['dev_bus_addr']:#x} is not the granted frame {m.mfn << 12:#x}",
             )
         if table.slot_ptes.get(m.slot):
             ptexes = sorted(p for p, s in table.foreign_ptes.items() if s == m.slot)
-            raise _Refused(
+            raise GrantOpRefused(
                 GNTST_general_error,
                 f"foreign slot {m.slot} is still mapped by a page table entry "
                 f"(HTAB index {', '.join(map(str, ptexes))}): H_REMOVE it first",
             )
         tces = foreign_slot_tces(mapper, m.slot)
         if tces:
-            raise _Refused(
+            raise GrantOpRefused(
                 GNTST_general_error,
                 f"foreign slot {m.slot} is still mapped by an IOMMU TCE "
                 f"(liobn {tces[0][0]:#x} ioba {tces[0][1]:#x}): clear it with H_PUT_TCE first",
             )
-    except _Refused as r:
+    except GrantOpRefused as r:
         _emit(xen, core, v, K.GNTTAB_UNMAP, remote, ref, slot, r.status, r.reason)
         return {"status": r.status}
     table.drop_mapping(handle)
@@ -377,7 +368,7 @@ def _copy(xen: Hypervisor, core: Core, v: Vcpu, op: dict[str, int]) -> dict[str,
     try:
         for name in ("source", "dest"):
             if op[f"{name}_offset"] + length > PAGE_SIZE:
-                raise _Refused(
+                raise GrantOpRefused(
                     GNTST_bad_copy_arg,
                     f"{name} offset {op[f'{name}_offset']} + len {length} runs past the page",
                 )
@@ -385,14 +376,14 @@ def _copy(xen: Hypervisor, core: Core, v: Vcpu, op: dict[str, int]) -> dict[str,
         for name, is_gref, write in (("source", src_gref, False), ("dest", dst_gref, True)):
             domid = op[f"{name}_domid"]
             if not is_gref and domid not in (DOMID_SELF, caller.domid) and not caller.privileged:
-                raise _Refused(
+                raise GrantOpRefused(
                     GNTST_permission_denied,
                     f"{name} names pfn {op[f'{name}_gmfn']:#x} of d{domid}: only a "
                     "privileged domain may copy by frame number outside itself",
                 )
             dom = _domain_named(xen, caller, domid)
             if dom is None:
-                raise _Refused(GNTST_bad_domain, f"{name} domain {domid} does not exist")
+                raise GrantOpRefused(GNTST_bad_domain, f"{name} domain {domid} does not exist")
             if is_gref:
                 mfn, _act, _flags = _granted_frame(
                     xen.memory, dom, caller, op[f"{name}_ref"], write
@@ -401,12 +392,12 @@ def _copy(xen: Hypervisor, core: Core, v: Vcpu, op: dict[str, int]) -> dict[str,
                 pfn = op[f"{name}_gmfn"]
                 own = _own_frame(dom, pfn)
                 if own is None:
-                    raise _Refused(
+                    raise GrantOpRefused(
                         GNTST_general_error, f"{name} pfn {pfn:#x} is not d{dom.domid}'s memory"
                     )
                 mfn = own
             maddrs.append((mfn << 12) + op[f"{name}_offset"])
-    except _Refused as r:
+    except GrantOpRefused as r:
         _emit(xen, core, v, K.GNTTAB_COPY, remote, ref, length, r.status, r.reason)
         return {"status": r.status}
     src, dst = maddrs
@@ -449,23 +440,23 @@ def _transfer(xen: Hypervisor, core: Core, v: Vcpu, op: dict[str, int]) -> dict[
     try:
         own = _own_frame(donor, pfn)
         if own is None or donor.phys is None:
-            raise _Refused(GNTST_bad_page, f"pfn {pfn:#x} is not d{donor.domid}'s memory")
+            raise GrantOpRefused(GNTST_bad_page, f"pfn {pfn:#x} is not d{donor.domid}'s memory")
         mfn = own
         if pfn < donor.phys.rma_pages:
-            raise _Refused(
+            raise GrantOpRefused(
                 GNTST_bad_page,
                 f"pfn {pfn:#x} is in the RMA: RMA pages can never be given away",
             )
         core.charge(costs.PAGE_TABLE_OP * 4)  # the HTAB walk below
         for ptex, large in _htab_mappings(xen.memory, donor, mfn):
             if large:
-                raise _Refused(
+                raise GrantOpRefused(
                     GNTST_bad_page,
                     f"pfn {pfn:#x} is still covered by a 16 MiB page table entry (HTAB index "
                     f"{ptex}): the kernel's pinned large-page linear map keeps it, which is "
                     "why the 970 port cannot balloon",
                 )
-            raise _Refused(
+            raise GrantOpRefused(
                 GNTST_bad_page,
                 f"pfn {pfn:#x} is still mapped by a 4 KiB page table entry (HTAB index {ptex})",
             )
@@ -474,38 +465,40 @@ def _transfer(xen: Hypervisor, core: Core, v: Vcpu, op: dict[str, int]) -> dict[
                 continue
             for index, s in enumerate(other.foreign.slots):
                 if s is not None and s.mfn == mfn:
-                    raise _Refused(
+                    raise GrantOpRefused(
                         GNTST_bad_page,
                         f"pfn {pfn:#x} is mapped in d{other.domid}'s foreign slot {index}",
                     )
         receiver = xen.domains.get(domid)
         if receiver is None:
-            raise _Refused(GNTST_bad_domain, f"no domain {domid}")
+            raise GrantOpRefused(GNTST_bad_domain, f"no domain {domid}")
         if receiver.state in (DomainState.SHUTDOWN, DomainState.DYING) or receiver.phys is None:
-            raise _Refused(GNTST_general_error, f"d{domid} is not running")
+            raise GrantOpRefused(GNTST_general_error, f"d{domid} is not running")
         if receiver.max_pages and receiver.tot_pages >= receiver.max_pages:
-            raise _Refused(
+            raise GrantOpRefused(
                 GNTST_general_error,
                 f"d{domid} has no reservation headroom ({receiver.tot_pages} of "
                 f"{receiver.max_pages} pages)",
             )
         if ref >= NR_GRANT_ENTRIES or not receiver.grant_frames:
-            raise _Refused(GNTST_general_error, f"ref {ref} is not an entry of d{domid}'s table")
+            raise GrantOpRefused(
+                GNTST_general_error, f"ref {ref} is not an entry of d{domid}'s table"
+            )
         addr = entry_maddr(receiver, ref)
         eflags, edomid, frame = read_entry(xen.memory, addr)
         if eflags != GTF_accept_transfer or edomid != donor.domid:
-            raise _Refused(
+            raise GrantOpRefused(
                 GNTST_general_error,
                 f"ref {ref} of d{domid} (flags {eflags:#x}, domid {edomid}) does not accept "
                 f"a transfer from d{donor.domid}",
             )
         if frame not in receiver.phys.holes or frame in receiver.phys.extras:
-            raise _Refused(
+            raise GrantOpRefused(
                 GNTST_general_error,
                 f"ref {ref} of d{domid} names pfn {frame:#x}, which is not a hole in its "
                 "memory map",
             )
-    except _Refused as r:
+    except GrantOpRefused as r:
         _emit(xen, core, v, K.GNTTAB_TRANSFER, domid, ref, mfn, r.status, r.reason)
         return {"status": r.status}
     # The frame changes owner; the entry keeps the receiver's pfn (auto-translated).

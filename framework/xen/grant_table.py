@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from framework.errors import ForeignMappingsRemain
 from framework.hw970.memory import PAGE_SIZE, MachineMemory
 from framework.trace.ids import K
 from framework.xen.domain import Domain
@@ -30,19 +31,6 @@ from framework.xen.public.grant_table import (
 
 if TYPE_CHECKING:
     from framework.xen.hypervisor import Hypervisor
-
-
-class ForeignMappingsRemain(Exception):
-    """A domain cannot be destroyed while another domain maps its granted frames."""
-
-    def __init__(self, domid: int, holders: list[tuple[int, int, int]]) -> None:
-        where = ", ".join(f"d{d} slot {s} (ref {r})" for d, s, r in holders)
-        super().__init__(
-            f"d{domid} cannot be destroyed: its granted frames are still mapped in the "
-            f"foreign area ({where}); the mapper must unmap them first"
-        )
-        self.domid = domid
-        self.holders = holders
 
 
 # --- grant frames --------------------------------------------------------------------------

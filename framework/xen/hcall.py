@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
+from framework.errors import GuestFault, SimulationError, fault_reason
 from framework.hw970.core import Core
 from framework.trace.ids import K
 from framework.xen import costs
@@ -114,7 +115,13 @@ def hypercall_entry(xen: Hypervisor) -> Callable[[Core], None]:
         if handler is None:
             result = -ENOSYS if r3 & XEN_MARK == XEN_MARK else H_FUNCTION
         else:
-            result = handler(xen, core, v)
+            try:
+                result = handler(xen, core, v)
+            except (GuestFault, SimulationError):
+                raise
+            except Exception as exc:
+                # Not the caller's fault: Xen's own code broke (see framework/errors.py).
+                raise SimulationError(f"Xen bug in {name}: {fault_reason(exc)}") from exc
         if result == CONTINUATION:
             core.pc = core.pc - 4
             rec.emit(K.HCALL_CONTINUATION, core.now_ns(), core.cpu_id, dom.domid, v.vcpu_id, nr)

@@ -12,6 +12,7 @@ from typing import Final
 
 import simpy
 
+from framework.errors import AllocError
 from framework.hw970.core import Core
 from framework.hw970.devtree import parse_machine_devtree
 from framework.hw970.machine import Machine
@@ -30,7 +31,7 @@ from framework.xen.grant_table import (
     seed_reserved_grants,
 )
 from framework.xen.hcall import hypercall_entry
-from framework.xen.mm import AllocError, FrameAllocator, PhysMap
+from framework.xen.mm import FrameAllocator, PhysMap
 from framework.xen.p2m import ForeignArea
 from framework.xen.public.arch_powerpc import EXTENT_ORDER, KernelImage, htab_bytes_for
 from framework.xen.public.sched import SHUTDOWN_NAMES

@@ -20,6 +20,7 @@ from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import Final
 
+from framework.errors import AllocError, NotOwned
 from framework.hw970.devtree import IO_HOLE_START
 from framework.hw970.memory import PAGE_SHIFT, PAGE_SIZE
 from framework.hw970.mmu import RMA_SIZES, rma_log2
@@ -37,7 +38,6 @@ __all__ = [
     "INVALID_MFN",
     "AllocError",
     "FrameAllocator",
-    "NotOwned",
     "PhysMap",
     "SparsePhysMap",
     "dom0_memory_default",
@@ -49,18 +49,6 @@ DOM0_MIN_BYTES: Final = RMA_MIN_BYTES
 _MAX_MFN: Final = (1 << 32) - 1  # the p2m holds 32-bit MFNs (44-bit machine addresses)
 #: A p2m entry with no frame behind it (Xen's INVALID_MFN in a 32-bit p2m).
 INVALID_MFN: Final = (1 << 32) - 1
-
-
-class AllocError(Exception):
-    """Machine memory could not be found; the message says how much was wanted and free."""
-
-
-class NotOwned(KeyError):
-    """A pfn (or mfn) that is not part of the domain's memory."""
-
-    def __str__(self) -> str:
-        # KeyError quotes its argument; these messages are sentences, not keys.
-        return str(self.args[0]) if self.args else "not owned"
 
 
 def _pages(nbytes: int, what: str) -> int:

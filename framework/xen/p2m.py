@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import TYPE_CHECKING, Final
 
+from framework.errors import NotOwned
 from framework.hw970.devtree import IO_HOLE_END, IO_HOLE_START
 from framework.hw970.memory import PAGE_SHIFT
-from framework.xen.mm import NotOwned
 from framework.xen.public.arch_powerpc import (
     FOREIGN_PFN_BASE,
     FOREIGN_SLOTS,

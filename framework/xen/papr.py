@@ -14,11 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
+from framework.errors import NotOwned
 from framework.hw970.core import Core
 from framework.hw970.mmu import PTE_G, PTE_I, PTE_L, PTE_N, PTE_PP, PTE_V, PTE_W, PTES_PER_PTEG
 from framework.xen import costs
 from framework.xen.domain import Vcpu
-from framework.xen.mm import NotOwned
 from framework.xen.p2m import IO_HOLE_END_PFN, IO_HOLE_START_PFN, PfnClass, foreign_pfn, pfn_to_mfn
 from framework.xen.public.arch_powerpc import FOREIGN_PFN_BASE
 from framework.xen.public.papr import (

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Final
 
 import simpy
 
-from framework.hw970.core import GuestCrash
+from framework.errors import GuestFault, SimulationError, fault_reason
 from framework.hw970.regs import VEC_HDECREMENTER
 from framework.sim_events import timeout
 from framework.trace.ids import K
@@ -132,9 +132,16 @@ class PhysicalCpu:
             xen.slice_cpu = self
             try:
                 executed = core.run(budget, now)
-            except GuestCrash as crash:
+            except GuestFault as fault:
+                # What the guest's code raised crashes its domain; the run goes on.
                 executed = core.executed
-                xen.domain_crash(v.domain, f"{crash}", core.pc)
+                xen.domain_crash(v.domain, fault_reason(fault), core.pc)
+            except SimulationError:
+                raise
+            except Exception as exc:
+                # Escaped Xen's or the core's own code during the slice: a simulator bug.
+                where = f"cpu{self.cpu} running d{v.domain.domid}v{v.vcpu_id}"
+                raise SimulationError(f"{where}: {fault_reason(exc)}") from exc
             finally:
                 self.in_slice = False
                 xen.slice_cpu = None

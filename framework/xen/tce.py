@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
+from framework.errors import NotOwned
 from framework.hw970.core import Core
 from framework.hw970.iommu import (
     TCE_PAGE_READ,
@@ -28,7 +29,6 @@ from framework.hw970.memory import PAGE_SHIFT, PAGE_SIZE
 from framework.trace.ids import K
 from framework.xen import costs
 from framework.xen.domain import Domain, Vcpu
-from framework.xen.mm import NotOwned
 from framework.xen.p2m import PfnClass, pfn_to_mfn
 from framework.xen.public.arch_powerpc import FOREIGN_PFN_BASE
 from framework.xen.public.papr import H_GET_TCE, H_PARAMETER, H_PUT_TCE, H_SUCCESS

@@ -20,6 +20,7 @@ import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
+from framework.errors import XencommError
 from framework.hw970.memory import PAGE_SHIFT, PAGE_SIZE, MachineMemory
 from framework.xen.public.xencomm import (
     XENCOMM_DESC_HEADER,
@@ -36,14 +37,6 @@ if TYPE_CHECKING:
 __all__ = ["Xencomm", "XencommError", "xencomm_of"]
 
 _PAGE_MASK: Final = PAGE_SIZE - 1
-
-
-class XencommError(Exception):
-    """A xencomm copy failed; `errno` is what the hypercall returns (negated) to the guest."""
-
-    def __init__(self, err: int, message: str) -> None:
-        super().__init__(message)
-        self.errno = err
 
 
 class Xencomm:

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import simpy
 
+from framework.errors import BlkfrontError, BlkifRequestError
 from framework.guest.blkback import (
     BlkBack,
     BlkBackDevice,
@@ -24,12 +25,7 @@ from framework.guest.blkback import (
     request_problem,
     tce_permission,
 )
-from framework.guest.blkfront import (
-    BlkFront,
-    BlkfrontError,
-    build_request,
-    check_segments,
-)
+from framework.guest.blkfront import BlkFront, build_request, check_segments
 from framework.guest.blockio import (
     BlockIo,
     BlockIoParams,
@@ -61,7 +57,6 @@ from framework.xen.public.io.blkif import (
     BLKIF_RSP_ERROR,
     BLKIF_RSP_OKAY,
     BlkifRequest,
-    BlkifRequestError,
     BlkifResponse,
     BlkifSegment,
 )

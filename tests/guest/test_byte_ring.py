@@ -7,8 +7,8 @@ import struct
 
 import pytest
 
+from framework.errors import RingError, RingProtocolError
 from framework.guest.byte_ring import ConsoleRing, XenstoreRing, XsdMessageReader
-from framework.guest.ring import RingError, RingProtocolError
 from framework.hw970.memory import MachineMemory
 from framework.xen.public.io.xs_wire import XsdSockmsgType, xsd_message
 

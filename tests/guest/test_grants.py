@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from framework.guest.grants import NR_RESERVED_ENTRIES, GrantRefsExhausted, GrantTableClient
+from framework.errors import GrantRefsExhausted, KernelFault
+from framework.guest.grants import NR_RESERVED_ENTRIES, GrantTableClient
 from framework.guest.kernel import GuestKernel
-from framework.guest.kmem import KernelFault, KernelMemory
+from framework.guest.kmem import KernelMemory
 from framework.hw970.core import Core
 from framework.simulation import Simulation
 from framework.xen.domain import Domain

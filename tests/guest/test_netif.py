@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import simpy
 
+from framework.errors import NetfrontError
 from framework.guest.bridge import (
     BROADCAST_MAC,
     ETH_P_ARP,
@@ -35,7 +36,7 @@ from framework.guest.bridge import (
 )
 from framework.guest.grants import GrantTableClient
 from framework.guest.netback import COPY_BATCH, RX_QUEUE_LIMIT, NetBack, tx_request_problem
-from framework.guest.netfront import MAX_MTU, NetFront, NetfrontError
+from framework.guest.netfront import MAX_MTU, NetFront
 from framework.guest.netstream import (
     NETSTREAM_HEADER,
     NetSink,

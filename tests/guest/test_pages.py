@@ -2,7 +2,8 @@
 
 import pytest
 
-from framework.guest.pages import OutOfPages, PagePool
+from framework.errors import OutOfPages
+from framework.guest.pages import PagePool
 
 
 def test_pages_come_lowest_first_and_frees_are_reused() -> None:

@@ -9,15 +9,8 @@ from collections.abc import Callable
 
 import pytest
 
-from framework.guest.ring import (
-    BackRing,
-    FrontRing,
-    RingEmpty,
-    RingError,
-    RingFull,
-    RingProtocolError,
-    SharedRing,
-)
+from framework.errors import RingEmpty, RingError, RingFull, RingProtocolError
+from framework.guest.ring import BackRing, FrontRing, SharedRing
 from framework.hw970.memory import MachineMemory
 from framework.xen.public.io.blkif import (
     BLKIF_OP_READ,

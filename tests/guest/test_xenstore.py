@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from framework.errors import SimulationError
+from framework.errors import SimulationError, XenstoreError
 from framework.guest import xs_wire as xs
 from framework.guest.xenstore import (
     STANDARD_NODES,
@@ -15,7 +15,7 @@ from framework.guest.xenstore import (
     Xenstored,
     is_valid_path,
 )
-from framework.guest.xs_wire import XenstoreError, XsMsg
+from framework.guest.xs_wire import XsMsg
 
 Out = list[tuple[int, XsMsg]]
 

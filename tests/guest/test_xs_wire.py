@@ -8,8 +8,9 @@ import struct
 
 import pytest
 
+from framework.errors import XenstoreError, XsWireError
 from framework.guest import xs_wire as xs
-from framework.guest.xs_wire import Perm, XenstoreError, XsMsg, XsWireError
+from framework.guest.xs_wire import Perm, XsMsg, refused
 from framework.xen.public.io.xs_wire import XENSTORE_PAYLOAD_MAX, xsd_message
 
 
@@ -178,7 +179,7 @@ def test_error_replies_raise_with_the_errno_name() -> None:
     with pytest.raises(XenstoreError, match="EAGAIN"):
         xs.parse_ack(XsMsg(xs.XS_ERROR, 1, 0, b"EAGAIN\0"), xs.XS_TRANSACTION_END)
     with pytest.raises(ValueError, match="not an errno name"):
-        XenstoreError("EWHATEVER")
+        refused("EWHATEVER")
 
 
 @pytest.mark.parametrize(

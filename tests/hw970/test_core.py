@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from framework.hw970.arch_state import ArchState
 from framework.hw970.asm import assemble
-from framework.hw970.core import ArchState, Core, scan_sensitive
+from framework.hw970.core import Core
 from framework.hw970.memory import MachineMemory
 from framework.hw970.mmu import hid4_encode
 from framework.hw970.regs import MSR_EE, MSR_SF, SRR1_PROGRAM_ILLEGAL
+from framework.hw970.sensitive import scan_sensitive
 
 RMA = 0x4000000  # second 64 MiB of a 256 MiB machine
 RMA_SIZE = 64 << 20

@@ -6,13 +6,8 @@ import random
 
 import pytest
 
-from framework.hw970.iommu import (
-    TCE_PAGE_READ,
-    TCE_PAGE_WRITE,
-    DmaFault,
-    TceTable,
-    tce_table_bytes,
-)
+from framework.errors import DmaFault
+from framework.hw970.iommu import TCE_PAGE_READ, TCE_PAGE_WRITE, TceTable, tce_table_bytes
 from framework.hw970.memory import MachineMemory
 
 RW = TCE_PAGE_READ | TCE_PAGE_WRITE

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from framework.hw970.memory import MachineCheck, MachineMemory
+from framework.errors import MachineCheck
+from framework.hw970.memory import MachineMemory
 
 
 def test_big_endian_accessors_and_bounds() -> None:

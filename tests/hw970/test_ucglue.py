@@ -11,8 +11,10 @@ from unicorn import unicorn_const as uc_const
 from unicorn.ppc_const import UC_PPC_REG_0, UC_PPC_REG_PC
 
 from framework.hw970 import _ucglue, cext
+from framework.hw970.arch_state import ArchState
 from framework.hw970.asm import assemble
-from framework.hw970.core import SPARE_ENGINES, TCG_BUFFER_BYTES, ArchState, Core
+from framework.hw970.core import Core
+from framework.hw970.engines import SPARE_ENGINES, TCG_BUFFER_BYTES
 from framework.hw970.memory import MachineMemory
 from framework.hw970.mmu import PTE_V, PTEG_BYTES, pte_avpn, pteg_index, sdr1_encode
 from framework.hw970.regs import MSR_DR

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from analysis.run import read_trace
-from framework.trace import FIELD_COLUMNS, KINDS, Recorder, TraceError
+from framework.errors import TraceError
+from framework.trace import FIELD_COLUMNS, KINDS, Recorder
 from framework.trace.ids import K
 from framework.trace.recorder import TRACE_FILE
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from framework.dom0.toolstack import DomainConfig, Toolstack
+from framework.errors import NotOwned
 from framework.guest.grants import GrantTableClient
 from framework.hw970.mmu import (
     ACCESS_READ,
@@ -24,7 +25,7 @@ from framework.hw970.regs import DSISR_PROTECTION, MSR_DR, MSR_IR, VEC_DSI
 from framework.simulation import Simulation
 from framework.xen.domain import Domain
 from framework.xen.grant_table import ForeignMappingsRemain, entry_maddr
-from framework.xen.mm import INVALID_MFN, NotOwned, PhysMap, SparsePhysMap
+from framework.xen.mm import INVALID_MFN, PhysMap, SparsePhysMap
 from framework.xen.p2m import ForeignArea, ForeignSlot, foreign_pfn
 from framework.xen.p2m import pfn_to_mfn as p2m_pfn_to_mfn
 from framework.xen.public.arch_powerpc import (

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from framework.errors import AllocError, NotOwned
 from framework.hw970.memory import PAGE_SHIFT
 from framework.hw970.mmu import sdr1_encode
-from framework.xen.mm import AllocError, FrameAllocator, NotOwned, PhysMap, dom0_memory_default
+from framework.xen.mm import FrameAllocator, PhysMap, dom0_memory_default
 from framework.xen.public.arch_powerpc import (
     EXTENT_BYTES,
     EXTENT_ORDER,

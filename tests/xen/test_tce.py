@@ -6,7 +6,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from framework.hw970.iommu import TCE_PAGE_READ, TCE_PAGE_WRITE, DmaFault
+from framework.errors import DmaFault
+from framework.hw970.iommu import TCE_PAGE_READ, TCE_PAGE_WRITE
 from framework.simulation import Simulation
 from framework.trace.ids import K
 from framework.xen import hcall

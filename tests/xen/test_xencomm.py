@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from framework.errors import XencommError
 from framework.hw970.memory import MachineMemory
 from framework.xen.mm import FrameAllocator, PhysMap
 from framework.xen.public.xencomm import (
@@ -16,7 +17,7 @@ from framework.xen.public.xencomm import (
     build_descriptor,
     descriptor_for_buffer,
 )
-from framework.xen.xencomm import Xencomm, XencommError
+from framework.xen.xencomm import Xencomm
 
 MiB = 1 << 20
 RMA = 64 * MiB

@@ -6,6 +6,7 @@ import struct
 
 import pytest
 
+from framework.errors import BlkifRequestError
 from framework.xen.public.io.blkif import (
     BLKIF_OP_READ,
     BLKIF_OP_WRITE,
@@ -17,7 +18,6 @@ from framework.xen.public.io.blkif import (
     BLKIF_RSP_ERROR,
     BLKIF_SEGMENT,
     BlkifRequest,
-    BlkifRequestError,
     BlkifResponse,
     BlkifSegment,
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Final, NamedTuple
 
+from framework.errors import BlkifRequestError
 from framework.hw970.memory import PAGE_SIZE
 from framework.xen.public.io.ring import RingType
 from framework.xen.public.layout import Layout, fits, signed16
@@ -48,16 +49,6 @@ BLKIF_RESPONSE: Final = Layout(
 )
 BLKIF_RING: Final = RingType("blkif", BLKIF_REQUEST, BLKIF_RESPONSE)
 BLKIF_RING_SIZE: Final = BLKIF_RING.size()
-
-
-class BlkifRequestError(ValueError):
-    """A blkif request a back end must refuse; carries what it needs to answer
-    BLKIF_RSP_ERROR (the request's id and operation)."""
-
-    def __init__(self, message: str, request_id: int, operation: int) -> None:
-        super().__init__(message)
-        self.request_id = request_id
-        self.operation = operation
 
 
 class BlkifSegment(NamedTuple):

@@ -5,6 +5,24 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import Final, NamedTuple
 
+from framework.xen.public.errno import (
+    E2BIG,
+    EACCES,
+    EAGAIN,
+    EBUSY,
+    EEXIST,
+    EINVAL,
+    EIO,
+    EISCONN,
+    EISDIR,
+    ENOENT,
+    ENOMEM,
+    ENOSPC,
+    ENOSYS,
+    ENOTEMPTY,
+    EPERM,
+    EROFS,
+)
 from framework.xen.public.layout import Layout, fits, unpack_exact
 
 XENSTORE_RING_SIZE: Final = 1024
@@ -77,3 +95,25 @@ def xsd_message(msg_type: int, req_id: int, tx_id: int, payload: bytes) -> bytes
             f"{XENSTORE_PAYLOAD_MAX}"
         )
     return XsdSockmsg(msg_type, req_id, tx_id, len(payload)).pack() + payload
+
+
+#: The errno names xenstored sends in XS_ERROR (xs_wire.h's xsd_errors; E2BIG and EPERM
+#: are the later daemon's additions), with the numbers a client maps them to.
+XSD_ERRORS: Final[dict[str, int]] = {
+    "EINVAL": EINVAL,
+    "EACCES": EACCES,
+    "EEXIST": EEXIST,
+    "EISDIR": EISDIR,
+    "ENOENT": ENOENT,
+    "ENOMEM": ENOMEM,
+    "ENOSPC": ENOSPC,
+    "EIO": EIO,
+    "ENOTEMPTY": ENOTEMPTY,
+    "ENOSYS": ENOSYS,
+    "EROFS": EROFS,
+    "EBUSY": EBUSY,
+    "EAGAIN": EAGAIN,
+    "EISCONN": EISCONN,
+    "E2BIG": E2BIG,
+    "EPERM": EPERM,
+}
