@@ -40,6 +40,7 @@ MYPYC_MODULES = [
     "framework/guest/netfront.py",
     "framework/guest/netstream.py",
     "framework/guest/ring.py",
+    "framework/guest/xenbus_driver.py",
     "framework/hw970/core.py",
     "framework/hw970/disk.py",
     "framework/hw970/iommu.py",

@@ -26,6 +26,7 @@ MYPYC_MODULES: Final = (
     "framework.guest.netfront",
     "framework.guest.netstream",
     "framework.guest.ring",
+    "framework.guest.xenbus_driver",
     "framework.hw970.core",
     "framework.hw970.disk",
     "framework.hw970.iommu",
