@@ -58,7 +58,7 @@ class XenbusDevice(Generic[KernelT]):
     """One end of a device: its store directory `path`, its state, and the other end's
     directory (`otherend`), whose `state` node it follows."""
 
-    def __init__(self, k: KernelT, path: str, token: str, label: str) -> None:
+    def __init__(self, k: KernelT, path: str, token: str, label: str, otherend_kind: str) -> None:
         self.k = k
         self.path = path.rstrip("/")
         #: The watch token of the other end's state; `label` prefixes console lines.
@@ -66,6 +66,7 @@ class XenbusDevice(Generic[KernelT]):
         self.label = label
         self.state = XenbusState.Initialising
         self.otherend = ""
+        self.otherend_kind = otherend_kind  # "backend" or "frontend", for messages
         self.error = ""  # the latest problem, said on the console
 
     @property
@@ -103,11 +104,6 @@ class XenbusDevice(Generic[KernelT]):
         self.otherend_changed(core, state)
 
     # -- template methods ------------------------------------------------------------------
-    @property
-    def otherend_kind(self) -> str:
-        """"backend" or "frontend", for messages."""
-        raise NotImplementedError
-
     def otherend_gone(self, core: Core) -> None:
         """The other end's directory went away (its state cannot be read)."""
 
@@ -125,7 +121,7 @@ class XenbusFrontend(XenbusDevice[KernelT]):
     directory is `path`; its event channel is bound to VCPU `vcpu`."""
 
     def __init__(self, k: KernelT, driver: str, devid: int, path: str, vcpu: int) -> None:
-        super().__init__(k, path, f"{driver}:{devid}", f"{driver} {devid}")
+        super().__init__(k, path, f"{driver}:{devid}", f"{driver} {devid}", "backend")
         self.devid = devid
         self.vcpu = vcpu
         self.backend_id = -1
@@ -141,10 +137,6 @@ class XenbusFrontend(XenbusDevice[KernelT]):
     @property
     def backend_path(self) -> str:
         return self.otherend
-
-    @property
-    def otherend_kind(self) -> str:
-        return "backend"
 
     @property
     def connected(self) -> bool:
@@ -304,7 +296,7 @@ class XenbusBackend(XenbusDevice[KernelT]):
         self, k: KernelT, driver: str, base_dir: str, domid: int, devid: int, name: str
     ) -> None:
         path = f"/local/domain/{k.domid}/{base_dir}/{domid}/{devid}"
-        super().__init__(k, path, f"{driver}:{domid}:{devid}", f"{driver} {name}")
+        super().__init__(k, path, f"{driver}:{domid}:{devid}", f"{driver} {name}", "frontend")
         self.domid = domid
         self.devid = devid
         self._connecting = False  # reading the frontend's ring nodes to connect
@@ -312,10 +304,6 @@ class XenbusBackend(XenbusDevice[KernelT]):
     @property
     def frontend_path(self) -> str:
         return self.otherend
-
-    @property
-    def otherend_kind(self) -> str:
-        return "frontend"
 
     def fail(self, core: Core, what: str) -> None:
         self._say(core, what)
