@@ -38,7 +38,6 @@ from framework.xen.public.io.blkif import (
     BlkifResponse,
     BlkifSegment,
 )
-from framework.xen.public.io.xenbus import XenbusState
 
 from .kernel import NATIVE_CYCLES, GuestKernel
 from .kmem import KernelMemory

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from framework.hw970.core import Core
-from framework.xen.ioabi import XenbusState
+from framework.xen.public.io.xenbus import XenbusState
 
 from .grants import GrantTableClient
 from .kernel import NATIVE_CYCLES, KernelError

@@ -15,7 +15,7 @@ from framework import compiled
 from framework.guest import xs_wire as xs
 from framework.guest.xenbus import Xenbus
 from framework.guest.xenbus_driver import XenbusBackend, XenbusFrontend
-from framework.xen.ioabi import XenbusState
+from framework.xen.public.io.xenbus import XenbusState
 
 pytestmark = pytest.mark.skipif(
     not compiled.module_origin("framework.guest.xenbus_driver").endswith(".py"),
