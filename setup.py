@@ -41,6 +41,7 @@ MYPYC_MODULES = [
     "framework/guest/netstream.py",
     "framework/guest/ring.py",
     "framework/hw970/arch_state.py",
+    "framework/guest/xenbus_driver.py",
     "framework/hw970/core.py",
     "framework/hw970/disk.py",
     "framework/hw970/engines.py",

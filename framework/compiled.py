@@ -27,6 +27,7 @@ MYPYC_MODULES: Final = (
     "framework.guest.netstream",
     "framework.guest.ring",
     "framework.hw970.arch_state",
+    "framework.guest.xenbus_driver",
     "framework.hw970.core",
     "framework.hw970.disk",
     "framework.hw970.engines",

@@ -55,7 +55,8 @@ from .blkfront import VDISK_READONLY
 from .kernel import NATIVE_CYCLES
 from .kmem import KernelMemory
 from .ring import BackRing
-from .xenbus import Xenbus, XsReply, backend_changed
+from .xenbus import XsReply
+from .xenbus_driver import XenbusBackend, XenbusBackendDriver
 
 if TYPE_CHECKING:
     from .kernel import GuestKernel
@@ -184,19 +185,14 @@ def disk_completion(req: DiskRequest) -> None:
     pending.device.disk_done(req)
 
 
-class BlkBackDevice:
+class BlkBackDevice(XenbusBackend["GuestKernel"]):
     """The backend of one vbd: (frontend domid, devid)."""
 
     def __init__(self, back: BlkBack, domid: int, devid: int) -> None:
+        super().__init__(back.k, "blkback", BACKEND_DIR, domid, devid, f"d{domid} vbd {devid}")
         self.back = back
-        self.k = back.k
-        self.domid = domid
-        self.devid = devid
-        self.path = f"/local/domain/{back.k.domid}/{BACKEND_DIR}/{domid}/{devid}"
-        self.state = XenbusState.Initialising
         self.hw: VbdHardware | None = None
         self.pirq_port = -1
-        self.frontend_path = ""
         self.writable = True
         self.sectors = 0
         self.iobas: IobaAllocator | None = None
@@ -210,8 +206,6 @@ class BlkBackDevice:
         self.in_flight = 0  # accepted by the disk, response not yet written
         self.completed: deque[DiskRequest] = deque()  # done by the disk, not yet answered
         self.closing = False
-        self._connecting = False  # reading ring-ref/event-channel to connect
-        self.error = ""
         # Counters.
         self.requests = 0
         self.responses = 0
@@ -220,35 +214,17 @@ class BlkBackDevice:
         #: clears), so the disk's DMA faults and the frontend must see BLKIF_RSP_ERROR.
         self.fault_skip_tce_once = False
 
-    @property
-    def token(self) -> str:
-        return f"blkback:{self.domid}:{self.devid}"
+    # -- setup (the template methods of XenbusBackend) -------------------------------------
+    def forget(self) -> None:
+        self.back.forget(self.domid, self.devid)
 
-    @property
-    def xb(self) -> Xenbus:
-        """The kernel's xenbus (up before any driver starts)."""
-        xb = self.k.xenbus
-        if xb is None:
-            raise KernelError(f"d{self.k.domid}: xenbus is not up")
-        return xb
-
-    # -- setup -----------------------------------------------------------------------------
-    def start(self, core: Core) -> None:
-        """Read the toolstack's nodes, then take the vbd's hardware and bind its interrupt."""
-        self.xb.read(core, f"{self.path}/frontend", self._got_frontend)
-
-    def _got_frontend(self, core: Core, r: XsReply) -> None:
-        if r.error:
-            # No device here (it was just removed, or is not complete yet): forget it;
-            # a later watch event probes it again if it appears.
-            self.back.devices.pop((self.domid, self.devid), None)
-            return
-        self.frontend_path = r.text
+    def setup(self, core: Core, v: dict[str, str | None]) -> None:
+        """Take the vbd's hardware, bind its interrupt, read the mode, publish the disk."""
         k = self.k
         try:
             self.hw = k.os.hardware.vbd_backend(self.domid, self.devid)
         except LookupError as e:
-            self._log(core, f"no disk for d{self.domid} vbd {self.devid}: {e}")
+            self.fail(core, f"no disk for d{self.domid} vbd {self.devid}: {e}")
             return
         self.sectors = self.hw.disk.image.size_bytes // BLKIF_SECTOR_SIZE
         self.iobas = IobaAllocator(self.hw.window_bytes)
@@ -260,7 +236,7 @@ class BlkBackDevice:
             pirq=self.hw.pirq,
         )
         if rc < 0:
-            self._log(core, f"EVTCHNOP_bind_pirq of pirq {self.hw.pirq} failed ({rc})")
+            self.fail(core, f"EVTCHNOP_bind_pirq of pirq {self.hw.pirq} failed ({rc})")
             return
         self.pirq_port = out["port"]
         k.port_handlers[self.pirq_port] = self._on_disk_event
@@ -274,75 +250,34 @@ class BlkBackDevice:
         xb.write(core, f"{self.path}/sectors", str(self.sectors))
         xb.write(core, f"{self.path}/sector-size", str(BLKIF_SECTOR_SIZE))
         xb.write(core, f"{self.path}/info", str(0 if self.writable else VDISK_READONLY))
-        self._switch(core, XenbusState.InitWait)
-        xb.watch(core, f"{self.frontend_path}/state", self.token, self._frontend_changed)
+        self._init_wait(core)
 
-    def _switch(self, core: Core, state: XenbusState) -> None:
-        prev, self.state = self.state, state
-        self.xb.switch_state(core, self.path, state, prev)
+    def ring_nodes(self) -> list[str]:
+        return ["ring-ref", "event-channel"]
 
-    def _log(self, core: Core, what: str) -> None:
-        """Say what went wrong on dom0's console (the trace) and keep the latest."""
-        self.error = what
-        self.k.console(core, f"blkback d{self.domid} vbd {self.devid}: {what}")
+    def frontend_closed(self, core: Core) -> None:
+        self.closing = True
+        self._maybe_disconnect(core)
 
-    def _frontend_changed(self, core: Core, _path: str, _token: str) -> None:
-        self.xb.read(core, f"{self.frontend_path}/state", self._got_frontend_state)
+    def frontend_reinit(self, core: Core) -> None:
+        self.closing = False
 
-    def _got_frontend_state(self, core: Core, r: XsReply) -> None:
-        if r.error:
-            return
-        try:
-            state = XenbusState(int(r.text))
-        except ValueError:
-            self._log(core, f"frontend state {r.text!r} is not a XenbusState")
-            return
-        core.charge(NATIVE_CYCLES)
-        if (
-            state == XenbusState.Initialised
-            and self.state == XenbusState.InitWait
-            and not self._connecting
-        ):
-            self._connecting = True  # a repeated watch event must not map the ring twice
-            self.xb.read(core, f"{self.frontend_path}/ring-ref", self._got_ring_ref)
-        elif state in (XenbusState.Closing, XenbusState.Closed) and self.state in (
-            XenbusState.Connected,
-            XenbusState.InitWait,
-        ):
-            self.closing = True
-            self._maybe_disconnect(core)
-        elif state == XenbusState.Initialising and self.state == XenbusState.Closed:
-            self.closing = False  # the frontend reconnects
-            self._switch(core, XenbusState.InitWait)
-
-    def _got_ring_ref(self, core: Core, r: XsReply) -> None:
-        if r.error or not r.text.isdigit():
-            self._connecting = False
-            self._log(core, f"frontend ring-ref: {r.error or repr(r.text)}")
-            return
-        ref = int(r.text)
-        self.xb.read(
-            core,
-            f"{self.frontend_path}/event-channel",
-            lambda c, rr: self._connect(c, ref, rr),
-        )
-
-    def _connect(self, core: Core, ref: int, r: XsReply) -> None:
+    def connect(self, core: Core, v: dict[str, str | None]) -> None:
         """Map the frontend's ring page (grant, then a 4 KiB PTE) and bind its port."""
-        self._connecting = False
-        if r.error or not r.text.isdigit():
-            self._log(core, f"frontend event-channel: {r.error or repr(r.text)}")
+        nums = self._numbers(core, v, ["ring-ref", "event-channel"])
+        if not nums:
             return
+        ref, evtchn = nums
         k = self.k
         try:
             gpa, handle = k.grant_map(core, self.domid, ref, readonly=False)
         except KernelError as e:
-            self._log(core, f"mapping ring grant {ref}: {e}")
+            self.fail(core, f"mapping ring grant {ref}: {e}")
             return
         k.map_4k(core, gpa)
         self.ring_gpa, self.ring_handle = gpa, handle
         self.ring = BackRing(KernelMemory(core), gpa, BLKIF_RING.entry_bytes)
-        self.port = k.evtchn_bind_interdomain(core, self.domid, int(r.text))
+        self.port = k.evtchn_bind_interdomain(core, self.domid, evtchn)
         k.port_handlers[self.port] = self._on_ring_event
         self._switch(core, XenbusState.Connected)
         self._service(core)
@@ -374,7 +309,7 @@ class BlkBackDevice:
                 if not ring.final_check_for_requests():
                     break
         except RingError as e:
-            self._log(core, str(e))
+            self.fail(core, str(e))
         self._push(core)
         self._maybe_disconnect(core)
 
@@ -455,7 +390,7 @@ class BlkBackDevice:
 
     def _refuse(self, core: Core, p: _Pending, why: str) -> None:
         self._release(core, p)
-        self._log(core, f"request {p.req.id} refused: {why}")
+        self.fail(core, f"request {p.req.id} refused: {why}")
         self._respond(core, p.req.id, p.req.operation, BLKIF_RSP_ERROR)
 
     def _release(self, core: Core, p: _Pending) -> None:
@@ -471,7 +406,7 @@ class BlkBackDevice:
             statuses = k.grant_unmap_many(core, p.maps)
             for (gpa, handle), st in zip(p.maps, statuses, strict=True):
                 if st:
-                    self._log(core, f"unmap of {gpa:#x} (handle {handle}) failed ({st})")
+                    self.fail(core, f"unmap of {gpa:#x} (handle {handle}) failed ({st})")
             p.maps = []
 
     def _respond(self, core: Core, req_id: int, op: int, status: int) -> None:
@@ -508,24 +443,22 @@ class BlkBackDevice:
         self._service(core)
 
     # -- teardown --------------------------------------------------------------------------
-    def online_changed(self, core: Core, r: XsReply) -> None:
-        """The toolstack unplugs a vbd by writing `online` = 0 (xend's device detach) or
-        removing its directory: finish what the disk holds, then disconnect."""
-        if not r.error and r.text != "0":
-            return
+    def unplug(self, core: Core, removed: bool) -> None:
+        """Finish what the disk holds, then disconnect; once the directory is gone and
+        the device Closed, forget it."""
         if self.state != XenbusState.Closed:
             self.closing = True
             self._maybe_disconnect(core)
-        if r.error and self.state == XenbusState.Closed:
+        if removed and self.state == XenbusState.Closed:
             # The directory is gone: forget the device, stop following its frontend and
             # give back its interrupt.
             if self.frontend_path:
-                self.xb.unwatch(core, f"{self.frontend_path}/state", self.token)
+                self._unwatch_otherend(core)
             if self.pirq_port >= 0:
                 self.k.evtchn_close(core, self.pirq_port)
                 self.k.port_handlers.pop(self.pirq_port, None)
                 self.pirq_port = -1
-            self.back.devices.pop((self.domid, self.devid), None)
+            self.forget()
 
     def _maybe_disconnect(self, core: Core) -> None:
         """Closing: once every consumed request is answered and none waits on the ring,
@@ -548,35 +481,15 @@ class BlkBackDevice:
         self._switch(core, XenbusState.Closed)
 
 
-class BlkBack:
+class BlkBack(XenbusBackendDriver["GuestKernel", BlkBackDevice]):
     """dom0's blkback driver: one `BlkBackDevice` per vbd appearing under backend/vbd."""
 
     def __init__(self, k: GuestKernel) -> None:
-        self.k = k
-        self.devices: dict[tuple[int, int], BlkBackDevice] = {}
-
-    @property
-    def xb(self) -> Xenbus:
-        xb = self.k.xenbus
-        if xb is None:
-            raise KernelError(f"d{self.k.domid}: xenbus is not up")
-        return xb
+        super().__init__(k, "blkback", BACKEND_DIR)
 
     def start(self, core: Core) -> None:
         """Watch backend/vbd: every vbd the toolstack adds there gets a device."""
-        self.xb.watch(core, BACKEND_DIR, "blkback", self._changed)
+        self.watch_devices(core)
 
-    def device(self, domid: int, devid: int) -> BlkBackDevice:
-        """The backend device of (domid, devid); KeyError if there is none (yet)."""
-        return self.devices[(domid, devid)]
-
-    def _changed(self, core: Core, path: str, _token: str) -> None:
-        """A node at or below backend/vbd changed: probe, unplug or rescan."""
-        backend_changed(self.xb, core, path, BACKEND_DIR, self.devices, self._probe)
-
-    def _probe(self, core: Core, domid: int, devid: int) -> None:
-        if (domid, devid) in self.devices:
-            return
-        dev = BlkBackDevice(self, domid, devid)
-        self.devices[(domid, devid)] = dev
-        dev.start(core)
+    def new_device(self, domid: int, devid: int) -> BlkBackDevice:
+        return BlkBackDevice(self, domid, devid)

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
-from framework.errors import BlkfrontError, KernelError, RingProtocolError
+from framework.errors import BlkfrontError, RingProtocolError
 from framework.hw970.core import Core
 from framework.hw970.memory import PAGE_SIZE
 from framework.trace.ids import K
@@ -39,13 +39,12 @@ from framework.xen.public.io.blkif import (
     BlkifResponse,
     BlkifSegment,
 )
-from framework.xen.public.io.xenbus import XenbusState
 
-from .grants import GrantTableClient
 from .kernel import NATIVE_CYCLES, GuestKernel
 from .kmem import KernelMemory
 from .ring import FrontRing, SharedRing
-from .xenbus import Xenbus, XsReply
+from .xenbus import XsReply
+from .xenbus_driver import XenbusFrontend
 
 __all__ = [
     "OP_NAMES",
@@ -137,130 +136,37 @@ class BlkRequest:
         return OP_NAMES.get(self.op, f"op{self.op}")
 
 
-class BlkFront:
+class BlkFront(XenbusFrontend[GuestKernel]):
     """One virtual block device of a guest (`devid` = the xenbus device number) whose
     frontend directory is `path` (e.g. `device/vbd/51712`). Its event channel is bound to
     VCPU `vcpu`, where the responses (and so the submitter's callbacks) are handled."""
 
     def __init__(self, k: GuestKernel, devid: int, path: str, vcpu: int = 0) -> None:
-        self.k = k
-        self.devid = devid
-        self.path = path.rstrip("/")
-        self.vcpu = vcpu
-        self.state = XenbusState.Initialising
-        self.backend_path = ""
-        self.backend_id = -1
-        self.backend_state = XenbusState.Unknown
+        super().__init__(k, "blkfront", devid, path, vcpu)
         # What the backend published when it connected.
         self.sectors = 0
         self.sector_size = BLKIF_SECTOR_SIZE
         self.info = 0
-        # The ring and its event channel.
+        # The ring.
         self.ring: FrontRing | None = None
         self.ring_gpa = -1
         self.ring_ref = -1
-        self.port = -1
         # Requests.
         self.outstanding: dict[int, BlkRequest] = {}  # on the ring, by id
         self.queue: deque[BlkRequest] = deque()  # waiting for a free ring slot
         self._next_id = 0
         self._full_episode = False
         self._in_event = False
-        self._close_wanted = False
         self._connecting = False  # reading the backend's geometry to connect
-        self._connected_callbacks: list[Callable[[Core], None]] = []
-        #: Grant refs whose end_access reported busy (the backend still had them mapped);
-        #: retried on every event, never reused until they end.
-        self.busy_refs: list[int] = []
-        self.grant_errors = 0
-        self.error = ""  # the fatal error that closed the device, if any
         self.submitted = 0
         self.completed = 0
-
-    @property
-    def token(self) -> str:
-        return f"blkfront:{self.devid}"
-
-    @property
-    def xb(self) -> Xenbus:
-        """The kernel's xenbus (up before any driver starts)."""
-        xb = self.k.xenbus
-        if xb is None:
-            raise KernelError(f"d{self.k.domid}: xenbus is not up")
-        return xb
-
-    @property
-    def grants(self) -> GrantTableClient:
-        """The kernel's own grant table (set up before any driver starts)."""
-        g = self.k.grants
-        if g is None:
-            raise KernelError(f"d{self.k.domid}: the grant table is not set up")
-        return g
 
     @property
     def read_only(self) -> bool:
         return bool(self.info & VDISK_READONLY)
 
-    @property
-    def connected(self) -> bool:
-        return self.state == XenbusState.Connected
-
-    # -- xenbus handshake ------------------------------------------------------------------
-    def start(self, core: Core) -> None:
-        """Find the backend and follow its state (the probe of a Linux xenbus driver)."""
-        core.charge(NATIVE_CYCLES)
-        self.xb.read(core, f"{self.path}/backend", self._got_backend_path)
-
-    def when_connected(self, callback: Callable[[Core], None]) -> None:
-        """Run `callback(core)` when the device connects (register before it does)."""
-        self._connected_callbacks.append(callback)
-
-    def _got_backend_path(self, core: Core, r: XsReply) -> None:
-        if r.error:
-            self._fatal(core, f"reading {self.path}/backend: {r.error}")
-            return
-        self.backend_path = r.text
-        self.xb.read(core, f"{self.path}/backend-id", self._got_backend_id)
-
-    def _got_backend_id(self, core: Core, r: XsReply) -> None:
-        if r.error or not r.text.isdigit():
-            self._fatal(core, f"reading {self.path}/backend-id: {r.error or repr(r.text)}")
-            return
-        self.backend_id = int(r.text)
-        self.xb.watch(core, f"{self.backend_path}/state", self.token, self._backend_changed)
-
-    def _backend_changed(self, core: Core, _path: str, _token: str) -> None:
-        self.xb.read(core, f"{self.backend_path}/state", self._got_backend_state)
-
-    def _got_backend_state(self, core: Core, r: XsReply) -> None:
-        if r.error:
-            return  # the backend directory went away; nothing to follow
-        try:
-            state = XenbusState(int(r.text))
-        except ValueError:
-            self._fatal(core, f"backend state {r.text!r} is not a XenbusState")
-            return
-        self.backend_state = state
-        core.charge(NATIVE_CYCLES)
-        if state == XenbusState.InitWait and self.state == XenbusState.Initialising:
-            self._setup_ring(core)
-        elif (
-            state == XenbusState.Connected
-            and self.state == XenbusState.Initialised
-            and not self._connecting
-        ):
-            self._connecting = True  # a repeated watch event must not connect twice
-            self.xb.read(core, f"{self.backend_path}/sectors", self._got_sectors)
-        elif state == XenbusState.Closing and self.state == XenbusState.Connected:
-            self.close(core)  # the backend wants to go: finish and close
-        elif state == XenbusState.Closed and self.state == XenbusState.Closing:
-            self._teardown(core)
-
-    def _switch(self, core: Core, state: XenbusState) -> None:
-        prev, self.state = self.state, state
-        self.xb.switch_state(core, self.path, state, prev)
-
-    def _setup_ring(self, core: Core) -> None:
+    # -- xenbus handshake (the template methods of XenbusFrontend) -------------------------
+    def setup_rings(self, core: Core) -> None:
         k = self.k
         assert k.pool is not None, "the kernel has no page pool"
         gpa = k.pool.alloc()
@@ -270,29 +176,26 @@ class BlkFront:
         self.ring_gpa = gpa
         self.ring_ref = self.grants.alloc_ref()
         self.grants.grant_access(self.ring_ref, self.backend_id, gpa >> 12, False)
-        self.port = k.evtchn_alloc_unbound(core, self.backend_id)
-        k.port_handlers[self.port] = self._on_event
-        if self.vcpu:
-            rc = k.evtchn_bind_vcpu(core, self.port, self.vcpu)
-            if rc < 0:
-                self._fatal(core, f"binding port {self.port} to VCPU {self.vcpu} failed ({rc})")
-                return
-        # In order: xenstored applies one connection's requests in sequence, so the backend
-        # sees ring-ref and event-channel before it sees Initialised.
-        self.xb.write(core, f"{self.path}/ring-ref", str(self.ring_ref))
-        self.xb.write(core, f"{self.path}/event-channel", str(self.port))
-        self._switch(core, XenbusState.Initialised)
+
+    def ring_nodes(self) -> list[tuple[str, str]]:
+        return [("ring-ref", str(self.ring_ref)), ("event-channel", str(self.port))]
+
+    def backend_connected(self, core: Core) -> None:
+        if self._connecting:
+            return  # a repeated watch event must not connect twice
+        self._connecting = True
+        self.xb.read(core, f"{self.backend_path}/sectors", self._got_sectors)
 
     def _got_sectors(self, core: Core, r: XsReply) -> None:
         if r.error or not r.text.isdigit():
-            self._fatal(core, f"reading {self.backend_path}/sectors: {r.error or repr(r.text)}")
+            self.fail(core, f"reading {self.backend_path}/sectors: {r.error or repr(r.text)}")
             return
         self.sectors = int(r.text)
         self.xb.read(core, f"{self.backend_path}/sector-size", self._got_sector_size)
 
     def _got_sector_size(self, core: Core, r: XsReply) -> None:
         if r.error or r.text != str(BLKIF_SECTOR_SIZE):
-            self._fatal(
+            self.fail(
                 core,
                 f"backend sector-size {r.error or repr(r.text)}: only {BLKIF_SECTOR_SIZE} "
                 "is supported",
@@ -303,17 +206,7 @@ class BlkFront:
     def _got_info(self, core: Core, r: XsReply) -> None:
         self._connecting = False
         self.info = int(r.text) if not r.error and r.text.isdigit() else 0
-        self._switch(core, XenbusState.Connected)
-        callbacks, self._connected_callbacks = self._connected_callbacks, []
-        for cb in callbacks:
-            cb(core)
-
-    def _fatal(self, core: Core, what: str) -> None:
-        """xenbus_dev_fatal: say why on the console and give the device up."""
-        self.error = what
-        self.k.console(core, f"blkfront {self.devid}: {what}")
-        if self.state not in (XenbusState.Closing, XenbusState.Closed):
-            self._switch(core, XenbusState.Closing)
+        self._connected(core)
 
     # -- requests --------------------------------------------------------------------------
     def submit(
@@ -404,7 +297,7 @@ class BlkFront:
                 if not ring.final_check_for_responses():
                     break
         except RingProtocolError as e:
-            self._fatal(core, str(e))
+            self.fail(core, str(e))
             return
         finally:
             self._in_event = False
@@ -415,11 +308,11 @@ class BlkFront:
         core.charge(NATIVE_CYCLES)
         req = self.outstanding.pop(rsp.id, None)
         if req is None:
-            self._fatal(core, f"response for request id {rsp.id}, which is not outstanding")
+            self.fail(core, f"response for request id {rsp.id}, which is not outstanding")
             return
         status = rsp.status
         if rsp.operation != req.op:
-            self._fatal(
+            self.fail(
                 core, f"response to request {req.id} says operation {rsp.operation}, not {req.op}"
             )
             status = BLKIF_RSP_ERROR
@@ -449,34 +342,11 @@ class BlkFront:
         )
         req.on_done(core, status, req)
 
-    def _retry_busy_refs(self, core: Core) -> None:
-        still: list[int] = []
-        for ref in self.busy_refs:
-            if self.grants.end_access(ref):
-                self.grants.free_ref(ref)
-            else:
-                still.append(ref)
-        self.busy_refs = still
-
     # -- teardown --------------------------------------------------------------------------
-    def close(self, core: Core) -> None:
-        """Stop taking requests; once every outstanding one has completed go Closing and,
-        when the backend has closed, release the ring and go Closed."""
-        self._close_wanted = True
-        self._maybe_close(core)
+    def drained(self) -> bool:
+        return not self.outstanding and not self.queue
 
-    def _maybe_close(self, core: Core) -> None:
-        if (
-            self._close_wanted
-            and self.state == XenbusState.Connected
-            and not self.outstanding
-            and not self.queue
-        ):
-            self._switch(core, XenbusState.Closing)
-            if self.backend_state == XenbusState.Closed:
-                self._teardown(core)
-
-    def _teardown(self, core: Core) -> None:
+    def release_rings(self, core: Core) -> None:
         """The backend has unmapped the ring: revoke its grant, free the page and port."""
         k = self.k
         if self.ring is not None:
@@ -486,9 +356,7 @@ class BlkFront:
                 k.pool.free(self.ring_gpa)
             else:
                 self.grant_errors += 1
-                k.console(core, f"blkfront {self.devid}: ring grant {self.ring_ref} still mapped")
+                k.console(core, f"{self.label}: ring grant {self.ring_ref} still mapped")
             k.evtchn_close(core, self.port)
             self.ring = None
         self._retry_busy_refs(core)
-        self.xb.unwatch(core, f"{self.backend_path}/state", self.token)
-        self._switch(core, XenbusState.Closed)

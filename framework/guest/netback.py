@@ -68,13 +68,11 @@ from framework.xen.public.xen import DOMID_SELF, HYPERVISOR_event_channel_op
 
 from .bridge import Bridge, format_mac, parse_mac
 from .kernel import NATIVE_CYCLES
-from .netfront import read_nodes
 from .ring import BackRing, GuestMemory
-from .xenbus import Xenbus, backend_changed
+from .xenbus_driver import XenbusBackend, XenbusBackendDriver
 
 if TYPE_CHECKING:
     from .driver_kernel import NetKernel
-    from .xenbus import XsReply
 
 __all__ = [
     "BACKEND_DIR",
@@ -152,25 +150,18 @@ class _Rings:
     port: int
 
 
-class Vif:
+class Vif(XenbusBackend["NetKernel"]):
     """The backend of one guest interface (frontend domid, devid); a bridge port."""
 
     def __init__(self, back: NetBack, domid: int, devid: int) -> None:
+        super().__init__(back.k, "netback", BACKEND_DIR, domid, devid, f"vif{domid}.{devid}")
         self.back = back
-        self.k = back.k
-        self.domid = domid
-        self.devid = devid
-        self.path = f"/local/domain/{back.k.domid}/{BACKEND_DIR}/{domid}/{devid}"
-        self.state = XenbusState.Initialising
-        self.frontend_path = ""
         self.bridge_name = DEFAULT_BRIDGE
         self.mac: bytes | None = None
         self.link: Link | None = None
         self.mtu = 0
         self.rings: _Rings | None = None
-        self._connecting = False
         self.rx_queue: deque[tuple[bytes, TxToken]] = deque()
-        self.error = ""
         # Counters.
         self.tx_frames = 0
         self.tx_bytes = 0
@@ -183,148 +174,85 @@ class Vif:
         return f"vif{self.domid}.{self.devid}"
 
     @property
-    def token(self) -> str:
-        return f"netback:{self.domid}:{self.devid}"
-
-    @property
     def connected(self) -> bool:
         return self.rings is not None
-
-    @property
-    def xb(self) -> Xenbus:
-        """dom0's xenbus, through the driver."""
-        return self.back.xb
 
     def __repr__(self) -> str:
         return f"Vif({self.name}, {self.state.name})"
 
-    # -- setup -----------------------------------------------------------------------------
-    def start(self, core: Core) -> None:
-        """Read the toolstack's nodes, take the link, publish what the frontend needs."""
-        read_nodes(
-            core,
-            self.xb,
-            [f"{self.path}/frontend", f"{self.path}/bridge", f"{self.path}/mac"],
-            self._got_nodes,
-        )
+    # -- setup (the template methods of XenbusBackend) -------------------------------------
+    def forget(self) -> None:
+        self.back.forget(self.domid, self.devid)
 
-    def _got_nodes(self, core: Core, v: dict[str, str | None]) -> None:
-        frontend = v[f"{self.path}/frontend"]
-        if frontend is None:
-            # No device here (just removed, or not complete yet): forget it; a later
-            # watch event probes it again if it appears.
-            self.back.vifs.pop((self.domid, self.devid), None)
-            return
-        self.frontend_path = frontend
+    def own_nodes(self) -> list[str]:
+        return ["bridge", "mac"]
+
+    def setup(self, core: Core, v: dict[str, str | None]) -> None:
+        """Take the link, publish what the frontend needs."""
         self.bridge_name = v[f"{self.path}/bridge"] or DEFAULT_BRIDGE
         mac = v[f"{self.path}/mac"]
         try:
             self.mac = parse_mac(mac) if mac is not None else None
             self.link = self.back.hardware.link(self.domid, self.devid)
         except (LookupError, ValueError) as e:
-            self._log(core, f"cannot set up: {e}")
+            self.fail(core, f"cannot set up: {e}")
             return
         self.mtu = self.link.params.mtu
         xb = self.xb
         xb.write(core, f"{self.path}/mtu", str(self.mtu))
         xb.write(core, f"{self.path}/feature-rx-copy", "1")
-        self._switch(core, XenbusState.InitWait)
-        xb.watch(core, f"{self.frontend_path}/state", self.token, self._frontend_changed)
+        self._init_wait(core)
 
-    def _switch(self, core: Core, state: XenbusState) -> None:
-        prev, self.state = self.state, state
-        self.xb.switch_state(core, self.path, state, prev)
-
-    def _log(self, core: Core, what: str) -> None:
-        """Say what went wrong on dom0's console (the trace) and keep the latest."""
-        self.error = what
-        self.k.console(core, f"netback {self.name}: {what}")
-
-    def online_changed(self, core: Core, r: XsReply) -> None:
-        """The toolstack unplugs a vif by writing `online` = 0 (xend's device detach) or
-        removing its directory: disconnect, and forget a removed one."""
-        if not r.error and r.text != "0":
-            return
+    def unplug(self, core: Core, removed: bool) -> None:
+        """Disconnect, and forget a removed vif."""
         self._disconnect(core, "device unplugged")
         if self.frontend_path:
-            self.xb.unwatch(core, f"{self.frontend_path}/state", self.token)
-        if r.error:
-            self.back.vifs.pop((self.domid, self.devid), None)
+            self._unwatch_otherend(core)
+        if removed:
+            self.forget()
         elif self.state != XenbusState.Closed:
             self._switch(core, XenbusState.Closed)
 
-    def _frontend_changed(self, core: Core, _path: str, _token: str) -> None:
-        self.xb.read(core, f"{self.frontend_path}/state", self._got_frontend_state)
+    def otherend_gone(self, core: Core) -> None:
+        self._disconnect(core, "frontend gone")
 
-    def _got_frontend_state(self, core: Core, r: XsReply) -> None:
-        if r.error:
-            self._disconnect(core, "frontend gone")
-            return
-        try:
-            state = XenbusState(int(r.text))
-        except ValueError:
-            self._log(core, f"frontend state {r.text!r} is not a XenbusState")
-            return
-        core.charge(NATIVE_CYCLES)
-        if state in (XenbusState.Initialised, XenbusState.Connected) and (
-            self.state == XenbusState.InitWait and not self._connecting
-        ):
-            self._connecting = True  # one connect however many watch events come first
-            f = self.frontend_path
-            read_nodes(
-                core,
-                self.xb,
-                [f"{f}/tx-ring-ref", f"{f}/rx-ring-ref", f"{f}/event-channel",
-                 f"{f}/request-rx-copy"],
-                self._connect,
-            )  # fmt: skip
-        elif state in (XenbusState.Closing, XenbusState.Closed) and self.state in (
-            XenbusState.Connected,
-            XenbusState.InitWait,
-        ):
-            self._disconnect(core, "frontend closed")
-            self._switch(core, XenbusState.Closed)
-        elif state == XenbusState.Initialising and self.state == XenbusState.Closed:
-            self._switch(core, XenbusState.InitWait)  # the frontend reconnects
+    def frontend_closed(self, core: Core) -> None:
+        self._disconnect(core, "frontend closed")
+        self._switch(core, XenbusState.Closed)
 
-    def _connect(self, core: Core, v: dict[str, str | None]) -> None:
+    def ring_nodes(self) -> list[str]:
+        return ["tx-ring-ref", "rx-ring-ref", "event-channel", "request-rx-copy"]
+
+    def connect(self, core: Core, v: dict[str, str | None]) -> None:
         """Map both rings (grant, then a 4 KiB PTE each), bind the port, join the bridge."""
-        self._connecting = False
         if self.rings is not None or self.state != XenbusState.InitWait:
             return
-        f = self.frontend_path
-        nums: dict[str, int] = {}
-        for key in ("tx-ring-ref", "rx-ring-ref", "event-channel"):
-            text = v[f"{f}/{key}"]
-            if text is None or not text.isdigit():
-                self._log(core, f"frontend {key}: {text!r}")
-                return
-            nums[key] = int(text)
-        if v[f"{f}/request-rx-copy"] != "1":
-            self._log(core, "frontend did not request rx-copy, the only receive mode offered")
+        nums = self._numbers(core, v, ["tx-ring-ref", "rx-ring-ref", "event-channel"])
+        if not nums:
+            return
+        tx_ref, rx_ref, evtchn = nums
+        if v["request-rx-copy"] != "1":
+            self.fail(core, "frontend did not request rx-copy, the only receive mode offered")
             return
         k = self.k
-        results = k.grant_map_many(
-            core,
-            [(self.domid, nums["tx-ring-ref"], False), (self.domid, nums["rx-ring-ref"], False)],
-        )
+        results = k.grant_map_many(core, [(self.domid, tx_ref, False), (self.domid, rx_ref, False)])
         maps = [res for res in results if isinstance(res, tuple)]
         if len(maps) != 2:
             if maps:
                 k.grant_unmap_many(core, maps)
-            self._log(core, f"mapping the ring grants failed (GNTST {results})")
+            self.fail(core, f"mapping the ring grants failed (GNTST {results})")
             return
         for gpa, _handle in maps:
             k.map_4k(core, gpa)
         mem = self.back.begin(core)
         (tx_gpa, _), (rx_gpa, _) = maps
         try:
-            port = k.evtchn_bind_interdomain(core, self.domid, nums["event-channel"])
+            port = k.evtchn_bind_interdomain(core, self.domid, evtchn)
         except KernelError as e:
             for gpa, _handle in maps:
                 k.unmap_4k(core, gpa)
             k.grant_unmap_many(core, maps)
-            self._log(core, str(e))
+            self.fail(core, str(e))
             return
         self.rings = _Rings(
             BackRing(mem, tx_gpa, NETIF_TX_RING.entry_bytes),
@@ -356,7 +284,7 @@ class Vif:
             k.unmap_4k(core, gpa)
         for st in k.grant_unmap_many(core, [rings.tx_map, rings.rx_map]):
             if _status(st) != GNTST_okay:
-                self._log(core, f"unmap of a ring grant failed ({gntst_name(_status(st))})")
+                self.fail(core, f"unmap of a ring grant failed ({gntst_name(_status(st))})")
         self.back.push_responses(core)
 
     def drop(self, core: Core, nbytes: int, why: str) -> None:
@@ -375,7 +303,7 @@ class Vif:
             self._transmit(core)
             self.flush_rx(core)
         except RingError as e:
-            self._log(core, str(e))
+            self.fail(core, str(e))
         self.back.push_responses(core)
 
     def _transmit(self, core: Core) -> None:
@@ -516,16 +444,15 @@ class Vif:
             self.k.send(core, self.rings.port)
 
 
-class NetBack:
+class NetBack(XenbusBackendDriver["NetKernel", Vif]):
     """dom0's netback driver: the vifs under backend/vif, their bridges, and the network
     interrupt that brings link arrivals into dom0.
 
     `hardware` defaults to `k.os.hardware` (see `NetHardware`); pass another to inject."""
 
     def __init__(self, k: NetKernel, hardware: NetHardware | None = None) -> None:
-        self.k = k
+        super().__init__(k, "netback", BACKEND_DIR)
         self._hardware = hardware
-        self.vifs: dict[tuple[int, int], Vif] = {}
         self.bridges: dict[str, Bridge[Vif]] = {}
         self.irq_port = -1
         #: Link arrivals not yet taken into dom0: (egress vif, frame, token), in order.
@@ -544,14 +471,6 @@ class NetBack:
         hw: NetHardware = self.k.os.hardware  # set by the simulation for dom0
         return hw
 
-    @property
-    def xb(self) -> Xenbus:
-        """dom0's xenbus (up before any driver starts)."""
-        xb = self.k.xenbus
-        if xb is None:
-            raise KernelError(f"d{self.k.domid}: netback: xenbus is not up")
-        return xb
-
     def start(self, core: Core) -> None:
         """Bind the network interrupt, then follow backend/vif."""
         k = self.k
@@ -569,20 +488,20 @@ class NetBack:
             return
         self.irq_port = out["port"]
         k.port_handlers[self.irq_port] = self._on_irq
-        self.xb.watch(core, BACKEND_DIR, "netback", self._changed)
+        self.watch_devices(core)
 
     def begin(self, core: Core) -> GuestMemory:
         """Start a native call that touches rings: one fresh view of dom0's memory (a
         `KernelMemory` lives for one native call) for every connected vif's rings."""
         self.mem = self.k.memory(core)
-        for vif in self.vifs.values():
+        for vif in self.devices.values():
             if vif.rings is not None:
                 vif.rings.tx.sring.mem = vif.rings.rx.sring.mem = self.mem
         return self.mem
 
     def vif(self, domid: int, devid: int) -> Vif:
         """The backend of (domid, devid); KeyError if there is none (yet)."""
-        return self.vifs[(domid, devid)]
+        return self.device(domid, devid)
 
     def bridge(self, name: str) -> Bridge[Vif]:
         """The bridge called `name`, created at first use (``brctl addbr``)."""
@@ -591,17 +510,8 @@ class NetBack:
             br = self.bridges[name] = Bridge(name)
         return br
 
-    # -- discovery -------------------------------------------------------------------------
-    def _changed(self, core: Core, path: str, _token: str) -> None:
-        """A node at or below backend/vif changed: probe, unplug or rescan."""
-        backend_changed(self.xb, core, path, BACKEND_DIR, self.vifs, self._probe)
-
-    def _probe(self, core: Core, domid: int, devid: int) -> None:
-        if (domid, devid) in self.vifs:
-            return
-        vif = Vif(self, domid, devid)
-        self.vifs[(domid, devid)] = vif
-        vif.start(core)
+    def new_device(self, domid: int, devid: int) -> Vif:
+        return Vif(self, domid, devid)
 
     # -- the data path ---------------------------------------------------------------------
     def bounce_pages(self, core: Core, n: int) -> list[int]:
@@ -676,5 +586,5 @@ class NetBack:
             try:
                 vif.queue_rx(core, items)
             except RingError as e:
-                vif._log(core, str(e))
+                vif.fail(core, str(e))
         self.push_responses(core)

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from framework.errors import KernelError, NetfrontError, RingProtocolError
+from framework.errors import NetfrontError, RingProtocolError
 from framework.hw970.core import Core
 from framework.hw970.link import ETH_HLEN
 from framework.hw970.memory import PAGE_SIZE
@@ -53,10 +53,10 @@ from framework.xen.public.io.netif import (
 from framework.xen.public.io.xenbus import XenbusState
 
 from .bridge import gratuitous_arp, parse_mac
-from .grants import GrantTableClient
 from .kernel import NATIVE_CYCLES
 from .ring import FrontRing, SharedRing
-from .xenbus import Xenbus, XsReply
+from .xenbus import read_nodes
+from .xenbus_driver import XenbusFrontend
 
 if TYPE_CHECKING:
     from .driver_kernel import NetKernel
@@ -67,7 +67,6 @@ __all__ = [
     "MIN_RX_BUFFERS",
     "NetFront",
     "ReceiveCallback",
-    "read_nodes",
 ]
 
 #: What the frontend assumes when the backend publishes no `mtu` (ETH_DATA_LEN).
@@ -79,31 +78,6 @@ MAX_MTU: Final = PAGE_SIZE - ETH_HLEN
 MIN_RX_BUFFERS: Final = 64
 
 ReceiveCallback = Callable[[Core, bytes], None]
-
-
-def read_nodes(
-    core: Core,
-    xb: Xenbus,
-    paths: list[str],
-    done: Callable[[Core, dict[str, str | None]], None],
-) -> None:
-    """Read several xenstore nodes one after another; `done(core, values)` gets each
-    path's text, or None for a node that could not be read (its error is not kept:
-    callers decide which nodes are optional)."""
-    values: dict[str, str | None] = {}
-
-    def step(c: Core, i: int) -> None:
-        if i == len(paths):
-            done(c, values)
-            return
-
-        def got(cc: Core, r: XsReply) -> None:
-            values[paths[i]] = None if r.error else r.text
-            step(cc, i + 1)
-
-        xb.read(c, paths[i], got)
-
-    step(core, 0)
 
 
 @dataclass(eq=False)
@@ -126,9 +100,10 @@ class _RxBuffer:
     ref: int
 
 
-class NetFront:
+class NetFront(XenbusFrontend["NetKernel"]):
     """One vif of a guest (`devid` = the xenbus device number) whose frontend directory
-    is `path` (e.g. `device/vif/0`)."""
+    is `path` (e.g. `device/vif/0`); its event channel is bound to VCPU `vcpu` (where
+    sends and receives run)."""
 
     def __init__(
         self,
@@ -143,27 +118,18 @@ class NetFront:
                 f"netfront {devid}: {rx_buffers} receive buffers; need "
                 f"{MIN_RX_BUFFERS}..{NETIF_RX_RING_SIZE} (the rx ring's size)"
             )
-        self.k = k
-        self.devid = devid
-        self.path = path.rstrip("/")
+        super().__init__(k, "netfront", devid, path, vcpu)
         self.rx_buffers = rx_buffers
-        #: The VCPU its event channel is bound to (where sends and receives run).
-        self.vcpu = vcpu
-        self.state = XenbusState.Initialising
-        self.backend_path = ""
-        self.backend_id = -1
-        self.backend_state = XenbusState.Unknown
         #: This interface's MAC as the toolstack published it (None if it did not).
         self.mac: bytes | None = None
         self.mtu = DEFAULT_MTU
-        # The rings and their event channel.
+        # The rings.
         self.tx: FrontRing | None = None
         self.rx: FrontRing | None = None
         self.tx_gpa = -1
         self.rx_gpa = -1
         self.tx_ring_ref = -1
         self.rx_ring_ref = -1
-        self.port = -1
         # Transmit.
         self._tx_ids = list(range(NETIF_TX_RING_SIZE))  # free ids (a sorted list is a heap)
         self.tx_inflight: dict[int, _TxSlot] = {}
@@ -174,13 +140,8 @@ class NetFront:
         self._rx_posted: dict[int, _RxBuffer] = {}
         self._rx_spare: deque[_RxBuffer] = deque()  # not posted: repost at the next refill
         # Callbacks.
-        self._connected_callbacks: list[Callable[[Core], None]] = []
         self._receivers: list[ReceiveCallback] = []
         self._tx_space_callbacks: list[Callable[[Core], None]] = []
-        self._close_wanted = False
-        #: Grant refs whose end_access reported busy; retried on every event.
-        self.busy_refs: list[int] = []
-        self.error = ""
         # Counters.
         self.tx_packets = 0
         self.tx_bytes = 0
@@ -188,33 +149,6 @@ class NetFront:
         self.rx_packets = 0
         self.rx_bytes = 0
         self.rx_errors = 0
-        self.grant_errors = 0
-
-    @property
-    def token(self) -> str:
-        return f"netfront:{self.devid}"
-
-    @property
-    def connected(self) -> bool:
-        return self.state == XenbusState.Connected
-
-    @property
-    def xb(self) -> Xenbus:
-        """The kernel's xenbus (up before any driver starts)."""
-        xb = self.k.xenbus
-        if xb is None:
-            raise KernelError(f"d{self.k.domid}: netfront {self.devid}: xenbus is not up")
-        return xb
-
-    @property
-    def grants(self) -> GrantTableClient:
-        """The kernel's own grant table (set up before any driver starts)."""
-        g = self.k.grants
-        if g is None:
-            raise KernelError(
-                f"d{self.k.domid}: netfront {self.devid}: the grant table is not set up"
-            )
-        return g
 
     @property
     def max_frame(self) -> int:
@@ -234,10 +168,6 @@ class NetFront:
         return self.tx.free_requests()
 
     # -- registration ----------------------------------------------------------------------
-    def when_connected(self, callback: Callable[[Core], None]) -> None:
-        """Run `callback(core)` when the interface connects (register before it does)."""
-        self._connected_callbacks.append(callback)
-
     def add_receiver(self, callback: ReceiveCallback) -> None:
         """`callback(core, frame)` runs for every frame received, in arrival order."""
         self._receivers.append(callback)
@@ -247,72 +177,22 @@ class NetFront:
         waits in the frontend): a sender's cue to send more."""
         self._tx_space_callbacks.append(callback)
 
-    # -- xenbus handshake ------------------------------------------------------------------
-    def start(self, core: Core) -> None:
-        """Find the backend and follow its state (the probe of a Linux xenbus driver)."""
-        core.charge(NATIVE_CYCLES)
-        read_nodes(
-            core,
-            self.xb,
-            [f"{self.path}/backend", f"{self.path}/backend-id", f"{self.path}/mac"],
-            self._got_nodes,
-        )
+    # -- xenbus handshake (the template methods of XenbusFrontend) -------------------------
+    def own_nodes(self) -> list[str]:
+        return ["mac"]
 
-    def _got_nodes(self, core: Core, v: dict[str, str | None]) -> None:
-        backend, backend_id = v[f"{self.path}/backend"], v[f"{self.path}/backend-id"]
-        if backend is None or backend_id is None or not backend_id.isdigit():
-            self._fatal(core, f"no usable backend/backend-id under {self.path}")
-            return
-        self.backend_path = backend
-        self.backend_id = int(backend_id)
+    def got_own_nodes(self, core: Core, v: dict[str, str | None]) -> None:
         mac = v[f"{self.path}/mac"]
         if mac is not None:
             self._set_mac(core, mac)
-        self.xb.watch(core, f"{self.backend_path}/state", self.token, self._backend_changed)
 
     def _set_mac(self, core: Core, text: str) -> None:
         try:
             self.mac = parse_mac(text)
         except ValueError as e:
-            self._fatal(core, str(e))
+            self.fail(core, str(e))
 
-    def _backend_changed(self, core: Core, _path: str, _token: str) -> None:
-        self.xb.read(core, f"{self.backend_path}/state", self._got_backend_state)
-
-    def _got_backend_state(self, core: Core, r: XsReply) -> None:
-        if r.error:
-            return  # the backend directory went away; nothing to follow
-        try:
-            state = XenbusState(int(r.text))
-        except ValueError:
-            self._fatal(core, f"backend state {r.text!r} is not a XenbusState")
-            return
-        self.backend_state = state
-        core.charge(NATIVE_CYCLES)
-        if state == XenbusState.InitWait and self.state == XenbusState.Initialising:
-            self._setup_rings(core)
-        elif state == XenbusState.Connected and self.state == XenbusState.Initialised:
-            read_nodes(
-                core,
-                self.xb,
-                [f"{self.backend_path}/mtu", f"{self.backend_path}/mac"],
-                self._got_backend_nodes,
-            )
-        elif state == XenbusState.Closing and self.state == XenbusState.Connected:
-            self.close(core)  # the backend wants to go
-        elif state == XenbusState.Closed and self.state == XenbusState.Closing:
-            self._teardown(core)
-        elif state == XenbusState.Closed and self.state in (
-            XenbusState.Initialised,
-            XenbusState.Connected,
-        ):
-            self._backend_gone(core)
-
-    def _switch(self, core: Core, state: XenbusState) -> None:
-        prev, self.state = self.state, state
-        self.xb.switch_state(core, self.path, state, prev)
-
-    def _setup_rings(self, core: Core) -> None:
+    def setup_rings(self, core: Core) -> None:
         k = self.k
         assert k.pool is not None, "the kernel has no page pool"
         mem = k.memory(core)
@@ -334,21 +214,18 @@ class NetFront:
             self._rx_all.append(buf)
             self._rx_spare.append(buf)
         self._refill_rx(core, notify=False)  # the backend has no port yet: it will look
-        self.port = k.evtchn_alloc_unbound(core, self.backend_id)
-        k.port_handlers[self.port] = self._on_event
-        if self.vcpu:
-            rc = k.evtchn_bind_vcpu(core, self.port, self.vcpu)
-            if rc < 0:
-                self._fatal(core, f"binding port {self.port} to VCPU {self.vcpu} failed ({rc})")
-                return
-        # In order: xenstored applies one connection's requests in sequence, so the backend
-        # sees every node before it sees Initialised.
-        xb = self.xb
-        xb.write(core, f"{self.path}/tx-ring-ref", str(self.tx_ring_ref))
-        xb.write(core, f"{self.path}/rx-ring-ref", str(self.rx_ring_ref))
-        xb.write(core, f"{self.path}/event-channel", str(self.port))
-        xb.write(core, f"{self.path}/request-rx-copy", "1")
-        self._switch(core, XenbusState.Initialised)
+
+    def ring_nodes(self) -> list[tuple[str, str]]:
+        return [
+            ("tx-ring-ref", str(self.tx_ring_ref)),
+            ("rx-ring-ref", str(self.rx_ring_ref)),
+            ("event-channel", str(self.port)),
+            ("request-rx-copy", "1"),
+        ]
+
+    def backend_connected(self, core: Core) -> None:
+        b = self.backend_path
+        read_nodes(core, self.xb, [f"{b}/mtu", f"{b}/mac"], self._got_backend_nodes)
 
     def _got_backend_nodes(self, core: Core, v: dict[str, str | None]) -> None:
         if self.state != XenbusState.Initialised:
@@ -356,25 +233,17 @@ class NetFront:
         mtu = v[f"{self.backend_path}/mtu"]
         if mtu is not None:
             if not mtu.isdigit() or int(mtu) < 1:
-                self._fatal(core, f"backend mtu {mtu!r} is not a positive number")
+                self.fail(core, f"backend mtu {mtu!r} is not a positive number")
                 return
             self.mtu = min(int(mtu), MAX_MTU)
         mac = v[f"{self.backend_path}/mac"]
         if self.mac is None and mac is not None:
             self._set_mac(core, mac)
-        self._switch(core, XenbusState.Connected)
+        self._connected(core)
+
+    def on_connected(self, core: Core) -> None:
         if self.mac is not None:
             self.send(core, gratuitous_arp(self.mac))  # let the bridge learn our MAC
-        callbacks, self._connected_callbacks = self._connected_callbacks, []
-        for cb in callbacks:
-            cb(core)
-
-    def _fatal(self, core: Core, what: str) -> None:
-        """xenbus_dev_fatal: say why on the console and give the interface up."""
-        self.error = what
-        self.k.console(core, f"netfront {self.devid}: {what}")
-        if self.state not in (XenbusState.Closing, XenbusState.Closed):
-            self._switch(core, XenbusState.Closing)
 
     # -- transmit --------------------------------------------------------------------------
     def send(self, core: Core, frame: bytes) -> bool:
@@ -460,7 +329,7 @@ class NetFront:
             return True
         self.busy_refs.append(ref)
         self.grant_errors += 1
-        self.k.console(core, f"netfront {self.devid}: grant {ref} is still mapped by the backend")
+        self.k.console(core, f"{self.label}: grant {ref} is still mapped by the backend")
         return False
 
     # -- receive ---------------------------------------------------------------------------
@@ -534,7 +403,7 @@ class NetFront:
                 if not rx.final_check_for_responses():
                     break
         except RingProtocolError as e:
-            self._fatal(core, str(e))
+            self.fail(core, str(e))
             return
         self._refill_rx(core)
         self._flush_backlog(core)
@@ -546,35 +415,11 @@ class NetFront:
                 cb(core)
         self._maybe_close(core)
 
-    def _retry_busy_refs(self, core: Core) -> None:
-        grants = self.grants
-        still: list[int] = []
-        for ref in self.busy_refs:
-            if grants.end_access(ref):
-                grants.free_ref(ref)
-            else:
-                still.append(ref)
-        self.busy_refs = still
-
     # -- teardown --------------------------------------------------------------------------
-    def close(self, core: Core) -> None:
-        """Stop sending; once every frame on the ring and in the backlog is answered go
-        Closing and, when the backend has closed, release everything and go Closed."""
-        self._close_wanted = True
-        self._maybe_close(core)
+    def drained(self) -> bool:
+        return not self.tx_inflight and not self.backlog
 
-    def _maybe_close(self, core: Core) -> None:
-        if (
-            self._close_wanted
-            and self.state == XenbusState.Connected
-            and not self.tx_inflight
-            and not self.backlog
-        ):
-            self._switch(core, XenbusState.Closing)
-            if self.backend_state == XenbusState.Closed:
-                self._teardown(core)
-
-    def _backend_gone(self, core: Core) -> None:
+    def backend_gone(self, core: Core) -> None:
         """The backend closed under us (the vif was unplugged): what was on the ring or
         waiting will never be answered; count it dropped, then release everything."""
         self._close_wanted = True
@@ -593,7 +438,7 @@ class NetFront:
             self._switch(core, XenbusState.Closing)
         self._teardown(core)
 
-    def _teardown(self, core: Core) -> None:
+    def release_rings(self, core: Core) -> None:
         """The backend has unmapped both rings: revoke every grant, free pages and port."""
         k = self.k
         assert k.pool is not None
@@ -608,5 +453,3 @@ class NetFront:
             self._rx_spare.clear()
             k.evtchn_close(core, self.port)
             self.tx = self.rx = None
-        self.xb.unwatch(core, f"{self.backend_path}/state", self.token)
-        self._switch(core, XenbusState.Closed)

@@ -199,6 +199,31 @@ class LocalXenbus(Xenbus):
             self._draining = False
 
 
+def read_nodes(
+    core: Core,
+    xb: Xenbus,
+    paths: list[str],
+    done: Callable[[Core, dict[str, str | None]], None],
+) -> None:
+    """Read several xenstore nodes one after another (Linux's xenbus_gather); `done(core,
+    values)` gets each path's text, or None for a node that could not be read (its error
+    is not kept: callers decide which nodes are optional)."""
+    values: dict[str, str | None] = {}
+
+    def step(c: Core, i: int) -> None:
+        if i == len(paths):
+            done(c, values)
+            return
+
+        def got(cc: Core, r: XsReply) -> None:
+            values[paths[i]] = None if r.error else r.text
+            step(cc, i + 1)
+
+        xb.read(c, paths[i], got)
+
+    step(core, 0)
+
+
 def backend_path_parts(path: str, base: str) -> list[str] | None:
     """The components of a watch path below a backend directory such as `backend/vbd`
     ([] for the directory itself); None if the path is not below it."""
@@ -231,10 +256,13 @@ def scan_backend_devices(
 
 
 class BackendDevice(Protocol):
-    """What `backend_changed` needs of a backend's device: its store directory and what
-    to do when its `online` node is read (a removed directory reads as an error)."""
+    """What a backend driver needs of its devices: starting one it has just found, its
+    store directory, and what to do when its `online` node is read (a removed directory
+    reads as an error)."""
 
     path: str
+
+    def start(self, core: Core) -> None: ...
 
     def online_changed(self, core: Core, r: XsReply) -> None: ...
 
