@@ -34,6 +34,7 @@ MYPYC_MODULES = [
     "framework/guest/blkfront.py",
     "framework/guest/blockio.py",
     "framework/guest/grants.py",
+    "framework/guest/guest_os.py",
     "framework/guest/kernel.py",
     "framework/guest/kmem.py",
     "framework/guest/netback.py",

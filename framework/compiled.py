@@ -20,6 +20,7 @@ MYPYC_MODULES: Final = (
     "framework.guest.blkfront",
     "framework.guest.blockio",
     "framework.guest.grants",
+    "framework.guest.guest_os",
     "framework.guest.kernel",
     "framework.guest.kmem",
     "framework.guest.netback",

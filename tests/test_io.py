@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from framework.dom0.devctl import vbd_devid
 from framework.guest.blockio import block_pattern
-from framework.guest.devctl import vbd_devid
 from framework.guest.kernel import GuestKernel
 from framework.hw970.disk import DiskParams
 from framework.scenario import load_scenario, parse_scenario

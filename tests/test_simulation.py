@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from framework.guest.kernel import GuestOS
+from framework.guest.guest_os import GuestOS
 from framework.hw970.regs import MSR_DR, MSR_IR
 from framework.scenario import load_scenario, parse_scenario
 from framework.simulation import Simulation

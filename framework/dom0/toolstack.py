@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from framework.errors import BuildError
+from framework.guest.runtime import BUFFER_GPA
 from framework.hw970.mmu import rma_log2
 from framework.xen.public.arch_powerpc import KernelImage
 from framework.xen.public.devtree import build_domain_devtree, domain_spec
@@ -68,7 +69,7 @@ class Toolstack:
     """xm-like domain builder running in dom0."""
 
     ARG = 0x40000  # dom0 gpa of the toolstack's argument page (descriptor at +0x1000)
-    BUF = 0x100000  # dom0 gpa of its bulk buffer (images, devtrees)
+    BUF = BUFFER_GPA  # dom0 gpa of its bulk buffer (images, devtrees), kept free by its kernel
     BUF_MAX = 0x400000
 
     def __init__(

@@ -52,7 +52,7 @@ from framework.xen.public.papr import H_PUT_TCE, H_SUCCESS
 from framework.xen.public.xen import HYPERVISOR_event_channel_op
 
 from .blkfront import VDISK_READONLY
-from .kernel import NATIVE_CYCLES
+from .costs import NATIVE_ROUTINE
 from .kmem import KernelMemory
 from .ring import BackRing
 from .xenbus import XsReply
@@ -289,7 +289,7 @@ class BlkBackDevice(XenbusBackend["GuestKernel"]):
         return self.ring
 
     def _on_ring_event(self, core: Core, _port: int) -> None:
-        core.charge(NATIVE_CYCLES)
+        core.charge(NATIVE_ROUTINE)
         self._service(core)
 
     def _service(self, core: Core) -> None:
@@ -315,7 +315,7 @@ class BlkBackDevice(XenbusBackend["GuestKernel"]):
 
     def _take(self, core: Core, raw: bytes) -> None:
         """One request off the ring: refuse it at once, or queue it for the disk."""
-        core.charge(NATIVE_CYCLES)
+        core.charge(NATIVE_ROUTINE)
         self.requests += 1
         try:
             req = BlkifRequest.unpack(raw)
@@ -430,12 +430,12 @@ class BlkBackDevice(XenbusBackend["GuestKernel"]):
 
     def _on_disk_event(self, core: Core, _port: int) -> None:
         """The vbd's interrupt: answer every finished request, then feed the disk again."""
-        core.charge(NATIVE_CYCLES)
+        core.charge(NATIVE_ROUTINE)
         while self.completed:
             dreq = self.completed.popleft()
             p = dreq.tag
             assert isinstance(p, _Pending)
-            core.charge(NATIVE_CYCLES)
+            core.charge(NATIVE_ROUTINE)
             self._release(core, p)
             self.in_flight -= 1
             status = BLKIF_RSP_OKAY if dreq.status == 0 else BLKIF_RSP_ERROR

@@ -40,7 +40,8 @@ from framework.xen.public.io.blkif import (
     BlkifSegment,
 )
 
-from .kernel import NATIVE_CYCLES, GuestKernel
+from .costs import NATIVE_ROUTINE
+from .kernel import GuestKernel
 from .kmem import KernelMemory
 from .ring import FrontRing, SharedRing
 from .xenbus import XsReply
@@ -231,7 +232,7 @@ class BlkFront(XenbusFrontend[GuestKernel]):
             raise BlkfrontError(f"blkfront {self.devid} is read-only (info {self.info:#x})")
         if sector < 0:
             raise BlkfrontError(f"sector {sector} is negative")
-        core.charge(NATIVE_CYCLES)
+        core.charge(NATIVE_ROUTINE)
         req = BlkRequest(
             self._next_id, op, sector, list(pages), nbytes, on_done, submit_ns=core.now_ns()
         )
@@ -286,7 +287,7 @@ class BlkFront(XenbusFrontend[GuestKernel]):
         one arriving as we finish), then push what waited for room."""
         if self.ring is None:
             return
-        core.charge(NATIVE_CYCLES)
+        core.charge(NATIVE_ROUTINE)
         self._retry_busy_refs(core)
         self._in_event = True
         try:
@@ -305,7 +306,7 @@ class BlkFront(XenbusFrontend[GuestKernel]):
         self._maybe_close(core)
 
     def _complete(self, core: Core, rsp: BlkifResponse) -> None:
-        core.charge(NATIVE_CYCLES)
+        core.charge(NATIVE_ROUTINE)
         req = self.outstanding.pop(rsp.id, None)
         if req is None:
             self.fail(core, f"response for request id {rsp.id}, which is not outstanding")

@@ -34,7 +34,8 @@ from framework.xen.public.io.blkif import (
 )
 
 from .blkfront import BlkFront, BlkRequest, DoneCallback, PageSegment
-from .kernel import NATIVE_CYCLES, GuestKernel
+from .costs import BYTES_PER_CYCLE, NATIVE_ROUTINE
+from .kernel import GuestKernel
 from .kmem import KernelMemory
 
 __all__ = [
@@ -56,8 +57,6 @@ _RECORD: Final = struct.Struct(">4sIQ")
 _RECORDS_PER_SECTOR: Final = BLKIF_SECTOR_SIZE // _RECORD.size
 #: A read buffer is filled with this first, so a read whose data never arrived is caught.
 _POISON: Final = b"\xdb" * BLKIF_SECTOR_SIZE
-#: Bytes a native moves per cycle when it fills or compares a buffer (a memcpy's pace).
-BYTES_PER_CYCLE: Final = 8
 
 
 def sector_pattern(sector: int, generation: int) -> bytes:
@@ -350,12 +349,12 @@ class BlockIo:
                 slot.generation = plan.new_generation()
                 data = block_pattern(sector, self.params.sectors_per_block, slot.generation)
                 self._fill(mem, slot, data)
-                core.charge(NATIVE_CYCLES + nbytes // BYTES_PER_CYCLE)
+                core.charge(NATIVE_ROUTINE + nbytes // BYTES_PER_CYCLE)
             else:
                 slot.generation = plan.written.get(block, 0) if self.params.verify else 0
                 if slot.generation:
                     self._fill(mem, slot, _POISON * self.params.sectors_per_block)
-                    core.charge(NATIVE_CYCLES + nbytes // BYTES_PER_CYCLE)
+                    core.charge(NATIVE_ROUTINE + nbytes // BYTES_PER_CYCLE)
             self.issued += 1
             self.front.submit(
                 core,
@@ -412,7 +411,7 @@ class BlockIo:
         plan = self.plan
         assert plan is not None
         data = self._read_back(KernelMemory(core), slot)
-        core.charge(NATIVE_CYCLES + len(data) // BYTES_PER_CYCLE)
+        core.charge(NATIVE_ROUTINE + len(data) // BYTES_PER_CYCLE)
         problem = describe_mismatch(data, plan.first_sector(slot.block), slot.generation)
         if problem is not None:
             self.verify_failures += 1

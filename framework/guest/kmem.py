@@ -19,7 +19,8 @@ from framework.errors import KernelFault
 from framework.hw970.core import Core
 from framework.hw970.mmu import ACCESS_READ, ACCESS_WRITE, Fault, TranslationState
 
-KERNEL_BASE: Final = 0xC000000000000000
+from .runtime import KERNEL_BASE
+
 _PAGE: Final = 0xFFF
 
 

@@ -67,7 +67,7 @@ from framework.xen.public.io.xenbus import XenbusState
 from framework.xen.public.xen import DOMID_SELF, HYPERVISOR_event_channel_op
 
 from .bridge import Bridge, format_mac, parse_mac
-from .kernel import NATIVE_CYCLES
+from .costs import NATIVE_ROUTINE
 from .ring import BackRing, GuestMemory
 from .xenbus_driver import XenbusBackend, XenbusBackendDriver
 
@@ -297,7 +297,7 @@ class Vif(XenbusBackend["NetKernel"]):
         """The frontend notified: transmit what it queued, deliver into fresh buffers."""
         if self.rings is None:
             return
-        core.charge(NATIVE_CYCLES)
+        core.charge(NATIVE_ROUTINE)
         self.back.begin(core)
         try:
             self._transmit(core)
@@ -327,7 +327,7 @@ class Vif(XenbusBackend["NetKernel"]):
         """One GNTTABOP_copy for the batch's good requests; answer the refused ones.
         Returns the (request id, frame) of each one copied out."""
         assert self.rings is not None
-        core.charge(NATIVE_CYCLES * len(batch))
+        core.charge(NATIVE_ROUTINE * len(batch))
         problems = [tx_request_problem(req, self.mtu) for req in batch]
         good = [req for req, p in zip(batch, problems) if p is None]
         pages = self.back.bounce_pages(core, len(good))
@@ -408,7 +408,7 @@ class Vif(XenbusBackend["NetKernel"]):
                 if ring.final_check_for_requests():
                     continue  # buffers were posted as we looked
                 break
-            core.charge(NATIVE_CYCLES * n)
+            core.charge(NATIVE_ROUTINE * n)
             reqs = [NetifRxRequest.unpack(ring.get_request()) for _ in range(n)]
             items = [self.rx_queue.popleft() for _ in range(n)]
             frames = [frame for frame, _token in items]
@@ -575,7 +575,7 @@ class NetBack(XenbusBackendDriver["NetKernel", Vif]):
 
     def _on_irq(self, core: Core, _port: int) -> None:
         """The network interrupt: hand every arrival to its vif, vif by vif."""
-        core.charge(NATIVE_CYCLES)
+        core.charge(NATIVE_ROUTINE)
         self.begin(core)
         self._kicked = False
         per_vif: dict[int, tuple[Vif, list[tuple[bytes, TxToken]]]] = {}  # insertion-ordered

@@ -53,7 +53,7 @@ from framework.xen.public.io.netif import (
 from framework.xen.public.io.xenbus import XenbusState
 
 from .bridge import gratuitous_arp, parse_mac
-from .kernel import NATIVE_CYCLES
+from .costs import NATIVE_ROUTINE
 from .ring import FrontRing, SharedRing
 from .xenbus import read_nodes
 from .xenbus_driver import XenbusFrontend
@@ -259,7 +259,7 @@ class NetFront(XenbusFrontend["NetKernel"]):
                 f"netfront {self.devid}: a {len(frame)}-byte frame; frames are "
                 f"{ETH_HLEN}..{self.max_frame} bytes (header + MTU {self.mtu})"
             )
-        core.charge(NATIVE_CYCLES)
+        core.charge(NATIVE_ROUTINE)
         ring = self._ring(core, self.tx)
         if self.backlog or ring.full():
             self.backlog.append(bytes(frame))
@@ -382,7 +382,7 @@ class NetFront(XenbusFrontend["NetKernel"]):
         ring, and only then run the callbacks (which may send)."""
         if self.tx is None or self.rx is None:
             return
-        core.charge(NATIVE_CYCLES)
+        core.charge(NATIVE_ROUTINE)
         self._retry_busy_refs(core)
         frames: list[bytes] = []
         freed = False
@@ -390,7 +390,7 @@ class NetFront(XenbusFrontend["NetKernel"]):
             tx = self._ring(core, self.tx)
             while True:
                 while tx.unconsumed_responses():
-                    core.charge(NATIVE_CYCLES)
+                    core.charge(NATIVE_ROUTINE)
                     self._tx_done(core, NetifTxResponse.unpack(tx.get_response()))
                     freed = True
                 if not tx.final_check_for_responses():
@@ -398,7 +398,7 @@ class NetFront(XenbusFrontend["NetKernel"]):
             rx = self._ring(core, self.rx)
             while True:
                 while rx.unconsumed_responses():
-                    core.charge(NATIVE_CYCLES)
+                    core.charge(NATIVE_ROUTINE)
                     self._rx_done(core, NetifRxResponse.unpack(rx.get_response()), frames)
                 if not rx.final_check_for_responses():
                     break

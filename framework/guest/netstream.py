@@ -36,7 +36,7 @@ from framework.trace.ids import K
 from framework.xen.public.layout import Layout
 
 from .bridge import ETH_P_IP, EthernetHeader, build_frame, is_multicast, parse_mac
-from .kernel import NATIVE_CYCLES
+from .costs import NATIVE_ROUTINE
 
 if TYPE_CHECKING:
     from .driver_kernel import StreamFront, TraceKernel
@@ -233,7 +233,7 @@ class NetStream:
         front, k, p = self.front, self.k, self.params
         assert front.mac is not None
         while front.tx_space() > 0:
-            core.charge(NATIVE_CYCLES)
+            core.charge(NATIVE_ROUTINE)
             offset, n = self.chunks[self._chunk]
             header = StreamHeader(
                 self.stream,
@@ -292,7 +292,7 @@ class NetSink:
         front.add_receiver(self.receive)
 
     def receive(self, core: Core, frame: bytes) -> None:
-        core.charge(NATIVE_CYCLES)
+        core.charge(NATIVE_ROUTINE)
         eth = EthernetHeader.unpack(frame)
         payload = frame[ETH_HLEN:]
         mine = self.front.mac

@@ -28,11 +28,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Generic, TypeVar
 
+from framework.errors import KernelError
 from framework.hw970.core import Core
 from framework.xen.public.io.xenbus import XenbusState
 
+from .costs import NATIVE_ROUTINE
 from .grants import GrantTableClient
-from .kernel import NATIVE_CYCLES, KernelError
 from .xenbus import BackendDevice, Xenbus, XsReply, backend_changed, read_nodes
 
 if TYPE_CHECKING:
@@ -100,7 +101,7 @@ class XenbusDevice(Generic[KernelT]):
         except ValueError:
             self.fail(core, f"{self.otherend_kind} state {r.text!r} is not a XenbusState")
             return
-        core.charge(NATIVE_CYCLES)
+        core.charge(NATIVE_ROUTINE)
         self.otherend_changed(core, state)
 
     # -- template methods ------------------------------------------------------------------
@@ -157,7 +158,7 @@ class XenbusFrontend(XenbusDevice[KernelT]):
     # -- the handshake ---------------------------------------------------------------------
     def start(self, core: Core) -> None:
         """Find the backend and follow its state (the probe of a Linux xenbus driver)."""
-        core.charge(NATIVE_CYCLES)
+        core.charge(NATIVE_ROUTINE)
         p = self.path
         nodes = [f"{p}/backend", f"{p}/backend-id"] + [f"{p}/{n}" for n in self.own_nodes()]
         read_nodes(core, self.xb, nodes, self._got_nodes)

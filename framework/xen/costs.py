@@ -23,4 +23,3 @@ HDEC_TICK: Final = 500  # Xen's 10 ms tick handler
 PAGE_TABLE_OP: Final = 250  # H_ENTER/H_REMOVE/...: PTEG search and tlbie
 DOMCTL_OP: Final = 2000
 DOMAIN_BUILD_PER_MIB: Final = 20_000  # populating/zeroing memory for a new domain
-NATIVE_ROUTINE: Final = 200  # fixed part of a guest native routine

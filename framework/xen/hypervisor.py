@@ -47,7 +47,14 @@ TICK_NS: Final = 10_000_000
 class Hypervisor:
     """The hypervisor instance running on one `Machine`."""
 
-    def __init__(self, machine: Machine, env: simpy.Environment, rec: Recorder) -> None:
+    def __init__(
+        self,
+        machine: Machine,
+        env: simpy.Environment,
+        rec: Recorder,
+        scheduler: Callable[[int], CreditScheduler] = CreditScheduler,
+    ) -> None:
+        """`scheduler` makes the scheduler for the machine's CPU count (injectable)."""
         self.machine = machine
         self.env = env
         self.rec = rec
@@ -58,7 +65,7 @@ class Hypervisor:
         self.domains: dict[int, Domain] = {}
         self.next_domid = 1
         self.tick_ns = TICK_NS
-        self.sched = CreditScheduler(self.ncpus)
+        self.sched = scheduler(self.ncpus)
         self.pcpus = [PhysicalCpu(self, c) for c in range(self.ncpus)]
         #: The CPU whose slice is running now (slices run one at a time), if any.
         self.slice_cpu: PhysicalCpu | None = None

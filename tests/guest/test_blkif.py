@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import simpy
 
+from framework.dom0.devctl import create_device
 from framework.errors import BlkfrontError, BlkifRequestError
 from framework.guest.blkback import (
     BlkBack,
@@ -35,7 +36,6 @@ from framework.guest.blockio import (
     page_segments,
     sector_pattern,
 )
-from framework.guest.devctl import create_device
 from framework.guest.kmem import KernelMemory
 from framework.guest.ring import BackRing, FrontRing, SharedRing
 from framework.hw970.core import Core

@@ -602,16 +602,16 @@ def balloon_out(sim: Simulation, dom: Domain, pfn: int) -> None:
 def release_daemons(sim: Simulation, domid: int) -> None:
     """dom0's xenconsoled and xenstored let go of a guest (unmap its pages, close the
     channels), run by dom0's kernel on a test core, as `xl destroy` would have them."""
-    k = sim.dom0_kernel
-    assert k is not None and k.consoled is not None and k.store is not None
+    consoled, store = sim.dom0.consoled, sim.dom0.store
+    assert consoled is not None and store is not None
     core = Caller(sim, sim.xen.domains[0]).core
     area = sim.xen.domains[0].foreign
     assert area is not None
     assert {(s.domid, s.ref) for s in area.slots if s is not None} >= {(domid, 0), (domid, 1)}
     outer, sim.guests.current_core = sim.guests.current_core, core
     try:
-        k.consoled.disconnect(core, domid)
-        k.store.release(core, domid)
+        consoled.disconnect(core, domid)
+        store.release(core, domid)
     finally:
         sim.guests.current_core = outer
     assert not any(s is not None and s.domid == domid for s in area.slots)

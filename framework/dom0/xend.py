@@ -19,17 +19,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
+from framework.dom0.devctl import create_device
+from framework.dom0.store_rings import StoreService
+from framework.dom0.xenconsoled import ConsoleService
+from framework.guest.xenbus import WatchCallback, Xenbus, XsReply
 from framework.hw970.core import Core
 from framework.trace.ids import K
 from framework.xen.public.domctl import XEN_DOMCTL_destroydomain, XEN_DOMCTL_pausedomain
 from framework.xen.public.errno import EAGAIN, EBUSY
 from framework.xen.public.io.xenbus import XenbusState
 
-from .devctl import create_device
-from .xenbus import WatchCallback, Xenbus, XsReply
-
 if TYPE_CHECKING:
-    from .kernel import GuestKernel
+    from framework.guest.kernel import GuestKernel
 
 __all__ = ["RETRY_NS", "UNPLUG_TIMEOUT_NS", "DeviceConfig", "Xend"]
 
@@ -74,10 +75,14 @@ class Xend:
         self,
         k: GuestKernel,
         domctl: Domctl,
+        store: StoreService,
+        consoled: ConsoleService,
         on_destroyed: Callable[[Core, int], None] | None = None,
     ) -> None:
         self.k = k
         self.domctl = domctl
+        self.store = store
+        self.consoled = consoled
         self.on_destroyed = on_destroyed
         self.devices: dict[int, list[DeviceConfig]] = {}
         self.errors: list[str] = []
@@ -108,8 +113,8 @@ class Xend:
     # -- console ---------------------------------------------------------------------------
     def console_input(self, core: Core, domid: int, text: str) -> None:
         """`xm console`: type `text` into the guest's console ring."""
-        consoled = self.k.consoled
-        if consoled is None or domid not in consoled.conns:
+        consoled = self.consoled
+        if domid not in consoled.conns:
             self.log(core, f"xm console d{domid}: no console connection")
             return
         n = consoled.write_input(core, domid, text)
@@ -183,11 +188,8 @@ class Xend:
             xb.unwatch(core, f"{path}/state", f"xend:{td.domid}:{dev.kind}:{dev.devid}")
             xb.rm(core, path)
             xb.rm(core, f"/local/domain/{td.domid}/device/{dev.kind}/{dev.devid}")
-        k = self.k
-        if k.consoled is not None:
-            k.consoled.disconnect(core, td.domid)
-        if k.store is not None:
-            k.store.release(core, td.domid)
+        self.consoled.disconnect(core, td.domid)
+        self.store.release(core, td.domid)
         self._try_destroy(core, td)
 
     def _try_destroy(self, core: Core, td: _Teardown) -> None:

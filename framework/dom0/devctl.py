@@ -10,11 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
+from framework.guest import xs_wire as xs
+from framework.guest.xenbus import Xenbus, XsReply
 from framework.hw970.core import Core
 from framework.xen.public.io.xenbus import XenbusState
-
-from . import xs_wire as xs
-from .xenbus import Xenbus, XsReply
 
 XVD_MAJOR: Final = 202
 

@@ -7,14 +7,14 @@ import random
 
 import pytest
 
-from framework.errors import SimulationError, XenstoreError
-from framework.guest import xs_wire as xs
-from framework.guest.xenstore import (
+from framework.dom0.xenstored import (
     STANDARD_NODES,
     XENSTORE_ABS_PATH_MAX,
     Xenstored,
     is_valid_path,
 )
+from framework.errors import SimulationError, XenstoreError
+from framework.guest import xs_wire as xs
 from framework.guest.xs_wire import XsMsg
 
 Out = list[tuple[int, XsMsg]]

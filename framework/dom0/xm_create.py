@@ -1,0 +1,291 @@
+"""`xm create` for the guests of a scenario: what xend does between a config and a running
+guest.
+
+For each group of guests due at one time (a pingpong pair is built together, since each
+side needs the other's domid), the toolstack builds the domains with real domctl hypercalls,
+xend wires the interdomain channels both sides' kernels will find in their devtrees, loads
+and starts each kernel, introduces it to xenstored and xenconsoled, then attaches its disks
+and links and writes its device directories.  A failed step is reported on dom0's console
+as `xm create <name>: Error: ...` and leaves no half-built domain behind.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from framework.dom0.devctl import vbd_devid
+from framework.dom0.store_rings import StoreService
+from framework.dom0.toolstack import DomainConfig, Toolstack
+from framework.dom0.xenconsoled import ConsoleService
+from framework.dom0.xend import DeviceConfig, Xend
+from framework.errors import BuildError
+from framework.guest.kernel import GuestKernel
+from framework.guest.kmem import KernelMemory
+from framework.hw970.core import Core
+from framework.scenario import (
+    BlockioWorkload,
+    ComputeWorkload,
+    ConsoleWorkload,
+    DomainSpec,
+    NetstreamWorkload,
+    PingpongWorkload,
+    Scenario,
+    TimerWorkload,
+    Workload,
+)
+from framework.xen.public.devtree import WorkloadValue, workload_instance
+from framework.xen.public.domctl import XEN_DOMCTL_destroydomain
+
+
+class DeviceBay(Protocol):
+    """The machine's disks and links as xend attaches them to a guest's backends."""
+
+    def add_vbd(self, domid: int, devid: int, image: Path, size: int, writable: bool) -> None:
+        """Give vbd (domid, devid) a disk over `image` (OSError/ValueError if it cannot)."""
+        ...
+
+    def add_vif(self, domid: int, devid: int) -> None:
+        """Give vif (domid, devid) a link to its bridge."""
+        ...
+
+
+class Dom0Port:
+    """dom0's kernel as the toolstack's hypercall port, for the native call in progress."""
+
+    def __init__(self, kernel: GuestKernel, core: Core) -> None:
+        self.kernel = kernel
+        self.core = core
+
+    def hypercall(self, r3: int, *args: int) -> int:
+        return self.kernel.hypercall(self.core, r3, *args)
+
+    def write(self, gpa: int, data: bytes) -> None:
+        KernelMemory(self.core).write(gpa, data)
+
+    def read(self, gpa: int, n: int) -> bytes:
+        return KernelMemory(self.core).read(gpa, n)
+
+    def console(self, text: str) -> None:
+        self.kernel.console(self.core, text)
+
+
+def workload_properties(loads: tuple[Workload, ...]) -> dict[str, WorkloadValue]:
+    """The /xen/workload devtree properties a kernel reads its own workloads from (the
+    device workloads are added by `XmCreate`, which knows the devices)."""
+    props: dict[str, WorkloadValue] = {}
+    compute = [w.vcpu for w in loads if isinstance(w, ComputeWorkload)]
+    timers = [w for w in loads if isinstance(w, TimerWorkload)]
+    if compute:
+        props["compute-vcpus"] = sorted(set(compute))
+    if timers:
+        props["timer-hz"] = timers[0].hz
+        props["timer-vcpus"] = sorted({w.vcpu for w in timers})
+    consoles = [w for w in loads if isinstance(w, ConsoleWorkload)]
+    for i, w in enumerate(consoles):
+        assert w.text is not None  # filled in from the domain's name by the scenario
+        props.update(
+            workload_instance(
+                "console", i, {"text": w.text, "every": w.every, "count": w.count, "vcpu": w.vcpu}
+            )
+        )
+    return props
+
+
+def stream_seed(seed: int, name: str, what: str) -> int:
+    """A workload's own 32-bit seed: from the scenario seed and where it runs."""
+    return random.Random(f"{seed}:{name}:{what}").getrandbits(32)
+
+
+class XmCreate:
+    """Builds the scenario's guests as dom0's toolstack and xend do."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        make_toolstack: Callable[[Dom0Port], Toolstack],
+        devices: DeviceBay,
+        disk_dir: Path,
+        macs: dict[tuple[int, int], str],
+    ) -> None:
+        self.scenario = scenario
+        self.make_toolstack = make_toolstack
+        self.devices = devices
+        self.disk_dir = disk_dir
+        self.macs = macs
+        self.domids: dict[str, int] = {}
+        self.names: dict[int, str] = {0: "Domain-0"}
+        self.errors: list[str] = []
+
+    def build_group(
+        self,
+        kernel: GuestKernel,
+        core: Core,
+        group: list[int],
+        xend: Xend,
+        store: StoreService,
+        consoled: ConsoleService,
+    ) -> None:
+        """Create, wire, start and plug the guests `group` (indices into the scenario)."""
+        port = Dom0Port(kernel, core)
+        ts = self.make_toolstack(port)
+        doms = self.scenario.domains
+        built: list[int] = []
+        for i in group:
+            d = doms[i]
+            try:
+                domid = ts.create(_config(d))
+                self.names[domid] = d.name
+                self.domids[d.name] = domid
+                built.append(i)
+            except BuildError as err:
+                self._build_failed(ts, port, d.name, str(err))
+        props = {i: {**workload_properties(doms[i].workloads), **self._io_props(i)} for i in built}
+        self._wire_pingpong(ts, built, props)
+        for i in built:
+            d = doms[i]
+            try:
+                console_port, store_port = ts.load_and_start(_config(d), props[i])
+            except BuildError as err:
+                self._build_failed(ts, port, d.name, str(err))
+                continue
+            # xend's part: introduce the domain to xenstored, connect its console.
+            domid = ts.domids[d.name]
+            store.introduce(core, domid, store_port)
+            consoled.connect(core, domid, console_port)
+            self._plug_devices(core, i, domid, xend)
+
+    def _wire_pingpong(
+        self, ts: Toolstack, built: list[int], props: dict[int, dict[str, WorkloadValue]]
+    ) -> None:
+        """Allocate each pingpong pair's channel on the pong side, for both devtrees."""
+        doms = self.scenario.domains
+        for i in built:
+            for w in doms[i].workloads:
+                if not (isinstance(w, PingpongWorkload) and w.role == "pong"):
+                    continue
+                j = next((k for k in built if doms[k].name == w.peer), None)
+                if j is None:
+                    continue
+                pong_id, ping_id = ts.domids[doms[i].name], ts.domids[doms[j].name]
+                p = ts.alloc_unbound(pong_id, ping_id)
+                props[i].update(
+                    {
+                        "pingpong-role": "pong",
+                        "pingpong-port": p,
+                        "pingpong-peer": ping_id,
+                        "pingpong-vcpu": w.vcpu,
+                        "pingpong-rounds": 0,
+                    }
+                )
+                ping = next(x for x in doms[j].workloads if isinstance(x, PingpongWorkload))
+                props[j].update(
+                    {
+                        "pingpong-role": "ping",
+                        "pingpong-port": p,
+                        "pingpong-peer": pong_id,
+                        "pingpong-vcpu": ping.vcpu,
+                        "pingpong-rounds": ping.rounds,
+                    }
+                )
+
+    def _plug_devices(self, core: Core, i: int, domid: int, xend: Xend) -> None:
+        """Attach the guest's disks and links, then let xend write its device nodes."""
+        d = self.scenario.domains[i]
+        configs: list[DeviceConfig] = []
+        for vbd in d.vbds:
+            devid = vbd_devid(vbd.name)
+            image = self.scenario.image_path(vbd)
+            shown = vbd.image
+            if image is None:
+                self.disk_dir.mkdir(parents=True, exist_ok=True)
+                image = self.disk_dir / f"{d.name}-{vbd.name}.img"
+                shown = f"disks/{image.name}"
+            assert vbd.size is not None
+            try:
+                self.devices.add_vbd(domid, devid, image, vbd.size, writable=vbd.mode == "w")
+            except (OSError, ValueError) as err:
+                self._device_failed(xend, core, d.name, f"vbd {vbd.name}: {err}")
+                continue
+            configs.append(
+                DeviceConfig(
+                    "vbd",
+                    devid,
+                    {"params": str(shown), "mode": vbd.mode, "type": "file", "dev": vbd.name},
+                    {"virtual-device": str(devid), "device-type": "disk"},
+                )
+            )
+        for n, vif in enumerate(d.vifs):
+            mac = self.macs[(i, n)]
+            self.devices.add_vif(domid, n)
+            configs.append(
+                DeviceConfig(
+                    "vif",
+                    n,
+                    {"bridge": vif.bridge, "mac": mac, "handle": str(n)},
+                    {"mac": mac, "handle": str(n)},
+                )
+            )
+        if configs:
+            xend.add_devices(core, domid, configs)
+
+    def _device_failed(self, xend: Xend, core: Core, name: str, why: str) -> None:
+        self.errors.append(why)
+        xend.k.console(core, f"xm create {name}: Error: {why}")
+
+    def _io_props(self, i: int) -> dict[str, WorkloadValue]:
+        """Device workload properties of guest `i`: blockio per vbd, netstream per vif."""
+        d: DomainSpec = self.scenario.domains[i]
+        seed = self.scenario.seed
+        props: dict[str, WorkloadValue] = {}
+        for w in d.workloads:
+            if isinstance(w, BlockioWorkload):
+                devid = vbd_devid(w.device)
+                params: dict[str, WorkloadValue] = {
+                    "pattern": w.pattern,
+                    "read-percent": w.read_percent,
+                    "block-size": w.block_size,
+                    "queue-depth": w.queue_depth,
+                    "requests": w.requests,
+                    "verify": int(w.verify),
+                    "region": w.region or 0,
+                    "seed": stream_seed(seed, d.name, w.device),
+                    "vcpu": w.vcpu,
+                }
+                props.update(workload_instance("blockio", devid, params))
+            elif isinstance(w, NetstreamWorkload):
+                j = next(k for k, other in enumerate(self.scenario.domains) if other.name == w.peer)
+                peer = self.scenario.domains[j]
+                mine, peer_mac = next(
+                    (n, self.macs[(j, m)])
+                    for n, vif in enumerate(d.vifs)
+                    for m, theirs in enumerate(peer.vifs)
+                    if vif.bridge == theirs.bridge
+                )
+                params = {
+                    "peer-mac": peer_mac,
+                    "message-size": w.message_size,
+                    "messages": w.messages,
+                    "seed": stream_seed(seed, d.name, f"vif{mine}"),
+                    "vcpu": w.vcpu,
+                }
+                props.update(workload_instance("netstream", mine, params))
+        return props
+
+    def _build_failed(self, ts: Toolstack, port: Dom0Port, name: str, why: str) -> None:
+        self.errors.append(why)
+        port.console(f"xm create {name}: Error: {why}")
+        domid = ts.domids.pop(name, None)
+        if domid is not None:
+            self.names[domid] = f"{name} (not built)"
+            self.domids.pop(name, None)
+            ts.domctl(XEN_DOMCTL_destroydomain, domid)
+
+
+def _config(d: DomainSpec) -> DomainConfig:
+    return DomainConfig(d.name, d.memory, d.vcpus, d.rma, d.weight, d.cap, d.affinity)
+
+
+__all__ = ["DeviceBay", "Dom0Port", "XmCreate", "stream_seed", "workload_properties"]

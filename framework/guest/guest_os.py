@@ -1,0 +1,394 @@
+"""The guest OS on a machine: binds the kernel's native routines (start-up, per-port event
+dispatch, fault handling) and keeps each domain's `GuestKernel`.
+
+Start-up brings up what drivers need (page pool, grant table, xenbus, console), then the
+devices: a domU probes its frontends; dom0 starts the backends and hands over to its user
+space (`framework.dom0`), which the composition root injects as `Dom0UserSpace`.  The
+workloads (compute, timer, console lines, pingpong) start per VCPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from framework.errors import KernelError
+from framework.guest.blkback import BlkBack
+from framework.guest.costs import NATIVE_ROUTINE
+from framework.guest.dom0_interface import Dom0Hardware, Dom0UserSpace
+from framework.guest.frontends import FrontendBus
+from framework.guest.kernel import (
+    KERNEL_MSR,
+    LARGE,
+    POOL_START,
+    POOL_TOP_RESERVE,
+    PTE_M,
+    PTE_PP_RW,
+    GuestKernel,
+    install_io_segment,
+    kernel_vsid,
+)
+from framework.guest.kmem import KernelMemory
+from framework.guest.netback import NetBack
+from framework.guest.pages import PagePool
+from framework.guest.runtime import (
+    AREA_BASE,
+    AREA_CONT,
+    AREA_MSR,
+    AREA_SHINFO,
+    AREA_SIZE,
+    AREA_VCPUINFO,
+    KERNEL_BASE,
+    NATIVES,
+    Runtime,
+    build_runtime,
+    native_address,
+)
+from framework.guest.xenbus import RingXenbus
+from framework.hw970.core import Core
+from framework.hw970.machine import Machine
+from framework.hw970.mmu import PTE_L, PTE_V, SLB_L, pte_avpn, pteg_index
+from framework.trace.ids import K
+from framework.trace.recorder import Recorder
+from framework.xen.public.arch_powerpc import FOREIGN_GPA_BASE
+from framework.xen.public.devtree import WorkloadValue, parse_domain_devtree, workload_groups
+from framework.xen.public.event_channel import (
+    EVTCHN_BIND_INTERDOMAIN,
+    EVTCHN_BIND_VCPU,
+    EVTCHNOP_bind_interdomain,
+    EVTCHNOP_bind_vcpu,
+)
+from framework.xen.public.papr import H_ENTER, H_SUCCESS
+from framework.xen.public.sched import SCHED_SHUTDOWN, SCHEDOP_shutdown, SHUTDOWN_crash
+from framework.xen.public.vcpu import VCPUOP_up
+from framework.xen.public.xen import (
+    HYPERVISOR_event_channel_op,
+    HYPERVISOR_sched_op,
+    HYPERVISOR_vcpu_op,
+    xen_mark,
+)
+
+#: A start hook that replaces the standard drivers of a kernel (tests inject their own).
+KernelStart = Callable[[GuestKernel, Core], None]
+
+
+class GuestOS:
+    """Binds the kernel's native routines on a machine and keeps each domain's kernel."""
+
+    def __init__(
+        self,
+        machine: Machine,
+        rec: Recorder,
+        *,
+        dom0: Dom0UserSpace | None = None,
+        hardware: Dom0Hardware | None = None,
+        backend_start: KernelStart | None = None,
+        frontend_probe: KernelStart | None = None,
+    ) -> None:
+        """`dom0`: dom0's user space, started when dom0's kernel is up; `hardware`: the
+        machine's devices for dom0's backends.  `backend_start` / `frontend_probe` replace
+        the standard backends (blkback, netback) / frontends (a domU's `FrontendBus`)."""
+        self.machine = machine
+        self.rec = rec
+        self.runtime: Runtime = build_runtime()
+        self.kernels: dict[int, GuestKernel] = {}
+        self.dom0 = dom0
+        machine.register_code(self.runtime.image, (0, KERNEL_BASE))
+        routines = {
+            "kinit": self._kinit,
+            "evtchn_dispatch": self._evtchn_dispatch,
+            "program_check": self._program_check,
+            "storage_fault": self._storage_fault,
+            "decrementer": self._decrementer,
+        }
+        assert set(routines) == set(NATIVES)
+        self.current_core: Core | None = None
+        #: The translation cache of the native call in progress (see `_CurrentMemory`).
+        self.current_memory_cache: KernelMemory | None = None
+        self.current_memory = _CurrentMemory(self)
+        #: dom0's view of the machine's I/O devices.
+        self.hardware = hardware
+        #: Run when dom0's / a domU's kernel has its xenbus up (None: the standard drivers).
+        self.backend_start = backend_start
+        self.frontend_probe = frontend_probe
+        for name, fn in routines.items():
+            addr = native_address(name)
+            routine = self._entered(fn)
+            machine.bind_native(addr, routine)
+            machine.bind_native(KERNEL_BASE | addr, routine)
+
+    def _entered(self, fn: Callable[[Core], None]) -> Callable[[Core], None]:
+        def routine(core: Core) -> None:
+            outer = self.current_core
+            self.current_core = core
+            self.current_memory_cache = None
+            try:
+                fn(core)
+            finally:
+                self.current_core = outer
+                self.current_memory_cache = None
+
+        return routine
+
+    def kernel(self, core: Core) -> GuestKernel:
+        assert core.state is not None
+        return self.kernels[core.state.tr.rma_base]
+
+    # -- natives ---------------------------------------------------------------------------
+    def _kinit(self, core: Core) -> None:
+        core.charge(NATIVE_ROUTINE * 20)
+        st = core.state
+        assert st is not None
+        vid = st.pir
+        key = st.tr.rma_base
+        first = key not in self.kernels
+        if first:
+            blob = KernelMemory(core).read(core.gpr(3), 16384)
+            self.kernels[key] = GuestKernel(self, parse_domain_devtree(blob))
+        k = self.kernels[key]
+        spec = k.spec
+        area = AREA_BASE + AREA_SIZE * vid
+        core.set_gpr(13, area)
+        mem = KernelMemory(core)
+        shinfo = spec.shared_info_gpa
+        for off, value in (
+            (AREA_SHINFO, shinfo),
+            (AREA_VCPUINFO, shinfo + 48 * vid),
+            (AREA_MSR, KERNEL_MSR),
+        ):
+            mem.write(area + off, value.to_bytes(8, "big"))
+        self._install_slb(core, k)
+        if first:
+            self._map_linear(core, k)
+            self._start_io(core, k)
+            k.console(
+                core,
+                f"xen970 kernel: domain {spec.domid}, {spec.nr_vcpus} VCPU(s), "
+                f"{spec.memory_bytes >> 20} MiB",
+            )
+        wl = spec.workload
+        compute = vid in _int_list(wl.get("compute-vcpus"))
+        cont = self.runtime.virt("compute_loop" if compute else "idle_loop")
+        mem.write(area + AREA_CONT, cont.to_bytes(8, "big"))
+        self._start_workloads(core, k, vid)
+        if first:
+            for other in range(1, spec.nr_vcpus):
+                k.hypercall(core, xen_mark(HYPERVISOR_vcpu_op), VCPUOP_up, other)
+            if spec.privileged and self.dom0 is not None:
+                self.dom0.boot(k, core)
+
+    def _start_io(self, core: Core, k: GuestKernel) -> None:
+        """Page pool, grant table, xenbus and console: what drivers need (VCPU 0, once)."""
+        spec = k.spec
+        k.pool = PagePool(POOL_START, spec.rma_size - POOL_TOP_RESERVE)
+        if spec.foreign_map is not None:
+            k.add_io_segment(core, FOREIGN_GPA_BASE)
+        k.setup_grant_table(core)
+        if spec.privileged:
+            if self.dom0 is not None:
+                k.xenbus = self.dom0.start_daemons(k, core)
+            if self.backend_start is not None:
+                self.backend_start(k, core)
+            elif self.hardware is not None:
+                k.blkback, k.netback = BlkBack(k), NetBack(k)
+                k.blkback.start(core)
+                k.netback.start(core)
+            return
+        if spec.console_evtchn:
+            k.port_handlers[spec.console_evtchn] = k.on_console_event
+        if spec.store_evtchn:
+            xb = RingXenbus(k, spec.store_gpa, spec.store_evtchn)
+            k.xenbus = xb
+            k.port_handlers[spec.store_evtchn] = xb.on_event
+            if self.frontend_probe is not None:
+                self.frontend_probe(k, core)
+            else:
+                k.frontends = FrontendBus(k)
+                k.frontends.start(core)
+
+    def _install_slb(self, core: Core, k: GuestKernel) -> None:
+        assert core.state is not None
+        tr = core.state.tr
+        for i, seg in enumerate(range(0, k.spec.memory_bytes, 1 << 28)):
+            esid = (KERNEL_BASE | seg) >> 28
+            rb = (esid << 28) | 0x8000000 | i
+            tr.slbmte((kernel_vsid(esid) << 12) | SLB_L, rb)
+        for index, esid in enumerate(k.io_segments, start=1):
+            install_io_segment(tr, esid, index)
+        core.flush_tlb()
+
+    def _map_linear(self, core: Core, k: GuestKernel) -> None:
+        """H_ENTER one 16 MiB PTE per 16 MiB of memory (the pinned linear map)."""
+        spec = k.spec
+        n_ptegs = 1 << (spec.htab_log2 - 7)
+        for gpa in range(0, spec.memory_bytes, LARGE):
+            ea = KERNEL_BASE | gpa
+            vsid = kernel_vsid(ea >> 28)
+            ptex = pteg_index(vsid, ea, 24, False, n_ptegs) * 8
+            hi = (pte_avpn(vsid, ea) << 7) | PTE_L | PTE_V
+            lo = gpa | PTE_M | PTE_PP_RW
+            rc = k.hypercall(core, H_ENTER, 0, ptex, hi, lo)
+            if rc != H_SUCCESS:
+                raise RuntimeError(
+                    f"d{spec.domid}: H_ENTER of the linear map at {gpa:#x} failed with {rc}"
+                )
+
+    def _start_workloads(self, core: Core, k: GuestKernel, vid: int) -> None:
+        wl = k.spec.workload
+        hz = _workload_int(wl.get("timer-hz", 0) or 0, "timer-hz")
+        if hz and vid in _int_list(wl.get("timer-vcpus")):
+            period = 1_000_000_000 // hz
+            k.bind_timer(core)
+
+            def tick(c: Core, deadline: int) -> None:
+                k.add_timer(c, deadline + period, tick)
+                self.rec.emit(
+                    K.GUEST_MARK, c.now_ns(), c.cpu_id, k.domid, vid, deadline, text="timer.tick"
+                )
+
+            k.add_timer(core, core.now_ns() + period, tick)
+        if (
+            wl.get("pingpong-role")
+            and _workload_int(wl.get("pingpong-vcpu", 0), "pingpong-vcpu") == vid
+        ):
+            self._start_pingpong(core, k, vid)
+        for params in workload_groups(wl, "console").values():
+            if params.get("vcpu", 0) == vid:
+                self._start_console_lines(core, k, vid, params)
+
+    def _start_console_lines(
+        self, core: Core, k: GuestKernel, vid: int, params: dict[str, WorkloadValue]
+    ) -> None:
+        """The console workload: `text` every `every` ns, `count` times (0 = forever)."""
+        text, every, count = str(params["text"]), int(str(params["every"])), params["count"]
+        written = [0]
+
+        def line(c: Core, deadline: int) -> None:
+            k.console(c, text)
+            written[0] += 1
+            k.emit(c, K.GUEST_MARK, written[0], text="console.line")
+            if written[0] != count:
+                k.add_timer(c, deadline + every, line)
+
+        k.add_timer(core, core.now_ns() + every, line)
+
+    def _start_pingpong(self, core: Core, k: GuestKernel, vid: int) -> None:
+        wl = k.spec.workload
+        role = str(wl["pingpong-role"])
+        k.pingpong_role = role
+        k.pingpong_rounds = _workload_int(wl.get("pingpong-rounds", 0), "pingpong-rounds")
+        if role == "ping":
+            rc, out = k.op(
+                core,
+                HYPERVISOR_event_channel_op,
+                EVTCHNOP_bind_interdomain,
+                EVTCHN_BIND_INTERDOMAIN,
+                remote_dom=_workload_int(wl["pingpong-peer"], "pingpong-peer"),
+                remote_port=_workload_int(wl["pingpong-port"], "pingpong-port"),
+            )
+            if rc != 0:
+                k.console(core, f"pingpong: bind_interdomain failed ({rc})")
+                return
+            port = out["local_port"]
+        else:
+            port = _workload_int(wl["pingpong-port"], "pingpong-port")
+        k.pingpong_port = port
+        if vid:
+            k.op(
+                core,
+                HYPERVISOR_event_channel_op,
+                EVTCHNOP_bind_vcpu,
+                EVTCHN_BIND_VCPU,
+                port=port,
+                vcpu=vid,
+            )
+
+        def handler(c: Core, p: int) -> None:
+            if k.pingpong_role == "pong":
+                k.send(c, p)
+                return
+            # ping: the first event is the bind notification, each later one ends a round.
+            k.pingpong_done += 1
+            completed = k.pingpong_done - 1
+            if completed:
+                self.rec.emit(
+                    K.GUEST_MARK,
+                    c.now_ns(),
+                    c.cpu_id,
+                    k.domid,
+                    -1,
+                    completed,
+                    text="pingpong.round",
+                )
+            if not k.pingpong_rounds or completed < k.pingpong_rounds:
+                k.send(c, p)
+
+        k.port_handlers[port] = handler
+
+    def _evtchn_dispatch(self, core: Core) -> None:
+        core.charge(NATIVE_ROUTINE)
+        k = self.kernel(core)
+        port = core.gpr(3)
+        assert core.state is not None
+        self.rec.emit(K.EVTCHN_HANDLED, core.now_ns(), core.cpu_id, k.domid, core.state.pir, port)
+        handler = k.port_handlers.get(port)
+        if handler is not None:
+            handler(core, port)
+
+    def _panic(self, core: Core, what: str) -> None:
+        k = self.kernel(core)
+        st = core.state
+        assert st is not None
+        k.console(core, f"Oops: {what} at {st.srr0:#x} (SRR1 {st.srr1:#x}, DAR {st.dar:#x})")
+        handle = k.xencomm_arg(core, SCHED_SHUTDOWN.pack(reason=SHUTDOWN_crash))
+        k.hypercall(core, xen_mark(HYPERVISOR_sched_op), SCHEDOP_shutdown, handle)
+
+    def _program_check(self, core: Core) -> None:
+        self._panic(core, "program check")
+
+    def _storage_fault(self, core: Core) -> None:
+        self._panic(core, "storage fault")
+
+    def _decrementer(self, core: Core) -> None:
+        assert core.state is not None
+        core.state.dec.write(0x7FFFFFFF, core.timebase())
+
+
+class _CurrentMemory:
+    """Guest memory through whichever VCPU is running a native of this kernel right now
+    (the grant table client is shared by all of a kernel's natives)."""
+
+    def __init__(self, os: GuestOS) -> None:
+        self.os = os
+
+    def _mem(self) -> KernelMemory:
+        """One `KernelMemory` (and so one translation cache) per native call, renewed
+        after every hypercall, since only hypercalls change the page tables."""
+        os = self.os
+        core = os.current_core
+        if core is None:
+            raise KernelError("guest memory touched outside a native routine")
+        cached = os.current_memory_cache
+        if cached is None or cached.core is not core:
+            cached = os.current_memory_cache = KernelMemory(core)
+        return cached
+
+    def read(self, gpa: int, n: int) -> bytes:
+        return self._mem().read(gpa, n)
+
+    def write(self, gpa: int, data: bytes) -> None:
+        self._mem().write(gpa, data)
+
+
+def _int_list(value: WorkloadValue | None) -> list[int]:
+    if value is None:
+        return []
+    if isinstance(value, int):
+        return [value]
+    return [int(x) for x in value]
+
+
+def _workload_int(value: WorkloadValue, key: str) -> int:
+    """A workload parameter that must be one integer (an int or its decimal text)."""
+    if isinstance(value, list):
+        raise TypeError(f"workload {key!r} = {value!r} is a list; it must be one integer")
+    return int(value)
