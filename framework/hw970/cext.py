@@ -15,6 +15,8 @@ from functools import cache
 from unicorn import unicorn_const as uc_const
 from unicorn.unicorn_py3 import unicorn as _ucmod
 
+from framework.hw970 import _ucglue
+
 
 @cache
 def library(module: str) -> ctypes.CDLL:
@@ -36,8 +38,6 @@ def _ctl_write(control: int, nargs: int) -> int:
 @cache
 def bind_unicorn() -> None:
     """Give `_ucglue` the binding's libunicorn functions and uc_ctl codes (once)."""
-    from framework.hw970 import _ucglue
-
     lib = _ucmod.uclib
 
     def fn(name: str) -> int:
