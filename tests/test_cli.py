@@ -19,7 +19,6 @@ from framework.xen.public.vcpu import RUNSTATE_NAMES, Runstate
 
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / "scenarios" / "quickstart.yaml"
-BAD_RMA = REPO / "tests" / "data" / "bad_rma_size.yaml"
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:

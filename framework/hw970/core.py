@@ -103,7 +103,6 @@ class Core:
         self.on_exception: Callable[[Core, int], None] = lambda core, vector: None
         self.on_rfid: Callable[[Core], None] = lambda core: None
         self.external_pending: Callable[[Core], bool] = lambda core: False
-        self.dec_ticks_to_ns = 1_000_000_000 / timebase_hz
 
     # -- hooks ---------------------------------------------------------------------------
     def hook_sites(self) -> None:
