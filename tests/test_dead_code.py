@@ -18,17 +18,6 @@ SCANNED: Final = ("framework", "analysis", "tests", "benchmarks")
 JUDGED: Final = ("framework/", "analysis/")
 MIN_CONFIDENCE: Final = 60
 
-# being restructured (issue 12)
-EXCLUDE: Final = frozenset(
-    {
-        "framework/guest/kernel.py",
-        "framework/guest/dom0.py",
-        "framework/guest/xenstore.py",
-        "framework/guest/xend.py",
-        "framework/simulation.py",
-    }
-)
-
 #: One finding of vulture: `path:line: message (NN% confidence)`.
 _FINDING: Final = re.compile(r"^(?P<path>[^:]+):(?P<line>\d+): (?P<message>.*)$")
 
@@ -54,7 +43,7 @@ def _findings() -> list[tuple[str, str]]:
 
 
 def test_no_dead_code_in_framework_or_analysis() -> None:
-    dead = [line for path, line in _findings() if path.startswith(JUDGED) and path not in EXCLUDE]
+    dead = [line for path, line in _findings() if path.startswith(JUDGED)]
     assert not dead, (
         "dead code (remove it, or keep it in tests/vulture_whitelist.py with the reason):\n"
         + "\n".join(dead)

@@ -9,7 +9,6 @@ used wherever it is defined.  Add a name only with its reason; remove it when it
 from simpy.events import Event
 
 from framework.guest.blkfront import BlkFront
-from framework.guest.byte_ring import XenstoreRing
 from framework.guest.netback import Vif
 from framework.guest.netfront import NetFront
 from framework.hw970 import regs
@@ -125,7 +124,6 @@ NetFront.tx_errors
 NetFront.rx_errors
 # The guest's side of the xenstore ring's API; the guest's xenbus client reads replies
 # another way today, so this is dead: the integrator may remove it with the restructuring.
-XenstoreRing.read_response
 
 # Read by pytest: a module's marks.
 pytestmark

@@ -43,12 +43,15 @@ from framework.xen.public.domctl import XEN_DOMCTL_destroydomain
 class DeviceBay(Protocol):
     """The machine's disks and links as xend attaches them to a guest's backends."""
 
-    def add_vbd(self, domid: int, devid: int, image: Path, size: int, writable: bool) -> None:
-        """Give vbd (domid, devid) a disk over `image` (OSError/ValueError if it cannot)."""
+    def add_vbd(
+        self, domid: int, devid: int, image_path: Path, size: int, writable: bool
+    ) -> object:
+        """Give vbd (domid, devid) a disk over `image_path` (OSError/ValueError if it
+        cannot); returns the device model."""
         ...
 
-    def add_vif(self, domid: int, devid: int) -> None:
-        """Give vif (domid, devid) a link to its bridge."""
+    def add_vif(self, domid: int, devid: int) -> object:
+        """Give vif (domid, devid) a link to its bridge (returns the link model)."""
         ...
 
 

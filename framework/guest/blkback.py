@@ -221,8 +221,12 @@ class BlkBackDevice(XenbusBackend["GuestKernel"]):
     def setup(self, core: Core, v: dict[str, str | None]) -> None:
         """Take the vbd's hardware, bind its interrupt, read the mode, publish the disk."""
         k = self.k
+        hardware = k.os.hardware
+        if hardware is None:
+            self.fail(core, f"no disk for d{self.domid} vbd {self.devid}: dom0 has no devices")
+            return
         try:
-            self.hw = k.os.hardware.vbd_backend(self.domid, self.devid)
+            self.hw = hardware.vbd_backend(self.domid, self.devid)
         except LookupError as e:
             self.fail(core, f"no disk for d{self.domid} vbd {self.devid}: {e}")
             return

@@ -190,10 +190,6 @@ class XenstoreRing:
         """xenstored: queue reply bytes; returns how many fitted."""
         return self.responses.write(data)
 
-    def read_response(self, max: int | None = None) -> bytes:
-        """Guest: take reply bytes."""
-        return self.responses.read(max)
-
     def request_pending(self) -> int:
         return self.requests.pending()
 

@@ -10,19 +10,39 @@ lets the driver tests run them over a small fake world instead of a whole simula
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from framework.xen.public.layout import Layout
 
 if TYPE_CHECKING:
     from framework.hw970.core import Core
+    from framework.trace.recorder import Recorder
 
+    from .dom0_interface import Dom0Hardware
     from .grants import GrantTableClient
+    from .kmem import KernelMemory
     from .pages import PagePool
     from .ring import GuestMemory
     from .xenbus import Xenbus
 
 PortHandler = Callable[["Core", int], None]
+
+
+class KernelHost(Protocol):
+    """The OS a kernel runs under (`GuestOS`), as the kernel and its drivers reach it.
+
+    A Protocol because `GuestOS` builds the kernels: the kernel module cannot import it."""
+
+    rec: Recorder
+    #: dom0's view of the machine's devices (None on a domU, or a machine without any).
+    hardware: Dom0Hardware | None
+    #: The translation cache of the native call in progress.
+    current_memory_cache: KernelMemory | None
+
+    @property
+    def current_memory(self) -> GuestMemory:
+        """Guest memory as the native call in progress reaches it."""
+        ...
 
 
 class TraceKernel(Protocol):
@@ -54,7 +74,7 @@ class NetKernel(TraceKernel, Protocol):
     xenbus: Xenbus | None
     port_handlers: dict[int, PortHandler]
     #: The guest OS (dom0's carries the simulation's `hardware`).
-    os: Any
+    os: KernelHost
 
     def memory(self, core: Core) -> GuestMemory:
         """The kernel's view of its memory for the native call `core` is running."""

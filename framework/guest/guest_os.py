@@ -291,7 +291,6 @@ class GuestOS:
             port = out["local_port"]
         else:
             port = _workload_int(wl["pingpong-port"], "pingpong-port")
-        k.pingpong_port = port
         if vid:
             k.op(
                 core,

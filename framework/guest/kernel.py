@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Final
 from framework.errors import KernelError
 from framework.hw970.core import Core
 from framework.hw970.mmu import (
+    LARGE_PAGE_SHIFT,
     PTE_V,
     SLB_ENTRIES,
     TranslationState,
@@ -72,6 +73,7 @@ from framework.xen.public.xencomm import (
 )
 
 from .byte_ring import ConsoleRing
+from .driver_kernel import KernelHost
 from .grants import GrantTableClient
 from .kmem import KernelMemory
 from .pages import PagePool
@@ -85,11 +87,10 @@ from .xenbus import Xenbus
 if TYPE_CHECKING:
     from .blkback import BlkBack
     from .frontends import FrontendBus
-    from .guest_os import GuestOS
     from .netback import NetBack
 
 KERNEL_MSR: Final = MSR_SF | MSR_ME | MSR_EE | MSR_IR | MSR_DR | MSR_RI
-LARGE: Final = 1 << 24
+LARGE: Final = 1 << LARGE_PAGE_SHIFT  # the linear map's 16 MiB pages
 PTE_PP_RW: Final = 0x2
 PTE_PP_RO: Final = 0x3
 #: The kernel's page pool: above the toolstack buffers, below the special pages.
@@ -118,13 +119,12 @@ class Timer:
 class GuestKernel:
     """Per-domain kernel state (what a real kernel keeps in its own data)."""
 
-    os: GuestOS
+    os: KernelHost
     spec: DomainDevtreeSpec
     port_handlers: dict[int, Callable[[Core, int], None]] = field(default_factory=dict)
     timers: dict[int, list[Timer]] = field(default_factory=dict)
     pingpong_rounds: int = 0
     pingpong_done: int = 0
-    pingpong_port: int = 0
     pingpong_role: str = ""
     _in_timer: set[int] = field(default_factory=set)
     #: gpa page -> (PTE index, PTE high word) of the kernel's 4 KiB I/O mappings.
@@ -137,7 +137,6 @@ class GuestKernel:
     console_pending: bytearray = field(default_factory=bytearray)
     #: Everything typed on the console (`xm console` input), in order.
     console_typed: bytearray = field(default_factory=bytearray)
-    drivers: list[object] = field(default_factory=list)
     #: dom0: the backends (when the machine has I/O devices); a domU: its frontends.
     blkback: BlkBack | None = None
     netback: NetBack | None = None

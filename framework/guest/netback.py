@@ -468,7 +468,9 @@ class NetBack(XenbusBackendDriver["NetKernel", Vif]):
     def hardware(self) -> NetHardware:
         if self._hardware is not None:
             return self._hardware
-        hw: NetHardware = self.k.os.hardware  # set by the simulation for dom0
+        hw = self.k.os.hardware  # the machine's devices, given to dom0
+        if hw is None:
+            raise KernelError(f"d{self.k.domid}: netback: dom0 has no network devices")
         return hw
 
     def start(self, core: Core) -> None:

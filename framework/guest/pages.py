@@ -6,11 +6,9 @@ Lowest free page first, so a run's allocations depend only on its history (deter
 from __future__ import annotations
 
 import heapq
-from typing import Final
 
 from framework.errors import OutOfPages
-
-PAGE_SIZE: Final = 4096
+from framework.hw970.memory import PAGE_SIZE
 
 
 class PagePool:

@@ -16,7 +16,18 @@ from typing import TYPE_CHECKING, Final
 
 from framework.errors import NotOwned
 from framework.hw970.core import Core
-from framework.hw970.mmu import PTE_G, PTE_I, PTE_L, PTE_N, PTE_PP, PTE_V, PTE_W, PTES_PER_PTEG
+from framework.hw970.memory import PAGE_SHIFT
+from framework.hw970.mmu import (
+    LARGE_PAGE_SHIFT,
+    PTE_G,
+    PTE_I,
+    PTE_L,
+    PTE_N,
+    PTE_PP,
+    PTE_V,
+    PTE_W,
+    PTES_PER_PTEG,
+)
 from framework.xen import costs
 from framework.xen.domain import Vcpu
 from framework.xen.p2m import IO_HOLE_END_PFN, IO_HOLE_START_PFN, PfnClass, foreign_pfn, pfn_to_mfn
@@ -41,7 +52,7 @@ from framework.xen.public.papr import (
 if TYPE_CHECKING:
     from framework.xen.hypervisor import Hypervisor
 
-LARGE_PAGE_PFNS: Final = 1 << 12
+LARGE_PAGE_PFNS: Final = 1 << (LARGE_PAGE_SHIFT - PAGE_SHIFT)  # a 16 MiB page in 4 KiB frames
 #: PP = 3: read-only whatever the SLB key (hw970.mmu._check_pte), for read-only grants.
 PP_READ_ONLY: Final = 0x3
 _RPN_SHIFT: Final = 12
