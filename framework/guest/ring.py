@@ -11,10 +11,10 @@ RING_IDX values are free-running unsigned 32-bit counters: every difference is t
 modulo 2**32 and a slot is `idx & (size - 1)`.
 
 Requests and responses share the slot array (a union), so a ring is built with the union
-size (`RingType.entry_bytes` in `framework.xen.ioabi`, i.e. the larger of the request and
+size (`RingType.entry_bytes` in `framework.xen.public.io.ring`, i.e. the larger of the request and
 response sizes).  `put_*` writes only the bytes it is given (a response smaller than the
 slot leaves the rest of the slot as it was, as a C struct store does); `get_*` returns the
-whole slot, which the `ioabi` decoders accept.
+whole slot, which the `framework.xen.public.io` decoders accept.
 """
 
 from __future__ import annotations

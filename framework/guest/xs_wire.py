@@ -9,7 +9,7 @@ XS_READ replies with the bare value; XS_DIRECTORY and XS_GET_PERMS reply with on
 NUL-terminated string per entry; XS_ERROR carries an errno name ("ENOENT\\0"); a watch event
 carries path NUL token NUL; XS_TRANSACTION_START replies with the id in decimal.
 
-The header layout is declared once in `framework.xen.ioabi` (XSD_SOCKMSG); this module adds
+The header layout is declared once in `framework.xen.public.io.xs_wire` (XSD_SOCKMSG); this module adds
 the protocol on top of it, with no dependency on rings or memory: bytes in, bytes out.
 """
 

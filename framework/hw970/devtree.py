@@ -3,7 +3,7 @@
 Xen on the 970 learns the box (CPUs, memory, MPIC, host bridge) from the firmware's
 device tree, never from probing, so the simulated board describes itself the same way.
 This module also holds the small DTB toolkit that the domain devtree builder
-(`framework.xen.devtree`) reuses: raw big-endian property encoding, and a reader that
+(`framework.xen.public.devtree`) reuses: raw big-endian property encoding, and a reader that
 works around the `fdt` package's shared reservation list (see `read_dtb`).
 """
 
