@@ -19,6 +19,7 @@ from __future__ import annotations
 import statistics
 import sys
 from collections.abc import Sequence
+from itertools import pairwise
 
 from benchmarks._common import BenchmarkError, BenchResult, bench_main, scenario, settle, timed_run
 from framework.hw970 import params
@@ -51,9 +52,11 @@ domains:
 
 def pingpong_text(quantum_ns: int, duration: str) -> str:
     """Ping on CPU 0, pong on CPU 1, and a compute guest on each CPU."""
-    return compute_text(quantum_ns, duration).replace(
-        "bench-quantum-compute", "bench-quantum-pingpong"
-    ) + """\
+    return (
+        compute_text(quantum_ns, duration).replace(
+            "bench-quantum-compute", "bench-quantum-pingpong"
+        )
+        + """\
   - name: ping
     memory: 64MiB
     affinity: [0]
@@ -63,6 +66,7 @@ def pingpong_text(quantum_ns: int, duration: str) -> str:
     affinity: [1]
     workloads: [{kind: pingpong, peer: ping, role: pong}]
 """
+    )
 
 
 def compute_speed(quantum_ns: int, duration: str) -> float:
@@ -72,9 +76,7 @@ def compute_speed(quantum_ns: int, duration: str) -> float:
     marks: list[tuple[float, int]] = []
 
     def guest_time() -> int:
-        return sum(
-            v.cpu_time_ns for d in sim.xen.domains.values() if d.domid for v in d.vcpus
-        )
+        return sum(v.cpu_time_ns for d in sim.xen.domains.values() if d.domid for v in d.vcpus)
 
     run = timed_run(sim, on_step=lambda _t: marks.append((0.0, guest_time())))
     walls = [w for _t, w in run.steps]
@@ -94,14 +96,14 @@ def pingpong(quantum_ns: int, duration: str) -> tuple[float, float]:
     t = [r[1] for r in sim.rec.records if r[0] == mark and r[9] == "pingpong.round"]
     if len(t) < 3:
         raise BenchmarkError(f"only {len(t)} ping-pong rounds at quantum {quantum_ns} ns")
-    rtt = statistics.median(b - a for a, b in zip(t, t[1:]))
+    rtt = statistics.median(b - a for a, b in pairwise(t))
     return len(t) / run.wall_s, rtt / 1000
 
 
 def measure(quick: bool) -> BenchResult:
     """Both workloads at the default quantum and at 500 us, alternated."""
     q = params.SYNC_QUANTUM_NS
-    dur_c, dur_p = ("60ms", "60ms") if quick else ("1s", "200ms")
+    dur_c, dur_p = ("20ms", "45ms") if quick else ("1s", "200ms")
     fast_old = compute_speed(OLD_QUANTUM_NS, dur_c)
     fast_new = compute_speed(q, dur_c)
     rate_old, rtt_old = pingpong(OLD_QUANTUM_NS, dur_p)
@@ -115,14 +117,18 @@ def measure(quick: bool) -> BenchResult:
         details=[
             (
                 "compute-bound",
-                f"{fast_new / 1e6:,.0f} M instr/s at {q / 1000:g} us, "
-                f"{fast_old / 1e6:,.0f} at 500 us",
+                (
+                    f"{fast_new / 1e6:,.0f} M instr/s at {q / 1000:g} us, "
+                    f"{fast_old / 1e6:,.0f} at 500 us"
+                ),
             ),
             (
                 "ping-pong, 2 loaded CPUs",
-                f"round trip p50 {rtt_new:.1f} us simulated at {q / 1000:g} us "
-                f"({rate_new:,.0f} round trips / wall s); {rtt_old:.1f} us at 500 us "
-                f"({rate_old:,.0f} / wall s)",
+                (
+                    f"round trip p50 {rtt_new:.1f} us simulated at {q / 1000:g} us "
+                    f"({rate_new:,.0f} round trips / wall s); {rtt_old:.1f} us at 500 us "
+                    f"({rate_old:,.0f} / wall s)"
+                ),
             ),
         ],
     )

@@ -77,8 +77,7 @@ class JitterSpec(ScenarioModel):
 
     timer: Duration = Field(
         0,
-        description="mean extra latency of each VCPU timer interrupt (exponentially "
-        "distributed)",
+        description="mean extra latency of each VCPU timer interrupt (exponentially distributed)",
     )
     ipi: Duration = Field(
         0, description="mean extra latency of each IPI (exponentially distributed)"

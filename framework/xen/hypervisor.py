@@ -13,8 +13,8 @@ from typing import Final
 import simpy
 
 from framework.errors import AllocError
-from framework.hw970.core import Core
 from framework.hw970 import params
+from framework.hw970.core import Core
 from framework.hw970.devtree import parse_machine_devtree
 from framework.hw970.machine import Machine
 from framework.hw970.mmu import hid4_encode, rma_log2, sdr1_encode
@@ -61,12 +61,6 @@ def time_scale(ticks_per_s: int) -> tuple[int, int]:
         tps <<= 1
         shift += 1
     return (1_000_000_000 << 32) // tps, shift
-
-
-def scale_delta(delta: int, mul: int, shift: int) -> int:
-    """Nanoseconds in `delta` ticks, as a guest computes it from vcpu_time_info."""
-    delta = delta << shift if shift >= 0 else delta >> -shift
-    return (delta * mul) >> 32
 
 
 class Hypervisor:
