@@ -18,6 +18,7 @@ from benchmarks import (
     bench_compute,
     bench_events,
     bench_net,
+    bench_quantum,
     bench_timers,
     bench_trace,
 )
@@ -30,6 +31,7 @@ BENCHMARKS: dict[str, Callable[[bool], BenchResult]] = {
     bench_trace.NAME: bench_trace.measure,
     bench_blk.NAME: bench_blk.measure,
     bench_net.NAME: bench_net.measure,
+    bench_quantum.NAME: bench_quantum.measure,
 }
 
 

@@ -37,6 +37,7 @@ from framework.scenario import Scenario
 from framework.trace.recorder import Recorder
 from framework.xen.domain import Domain
 from framework.xen.hypervisor import Hypervisor
+from framework.xen.jitter import Jitter, JitterParams
 from framework.xen.public.arch_powerpc import KernelImage
 from framework.xen.public.devtree import build_domain_devtree, domain_spec
 from framework.xen.public.vcpu import RUNSTATE_NAMES
@@ -87,7 +88,15 @@ class Simulation:
                 ncpus=m.cpus, memory_bytes=m.memory, clock_hz=m.clock, timebase_hz=m.timebase
             )
         )
-        self.xen = Hypervisor(self.machine, self.env, self.rec, scheduler)
+        j = m.jitter
+        self.xen = Hypervisor(
+            self.machine,
+            self.env,
+            self.rec,
+            scheduler,
+            sync_quantum_ns=m.sync_quantum,
+            jitter=Jitter(JitterParams(j.timer, j.ipi, j.cost), scenario.seed),
+        )
         self.devices = device_model(
             self.xen,
             self.env,

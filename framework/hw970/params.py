@@ -28,6 +28,7 @@ __all__ = [
     "LINK_MTU_BYTES",
     "MAX_CPUS",
     "MEMORY_BYTES",
+    "SYNC_QUANTUM_NS",
     "TIMEBASE_HZ",
 ]
 
@@ -70,3 +71,11 @@ LINK_MTU_BYTES: Final = 1500
 #: Least time between two network interrupts (ns; 0 = one per frame): 50 us, i.e. e1000's
 #: InterruptThrottleRate of 20,000 interrupts/s.
 LINK_IRQ_INTERVAL_NS: Final = 50_000
+
+# --- How the simulated CPUs keep in step --------------------------------------------------
+
+#: Synchronisation quantum (ns): while more than one CPU is busy, no slice crosses the
+#: next multiple of it, so what one CPU posts to another busy CPU (an IPI, a BOOSTed wake)
+#: takes effect within this bound. Chosen from measurements: see the README's "Slices and
+#: other CPUs".
+SYNC_QUANTUM_NS: Final = 20_000

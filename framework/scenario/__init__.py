@@ -31,7 +31,7 @@ from framework.scenario.limits import (
     is_dom0_name,
 )
 from framework.scenario.loader import load_scenario, parse_scenario
-from framework.scenario.machine import DiskSpec, LinkSpec, MachineSpec
+from framework.scenario.machine import DiskSpec, JitterSpec, LinkSpec, MachineSpec
 from framework.scenario.reference import reference_markdown
 from framework.scenario.timeline import ConsoleInputAction, DestroyAction, TimelineAction
 from framework.scenario.top_level import Scenario
@@ -61,6 +61,7 @@ __all__ = [
     "DiskSpec",
     "Dom0Spec",
     "DomainSpec",
+    "JitterSpec",
     "LinkSpec",
     "MachineSpec",
     "NetstreamWorkload",

@@ -19,11 +19,12 @@ from framework.scenario.fields import (
     ScenarioModel,
     Size,
     in_range,
+    positive_duration,
 )
 from framework.scenario.limits import EXTENT_SIZE, MAX_CPUS, MiB
 from framework.units import format_frequency, format_size
 
-__all__ = ["DiskSpec", "LinkSpec", "MachineSpec"]
+__all__ = ["DiskSpec", "JitterSpec", "LinkSpec", "MachineSpec"]
 
 
 class DiskSpec(ScenarioModel):
@@ -71,6 +72,24 @@ class LinkSpec(ScenarioModel):
     )
 
 
+class JitterSpec(ScenarioModel):
+    """Optional seeded noise, so that runs with different seeds differ (replications); all zero (the default) is off and leaves every run unchanged."""
+
+    timer: Duration = Field(
+        0,
+        description="mean extra latency of each VCPU timer interrupt (exponentially distributed)",
+    )
+    ipi: Duration = Field(
+        0, description="mean extra latency of each IPI (exponentially distributed)"
+    )
+    cost: Annotated[StrictInt, in_range(0, 50, "cost")] = Field(
+        0,
+        description="spread of Xen's work at each slice boundary (tick, schedule, context "
+        "switch) in percent, 0..50: each costs its table figure times a factor drawn "
+        "uniformly from [1 - cost/100, 1 + cost/100]",
+    )
+
+
 class MachineSpec(ScenarioModel):
     """The physical 970 box (defaults: a JS20/JS21-like 2-way 970FX at 1.8 GHz)."""
 
@@ -89,6 +108,17 @@ class MachineSpec(ScenarioModel):
     )
     link: LinkSpec = Field(
         default_factory=LinkSpec, description="each vif's link to its bridge, see `machine.link`"
+    )
+
+    sync_quantum: Annotated[Duration, positive_duration("sync_quantum")] = Field(
+        params.SYNC_QUANTUM_NS,
+        description="synchronisation quantum: while several CPUs are busy, no slice "
+        "crosses the next multiple of it, so an IPI or wake one CPU posts to another busy "
+        "CPU takes effect within it; longer runs compute-bound work faster",
+    )
+    jitter: JitterSpec = Field(
+        default_factory=JitterSpec,
+        description="seeded noise for replications (off by default), see `machine.jitter`",
     )
 
     @model_validator(mode="after")

@@ -13,7 +13,7 @@ from pydantic.fields import FieldInfo
 
 from framework.scenario.devices import DEVICE_MODELS
 from framework.scenario.domains import Dom0Spec, DomainSpec
-from framework.scenario.machine import DiskSpec, LinkSpec, MachineSpec
+from framework.scenario.machine import DiskSpec, JitterSpec, LinkSpec, MachineSpec
 from framework.scenario.timeline import TIMELINE_MODELS
 from framework.scenario.top_level import Scenario
 from framework.scenario.workloads import WORKLOAD_MODELS
@@ -69,6 +69,7 @@ def reference_markdown() -> str:
         ("`machine`", MachineSpec),
         ("`machine.disk`", DiskSpec),
         ("`machine.link`", LinkSpec),
+        ("`machine.jitter`", JitterSpec),
         ("`dom0`", Dom0Spec),
         ("`domains[]`", DomainSpec),
         *((f"device `kind: {k}`", m) for k, m in DEVICE_MODELS.items()),

@@ -13,6 +13,7 @@ from typing import Final
 import simpy
 
 from framework.errors import AllocError
+from framework.hw970 import params
 from framework.hw970.core import Core
 from framework.hw970.devtree import parse_machine_devtree
 from framework.hw970.machine import Machine
@@ -31,17 +32,35 @@ from framework.xen.grant_table import (
     seed_reserved_grants,
 )
 from framework.xen.hcall import hypercall_entry
+from framework.xen.jitter import Jitter
 from framework.xen.mm import FrameAllocator, PhysMap
 from framework.xen.p2m import ForeignArea
 from framework.xen.public.arch_powerpc import EXTENT_ORDER, KernelImage, htab_bytes_for
 from framework.xen.public.sched import SHUTDOWN_NAMES
 from framework.xen.public.vcpu import Runstate
-from framework.xen.public.xen import SHARED_INFO, VIRQ_TIMER
+from framework.xen.public.xen import SHARED_INFO, VCPU_INFO, VIRQ_TIMER
 from framework.xen.sched_credit import CreditScheduler
 from framework.xen.schedule import PhysicalCpu
 from framework.xen.tce import destroy_tce_tables
 
 TICK_NS: Final = 10_000_000
+#: Wall-clock time at system time 0 (shared_info wc_sec): 2007-06-01 00:00:00 UTC, a
+#: fixed instant so that runs stay byte-identical.
+BOOT_WALLCLOCK_S: Final = 1_180_656_000
+
+
+def time_scale(ticks_per_s: int) -> tuple[int, int]:
+    """(tsc_to_system_mul, tsc_shift) for a counter of `ticks_per_s`: x86 Xen 3.1's
+    `set_time_scale` (arch/x86/time.c), bringing the rate into [1e9, 2e9) by shifts
+    and taking the 32-bit fraction 1e9 / rate."""
+    tps, shift = ticks_per_s, 0
+    while tps > 2_000_000_000:
+        tps >>= 1
+        shift -= 1
+    while tps < 1_000_000_000:
+        tps <<= 1
+        shift += 1
+    return (1_000_000_000 << 32) // tps, shift
 
 
 class Hypervisor:
@@ -53,8 +72,14 @@ class Hypervisor:
         env: simpy.Environment,
         rec: Recorder,
         scheduler: Callable[[int], CreditScheduler] = CreditScheduler,
+        *,
+        sync_quantum_ns: int = params.SYNC_QUANTUM_NS,
+        jitter: Jitter | None = None,
     ) -> None:
-        """`scheduler` makes the scheduler for the machine's CPU count (injectable)."""
+        """`scheduler` makes the scheduler for the machine's CPU count (injectable);
+        `sync_quantum_ns` bounds how far busy CPUs run apart; `jitter` adds seeded noise."""
+        if sync_quantum_ns <= 0:
+            raise ValueError(f"sync_quantum_ns must be positive, not {sync_quantum_ns}")
         self.machine = machine
         self.env = env
         self.rec = rec
@@ -65,6 +90,10 @@ class Hypervisor:
         self.domains: dict[int, Domain] = {}
         self.next_domid = 1
         self.tick_ns = TICK_NS
+        self.sync_quantum_ns = sync_quantum_ns
+        self.jitter = jitter if jitter is not None and jitter.params.enabled else None
+        self.timebase_hz = machine.cores[0].timebase_hz
+        self.tsc_to_system_mul, self.tsc_shift = time_scale(self.timebase_hz)
         self.sched = scheduler(self.ncpus)
         self.pcpus = [PhysicalCpu(self, c) for c in range(self.ncpus)]
         #: The CPU whose slice is running now (slices run one at a time), if any.
@@ -72,6 +101,7 @@ class Hypervisor:
         #: How many CPUs have a VCPU (not idle): what others_busy asks, kept by PhysicalCpu.
         self.busy_cpus = 0
         self._timers: list[tuple[int, int, int, int]] = []  # (deadline, dom, vcpu, gen)
+        self._posts: list[int] = []  # due times of effects posted by `post_at`
         #: MPIC source (pirq) -> (domid, port) bound with EVTCHNOP_bind_pirq.
         self.pirqs: dict[int, tuple[int, int]] = {}
         self.console_sink: Callable[[Domain, str], None] = lambda dom, line: None
@@ -157,6 +187,11 @@ class Hypervisor:
         si = dom.shared_info_maddr
         self.memory.zero(si, SHARED_INFO.size)
         SHARED_INFO.write(self.memory, si, "boot_timebase", 0)
+        # update_domain_wallclock_time: the wall clock at system time 0, under wc_version.
+        SHARED_INFO.write(self.memory, si, "wc_version", 1)
+        SHARED_INFO.write(self.memory, si, "wc_sec", BOOT_WALLCLOCK_S)
+        SHARED_INFO.write(self.memory, si, "wc_nsec", 0)
+        SHARED_INFO.write(self.memory, si, "wc_version", 2)
         for v in dom.vcpus:
             v.arch.tr.set_hid4(dom.hid4)
 
@@ -319,8 +354,7 @@ class Hypervisor:
         if delay > 0:
             # Raised inside a running slice: take effect at that simulated instant, so
             # no other CPU can see the VCPU runnable earlier than it became so.
-            ev = timeout(self.env, delay)
-            ev.callbacks.append(lambda _e: self._wake_now(v, now))
+            self.post_at(now, lambda: self._wake_now(v, now))
             return
         self._wake_now(v, now)
 
@@ -421,6 +455,8 @@ class Hypervisor:
         now = self.now()
         self.rec.emit(K.TIMER_SET, now, self.running_cpu(), v.domain.domid, v.vcpu_id, deadline)
         delay = max(deadline - int(self.env.now), 0)
+        if self.jitter is not None:
+            delay += self.jitter.timer_delay_ns()
         ev = timeout(self.env, delay)
         ev.callbacks.append(lambda _e: self._timer_fire(v, gen, deadline))
         if core is not None and core.state is v.arch:
@@ -442,6 +478,22 @@ class Hypervisor:
                 return deadline
             heapq.heappop(heap)
         return None
+
+    def post_at(self, t: int, effect: Callable[[], None]) -> None:
+        """Make `effect` (a wake, an IPI raised inside a slice) happen at simulated time
+        `t`. Until then no busy CPU's slice runs past `t` (see `next_post`), so a CPU
+        whose slice has not started yet is told in time."""
+        heapq.heappush(self._posts, t)
+        ev = timeout(self.env, t - int(self.env.now))
+        ev.callbacks.append(lambda _e: self._post_due(effect))
+
+    def _post_due(self, effect: Callable[[], None]) -> None:
+        heapq.heappop(self._posts)
+        effect()
+
+    def next_post(self) -> int | None:
+        """Earliest time a posted effect is still due, if any."""
+        return self._posts[0] if self._posts else None
 
     def others_busy(self, cpu: int) -> bool:
         return self.busy_cpus - (self.pcpus[cpu].current is not None) > 0
@@ -501,8 +553,22 @@ class Hypervisor:
                 K.EXC_RFID, core.now_ns(), core.cpu_id, v.domain.domid, v.vcpu_id, core.pc, core.msr
             )
 
-    def on_vcpu_loaded(self, core: Core, v: Vcpu) -> None:
-        """Called after a context switch loads `v` on `core`."""
+    def on_vcpu_loaded(self, core: Core, v: Vcpu, now: int) -> None:
+        """Called after a context switch loads `v` on `core` at `now`."""
+        self.update_vcpu_system_time(v, now)
+
+    def update_vcpu_system_time(self, v: Vcpu, now: int) -> None:
+        """Write `v`'s vcpu_time_info as x86 Xen 3.1's update_vcpu_system_time does: the
+        version is odd while the fields change and even after (a seqlock for the guest);
+        tsc_timestamp is the timebase at `now`, system_time is `now` in ns since boot."""
+        mem, base = self.memory, v.vcpu_info_maddr
+        version = VCPU_INFO.read(mem, base, "time_version")
+        VCPU_INFO.write(mem, base, "time_version", (version + 1) | 1)
+        VCPU_INFO.write(mem, base, "tsc_timestamp", now * self.timebase_hz // 1_000_000_000)
+        VCPU_INFO.write(mem, base, "system_time", now)
+        VCPU_INFO.write(mem, base, "tsc_to_system_mul", self.tsc_to_system_mul)
+        VCPU_INFO.write(mem, base, "tsc_shift", self.tsc_shift)
+        VCPU_INFO.write(mem, base, "time_version", ((version + 1) | 1) + 1)
 
     # -- errors -------------------------------------------------------------------------------
     def alloc_failure(self, dom: Domain | None, err: AllocError) -> None:

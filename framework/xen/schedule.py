@@ -26,7 +26,6 @@ from framework.xen.public.vcpu import Runstate
 if TYPE_CHECKING:
     from framework.xen.hypervisor import Hypervisor
 
-QUANTUM_NS: Final = 500_000  # longest slice while other CPUs are busy too
 MIN_SLICE_NS: Final = 2_000  # progress guarantee when events are due at the same instant
 IPI_CALL_FUNCTION: Final = 0
 IPI_EVENT_CHECK: Final = 1
@@ -64,13 +63,20 @@ class PhysicalCpu:
     def send_ipi(self, ipi: int, from_cpu: int) -> None:
         xen = self.xen
         t = xen.now()
-        delay = t - int(xen.env.now)
+        arrive = t
+        if xen.jitter is not None:
+            arrive += xen.jitter.ipi_delay_ns()
+        delay = arrive - int(xen.env.now)
         if delay > 0:
-            # Sent from inside a running slice: it reaches the target at that instant.
-            ev = timeout(xen.env, delay)
-            ev.callbacks.append(lambda _e: self.send_ipi(ipi, from_cpu))
+            # Sent from inside a running slice (or delayed by jitter): it reaches the
+            # target at that instant.
+            xen.post_at(arrive, lambda: self._ipi_arrives(ipi, from_cpu, t))
             return
-        xen.rec.emit(K.IPI_SEND, t, from_cpu, -1, -1, self.cpu, ipi)
+        self._ipi_arrives(ipi, from_cpu, t)
+
+    def _ipi_arrives(self, ipi: int, from_cpu: int, sent: int) -> None:
+        xen = self.xen
+        xen.rec.emit(K.IPI_SEND, sent, from_cpu, -1, -1, self.cpu, ipi)
         self.pending_ipis.append((ipi, from_cpu))
         xen.machine.mpic.send_ipi(self.cpu, ipi)
         self._wake_idle()
@@ -114,24 +120,46 @@ class PhysicalCpu:
                     self._tick_armed = self.next_tick_ns
                     timeout(env, self.next_tick_ns - now).callbacks.append(self._tick_due)
                 idle_from = now
+                self.boundary_cycles = 0  # Xen's work on an idle CPU precedes no guest code
                 yield wakeup
                 self.wakeup = None
                 self.idle_ns += int(env.now) - idle_from
                 continue
             end = min(self.slice_end_ns, self.next_tick_ns)
+            post = xen.next_post()
+            if post is not None:
+                if post <= now:
+                    # An effect posted for this instant is still queued behind us: let
+                    # it happen first (it may be an IPI or a wake for this CPU).
+                    yield timeout(env, 0)
+                    continue
+                # A slice that has not started yet is told in time: it stops where the
+                # posted effect (a wake, an IPI, perhaps for this CPU) takes place.
+                end = min(end, post)
+            # Xen's own work since the last slice (tick, schedule, context switch) runs
+            # before the VCPU's first instruction: the slice starts after it.
+            xen_cycles = self.boundary_cycles
+            if xen.jitter is not None:
+                xen_cycles = xen.jitter.scale_cost(xen_cycles)
+            xen_ns = xen_cycles * 1_000_000_000 // clock
+            self.boundary_cycles = 0
+            start = now + xen_ns
             if xen.others_busy(self.cpu):
-                end = min(end, now + QUANTUM_NS)
+                # Busy CPUs advance in step: no slice crosses the next multiple of the
+                # synchronisation quantum, so what another CPU posts here waits <= q.
+                q = xen.sync_quantum_ns
+                end = min(end, (now // q + 1) * q)
             timer = xen.next_timer(now)
             if timer is not None:
                 end = min(end, max(timer, now + MIN_SLICE_NS))
             dec = core.dec_deadline_ns()
             if dec is not None:
                 end = min(end, max(dec, now + 1))
-            budget = max((end - now) * clock // 1_000_000_000, 1)
+            budget = max((end - start) * clock // 1_000_000_000, 1)
             self.in_slice = True
             xen.slice_cpu = self
             try:
-                executed = core.run(budget, now)
+                executed = core.run(budget, start)
             except GuestFault as fault:
                 # What the guest's code raised crashes its domain; the run goes on.
                 executed = core.executed
@@ -145,9 +173,8 @@ class PhysicalCpu:
             finally:
                 self.in_slice = False
                 xen.slice_cpu = None
-            cycles = executed + core.extra_cycles + self.boundary_cycles
-            self.boundary_cycles = 0
-            dt = max(cycles * 1_000_000_000 // clock, 1)
+            cycles = executed + core.extra_cycles
+            dt = max(xen_ns + cycles * 1_000_000_000 // clock, 1)
             v.cpu_time_ns += dt
             yield timeout(env, dt)
 
@@ -237,5 +264,5 @@ class PhysicalCpu:
         xen.set_runstate(nxt, Runstate.RUNNING, now, self.cpu)
         self.boundary_cycles += costs.CONTEXT_SWITCH
         self.core.load(nxt.arch)
-        xen.on_vcpu_loaded(self.core, nxt)
+        xen.on_vcpu_loaded(self.core, nxt, now)
         self.slice_end_ns = now + slice_ns

@@ -70,9 +70,14 @@ VCPU_INFO: Final = Layout(
         "evtchn_upcall_pending": (0, 1),
         "evtchn_upcall_mask": (1, 1),
         "evtchn_pending_sel": (8, 8),
+        # struct vcpu_time_info (32 bytes, public/xen.h): system time now is
+        # system_time + ((((tb - tsc_timestamp) << tsc_shift) * tsc_to_system_mul) >> 32);
+        # on the 970 the "TSC" is the timebase.
         "time_version": (16, 4),
         "tsc_timestamp": (24, 8),
         "system_time": (32, 8),
+        "tsc_to_system_mul": (40, 4),
+        "tsc_shift": (44, 1),
     },
 )
 SHARED_INFO: Final = Layout(
