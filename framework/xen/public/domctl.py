@@ -42,10 +42,11 @@ DOMCTL_NAMES: Final = {
     XEN_DOMCTL_xen970_copy_to_domain: "xen970_copy_to_domain",
 }
 
-# struct xen_domctl: cmd, interface_version, domain, then a union at offset 8.
+# struct xen_domctl: cmd, interface_version, domain, then a union (8-aligned: it holds
+# u64s and 64-bit handles) at offset 16, padded to 128 bytes: 144 in all.
 DOMCTL: Final = Layout(
     "xen_domctl",
-    128,
+    144,
     {
         "cmd": (0, 4),
         "interface_version": (4, 4),
