@@ -19,12 +19,6 @@ XEN_SYSCTL_sched_id: Final = 4
 XEN_SYSCTL_perfc_op: Final = 5
 XEN_SYSCTL_getdomaininfolist: Final = 6
 
-SYSCTL_NAMES: Final = {
-    XEN_SYSCTL_readconsole: "readconsole",
-    XEN_SYSCTL_physinfo: "physinfo",
-    XEN_SYSCTL_sched_id: "sched_id",
-    XEN_SYSCTL_getdomaininfolist: "getdomaininfolist",
-}
 
 SYSCTL: Final = Layout(
     "xen_sysctl",
