@@ -37,7 +37,6 @@ from framework.hw970.mmu import Fault, Mmu
 from framework.hw970.regs import (
     MSR_EE,
     MSR_EXC_KEEP,
-    MSR_PR,
     MSR_SF,
     MSR_UC_MIRROR,
     SRR1_PROGRAM_ILLEGAL,
@@ -99,6 +98,8 @@ class Core:
         self.slice_start_ns = 0
         self.extra_cycles = 0
         # Callbacks a hypervisor installs (hw970 knows nothing about Xen).
+        #: `sc 1` (LEV=1) from either privilege state: the hypervisor reads MSR[PR] from
+        #: `state` and refuses problem state itself (the architecture sends it there).
         self.on_hypercall: SliceCallback = _unhandled("sc 1")
         self.on_exception: Callable[[Core, int], None] = lambda core, vector: None
         self.on_rfid: Callable[[Core], None] = lambda core: None
@@ -366,12 +367,14 @@ class Core:
                 # changed word at the same place is re-read after a translation flush.
                 lev = (self.memory.read_u32(self._phys_of_pc(pc - 4)) >> 5) & 0x7F
                 self._sc_lev[key] = lev
-            if lev == 1 and not state.tr.msr & MSR_PR:
+            if lev == 1:
+                # sc 1 always enters the hypervisor, from problem state too: it reads the
+                # privilege (MSR[PR]) in the context's state and answers in r3 itself.
                 self.on_hypercall(self)
                 if not self._stop:
                     self.check_interrupts()
             else:
-                # sc 0, or sc 1 from problem state: the guest's own system call vector.
+                # sc 0: the guest's own system call vector.
                 self.deliver(VEC_SYSCALL, pc)
             return
         if intno in (_INTR_PROGRAM, _INTR_HV_EMU):

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from framework.hw970.core import Core
 from framework.trace.ids import K
 from framework.xen import costs, evtchn
+from framework.xen.console import guest_console_write
 from framework.xen.domain import Vcpu
 from framework.xen.public.errno import EINVAL, ENOENT, ENOSYS
 from framework.xen.public.sched import (
@@ -30,7 +31,13 @@ from framework.xen.public.version import (
     XENVER_pagesize,
     XENVER_version,
 )
-from framework.xen.public.xen import CONSOLEIO_read, CONSOLEIO_write
+from framework.xen.public.xen import (
+    MAX_VMASST_TYPE,
+    CONSOLEIO_read,
+    CONSOLEIO_write,
+    VMASST_CMD_disable,
+    VMASST_CMD_enable,
+)
 from framework.xen.xencomm import XencommError, xencomm_of
 
 if TYPE_CHECKING:
@@ -81,6 +88,36 @@ def do_sched_op(xen: Hypervisor, core: Core, v: Vcpu) -> int:
         core.request_stop()
         return 0
     return -EINVAL
+
+
+def do_sched_op_compat(xen: Hypervisor, core: Core, v: Vcpu) -> int:
+    """The pre-3.0.2 sched_op: yield and block as sched_op, but shutdown takes its reason
+    in r5 itself rather than through a structure (common/schedule.c)."""
+    cmd = core.gpr(4)
+    if cmd == SCHEDOP_shutdown:
+        core.charge(costs.HCALL_OP)
+        xen.shutdown(v.domain, core.gpr(5) & 0xFF)
+        core.request_stop()
+        return 0
+    if cmd in (SCHEDOP_yield, SCHEDOP_block):
+        return do_sched_op(xen, core, v)
+    return -ENOSYS
+
+
+def do_vm_assist(xen: Hypervisor, core: Core, v: Vcpu) -> int:
+    """vm_assist(cmd, type): turn a per-domain assist on or off (common/kernel.c)."""
+    cmd, kind = core.gpr(4), core.gpr(5)
+    core.charge(costs.HCALL_OP)
+    if kind > MAX_VMASST_TYPE:
+        return -EINVAL
+    dom = v.domain
+    if cmd == VMASST_CMD_enable:
+        dom.vm_assist |= 1 << kind
+        return 0
+    if cmd == VMASST_CMD_disable:
+        dom.vm_assist &= ~(1 << kind)
+        return 0
+    return -ENOSYS
 
 
 def do_set_timer_op(xen: Hypervisor, core: Core, v: Vcpu) -> int:
@@ -150,17 +187,16 @@ def do_console_io(xen: Hypervisor, core: Core, v: Vcpu) -> int:
     except XencommError as err:
         return -err.errno
     core.charge(costs.HCALL_OP + count)
-    dom = v.domain
-    for ch in data:
-        if ch == 10:
-            line = dom.console_line.decode("utf-8", "replace")
-            dom.console_line.clear()
-            dom.console_text.append(line)
-            xen.rec.emit(K.CONSOLE_OUT, core.now_ns(), core.cpu_id, dom.domid, v.vcpu_id, text=line)
-            xen.console_sink(dom, line)
-        elif ch != 13:
-            dom.console_line.append(ch)
+    guest_console_write(xen, core.now_ns(), core.cpu_id, v, data)
     return count
 
 
-__all__ = ["do_console_io", "do_sched_op", "do_set_timer_op", "do_vcpu_op", "do_xen_version"]
+__all__ = [
+    "do_console_io",
+    "do_sched_op",
+    "do_sched_op_compat",
+    "do_set_timer_op",
+    "do_vcpu_op",
+    "do_vm_assist",
+    "do_xen_version",
+]

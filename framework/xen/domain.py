@@ -58,6 +58,8 @@ class Vcpu:
     timer_generation: int = 0
     virq_ports: dict[int, int] = field(default_factory=dict)
     cpu_time_ns: int = 0
+    #: The data address breakpoint the guest set with H_SET_DABR (saved per VCPU).
+    dabr: int = 0
 
     @property
     def vcpu_info_maddr(self) -> int:
@@ -89,6 +91,8 @@ class Domain:
     shutdown_reason: int | None = None
     vcpus: list[Vcpu] = field(default_factory=list)
     evtchn: EvtchnTable = field(default_factory=EvtchnTable)
+    #: vm_assist types enabled (bit per VMASST_TYPE_*).
+    vm_assist: int = 0
     weight: int = 256
     cap: int = 0
     console_line: bytearray = field(default_factory=bytearray)

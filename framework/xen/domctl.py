@@ -10,13 +10,12 @@ from framework.hw970.mmu import RMA_LOG2_TO_RMLR
 from framework.trace.ids import K
 from framework.xen import costs
 from framework.xen.domain import DomainState, Vcpu
+from framework.xen.dominfo import domain_info
 from framework.xen.grant_table import check_destroyable
 from framework.xen.public.domctl import (
     DOMCTL,
     XEN_DOMCTL_INTERFACE_VERSION,
     XEN_SCHEDULER_CREDIT,
-    DOMINF_running,
-    DOMINF_shutdown,
     XEN_DOMCTL_createdomain,
     XEN_DOMCTL_destroydomain,
     XEN_DOMCTL_getdomaininfo,
@@ -184,22 +183,9 @@ def domctl(xen: Hypervisor, core: Core, v: Vcpu) -> int:
             return -EBUSY  # another domain still maps its granted frames
         return 0
     if cmd == XEN_DOMCTL_getdomaininfo:
-        flags = 0
-        if dom.state == DomainState.SHUTDOWN:
-            flags |= DOMINF_shutdown
-        if any(x.runstate == Runstate.RUNNING for x in dom.vcpus):
-            flags |= DOMINF_running
         out = bytearray(raw)
-        fields = {
-            "info_flags": flags,
-            "info_tot_pages": dom.tot_pages,
-            "info_max_pages": dom.max_pages,
-            "info_cpu_time": sum(x.cpu_time_ns for x in dom.vcpus),
-            "info_nr_online_vcpus": sum(1 for x in dom.vcpus if x.is_up),
-            "info_max_vcpu_id": max(len(dom.vcpus) - 1, 0),
-        }
-        for name, value in fields.items():
-            off, width = DOMCTL.fields[name]
+        for name, value in domain_info(dom).items():
+            off, width = DOMCTL.fields["info_" + name]
             out[off : off + width] = value.to_bytes(width, "big")
         comm.copy_to_guest(handle, bytes(out))
         return 0

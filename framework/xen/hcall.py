@@ -1,10 +1,17 @@
-"""Hypercall entry (`sc 1` from supervisor state) and dispatch: the one module that knows
-every handler module.
+"""Hypercall entry (`sc 1`) and dispatch: the one module that knows every handler module.
 
 r3 holds the number (Xen calls marked with ~0 << 16, PAPR calls by token), r4..r11 the
 arguments, and the result goes back in r3.  The handler modules (common_ops,
-event_channel, memory_op, grant_table ops, domctl, papr, tce) import nothing of each other
-or of this module, so the hypervisor's import graph stays a tree.
+event_channel, memory_op, grant_table ops, domctl, sysctl, physdev, papr, tce, vterm)
+import nothing of each other or of this module, so the hypervisor's import graph stays a
+tree.
+
+As the port's `hcalls.c` answers before any handler runs: `sc 1` from problem state
+(MSR[PR] = 1) gets -EPERM for a Xen call and H_Privilege for a PAPR call, and execution
+goes on after the `sc`; a Xen call without a handler gets -ENOSYS; a PAPR token that is
+not a multiple of 4 or lies beyond the last, or a valid one without a handler
+(`do_ni_papr_hypercall`), gets H_Parameter.  Both unsupported kinds are logged to Xen's
+console ring as the port's printk did.
 """
 
 from __future__ import annotations
@@ -14,13 +21,16 @@ from typing import TYPE_CHECKING, Final
 
 from framework.errors import GuestFault, SimulationError, fault_reason
 from framework.hw970.core import Core
+from framework.hw970.regs import MSR_PR
 from framework.trace.ids import K
 from framework.xen import costs
 from framework.xen.common_ops import (
     do_console_io,
     do_sched_op,
+    do_sched_op_compat,
     do_set_timer_op,
     do_vcpu_op,
+    do_vm_assist,
     do_xen_version,
 )
 from framework.xen.continuation import CONTINUATION, Handler
@@ -30,8 +40,9 @@ from framework.xen.event_channel import do_event_channel_op
 from framework.xen.grant_ops import do_grant_table_op
 from framework.xen.memory_op import do_memory_op
 from framework.xen.papr import PAGE_TABLE_CALLS
-from framework.xen.public.errno import ENOSYS
-from framework.xen.public.papr import H_FUNCTION, H_PARAMETER, PAPR_MAX_TOKEN, PAPR_NAMES
+from framework.xen.physdev import do_physdev_op
+from framework.xen.public.errno import ENOSYS, EPERM
+from framework.xen.public.papr import H_PARAMETER, H_PRIVILEGE, PAPR_MAX_TOKEN, PAPR_NAMES
 from framework.xen.public.xen import (
     HCALL_NAMES,
     XEN_MARK,
@@ -40,12 +51,18 @@ from framework.xen.public.xen import (
     HYPERVISOR_event_channel_op,
     HYPERVISOR_grant_table_op,
     HYPERVISOR_memory_op,
+    HYPERVISOR_physdev_op,
     HYPERVISOR_sched_op,
+    HYPERVISOR_sched_op_compat,
     HYPERVISOR_set_timer_op,
+    HYPERVISOR_sysctl,
     HYPERVISOR_vcpu_op,
+    HYPERVISOR_vm_assist,
     HYPERVISOR_xen_version,
 )
+from framework.xen.sysctl import do_sysctl
 from framework.xen.tce import TCE_CALLS
+from framework.xen.vterm import VTERM_CALLS
 
 if TYPE_CHECKING:
     from framework.xen.hypervisor import Hypervisor
@@ -61,26 +78,33 @@ XEN_CALLS: Final[dict[int, Handler]] = {
     HYPERVISOR_memory_op: do_memory_op,
     HYPERVISOR_grant_table_op: do_grant_table_op,
     HYPERVISOR_domctl: domctl,
+    HYPERVISOR_sysctl: do_sysctl,
+    HYPERVISOR_physdev_op: do_physdev_op,
+    HYPERVISOR_vm_assist: do_vm_assist,
+    HYPERVISOR_sched_op_compat: do_sched_op_compat,
 }
 
-#: PAPR hcalls by token: the page table (papr) and the IOMMU (tce).
-PAPR_CALLS: Final[dict[int, Handler]] = {**PAGE_TABLE_CALLS, **TCE_CALLS}
+#: PAPR hcalls by token: the page table (papr), the IOMMU (tce), console and DABR (vterm).
+PAPR_CALLS: Final[dict[int, Handler]] = {**PAGE_TABLE_CALLS, **TCE_CALLS, **VTERM_CALLS}
 
 
-def _bad_token(xen: Hypervisor, core: Core, v: Vcpu) -> int:
+def _ni_papr_hypercall(xen: Hypervisor, core: Core, v: Vcpu) -> int:
+    xen.conring.printk(
+        f"unsupported PAPR hcall {core.gpr(3):#x} was called by dom{v.domain.domid:#x}"
+    )
     return H_PARAMETER
 
 
-def papr_handler(token: int) -> Handler | None:
-    """The handler of a PAPR token; a token that is not a multiple of 4 or lies beyond the
-    last one gets H_Parameter, a known one without a handler None (H_Function)."""
+def papr_handler(token: int) -> Handler:
+    """The handler of a PAPR token: H_Parameter for a token that is not a multiple of 4,
+    lies beyond the last one, or has no handler in the port."""
     if token % 4 or token > PAPR_MAX_TOKEN:
-        return _bad_token
-    return PAPR_CALLS.get(token)
+        return _ni_papr_hypercall
+    return PAPR_CALLS.get(token, _ni_papr_hypercall)
 
 
 def hypercall_entry(xen: Hypervisor) -> Callable[[Core], None]:
-    """The function a core calls on `sc 1` from supervisor state."""
+    """The function a core calls on `sc 1`, from either privilege state."""
     rec = xen.rec
 
     def entry(core: Core) -> None:
@@ -112,8 +136,11 @@ def hypercall_entry(xen: Hypervisor) -> Callable[[Core], None]:
             core.gpr(6),
             name,
         )
-        if handler is None:
-            result = -ENOSYS if r3 & XEN_MARK == XEN_MARK else H_FUNCTION
+        if st.tr.msr & MSR_PR:
+            result = -EPERM if r3 & XEN_MARK == XEN_MARK else H_PRIVILEGE
+        elif handler is None:
+            xen.conring.printk(f"unsupported Xen hypercall: {nr:#x}")
+            result = -ENOSYS
         else:
             try:
                 result = handler(xen, core, v)

@@ -23,6 +23,7 @@ from framework.sim_events import timeout
 from framework.trace.ids import K
 from framework.trace.recorder import Recorder
 from framework.xen import costs, evtchn
+from framework.xen.console import ConsoleRing
 from framework.xen.domain import Domain, DomainState, Vcpu
 from framework.xen.event_channel import evtchn_close
 from framework.xen.grant_table import (
@@ -105,6 +106,8 @@ class Hypervisor:
         #: MPIC source (pirq) -> (domid, port) bound with EVTCHNOP_bind_pirq.
         self.pirqs: dict[int, tuple[int, int]] = {}
         self.console_sink: Callable[[Domain, str], None] = lambda dom, line: None
+        #: Xen's own messages, read by sysctl readconsole (`xm dmesg`).
+        self.conring = ConsoleRing()
         self.on_domain_dead: Callable[[Domain], None] = lambda dom: None
         for core in machine.cores:
             core.on_hypercall = hypercall_entry(self)

@@ -3,10 +3,13 @@ H_CLEAR_REF, H_CLEAR_MOD.
 
 Translation is always on: the guest names PFNs in its PTEs and Xen turns them into MFNs
 (the "VFN->PFN half is the guest's, PFN->MFN is Xen's") with the port's four pfn classes
-(`p2m.pfn_to_mfn`).  A PFN the domain does not own is refused, so a guest can never map
-another domain's frames except through a grant: dom0's foreign area slots (4 KiB only,
-read-only slots forced to PP=3, each PTE counted so the slot cannot be unmapped under it)
-and its own grant frames (4 KiB only, WIMG forced to I=0 G=0).
+(`p2m.pfn_to_mfn`).  A PFN the domain does not own is refused, so an unprivileged guest
+can never map another domain's frames except through a grant: dom0's foreign area slots
+(4 KiB only, read-only slots forced to PP=3, each PTE counted so the slot cannot be
+unmapped under it) and its own grant frames (4 KiB only, WIMG forced to I=0 G=0).  The
+privileged domain may also name another domain's machine frame directly (the port's
+"MFN mappings are for dom0", how its tools built domains); 4 KiB pages only, and without
+the reference the port took, so the mapping does not keep the frame from being freed.
 """
 
 from __future__ import annotations
@@ -19,18 +22,27 @@ from framework.hw970.core import Core
 from framework.hw970.memory import PAGE_SHIFT
 from framework.hw970.mmu import (
     LARGE_PAGE_SHIFT,
+    PTE_C,
     PTE_G,
     PTE_I,
     PTE_L,
     PTE_N,
     PTE_PP,
+    PTE_R,
     PTE_V,
     PTE_W,
     PTES_PER_PTEG,
 )
 from framework.xen import costs
-from framework.xen.domain import Vcpu
-from framework.xen.p2m import IO_HOLE_END_PFN, IO_HOLE_START_PFN, PfnClass, foreign_pfn, pfn_to_mfn
+from framework.xen.domain import Domain, Vcpu
+from framework.xen.p2m import (
+    IO_HOLE_END_PFN,
+    IO_HOLE_START_PFN,
+    PfnClass,
+    Translation,
+    foreign_pfn,
+    pfn_to_mfn,
+)
 from framework.xen.public.arch_powerpc import FOREIGN_PFN_BASE
 from framework.xen.public.papr import (
     H_ANDCOND,
@@ -81,12 +93,18 @@ def h_enter(xen: Hypervisor, core: Core, v: Vcpu) -> int:
     large = bool(hi & PTE_L)
     if large and pfn % LARGE_PAGE_PFNS:
         return H_PARAMETER
+    machine_frame = False
     try:
         tr = pfn_to_mfn(dom, pfn, xen.alloc.total_pages)
     except NotOwned:
         if not dom.privileged and IO_HOLE_START_PFN <= pfn < IO_HOLE_END_PFN:
             return H_PRIVILEGE  # I/O space is for the privileged domain only
-        return H_PARAMETER
+        if not (dom.privileged and _owned_by_another(xen, dom, pfn)):
+            return H_PARAMETER
+        # "MFN mappings are for dom0" (mm.c pfn2mfn): a privileged domain's pfn that is
+        # no frame of its own but another domain's machine frame maps that frame.
+        tr = Translation(pfn, PfnClass.FOREIGN)
+        machine_frame = True
     cls = tr.cls
     if cls == PfnClass.LOGICAL:
         if large and not (dom.phys is not None and dom.phys.contiguous(pfn, LARGE_PAGE_PFNS)):
@@ -109,11 +127,19 @@ def h_enter(xen: Hypervisor, core: Core, v: Vcpu) -> int:
         if not mem.read_u64(addr) & PTE_V:
             mem.write_u64(addr + 8, new_lo)
             mem.write_u64(addr, hi | PTE_V)
-            if cls == PfnClass.FOREIGN:
+            if cls == PfnClass.FOREIGN and not machine_frame:
                 dom.grants.pte_entered(slot, pfn - FOREIGN_PFN_BASE)  # a reference on it
             core.set_gpr(4, slot)
             return H_SUCCESS
     return H_PTEG_FULL
+
+
+def _owned_by_another(xen: Hypervisor, dom: Domain, mfn: int) -> bool:
+    """Whether machine frame `mfn` is memory of a live domain other than `dom` (pfn2mfn
+    insists the page is allocated, and not to the caller)."""
+    return any(
+        d is not dom and d.phys is not None and d.phys.owns_mfn(mfn) for d in xen.domains.values()
+    )
 
 
 def _matching(xen: Hypervisor, core: Core, v: Vcpu) -> tuple[int, int, int] | int:
@@ -195,17 +221,22 @@ def h_protect(xen: Hypervisor, core: Core, v: Vcpu) -> int:
 
 
 def _clear_bit(bit: int) -> Callable[[Hypervisor, Core, Vcpu], int]:
+    """H_CLEAR_REF / H_CLEAR_MOD: clear R or C and return the old second PTE word in r4
+    (xlate.c), as the guest wrote it (RPN a PFN, as H_READ shows it)."""
+
     def op(xen: Hypervisor, core: Core, v: Vcpu) -> int:
         core.charge(costs.PAGE_TABLE_OP)
-        addr = _pte_addr(v, core.gpr(5))
+        ptex = core.gpr(5)
+        addr = _pte_addr(v, ptex)
         if addr is None:
             return H_PARAMETER
         if not xen.memory.read_u64(addr) & PTE_V:
             return H_NOT_FOUND
         lo = xen.memory.read_u64(addr + 8)
-        xen.memory.write_u64(addr + 8, lo & ~bit)
-        _flush_all(xen)
-        core.set_gpr(4, lo & bit)
+        if lo & bit:
+            xen.memory.write_u64(addr + 8, lo & ~bit)
+            _flush_all(xen)
+        core.set_gpr(4, _guest_lo(xen, v, ptex, lo))
         return H_SUCCESS
 
     return op
@@ -217,6 +248,6 @@ PAGE_TABLE_CALLS: dict[int, Callable[[Hypervisor, Core, Vcpu], int]] = {
     H_REMOVE: h_remove,
     H_READ: h_read,
     H_PROTECT: h_protect,
-    H_CLEAR_REF: _clear_bit(0x100),
-    H_CLEAR_MOD: _clear_bit(0x80),
+    H_CLEAR_REF: _clear_bit(PTE_R),
+    H_CLEAR_MOD: _clear_bit(PTE_C),
 }

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from framework.hw970.asm import assemble
+from framework.hw970.regs import MSR_PR
 from framework.scenario import parse_scenario
 from framework.simulation import Simulation
 from framework.xen import evtchn
@@ -113,27 +115,29 @@ def test_version_vcpu_op_and_unknown_calls(caller: Callable[[str], Caller]) -> N
     assert c.call(0x06) == H_PARAMETER  # not a multiple of 4
 
 
-def test_sc1_from_problem_state_is_not_a_hypercall() -> None:
-    from framework.hw970.regs import MSR_PR
-
+def test_sc1_from_problem_state_is_refused_and_execution_continues() -> None:
+    """User code's `sc 1` enters Xen, which refuses it in r3 (hcalls.c): -EPERM for a Xen
+    call, H_Privilege (-3) for a PAPR call; the guest's 0xC00 vector never runs."""
     sim = quickstart("3ms")
     sim.run()
     c = Caller(sim, domain_named(sim, "guest2"))
-    calls: list[int] = []
-    c.core.on_hypercall = lambda core: calls.append(1)
-    c.core.set_msr(c.core.msr | MSR_PR)
-    # user code executing `sc 1`: the core routes it to the guest's 0xC00 vector.
-    from framework.hw970.asm import assemble
-
     code_gpa = 0x38000
-    c.mem.write(c.dom.gpa_to_maddr(code_gpa), assemble("sc 1\n b ."))
-    c.core.set_msr(c.core.msr & ~0x30)  # real mode, so the RMA maps the test code
-    c.core.set_msr(c.core.msr | MSR_PR)
-    c.core.pc = code_gpa
-    c.core.flush_code_caches()
-    c.core.run(20, 0)
-    assert calls == []
-    assert c.core.state is not None and c.core.state.srr0 == code_gpa + 4
+    code = "sc 1\n mr 10, 3\n li 3, 0x08\n sc 1\n mr 11, 3\n b ."
+    c.mem.write(c.dom.gpa_to_maddr(code_gpa), assemble(code))
+    core = c.core
+    assert core.state is not None
+    srr0_before = core.state.srr0
+    core.set_msr((core.msr & ~0x30) | MSR_PR)  # real mode (the RMA maps the code), user
+    core.set_gpr(3, xen_mark(HYPERVISOR_xen_version))
+    core.set_gpr(4, XENVER_version)
+    core.pc = code_gpa
+    core.flush_code_caches()
+    core.run(20, 0)
+    assert core.gpr(10) == (1 << 64) - 1  # -EPERM as the 64-bit r3 holds it
+    assert core.gpr(11) == (1 << 64) - 3  # H_Privilege
+    assert core.pc == code_gpa + 20  # ran on after both `sc 1`s, to the final `b .`
+    assert core.state.srr0 == srr0_before  # no exception was delivered
+    assert core.msr & MSR_PR
 
 
 def test_long_memory_op_uses_continuations() -> None:

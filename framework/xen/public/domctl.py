@@ -42,10 +42,11 @@ DOMCTL_NAMES: Final = {
     XEN_DOMCTL_xen970_copy_to_domain: "xen970_copy_to_domain",
 }
 
-# struct xen_domctl: cmd, interface_version, domain, then a union at offset 8.
+# struct xen_domctl: cmd, interface_version, domain, then a union (8-aligned: it holds
+# u64s and 64-bit handles) at offset 16, padded to 128 bytes: 144 in all.
 DOMCTL: Final = Layout(
     "xen_domctl",
-    128,
+    144,
     {
         "cmd": (0, 4),
         "interface_version": (4, 4),
@@ -64,19 +65,45 @@ DOMCTL: Final = Layout(
         "sched_cmd": (20, 4),
         "sched_weight": (24, 2),
         "sched_cap": (26, 2),
-        "info_flags": (16, 4),
+        # getdomaininfo: struct xen_domctl_getdomaininfo (domid_t domain, then u32 flags).
+        "info_domain": (16, 2),
+        "info_flags": (20, 4),
         "info_tot_pages": (24, 8),
         "info_max_pages": (32, 8),
+        "info_shared_info_frame": (40, 8),
         "info_cpu_time": (48, 8),
         "info_nr_online_vcpus": (56, 4),
         "info_max_vcpu_id": (60, 4),
+        "info_ssidref": (64, 4),
         "copy_dst_gpa": (16, 8),
         "copy_nbytes": (24, 8),
         "copy_src": (32, 8),
     },
 )
 DOMINF_dying: Final = 1 << 0
+DOMINF_hvm_guest: Final = 1 << 1
 DOMINF_shutdown: Final = 1 << 2
 DOMINF_paused: Final = 1 << 3
 DOMINF_blocked: Final = 1 << 4
 DOMINF_running: Final = 1 << 5
+#: The CPU of VCPU 0 is in flags bits 8..15, the shutdown reason in bits 16..23.
+XEN_DOMINF_cpushift: Final = 8
+XEN_DOMINF_shutdownshift: Final = 16
+
+#: struct xen_domctl_getdomaininfo on its own: the element of sysctl getdomaininfolist's
+#: buffer (88 bytes: u64 alignment after the 16-byte handle).
+GETDOMAININFO: Final = Layout(
+    "xen_domctl_getdomaininfo",
+    88,
+    {
+        "domain": (0, 2),
+        "flags": (4, 4),
+        "tot_pages": (8, 8),
+        "max_pages": (16, 8),
+        "shared_info_frame": (24, 8),
+        "cpu_time": (32, 8),
+        "nr_online_vcpus": (40, 4),
+        "max_vcpu_id": (44, 4),
+        "ssidref": (48, 4),  # then xen_domain_handle_t handle[16] at 52
+    },
+)

@@ -40,8 +40,16 @@ H_PRIVILEGE: Final = -3
 H_PARAMETER: Final = -4
 H_PTEG_FULL: Final = -6
 H_NOT_FOUND: Final = -7
-# H_ENTER/H_REMOVE flags (PAPR): in the flags argument (r4).
-H_EXACT: Final = 1 << (63 - 56)
-H_AVPN: Final = 1 << (63 - 32)
+# Flags in r4 (Xen's asm-powerpc/papr.h, Linux's hvcall.h): bit n counted from the MSB.
+H_EXACT: Final = 1 << (63 - 24)  # use exactly the PTE index given
+H_R_XLATE: Final = 1 << (63 - 25)  # include a valid logical page number
+H_READ_4: Final = 1 << (63 - 26)  # return 4 PTEs
+H_AVPN: Final = 1 << (63 - 32)  # an abbreviated virtual page number to check
 H_ANDCOND: Final = 1 << (63 - 33)
+H_ICACHE_INVALIDATE: Final = 1 << (63 - 40)
+H_ICACHE_SYNCHRONIZE: Final = 1 << (63 - 41)
 H_ZERO_PAGE: Final = 1 << (63 - 48)
+H_COPY_PAGE: Final = 1 << (63 - 49)
+H_N: Final = 1 << (63 - 61)
+H_PP1: Final = 1 << (63 - 62)
+H_PP2: Final = 1 << (63 - 63)

@@ -30,10 +30,11 @@ VCPUOP_up: Final = 1
 VCPUOP_down: Final = 2
 VCPUOP_is_up: Final = 3
 
-# vcpu_guest_context (arch-powerpc.h): cpu_user_regs then sdr1.
+# vcpu_guest_context (arch-powerpc.h): cpu_user_regs, whose last four u32 are dsisr, cr,
+# __pad and entry_vector, then sdr1 at 352 (360 bytes).
 VCPU_GUEST_CONTEXT: Final = Layout(
     "vcpu_guest_context",
-    352,
+    360,
     {
         **{f"gpr{i}": (8 * i, 8) for i in range(32)},
         "lr": (256, 8),
@@ -48,7 +49,9 @@ VCPU_GUEST_CONTEXT: Final = Layout(
         "dar": (328, 8),
         "dsisr": (336, 4),
         "cr": (340, 4),
-        "sdr1": (344, 8),
+        "__pad": (344, 4),
+        "entry_vector": (348, 4),
+        "sdr1": (352, 8),
     },
 )
 

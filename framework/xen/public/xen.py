@@ -60,6 +60,16 @@ MAX_VIRT_CPUS: Final = 32
 #: First domain id reserved for special meanings (DOMID_FIRST_RESERVED); also DOMID_SELF.
 DOMID_FIRST_RESERVED: Final = 0x7FF0
 
+#: vm_assist(cmd, type): xen.h's VMASST_* (the types are x86 paging aids; common code
+#: records them per domain all the same).
+VMASST_CMD_enable: Final = 0
+VMASST_CMD_disable: Final = 1
+VMASST_TYPE_4gb_segments: Final = 0
+VMASST_TYPE_4gb_segments_notify: Final = 1
+VMASST_TYPE_writable_pagetables: Final = 2
+VMASST_TYPE_pae_extended_cr3: Final = 3
+MAX_VMASST_TYPE: Final = 3
+
 CONSOLEIO_write: Final = 0
 CONSOLEIO_read: Final = 1
 
