@@ -179,6 +179,7 @@ def _run(args: argparse.Namespace) -> int:
     if not console.is_terminal:
         console = Console(width=_LOG_WIDTH)  # a log file has no edge: do not squeeze
     show = not args.quiet and sys.stdout.isatty()
+    (out_dir / ERROR_LOG).unlink(missing_ok=True)  # from an earlier run that failed
     try:
         with _progress_bar(show) as progress:
             result = run_scenario(scenario, out_dir, progress=progress, record=not args.no_trace)
