@@ -7,7 +7,7 @@ elsewhere; importing this package registers the `DataFrame.xen` accessor.
 from analysis.accessor import XenAccessor
 from analysis.io import block_stats, grant_balance, net_stats, tce_balance
 from analysis.run import Run, load_run
-from analysis.summary import summarize
+from analysis.summary import stalled_workloads, summarize
 from analysis.trace_metadata import TraceMetadata, TraceMetadataError
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "grant_balance",
     "load_run",
     "net_stats",
+    "stalled_workloads",
     "summarize",
     "tce_balance",
 ]

@@ -10,7 +10,7 @@ import pandas as pd
 import analysis.accessor  # noqa: F401  (registers DataFrame.xen)
 from analysis.run import Run, load_run
 
-__all__ = ["SUMMARY_COLUMNS", "summarize", "summarize_dir"]
+__all__ = ["STALL_COLUMNS", "SUMMARY_COLUMNS", "stalled_workloads", "summarize", "summarize_dir"]
 
 SUMMARY_COLUMNS = (
     "domain",
@@ -67,3 +67,15 @@ def summarize(run: Run) -> pd.DataFrame:
 def summarize_dir(directory: str | Path) -> pd.DataFrame:
     """`summarize` of the run stored in `directory`."""
     return summarize(load_run(directory))
+
+
+STALL_COLUMNS = ("domain", "kind", "vcpu", "workload", "why")
+
+
+def stalled_workloads(run: Run) -> pd.DataFrame:
+    """The workloads that made no progress for the whole run (run.json's
+    `stalled_workloads`), one row each with `STALL_COLUMNS`; empty when all moved."""
+    rows = run.meta.get("stalled_workloads", [])
+    return pd.DataFrame(
+        [{c: row.get(c) for c in STALL_COLUMNS} for row in rows], columns=STALL_COLUMNS
+    )

@@ -24,6 +24,7 @@ from rich.table import Table
 
 import framework
 from framework.errors import ScenarioError, SimulationError, fault_reason
+from framework.runinfo import ERROR_LOG
 from framework.scenario import load_scenario
 
 if TYPE_CHECKING:
@@ -31,8 +32,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ERROR_LOG", "main"]
 
-#: Where a failed run's traceback goes, in its run directory.
-ERROR_LOG: Final = "error.log"
 
 ProgressFn = Callable[[int, int], None]
 _LOG_WIDTH: Final = 160
@@ -193,6 +192,9 @@ def _run(args: argparse.Namespace) -> int:
         log = out_dir / ERROR_LOG
         return _run_failed(out_dir, exc, f"{fault_reason(exc)} (a bug; traceback in {log})")
     if args.quiet:
+        # Even --quiet says so: a workload that never moved makes the run's figures lie.
+        for warning in result.warnings:
+            print(f"xen970: warning: {warning}", file=sys.stderr)
         return 0
     speed = result.sim_ns / 1e9 / result.wall_s if result.wall_s > 0 else math.inf
     console.print(
@@ -204,6 +206,8 @@ def _run(args: argparse.Namespace) -> int:
     for table in (_summary_table(out_dir, run), _io_table(out_dir, run)):
         if table is not None:
             console.print(table)
+    for warning in result.warnings:
+        console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
     return 0
 
 

@@ -11,9 +11,11 @@ from typing import Any, Final
 
 import framework
 
-__all__ = ["RUN_FILE", "versions", "write_run_json"]
+__all__ = ["ERROR_LOG", "RUN_FILE", "versions", "write_run_json"]
 
 RUN_FILE: Final = "run.json"
+#: Where a failed run's traceback goes, in its run directory.
+ERROR_LOG: Final = "error.log"
 _PACKAGES: Final = ("unicorn", "simpy", "pandas", "pyarrow")
 
 
@@ -39,8 +41,13 @@ def write_run_json(
     counts: Mapping[str, int],
     domains: Mapping[int, str],
     expectations: Sequence[Any],
+    stalled_workloads: Sequence[Mapping[str, Any]] = (),
+    warnings: Sequence[str] = (),
 ) -> Path:
-    """Write `directory/run.json` with sorted keys; domain ids become string keys."""
+    """Write `directory/run.json` with sorted keys; domain ids become string keys.
+
+    `stalled_workloads` lists the workloads that made no progress (domain, kind, vcpu,
+    workload index, why); `warnings` says each in one line, as `xen970 run` prints it."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     doc = {
@@ -53,6 +60,8 @@ def write_run_json(
         "domains": {str(dom): name for dom, name in sorted(domains.items())},
         "expectations": list(expectations),
         "versions": versions(),
+        "stalled_workloads": [dict(w) for w in stalled_workloads],
+        "warnings": list(warnings),
     }
     path = out / RUN_FILE
     path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")

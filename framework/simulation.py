@@ -12,11 +12,13 @@ environment and the recorder; nothing is global, so several runs can live in one
 from __future__ import annotations
 
 import gc
+import re
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 import simpy
 
@@ -32,9 +34,10 @@ from framework.hw970.disk import DiskParams
 from framework.hw970.link import LinkParams
 from framework.hw970.machine import Machine, MachineConfig
 from framework.iodevices import IoDevices, Moderation
-from framework.runinfo import write_run_json
+from framework.runinfo import ERROR_LOG, RUN_FILE, write_run_json
 from framework.scenario import Scenario
-from framework.trace.recorder import Recorder
+from framework.trace.recorder import TRACE_FILE, Recorder
+from framework.workload_progress import stalled_workloads
 from framework.xen.domain import Domain
 from framework.xen.hypervisor import Hypervisor
 from framework.xen.jitter import Jitter, JitterParams
@@ -51,11 +54,22 @@ DeviceModel = Callable[
 ]
 
 
+#: Files every run writes in its run directory (or, error.log, a failed one).
+RUN_OUTPUTS: Final = (TRACE_FILE, RUN_FILE, ERROR_LOG)
+#: The run directory's console logs (`<domain>.log`) and created disk images.
+CONSOLE_DIR: Final = "console"
+DISK_DIR: Final = "disks"
+#: The images xm create makes for vbds without an `image`: `<domain>-<vbd>.img`.
+_CREATED_IMAGE: Final = re.compile(r"[a-z0-9_-]+-xvd[a-z]\.img")
+
+
 @dataclass(frozen=True)
 class RunResult:
     out_dir: Path
     sim_ns: int
     wall_s: float
+    #: One line per workload that made no progress for the whole run.
+    warnings: tuple[str, ...] = ()
 
 
 class Simulation:
@@ -78,7 +92,7 @@ class Simulation:
         if work_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="xen970-")
             work_dir = Path(self._tmp.name)
-        self.disk_dir = work_dir / "disks"
+        self.disk_dir = work_dir / DISK_DIR
         self.env = simpy.Environment()
         # The trace names the runstates it records; its schema cannot (it imports no Xen).
         self.rec = Recorder(enabled=record, enums={"runstate": RUNSTATE_NAMES})
@@ -228,8 +242,13 @@ def run_scenario(
     progress: Progress | None = None,
     record: bool = True,
 ) -> RunResult:
-    """Run a scenario and write `trace.parquet`, `run.json` and console logs to out_dir."""
+    """Run a scenario and write `trace.parquet`, `run.json` and console logs to out_dir.
+
+    What an earlier run wrote there goes first (see `clear_previous_run`), so the
+    directory never mixes two runs.  The wall time covers the run and everything it writes
+    before run.json."""
     out = Path(out_dir)
+    clear_previous_run(out, scenario)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     sim = Simulation(scenario, record=record, work_dir=out)
@@ -237,10 +256,9 @@ def run_scenario(
         sim_ns = sim.run(progress)
     finally:
         sim.close()
-    wall = time.perf_counter() - t0
     if record:
         sim.rec.write(out)
-    consoles = out / "console"
+    consoles = out / CONSOLE_DIR
     consoles.mkdir(exist_ok=True)
     logged = sim.dom0.logged_domains()
     for domid, name in sorted(sim.names.items()):
@@ -248,6 +266,8 @@ def run_scenario(
             continue  # never built: it printed nothing
         lines = sim.console_lines(domid)
         (consoles / f"{name}.log").write_text("".join(line + "\n" for line in lines))
+    stalled = stalled_workloads(scenario, sim.domids, sim.guests, sim.xen)
+    wall = time.perf_counter() - t0
     write_run_json(
         out,
         scenario_name=scenario.name,
@@ -258,5 +278,33 @@ def run_scenario(
         counts=sim.rec.counts(),
         domains=sim.names,
         expectations=[],
+        stalled_workloads=[w.as_json() for w in stalled],
+        warnings=[w.message() for w in stalled],
     )
-    return RunResult(out, sim_ns, wall)
+    return RunResult(out, sim_ns, wall, tuple(w.message() for w in stalled))
+
+
+def clear_previous_run(out: Path, scenario: Scenario) -> None:
+    """Remove what an earlier xen970 run wrote in `out`, and nothing else.
+
+    xen970 writes `trace.parquet`, `run.json`, `error.log`, `console/<domain>.log` and,
+    for vbds without an `image`, `disks/<domain>-<vbd>.img`.  Those go (so a `--no-trace`
+    run leaves no older trace beside its run.json, and a re-run starts on fresh disks);
+    any other file stays, and so does every image the scenario names, wherever it is."""
+    for name in RUN_OUTPUTS:
+        (out / name).unlink(missing_ok=True)
+    consoles = out / CONSOLE_DIR
+    if consoles.is_dir():
+        for log in consoles.glob("*.log"):
+            log.unlink()
+    disks = out / DISK_DIR
+    if disks.is_dir():
+        named = {
+            p.resolve()
+            for d in scenario.domains
+            for vbd in d.vbds
+            if (p := scenario.image_path(vbd)) is not None
+        }
+        for image in disks.iterdir():
+            if _CREATED_IMAGE.fullmatch(image.name) and image.resolve() not in named:
+                image.unlink()

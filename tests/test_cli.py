@@ -92,7 +92,9 @@ class _FakeSimulation:
             domains={0: "Domain-0", **{i + 1: d.name for i, d in enumerate(scenario.domains)}},
             expectations=[],
         )
-        return types.SimpleNamespace(out_dir=Path(out_dir), sim_ns=scenario.duration, wall_s=0.5)
+        return types.SimpleNamespace(
+            out_dir=Path(out_dir), sim_ns=scenario.duration, wall_s=0.5, warnings=()
+        )
 
 
 @pytest.fixture

@@ -83,9 +83,9 @@ def workload_properties(loads: tuple[Workload, ...]) -> dict[str, WorkloadValue]
     timers = [w for w in loads if isinstance(w, TimerWorkload)]
     if compute:
         props["compute-vcpus"] = sorted(set(compute))
-    if timers:
-        props["timer-hz"] = timers[0].hz
-        props["timer-vcpus"] = sorted({w.vcpu for w in timers})
+    for i, t in enumerate(timers):
+        # Each timer keeps its own rate: `timer.<i>.hz` / `timer.<i>.vcpu`.
+        props.update(workload_instance("timer", i, {"hz": t.hz, "vcpu": t.vcpu}))
     consoles = [w for w in loads if isinstance(w, ConsoleWorkload)]
     for i, w in enumerate(consoles):
         assert w.text is not None  # filled in from the domain's name by the scenario

@@ -92,6 +92,10 @@ class GuestOS:
         self.runtime: Runtime = build_runtime()
         self.kernels: dict[int, GuestKernel] = {}
         self.dom0 = dom0
+        #: Progress of each timer, console and pingpong workload, by (domid, workload):
+        #: ticks taken, lines written, round trips or answers (`timer.<i>`, `console.<i>`,
+        #: `pingpong`, the devtree's names), so a run can say which never moved.
+        self.progress: dict[tuple[int, str], int] = {}
         machine.register_code(self.runtime.image, (0, KERNEL_BASE))
         routines = {
             "kinit": self._kinit,
@@ -169,6 +173,8 @@ class GuestOS:
         compute = vid in _int_list(wl.get("compute-vcpus"))
         cont = self.runtime.virt("compute_loop" if compute else "idle_loop")
         mem.write(area + AREA_CONT, cont.to_bytes(8, "big"))
+        if first:
+            self._start_channels(core, k)
         self._start_workloads(core, k, vid)
         if first:
             for other in range(1, spec.nr_vcpus):
@@ -232,39 +238,65 @@ class GuestOS:
                     f"d{spec.domid}: H_ENTER of the linear map at {gpa:#x} failed with {rc}"
                 )
 
-    def _start_workloads(self, core: Core, k: GuestKernel, vid: int) -> None:
+    def _start_channels(self, core: Core, k: GuestKernel) -> None:
+        """The pingpong channel, set up once on VCPU 0 before any other VCPU is up.
+
+        Its handler is the kernel's (any VCPU may dispatch the port), and the port is
+        bound to its VCPU at once: a peer's first event may arrive before that VCPU is up,
+        and it then waits in that VCPU's pending selector instead of reaching VCPU 0 while
+        nothing there answers it (the pong side's events were lost that way)."""
         wl = k.spec.workload
-        hz = _workload_int(wl.get("timer-hz", 0) or 0, "timer-hz")
-        if hz and vid in _int_list(wl.get("timer-vcpus")):
-            period = 1_000_000_000 // hz
-            k.bind_timer(core)
+        if wl.get("pingpong-role"):
+            self._start_pingpong(core, k, _workload_int(wl.get("pingpong-vcpu", 0), "vcpu"))
 
-            def tick(c: Core, deadline: int) -> None:
-                k.add_timer(c, deadline + period, tick)
-                self.rec.emit(
-                    K.GUEST_MARK, c.now_ns(), c.cpu_id, k.domid, vid, deadline, text="timer.tick"
-                )
-
-            k.add_timer(core, core.now_ns() + period, tick)
-        if (
-            wl.get("pingpong-role")
-            and _workload_int(wl.get("pingpong-vcpu", 0), "pingpong-vcpu") == vid
-        ):
-            self._start_pingpong(core, k, vid)
-        for params in workload_groups(wl, "console").values():
+    def _start_workloads(self, core: Core, k: GuestKernel, vid: int) -> None:
+        """The per-VCPU workloads of VCPU `vid`: each timer at its own rate, console lines."""
+        wl = k.spec.workload
+        for i, params in workload_groups(wl, "timer").items():
             if params.get("vcpu", 0) == vid:
-                self._start_console_lines(core, k, vid, params)
+                hz = _workload_int(params["hz"], "timer hz")
+                self._start_ticks(core, k, vid, hz, (k.domid, f"timer.{i}"))
+        for i, params in workload_groups(wl, "console").items():
+            if params.get("vcpu", 0) == vid:
+                self._start_console_lines(core, k, vid, params, (k.domid, f"console.{i}"))
+
+    def _start_ticks(
+        self, core: Core, k: GuestKernel, vid: int, hz: int, key: tuple[int, str]
+    ) -> None:
+        """The timer workload: one `timer.tick` mark every 1/hz s on VCPU `vid` (several
+        timers on one VCPU share its VIRQ_TIMER and its set_timer_op deadline queue)."""
+        period = 1_000_000_000 // hz
+        k.bind_timer(core)
+        progress = self.progress
+        progress[key] = 0
+
+        def tick(c: Core, deadline: int) -> None:
+            k.add_timer(c, deadline + period, tick)
+            progress[key] += 1
+            self.rec.emit(
+                K.GUEST_MARK, c.now_ns(), c.cpu_id, k.domid, vid, deadline, text="timer.tick"
+            )
+
+        k.add_timer(core, core.now_ns() + period, tick)
 
     def _start_console_lines(
-        self, core: Core, k: GuestKernel, vid: int, params: dict[str, WorkloadValue]
+        self,
+        core: Core,
+        k: GuestKernel,
+        vid: int,
+        params: dict[str, WorkloadValue],
+        key: tuple[int, str],
     ) -> None:
         """The console workload: `text` every `every` ns, `count` times (0 = forever)."""
         text, every, count = str(params["text"]), int(str(params["every"])), params["count"]
         written = [0]
+        progress = self.progress
+        progress[key] = 0
 
         def line(c: Core, deadline: int) -> None:
             k.console(c, text)
             written[0] += 1
+            progress[key] = written[0]
             k.emit(c, K.GUEST_MARK, written[0], text="console.line")
             if written[0] != count:
                 k.add_timer(c, deadline + every, line)
@@ -301,14 +333,20 @@ class GuestOS:
                 vcpu=vid,
             )
 
+        progress = self.progress
+        key = (k.domid, "pingpong")
+        progress[key] = 0
+
         def handler(c: Core, p: int) -> None:
             if k.pingpong_role == "pong":
                 k.send(c, p)
+                progress[key] += 1
                 return
             # ping: the first event is the bind notification, each later one ends a round.
             k.pingpong_done += 1
             completed = k.pingpong_done - 1
             if completed:
+                progress[key] = completed
                 self.rec.emit(
                     K.GUEST_MARK,
                     c.now_ns(),

@@ -532,6 +532,14 @@ class NetBack(XenbusBackendDriver["NetKernel", Vif]):
         fwd = self.bridge(ingress.bridge_name).forward(frame, ingress)
         token = TxToken(ingress, req_id, len(fwd.ports) + 1)  # + 1 until all are sent
         now = core.now_ns()
+        if not fwd.ports and fwd.how == "flood":
+            # No other port yet (the peer's vif is not plugged): lost, but recorded.
+            ingress.drop(
+                core,
+                len(frame),
+                f"no other port on bridge {ingress.bridge_name} "
+                f"(to {format_mac(frame[:6])} from {ingress.name})",
+            )
         for port in fwd.ports:
             assert port.link is not None
             deliver = self._deliverer(port, token)

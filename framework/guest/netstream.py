@@ -271,6 +271,7 @@ class _StreamState:
     received: int = 0  # bytes of `message` received in order so far
     broken: bool = False  # `message` lost or spoiled a packet
     in_progress: bool = False
+    messages: int = 0  # messages of this stream that arrived whole and correct
 
 
 class NetSink:
@@ -339,6 +340,7 @@ class NetSink:
             st.in_progress = False
             if not st.broken and st.received == h.total:
                 self.messages += 1
+                st.messages += 1
                 self.k.emit(core, K.GUEST_MARK, h.message, text="netstream.message")
             else:
                 self.incomplete += 1

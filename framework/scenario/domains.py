@@ -27,6 +27,7 @@ from framework.scenario.fields import (
 from framework.scenario.limits import DOM0_NAMES, EXTENT_SIZE, MiB, is_dom0_name
 from framework.scenario.workloads import (
     BlockioWorkload,
+    ComputeWorkload,
     ConsoleWorkload,
     NetstreamWorkload,
     Workload,
@@ -56,12 +57,21 @@ def _check_domain(
         )
     if cap > 100 * vcpus:
         raise Problem(("cap",), f"cap {cap}% exceeds 100% x {vcpus} VCPUs = {100 * vcpus}%")
+    computing: dict[int, int] = {}
     for j, w in enumerate(workloads):
         if w.vcpu >= vcpus:
             raise Problem(
                 ("workloads", j, "vcpu"),
                 f"vcpu {w.vcpu} out of range; the domain has {vcpus} VCPUs (0..{vcpus - 1})",
             )
+        if isinstance(w, ComputeWorkload):
+            if w.vcpu in computing:
+                raise Problem(
+                    ("workloads", j, "vcpu"),
+                    f"vcpu {w.vcpu} already runs a compute loop (workloads[{computing[w.vcpu]}]) "
+                    "and one loop takes the whole VCPU; give the domain another VCPU",
+                )
+            computing[w.vcpu] = j
 
 
 def _check_guest_io(devices: tuple[Device, ...], workloads: tuple[Workload, ...]) -> None:

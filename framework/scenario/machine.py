@@ -63,7 +63,8 @@ class LinkSpec(ScenarioModel):
     )
     mtu: Annotated[StrictInt, in_range(576, 9000, "mtu")] = Field(
         params.LINK_MTU_BYTES,
-        description="largest frame payload in bytes, 576..9000 (9000: jumbo frames)",
+        description="largest frame payload in bytes, 576..4082: a frame must fit one 4KiB page "
+        "(jumbo frames over several pages, NETTXF_more_data, are refused)",
     )
     irq_interval: Duration = Field(
         params.LINK_IRQ_INTERVAL_NS,

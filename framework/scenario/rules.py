@@ -9,10 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from framework.hw970.link import ETH_HLEN
 from framework.scenario.devices import VifSpec
 from framework.scenario.domains import Dom0Spec, DomainSpec
 from framework.scenario.fields import FieldPath, Problem
-from framework.scenario.limits import DOM0_NAMES, IO_HOLE_START, XEN_RESERVED, is_dom0_name
+from framework.scenario.limits import (
+    DOM0_NAMES,
+    IO_HOLE_START,
+    PAGE_SIZE,
+    XEN_RESERVED,
+    is_dom0_name,
+)
 from framework.scenario.machine import MachineSpec
 from framework.scenario.timeline import ConsoleInputAction, DestroyAction, TimelineAction
 from framework.scenario.workloads import NetstreamWorkload, PingpongWorkload, Workload
@@ -21,6 +28,7 @@ from framework.units import format_duration, format_size
 __all__ = [
     "check_affinity",
     "check_fit",
+    "check_link_mtu",
     "check_macs",
     "check_names",
     "check_netstream",
@@ -61,6 +69,24 @@ def check_fit(machine: MachineSpec, dom0: Dom0Spec, domains: tuple[DomainSpec, .
                 f"does not fit: 64MiB (Xen) + dom0 + domains so far = {format_size(used)}, "
                 f"more than machine memory {format_size(machine.memory)}",
             )
+
+
+#: The largest MTU whose frame (Ethernet header + payload) fits one granted page.
+SINGLE_PAGE_MTU = PAGE_SIZE - ETH_HLEN
+
+
+def check_link_mtu(machine: MachineSpec) -> None:
+    """A frame must fit one page: netfront here does not chain tx/rx slots with
+    NETTXF_more_data / NETRXF_more_data (feature-sg), so a larger MTU would be accepted
+    and then cut down to a page without a word."""
+    mtu = machine.link.mtu
+    if mtu > SINGLE_PAGE_MTU:
+        raise Problem(
+            ("machine", "link", "mtu"),
+            f"mtu {mtu} is not modelled: a frame must fit one 4KiB page (mtu at most "
+            f"{SINGLE_PAGE_MTU} = 4096 - {ETH_HLEN}-byte Ethernet header); frames over several "
+            "pages (NETTXF_more_data) are not implemented",
+        )
 
 
 def check_affinity(machine: MachineSpec, domains: tuple[DomainSpec, ...]) -> None:

@@ -24,6 +24,7 @@ from framework.scenario.machine import MachineSpec
 from framework.scenario.rules import (
     check_affinity,
     check_fit,
+    check_link_mtu,
     check_macs,
     check_names,
     check_netstream,
@@ -114,6 +115,7 @@ class Scenario(ScenarioModel):
         check_names(self.domains)
         check_fit(self.machine, self.dom0, self.domains)
         check_affinity(self.machine, self.domains)
+        check_link_mtu(self.machine)
         check_pingpong(self.dom0, self.domains)
         check_netstream(self.domains)
         check_macs(self.domains)

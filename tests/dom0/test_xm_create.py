@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from framework.dom0.xm_create import stream_seed, workload_properties
 from framework.scenario import parse_scenario
+from framework.xen.public.devtree import workload_groups
 
 GUEST = """
 name: props
@@ -15,9 +16,9 @@ domains:
     workloads:
       - {kind: compute, vcpu: 2}
       - {kind: compute, vcpu: 0}
-      - {kind: compute, vcpu: 2}
       - {kind: timer, hz: 250, vcpu: 1}
-      - {kind: timer, hz: 250, vcpu: 3}
+      - {kind: timer, hz: 1000, vcpu: 3}
+      - {kind: timer, hz: 30, vcpu: 1}
       - {kind: console, every: 10ms, count: 3}
 """
 
@@ -25,9 +26,10 @@ domains:
 def test_compute_timer_and_console_workloads_become_devtree_properties() -> None:
     loads = parse_scenario(GUEST).domains[0].workloads
     props = workload_properties(loads)
-    assert props["compute-vcpus"] == [0, 2]  # each VCPU once, in order
-    assert props["timer-hz"] == 250
-    assert props["timer-vcpus"] == [1, 3]
+    assert props["compute-vcpus"] == [0, 2]  # in order
+    # Each timer keeps its own rate and VCPU (a second timer's hz was once dropped).
+    timers = workload_groups(props, "timer")
+    assert sorted((t["vcpu"], t["hz"]) for t in timers.values()) == [(1, 30), (1, 250), (3, 1000)]
     console = {k: v for k, v in props.items() if k.startswith("console")}
     assert console, props
     assert "hello from g" in console.values()

@@ -70,6 +70,8 @@ def test_fixtures_cover_every_rule() -> None:
         "bad_bandwidth_zero",
         "bad_disk_queue_depth",
         "bad_link_mtu",
+        "bad_link_mtu_jumbo",
+        "bad_compute_twice",
         "bad_dom0_devices",
         "bad_device_kind",
         "bad_vbd_name",

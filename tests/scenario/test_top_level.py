@@ -65,7 +65,7 @@ def test_io_example_uses_every_new_field_as_integers() -> None:
     s = load_scenario(DATA / "io_example.yaml")
     assert s.machine.disk == DiskSpec(latency="250us", bandwidth="1.5GB/s", queue_depth=64)
     assert s.machine.disk.latency == 250_000 and s.machine.disk.bandwidth == 1_500_000_000
-    assert s.machine.link == LinkSpec(bandwidth="100Mbit/s", latency="50us", mtu=9000)
+    assert s.machine.link == LinkSpec(bandwidth="100Mbit/s", latency="50us", mtu=4000)
     assert s.machine.link.bandwidth == 12_500_000 and s.machine.link.latency == 50_000
     disk, stream = s.domains
     xvda, xvdb = disk.vbds
