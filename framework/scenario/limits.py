@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from framework.hw970.devtree import IO_HOLE_START
-from framework.hw970.memory import PAGE_SIZE
+from framework.hw970.memory import IO_HOLE_START, PAGE_SIZE
 from framework.hw970.mmu import RMA_SIZES
 from framework.hw970.params import MAX_CPUS
 from framework.xen.public.arch_powerpc import EXTENT_BYTES as EXTENT_SIZE
