@@ -109,9 +109,7 @@ def pfn_to_mfn(dom: Domain, pfn: int, frames: FrameAllocator) -> Translation:
         grant_frames = dom.grant_frames
         k = pfn - max_page
         if k >= len(grant_frames):
-            raise NotOwned(
-                f"grant frame pfn {pfn:#x}: d{dom.domid} has {len(grant_frames)} frames"
-            )
+            raise NotOwned(f"grant frame pfn {pfn:#x}: d{dom.domid} has {len(grant_frames)} frames")
         return Translation(grant_frames[k], PfnClass.GNTTAB)
     if dom.privileged and IO_HOLE_START_PFN <= pfn < IO_HOLE_END_PFN:
         if frames.is_ram(pfn):
