@@ -72,6 +72,8 @@ xen.VIRQ_DOM_EXC
 
 # Fields of C structures, read by C code: _mmu.c's translation state, _ucglue.c's Glue.
 MmuState.mem_size
+MmuState.ram_low_end
+MmuState.ram_high_start
 MmuState.nslb
 Glue.stopped
 

@@ -8,6 +8,10 @@
  * (that module stays the reference, used for host-side translations, and
  * tests/hw970/test_mmu_fill.py checks the two agree).  Core keeps the struct in step
  * with the running context's MSR, HID4 (RMA), SDR1 and SLB.
+ *
+ * Machine memory is RAM below the 2 GiB I/O hole and, on machines of more than 2 GiB,
+ * from 4 GiB up (MachineMemory.ranges); a translation that lands anywhere else (the hole,
+ * or beyond the top of RAM) is a machine check, never an access of the host buffer.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -62,7 +66,9 @@ struct xen970_tlb_entry { /* Unicorn's struct uc_tlb_entry */
 
 struct xen970_mmu {
     uint8_t *mem;          /* host address of machine memory */
-    uint64_t mem_size;
+    uint64_t mem_size;     /* top of RAM: the machine address span mapped */
+    uint64_t ram_low_end;  /* end of the RAM below the I/O hole */
+    uint64_t ram_high_start; /* start of the RAM above it (mem_size when there is none) */
     uint64_t active;       /* a context is loaded (else every fill fails quietly) */
     uint64_t msr;
     uint64_t rma_base;
@@ -110,6 +116,15 @@ static bool fault(struct xen970_mmu *st, uint64_t vector, uint64_t dar, uint64_t
     return false;
 }
 
+/* Whether machine addresses [addr, addr + n) are all RAM (MachineMemory.is_ram). */
+static bool is_ram(const struct xen970_mmu *st, uint64_t addr, uint64_t n)
+{
+    uint64_t end = addr + n;
+    if (end < addr)
+        return false;
+    return end <= st->ram_low_end || (st->ram_high_start <= addr && end <= st->mem_size);
+}
+
 static bool storage_fault(struct xen970_mmu *st, uint64_t ea, int access, uint64_t dsisr,
                           uint64_t srr1)
 {
@@ -140,6 +155,10 @@ static bool check_pte(struct xen970_mmu *st, uint64_t rs, uint64_t addr, uint64_
     } else if (!can_read) {
         return fault(st, VEC_DSI, ea, DSISR_PROTECTION, 0);
     }
+    uint64_t size_mask = (1ULL << shift) - 1;
+    uint64_t paddr = (lo & PTE_RPN_MASK & ~size_mask) | (ea & size_mask & ~0xFFFULL);
+    if (!is_ram(st, paddr, 0x1000))
+        return fault(st, VEC_MCHECK, paddr, 0, 0);
     /* Reference and change bits; a read maps writable only once C is set. */
     uint64_t nw = lo | PTE_R;
     if (access == ACCESS_WRITE)
@@ -151,8 +170,7 @@ static bool check_pte(struct xen970_mmu *st, uint64_t rs, uint64_t addr, uint64_
         perms |= PROT_WRITE;
     if (!(lo & (PTE_N | PTE_G)))
         perms |= PROT_EXEC;
-    uint64_t size_mask = (1ULL << shift) - 1;
-    out->paddr = (lo & PTE_RPN_MASK & ~size_mask) | (ea & size_mask & ~0xFFFULL);
+    out->paddr = paddr;
     out->perms = perms;
     return true;
 }
@@ -182,7 +200,7 @@ static bool hashed(struct xen970_mmu *st, uint64_t ea, int access, struct xen970
     uint64_t avpn = (vsid << 5) | ((ea >> 23) & 0x1F);
     if (large)
         avpn >>= 1;
-    if (htab + n_ptegs * 128 > st->mem_size)
+    if (!is_ram(st, htab, n_ptegs * 128))
         return fault(st, VEC_MCHECK, htab, 0, 0);
     uint64_t h0 = (vsid & 0x7FFFFFFFFFULL) ^ ((ea & 0x0FFFFFFFULL) >> shift);
     for (int secondary = 0; secondary < 2; secondary++) {
@@ -211,6 +229,8 @@ bool xen970_mmu_translate(struct xen970_mmu *st, uint64_t ea, int access,
         return hashed(st, ea, access, out);
     uint64_t off = ea & 0x0FFFFFFFFFFFFFFFULL;
     if (st->msr & MSR_HV) {
+        if (!is_ram(st, off & ~0xFFFULL, 0x1000))
+            return fault(st, VEC_MCHECK, off & ~0xFFFULL, 0, 0);
         out->paddr = off & ~0xFFFULL;
         out->perms = PROT_READ | PROT_WRITE | PROT_EXEC;
         return true;

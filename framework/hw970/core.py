@@ -288,8 +288,8 @@ class Core:
                     raise GuestCrash(f"emulation stopped at {self.pc:#x}: {err}") from err
                 if fault.vector == VEC_MACHINE_CHECK:
                     raise GuestCrash(
-                        f"machine check at {self.pc:#x}: the page table at {fault.dar:#x} "
-                        "lies outside machine memory"
+                        f"machine check at {self.pc:#x}: machine address {fault.dar:#x} "
+                        "is not RAM (the 2-4GiB I/O hole or beyond the top of memory)"
                     ) from err
                 pc = self.pc
                 self._fix_count_partial_block(pc, completed=False)

@@ -16,7 +16,7 @@ from typing import Final
 
 import fdt
 
-from framework.hw970.memory import PAGE_SIZE
+from framework.hw970.memory import IO_HOLE_END, IO_HOLE_START, PAGE_SIZE, memory_ranges
 
 # --- DTB toolkit -------------------------------------------------------------------------
 
@@ -210,11 +210,8 @@ def read_reg_ranges(node: fdt.Node, where: str) -> list[tuple[int, int]]:
 
 # --- The 970FX machine ---------------------------------------------------------------------
 
-GIB: Final = 1 << 30
-#: Machine addresses 2-4 GiB are the I/O hole (U3/U4 host bridge windows); RAM beyond
-#: 2 GiB is decoded from 4 GiB up instead.
-IO_HOLE_START: Final = 2 * GIB
-IO_HOLE_END: Final = 4 * GIB
+# The I/O hole (IO_HOLE_START, IO_HOLE_END) and the RAM ranges around it are the memory
+# controller's, declared in `framework.hw970.memory`; the /memory nodes describe them.
 #: 970FX physical addresses are 42 bits wide.
 PHYS_ADDR_LIMIT: Final = 1 << 42
 
@@ -295,13 +292,6 @@ class MachineInfo:
     def memory_bytes(self) -> int:
         """Installed RAM, not counting the I/O hole."""
         return sum(size for _base, size in self.memory_ranges)
-
-
-def memory_ranges(memory_bytes: int) -> list[tuple[int, int]]:
-    """Machine RAM ranges for `memory_bytes` of RAM, skipping the 2-4 GiB I/O hole."""
-    if memory_bytes <= IO_HOLE_START:
-        return [(0, memory_bytes)]
-    return [(0, IO_HOLE_START), (IO_HOLE_END, memory_bytes - IO_HOLE_START)]
 
 
 def cpu_properties(
@@ -404,6 +394,12 @@ def parse_machine_devtree(blob: bytes) -> MachineInfo:
     if not ranges:
         raise ValueError("devtree has no memory node")
     ranges.sort()
+    for base, size in ranges:
+        if base < IO_HOLE_END and base + size > IO_HOLE_START:
+            raise ValueError(
+                f"devtree memory range {base:#x}+{size:#x} overlaps the 2-4GiB I/O hole "
+                "(host bridge windows, never RAM)"
+            )
 
     mpics = nodes_of_type(root, "open-pic")
     if len(mpics) != 1:

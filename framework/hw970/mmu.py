@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final
 
-from framework.hw970.memory import MachineMemory
+from framework.hw970.memory import PAGE_SIZE, MachineMemory
 from framework.hw970.regs import (
     DSISR_NOT_FOUND,
     DSISR_PROTECTION,
@@ -27,6 +27,7 @@ from framework.hw970.regs import (
     VEC_DSI,
     VEC_ISEG,
     VEC_ISI,
+    VEC_MACHINE_CHECK,
 )
 from framework.units import format_size
 
@@ -223,6 +224,8 @@ class Mmu:
     def _real_mode(self, st: TranslationState, ea: int, access: int) -> tuple[int, int] | Fault:
         off = ea & 0x0FFFFFFFFFFFFFFF
         if st.msr & MSR_HV:
+            if not self.memory.is_ram(off & ~0xFFF, PAGE_SIZE):
+                return Fault(VEC_MACHINE_CHECK, dar=off & ~0xFFF)
             return off & ~0xFFF, PROT_ALL
         if off >= st.rma_size:
             return _fault(ea, access, DSISR_PROTECTION, ISI_SRR1_PROTECTION)
@@ -274,6 +277,11 @@ class Mmu:
                 return Fault(VEC_DSI, dar=ea, dsisr=DSISR_PROTECTION | DSISR_STORE)
         elif not can_read:
             return Fault(VEC_DSI, dar=ea, dsisr=DSISR_PROTECTION)
+        size_mask = (1 << shift) - 1
+        pa = (lo & PTE_RPN_MASK & ~size_mask) | (ea & size_mask & ~0xFFF)
+        if not mem.is_ram(pa, PAGE_SIZE):
+            # Not RAM (the I/O hole, or beyond the top): the access is a machine check.
+            return Fault(VEC_MACHINE_CHECK, dar=pa)
         # Reference and change bits: set R on any access, C on a store.  A read only
         # gets write permission when C is already set, so the first store refills.
         new = lo | PTE_R
@@ -286,8 +294,6 @@ class Mmu:
             perms |= PROT_WRITE
         if not (lo & (PTE_N | PTE_G)):
             perms |= PROT_EXEC
-        size_mask = (1 << shift) - 1
-        pa = (lo & PTE_RPN_MASK & ~size_mask) | (ea & size_mask & ~0xFFF)
         return pa, perms
 
 

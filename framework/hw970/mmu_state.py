@@ -17,6 +17,8 @@ class MmuState(ctypes.Structure):
     _fields_ = [
         ("mem", ctypes.c_void_p),
         ("mem_size", ctypes.c_uint64),
+        ("ram_low_end", ctypes.c_uint64),
+        ("ram_high_start", ctypes.c_uint64),
         ("active", ctypes.c_uint64),
         ("msr", ctypes.c_uint64),
         ("rma_base", ctypes.c_uint64),

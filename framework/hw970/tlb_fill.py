@@ -49,6 +49,8 @@ class TlbFill:
         st = MmuState()
         st.mem = memory.ptr
         st.mem_size = memory.size
+        st.ram_low_end = memory.low_end
+        st.ram_high_start = memory.high_start
         st.until_page = until_page
         st.zero_page = zero_page
         self.st = st

@@ -24,7 +24,13 @@ from framework.scenario.fields import (
     Weight,
     matching,
 )
-from framework.scenario.limits import DOM0_NAMES, EXTENT_SIZE, MiB, is_dom0_name
+from framework.scenario.limits import (
+    DOM0_NAMES,
+    EXTENT_SIZE,
+    GUEST_MEMORY_LIMIT,
+    MiB,
+    is_dom0_name,
+)
 from framework.scenario.workloads import (
     BlockioWorkload,
     ComputeWorkload,
@@ -72,6 +78,23 @@ def _check_domain(
                     "and one loop takes the whole VCPU; give the domain another VCPU",
                 )
             computing[w.vcpu] = j
+
+
+def _check_guest_memory_limit(memory: int, rma: int) -> None:
+    """A guest's memory, RMA included, ends at or below the foreign map area (16 GiB)."""
+    limit = format_size(GUEST_MEMORY_LIMIT)
+    if rma > GUEST_MEMORY_LIMIT:
+        raise Problem(
+            ("rma",),
+            f"RMA {format_size(rma)} can never be built: a domain's memory, RMA included, "
+            f"must fit below the foreign map area at guest-physical {limit}",
+        )
+    if memory > GUEST_MEMORY_LIMIT:
+        raise Problem(
+            ("memory",),
+            f"memory {format_size(memory)} reaches the foreign map area at guest-physical "
+            f"{limit}; a domain has at most {limit}",
+        )
 
 
 def _check_guest_io(devices: tuple[Device, ...], workloads: tuple[Workload, ...]) -> None:
@@ -206,6 +229,7 @@ class DomainSpec(ScenarioModel):
     def _rules(self) -> DomainSpec:
         if is_dom0_name(self.name):
             raise Problem(("name",), f"the name {self.name!r} is reserved for dom0")
+        _check_guest_memory_limit(self.memory, self.rma)
         _check_domain(self.memory, self.rma, self.vcpus, self.cap, self.workloads)
         _check_guest_io(self.devices, self.workloads)
         return self.model_copy(update={"workloads": _with_console_text(self.workloads, self.name)})

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from typing import Final
 
-from framework.hw970.devtree import IO_HOLE_START
-from framework.hw970.memory import PAGE_SIZE
+from framework.hw970.devtree import PHYS_ADDR_LIMIT
+from framework.hw970.memory import IO_HOLE_END, IO_HOLE_START, PAGE_SIZE, memory_ranges
 from framework.hw970.mmu import RMA_SIZES
 from framework.hw970.params import MAX_CPUS
 from framework.xen.public.arch_powerpc import EXTENT_BYTES as EXTENT_SIZE
+from framework.xen.public.arch_powerpc import GUEST_MEMORY_LIMIT
 from framework.xen.public.arch_powerpc import XEN_RESERVED_BYTES as XEN_RESERVED
 from framework.xen.public.io.blkif import (
     BLKIF_MAX_SEGMENTS_PER_REQUEST,
@@ -25,9 +26,12 @@ __all__ = [
     "BLKIF_RING_SLOTS",
     "DOM0_NAMES",
     "EXTENT_SIZE",
+    "GUEST_MEMORY_LIMIT",
+    "IO_HOLE_END",
     "IO_HOLE_START",
     "MAX_BLOCK_SIZE",
     "MAX_CPUS",
+    "MAX_MACHINE_MEMORY",
     "MAX_MESSAGE_SIZE",
     "MAX_VCPUS",
     "MIN_VBD_SIZE",
@@ -39,6 +43,7 @@ __all__ = [
     "KiB",
     "MiB",
     "is_dom0_name",
+    "memory_ranges",
 ]
 
 KiB: Final = 1 << 10
@@ -48,7 +53,16 @@ GiB: Final = 1 << 30
 # EXTENT_SIZE (memory beyond the RMA comes in 16 MiB extents), XEN_RESERVED (Xen keeps the
 # bottom 64 MiB of machine memory) and MAX_VCPUS (MAX_VIRT_CPUS) are the guest ABI's, in
 # framework.xen.public; PAGE_SIZE is the 970's.
-# dom0 must stay below the 2-4 GiB I/O hole (IO_HOLE_START, from the machine's memory map).
+# dom0 must stay below the 2-4 GiB I/O hole (IO_HOLE_START, from the machine's memory map);
+# RAM beyond 2 GiB is placed from IO_HOLE_END up (`memory_ranges`), so an RMA, which must be
+# one naturally aligned block of RAM, can only be as large as one of those ranges allows.
+# A domain's memory must fit below the foreign map area at guest-physical 16 GiB
+# (GUEST_MEMORY_LIMIT), which bounds its RMA too.
+
+#: Most machine memory: RAM above the hole must end inside the 970FX's 42-bit physical
+#: address space.
+MAX_MACHINE_MEMORY: Final = PHYS_ADDR_LIMIT - (IO_HOLE_END - IO_HOLE_START)
+
 DOM0_NAMES: Final = ("dom0", "Domain-0")
 
 # Block I/O facts (public/io/blkif.h): 512-byte sectors, at most 11 segments of one 4 KiB

@@ -21,7 +21,7 @@ from framework.scenario.fields import (
     in_range,
     positive_duration,
 )
-from framework.scenario.limits import EXTENT_SIZE, MAX_CPUS, MiB
+from framework.scenario.limits import EXTENT_SIZE, MAX_CPUS, MAX_MACHINE_MEMORY, MiB
 from framework.units import format_frequency, format_size
 
 __all__ = ["DiskSpec", "JitterSpec", "LinkSpec", "MachineSpec"]
@@ -98,7 +98,9 @@ class MachineSpec(ScenarioModel):
         params.CPUS, description="physical CPUs (970 boxes had up to 4)"
     )
     memory: Size = Field(
-        params.MEMORY_BYTES, description="machine memory; a multiple of 16MiB, at least 256MiB"
+        params.MEMORY_BYTES,
+        description="machine memory (RAM); a multiple of 16MiB, at least 256MiB; RAM beyond "
+        "2GiB is placed from 4GiB up (the 2-4GiB I/O hole)",
     )
     clock: Frequency = Field(params.CLOCK_HZ, description="core clock")
     timebase: Frequency = Field(
@@ -126,6 +128,13 @@ class MachineSpec(ScenarioModel):
     def _memory_shape(self) -> MachineSpec:
         if self.memory < 256 * MiB:
             raise Problem(("memory",), f"machine memory {format_size(self.memory)} is below 256MiB")
+        if self.memory > MAX_MACHINE_MEMORY:
+            raise Problem(
+                ("memory",),
+                f"machine memory {format_size(self.memory)} is more than "
+                f"{format_size(MAX_MACHINE_MEMORY)}: RAM placed from 4GiB up must end inside "
+                "the 970FX's 42-bit physical address space",
+            )
         if self.memory % EXTENT_SIZE:
             raise Problem(
                 ("memory",),

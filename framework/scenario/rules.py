@@ -17,8 +17,10 @@ from framework.scenario.limits import (
     DOM0_NAMES,
     IO_HOLE_START,
     PAGE_SIZE,
+    RMA_SIZES,
     XEN_RESERVED,
     is_dom0_name,
+    memory_ranges,
 )
 from framework.scenario.machine import MachineSpec
 from framework.scenario.timeline import ConsoleInputAction, DestroyAction, TimelineAction
@@ -33,6 +35,7 @@ __all__ = [
     "check_names",
     "check_netstream",
     "check_pingpong",
+    "check_rma",
     "check_timeline",
 ]
 
@@ -86,6 +89,43 @@ def check_link_mtu(machine: MachineSpec) -> None:
             f"mtu {mtu} is not modelled: a frame must fit one 4KiB page (mtu at most "
             f"{SINGLE_PAGE_MTU} = 4096 - {ETH_HLEN}-byte Ethernet header); frames over several "
             "pages (NETTXF_more_data) are not implemented",
+        )
+
+
+def _rma_placeable(rma: int, ranges: list[tuple[int, int]]) -> bool:
+    """Whether some naturally aligned `rma` block lies in one RAM range above Xen's 64MiB."""
+    for base, size in ranges:
+        first = -(-max(base, XEN_RESERVED) // rma) * rma
+        if first + rma <= base + size:
+            return True
+    return False
+
+
+def check_rma(machine: MachineSpec, dom0: Dom0Spec, domains: tuple[DomainSpec, ...]) -> None:
+    """Every RMA is one the machine could ever place: a naturally aligned block of RAM above
+    Xen's reserved 64MiB, not across the 2-4GiB I/O hole (dom0's: below it).
+
+    Whether it is still free when the domain is built depends on the domains before it;
+    that is the toolstack's to report (`mem.fail` in the trace).
+    """
+    ram = memory_ranges(machine.memory)
+    below_hole = [(b, min(s, IO_HOLE_START - b)) for b, s in ram if b < IO_HOLE_START]
+    where = " + ".join(f"[{format_size(b) if b else 0}, {format_size(b + s)})" for b, s in ram)
+    parts: list[tuple[FieldPath, int, list[tuple[int, int]], str]] = [
+        (("dom0", "rma"), dom0.rma, below_hole, f"dom0's RAM below the 2GiB I/O hole in {where}"),
+    ]
+    parts += [
+        (("domains", i, "rma"), d.rma, ram, f"machine RAM {where}") for i, d in enumerate(domains)
+    ]
+    for path, rma, ranges, place in parts:
+        if _rma_placeable(rma, ranges):
+            continue
+        fits = [format_size(s) for s in RMA_SIZES if _rma_placeable(s, ranges)]
+        largest = f"the largest RMA that fits is {fits[-1]}" if fits else "no RMA fits"
+        raise Problem(
+            path,
+            f"RMA {format_size(rma)} can never be placed: it needs a naturally aligned "
+            f"{format_size(rma)} block above Xen's 64MiB, and {place} has none ({largest})",
         )
 
 

@@ -29,6 +29,7 @@ from framework.scenario.rules import (
     check_names,
     check_netstream,
     check_pingpong,
+    check_rma,
     check_timeline,
 )
 from framework.scenario.timeline import TimelineAction
@@ -113,6 +114,7 @@ class Scenario(ScenarioModel):
     @model_validator(mode="after")
     def _rules(self, info: ValidationInfo) -> Scenario:
         check_names(self.domains)
+        check_rma(self.machine, self.dom0, self.domains)
         check_fit(self.machine, self.dom0, self.domains)
         check_affinity(self.machine, self.domains)
         check_link_mtu(self.machine)

@@ -204,7 +204,7 @@ def _setup_table(xen: Hypervisor, core: Core, v: Vcpu, op: dict[str, int]) -> di
     if len(target.grant_frames) < op["nr_frames"]:
         return {"status": GNTST_general_error}
     # Auto-translated: the domain names its grant frames by their GNTTAB pfns.
-    base = xen.alloc.total_pages
+    base = xen.alloc.max_page
     pfns = b"".join((base + i).to_bytes(8, "big") for i in range(op["nr_frames"]))
     if pfns:
         xencomm_of(xen, caller).copy_to_guest(op["frame_list"], pfns)  # XencommError: EFAULT

@@ -87,7 +87,7 @@ class Hypervisor:
         self.memory = machine.memory
         info = parse_machine_devtree(machine.devtree)
         self.ncpus = info.ncpus
-        self.alloc = FrameAllocator(machine.memory_bytes)
+        self.alloc = FrameAllocator(info.memory_ranges)
         self.domains: dict[int, Domain] = {}
         self.next_domid = 1
         self.tick_ns = TICK_NS

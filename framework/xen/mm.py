@@ -7,6 +7,10 @@ out aligned blocks, never single pages, and keeps free memory as a sorted list o
 ``(start_mfn, count)`` ranges: a 4 GiB machine is a handful of ranges, not a million pages.
 Ownership lives in the domain (its `PhysMap`), not in the allocator.
 
+Xen learns RAM from the firmware's /memory ranges, and on a machine of more than 2 GiB
+those skip the 2-4 GiB I/O hole: the allocator starts with one free range per RAM range,
+so no frame in the hole is ever handed out, and a block never straddles it.
+
 Sources: XEN-PPC-FACTS.md ("Real Mode Area", "Memory beyond the RMA"); Xen 3.0.4/3.1
 ``xen/arch/powerpc/domain_build.c`` (dom0 sizing) and xend ``image.py``
 (``PPC_LinuxImageHandler.getRequiredShadowMemory``: HTAB = 1/64 of memory).
@@ -21,8 +25,7 @@ from types import MappingProxyType
 from typing import Final
 
 from framework.errors import AllocError, NotOwned
-from framework.hw970.devtree import IO_HOLE_START
-from framework.hw970.memory import PAGE_SHIFT, PAGE_SIZE
+from framework.hw970.memory import IO_HOLE_START, PAGE_SHIFT, PAGE_SIZE
 from framework.hw970.mmu import RMA_SIZES, rma_log2
 from framework.units import format_size
 from framework.xen.public.arch_powerpc import (
@@ -66,28 +69,55 @@ def _align_pages(align: int) -> int:
 
 
 class FrameAllocator:
-    """Machine frames above Xen's reserved bottom, handed out as aligned blocks.
+    """Machine frames of the RAM ranges above Xen's reserved bottom, as aligned blocks.
 
     Free memory is two parallel sorted lists (range starts, range lengths in pages),
-    with adjacent ranges always merged, so `free` of everything restores one range.
+    with adjacent ranges always merged, so `free` of everything restores the RAM ranges.
     Allocation is first fit from the bottom, hence deterministic for a given history.
     """
 
-    def __init__(self, memory_bytes: int, reserved_bottom: int = XEN_RESERVED_BYTES) -> None:
-        total = _pages(memory_bytes, "machine memory size")
+    def __init__(
+        self, ram_ranges: list[tuple[int, int]], reserved_bottom: int = XEN_RESERVED_BYTES
+    ) -> None:
+        """`ram_ranges` are the machine's RAM as (base, size) in bytes (the devtree's
+        /memory reg), sorted and disjoint; Xen keeps the bottom `reserved_bottom` bytes."""
         if reserved_bottom < 0 or reserved_bottom % PAGE_SIZE:
             raise ValueError(f"reserved bottom {reserved_bottom:#x} is not a multiple of 4KiB")
-        if reserved_bottom >= memory_bytes:
+        self._ram: list[tuple[int, int]] = []  # (first mfn, end mfn) of each RAM range
+        for base, size in ram_ranges:
+            if base < 0 or base % PAGE_SIZE:
+                raise ValueError(f"RAM range base {base:#x} is not a multiple of 4KiB")
+            first = base >> PAGE_SHIFT
+            end = first + _pages(size, "RAM range size")
+            if self._ram and first < self._ram[-1][1]:
+                raise ValueError(f"RAM range at {base:#x} overlaps or precedes the one before")
+            self._ram.append((first, end))
+        if not self._ram:
+            raise ValueError("no RAM ranges: the machine has no memory")
+        self.memory_bytes = sum(size for _base, size in ram_ranges)
+        #: RAM frames the machine has (what physinfo's total_pages reports).
+        self.total_pages = self.memory_bytes >> PAGE_SHIFT
+        #: One past the highest RAM frame (Xen's max_page): the grant-table frames'
+        #: pfns start here (XEN-PPC-FACTS.md, the GNTTAB class).
+        self.max_page = self._ram[-1][1]
+        self.first_mfn = reserved_bottom >> PAGE_SHIFT
+        self._starts: list[int] = []
+        self._counts: list[int] = []
+        for first, end in self._ram:
+            first = max(first, self.first_mfn)
+            if first < end:
+                self._starts.append(first)
+                self._counts.append(end - first)
+        if not self._starts:
             raise ValueError(
                 f"reserved bottom {format_size(reserved_bottom)} leaves nothing of "
-                f"{format_size(memory_bytes)} machine memory"
+                f"{format_size(self.memory_bytes)} machine memory"
             )
-        self.memory_bytes = memory_bytes
-        self.total_pages = total
-        self.first_mfn = reserved_bottom >> PAGE_SHIFT
-        self._starts: list[int] = [self.first_mfn]
-        self._counts: list[int] = [total - self.first_mfn]
-        self._free_pages = total - self.first_mfn
+        self._free_pages = sum(self._counts)
+
+    def is_ram(self, mfn: int) -> bool:
+        """Whether machine frame `mfn` is RAM (not the I/O hole, not beyond the top)."""
+        return any(first <= mfn < end for first, end in self._ram)
 
     @property
     def free_bytes(self) -> int:
@@ -167,10 +197,14 @@ class FrameAllocator:
         if count <= 0:
             raise ValueError(f"free of {count} frames at mfn {mfn:#x}: count must be positive")
         end = mfn + count
-        if mfn < self.first_mfn or end > self.total_pages:
+        if mfn < self.first_mfn or not any(
+            first <= mfn and end <= ram_end for first, ram_end in self._ram
+        ):
+            ranges = ", ".join(
+                f"{max(first, self.first_mfn):#x}..{ram_end - 1:#x}" for first, ram_end in self._ram
+            )
             raise ValueError(
-                f"free of mfns {mfn:#x}..{end - 1:#x}: outside allocatable frames "
-                f"{self.first_mfn:#x}..{self.total_pages - 1:#x}"
+                f"free of mfns {mfn:#x}..{end - 1:#x}: outside allocatable frames {ranges}"
             )
         i = bisect.bisect_right(self._starts, mfn)  # ranges[i-1] starts at or below mfn
         if i > 0 and self._starts[i - 1] + self._counts[i - 1] > mfn:

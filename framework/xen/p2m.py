@@ -6,8 +6,12 @@ classes are checked in the port's order (``pfn2mfn`` in Xen/PPC's ``mm.c``):
 
 1. FOREIGN: bit 22 of the pfn set - a slot of the foreign map area (guest-physical
    16 GiB upward, 1024 slots of 4 KiB) where grant mappings of other domains' pages live;
-2. GNTTAB: pfn in [machine pages, machine pages + 4) - the domain's own grant frames;
-3. IO: a privileged domain naming a pfn in the 2-4 GiB I/O hole (mfn = pfn);
+2. GNTTAB: pfn in [max_page, max_page + 4) - the domain's own grant frames (max_page is
+   one past the highest RAM frame);
+3. IO: a privileged domain naming a pfn in the 2-4 GiB I/O hole (mfn = pfn). The hole is
+   never RAM (machine memory above 2 GiB continues at 4 GiB), so this class reaches only
+   I/O space; a frame there that were RAM (a board whose RAM were flat) is refused, else
+   dom0 could map any domain's memory, its RMA included, by naming the machine frame;
 4. LOGICAL: the domain's own memory, through its p2m (`PhysMap`).
 """
 
@@ -18,8 +22,7 @@ from enum import IntEnum
 from typing import TYPE_CHECKING, Final
 
 from framework.errors import NotOwned
-from framework.hw970.devtree import IO_HOLE_END, IO_HOLE_START
-from framework.hw970.memory import PAGE_SHIFT
+from framework.hw970.memory import IO_HOLE_END, IO_HOLE_START, PAGE_SHIFT
 from framework.xen.public.arch_powerpc import (
     FOREIGN_PFN_BASE,
     FOREIGN_SLOTS,
@@ -28,6 +31,7 @@ from framework.xen.public.arch_powerpc import (
 
 if TYPE_CHECKING:
     from framework.xen.domain import Domain
+    from framework.xen.mm import FrameAllocator
 
 IO_HOLE_START_PFN: Final = IO_HOLE_START >> PAGE_SHIFT
 IO_HOLE_END_PFN: Final = IO_HOLE_END >> PAGE_SHIFT
@@ -87,8 +91,9 @@ class Translation:
     writable: bool = True  # False for a read-only foreign (grant) mapping
 
 
-def pfn_to_mfn(dom: Domain, pfn: int, machine_pages: int) -> Translation:
-    """What `pfn` means for `dom`; `NotOwned` (a KeyError) with a sentence if nothing."""
+def pfn_to_mfn(dom: Domain, pfn: int, frames: FrameAllocator) -> Translation:
+    """What `pfn` means for `dom` on a machine whose RAM `frames` knows; `NotOwned` (a
+    KeyError) with a sentence if nothing."""
     if pfn & FOREIGN_PFN_BASE:
         index = pfn - FOREIGN_PFN_BASE
         area = dom.foreign
@@ -99,13 +104,19 @@ def pfn_to_mfn(dom: Domain, pfn: int, machine_pages: int) -> Translation:
         s = area.slots[index]
         assert s is not None
         return Translation(s.mfn, PfnClass.FOREIGN, not s.readonly)
-    if machine_pages <= pfn < machine_pages + NR_GRANT_FRAMES:
-        frames = dom.grant_frames
-        k = pfn - machine_pages
-        if k >= len(frames):
-            raise NotOwned(f"grant frame pfn {pfn:#x}: d{dom.domid} has {len(frames)} frames")
-        return Translation(frames[k], PfnClass.GNTTAB)
+    max_page = frames.max_page
+    if max_page <= pfn < max_page + NR_GRANT_FRAMES:
+        grant_frames = dom.grant_frames
+        k = pfn - max_page
+        if k >= len(grant_frames):
+            raise NotOwned(f"grant frame pfn {pfn:#x}: d{dom.domid} has {len(grant_frames)} frames")
+        return Translation(grant_frames[k], PfnClass.GNTTAB)
     if dom.privileged and IO_HOLE_START_PFN <= pfn < IO_HOLE_END_PFN:
+        if frames.is_ram(pfn):
+            raise NotOwned(
+                f"IO-class pfn {pfn:#x} is a RAM frame: the I/O class (mfn = pfn) reaches "
+                "only I/O space, never memory"
+            )
         return Translation(pfn, PfnClass.IO)
     if dom.phys is None:
         raise NotOwned(f"d{dom.domid} has no memory yet")

@@ -95,7 +95,7 @@ def h_enter(xen: Hypervisor, core: Core, v: Vcpu) -> int:
         return H_PARAMETER
     machine_frame = False
     try:
-        tr = pfn_to_mfn(dom, pfn, xen.alloc.total_pages)
+        tr = pfn_to_mfn(dom, pfn, xen.alloc)
     except NotOwned:
         if not dom.privileged and IO_HOLE_START_PFN <= pfn < IO_HOLE_END_PFN:
             return H_PRIVILEGE  # I/O space is for the privileged domain only
@@ -184,7 +184,7 @@ def _guest_lo(xen: Hypervisor, v: Vcpu, ptex: int, lo: int) -> int:
     elif dom.phys is not None and dom.phys.owns_mfn(mfn):
         pfn = dom.phys.mfn_to_pfn(mfn)
     elif mfn in dom.grant_frames:
-        pfn = xen.alloc.total_pages + dom.grant_frames.index(mfn)
+        pfn = xen.alloc.max_page + dom.grant_frames.index(mfn)
     else:
         return lo  # I/O pages: the pfn is the mfn
     return (lo & ~_RPN_MASK) | (pfn << _RPN_SHIFT)

@@ -155,7 +155,7 @@ def h_put_tce(xen: Hypervisor, core: Core, v: Vcpu) -> int:
     if perms:
         pfn = (tce & TCE_RPN_MASK) >> TCE_PAGE_SHIFT
         try:
-            tr = pfn_to_mfn(dom, pfn, xen.alloc.total_pages)
+            tr = pfn_to_mfn(dom, pfn, xen.alloc)
         except NotOwned:
             return H_PARAMETER
         if tr.cls not in _DMA_CLASSES:

@@ -90,7 +90,7 @@ def test_the_kernel_sees_its_seeded_table_through_its_own_mapping(
     sim: Simulation, guest2: tuple[GrantTableClient, Domain, Core]
 ) -> None:
     client, dom, _ = guest2
-    assert client.table_gpa == sim.xen.alloc.total_pages << 12
+    assert client.table_gpa == sim.xen.alloc.max_page << 12
     pages = dom.rma_size >> 12
     # Console and xenstore pages, granted to dom0 and mapped there by xenconsoled and
     # xenstored: Xen keeps GTF_reading|GTF_writing set while they are mapped.

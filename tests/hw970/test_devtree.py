@@ -8,15 +8,14 @@ import fdt
 import pytest
 
 from framework.hw970.devtree import (
-    GIB,
     MPIC_BASE,
     MachineDevtreeSpec,
     MachineInfo,
     build_machine_devtree,
-    memory_ranges,
     parse_machine_devtree,
     read_dtb,
 )
+from framework.hw970.memory import GIB, memory_ranges
 
 CLOCK = 1_800_000_000
 TIMEBASE = 33_333_333

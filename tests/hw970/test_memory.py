@@ -27,3 +27,36 @@ def test_zero_clears_exactly_the_range(start: int, length: int) -> None:
     assert data[start : start + length] == bytes(length)
     assert data[:start] == b"\xff" * start
     assert data[start + length :] == b"\xff" * ((1 << 19) - start - length)
+
+
+def test_ram_above_2gib_starts_at_4gib() -> None:
+    """A 4 GiB board: RAM [0, 2 GiB) and [4 GiB, 6 GiB); the 2-4 GiB I/O hole is no RAM."""
+    gib = 1 << 30
+    mem = MachineMemory(4 * gib)
+    assert mem.ranges == [(0, 2 * gib), (4 * gib, 2 * gib)]
+    assert mem.size == 6 * gib and mem.ram_bytes == 4 * gib
+    mem.write_u64(2 * gib - 8, 0x1122334455667788)
+    mem.write_u64(4 * gib, 0x0102030405060708)
+    mem.write_u32(6 * gib - 4, 0xCAFEF00D)
+    assert mem.read_u64(2 * gib - 8) == 0x1122334455667788
+    assert mem.read(4 * gib, 8) == bytes(range(1, 9))
+    assert mem.read_u32(6 * gib - 4) == 0xCAFEF00D
+    for addr in (2 * gib, 3 * gib, 4 * gib - 8, 2 * gib - 4):  # in (or across into) the hole
+        with pytest.raises(MachineCheck, match="I/O hole"):
+            mem.read_u64(addr)
+        with pytest.raises(MachineCheck, match="I/O hole"):
+            mem.write_u8(addr + 4, 0xFF)
+    with pytest.raises(MachineCheck, match="outside memory"):
+        mem.read_u64(6 * gib - 4)
+    with pytest.raises(MachineCheck, match="I/O hole"):
+        mem.write(2 * gib - 16, bytes(32))
+    assert mem.is_ram(0, 2 * gib) and mem.is_ram(4 * gib, 2 * gib)
+    assert not mem.is_ram(2 * gib - 4096, 8192) and not mem.is_ram(6 * gib, 1)
+
+
+def test_machines_of_2gib_or_less_are_one_flat_range() -> None:
+    for size in (256 << 20, 2 << 30):
+        mem = MachineMemory(size)
+        assert mem.ranges == [(0, size)] and mem.size == size
+        with pytest.raises(MachineCheck, match="outside memory"):
+            mem.read_u8(size)

@@ -127,3 +127,40 @@ def test_page_table_outside_memory_is_a_machine_check() -> None:
     fill.load(tr)
     res = fill.translate(0xC000000000004000, ACCESS_READ)
     assert isinstance(res, Fault) and res.vector == VEC_MACHINE_CHECK and res.dar == MEM
+
+
+def test_a_translation_into_the_io_hole_is_a_machine_check() -> None:
+    """On a 4 GiB board a PTE whose RPN lies in the 2-4 GiB hole (or past the top of RAM)
+    never reaches memory: both fills refuse it with a machine check; RAM at 4 GiB maps."""
+    gib = 1 << 30
+    mem = MachineMemory(4 * gib)
+    tr = TranslationState()
+    tr.set_hid4(hid4_encode(64 << 20, 64 << 20))
+    tr.sdr1 = sdr1_encode(HTAB, HTAB_BYTES)
+    _, n_ptegs = sdr1_decode(tr.sdr1)
+    vsid = 0x5A5A5
+    tr.slbmte(vsid << 12, (0xC << 28) | 0x8000000)
+    cases = {0: 4 * gib + 0x3000, 1: 2 * gib, 2: 3 * gib + 0x7000, 3: 6 * gib, 4: 2 * gib - 0x1000}
+    for page, rpn in cases.items():
+        ea = (0xC << 28) | (page << 12)
+        addr = HTAB + pteg_index(vsid, ea, 12, False, n_ptegs) * PTEG_BYTES
+        mem.write_u64(addr, (pte_avpn(vsid, ea) << 7) | PTE_V)
+        mem.write_u64(addr + 8, rpn | 0x2)  # pp = 2: read/write
+    tr.msr = MSR_IR | MSR_DR
+    mmu = Mmu(mem)
+    fill = TlbFill(mem, until_page=UNTIL_PAGE, zero_page=0)
+    fill.load(tr)
+    for page, rpn in cases.items():
+        ea = (0xC << 28) | (page << 12) | 0x10
+        # RAM maps to its frame (perms follow R/C); anything else is a machine check.
+        want = (rpn,) if mem.is_ram(rpn, 0x1000) else ("fault", VEC_MACHINE_CHECK, rpn)
+        for access in (ACCESS_READ, ACCESS_WRITE):
+            got = _as_tuple(mmu.translate(tr, ea, access))
+            assert got[: len(want)] == want, hex(rpn)
+            assert _as_tuple(fill.translate(ea, access))[: len(want)] == want, hex(rpn)
+    # Xen's own real-mode view (MSR[HV]) stops at the hole too.
+    tr.msr = MSR_HV
+    fill.load(tr)
+    assert _as_tuple(fill.translate(2 * gib + 0x10, ACCESS_READ))[:2] == ("fault", 0x200)
+    assert _as_tuple(mmu.translate(tr, 2 * gib + 0x10, ACCESS_READ))[:2] == ("fault", 0x200)
+    assert _as_tuple(fill.translate(4 * gib + 0x10, ACCESS_READ))[0] == 4 * gib

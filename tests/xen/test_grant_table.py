@@ -149,7 +149,7 @@ class GuestPhys:
         self.sim, self.dom = sim, dom
 
     def maddr(self, gpa: int) -> int:
-        tr = p2m_pfn_to_mfn(self.dom, gpa >> 12, self.sim.xen.alloc.total_pages)
+        tr = p2m_pfn_to_mfn(self.dom, gpa >> 12, self.sim.xen.alloc)
         return (tr.mfn << 12) | (gpa & 0xFFF)
 
     def read(self, gpa: int, n: int) -> bytes:
@@ -160,7 +160,7 @@ class GuestPhys:
 
 
 def client(sim: Simulation, dom: Domain) -> GrantTableClient:
-    return GrantTableClient(GuestPhys(sim, dom), sim.xen.alloc.total_pages << 12)
+    return GrantTableClient(GuestPhys(sim, dom), sim.xen.alloc.max_page << 12)
 
 
 def entry(sim: Simulation, dom: Domain, ref: int) -> dict[str, int]:
@@ -241,7 +241,7 @@ def test_every_domain_gets_grant_frames_and_domus_get_seeded_entries(sim: Simula
         assert len(dom.grant_frames) == NR_GRANT_FRAMES
         assert not any(dom.phys.owns_mfn(m) for m in dom.grant_frames)  # Xen's, shared
         for k, mfn in enumerate(dom.grant_frames):  # reachable at the GNTTAB pfns only
-            tr = p2m_pfn_to_mfn(dom, xen.alloc.total_pages + k, xen.alloc.total_pages)
+            tr = p2m_pfn_to_mfn(dom, xen.alloc.max_page + k, xen.alloc)
             assert tr.mfn == mfn
         assert (dom.foreign is not None) == dom.privileged
         pages = dom.rma_size >> 12
@@ -270,7 +270,7 @@ def test_every_domain_gets_grant_frames_and_domus_get_seeded_entries(sim: Simula
 
 def test_setup_table_and_query_size(sim: Simulation) -> None:
     dom0, g2, _ = callers(sim)
-    base = sim.xen.alloc.total_pages
+    base = sim.xen.alloc.max_page
     assert setup_table(g2, DOMID_SELF, 4) == GNTST_okay
     raw = g2.read(FRAMES, 32)
     pfns = [int.from_bytes(raw[8 * i : 8 * i + 8], "big") for i in range(4)]
@@ -296,7 +296,7 @@ def test_setup_table_and_query_size(sim: Simulation) -> None:
 def test_grant_frames_map_as_cacheable_4k_pages_only(sim: Simulation) -> None:
     _, g2, _ = callers(sim)
     m = Dom0Mapping(g2)
-    gnttab_gpa = sim.xen.alloc.total_pages << 12
+    gnttab_gpa = sim.xen.alloc.max_page << 12
     hi_large = (pte_avpn(VSID, m.ea(gnttab_gpa)) << 7) | PTE_V | PTE_L
     assert g2.call(H_ENTER, 0, 0, hi_large, gnttab_gpa | 2) == H_PARAMETER
     rc, ptex = m.enter(gnttab_gpa, pp=2 | PTE_I | PTE_G)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from framework.errors import AllocError, NotOwned
-from framework.hw970.memory import PAGE_SHIFT
+from framework.hw970.memory import PAGE_SHIFT, memory_ranges
 from framework.hw970.mmu import sdr1_encode
 from framework.xen.mm import FrameAllocator, PhysMap, dom0_memory_default
 from framework.xen.public.arch_powerpc import (
@@ -33,13 +33,13 @@ def test_constants() -> None:
 
 
 def test_fresh_allocator_frees_everything_above_xen() -> None:
-    fa = FrameAllocator(1 * GiB)
+    fa = FrameAllocator([(0, 1 * GiB)])
     assert fa.free_bytes == 1 * GiB - 64 * MiB
     assert fa.free_ranges() == [(RESERVED_MFN, mfn(1 * GiB) - RESERVED_MFN)]
 
 
 def test_rma_allocation_is_naturally_aligned() -> None:
-    fa = FrameAllocator(1 * GiB)
+    fa = FrameAllocator([(0, 1 * GiB)])
     rma64 = fa.alloc_aligned(64 * MiB, 64 * MiB, "dom0 RMA")
     assert rma64 == mfn(64 * MiB)  # first fit right above Xen's 64 MiB
     rma256 = fa.alloc_aligned(256 * MiB, 256 * MiB, "domU RMA")
@@ -51,7 +51,7 @@ def test_rma_allocation_is_naturally_aligned() -> None:
 
 
 def test_fragmented_memory_has_no_aligned_block() -> None:
-    fa = FrameAllocator(1 * GiB)
+    fa = FrameAllocator([(0, 1 * GiB)])
     extents = fa.alloc_extents(1 * GiB - 64 * MiB, 16 * MiB, "everything")
     assert fa.free_bytes == 0
     keep_free = [(64, 192), (256, 384), (576, 704), (832, 960)]  # MiB ranges, 512 MiB
@@ -74,7 +74,7 @@ def test_fragmented_memory_has_no_aligned_block() -> None:
 
 
 def test_out_of_memory_message() -> None:
-    fa = FrameAllocator(1 * GiB)
+    fa = FrameAllocator([(0, 1 * GiB)])
     fa.alloc_extents(1 * GiB - 64 * MiB - 32 * MiB, 16 * MiB, "filler")
     assert fa.free_bytes == 32 * MiB
     with pytest.raises(AllocError, match=r"^out of memory for guest: need 48MiB, 32MiB free$"):
@@ -85,7 +85,7 @@ def test_out_of_memory_message() -> None:
 
 
 def test_alloc_free_cycles_restore_exactly() -> None:
-    fa = FrameAllocator(1 * GiB)
+    fa = FrameAllocator([(0, 1 * GiB)])
     initial = fa.free_bytes
     for _ in range(3):
         held: list[tuple[int, int]] = []
@@ -105,7 +105,7 @@ def test_alloc_free_cycles_restore_exactly() -> None:
 
 
 def test_free_refuses_double_free_and_foreign_frames() -> None:
-    fa = FrameAllocator(1 * GiB)
+    fa = FrameAllocator([(0, 1 * GiB)])
     base = fa.alloc_aligned(16 * MiB, 16 * MiB, "x")
     fa.free(base, EXTENT_PAGES)
     with pytest.raises(ValueError, match="double free"):
@@ -122,7 +122,7 @@ def test_free_refuses_double_free_and_foreign_frames() -> None:
 
 
 def test_extents_are_all_or_nothing() -> None:
-    fa = FrameAllocator(1 * GiB)
+    fa = FrameAllocator([(0, 1 * GiB)])
     extents = fa.alloc_extents(1 * GiB - 64 * MiB, 16 * MiB, "everything")
     assert all(e % EXTENT_PAGES == 0 for e in extents)
     assert extents == sorted(extents) and len(extents) == 60
@@ -138,7 +138,7 @@ def test_extents_are_all_or_nothing() -> None:
 
 
 def test_extents_span_several_free_ranges() -> None:
-    fa = FrameAllocator(1 * GiB)
+    fa = FrameAllocator([(0, 1 * GiB)])
     hole = fa.alloc_aligned(64 * MiB, 64 * MiB, "hole")
     assert hole == RESERVED_MFN
     fa.alloc_aligned(16 * MiB, 16 * MiB, "pin")  # 128..144 MiB
@@ -148,13 +148,64 @@ def test_extents_span_several_free_ranges() -> None:
 
 
 def test_large_machine_is_cheap() -> None:
-    fa = FrameAllocator(64 * GiB)
+    fa = FrameAllocator(memory_ranges(64 * GiB))
     got = fa.alloc_extents(32 * GiB, 16 * MiB, "big guest")
     assert len(got) == 2048
-    assert len(fa.free_ranges()) == 1
+    assert len(fa.free_ranges()) == 1  # the low range is used up, the high one cut
     for e in got:
         fa.free(e, EXTENT_PAGES)
-    assert fa.free_ranges() == [(RESERVED_MFN, mfn(64 * GiB) - RESERVED_MFN)]
+    assert fa.free_ranges() == [
+        (RESERVED_MFN, mfn(2 * GiB) - RESERVED_MFN),
+        (mfn(4 * GiB), mfn(62 * GiB)),
+    ]
+
+
+# -- the I/O hole: RAM above 2 GiB starts at 4 GiB ----------------------------------------
+
+
+def in_hole(first_mfn: int, count: int) -> bool:
+    """Whether frames [first_mfn, first_mfn + count) touch machine addresses 2-4 GiB."""
+    return first_mfn < mfn(4 * GiB) and first_mfn + count > mfn(2 * GiB)
+
+
+def test_a_4gib_machine_has_ram_at_0_and_4gib() -> None:
+    fa = FrameAllocator(memory_ranges(4 * GiB))
+    assert fa.free_ranges() == [
+        (RESERVED_MFN, mfn(2 * GiB) - RESERVED_MFN),
+        (mfn(4 * GiB), mfn(2 * GiB)),
+    ]
+    assert fa.free_bytes == 4 * GiB - 64 * MiB
+    assert fa.total_pages == mfn(4 * GiB)  # RAM frames, as physinfo counts them
+    assert fa.max_page == mfn(6 * GiB)  # one past the top frame: grant frames start here
+    assert not fa.is_ram(mfn(2 * GiB)) and not fa.is_ram(mfn(4 * GiB) - 1)
+    assert fa.is_ram(mfn(2 * GiB) - 1) and fa.is_ram(mfn(4 * GiB))
+    assert not fa.is_ram(mfn(6 * GiB))
+
+
+def test_no_frame_of_the_hole_is_ever_handed_out() -> None:
+    fa = FrameAllocator(memory_ranges(4 * GiB))
+    # A 2 GiB guest: its extents fill RAM below the hole and go on at 4 GiB.
+    rma = fa.alloc_aligned(64 * MiB, 64 * MiB, "RMA")
+    extents = fa.alloc_extents(2 * GiB - 64 * MiB, 16 * MiB, "guest")
+    assert not in_hole(rma, mfn(64 * MiB))
+    assert not any(in_hole(e, EXTENT_PAGES) for e in extents)
+    assert sorted(e << PAGE_SHIFT for e in extents)[-4:] == [
+        4 * GiB + k * 16 * MiB for k in range(4)
+    ]
+    # A 1 GiB RMA: nothing below the hole is free, [4, 5) GiB is cut: [5, 6) GiB.
+    assert fa.alloc_aligned(1 * GiB, 1 * GiB, "RMA") == mfn(5 * GiB)
+    with pytest.raises(AllocError, match="out of memory"):
+        fa.alloc_extents(fa.free_bytes + 16 * MiB, 16 * MiB, "too much")
+    with pytest.raises(ValueError, match="outside allocatable frames"):
+        fa.free(mfn(2 * GiB), EXTENT_PAGES)  # a frame of the hole was never RAM
+
+
+def test_an_rma_never_straddles_the_hole() -> None:
+    fa = FrameAllocator(memory_ranges(3 * GiB))
+    fa.alloc_extents(1984 * MiB - 256 * MiB, 16 * MiB, "filler")  # leaves [1792, 2048) MiB
+    assert fa.alloc_aligned(256 * MiB, 256 * MiB, "RMA") == mfn(1792 * MiB)
+    # No naturally aligned 512 MiB block below the hole is free: it goes to 4 GiB.
+    assert fa.alloc_aligned(512 * MiB, 512 * MiB, "RMA") == mfn(4 * GiB)
 
 
 def make_map() -> PhysMap:
@@ -203,7 +254,7 @@ def test_physmap_runs_merge_adjacent_pieces() -> None:
 
 
 def test_physmap_frees_back_to_allocator() -> None:
-    fa = FrameAllocator(1 * GiB)
+    fa = FrameAllocator([(0, 1 * GiB)])
     initial = fa.free_bytes
     rma = fa.alloc_aligned(64 * MiB, 64 * MiB, "rma")
     pm = PhysMap(rma, mfn(64 * MiB), fa.alloc_extents(64 * MiB, 16 * MiB, "extents"))

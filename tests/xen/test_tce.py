@@ -76,11 +76,11 @@ def test_dom0_also_goes_through_the_iommu_hcalls(
     assert table.get(0) == (c.dom.phys.pfn_to_mfn(0x42) << 12) | TCE_PAGE_READ
     # I/O space is never a DMA target, even for the privileged domain that may map it.
     io = IO_HOLE_START_PFN + 5
-    assert pfn_to_mfn(c.dom, io, booted.xen.alloc.total_pages).cls == PfnClass.IO
+    assert pfn_to_mfn(c.dom, io, booted.xen.alloc).cls == PfnClass.IO
     assert put(c, DOM0_LIOBN, 0x1000, (io << 12) | RW) == H_PARAMETER
     # Nor are the domain's own grant-table frames.
-    gnttab = booted.xen.alloc.total_pages
-    assert pfn_to_mfn(c.dom, gnttab, gnttab).cls == PfnClass.GNTTAB
+    gnttab = booted.xen.alloc.max_page
+    assert pfn_to_mfn(c.dom, gnttab, booted.xen.alloc).cls == PfnClass.GNTTAB
     assert put(c, DOM0_LIOBN, 0x1000, (gnttab << 12) | RW) == H_PARAMETER
     assert table.get(0x1000) == 0
 

@@ -35,7 +35,7 @@ class Machine:
 
     def __init__(self) -> None:
         self.mem = MachineMemory(1 << 30)
-        fa = FrameAllocator(1 << 30)
+        fa = FrameAllocator([(0, 1 << 30)])
         a_rma = fa.alloc_aligned(RMA, RMA, "A RMA")
         b_rma = fa.alloc_aligned(RMA, RMA, "B RMA")
         self.a = PhysMap(a_rma, RMA >> 12, fa.alloc_extents(32 * MiB, 16 * MiB, "A"))
