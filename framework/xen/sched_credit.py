@@ -165,12 +165,37 @@ class CreditScheduler:
         if vcpu in sdom.vcpus:
             raise ValueError(f"vcpu {dom}.{vcpu} already exists")
         aff = self._check_affinity(affinity)
-        home = vcpu % self.ncpus
-        if aff is not None and home not in aff:
-            home = min(aff)
-        svc = SchedVcpu(dom=dom, vcpu=vcpu, domain=sdom, affinity=aff, processor=home)
+        svc = SchedVcpu(dom=dom, vcpu=vcpu, domain=sdom, affinity=aff)
+        svc.processor = self._initial_cpu(sdom, vcpu)
+        if not svc.allows(svc.processor):
+            svc.processor = self._pick_cpu(svc)
         sdom.vcpus[vcpu] = svc
         return svc
+
+    def _initial_cpu(self, sdom: SchedDomain, vcpu: int) -> int:
+        """Where Xen first places a VCPU (``XEN_DOMCTL_max_vcpus``): dom0's VCPU i on CPU
+        i; a guest's VCPU 0 on ``default_vcpu0_location``'s least-populated CPU, the next
+        VCPUs round-robin after it.
+
+        ``default_vcpu0_location`` counts VCPUs that are up, starts from CPU 0, skips it
+        (it is in CPU 0's sibling map) and takes any later CPU with a count ``<=`` the best
+        so far, so ties go to the highest-numbered CPU and CPU 0 only wins when it is
+        strictly the least populated.
+        """
+        if sdom.dom == 0:
+            return vcpu % self.ncpus
+        if vcpu > 0 and vcpu - 1 in sdom.vcpus:
+            return (sdom.vcpus[vcpu - 1].processor + 1) % self.ncpus
+        cnt = [0] * self.ncpus
+        for d in self._doms.values():
+            for v in d.vcpus.values():
+                if v.vcpu == 0 or v.state != VcpuState.OFFLINE:
+                    cnt[v.processor] += 1
+        cpu = 0
+        for i in range(1, self.ncpus):
+            if cnt[i] <= cnt[cpu]:
+                cpu = i
+        return cpu
 
     def remove_domain(self, dom: int) -> None:
         """Destroy a domain; CPUs it was running on go idle and are left in ``take_kicks``."""
