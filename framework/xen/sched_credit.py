@@ -327,15 +327,7 @@ class CreditScheduler:
         Returns CPUs to kick: those running a VCPU just parked, and those an unparked VCPU
         tickles. Run queues are re-sorted lazily, by each CPU's next tick.
         """
-        kicks: list[int] = []
-        for svc in self._distribute_credit():
-            if svc.parked:
-                if svc.state == VcpuState.RUNNING:
-                    kicks.append(svc.processor)  # vcpu_pause_nosync: deschedule it
-                elif svc.state == VcpuState.RUNNABLE:
-                    self._runq[svc.processor].remove(svc)
-            elif svc.state == VcpuState.RUNNABLE:
-                kicks.extend(self._wake_insert(svc))  # vcpu_unpause -> vcpu_wake
+        kicks = self._distribute_credit()
         self._runq_sort += 1
         return sorted(set(kicks))
 
@@ -389,7 +381,7 @@ class CreditScheduler:
     def _distribute_credit(self) -> list[SchedVcpu]:
         """``csched_acct``'s arithmetic, integer and in Xen's list order.
 
-        Returns the VCPUs whose parked flag changed, for the caller to pause/unpause.
+        Returns the CPUs that parking and unparking kicked.
         """
         weight_total = sum(d.weight for d in self._active)
         credit_total = CREDITS_PER_ACCT * self.ncpus
@@ -403,7 +395,7 @@ class CreditScheduler:
         credit_xtra = False
         credit_cap = 0
         new_balance = 0
-        changed: list[SchedVcpu] = []
+        kicks: list[int] = []
         for sdom in list(self._active):
             nact = len(sdom.active_vcpus)
             weight_left -= sdom.weight
@@ -432,9 +424,23 @@ class CreditScheduler:
                 was_parked = svc.parked
                 new_balance += self._settle(svc, credit_fair, credit_cap)
                 if svc.parked != was_parked:
-                    changed.append(svc)
+                    kicks.extend(self._park_changed(svc))
         self._credit_balance = new_balance
-        return changed
+        return kicks
+
+    def _park_changed(self, svc: SchedVcpu) -> list[int]:
+        """Xen pauses a parked VCPU and unpauses (wakes) an unparked one right inside the
+        accounting loop, so later VCPUs' tickles see the queues as they are then."""
+        if svc.parked:
+            if svc.state == VcpuState.RUNNING:
+                return [svc.processor]  # vcpu_pause_nosync: its CPU must deschedule it
+            if svc.state == VcpuState.RUNNABLE:
+                self._runq[svc.processor].remove(svc)
+            return []
+        if svc.state == VcpuState.RUNNABLE:
+            # vcpu_unpause -> vcpu_wake while the flag is still set: no BOOST.
+            return self._wake_insert(svc, boost=False)
+        return []
 
     def _settle(self, svc: SchedVcpu, credit_fair: int, credit_cap: int) -> int:
         """Pay one VCPU, re-derive its priority, park/unpark, clamp; returns its credit.
@@ -483,9 +489,9 @@ class CreditScheduler:
         if not sdom.active_vcpus:
             self._active.remove(sdom)
 
-    def _wake_insert(self, svc: SchedVcpu) -> list[int]:
-        """The body of ``csched_vcpu_wake`` for a runnable, unparked VCPU off every queue."""
-        if svc.pri == Pri.UNDER:
+    def _wake_insert(self, svc: SchedVcpu, boost: bool = True) -> list[int]:
+        """The body of ``csched_vcpu_wake`` for a runnable VCPU off every queue."""
+        if boost and svc.pri == Pri.UNDER:
             svc.pri = Pri.BOOST
         cpu = svc.processor
         self._insert(cpu, svc)
