@@ -378,7 +378,7 @@ class CreditScheduler:
         if not svc.active:
             self._acct_start(svc)
 
-    def _distribute_credit(self) -> list[SchedVcpu]:
+    def _distribute_credit(self) -> list[int]:
         """``csched_acct``'s arithmetic, integer and in Xen's list order.
 
         Returns the CPUs that parking and unparking kicked.
