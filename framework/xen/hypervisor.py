@@ -40,7 +40,7 @@ from framework.xen.public.arch_powerpc import EXTENT_ORDER, KernelImage, htab_by
 from framework.xen.public.sched import SHUTDOWN_NAMES
 from framework.xen.public.vcpu import Runstate
 from framework.xen.public.xen import SHARED_INFO, VCPU_INFO, VIRQ_TIMER
-from framework.xen.sched_credit import CreditScheduler
+from framework.xen.sched_credit import CreditScheduler, Pri
 from framework.xen.schedule import PhysicalCpu
 from framework.xen.tce import destroy_tce_tables
 
@@ -201,10 +201,9 @@ class Hypervisor:
     def set_max_vcpus(self, dom: Domain, n: int) -> None:
         for i in range(len(dom.vcpus), n):
             v = dom.add_vcpu(i)
-            v.processor = i % self.ncpus
             v.arch.tr.set_hid4(dom.hid4) if dom.hid4 else None
             v.arch.tr.sdr1 = dom.sdr1
-            self.sched.add_vcpu(dom.domid, i, dom.affinity.get(i))
+            v.processor = self.sched.add_vcpu(dom.domid, i, dom.affinity.get(i)).processor
         dom.max_vcpus = n
 
     def set_vcpu_context(self, v: Vcpu, regs: dict[int, int], msr: int) -> None:
@@ -366,11 +365,12 @@ class Hypervisor:
             return
         if v.runstate not in (Runstate.BLOCKED, Runstate.OFFLINE):
             return
-        boosted = v.runstate == Runstate.BLOCKED
         cpu = self.running_cpu()
         self.set_runstate(v, Runstate.RUNNABLE, now, cpu)
-        self.rec.emit(K.SCHED_WAKE, now, cpu, v.domain.domid, v.vcpu_id, int(boosted))
         kicks = self.sched.wake(v.domain.domid, v.vcpu_id, now)
+        # The scheduler decides BOOST (only an UNDER, unparked VCPU gets it).
+        boosted = self.sched.vcpu(v.domain.domid, v.vcpu_id).pri == Pri.BOOST
+        self.rec.emit(K.SCHED_WAKE, now, cpu, v.domain.domid, v.vcpu_id, int(boosted))
         self.apply_kicks(kicks + self.sched.take_kicks(), cpu)
 
     def apply_kicks(self, cpus: list[int], from_cpu: int) -> None:
