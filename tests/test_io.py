@@ -259,12 +259,6 @@ def test_a_frontend_connects_through_the_whole_handshake(
     assert states[2:] == [XenbusState.Closing, XenbusState.Closed]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the guest's 0x500 upcall scans every pending port, not only those bound to its "
-    "VCPU (Linux masks with cpu_evtchn_mask): with switch costs charged before the slice, "
-    "VCPU 0's net upcall at ~4.85 ms also completes and resubmits blk requests (i13-time)",
-)
 def test_device_workloads_run_on_the_vcpu_they_name() -> None:
     """The frontends bind their event channels to the workload's VCPU, so after the first
     burst (sent from the xenbus handler, on VCPU 0) requests and packets go out there."""
@@ -286,7 +280,7 @@ def test_device_workloads_run_on_the_vcpu_they_name() -> None:
     # everything is sent there.
     for kind, dom, burst in (("blk.submit", "disk", 8), ("net.tx", "stream", 256)):
         rows = df[(df.kind == kind) & (df.dom == sim.domids[dom])].reset_index(drop=True)
-        assert (rows.iloc[:burst].vcpu == 0).all()
         first = int((rows.vcpu == 1).idxmax())
+        assert 0 < first <= burst  # at most the first ring-full goes out from VCPU 0
         later = rows.iloc[first:]
         assert len(later) > 150 and (later.vcpu == 1).all(), later.vcpu.value_counts().to_dict()

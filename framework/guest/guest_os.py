@@ -53,9 +53,7 @@ from framework.xen.public.arch_powerpc import FOREIGN_GPA_BASE
 from framework.xen.public.devtree import WorkloadValue, parse_domain_devtree, workload_groups
 from framework.xen.public.event_channel import (
     EVTCHN_BIND_INTERDOMAIN,
-    EVTCHN_BIND_VCPU,
     EVTCHNOP_bind_interdomain,
-    EVTCHNOP_bind_vcpu,
 )
 from framework.xen.public.papr import H_ENTER, H_SUCCESS
 from framework.xen.public.sched import SCHED_SHUTDOWN, SCHEDOP_shutdown, SHUTDOWN_crash
@@ -162,6 +160,7 @@ class GuestOS:
             mem.write(area + off, value.to_bytes(8, "big"))
         self._install_slb(core, k)
         if first:
+            k.init_binding_masks(core)
             self._map_linear(core, k)
             self._start_io(core, k)
             k.console(
@@ -324,14 +323,7 @@ class GuestOS:
         else:
             port = _workload_int(wl["pingpong-port"], "pingpong-port")
         if vid:
-            k.op(
-                core,
-                HYPERVISOR_event_channel_op,
-                EVTCHNOP_bind_vcpu,
-                EVTCHN_BIND_VCPU,
-                port=port,
-                vcpu=vid,
-            )
+            k.evtchn_bind_vcpu(core, port, vid)
 
         progress = self.progress
         key = (k.domid, "pingpong")

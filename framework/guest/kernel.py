@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from framework.errors import KernelError
+from framework.guest.runtime import AREA_BASE, AREA_EVTMASK, AREA_EVTMASK_BYTES, AREA_SIZE
 from framework.hw970.core import Core
 from framework.hw970.mmu import (
     LARGE_PAGE_SHIFT,
@@ -40,6 +41,7 @@ from framework.xen.public.event_channel import (
     EVTCHNOP_bind_virq,
     EVTCHNOP_close,
     EVTCHNOP_send,
+    EVTCHNOP_unmask,
 )
 from framework.xen.public.grant_table import (
     GNTTAB_COPY,
@@ -58,6 +60,7 @@ from framework.xen.public.layout import Layout, signed16
 from framework.xen.public.papr import H_AVPN, H_ENTER, H_REMOVE, H_SUCCESS
 from framework.xen.public.xen import (
     DOMID_SELF,
+    EVTCHN_MASK_OFF,
     VIRQ_TIMER,
     CONSOLEIO_write,
     HYPERVISOR_console_io,
@@ -228,7 +231,12 @@ class GuestKernel:
         return out["local_port"]
 
     def evtchn_bind_vcpu(self, core: Core, port: int, vcpu: int) -> int:
-        """EVTCHNOP_bind_vcpu: `port`'s upcalls go to VCPU `vcpu`; returns Xen's code."""
+        """EVTCHNOP_bind_vcpu: `port`'s upcalls go to VCPU `vcpu`; returns Xen's code.
+
+        As Linux's rebind_irq_to_cpu: the port is masked while it moves, and unmasked with
+        EVTCHNOP_unmask after, so an event that arrived meanwhile is delivered to the new
+        VCPU instead of waiting in a word the old VCPU no longer serves."""
+        was_masked = self._set_evtchn_mask(core, port)
         rc, _ = self.op(
             core,
             HYPERVISOR_event_channel_op,
@@ -237,11 +245,48 @@ class GuestKernel:
             port=port,
             vcpu=vcpu,
         )
+        if rc == 0:
+            self.bind_port_to_vcpu(core, port, vcpu)
+        if not was_masked:
+            self.op(core, HYPERVISOR_event_channel_op, EVTCHNOP_unmask, EVTCHN_PORT, port=port)
         return rc
+
+    def _set_evtchn_mask(self, core: Core, port: int) -> bool:
+        """Set `port`'s mask bit in shared_info; returns whether it was set already."""
+        mem = self.memory(core)
+        addr = self.spec.shared_info_gpa + EVTCHN_MASK_OFF + (port >> 6) * 8
+        word = int.from_bytes(mem.read(addr, 8), "big")
+        bit = 1 << (port & 63)
+        if not word & bit:
+            mem.write(addr, (word | bit).to_bytes(8, "big"))
+        return bool(word & bit)
 
     def evtchn_close(self, core: Core, port: int) -> None:
         self.port_handlers.pop(port, None)
         self.op(core, HYPERVISOR_event_channel_op, EVTCHNOP_close, EVTCHN_PORT, port=port)
+        self.bind_port_to_vcpu(core, port, 0)
+
+    # -- which VCPU handles which port -----------------------------------------------------
+    def init_binding_masks(self, core: Core) -> None:
+        """Every port starts on VCPU 0 (Linux's init_evtchn_cpu_bindings): VCPU 0's binding
+        mask all ones, the others' all zeros, in each VCPU's kernel area."""
+        mem = self.memory(core)
+        for vid in range(self.spec.nr_vcpus):
+            fill = b"\xff" if vid == 0 else b"\x00"
+            mem.write(AREA_BASE + AREA_SIZE * vid + AREA_EVTMASK, fill * AREA_EVTMASK_BYTES)
+
+    def bind_port_to_vcpu(self, core: Core, port: int, vcpu: int) -> None:
+        """Move `port` to `vcpu`'s binding mask (Linux's bind_evtchn_to_cpu): the upcall of
+        no other VCPU takes it any more."""
+        mem = self.memory(core)
+        word_off = AREA_EVTMASK + (port >> 6) * 8
+        bit = 1 << (port & 63)
+        for vid in range(self.spec.nr_vcpus):
+            addr = AREA_BASE + AREA_SIZE * vid + word_off
+            word = int.from_bytes(mem.read(addr, 8), "big")
+            new = word | bit if vid == vcpu else word & ~bit
+            if new != word:
+                mem.write(addr, new.to_bytes(8, "big"))
 
     # -- 4 KiB I/O mappings ----------------------------------------------------------------
     def memory(self, core: Core) -> KernelMemory:
@@ -462,6 +507,7 @@ class GuestKernel:
         if rc != 0:
             raise KernelError(f"d{self.domid}: binding VIRQ_TIMER on VCPU {vid} failed ({rc})")
         self.timer_ports[vid] = out["port"]
+        self.bind_port_to_vcpu(core, out["port"], vid)
         self.port_handlers[out["port"]] = self.on_timer
 
     def add_timer(self, core: Core, deadline: int, callback: Callable[[Core, int], None]) -> None:

@@ -1,8 +1,8 @@
 """The guest kernel's PPC64 runtime, assembled with keystone.
 
 Real code runs where the architecture matters: the exception vectors, the 0x500 event
-upcall (real mode) that scans and clears pending bits with ldarx/stdcx. and dispatches per
-port, the idle loop that blocks with SCHEDOP_block, and the compute loop.  Driver-level
+upcall (real mode) that scans pending & ~mask & this VCPU's binding mask (as Linux's
+`active_evtchns` does), clears each bit with ldarx/stdcx. and dispatches the port, the idle loop that blocks with SCHEDOP_block, and the compute loop.  Driver-level
 logic is in native routines (`kernel.py`) reached with `bl` to a stub whose address a
 code hook is bound to.
 
@@ -43,6 +43,10 @@ AREA_SHINFO: Final = 288
 AREA_VCPUINFO: Final = 296
 AREA_CONT: Final = 304  # translated PC to continue at after start-up
 AREA_MSR: Final = 312
+#: This VCPU's event-channel binding mask (Linux's cpu_evtchn_mask[cpu]): one bit per port,
+#: laid out like shared_info's pending words; the upcall handles only ports whose bit is set.
+AREA_EVTMASK: Final = 0x200
+AREA_EVTMASK_BYTES: Final = 512  # NR_EVENT_CHANNELS (4096) bits
 
 NATIVES: Final = ("kinit", "evtchn_dispatch", "program_check", "storage_fault", "decrementer")
 
@@ -148,6 +152,10 @@ upcall_next_bit:
     ld 10, 0(19)
     ld 7, 0(18)
     andc 10, 10, 7
+    subf 6, 14, 19
+    addi 6, 6, {AREA_EVTMASK - EVTCHN_PENDING_OFF}
+    ldx 7, 13, 6
+    and 10, 10, 7
     cmpdi 10, 0
     beq upcall_next_word
     cntlzd 7, 10

@@ -3,6 +3,8 @@ precedes, the guest-visible time Xen writes, and seeded jitter for replications.
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from framework.scenario import parse_scenario
 from framework.simulation import Simulation
 from framework.trace.ids import K
@@ -55,7 +57,7 @@ def test_pingpong_across_two_loaded_cpus_round_trip_is_microseconds_not_the_quan
     assert len(times) > 100
     # The guests boot behind the compute guests' 30 ms credit slices; once up, every round
     # trip crosses both loaded CPUs.
-    gaps = sorted(b - a for a, b in zip(times, times[1:]))
+    gaps = sorted(b - a for a, b in pairwise(times))
     p50_us = gaps[len(gaps) // 2] / 1000
     assert p50_us <= 20.0
 
