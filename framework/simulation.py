@@ -38,11 +38,10 @@ from framework.runinfo import ERROR_LOG, RUN_FILE, write_run_json
 from framework.scenario import Scenario
 from framework.trace.recorder import TRACE_FILE, Recorder
 from framework.workload_progress import stalled_workloads
-from framework.xen.domain import Domain
 from framework.xen.hypervisor import Hypervisor
 from framework.xen.jitter import Jitter, JitterParams
 from framework.xen.public.arch_powerpc import KernelImage
-from framework.xen.public.devtree import build_domain_devtree, domain_spec
+from framework.xen.public.devtree import DomainDevtreeSpec, domain_spec
 from framework.xen.public.vcpu import RUNSTATE_NAMES
 from framework.xen.sched_credit import CreditScheduler
 
@@ -147,7 +146,7 @@ class Simulation:
             weight=d0.weight,
             cap=d0.cap,
             kernel=self.kernel,
-            devtree=self._dom0_devtree,
+            devtree=self._dom0_devtree(),
         )
         self.xen.start()
 
@@ -180,9 +179,10 @@ class Simulation:
         return lines + self.dom0.console_log(domid)
 
     # -- dom0 and the memory account -------------------------------------------------------
-    def _dom0_devtree(self, dom: Domain) -> bytes:
+    def _dom0_devtree(self) -> DomainDevtreeSpec:
+        """What dom0's /chosen and /xen say; Xen builds the tree from the firmware's."""
         d0 = self.scenario.dom0
-        spec = domain_spec(
+        return domain_spec(
             domid=0,
             rma=d0.rma,
             memory=d0.memory,
@@ -194,7 +194,6 @@ class Simulation:
             timebase_hz=self.scenario.machine.timebase,
             workload=workload_properties(d0.workloads),
         )
-        return build_domain_devtree(spec)
 
     def _first_guest(self) -> None:
         self.free_before_guests = self.xen.alloc.free_bytes

@@ -24,6 +24,7 @@ from framework.trace.ids import K
 from framework.trace.recorder import Recorder
 from framework.xen import costs, evtchn
 from framework.xen.console import ConsoleRing
+from framework.xen.dom0_devtree import build_dom0_devtree
 from framework.xen.domain import Domain, DomainState, Vcpu
 from framework.xen.event_channel import evtchn_close
 from framework.xen.grant_table import (
@@ -37,6 +38,7 @@ from framework.xen.jitter import Jitter
 from framework.xen.mm import FrameAllocator, PhysMap
 from framework.xen.p2m import ForeignArea
 from framework.xen.public.arch_powerpc import EXTENT_ORDER, KernelImage, htab_bytes_for
+from framework.xen.public.devtree import DomainDevtreeSpec
 from framework.xen.public.sched import SHUTDOWN_NAMES
 from framework.xen.public.vcpu import Runstate
 from framework.xen.public.xen import SHARED_INFO, VCPU_INFO, VIRQ_TIMER
@@ -224,9 +226,12 @@ class Hypervisor:
         weight: int,
         cap: int,
         kernel: KernelImage,
-        devtree: Callable[[Domain], bytes],
+        devtree: DomainDevtreeSpec,
     ) -> Domain:
-        """Xen's own dom0 builder (domain_build.c): RMA, extents, HTAB, devtree, VCPU 0."""
+        """Xen's own dom0 builder (domain_build.c): RMA, extents, HTAB, devtree, VCPU 0.
+
+        `devtree` says what dom0's /chosen and /xen hold; the tree itself is the
+        firmware's, fixed up for dom0 (`build_dom0_devtree`, ofd_dom0_fixup)."""
         dom = self.create_domain("Domain-0", privileged=True, domid=0)
         self.set_max_vcpus(dom, vcpus)
         self.allocate_rma(dom, rma)
@@ -241,7 +246,7 @@ class Hypervisor:
         self.sched.set_params(0, weight=weight, cap=cap)
         dom.weight, dom.cap = weight, cap
         self.rec.emit(K.DOM_CREATE, 0, -1, 0, -1, memory, vcpus, dom.rma_mfn << 12, rma)
-        blob = devtree(dom)
+        blob = build_dom0_devtree(self.machine.devtree, devtree)
         for gpa, data in ((kernel.load_gpa, kernel.image), (kernel.devtree_gpa, blob)):
             for off in range(0, len(data), 4096):
                 self.memory.write(dom.gpa_to_maddr(gpa + off), data[off : off + 4096])

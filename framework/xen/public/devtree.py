@@ -65,6 +65,13 @@ CPU_NODE_PREFIX: Final = "PowerPC,970"
 WORKLOAD_COMPATIBLE: Final = "xen970,workload"
 #: Records each workload property's Python type, so parsing gives back exactly what was built.
 WORKLOAD_TYPES_PROP: Final = "xen970,types"
+#: On a memory node, the part of `reg` this kernel may use as its RAM. Linux's
+#: early_init_dt_scan_memory reads it in place of `reg` when present (kdump's property);
+#: dom0's tree uses it so /memory can describe the machine while dom0 keeps its own RAM.
+USABLE_MEMORY_PROP: Final = "linux,usable-memory"
+#: /xen property of dom0's tree: how many VCPUs dom0 has (its /cpus lists the machine's
+#: physical CPUs instead); xen970's own, as `/xen/workload` is.
+DOM0_VCPUS_PROP: Final = "xen970,vcpus"
 
 #: SDR1.HTABSIZE allows hashed page tables of 2^18 .. 2^46 bytes.
 HTAB_LOG2_MIN: Final = 18
@@ -234,7 +241,8 @@ def _workload_node(workload: dict[str, WorkloadValue]) -> fdt.Node:
     return dtb_node("workload", props)
 
 
-def _xen_node(spec: DomainDevtreeSpec) -> fdt.Node:
+def xen_node(spec: DomainDevtreeSpec) -> fdt.Node:
+    """The /xen node: domain id, shared_info, console and store, privilege, workload."""
     props: list[tuple[str, bytes]] = [
         ("compatible", encode_string(XEN_COMPATIBLE)),
         ("reg", encode_u64s(spec.domid, 0)),
@@ -268,9 +276,9 @@ def _cpu_node(index: int, spec: DomainDevtreeSpec) -> fdt.Node:
     )
 
 
-def build_domain_devtree(spec: DomainDevtreeSpec) -> bytes:
-    """The v17 DTB for a domain; ValueError if it exceeds DEVTREE_MAX_BYTES."""
-    chosen = dtb_node(
+def chosen_node(spec: DomainDevtreeSpec) -> fdt.Node:
+    """/chosen: bootargs, the console as stdout, /xen as the interrupt controller."""
+    return dtb_node(
         "chosen",
         [
             ("bootargs", encode_string(spec.bootargs)),
@@ -278,6 +286,21 @@ def build_domain_devtree(spec: DomainDevtreeSpec) -> bytes:
             ("interrupt-controller", encode_cells(XEN_PHANDLE)),
         ],
     )
+
+
+def check_devtree_size(blob: bytes, domid: int) -> bytes:
+    """`blob` if it fits DEVTREE_MAX_BYTES, else ValueError naming the domain."""
+    if len(blob) > DEVTREE_MAX_BYTES:
+        raise ValueError(
+            f"domain {domid} devtree is {len(blob)} bytes (header, reservation map, "
+            f"structure and strings), more than DEVTREE_MAX_BYTES = {DEVTREE_MAX_BYTES}; "
+            "shorten bootargs or the workload parameters"
+        )
+    return blob
+
+
+def build_domain_devtree(spec: DomainDevtreeSpec) -> bytes:
+    """The v17 DTB for a domain; ValueError if it exceeds DEVTREE_MAX_BYTES."""
     memories = [
         dtb_node(
             "memory@0",
@@ -313,16 +336,9 @@ def build_domain_devtree(spec: DomainDevtreeSpec) -> bytes:
             ("compatible", encode_string(DOMAIN_COMPATIBLE)),
             ("device_type", encode_string(DOMAIN_DEVICE_TYPE)),
         ],
-        [chosen, _xen_node(spec), *memories, cpus],
+        [chosen_node(spec), xen_node(spec), *memories, cpus],
     )
-    blob = write_dtb(root, spec.reserved)
-    if len(blob) > DEVTREE_MAX_BYTES:
-        raise ValueError(
-            f"domain {spec.domid} devtree is {len(blob)} bytes (header, reservation map, "
-            f"structure and strings), more than DEVTREE_MAX_BYTES = {DEVTREE_MAX_BYTES}; "
-            "shorten bootargs or the workload parameters"
-        )
-    return blob
+    return check_devtree_size(write_dtb(root, spec.reserved), spec.domid)
 
 
 def _u64_pair(node: fdt.Node, name: str, where: str) -> tuple[int, int]:
@@ -362,6 +378,19 @@ def _parse_workload(node: fdt.Node) -> dict[str, WorkloadValue]:
         else:
             raise ValueError(f"{what}: unknown workload type {kind!r}")
     return workload
+
+
+def _usable_ranges(mem: fdt.Node) -> list[tuple[int, int]]:
+    """A memory node's RAM for this kernel: `linux,usable-memory` when present (an empty
+    one gives none), else `reg`, as Linux's early_init_dt_scan_memory reads it."""
+    where = f"/{mem.name} {USABLE_MEMORY_PROP}"
+    raw = property_bytes(mem, USABLE_MEMORY_PROP)
+    if raw is None:
+        return read_reg_ranges(mem, f"/{mem.name}")
+    values = decode_u64s(raw, where)
+    if len(values) % 2:
+        raise ValueError(f"{where} holds an odd number of 64-bit values")
+    return [(values[i], values[i + 1]) for i in range(0, len(values), 2)]
 
 
 def parse_domain_devtree(blob: bytes) -> DomainDevtreeSpec:
@@ -406,10 +435,7 @@ def parse_domain_devtree(blob: bytes) -> DomainDevtreeSpec:
     workload_node = xen.get_subnode("workload")
     workload = {} if workload_node is None else _parse_workload(workload_node)
 
-    ranges: list[tuple[int, int]] = []
-    for mem in nodes_of_type(root, "memory"):
-        ranges.extend(read_reg_ranges(mem, f"/{mem.name}"))
-    ranges.sort()
+    ranges = sorted(r for mem in nodes_of_type(root, "memory") for r in _usable_ranges(mem))
     if not ranges or ranges[0][0] != 0:
         raise ValueError("domain devtree has no /memory@0 (the RMA)")
     for (base, size), (next_base, _next_size) in pairwise(ranges):
@@ -421,7 +447,11 @@ def parse_domain_devtree(blob: bytes) -> DomainDevtreeSpec:
     cpus = nodes_of_type(require_node(root, "cpus", "/cpus"), "cpu")
     by_reg = {cpu_reg(c): c for c in cpus}
     if not cpus or sorted(by_reg) != list(range(len(cpus))):
-        raise ValueError(f"domain devtree VCPU reg values {sorted(by_reg)} are not 0..n-1")
+        raise ValueError(f"domain devtree CPU reg values {sorted(by_reg)} are not 0..n-1")
+    # A domU's /cpus lists its VCPUs; dom0's lists the machine's CPUs and /xen says how
+    # many VCPUs dom0 has.
+    vcpus_raw = property_bytes(xen, DOM0_VCPUS_PROP)
+    nr_vcpus = len(cpus) if vcpus_raw is None else decode_cell(vcpus_raw, "/xen vcpus")
     boot = by_reg[0]
     where = f"/cpus/{boot.name}"
     pft = decode_cells(require_property(boot, "ibm,pft-size", where), f"{where} ibm,pft-size")
@@ -432,7 +462,7 @@ def parse_domain_devtree(blob: bytes) -> DomainDevtreeSpec:
         domid=domid,
         rma_size=rma_size,
         memory_bytes=memory_bytes,
-        nr_vcpus=len(cpus),
+        nr_vcpus=nr_vcpus,
         htab_log2=pft[1],
         shared_info_gpa=shared_info_gpa,
         console_gpa=console_gpa,
