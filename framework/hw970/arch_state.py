@@ -59,3 +59,6 @@ class ArchState:
     #: Who this context belongs to (the hypervisor's VCPU object); opaque to hw970.
     #: (Any, not object: mypyc's dataclass support resolves annotations by name.)
     owner: Any = None
+    #: Interrupts taken in a row with no instruction completed in between: a context
+    #: whose vector itself faults never progresses, and the core gives up on it.
+    exc_streak: int = 0

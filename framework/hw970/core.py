@@ -55,6 +55,12 @@ _INTR_PROGRAM: Final = 6
 _INTR_SYSCALL: Final = 8
 _INTR_HV_EMU: Final = 96  # illegal instruction on the default 64-bit core
 _MASK64: Final = 0xFFFFFFFFFFFFFFFF
+#: Interrupts in a row without one instruction completed after which the context is
+#: declared stuck (its own vector faults): real hardware would spin there forever.
+EXCEPTION_LOOP_LIMIT: Final = 1000
+#: Cycles an interrupt costs the slice budget at least (the 970 flushes its pipeline and
+#: refetches at the vector), so a context whose vector faults still uses up its slice.
+INTERRUPT_MIN_CYCLES: Final = 1
 
 
 SliceCallback = Callable[["Core"], None]
@@ -95,6 +101,8 @@ class Core:
         self._glue = self._own.glue
         self._tlb = self._own.tlb
         self._stop = False
+        #: Instructions executed in this slice when the last interrupt was taken.
+        self._exc_mark = 0
         self.slice_start_ns = 0
         self.extra_cycles = 0
         # Callbacks a hypervisor installs (hw970 knows nothing about Xen).
@@ -273,6 +281,7 @@ class Core:
         self.extra_cycles = 0
         self.slice_start_ns = start_ns
         self._stop = False
+        self._exc_mark = 0
         self.check_interrupts()
         tlb = self._tlb.st
         while not self._stop and self.state is not None and st.executed < st.budget:
@@ -300,6 +309,9 @@ class Core:
                 self.deliver(
                     fault.vector, pc, dar=dar, dsisr=fault.dsisr, srr1_bits=fault.srr1_bits
                 )
+        state = self.state
+        if state is not None and st.executed > self._exc_mark:
+            state.exc_streak = 0
         return st.executed
 
     def _fix_count_partial_block(self, pc: int, completed: bool) -> None:
@@ -315,9 +327,26 @@ class Core:
     def deliver(
         self, vector: int, srr0: int, *, dar: int = 0, dsisr: int = 0, srr1_bits: int = 0
     ) -> None:
-        """Take an interrupt in the current context, as the architecture does."""
+        """Take an interrupt in the current context, as the architecture does.
+
+        Delivery is work: what it costs (the hypervisor's charge, at least
+        INTERRUPT_MIN_CYCLES) comes off the slice budget, so a context whose vector
+        faults at once still ends its slice and the hypervisor's tick still preempts it.
+        EXCEPTION_LOOP_LIMIT interrupts with no instruction completed in between crash
+        the context (GuestCrash) instead of spinning there for ever.
+        """
         state = self.state
         assert state is not None
+        glue = self._glue
+        if glue.executed > self._exc_mark:
+            state.exc_streak = 0
+        self._exc_mark = glue.executed
+        state.exc_streak += 1
+        if state.exc_streak > EXCEPTION_LOOP_LIMIT:
+            raise GuestCrash(
+                f"exception loop at {vector:#x}/{srr0 & _MASK64:#x}: "
+                f"{EXCEPTION_LOOP_LIMIT} exceptions without progress"
+            )
         msr = state.tr.msr
         state.srr0 = srr0 & _MASK64
         state.srr1 = (msr & ~0x783F0000 & _MASK64) | srr1_bits
@@ -326,7 +355,13 @@ class Core:
             state.dsisr = dsisr
         self.set_msr(msr & MSR_EXC_KEEP)
         self.pc = vector
+        charged = self.extra_cycles
         self.on_exception(self, vector)
+        cost = self.extra_cycles - charged
+        if cost < INTERRUPT_MIN_CYCLES:
+            self.charge(INTERRUPT_MIN_CYCLES - cost)
+            cost = INTERRUPT_MIN_CYCLES
+        glue.budget = max(glue.budget - cost, 0)
 
     def check_interrupts(self) -> None:
         """Deliver a pending external (Xen's event upcall) or decrementer interrupt."""

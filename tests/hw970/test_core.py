@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from framework.errors import GuestCrash
 from framework.hw970.arch_state import ArchState
 from framework.hw970.asm import assemble
 from framework.hw970.core import Core
@@ -197,3 +198,30 @@ def test_mpic_routes_sources_and_ipis() -> None:
     assert mpic.pending[3] == set()
     with pytest.raises(ValueError, match="IPI 7"):
         mpic.send_ipi(0, 7)
+
+
+def test_a_faulting_program_vector_ends_its_slices_then_crashes_as_an_exception_loop() -> None:
+    # An illegal word (all zeros) at the guest's own 0x700 vector: the first illegal word
+    # enters 0x700, which faults again with no instruction ever completing.
+    mem = MachineMemory(256 << 20)
+    core, st = make_core(mem, "li 5,1\n .long 0\n b .", vectors={0x700: ".long 0\n"})
+    executed = core.run(300, 0)
+    # The slice ended: each delivery used up budget though nothing executed.
+    assert executed == 1  # the li before the first illegal word
+    assert core.extra_cycles >= 299
+    assert st.exc_streak < 1000
+    with pytest.raises(GuestCrash) as err:
+        for _ in range(10):
+            core.run(300, core.now_ns())
+    assert str(err.value) == "exception loop at 0x700/0x700: 1000 exceptions without progress"
+
+
+def test_an_interrupt_handler_that_runs_is_progress_not_a_loop() -> None:
+    # Every illegal word is a fresh program interrupt, but the handler's instructions run.
+    mem = MachineMemory(256 << 20)
+    handler = "addi 7,7,1\n mfspr 3,26\n addi 3,3,4\n mtspr 26,3\n rfid\n"
+    core, st = make_core(mem, "loop: .long 0\n b loop", vectors={0x700: handler})
+    for _ in range(20):
+        core.run(10_000, core.now_ns())
+    assert core.gpr(7) > 1000
+    assert st.exc_streak <= 1
