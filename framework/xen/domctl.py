@@ -33,11 +33,28 @@ from framework.xen.public.domctl import (
 from framework.xen.public.errno import EACCES, EAGAIN, EBUSY, EINVAL, ENOMEM, ENOSYS, EPERM, ESRCH
 from framework.xen.public.sched import SHUTDOWN_poweroff
 from framework.xen.public.vcpu import VCPU_GUEST_CONTEXT, Runstate
-from framework.xen.public.xen import MAX_VIRT_CPUS
+from framework.xen.public.xen import DOMID_FIRST_RESERVED, MAX_VIRT_CPUS
 from framework.xen.xencomm import xencomm_of
 
 if TYPE_CHECKING:
     from framework.xen.hypervisor import Hypervisor
+
+
+def free_domid(xen: Hypervisor) -> int | None:
+    """The next free domain id after Xen's rover, wrapping at DOMID_FIRST_RESERVED.
+
+    Xen 3.1's XEN_DOMCTL_createdomain walks up from a static rover and wraps to 0 at
+    DOMID_FIRST_RESERVED, so DOMID_SELF and the other reserved ids are never handed out and
+    an id is reused only once the walk has come round; None when every id is taken.
+    """
+    rover = xen.domid_rover
+    dom = (rover + 1) % DOMID_FIRST_RESERVED
+    while dom != rover:
+        if dom not in xen.domains:
+            xen.domid_rover = dom
+            return dom
+        dom = (dom + 1) % DOMID_FIRST_RESERVED
+    return None
 
 
 def domctl(xen: Hypervisor, core: Core, v: Vcpu) -> int:
@@ -47,8 +64,8 @@ def domctl(xen: Hypervisor, core: Core, v: Vcpu) -> int:
     handle = core.gpr(4)
     try:
         raw = comm.copy_from_guest(handle, DOMCTL.size)
-    except XencommError as err:
-        return -err.errno
+    except XencommError as comm_err:
+        return -comm_err.errno
     op = DOMCTL.unpack(raw)
     core.charge(costs.DOMCTL_OP)
     if op["interface_version"] != XEN_DOMCTL_INTERFACE_VERSION:
@@ -56,14 +73,23 @@ def domctl(xen: Hypervisor, core: Core, v: Vcpu) -> int:
     cmd = op["cmd"]
     if cmd == XEN_DOMCTL_createdomain:
         name = raw[20:36].rstrip(b"\0").decode("ascii", "replace") or "domU"
-        created = xen.create_domain(name)
+        want = op["domain"]
+        if 0 < want < DOMID_FIRST_RESERVED:
+            if want in xen.domains:
+                return -EINVAL  # the caller asked for an id that is in use
+            domid: int | None = want
+        else:
+            domid = free_domid(xen)
+        if domid is None:
+            return -ENOMEM  # every id below DOMID_FIRST_RESERVED is taken
+        created = xen.create_domain(name, domid)
         xen.rec.emit(K.DOM_CREATE, core.now_ns(), core.cpu_id, created.domid, -1, 0, 0, 0, 0)
         out = bytearray(raw)
         out[8:10] = created.domid.to_bytes(2, "big")
         try:
             comm.copy_to_guest(handle, bytes(out))
-        except XencommError as err:
-            return -err.errno
+        except XencommError as comm_err:
+            return -comm_err.errno
         return 0
     dom = xen.domains.get(op["domain"])
     if dom is None:
@@ -76,24 +102,27 @@ def domctl(xen: Hypervisor, core: Core, v: Vcpu) -> int:
         return 0
     if cmd == XEN_DOMCTL_real_mode_area:
         log = op["rma_log"]
-        if log not in RMA_LOG2_TO_RMLR:
-            return -EINVAL
+        if log not in RMA_LOG2_TO_RMLR or dom.phys is not None:
+            return -EINVAL  # allocate_rma: an invalid order, or the domain has its RMA
         try:
             xen.allocate_rma(dom, 1 << log)
-        except AllocError as err:
-            xen.alloc_failure(dom, err)
+        except AllocError as alloc_err:
+            xen.alloc_failure(dom, alloc_err)
             return -ENOMEM
         for vc in dom.vcpus:
             vc.arch.tr.set_hid4(dom.hid4)
         return 0
     if cmd == XEN_DOMCTL_max_mem:
-        dom.max_pages = (op["max_memkb"] * 1024) >> 12
+        new_max = op["max_memkb"] >> 2  # KiB to 4 KiB pages, as max_memkb >> (PAGE_SHIFT-10)
+        if dom.phys is not None and new_max < dom.phys.nr_pages:
+            return -EINVAL  # below what the domain already holds (tot_pages)
         if dom.htab_bytes == 0 and dom.phys is not None:
             try:
-                xen.allocate_htab(dom, dom.max_pages << 12)
-            except AllocError as err:
-                xen.alloc_failure(dom, err)
+                xen.allocate_htab(dom, new_max << 12)
+            except AllocError as alloc_err:
+                xen.alloc_failure(dom, alloc_err)
                 return -ENOMEM
+        dom.max_pages = new_max
         return 0
     if cmd == XEN_DOMCTL_setvcpuaffinity:
         vid, nr = op["vcpu"], op["cpumap_nr_cpus"]
@@ -101,8 +130,8 @@ def domctl(xen: Hypervisor, core: Core, v: Vcpu) -> int:
             return -EINVAL
         try:
             bitmap = comm.copy_from_guest(op["cpumap_bitmap"], (nr + 7) // 8)
-        except XencommError as err:
-            return -err.errno
+        except XencommError as comm_err:
+            return -comm_err.errno
         cpus = frozenset(c for c in range(min(nr, xen.ncpus)) if bitmap[c // 8] & (1 << (c % 8)))
         if not cpus:
             return -EINVAL
@@ -122,7 +151,10 @@ def domctl(xen: Hypervisor, core: Core, v: Vcpu) -> int:
         out = bytearray(raw)
         out[24:26] = dom.weight.to_bytes(2, "big")
         out[26:28] = dom.cap.to_bytes(2, "big")
-        comm.copy_to_guest(handle, bytes(out))
+        try:
+            comm.copy_to_guest(handle, bytes(out))
+        except XencommError as comm_err:
+            return -comm_err.errno
         return 0
     if cmd == XEN_DOMCTL_setvcpucontext:
         vid = op["vcpu"]
@@ -132,8 +164,8 @@ def domctl(xen: Hypervisor, core: Core, v: Vcpu) -> int:
             ctx = VCPU_GUEST_CONTEXT.unpack(
                 comm.copy_from_guest(op["vcpu_ctxt"], VCPU_GUEST_CONTEXT.size)
             )
-        except XencommError as err:
-            return -err.errno
+        except XencommError as comm_err:
+            return -comm_err.errno
         target = dom.vcpus[vid]
         if target.runstate != Runstate.OFFLINE:
             return -EBUSY
@@ -143,6 +175,8 @@ def domctl(xen: Hypervisor, core: Core, v: Vcpu) -> int:
         return 0
     if cmd == XEN_DOMCTL_xen970_copy_to_domain:
         dst, n = op["copy_dst_gpa"], op["copy_nbytes"]
+        if dom.phys is None:
+            return -EINVAL  # no memory to copy into before real_mode_area
         try:
             data = comm.copy_from_guest(op["copy_src"], n)
             pieces = []
@@ -151,8 +185,8 @@ def domctl(xen: Hypervisor, core: Core, v: Vcpu) -> int:
                 chunk = min(4096 - ((dst + off) & 0xFFF), n - off)
                 pieces.append((dom.gpa_to_maddr(dst + off), data[off : off + chunk]))
                 off += chunk
-        except XencommError as err:
-            return -err.errno
+        except XencommError as comm_err:
+            return -comm_err.errno
         except NotOwned:
             return -EINVAL
         for maddr, piece in pieces:
@@ -187,6 +221,9 @@ def domctl(xen: Hypervisor, core: Core, v: Vcpu) -> int:
         for name, value in domain_info(dom).items():
             off, width = DOMCTL.fields["info_" + name]
             out[off : off + width] = value.to_bytes(width, "big")
-        comm.copy_to_guest(handle, bytes(out))
+        try:
+            comm.copy_to_guest(handle, bytes(out))
+        except XencommError as comm_err:
+            return -comm_err.errno
         return 0
     return -ENOSYS

@@ -91,7 +91,8 @@ class Hypervisor:
         self.ncpus = info.ncpus
         self.alloc = FrameAllocator(info.memory_ranges)
         self.domains: dict[int, Domain] = {}
-        self.next_domid = 1
+        #: The last domain id handed out by createdomain (Xen's static `rover`).
+        self.domid_rover = 0
         self.tick_ns = TICK_NS
         self.sync_quantum_ns = sync_quantum_ns
         self.jitter = jitter if jitter is not None and jitter.params.enabled else None
@@ -134,12 +135,8 @@ class Hypervisor:
             self.env.process(p.run())
 
     # -- domains ---------------------------------------------------------------------------
-    def create_domain(
-        self, name: str, *, privileged: bool = False, domid: int | None = None
-    ) -> Domain:
-        if domid is None:
-            domid = self.next_domid
-            self.next_domid += 1
+    def create_domain(self, name: str, domid: int, *, privileged: bool = False) -> Domain:
+        """A new domain under `domid` (createdomain picks it: domctl.free_domid)."""
         dom = Domain(domid=domid, name=name, privileged=privileged)
         if privileged:
             dom.foreign = ForeignArea()  # where it maps other domains' grants
@@ -232,7 +229,7 @@ class Hypervisor:
 
         `devtree` says what dom0's /chosen and /xen hold; the tree itself is the
         firmware's, fixed up for dom0 (`build_dom0_devtree`, ofd_dom0_fixup)."""
-        dom = self.create_domain("Domain-0", privileged=True, domid=0)
+        dom = self.create_domain("Domain-0", 0, privileged=True)
         self.set_max_vcpus(dom, vcpus)
         self.allocate_rma(dom, rma)
         extents = (memory - rma) >> 24

@@ -39,23 +39,25 @@ def do_memory_op(xen: Hypervisor, core: Core, v: Vcpu) -> int:
     comm = xencomm_of(xen, v.domain)
     try:
         arg = MEMORY_RESERVATION.unpack(comm.copy_from_guest(handle, MEMORY_RESERVATION.size))
-    except XencommError as err:
-        return -err.errno
+    except XencommError as comm_err:
+        return -comm_err.errno
     target = target_domain(v.domain, xen.domains, arg["domid"])
     if target is None:
         return -ESRCH
     if arg["extent_order"] != 12:
         return -EINVAL  # memory beyond the RMA comes in 16 MiB extents only
     total = arg["nr_extents"]
-    batch = min(MEMOP_BATCH, total - start)
+    if start >= total or total > (1 << 64) - 1 >> MEMOP_EXTENT_SHIFT:
+        return start  # a forged continuation or an unencodable count: Xen does nothing
     if target.phys is None:
         return -EINVAL
+    batch = min(MEMOP_BATCH, total - start)
     if (target.phys.nr_pages + batch * 4096) > target.max_pages > 0:
         return start if start else -ENOMEM
     try:
         pfns = xen.add_extents(target, batch)
-    except AllocError as err:
-        xen.alloc_failure(target, err)
+    except AllocError as alloc_err:
+        xen.alloc_failure(target, alloc_err)
         return start if start else -ENOMEM
     core.charge(costs.DOMAIN_BUILD_PER_MIB * 16 * batch)
     if arg["extent_start"]:
