@@ -265,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         code: int = args.func(args)
-    except (ScenarioError, UsageError) as exc:
+    except ScenarioError as exc:  # UsageError too
         print(exc, file=sys.stderr)
         return 2
     except SimulationError as exc:
