@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -23,7 +24,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 import framework
-from framework.errors import ScenarioError, SimulationError, fault_reason
+from framework.errors import ScenarioError, SimulationError, UsageError, fault_reason
 from framework.runinfo import ERROR_LOG
 from framework.scenario import load_scenario
 
@@ -170,9 +171,30 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _out_dir(out: str | None, name: str) -> Path:
+    """The run directory, created and checked writable before anything is simulated.
+
+    A run writes several files into it, so `--out` must name a directory (existing or
+    creatable): '' , an existing file or device (/dev/null) and an unwritable place are
+    refused in one line rather than failing after the simulation.
+    """
+    if out == "":
+        raise UsageError("xen970: --out: the run directory is empty ('')")
+    out_dir = Path(out) if out is not None else Path("runs") / name
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"xen970: --out {out_dir}: exists and is not a directory")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"xen970: --out {out_dir}: cannot create: {exc.strerror}") from None
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise UsageError(f"xen970: --out {out_dir}: not writable")
+    return out_dir
+
+
 def _run(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario)
-    out_dir = Path(args.out) if args.out else Path("runs") / scenario.name
+    out_dir = _out_dir(args.out, scenario.name)
     from framework.simulation import run_scenario
 
     console = Console()
@@ -243,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         code: int = args.func(args)
-    except ScenarioError as exc:
+    except ScenarioError as exc:  # UsageError too
         print(exc, file=sys.stderr)
         return 2
     except SimulationError as exc:

@@ -6,7 +6,8 @@ a native (mypyc) class could not derive from them across compilation groups.
 ```
 Xen970Error
 ├── ScenarioError               bad input: one line naming file, line and field (exit 2)
-│   └── UnitError               a quantity string ("16M", "10ms") could not be read
+│   ├── UnitError               a quantity string ("16M", "10ms") could not be read
+│   └── UsageError              a command-line argument (--out) cannot be used
 ├── SimulationError             the simulator's own bug or broken invariant: ends the run
 │   └── TraceError              records that break the trace schema
 ├── HardwareFault               the 970 machine refused an access
@@ -84,6 +85,7 @@ __all__ = [
     "SimulationError",
     "TraceError",
     "UnitError",
+    "UsageError",
     "Xen970Error",
     "XencommError",
     "XenstoreError",
@@ -110,6 +112,12 @@ class UnitError(ScenarioError, ValueError):
     """A quantity string could not be read; the message says what was wrong.
 
     A ValueError too: scenario validators raise it, and pydantic reports ValueErrors."""
+
+
+class UsageError(ScenarioError):
+    """A command-line argument (e.g. `--out`) cannot be used; one line naming it.
+
+    Bad input like a scenario error, so it takes the same exit (2)."""
 
 
 # -- the simulator's own failures -----------------------------------------------------------

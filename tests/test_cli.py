@@ -183,3 +183,20 @@ def test_a_run_that_succeeds_leaves_no_error_log(
     (out / ERROR_LOG).write_text("an earlier failure")
     assert main(["run", str(QUICKSTART), "--out", str(out), "--quiet"]) == 0
     assert not (out / ERROR_LOG).exists()
+
+
+@pytest.mark.parametrize("out", ["", "/dev/null", "FILE", "/proc/xen970-cannot-create"])
+def test_an_unusable_out_exits_2_with_one_line_before_simulating(
+    out: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], fake_sim: _FakeSimulation
+) -> None:
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text("name: s\nduration: 1ms\n")
+    if out == "FILE":
+        out = str(tmp_path / "a-file")
+        Path(out).write_text("keep me\n")
+    assert main(["run", "--quiet", "--out", out, str(scenario)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("xen970: --out") and err.count("\n") == 1
+    assert fake_sim.calls == []
+    if out.endswith("a-file"):
+        assert Path(out).read_text() == "keep me\n"

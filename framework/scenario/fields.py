@@ -9,12 +9,12 @@ model being validated; the loader turns either into one line naming file, line a
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Final
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, StrictInt
 
 from framework.errors import ScenarioError
-from framework.scenario.limits import MAX_VCPUS, RMA_SIZES
+from framework.scenario.limits import MAX_DURATION, MAX_VCPUS, RMA_SIZES
 from framework.units import (
     format_size,
     parse_bandwidth,
@@ -24,6 +24,7 @@ from framework.units import (
 )
 
 __all__ = [
+    "MAX_ECHO",
     "Bandwidth",
     "Cap",
     "Duration",
@@ -36,11 +37,23 @@ __all__ = [
     "VcpuCount",
     "VcpuIndex",
     "Weight",
+    "clip",
     "in_range",
     "matching",
     "non_empty",
     "positive_duration",
 ]
+
+#: Most characters of an input value an error message repeats (a 16 MiB name is not echoed).
+MAX_ECHO: Final = 200
+
+
+def clip(text: str) -> str:
+    """`text` cut to MAX_ECHO characters, saying how long it was: messages stay one line."""
+    if len(text) <= MAX_ECHO:
+        return text
+    return f"{text[:MAX_ECHO]}... ({len(text)} characters)"
+
 
 #: Where a value sits in the scenario: ('domains', 0, 'rma') is `domains[0].rma`.
 FieldPath = tuple[str | int, ...]
@@ -78,7 +91,7 @@ def matching(pattern: re.Pattern[str], what: str) -> AfterValidator:
 
     def check(value: str) -> str:
         if not pattern.fullmatch(value):
-            raise ValueError(f"{what} {value!r} must match {pattern.pattern}")
+            raise ValueError(f"{what} {clip(repr(value))} must match {pattern.pattern}")
         return value
 
     return AfterValidator(check)
@@ -106,8 +119,18 @@ def non_empty(what: str) -> AfterValidator:
     return AfterValidator(check)
 
 
+def _traceable(value: int) -> int:
+    """A duration the trace can hold: its timestamps are int64 nanoseconds."""
+    if value > MAX_DURATION:
+        raise ValueError(
+            f"duration {value}ns is longer than the trace's int64 nanoseconds can hold "
+            f"({MAX_DURATION}ns, about 292 years)"
+        )
+    return value
+
+
 Size = Annotated[StrictInt, BeforeValidator(parse_size)]
-Duration = Annotated[StrictInt, BeforeValidator(parse_duration)]
+Duration = Annotated[StrictInt, BeforeValidator(parse_duration), AfterValidator(_traceable)]
 Frequency = Annotated[StrictInt, BeforeValidator(parse_frequency)]
 Bandwidth = Annotated[StrictInt, BeforeValidator(parse_bandwidth)]
 RmaSize = Annotated[StrictInt, BeforeValidator(parse_size), AfterValidator(_rma_size)]

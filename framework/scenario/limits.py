@@ -31,6 +31,8 @@ __all__ = [
     "IO_HOLE_START",
     "MAX_BLOCK_SIZE",
     "MAX_CPUS",
+    "MAX_DURATION",
+    "MAX_HOST_MEMORY",
     "MAX_MACHINE_MEMORY",
     "MAX_MESSAGE_SIZE",
     "MAX_VCPUS",
@@ -62,6 +64,17 @@ GiB: Final = 1 << 30
 #: Most machine memory: RAM above the hole must end inside the 970FX's 42-bit physical
 #: address space.
 MAX_MACHINE_MEMORY: Final = PHYS_ADDR_LIMIT - (IO_HOLE_END - IO_HOLE_START)
+
+#: Most machine memory the simulator backs: all of it is one anonymous host mapping
+#: spanning the top of RAM (the 2 GiB I/O hole included), which a host refuses long before
+#: the 42-bit limit; 512 GiB is 32 times the largest real 970 box (16 GiB) and well below
+#: the 47-bit user address space of a 64-bit Linux host. Whether this host has the memory
+#: to commit is only known when the run maps it.
+MAX_HOST_MEMORY: Final = 512 << 30
+
+#: Longest duration (or time of an event) a scenario may give: trace timestamps are int64
+#: nanoseconds.
+MAX_DURATION: Final = (1 << 63) - 1
 
 DOM0_NAMES: Final = ("dom0", "Domain-0")
 

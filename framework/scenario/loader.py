@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -19,13 +19,45 @@ from pydantic import BaseModel, ValidationError
 from framework.errors import ScenarioError
 from framework.scenario.devices import DEVICE_MODELS
 from framework.scenario.domains import Dom0Spec, DomainSpec
-from framework.scenario.fields import FieldPath, Problem, ScenarioModel
+from framework.scenario.fields import MAX_ECHO, FieldPath, Problem, ScenarioModel, clip
 from framework.scenario.machine import DiskSpec, LinkSpec, MachineSpec
 from framework.scenario.timeline import TIMELINE_MODELS
 from framework.scenario.top_level import Scenario
 from framework.scenario.workloads import WORKLOAD_MODELS
 
-__all__ = ["load_scenario", "parse_scenario"]
+__all__ = ["MAX_DEPTH", "MAX_FILE_BYTES", "load_scenario", "parse_scenario"]
+
+#: Largest scenario file read: real scenarios are a few KiB; reading stops one byte past
+#: this, so `/dev/zero` or a huge file is refused at once instead of filling memory.
+MAX_FILE_BYTES: Final = 1 << 20
+#: Deepest nesting of mappings and lists: a scenario needs about 5 levels; checked on the
+#: event stream, before PyYAML's recursive composer could exhaust the Python stack.
+MAX_DEPTH: Final = 64
+
+
+def _check_shape(text: str, source: str) -> None:
+    """Refuse anchors, aliases and nesting deeper than MAX_DEPTH, from the parser's events.
+
+    Aliases let a few lines expand into billions of nodes (the "billion laughs"), which
+    validation and error reporting would walk; no scenario needs them, so none is allowed.
+    """
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        line = event.start_mark.line + 1
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise ScenarioError(
+                f"{source}:{line}: (top level): YAML anchors and aliases (&name, *name) "
+                "are not allowed in a scenario"
+            )
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise ScenarioError(
+                    f"{source}:{line}: (top level): mappings and lists nest deeper than "
+                    f"{MAX_DEPTH} levels"
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
 def _lines(node: yaml.Node, source: str) -> dict[FieldPath, int]:
@@ -39,8 +71,8 @@ def _lines(node: yaml.Node, source: str) -> dict[FieldPath, int]:
                 key = key_node.value if isinstance(key_node, yaml.ScalarNode) else "<complex key>"
                 if key in seen:
                     raise ScenarioError(
-                        f"{source}:{key_node.start_mark.line + 1}: {_dotted((*path, key))}: "
-                        "duplicate key"
+                        f"{source}:{key_node.start_mark.line + 1}: "
+                        f"{clip(_dotted((*path, key)))}: duplicate key"
                     )
                 seen.add(key)
                 lines[(*path, key)] = key_node.start_mark.line + 1
@@ -119,7 +151,7 @@ def _model_at(path: FieldPath, data: object) -> type[BaseModel] | None:
 
 
 def _describe(value: object) -> str:
-    return f"{type(value).__name__} {value!r}"
+    return f"{type(value).__name__} {clip(repr(value))}"
 
 
 def _reason(err: Any, path: FieldPath, data: object) -> tuple[FieldPath, str]:
@@ -155,8 +187,16 @@ def _reason(err: Any, path: FieldPath, data: object) -> tuple[FieldPath, str]:
     if kind == "bool_type":
         return path, f"expected true or false, got {_describe(value)}"
     if kind == "literal_error":
-        return path, f"expected {ctx.get('expected')}, got {value!r}"
-    return path, f"{err['msg']} (got {value!r})"
+        return path, f"expected {ctx.get('expected')}, got {clip(repr(value))}"
+    return path, f"{err['msg']} (got {clip(repr(value))})"
+
+
+def _clip_line(reason: str) -> str:
+    """A reason whose echoed value a validator did not clip is cut, keeping its start.
+
+    Reasons are short sentences; only a repeated input value makes one long.
+    """
+    return reason if len(reason) <= 2 * MAX_ECHO else clip(reason)
 
 
 def _nearest_line(lines: dict[FieldPath, int], path: FieldPath) -> int:
@@ -172,8 +212,15 @@ def parse_scenario(
     """Validate scenario YAML text; raises ScenarioError with one line naming file and line.
 
     Relative image paths resolve against `base_dir` (default: the current directory).
+    Text over MAX_FILE_BYTES, anchors and aliases, and nesting deeper than MAX_DEPTH are
+    refused before anything is built from it.
     """
+    if len(text) > MAX_FILE_BYTES:
+        raise ScenarioError(
+            f"{source}:1: (top level): the scenario is larger than {MAX_FILE_BYTES} bytes"
+        )
     try:
+        _check_shape(text, source)
         loader = yaml.SafeLoader(text)
         try:
             node = loader.get_single_node()
@@ -184,9 +231,9 @@ def parse_scenario(
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
         what = " ".join(p for p in (exc.context, exc.problem) if p)
-        raise ScenarioError(f"{source}:{line}: YAML syntax error: {what}") from None
+        raise ScenarioError(f"{source}:{line}: YAML syntax error: {clip(what)}") from None
     except yaml.YAMLError as exc:
-        raise ScenarioError(f"{source}:1: YAML error: {exc}") from None
+        raise ScenarioError(f"{source}:1: YAML error: {clip(str(exc))}") from None
     if node is None:
         raise ScenarioError(f"{source}:1: (top level): the scenario is empty")
     lines = _lines(node, source)
@@ -199,7 +246,8 @@ def parse_scenario(
             path, reason = _reason(err, _strip_tags(err["loc"], data), data)
             found.append((_nearest_line(lines, path), path, reason))
         line, path, reason = min(found, key=lambda f: f[0])
-        raise ScenarioError(f"{source}:{line}: {_dotted(path)}: {reason}") from None
+        where = clip(_dotted(path))
+        raise ScenarioError(f"{source}:{line}: {where}: {_clip_line(reason)}") from None
     scenario.loaded_from(source, hashlib.sha256(text.encode("utf-8")).hexdigest())
     return scenario
 
@@ -208,9 +256,14 @@ def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario file; its `sha256` is that of the file's bytes."""
     source = str(path)
     try:
-        raw = Path(path).read_bytes()
+        with Path(path).open("rb") as file:
+            raw = file.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise ScenarioError(f"{source}: cannot read scenario: {exc.strerror}") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ScenarioError(
+            f"{source}:1: (top level): the scenario is larger than {MAX_FILE_BYTES} bytes"
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -21,7 +21,13 @@ from framework.scenario.fields import (
     in_range,
     positive_duration,
 )
-from framework.scenario.limits import EXTENT_SIZE, MAX_CPUS, MAX_MACHINE_MEMORY, MiB
+from framework.scenario.limits import (
+    EXTENT_SIZE,
+    MAX_CPUS,
+    MAX_HOST_MEMORY,
+    MAX_MACHINE_MEMORY,
+    MiB,
+)
 from framework.units import format_frequency, format_size
 
 __all__ = ["DiskSpec", "JitterSpec", "LinkSpec", "MachineSpec"]
@@ -134,6 +140,12 @@ class MachineSpec(ScenarioModel):
                 f"machine memory {format_size(self.memory)} is more than "
                 f"{format_size(MAX_MACHINE_MEMORY)}: RAM placed from 4GiB up must end inside "
                 "the 970FX's 42-bit physical address space",
+            )
+        if self.memory > MAX_HOST_MEMORY:
+            raise Problem(
+                ("memory",),
+                f"machine memory {format_size(self.memory)} is more than the "
+                f"{format_size(MAX_HOST_MEMORY)} the simulator backs with one host mapping",
             )
         if self.memory % EXTENT_SIZE:
             raise Problem(

@@ -36,7 +36,7 @@ from framework.scenario.timeline import TimelineAction
 
 __all__ = ["Scenario"]
 
-_SCENARIO_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_SCENARIO_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 class Scenario(ScenarioModel):

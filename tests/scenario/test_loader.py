@@ -143,3 +143,70 @@ def test_the_earliest_problem_in_the_file_is_reported() -> None:
     with pytest.raises(ScenarioError) as info:
         parse_scenario(text, "t.yaml")
     assert str(info.value) == "t.yaml:3: seed: expected an integer, got str 'x'"
+
+
+# -- bounded parsing (issue 14): hostile input is refused in one line, quickly -------------
+_OK = "name: x\nduration: 1s\n"
+
+
+def _refused(text: str) -> str:
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(text, "s.yaml")
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("s.yaml:")
+    return message
+
+
+def test_an_alias_bomb_is_refused_before_it_expands() -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    message = _refused(_OK + "\n".join(lines) + "\n")
+    assert message.startswith("s.yaml:3: ") and "anchors and aliases" in message
+
+
+def test_nesting_deeper_than_64_is_refused_without_a_recursion_error() -> None:
+    message = _refused(_OK + "machine: " + "[" * 100_000 + "]" * 100_000 + "\n")
+    assert message == "s.yaml:3: (top level): mappings and lists nest deeper than 64 levels"
+
+
+def test_a_file_over_1_mib_is_refused(tmp_path: Path) -> None:
+    big = tmp_path / "big.yaml"
+    big.write_text(_OK + "#" * (1 << 20) + "\n")
+    with pytest.raises(ScenarioError, match=r"big.yaml:1: .*larger than 1048576 bytes"):
+        load_scenario(big)
+
+
+def test_dev_zero_is_refused_quickly() -> None:
+    with pytest.raises(ScenarioError, match=r"^/dev/zero:1: .*larger than 1048576 bytes$"):
+        load_scenario("/dev/zero")
+
+
+def test_a_huge_name_is_not_echoed() -> None:
+    # A 16 MiB name is refused by the size limit; one just under it reaches validation.
+    assert "larger than" in _refused("name: " + "n" * (16 << 20) + "\nduration: 1s\n")
+    message = _refused("name: " + "n" * 1_000_000 + "\nduration: 1s\n")
+    assert message.startswith("s.yaml:1: name: scenario name 'nnn")
+    assert len(message) < 400 and "(1000002 characters)" in message
+
+
+def test_a_huge_value_of_the_wrong_type_is_not_echoed() -> None:
+    message = _refused("name: x\nduration: 1s\nmachine: " + "z" * 1_000_000 + "\n")
+    assert message.startswith("s.yaml:3: machine: expected a mapping") and len(message) < 400
+
+
+def test_a_duration_beyond_int64_nanoseconds_is_refused() -> None:
+    message = _refused("name: x\nduration: 9223372037s\n")  # (2**63 - 1) ns is 9223372036.85 s
+    assert message.startswith("s.yaml:2: duration: duration 9223372037000000000ns is longer")
+    assert str((1 << 63) - 1) in message
+    start = _refused(_OK + "domains:\n  - {name: g, memory: 64MiB, start: 1000000000000s}\n")
+    assert start.startswith("s.yaml:4: domains[0].start: duration ")
+
+
+def test_machine_memory_the_host_cannot_map_is_refused() -> None:
+    for memory, reason in (
+        (str(1 << 80), "is more than 4094GiB"),  # 2^80 bytes: beyond the 42-bit space
+        ("1TiB", "is more than the 512GiB the simulator backs"),
+    ):
+        message = _refused(f"{_OK}machine: {{memory: {memory}}}\n")
+        assert message.startswith("s.yaml:3: machine.memory: ") and reason in message
+    assert parse_scenario(f"{_OK}machine: {{memory: 512GiB}}\n").machine.memory == 512 << 30
