@@ -180,6 +180,7 @@ class Hypervisor:
         mfn = self.alloc.alloc_aligned(size, size, f"HTAB of d{dom.domid}")
         dom.htab_maddr = mfn << 12
         dom.htab_bytes = size
+        self.rec.emit(K.MEM_ALLOC, self.now(), -1, dom.domid, -1, mfn, size >> 12, text="htab")
         self.memory.zero(dom.htab_maddr, size)
         dom.sdr1 = sdr1_encode(dom.htab_maddr, size)
         for v in dom.vcpus:
@@ -328,11 +329,15 @@ class Hypervisor:
             raise RuntimeError(f"domain {dom.domid} still has a running VCPU")
         check_destroyable(self, dom)  # ForeignMappingsRemain while its grants are mapped
         dom.state = DomainState.DYING
+        cpu = self.running_cpu()
         if dom.phys is not None:
             for mfn, count in dom.phys.mfns():
                 self.alloc.free(mfn, count)
+                self.rec.emit(K.MEM_FREE, self.now(), cpu, dom.domid, -1, mfn, count, text="memory")
         if dom.htab_bytes:
-            self.alloc.free(dom.htab_maddr >> 12, dom.htab_bytes >> 12)
+            mfn, count = dom.htab_maddr >> 12, dom.htab_bytes >> 12
+            self.alloc.free(mfn, count)
+            self.rec.emit(K.MEM_FREE, self.now(), cpu, dom.domid, -1, mfn, count, text="htab")
         release_grants(self, dom)
         destroy_tce_tables(self, dom)
         for port in range(1, len(dom.evtchn.ports)):
