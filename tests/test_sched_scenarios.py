@@ -56,7 +56,7 @@ def test_every_sched_scenario_is_checked() -> None:
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_share_matches_closed_form(name: str) -> None:
     if not ALL and name not in DEFAULT:
-        pytest.skip("long run: set XEN970_SCHED_SCENARIOS=all")
+        pytest.skip("10 s simulated run (12-25 s wall each): set XEN970_SCHED_SCENARIOS=all")
     got = shares(name)
     assert got["Domain-0"] < 1.0  # dom0 idles
     for dom, want in EXPECTED[name].items():
