@@ -27,8 +27,10 @@ import framework
 from framework.errors import ScenarioError, SimulationError, UsageError, fault_reason
 from framework.runinfo import ERROR_LOG
 from framework.scenario import load_scenario
+from framework.xen.public.io.blkif import XVD_MAJOR
 
 if TYPE_CHECKING:
+    from analysis.expectations import CheckResult
     from analysis.run import Run
 
 __all__ = ["ERROR_LOG", "main"]
@@ -121,12 +123,11 @@ _IO_COLUMNS: Final = (
     "rx pkts",
     "drops",
 )
-_XVD_MAJOR: Final = 202  # Linux's major number for Xen virtual disks (xvd*), 16 minors per disk
 
 
 def _vbd_name(dev: int) -> str:
     """`xvda`, `xvdb2`, ... for a Linux xvd device number, else `vbd/<number>`."""
-    if dev >> 8 != _XVD_MAJOR:
+    if dev >> 8 != XVD_MAJOR:
         return f"vbd/{dev}"
     disk, partition = (dev & 0xFF) >> 4, dev & 0xF
     return f"xvd{chr(ord('a') + disk)}{partition or ''}"
@@ -217,7 +218,7 @@ def _run(args: argparse.Namespace) -> int:
         # Even --quiet says so: a workload that never moved makes the run's figures lie.
         for warning in result.warnings:
             print(f"xen970: warning: {warning}", file=sys.stderr)
-        return 0
+        return _verdict(result.checks, result.outcome, console, quiet=True)
     speed = result.sim_ns / 1e9 / result.wall_s if result.wall_s > 0 else math.inf
     console.print(
         f"{scenario.name}: simulated {result.sim_ns / 1e9:.3f} s in {result.wall_s:.2f} s "
@@ -230,7 +231,44 @@ def _run(args: argparse.Namespace) -> int:
             console.print(table)
     for warning in result.warnings:
         console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
+    return _verdict(result.checks, result.outcome, console, quiet=False)
+
+
+def _verdict(
+    checks: Sequence[CheckResult], outcome: str | None, console: Console, *, quiet: bool
+) -> int:
+    """Show the checks and the outcome; exit code 1 when the checks failed (not XFAIL)."""
+    if outcome is None:
+        return 0
+    if not quiet:
+        table = Table(title=f"expectations: {outcome}")
+        for column in ("check", "measured", "expected", "verdict"):
+            table.add_column(column, overflow="fold")
+        for c in checks:
+            colour = "green" if c.verdict == "PASS" else "red"
+            table.add_row(c.name, c.shown, c.bound, f"[{colour}]{c.verdict}[/]")
+        console.print(table)
+    if outcome == "FAIL":
+        for c in checks:
+            if c.verdict == "FAIL":
+                print(
+                    f"xen970: expectation failed: {c.name}: measured {c.shown}, expected {c.bound}",
+                    file=sys.stderr,
+                )
+        return 1
     return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    """`xen970 check RUN_DIR`: judge a finished run's checks again from its files alone."""
+    from analysis.expectations import check_run_dir
+
+    directory = Path(args.run_dir)
+    try:
+        checks, outcome = check_run_dir(directory)
+    except FileNotFoundError as exc:
+        raise UsageError(f"xen970: {exc}") from None
+    return _verdict(checks, outcome if checks else None, Console(), quiet=args.quiet)
 
 
 def _run_failed(out_dir: Path, exc: BaseException, message: str) -> int:
@@ -257,6 +295,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-trace", action="store_true", help="do not record a trace")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     run.set_defaults(func=_run)
+    check = sub.add_parser("check", help="judge a finished run's expect checks again")
+    check.add_argument("run_dir", help="a run directory (trace.parquet and run.json)")
+    check.add_argument("--quiet", action="store_true", help="only the failures, on stderr")
+    check.set_defaults(func=_check)
     return parser
 
 

@@ -105,7 +105,12 @@ def fault_reason(exc: BaseException) -> str:
 
 # -- bad input ------------------------------------------------------------------------------
 class ScenarioError(Xen970Error):
-    """A scenario file is unreadable or invalid; the message names file, line and field."""
+    """A scenario file is unreadable or invalid; the message names file, line and field.
+
+    `expected_refusal` is the regex of a negative test's `expect: {refused: ...}`: the file
+    says it should be refused, and `xen970 test` passes it when this message matches."""
+
+    expected_refusal: str | None = None
 
 
 class UnitError(ScenarioError, ValueError):

@@ -40,14 +40,18 @@ def write_run_json(
     wall_s: float,
     counts: Mapping[str, int],
     domains: Mapping[int, str],
-    expectations: Sequence[Any],
+    expect: Sequence[Mapping[str, Any]] = (),
+    xfail: str | None = None,
     stalled_workloads: Sequence[Mapping[str, Any]] = (),
     warnings: Sequence[str] = (),
 ) -> Path:
     """Write `directory/run.json` with sorted keys; domain ids become string keys.
 
     `stalled_workloads` lists the workloads that made no progress (domain, kind, vcpu,
-    workload index, why); `warnings` says each in one line, as `xen970 run` prints it."""
+    workload index, why); `warnings` says each in one line, as `xen970 run` prints it.
+    `expect` is the scenario's checks in normal form; `expectations` (their results) and
+    `outcome` are filled in by `analysis.expectations.check_run_dir` once the trace is
+    written."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     doc = {
@@ -58,7 +62,9 @@ def write_run_json(
         "wall_s": wall_s,
         "counts": dict(counts),
         "domains": {str(dom): name for dom, name in sorted(domains.items())},
-        "expectations": list(expectations),
+        "expect": [dict(check) for check in expect],
+        "expectations": [],
+        "xfail": xfail,
         "versions": versions(),
         "stalled_workloads": [dict(w) for w in stalled_workloads],
         "warnings": list(warnings),

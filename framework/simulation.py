@@ -22,10 +22,12 @@ from typing import Final
 
 import simpy
 
+from analysis.expectations import CheckResult, check_run_dir
 from framework.compiled import warn_if_stale
 from framework.dom0.devctl import vif_mac
 from framework.dom0.userspace import Dom0
 from framework.dom0.xm_create import workload_properties
+from framework.errors import UsageError
 from framework.guest.guest_os import GuestOS
 from framework.guest.kernel import GuestKernel
 from framework.guest.runtime import DEVTREE_GPA, build_runtime
@@ -69,6 +71,10 @@ class RunResult:
     wall_s: float
     #: One line per workload that made no progress for the whole run.
     warnings: tuple[str, ...] = ()
+    #: The scenario's `expect` checks, judged (empty without checks).
+    checks: tuple[CheckResult, ...] = ()
+    #: PASS, FAIL, XFAIL or XPASS; None for a scenario without checks.
+    outcome: str | None = None
 
 
 class Simulation:
@@ -247,6 +253,8 @@ def run_scenario(
     directory never mixes two runs.  The wall time covers the run and everything it writes
     before run.json."""
     out = Path(out_dir)
+    if scenario.checks and not record:
+        raise UsageError("xen970: the scenario's expect checks read the trace; record one")
     clear_previous_run(out, scenario)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -276,11 +284,16 @@ def run_scenario(
         wall_s=wall,
         counts=sim.rec.counts(),
         domains=sim.names,
-        expectations=[],
+        expect=scenario.checks,
+        xfail=scenario.xfail,
         stalled_workloads=[w.as_json() for w in stalled],
         warnings=[w.message() for w in stalled],
     )
-    return RunResult(out, sim_ns, wall, tuple(w.message() for w in stalled))
+    warnings = tuple(w.message() for w in stalled)
+    if not scenario.checks:
+        return RunResult(out, sim_ns, wall, warnings)
+    checks, outcome = check_run_dir(out)
+    return RunResult(out, sim_ns, wall, warnings, tuple(checks), outcome)
 
 
 def clear_previous_run(out: Path, scenario: Scenario) -> None:

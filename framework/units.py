@@ -27,6 +27,7 @@ __all__ = [
     "format_size",
     "parse_bandwidth",
     "parse_duration",
+    "parse_fraction",
     "parse_frequency",
     "parse_size",
 ]
@@ -184,6 +185,27 @@ def parse_bandwidth(value: str) -> int:
         below = " (less than one byte per second)" if number > 0 else ""
         raise UnitError(f"bandwidth must be positive, got {value!r}{below}")
     return rate
+
+
+def parse_fraction(value: str | float) -> float:
+    """A share in '30%', '2.5%' or a plain number (0.3); never negative.
+
+    The one quantity that may be fractional: shares are compared, never used to size
+    anything."""
+    if isinstance(value, bool):
+        raise UnitError(f"expected a share like '30%', got {value!r}")
+    if isinstance(value, int | float):
+        number = Decimal(str(value))
+    else:
+        _reject_non_text(value, "share", "30%")
+        number, unit = _split(value, "share", "30%")
+        if unit not in ("%", ""):
+            raise UnitError(f"bad unit {unit!r} in {value!r}; expected %")
+        if unit == "%":
+            number /= 100
+    if number < 0:
+        raise UnitError(f"negative share {value!r}")
+    return float(number)
 
 
 def format_size(nbytes: int) -> str:

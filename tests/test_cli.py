@@ -90,10 +90,14 @@ class _FakeSimulation:
             wall_s=0.5,
             counts=rec.counts(),
             domains={0: "Domain-0", **{i + 1: d.name for i, d in enumerate(scenario.domains)}},
-            expectations=[],
         )
         return types.SimpleNamespace(
-            out_dir=Path(out_dir), sim_ns=scenario.duration, wall_s=0.5, warnings=()
+            out_dir=Path(out_dir),
+            sim_ns=scenario.duration,
+            wall_s=0.5,
+            warnings=(),
+            checks=(),
+            outcome=None,
         )
 
 
@@ -200,3 +204,54 @@ def test_an_unusable_out_exits_2_with_one_line_before_simulating(
     assert fake_sim.calls == []
     if out.endswith("a-file"):
         assert Path(out).read_text() == "keep me\n"
+
+
+_CHECKED = """name: checked
+duration: 20ms
+domains:
+  - name: g
+    memory: 64MiB
+    workloads: [{kind: timer, hz: 1000}]
+expect:
+  - name: tick period
+    metric: timer_interval
+    domain: g
+    approx: 1ms
+    rel: BOUND
+"""
+
+
+def test_a_failing_expectation_exits_1_naming_it_its_value_and_bound(tmp_path: Path) -> None:
+    scenario = tmp_path / "checked.yaml"
+    # A 1000 Hz timer ticks every 1 ms (closed form), so "at most 999us" fails.
+    scenario.write_text(_CHECKED.replace("approx: 1ms\n    rel: BOUND", "at_most: 999us"))
+    done = _cli("run", str(scenario), "--out", str(tmp_path / "run"), "--quiet")
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("xen970: expectation failed: tick period: measured 1ms")
+    assert done.stderr.rstrip().endswith("expected ≤ 999us")
+    assert done.stderr.count("\n") == 1
+
+    scenario.write_text(_CHECKED.replace("rel: BOUND", "rel: 1%"))
+    done = _cli("run", str(scenario), "--out", str(tmp_path / "run2"))
+    assert done.returncode == 0, done.stderr
+    assert "expectations: PASS" in done.stdout and "tick period" in done.stdout
+
+
+def test_check_judges_a_finished_run_again(tmp_path: Path) -> None:
+    scenario = tmp_path / "checked.yaml"
+    scenario.write_text(_CHECKED.replace("rel: BOUND", "rel: 1%"))
+    out = tmp_path / "run"
+    assert _cli("run", str(scenario), "--out", str(out), "--quiet").returncode == 0
+    done = _cli("check", str(out))
+    assert done.returncode == 0 and "PASS" in done.stdout
+    missing = _cli("check", str(tmp_path / "nothing"))
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1
+
+
+def test_xfail_turns_a_failure_into_xfail_and_exit_0(tmp_path: Path) -> None:
+    scenario = tmp_path / "checked.yaml"
+    text = _CHECKED.replace("approx: 1ms\n    rel: BOUND", "at_most: 999us")
+    scenario.write_text(text + "xfail: the tick cannot be early\n")
+    done = _cli("run", str(scenario), "--out", str(tmp_path / "run"))
+    assert done.returncode == 0, done.stderr
+    assert "expectations: XFAIL" in done.stdout

@@ -35,6 +35,7 @@ LAZY_IMPORTS: Final = frozenset(
         ("framework/cli.py", "analysis.run"),
         ("framework/cli.py", "analysis.summary"),
         ("framework/cli.py", "analysis.io"),
+        ("framework/cli.py", "analysis.expectations"),
     }
 )
 

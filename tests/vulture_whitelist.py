@@ -18,6 +18,7 @@ from framework.hw970.devtree import MachineInfo
 from framework.hw970.mmu_state import MmuState
 from framework.scenario.devices import VbdSpec
 from framework.scenario.domains import Dom0Spec, DomainSpec
+from framework.scenario.expect import Expectation, Refusal
 from framework.scenario.fields import ScenarioModel
 from framework.scenario.machine import MachineSpec
 from framework.scenario.top_level import Scenario
@@ -89,7 +90,13 @@ Dom0Spec._rules
 DomainSpec._rules
 MachineSpec._memory_shape
 Scenario._dom0_vcpus_default
+Scenario._negative_test
 Scenario._rules
+Expectation._normalise
+Refusal._compiles
+# Read with getattr by Expectation._comparison, which walks COMPARISONS by name.
+Expectation.at_least
+Expectation.at_most
 BlockioWorkload._region_shape
 
 # Xen's own state of a domain and a VCPU (struct domain, struct vcpu), kept up to date for

@@ -8,21 +8,14 @@ and may read (not write) its backend's.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Final
 
 from framework.guest import xs_wire as xs
 from framework.guest.xenbus import Xenbus, XsReply
 from framework.hw970.core import Core
+from framework.xen.public.io.blkif import vbd_devid
 from framework.xen.public.io.xenbus import XenbusState
 
-XVD_MAJOR: Final = 202
-
-
-def vbd_devid(name: str) -> int:
-    """Linux's device number for xvdX: major 202, 16 minors per disk."""
-    if len(name) != 4 or not name.startswith("xvd") or not "a" <= name[3] <= "z":
-        raise ValueError(f"vbd name {name!r} is not xvda..xvdz")
-    return (XVD_MAJOR << 8) | ((ord(name[3]) - ord("a")) << 4)
+__all__ = ["create_device", "device_nodes", "vbd_devid", "vif_mac"]
 
 
 def vif_mac(domid: int, devid: int) -> str:

@@ -199,6 +199,15 @@ def _clip_line(reason: str) -> str:
     return reason if len(reason) <= 2 * MAX_ECHO else clip(reason)
 
 
+def _expected_refusal(data: object) -> str | None:
+    """The regex of a negative test's `expect: {refused: <regex>}`, if the file has one."""
+    if isinstance(data, dict):
+        expect = data.get("expect")
+        if isinstance(expect, dict) and isinstance(expect.get("refused"), str):
+            return str(expect["refused"])
+    return None
+
+
 def _nearest_line(lines: dict[FieldPath, int], path: FieldPath) -> int:
     for n in range(len(path), -1, -1):
         if path[:n] in lines:
@@ -247,7 +256,9 @@ def parse_scenario(
             found.append((_nearest_line(lines, path), path, reason))
         line, path, reason = min(found, key=lambda f: f[0])
         where = clip(_dotted(path))
-        raise ScenarioError(f"{source}:{line}: {where}: {_clip_line(reason)}") from None
+        refused = ScenarioError(f"{source}:{line}: {where}: {_clip_line(reason)}")
+        refused.expected_refusal = _expected_refusal(data)
+        raise refused from None
     scenario.loaded_from(source, hashlib.sha256(text.encode("utf-8")).hexdigest())
     return scenario
 

@@ -13,7 +13,9 @@ from pydantic.fields import FieldInfo
 
 from framework.scenario.devices import DEVICE_MODELS
 from framework.scenario.domains import Dom0Spec, DomainSpec
+from framework.scenario.expect import Expectation
 from framework.scenario.machine import DiskSpec, JitterSpec, LinkSpec, MachineSpec
+from framework.scenario.metrics import METRICS, SELECTORS
 from framework.scenario.timeline import TIMELINE_MODELS
 from framework.scenario.top_level import Scenario
 from framework.scenario.workloads import WORKLOAD_MODELS
@@ -75,6 +77,7 @@ def reference_markdown() -> str:
         *((f"device `kind: {k}`", m) for k, m in DEVICE_MODELS.items()),
         *((f"workload `kind: {k}`", m) for k, m in WORKLOAD_MODELS.items()),
         *((f"`timeline[]` `action: {k}`", m) for k, m in TIMELINE_MODELS.items()),
+        ("`expect[]`", Expectation),
     ]
     out: list[str] = []
     for title, model in sections:
@@ -84,4 +87,17 @@ def reference_markdown() -> str:
         for key, field in model.model_fields.items():
             out.append(f"| `{key}` | {_shown_default(field)} | {field.description or ''} |")
         out.append("")
+    out += [
+        "**`expect[]` metrics** — what `metric:` may name; `selectors` are the keys it takes "
+        "(**bold**: required).",
+        "",
+        "| metric | value | selectors | meaning |",
+        "|---|---|---|---|",
+    ]
+    for m in METRICS.values():
+        keys = ", ".join(
+            f"**{k}**" if k in m.required else k for k in SELECTORS if k in m.selectors
+        )
+        out.append(f"| `{m.name}` | {m.quantity} | {keys or '—'} | {m.doc} |")
+    out.append("")
     return "\n".join(out)

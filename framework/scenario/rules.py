@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from framework.hw970.link import ETH_HLEN
 from framework.scenario.devices import VifSpec
 from framework.scenario.domains import Dom0Spec, DomainSpec
+from framework.scenario.expect import Expectation
 from framework.scenario.fields import FieldPath, Problem
 from framework.scenario.limits import (
     DOM0_NAMES,
@@ -29,6 +30,7 @@ from framework.units import format_duration, format_size
 
 __all__ = [
     "check_affinity",
+    "check_expectations",
     "check_fit",
     "check_link_mtu",
     "check_macs",
@@ -295,3 +297,54 @@ def check_timeline(
 
 def _bridges(names: tuple[str, ...]) -> str:
     return f"bridges: {', '.join(names)}" if names else "no vif"
+
+
+def check_expectations(
+    expect: tuple[Expectation, ...],
+    dom0: Dom0Spec,
+    domains: tuple[DomainSpec, ...],
+    duration: int,
+) -> None:
+    """A check names a domain of the scenario, a VCPU and device it has, a window inside
+    the run, and a name no other check has (reports and run.json key on it)."""
+    vcpus = {d.name: d.vcpus for d in domains}
+    devices = {
+        d.name: {v.name for v in d.vbds} | {f"vif{n}" for n in range(len(d.vifs))} for d in domains
+    }
+    names: dict[str, int] = {}
+    for k, check in enumerate(expect):
+        where = ("expect", k)
+        if check.domain is not None:
+            if is_dom0_name(check.domain):
+                count, devs = dom0.vcpus, set[str]()
+            elif check.domain in vcpus:
+                count, devs = vcpus[check.domain], devices[check.domain]
+            else:
+                known = ", ".join(["dom0", *vcpus])
+                raise Problem(
+                    (*where, "domain"),
+                    f"unknown domain {check.domain!r}; expected one of {known}",
+                )
+            if check.vcpu is not None and check.vcpu >= count:
+                raise Problem(
+                    (*where, "vcpu"),
+                    f"domain {check.domain!r} has {count} VCPU(s); vcpu {check.vcpu} is not one",
+                )
+            if check.device is not None and check.device not in devs:
+                raise Problem(
+                    (*where, "device"),
+                    f"domain {check.domain!r} has no device {check.device}",
+                )
+        if check.window is not None and check.window[1] > duration:
+            raise Problem(
+                (*where, "window"),
+                f"window ends at {format_duration(check.window[1])}, after the run "
+                f"(duration {format_duration(duration)})",
+            )
+        name = check.check["name"]
+        if name in names:
+            raise Problem(
+                (*where, "name"),
+                f"two checks are called {name!r} (expect[{names[name]}] too); name one",
+            )
+        names[name] = k

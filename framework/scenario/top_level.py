@@ -19,10 +19,19 @@ from pydantic import Field, PrivateAttr, StrictInt, StrictStr, ValidationInfo, m
 
 from framework.scenario.devices import VbdSpec, context_base_dir, resolve_image
 from framework.scenario.domains import Dom0Spec, DomainSpec
-from framework.scenario.fields import Duration, ScenarioModel, in_range, matching
+from framework.scenario.expect import Check, Expectation, Refusal
+from framework.scenario.fields import (
+    Duration,
+    Problem,
+    ScenarioModel,
+    in_range,
+    matching,
+    non_empty,
+)
 from framework.scenario.machine import MachineSpec
 from framework.scenario.rules import (
     check_affinity,
+    check_expectations,
     check_fit,
     check_link_mtu,
     check_macs,
@@ -54,6 +63,20 @@ class Scenario(ScenarioModel):
     domains: tuple[DomainSpec, ...] = Field((), description="guest domains, see `domains[]`")
     timeline: tuple[TimelineAction, ...] = Field(
         (), description="actions at simulated times, kept sorted by `at` (stable), see `timeline[]`"
+    )
+    expect: tuple[Expectation, ...] = Field(
+        (),
+        description="checks of the run, see `expect[]`; or `{refused: <regex>}`: a negative "
+        "test, which passes when validation refuses the file with a matching message",
+    )
+    refused: Refusal | None = Field(
+        None, description="written as `expect: {refused: <regex>}` (a negative test)"
+    )
+    xfail: Annotated[StrictStr, non_empty("xfail")] | None = Field(
+        None, description="the reason this scenario is expected to fail its checks (XFAIL)"
+    )
+    skip: Annotated[StrictStr, non_empty("skip")] | None = Field(
+        None, description="the reason `xen970 test` skips this scenario"
     )
 
     _sha256: str | None = PrivateAttr(default=None)
@@ -87,6 +110,12 @@ class Scenario(ScenarioModel):
         return None if vbd.image is None else resolve_image(vbd.image, self._base_dir)
 
     @property
+    def checks(self) -> tuple[Check, ...]:
+        """The `expect` checks in the normal form run.json records (none for a negative
+        test, which is judged at validation)."""
+        return tuple(e.check for e in self.expect)
+
+    @property
     def domain_count(self) -> int:
         """Domains including dom0."""
         return 1 + len(self.domains)
@@ -95,6 +124,16 @@ class Scenario(ScenarioModel):
     def vcpu_count(self) -> int:
         """VCPUs of all domains including dom0."""
         return self.dom0.vcpus + sum(d.vcpus for d in self.domains)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _negative_test(cls, data: Any) -> Any:
+        """`expect: {refused: <regex>}` is a negative test, kept apart from the checks."""
+        if isinstance(data, dict) and isinstance(data.get("expect"), dict):
+            if "refused" in data:
+                raise Problem(("refused",), "write a negative test as expect: {refused: ...}")
+            data = {**data, "refused": data["expect"], "expect": ()}
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -122,6 +161,7 @@ class Scenario(ScenarioModel):
         check_netstream(self.domains)
         check_macs(self.domains)
         check_timeline(self.timeline, self.domains, self.duration)
+        check_expectations(self.expect, self.dom0, self.domains, self.duration)
         self._base_dir = context_base_dir(info)
         ordered = tuple(sorted(self.timeline, key=lambda action: action.at))
         return self.model_copy(update={"timeline": ordered})

@@ -215,7 +215,6 @@ def _run_dir(tmp_path: Path, *parts: object) -> Path:
         wall_s=0.1,
         counts=rec.counts(),
         domains={0: "Domain-0", 1: "disk", 2: "stream"},
-        expectations=[],
     )
     return tmp_path
 

@@ -40,7 +40,6 @@ def _make_run(directory: Path) -> Recorder:
         wall_s=0.25,
         counts=rec.counts(),
         domains={0: "Domain-0", 1: "guest1", 2: "idle-guest"},
-        expectations=[{"name": "boots", "passed": True}],
     )
     return rec
 

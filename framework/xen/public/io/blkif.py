@@ -17,6 +17,18 @@ BLKIF_MAX_SEGMENTS_PER_REQUEST: Final = 11
 BLKIF_RSP_EOPNOTSUPP: Final = -2
 BLKIF_RSP_ERROR: Final = -1
 BLKIF_RSP_OKAY: Final = 0
+#: The `virtual-device` number of a vbd named xvdX, as Xen's vbd interface
+#: (docs/misc/vbd-interface.txt) takes Linux's: major 202, 16 minors per disk.
+XVD_MAJOR: Final = 202
+
+
+def vbd_devid(name: str) -> int:
+    """The device number of xvda..xvdz (whole disks)."""
+    if len(name) != 4 or not name.startswith("xvd") or not "a" <= name[3] <= "z":
+        raise ValueError(f"vbd name {name!r} is not xvda..xvdz")
+    return (XVD_MAJOR << 8) | ((ord(name[3]) - ord("a")) << 4)
+
+
 #: A segment names 512-byte sectors first_sect..last_sect of one granted 4 KiB page.
 BLKIF_SECTOR_SIZE: Final = 512
 BLKIF_SECTORS_PER_PAGE: Final = PAGE_SIZE // BLKIF_SECTOR_SIZE
