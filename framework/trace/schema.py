@@ -99,6 +99,9 @@ KINDS: tuple[Kind, ...] = (
     Kind("dom.crash", "The domain was crashed by Xen; pc = the guest pc at the time.",
          ("pc",), "why"),
     Kind("dom.destroy", "The domain was destroyed and its memory freed."),
+    Kind("dom.dying", "The domain was killed (destroydomain) but another domain still maps "
+         "`count` of its frames: it stays dying until they are unmapped, then dom.destroy.",
+         ("count",)),
     Kind("vcpu.up", "The VCPU was brought online."),
     Kind("vcpu.down", "The VCPU was taken offline."),
     Kind("console.out", "One line the domain wrote to its console.", (), "the line"),
