@@ -30,6 +30,7 @@ from framework.errors import BlkifRequestError, KernelError, RingError
 from framework.hw970.core import Core
 from framework.hw970.disk import Disk, DiskRequest
 from framework.hw970.iommu import TCE_PAGE_READ, TCE_PAGE_SIZE, TCE_PAGE_WRITE
+from framework.trace.ids import K
 from framework.xen.public.event_channel import EVTCHN_BIND_PIRQ, EVTCHNOP_bind_pirq
 from framework.xen.public.io.blkif import (
     BLKIF_MAX_SEGMENTS_PER_REQUEST,
@@ -417,6 +418,7 @@ class BlkBackDevice(XenbusBackend["GuestKernel"]):
     def _respond(self, core: Core, req_id: int, op: int, status: int) -> None:
         ring = self._ring(core)
         ring.put_response(BlkifResponse(req_id, op, status).pack())
+        self.k.emit(core, K.BLK_RESPOND, self.devid, req_id, status, self.domid)
         self.responses += 1
         if status != BLKIF_RSP_OKAY:
             self.error_responses += 1
