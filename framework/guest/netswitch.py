@@ -53,8 +53,9 @@ from framework.hw970.core import Core
 from framework.hw970.link import Link
 from framework.xen.public.io.netif import NETIF_RSP_OKAY
 
-from .bridge import ETH_ALEN, ETH_HLEN, Forwarding, format_mac
+from .bridge import ETH_ALEN, ETH_HLEN, Forwarding, format_mac, is_multicast
 from .costs import NATIVE_ROUTINE
+from .netstream import frame_id
 
 if TYPE_CHECKING:
     from .netback import NetBack, Vif
@@ -123,7 +124,9 @@ class NetSwitch:
         token = TxToken(ingress, req_id, len(fwd.ports) + 1)  # + 1 until all are sent
         ingress.tx_pending[token] = None
         dst = frame[:ETH_ALEN]
-        if not any(port.mac == dst for port in fwd.ports):
+        if not any(port.mac == dst for port in fwd.ports) and (
+            not is_multicast(dst) or frame_id(frame) >= 0  # a broadcast ARP is not lost
+        ):
             ingress.drop(core, frame, unaddressed_reason(bridge.name, ingress.name, frame, fwd))
         now = core.now_ns()
         uplink = ingress.uplink

@@ -139,6 +139,17 @@ def test_a_packet_flooded_to_hosts_that_are_not_its_addressee_is_dropped_by_the_
     assert w.sinks[2].foreign == w.sinks[3].foreign == 5 + 2  # the copies, and ARPs
 
 
+def test_a_packet_to_a_group_address_is_dropped_once_and_an_arp_is_not_lost() -> None:
+    w = start_world(guests=3)
+    w.plug(1, MAC_A), w.plug(2, MAC_B), w.plug(3, MAC_C)
+    w.run()
+    assert all(vif.dropped == 0 for vif in w.back.devices.values())  # the ARPs went out
+    w.fronts[1].send(w.core(1), packet("ff:ff:ff:ff:ff:ff", MAC_A, 0))
+    w.run()
+    assert_balanced(w, [packet_id(STREAM_A, 0)])  # a stream is sent to one host
+    assert w.sinks[2].packets == w.sinks[3].packets == 0
+
+
 # --- unplugging the sender ----------------------------------------------------------------------
 def test_unplugging_the_sender_drops_what_is_still_on_its_tx_ring_once(world: NetWorld) -> None:
     a, _b = connect(world)
