@@ -40,6 +40,7 @@ MYPYC_MODULES = [
     "framework/guest/netback.py",
     "framework/guest/netfront.py",
     "framework/guest/netstream.py",
+    "framework/guest/netswitch.py",
     "framework/guest/ring.py",
     "framework/hw970/arch_state.py",
     "framework/guest/xenbus_driver.py",

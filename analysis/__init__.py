@@ -5,7 +5,7 @@ elsewhere; importing this package registers the `DataFrame.xen` accessor.
 """
 
 from analysis.accessor import XenAccessor
-from analysis.io import block_stats, grant_balance, net_stats, tce_balance
+from analysis.io import block_stats, grant_balance, net_books, net_stats, tce_balance
 from analysis.run import Run, load_run
 from analysis.summary import stalled_workloads, summarize
 from analysis.trace_metadata import TraceMetadata, TraceMetadataError
@@ -18,6 +18,7 @@ __all__ = [
     "block_stats",
     "grant_balance",
     "load_run",
+    "net_books",
     "net_stats",
     "stalled_workloads",
     "summarize",

@@ -150,6 +150,11 @@ class XenAccessor:
         """Per (dom, dev) network packets, drops, rx rate and latency (`analysis.io.net_stats`)."""
         return io_metrics.net_stats(self._df)
 
+    def net_books(self) -> pd.DataFrame:
+        """Per sending stream, each packet's one fate: received, dropped or neither
+        (`analysis.io.net_books`)."""
+        return io_metrics.net_books(self._df)
+
     def grant_balance(self) -> pd.DataFrame:
         """Per mapping domain grant maps and unmaps (`analysis.io.grant_balance`)."""
         return io_metrics.grant_balance(self._df)

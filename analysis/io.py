@@ -20,10 +20,12 @@ import pandas as pd
 __all__ = [
     "BLOCK_STATS_COLUMNS",
     "GRANT_BALANCE_COLUMNS",
+    "NET_BOOKS_COLUMNS",
     "NET_STATS_COLUMNS",
     "TCE_BALANCE_COLUMNS",
     "block_stats",
     "grant_balance",
+    "net_books",
     "net_stats",
     "tce_balance",
 ]
@@ -54,6 +56,7 @@ NET_STATS_COLUMNS = (
     "rx_lat_p50_us",
     "rx_lat_p99_us",
 )
+NET_BOOKS_COLUMNS = ("sent", "received", "dropped", "unaccounted", "extra")
 GRANT_BALANCE_COLUMNS = ("maps_ok", "map_errors", "unmaps_ok", "unmap_errors", "still_mapped")
 TCE_BALANCE_COLUMNS = ("maps", "clears", "live")
 
@@ -229,6 +232,49 @@ def net_stats(df: pd.DataFrame) -> pd.DataFrame:
         columns=list(NET_STATS_COLUMNS),
     )
     return out.astype({c: "float64" for c in NET_STATS_COLUMNS if c.endswith(("_us", "_s"))})
+
+
+def net_books(df: pd.DataFrame) -> pd.DataFrame:
+    """Per sending stream, indexed by (src_dom, src_dev): the columns `NET_BOOKS_COLUMNS`.
+
+    A packet id (`pkt`) names one packet of the run: its stream (the sender's domain and
+    vif) in the high 32 bits, its sequence number in the low 32; net.tx, net.rx and
+    net.drop carry the same id. Each sent packet should get exactly one net.rx or
+    net.drop. `received` and `dropped` count those of sent packets; `unaccounted` counts
+    sent packets with neither (in flight when the run ended, or lost unrecorded); `extra`
+    counts records beyond one per sent packet (a second fate, or one for a packet never
+    sent: a net.drop with pkt -1 counts under stream (-1, -1)). Once a run's traffic has
+    ended, sent = received + dropped and `unaccounted` = `extra` = 0 for every stream.
+    """
+    tx = _records(df, "net.tx", ("pkt",))
+    rx = _records(df, "net.rx", ("pkt",)).assign(rx=1)
+    drop = _records(df, "net.drop", ("pkt",)).assign(rx=0)
+    fates = pd.concat([rx, drop], ignore_index=True).sort_values("seq", kind="stable")
+    for frame in (tx, fates):
+        pkt = frame["pkt"].to_numpy(dtype="int64")
+        frame["src_dom"] = np.where(pkt < 0, -1, pkt >> 48)
+        frame["src_dev"] = np.where(pkt < 0, -1, (pkt >> 32) & 0xFFFF)
+    keys = ["src_dom", "src_dev"]
+    index = _index(keys, tx, fates)
+    sent = tx.drop_duplicates("pkt")
+    # A sent packet's first record is its fate; any other record is extra.
+    first = fates["pkt"].isin(sent["pkt"]) & ~fates.duplicated("pkt")
+    fated = fates[first]
+    n_sent = _count(sent, keys, index)
+    received = _total(fated["rx"], fated, keys, index)
+    dropped = _count(fated, keys, index) - received
+    extra = _count(fates[~first], keys, index) + _count(tx, keys, index) - n_sent
+    return pd.DataFrame(
+        {
+            "sent": n_sent,
+            "received": received,
+            "dropped": dropped,
+            "unaccounted": n_sent - received - dropped,
+            "extra": extra,
+        },
+        index=index,
+        columns=list(NET_BOOKS_COLUMNS),
+    )
 
 
 def grant_balance(df: pd.DataFrame) -> pd.DataFrame:

@@ -26,6 +26,7 @@ MYPYC_MODULES: Final = (
     "framework.guest.netback",
     "framework.guest.netfront",
     "framework.guest.netstream",
+    "framework.guest.netswitch",
     "framework.guest.ring",
     "framework.hw970.arch_state",
     "framework.guest.xenbus_driver",

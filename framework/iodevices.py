@@ -93,6 +93,7 @@ class IoDevices:
         )
         self.vbds: dict[tuple[int, int], VbdDevice] = {}
         self.links: dict[tuple[int, int], Link] = {}
+        self.uplinks: dict[tuple[int, int], Link] = {}
 
     # -- what the backends ask for ---------------------------------------------------------
     def vbd_backend(self, domid: int, devid: int) -> VbdDevice:
@@ -105,6 +106,12 @@ class IoDevices:
     def link(self, domid: int, devid: int) -> Link:
         try:
             return self.links[(domid, devid)]
+        except KeyError:
+            raise KeyError(f"no link is attached for d{domid} vif {devid}") from None
+
+    def uplink(self, domid: int, devid: int) -> Link:
+        try:
+            return self.uplinks[(domid, devid)]
         except KeyError:
             raise KeyError(f"no link is attached for d{domid} vif {devid}") from None
 
@@ -157,11 +164,13 @@ class IoDevices:
         return dev
 
     def add_vif(self, domid: int, devid: int) -> Link:
-        """The wire between the vif and its bridge (the same model both ways)."""
+        """The wire between the vif and its bridge, the same model both ways: returns the
+        direction to the vif (`link`); `uplink` is the one from it."""
         if (domid, devid) in self.links:
             raise ValueError(f"d{domid} vif {devid} is already attached")
         link = Link(self.env, self.link_params, f"vif{domid}.{devid}")
         self.links[(domid, devid)] = link
+        self.uplinks[(domid, devid)] = Link(self.env, self.link_params, f"vif{domid}.{devid}-tx")
         return link
 
     def remove_domain(self, domid: int) -> None:
@@ -177,6 +186,7 @@ class IoDevices:
                 destroy_tce_table(self.xen, dom0, dev.liobn)
         for key in sorted(k for k in self.links if k[0] == domid):
             del self.links[key]
+            del self.uplinks[key]
 
     def close(self) -> None:
         """The run is over: close every image still open (flushing what was written)."""

@@ -115,7 +115,8 @@ def test_the_stream_arrives_whole_over_the_bridge(io_run: tuple[Simulation, pd.D
     tx = df[(df.kind == "net.tx") & (df.dom == stream)]
     rx = df[(df.kind == "net.rx") & (df.dom == disk)]
     assert len(tx) == len(rx) > 20 * 22  # 32 KiB in 1460-byte chunks: 23 frames a message
-    assert list(rx.pkt) == list(range(len(rx)))
+    # Packet ids: the stream (stream's domid, vif 0) above the sequence number.
+    assert list(rx.pkt) == list(tx.pkt) == [(stream << 48) | n for n in range(len(rx))]
     assert len(df[df.kind == "net.drop"]) == 0
     marks = df[(df.kind == "guest.mark") & (df.text == "netstream.message")]
     assert list(marks.value) == list(range(20))

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 from framework.hw970.core import Core
 
 from .blkback import VbdHardware
-from .netback import NetHardware
+from .netswitch import NetHardware
 from .xenbus import Xenbus
 
 if TYPE_CHECKING:

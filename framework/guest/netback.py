@@ -8,23 +8,22 @@ joins its bridge and Connects.
 
 Transmit (guest -> bridge), on the vif's event: tx requests are consumed in batches; each
 batch's frames are copied out of the guest with one GNTTABOP_copy call (source: the
-frontend's grant, destination: a dom0 page); each frame then goes to the bridge, and from
-the bridge onto the link of every egress port, which carries it in simulated time ("the
-wire from the bridge to that vif"). A refused request is answered NETIF_RSP_ERROR at
-once; a forwarded one is answered NETIF_RSP_OKAY when every copy of the frame has been
-consumed (copied into a receive buffer, or dropped on the way), as 2.6.18's netback
-answered a tx request only when the packet's pages were released. The sender's tx ring
-is thus the flow control of the whole path: a stream runs at the pace of its slowest
-hop, and the frames in flight (in links and backend queues) are bounded by ring sizes.
+frontend's grant, destination: a dom0 page), and each frame goes to `NetSwitch` (the
+bridge, the wires, and when its tx request is answered). A request netback refuses is
+answered NETIF_RSP_ERROR at once: the frontend, which still has the frame, records it.
 
-Receive (link -> guest): a link delivers in SimPy time, outside any VCPU, where no
-hypercall can be made. `deliver_later` only queues the frame and raises dom0's network
-interrupt (a physical interrupt bound with EVTCHNOP_bind_pirq, raised once per burst);
-its handler moves the frames to their vifs' queues and, while the frontend has receive
-buffers posted, copies them in (one GNTTABOP_copy call per batch, source a dom0 page,
-destination the posted grant) and writes the rx responses. Frames for a vif without
-posted buffers wait in the backend, at most `RX_QUEUE_LIMIT` of them; beyond that the
-newest are dropped ("rx ring empty").
+Receive (link -> guest): the network interrupt hands the frames links delivered to their
+vifs (`queue_rx`); while the frontend has receive buffers posted they are copied in (one
+GNTTABOP_copy call per batch, source a dom0 page, destination the posted grant) and the rx
+responses written. Frames for a vif without posted buffers wait in the backend, at most
+`RX_QUEUE_LIMIT` of them; beyond that the newest are dropped ("rx ring empty").
+
+Unplug: every request still on the tx ring is taken, dropped and answered
+NETIF_RSP_DROPPED; every request in flight elsewhere is answered NETIF_RSP_OKAY (its
+copies carry its fate); frames waiting for a buffer are dropped, and so are those whose
+rx response the frontend had not taken: the frontend sets the ring's `rsp_event` to its
+`rsp_cons` + 1 whenever it goes idle, so dom0 knows which, and turns those responses
+into NETIF_RSP_DROPPED, which a frontend still reading them drops silently.
 
 A batch is at most `COPY_BATCH` operations: the gnttab_copy structures of one call must
 fit the 4 KiB argument page (and the kernel issues 64 per call). The frames a batch stages in dom0 live in that many bounce
@@ -35,9 +34,8 @@ one set serves every vif).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Final
 
 from framework.errors import KernelError, RingError
 from framework.hw970.core import Core
@@ -53,6 +51,7 @@ from framework.xen.public.grant_table import (
     gntst_name,
 )
 from framework.xen.public.io.netif import (
+    NETIF_RSP_DROPPED,
     NETIF_RSP_ERROR,
     NETIF_RSP_OKAY,
     NETIF_RX_RING,
@@ -63,11 +62,14 @@ from framework.xen.public.io.netif import (
     NetifTxResponse,
     NETTXF_more_data,
 )
+from framework.xen.public.io.ring import RING_IDX_MASK
 from framework.xen.public.io.xenbus import XenbusState
 from framework.xen.public.xen import DOMID_SELF, HYPERVISOR_event_channel_op
 
-from .bridge import Bridge, format_mac, parse_mac
+from .bridge import ETH_ALEN, Bridge, parse_mac
 from .costs import NATIVE_ROUTINE
+from .netstream import frame_id
+from .netswitch import NetHardware, NetSwitch, TxToken
 from .ring import BackRing, GuestMemory
 from .xenbus_driver import XenbusBackend, XenbusBackendDriver
 
@@ -81,7 +83,6 @@ __all__ = [
     "RX_QUEUE_LIMIT",
     "NetBack",
     "NetHardware",
-    "TxToken",
     "Vif",
     "tx_request_problem",
 ]
@@ -95,21 +96,6 @@ COPY_BATCH: Final = 64
 assert COPY_BATCH * GNTTAB_COPY.size <= PAGE_SIZE
 #: Frames a vif holds for its frontend while no receive buffer is posted.
 RX_QUEUE_LIMIT: Final = 256
-
-
-class NetHardware(Protocol):
-    """What the simulation gives dom0 for networking (`k.os.hardware`)."""
-
-    #: MPIC source of dom0's network interrupt (raised by `raise_net_irq`).
-    net_pirq: int
-
-    def link(self, domid: int, devid: int) -> Link:
-        """The link model of vif (domid, devid): the wire from the bridge to it."""
-        ...
-
-    def raise_net_irq(self) -> None:
-        """Raise `net_pirq` now (from SimPy context), e.g. `xen.device_interrupt`."""
-        ...
 
 
 def tx_request_problem(req: NetifTxRequest, mtu: int) -> str | None:
@@ -130,13 +116,9 @@ def _status(value: int) -> int:
     return value - 0x10000 if 0x8000 <= value <= 0xFFFF else value
 
 
-@dataclass(eq=False)
-class TxToken:
-    """A forwarded frame's tx request, answered when its last copy is consumed."""
-
-    vif: Vif
-    id: int
-    copies: int
+def _before(idx: int, cons: int) -> bool:
+    """RING_IDX `idx` comes before `cons` (free-running counters, modulo 2**32)."""
+    return ((cons - idx - 1) & RING_IDX_MASK) < 1 << 31
 
 
 @dataclass(eq=False)
@@ -159,15 +141,21 @@ class Vif(XenbusBackend["NetKernel"]):
         self.bridge_name = DEFAULT_BRIDGE
         self.mac: bytes | None = None
         self.link: Link | None = None
+        self.uplink: Link | None = None
         self.mtu = 0
         self.rings: _Rings | None = None
         self.rx_queue: deque[tuple[bytes, TxToken]] = deque()
+        #: Forwarded frames whose tx request is not answered yet (insertion-ordered).
+        self.tx_pending: dict[TxToken, None] = {}
+        #: (rx RING_IDX, frame) of responses the frontend may not have taken yet.
+        self.rx_given: deque[tuple[int, bytes]] = deque()
         # Counters.
         self.tx_frames = 0
         self.tx_bytes = 0
         self.rx_frames = 0
         self.rx_bytes = 0
-        self.dropped = 0
+        self.dropped = 0  # frames (or copies) lost here, recorded or not
+        self.refused = 0  # tx requests answered NETIF_RSP_ERROR
 
     @property
     def name(self) -> str:
@@ -194,6 +182,7 @@ class Vif(XenbusBackend["NetKernel"]):
         try:
             self.mac = parse_mac(mac) if mac is not None else None
             self.link = self.back.hardware.link(self.domid, self.devid)
+            self.uplink = self.back.hardware.uplink(self.domid, self.devid)
         except (LookupError, ValueError) as e:
             self.fail(core, f"cannot set up: {e}")
             return
@@ -267,17 +256,27 @@ class Vif(XenbusBackend["NetKernel"]):
         self._on_event(core, port)  # requests may have been pushed before we were bound
 
     def _disconnect(self, core: Core, why: str) -> None:
-        """Leave the bridge, drop what waits, close the port, unmap both rings."""
+        """Settle both rings' books (see the module doc), leave the bridge, close the
+        port, unmap both rings."""
         rings = self.rings
         if rings is None:
             return
-        self.back.begin(core)
+        back = self.back
+        mem = back.begin(core)
+        for token in list(self.tx_pending):
+            self.answer(core, token, NETIF_RSP_OKAY)  # in flight: its copies carry its fate
+        try:
+            self._drop_unsent(core, mem, why)
+            self._retract_rx(core, why)
+        except RingError as e:
+            self._say(core, str(e))
+        self.push_tx(core)  # while the ring is still mapped
         self.rings = None
-        self.back.bridge(self.bridge_name).detach(self)
+        back.bridge(self.bridge_name).detach(self)
         while self.rx_queue:
             frame, token = self.rx_queue.popleft()
-            self.drop(core, len(frame), why)
-            self.back.consumed(core, token)
+            self.drop_copy(core, frame, why)
+            back.switch.consumed(core, token)
         k = self.k
         k.evtchn_close(core, rings.port)
         for gpa, _handle in (rings.tx_map, rings.rx_map):
@@ -285,12 +284,49 @@ class Vif(XenbusBackend["NetKernel"]):
         for st in k.grant_unmap_many(core, [rings.tx_map, rings.rx_map]):
             if _status(st) != GNTST_okay:
                 self.fail(core, f"unmap of a ring grant failed ({gntst_name(_status(st))})")
-        self.back.push_responses(core)
+        back.push_responses(core)
 
-    def drop(self, core: Core, nbytes: int, why: str) -> None:
-        """Count and record (net.drop, dev = this vif's devid) a frame dropped here."""
+    def _drop_unsent(self, core: Core, mem: GuestMemory, why: str) -> None:
+        """Take every request still on the tx ring: its frame is dropped here (a refused
+        one is answered NETIF_RSP_ERROR, for the frontend to record)."""
+        assert self.rings is not None
+        ring = self.rings.tx
+        while ring.unconsumed_requests():
+            n = min(COPY_BATCH, ring.unconsumed_requests())
+            batch = [NetifTxRequest.unpack(ring.get_request()) for _ in range(n)]
+            for req_id, frame in self._copy_out(core, mem, batch):
+                self.drop(core, frame, f"{why} before the frame was sent")
+                self.respond_tx(core, req_id, NETIF_RSP_DROPPED)
+
+    def _retract_rx(self, core: Core, why: str) -> None:
+        """Drop the frames of rx responses the frontend has not taken, and make those
+        responses NETIF_RSP_DROPPED."""
+        assert self.rings is not None
+        sring = self.rings.rx.sring
+        cons = sring.rsp_event - 1  # the frontend's rsp_cons when it last went idle
+        for idx, frame in self.rx_given:
+            if _before(idx, cons):
+                continue
+            self.drop_copy(core, frame, f"{why} before the frontend took the frame")
+            rsp = NetifRxResponse.unpack(sring.read_entry(idx))
+            sring.write_entry(idx, rsp._replace(status=NETIF_RSP_DROPPED).pack())
+        self.rx_given.clear()
+
+    def drop(self, core: Core, frame: bytes, why: str) -> None:
+        """Count a frame dropped here; a workload packet is recorded (net.drop, dev = this
+        vif's devid, pkt = its frame id)."""
         self.dropped += 1
-        self.k.emit(core, K.NET_DROP, self.devid, -1, nbytes, text=f"{self.name}: {why}")
+        pkt = frame_id(frame)
+        if pkt >= 0:
+            self.k.emit(core, K.NET_DROP, self.devid, pkt, len(frame), text=f"{self.name}: {why}")
+
+    def drop_copy(self, core: Core, frame: bytes, why: str) -> None:
+        """A copy of `frame` on its way to this vif is lost: the frame's drop when this vif
+        is its addressee, a discarded flood copy (counted, not recorded) otherwise."""
+        if self.mac is not None and frame[:ETH_ALEN] == self.mac:
+            self.drop(core, frame, why)
+        else:
+            self.dropped += 1
 
     # -- the event -------------------------------------------------------------------------
     def _on_event(self, core: Core, _port: int) -> None:
@@ -319,7 +355,7 @@ class Vif(XenbusBackend["NetKernel"]):
             while len(batch) < COPY_BATCH and ring.unconsumed_requests():
                 batch.append(NetifTxRequest.unpack(ring.get_request()))
             for req_id, frame in self._copy_out(core, mem, batch):
-                self.back.switch_frame(core, self, req_id, frame)
+                self.back.switch.switch(core, self, req_id, frame)
 
     def _copy_out(
         self, core: Core, mem: GuestMemory, batch: list[NetifTxRequest]
@@ -356,9 +392,19 @@ class Vif(XenbusBackend["NetKernel"]):
                     self.tx_bytes += req.size
                     continue
                 problem = f"copying tx grant {req.gref} failed ({gntst_name(st)})"
-            self.drop(core, req.size, problem)
+            self.refused += 1
+            if self.refused == 1:  # once per vif, as Linux rate-limits it
+                self._say(core, f"tx request {req.id} refused: {problem}")
             self.respond_tx(core, req.id, NETIF_RSP_ERROR)
         return frames
+
+    def answer(self, core: Core, token: TxToken, status: int) -> None:
+        """Answer a forwarded frame's tx request, once."""
+        if token.answered:
+            return
+        token.answered = True
+        del self.tx_pending[token]
+        self.respond_tx(core, token.id, status)
 
     def respond_tx(self, core: Core, req_id: int, status: int) -> None:
         """Answer tx request `req_id` (published by the next `NetBack.push_responses`)."""
@@ -378,20 +424,21 @@ class Vif(XenbusBackend["NetKernel"]):
     def queue_rx(self, core: Core, arrivals: list[tuple[bytes, TxToken]]) -> None:
         """Frames the link delivered: into the queue, into posted buffers, and drop what
         is left beyond `RX_QUEUE_LIMIT` (the newest first)."""
+        switch = self.back.switch
         for frame, token in arrivals:
             if len(frame) > PAGE_SIZE:
-                self.drop(core, len(frame), "frame larger than a page (feature-sg not offered)")
+                self.drop_copy(core, frame, "frame larger than a page (feature-sg not offered)")
             elif self.rings is None:
-                self.drop(core, len(frame), "interface not connected")
+                self.drop_copy(core, frame, "interface not connected")
             else:
                 self.rx_queue.append((frame, token))
                 continue
-            self.back.consumed(core, token)
+            switch.consumed(core, token)
         self.flush_rx(core)
         while len(self.rx_queue) > RX_QUEUE_LIMIT:
             frame, token = self.rx_queue.pop()
-            self.drop(core, len(frame), "rx ring empty")
-            self.back.consumed(core, token)
+            self.drop_copy(core, frame, "rx ring empty")
+            switch.consumed(core, token)
 
     def flush_rx(self, core: Core) -> None:
         """Copy queued frames into posted buffers, a batch per GNTTABOP_copy, respond,
@@ -430,16 +477,21 @@ class Vif(XenbusBackend["NetKernel"]):
             ]
             statuses = self.k.grant_copy(core, ops)
             for req, frame, st in zip(reqs, frames, statuses):
-                ok = _status(st) == GNTST_okay
-                if ok:
+                if _status(st) == GNTST_okay:
                     self.rx_frames += 1
                     self.rx_bytes += len(frame)
-                # A failed copy is answered with an error: the frontend records the drop.
-                status = len(frame) if ok else NETIF_RSP_ERROR
-                ring.put_response(NetifRxResponse(req.id, 0, 0, status).pack())
+                    idx = ring.put_response(NetifRxResponse(req.id, 0, 0, len(frame)).pack())
+                    self.rx_given.append((idx, frame))
+                else:  # the frontend gets an error response and nothing to record
+                    why = f"copying into rx grant {req.gref} failed ({gntst_name(_status(st))})"
+                    self.drop_copy(core, frame, why)
+                    ring.put_response(NetifRxResponse(req.id, 0, 0, NETIF_RSP_ERROR).pack())
             notify |= ring.push_responses_and_check_notify()
             for _frame, token in items:
-                self.back.consumed(core, token)
+                self.back.switch.consumed(core, token)
+        cons = ring.sring.rsp_event - 1  # what the frontend had taken when it went idle
+        while self.rx_given and _before(self.rx_given[0][0], cons):
+            self.rx_given.popleft()
         if notify:
             self.k.send(core, self.rings.port)
 
@@ -454,11 +506,9 @@ class NetBack(XenbusBackendDriver["NetKernel", Vif]):
         super().__init__(k, "netback", BACKEND_DIR)
         self._hardware = hardware
         self.bridges: dict[str, Bridge[Vif]] = {}
+        self.switch = NetSwitch(self)
         self.irq_port = -1
-        #: Link arrivals not yet taken into dom0: (egress vif, frame, token), in order.
-        self.arrivals: deque[tuple[Vif, bytes, TxToken]] = deque()
         self._to_push: list[Vif] = []
-        self._kicked = False
         self._bounce: list[int] = []
         #: dom0 memory as the native call in progress sees it (set by `begin`).
         self.mem: GuestMemory | None = None
@@ -489,7 +539,7 @@ class NetBack(XenbusBackendDriver["NetKernel", Vif]):
             k.console(core, f"netback: {self.error}")
             return
         self.irq_port = out["port"]
-        k.port_handlers[self.irq_port] = self._on_irq
+        k.port_handlers[self.irq_port] = self.switch.on_irq
         self.watch_devices(core)
 
     def begin(self, core: Core) -> GuestMemory:
@@ -526,46 +576,6 @@ class NetBack(XenbusBackendDriver["NetKernel", Vif]):
             self._bounce.append(pool.alloc())
         return self._bounce[:n]
 
-    def switch_frame(self, core: Core, ingress: Vif, req_id: int, frame: bytes) -> None:
-        """A frame from a guest: let its bridge decide, put it on each egress link; its
-        tx request is answered when the last copy is consumed."""
-        fwd = self.bridge(ingress.bridge_name).forward(frame, ingress)
-        token = TxToken(ingress, req_id, len(fwd.ports) + 1)  # + 1 until all are sent
-        now = core.now_ns()
-        if not fwd.ports and fwd.how == "flood":
-            # No other port yet (the peer's vif is not plugged): lost, but recorded.
-            ingress.drop(
-                core,
-                len(frame),
-                f"no other port on bridge {ingress.bridge_name} "
-                f"(to {format_mac(frame[:6])} from {ingress.name})",
-            )
-        for port in fwd.ports:
-            assert port.link is not None
-            deliver = self._deliverer(port, token)
-            if not port.link.send(frame, deliver, now_ns=now):
-                port.drop(
-                    core,
-                    len(frame),
-                    f"a {len(frame) - ETH_HLEN}-byte payload exceeds link MTU "
-                    f"{port.link.params.mtu} (from {ingress.name}, to "
-                    f"{format_mac(frame[:6])})",
-                )
-                self.consumed(core, token)
-        self.consumed(core, token)
-
-    def _deliverer(self, vif: Vif, token: TxToken) -> Callable[[bytes], None]:
-        return lambda frame: self.deliver_later(frame, vif, token)
-
-    def consumed(self, core: Core, token: TxToken) -> None:
-        """One copy of a forwarded frame was delivered or dropped; the last one answers
-        the sender's tx request."""
-        token.copies -= 1
-        if token.copies == 0:
-            token.vif.respond_tx(core, token.id, NETIF_RSP_OKAY)
-        elif token.copies < 0:
-            raise AssertionError(f"tx request {token.id} of {token.vif.name} consumed twice")
-
     def want_push(self, vif: Vif) -> None:
         if not any(v is vif for v in self._to_push):
             self._to_push.append(vif)
@@ -574,27 +584,3 @@ class NetBack(XenbusBackendDriver["NetKernel", Vif]):
         """Publish every vif's pending tx responses (and notify those frontends)."""
         while self._to_push:
             self._to_push.pop(0).push_tx(core)
-
-    def deliver_later(self, frame: bytes, vif: Vif, token: TxToken) -> None:
-        """A link delivered `frame` to `vif` (SimPy context, no VCPU): queue it and raise
-        the network interrupt, once per burst."""
-        self.arrivals.append((vif, frame, token))
-        if not self._kicked:
-            self._kicked = True
-            self.hardware.raise_net_irq()
-
-    def _on_irq(self, core: Core, _port: int) -> None:
-        """The network interrupt: hand every arrival to its vif, vif by vif."""
-        core.charge(NATIVE_ROUTINE)
-        self.begin(core)
-        self._kicked = False
-        per_vif: dict[int, tuple[Vif, list[tuple[bytes, TxToken]]]] = {}  # insertion-ordered
-        while self.arrivals:
-            vif, frame, token = self.arrivals.popleft()
-            per_vif.setdefault(id(vif), (vif, []))[1].append((frame, token))
-        for vif, items in per_vif.values():
-            try:
-                vif.queue_rx(core, items)
-            except RingError as e:
-                vif.fail(core, str(e))
-        self.push_responses(core)

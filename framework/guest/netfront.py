@@ -13,13 +13,18 @@ Transmit: each frame is copied into a page of its own, granted read-only to the 
 that find the ring full wait in the frontend, in order, and go out as tx responses free
 slots, so nothing is lost; the first such wait of an episode records `ring.full`. A tx
 response ends the grant (which must succeed: a copying backend never maps it) and frees
-the page.
+the page. NETIF_RSP_DROPPED means the backend took the frame and recorded its drop; any
+other error means it refused the request, and the frontend, which still has the frame,
+records the drop (`net.drop` with the frame's id, see `netswitch`). When the backend
+goes, the frames it left unanswered, and those still waiting, are recorded dropped here.
 
 Receive ("rx-copy", the only mode offered): the frontend keeps the rx ring stocked with
 empty pages, each granted writable to the backend, which copies an arriving frame into
-one and answers with its length. The frame is handed to the receivers; the page, still
-granted, is posted again at once (the grant stays valid while the buffer cycles, since
-the backend never maps it).
+one and answers with its length (an error status: the backend failed or dropped the copy
+and recorded it). The frame is handed to the receivers; the page, still granted, is posted
+again at once (the grant stays valid while the buffer cycles, since the backend never
+maps it). Going idle, the frontend sets the ring's `rsp_event` to rsp_cons + 1 (the
+ring's final check), which tells the backend which responses it has taken.
 
 No scatter-gather (`feature-sg` is not requested), so a frame must fit one page: the MTU
 used is min(backend `mtu`, 4096 - 14).
@@ -39,6 +44,7 @@ from framework.hw970.link import ETH_HLEN
 from framework.hw970.memory import PAGE_SIZE
 from framework.trace.ids import K
 from framework.xen.public.io.netif import (
+    NETIF_RSP_DROPPED,
     NETIF_RSP_OKAY,
     NETIF_RX_RING,
     NETIF_RX_RING_SIZE,
@@ -52,8 +58,9 @@ from framework.xen.public.io.netif import (
 )
 from framework.xen.public.io.xenbus import XenbusState
 
-from .bridge import gratuitous_arp, parse_mac
+from .bridge import ETH_ALEN, gratuitous_arp, parse_mac
 from .costs import NATIVE_ROUTINE
+from .netstream import FRAME_ID_BYTES, frame_id
 from .ring import FrontRing, SharedRing
 from .xenbus import read_nodes
 from .xenbus_driver import XenbusFrontend
@@ -304,21 +311,31 @@ class NetFront(XenbusFrontend["NetKernel"]):
         slot = self.tx_inflight.pop(rsp.id, None)
         if slot is None:
             raise RingProtocolError(f"tx response for id {rsp.id}, which is not outstanding")
+        if rsp.status == NETIF_RSP_DROPPED:
+            self.tx_errors += 1  # the backend took the frame and recorded its drop
+        elif rsp.status != NETIF_RSP_OKAY:
+            self._tx_lost(core, slot, f"the backend refused it (status {rsp.status})")
+        self._free_tx(core, slot)
+
+    def _free_tx(self, core: Core, slot: _TxSlot) -> None:
+        """End a tx slot's grant, free its page and its id."""
         k = self.k
-        if rsp.status != NETIF_RSP_OKAY:
-            self.tx_errors += 1
-            k.emit(
-                core,
-                K.NET_DROP,
-                self.devid,
-                -1,
-                slot.size,
-                text=f"netfront tx: backend answered status {rsp.status}",
-            )
         assert k.pool is not None
         if self._end_grant(core, slot.ref):
             k.pool.free(slot.gpa)  # a page the backend still maps is never reused
         heapq.heappush(self._tx_ids, slot.id)
+
+    def _tx_lost(self, core: Core, slot: _TxSlot, why: str) -> None:
+        """A frame this end still holds will never be sent: count it, and record a
+        workload packet's drop with its id (read from the frame in its page)."""
+        head = self.k.memory(core).read(slot.gpa, min(slot.size, FRAME_ID_BYTES))
+        self._frame_lost(core, head, slot.size, why)
+
+    def _frame_lost(self, core: Core, head: bytes, size: int, why: str) -> None:
+        self.tx_errors += 1
+        pkt = frame_id(head)
+        if pkt >= 0:
+            self.k.emit(core, K.NET_DROP, self.devid, pkt, size, text=f"netfront tx: {why}")
 
     def _end_grant(self, core: Core, ref: int) -> bool:
         """End access to `ref` and free it; False (the ref kept for a retry) when the
@@ -350,23 +367,27 @@ class NetFront(XenbusFrontend["NetKernel"]):
         if buf is None:
             raise RingProtocolError(f"rx response for id {rsp.id}, which is not posted")
         self._rx_spare.append(buf)
-        problem = ""
         if rsp.status < 0:
-            problem = f"backend answered status {rsp.status}"
-        elif rsp.flags & NETRXF_more_data:
+            self.rx_errors += 1  # a copy the backend failed or dropped: it recorded it
+            return
+        problem = ""
+        if rsp.flags & NETRXF_more_data:
             problem = "fragmented frame (NETRXF_more_data) but feature-sg was not requested"
         elif rsp.status < ETH_HLEN:
             problem = f"a {rsp.status}-byte frame is shorter than the Ethernet header"
         elif rsp.offset + rsp.status > PAGE_SIZE:
             problem = f"frame at offset {rsp.offset} + {rsp.status} bytes runs past its page"
+        assert self.rx is not None
+        mem = self.rx.sring.mem
         if problem:
             self.rx_errors += 1
-            self.k.emit(
-                core, K.NET_DROP, self.devid, -1, max(rsp.status, 0), text=f"netfront rx: {problem}"
-            )
+            head = mem.read(buf.gpa, FRAME_ID_BYTES)  # what of the frame the page holds
+            pkt = frame_id(head)
+            if pkt >= 0 and head[:ETH_ALEN] == self.mac:
+                text = f"netfront rx: {problem}"
+                self.k.emit(core, K.NET_DROP, self.devid, pkt, max(rsp.status, 0), text=text)
             return
-        assert self.rx is not None
-        frames.append(self.rx.sring.mem.read(buf.gpa + rsp.offset, rsp.status))
+        frames.append(mem.read(buf.gpa + rsp.offset, rsp.status))
         self.rx_packets += 1
         self.rx_bytes += rsp.status
 
@@ -403,6 +424,11 @@ class NetFront(XenbusFrontend["NetKernel"]):
                 if not rx.final_check_for_responses():
                     break
         except RingProtocolError as e:
+            # Frames already taken are delivered, and the backend told they were taken.
+            self.rx.sring.rsp_event = self.rx.rsp_cons + 1
+            for frame in frames:
+                for receive in self._receivers:
+                    receive(core, frame)
             self.fail(core, str(e))
             return
         self._refill_rx(core)
@@ -420,28 +446,37 @@ class NetFront(XenbusFrontend["NetKernel"]):
         return not self.tx_inflight and not self.backlog
 
     def backend_gone(self, core: Core) -> None:
-        """The backend closed under us (the vif was unplugged): what was on the ring or
-        waiting will never be answered; count it dropped, then release everything."""
+        """The backend closed under us (the vif was unplugged): release everything."""
         self._close_wanted = True
-        k = self.k
-        assert k.pool is not None
-        lost = [slot.size for slot in self.tx_inflight.values()] + [len(f) for f in self.backlog]
-        for slot in sorted(self.tx_inflight.values(), key=lambda s: s.id):
-            if self._end_grant(core, slot.ref):
-                k.pool.free(slot.gpa)
-        self.tx_inflight.clear()
-        self.backlog.clear()
-        for nbytes in lost:
-            self.tx_errors += 1
-            k.emit(core, K.NET_DROP, self.devid, -1, nbytes, text="netfront tx: backend closed")
         if self.state == XenbusState.Connected:
             self._switch(core, XenbusState.Closing)
         self._teardown(core)
 
+    def _settle_tx(self, core: Core) -> None:
+        """Before the rings go: take the tx responses the backend left, then count every
+        frame still unanswered or waiting as dropped here (the backend never saw it)."""
+        if self.tx is None:
+            return
+        try:
+            tx = self._ring(core, self.tx)
+            while tx.unconsumed_responses():
+                self._tx_done(core, NetifTxResponse.unpack(tx.get_response()))
+        except RingProtocolError as e:
+            self._say(core, str(e))
+        for slot in sorted(self.tx_inflight.values(), key=lambda s: s.id):
+            self._tx_lost(core, slot, "the backend went before answering")
+            self._free_tx(core, slot)
+        self.tx_inflight.clear()
+        while self.backlog:
+            frame = self.backlog.popleft()
+            self._frame_lost(core, frame, len(frame), "the backend went before it was queued")
+
     def release_rings(self, core: Core) -> None:
-        """The backend has unmapped both rings: revoke every grant, free pages and port."""
+        """The backend has unmapped both rings: settle the tx books, revoke every grant,
+        free pages and port."""
         k = self.k
         assert k.pool is not None
+        self._settle_tx(core)
         if self.tx is not None:
             pages = [(self.tx_ring_ref, self.tx_gpa), (self.rx_ring_ref, self.rx_gpa)]
             pages += [(buf.ref, buf.gpa) for buf in self._rx_all]

@@ -11,14 +11,16 @@ sender's parameters.
 The sender keeps the tx ring full and no fuller: it sends while the frontend reports free
 slots and resumes when tx responses free more (backpressure), so no frame ever waits in
 the frontend's backlog on its account. Every packet is recorded as `net.tx` (dev, pkt =
-sequence number, bytes = frame length); `guest.mark` "netstream.done" ends a finite
-stream.
+its packet id, bytes = frame length); `guest.mark` "netstream.done" ends a finite stream.
+A packet id (`packet_id`) is the stream and the sequence number, so it names one packet
+of the whole run; whoever drops the frame on its way reads the id from the frame itself
+(`frame_id`) and records it in the `net.drop` (see `netswitch` for who holds a frame when).
 
-The receiver (`NetSink`, attached to every netfront) checks sequence order and content,
-records `net.rx` (dev, pkt, bytes, latency_ns = arrival - send time) for each good packet,
-`net.drop` for a corrupt or out-of-order one, and `guest.mark` "netstream.message" (value
-= message number) for each message that arrived whole. Throughput is the sum of `net.rx`
-bytes over the time they span.
+The receiver (`NetSink`, attached to every netfront) takes the packets addressed to its
+own MAC, checks sequence order and content, records `net.rx` (dev, pkt, bytes, latency_ns
+= arrival - send time) for each good packet, `net.drop` for a corrupt or out-of-order
+one, and `guest.mark` "netstream.message" (value = message number) for each message that
+arrived whole. Throughput is the sum of `net.rx` bytes over the time they span.
 """
 
 from __future__ import annotations
@@ -35,13 +37,14 @@ from framework.hw970.memory import PAGE_SIZE
 from framework.trace.ids import K
 from framework.xen.public.layout import Layout
 
-from .bridge import ETH_P_IP, EthernetHeader, build_frame, is_multicast, parse_mac
+from .bridge import ETH_P_IP, EthernetHeader, build_frame, parse_mac
 from .costs import NATIVE_ROUTINE
 
 if TYPE_CHECKING:
     from .driver_kernel import StreamFront, TraceKernel
 
 __all__ = [
+    "FRAME_ID_BYTES",
     "NETSTREAM_HEADER",
     "NETSTREAM_MAGIC",
     "PATTERN_BLOCK",
@@ -49,6 +52,8 @@ __all__ = [
     "NetStream",
     "NetStreamParams",
     "StreamHeader",
+    "frame_id",
+    "packet_id",
     "packetize",
     "pattern_bytes",
     "stream_id",
@@ -80,6 +85,35 @@ PATTERN_STRIDE: Final = 4099
 def stream_id(domid: int, devid: int) -> int:
     """A stream's id: the sending domain and vif, so streams never collide."""
     return ((domid & 0xFFFF) << 16) | (devid & 0xFFFF)
+
+
+def packet_id(stream: int, seq: int) -> int:
+    """The trace's id of packet `seq` of `stream` (its net.tx, net.rx and net.drop `pkt`):
+    the stream in the high 32 bits, the sequence number (mod 2**32) in the low 32. Guest
+    domain ids stay below 0x7FF0, so the id is a positive int64."""
+    return ((stream & 0x7FFFFFFF) << 32) | (seq & _U32)
+
+
+_ETHERTYPE_AT: Final = ETH_HLEN - 2
+_MAGIC_AT: Final = ETH_HLEN + NETSTREAM_HEADER.offset("magic")
+_STREAM_AT: Final = ETH_HLEN + NETSTREAM_HEADER.offset("stream")
+_SEQ_AT: Final = ETH_HLEN + NETSTREAM_HEADER.offset("seq")
+#: The leading bytes of a frame that `frame_id` reads.
+FRAME_ID_BYTES: Final = _SEQ_AT + 4
+
+
+def frame_id(frame: bytes) -> int:
+    """The packet id of a netstream frame (its first `FRAME_ID_BYTES` suffice), or -1 for
+    any other frame (an ARP, a foreign protocol, a truncated copy): what dom0 and the
+    drivers put in the net.drop of a frame they hold, read from the frame itself."""
+    if (
+        len(frame) < FRAME_ID_BYTES
+        or int.from_bytes(frame[_ETHERTYPE_AT:ETH_HLEN], "big") != ETH_P_IP
+        or int.from_bytes(frame[_MAGIC_AT : _MAGIC_AT + 4], "big") != NETSTREAM_MAGIC
+    ):
+        return -1
+    stream = int.from_bytes(frame[_STREAM_AT : _STREAM_AT + 4], "big")
+    return packet_id(stream, int.from_bytes(frame[_SEQ_AT:FRAME_ID_BYTES], "big"))
 
 
 class StreamHeader(NamedTuple):
@@ -247,7 +281,7 @@ class NetStream:
             data = pattern_bytes(self.pattern_key, self.message, offset, n)
             frame = build_frame(p.peer_mac, front.mac, header.pack() + data)
             front.send(core, frame)
-            k.emit(core, K.NET_TX, front.devid, self.seq, len(frame))
+            k.emit(core, K.NET_TX, front.devid, packet_id(self.stream, self.seq), len(frame))
             self.packets += 1
             self.bytes += len(frame)
             self.seq += 1
@@ -298,8 +332,9 @@ class NetSink:
         payload = frame[ETH_HLEN:]
         mine = self.front.mac
         try:
-            if mine is not None and eth.dst != mine and not is_multicast(eth.dst):
-                raise ValueError("addressed to another host")  # PACKET_OTHERHOST
+            if eth.dst != mine:
+                # PACKET_OTHERHOST, or a group address: a stream is sent to one host.
+                raise ValueError("addressed to another host")
             if eth.ethertype != ETH_P_IP:
                 raise ValueError(f"EtherType {eth.ethertype:#06x}")
             h = StreamHeader.unpack(payload)
@@ -333,7 +368,8 @@ class NetSink:
             self.bytes += len(frame)
             self.payload_bytes += len(data)
             latency = core.now_ns() - h.send_ns
-            self.k.emit(core, K.NET_RX, self.front.devid, h.seq, len(frame), latency)
+            pkt = packet_id(h.stream, h.seq)
+            self.k.emit(core, K.NET_RX, self.front.devid, pkt, len(frame), latency)
             if not st.broken:
                 st.received += len(data)
         if h.offset + len(data) >= h.total:
@@ -365,4 +401,5 @@ class NetSink:
 
     def _reject(self, core: Core, h: StreamHeader, frame: bytes, why: str) -> None:
         self.errors += 1
-        self.k.emit(core, K.NET_DROP, self.front.devid, h.seq, len(frame), text=f"netstream: {why}")
+        pkt = packet_id(h.stream, h.seq)
+        self.k.emit(core, K.NET_DROP, self.front.devid, pkt, len(frame), text=f"netstream: {why}")

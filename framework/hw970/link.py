@@ -4,6 +4,11 @@ The classic store-and-forward wire: a frame starts transmitting when the link is
 occupies it for len * 8 / bandwidth, and arrives `latency_ns` after its last bit left.
 Frames carry a 14-byte Ethernet header (destination, source, ethertype); the MTU bounds
 the payload after it, as on a real NIC. Times are integer nanoseconds.
+
+Every frame put on the wire occupies the transmitter, whether or not anyone takes it at
+the far end: `send` delivers it, `transmit` only paces it (a frame a bridge forwards
+cut-through onto other links, or one nobody will receive). Either way the next frame
+starts no earlier than this one's last bit, so nothing leaves faster than the bit rate.
 """
 
 from __future__ import annotations
@@ -74,26 +79,46 @@ class Link:
         running inside a CPU slice); transmission never starts before it.
         """
         data = bytes(frame)  # the wire carries a snapshot, not the sender's buffer
-        if len(data) < ETH_HLEN:
-            raise ValueError(
-                f"link {self.name}: a {len(data)}-byte frame is shorter than the "
-                f"{ETH_HLEN}-byte Ethernet header"
-            )
-        if len(data) - ETH_HLEN > self.params.mtu:
-            self.refused += 1
+        if not self._fits(len(data)):
             return False
         clock = int(self.env.now)
-        now = clock if now_ns is None else max(now_ns, clock)
-        wire = self.params.serialisation_ns(len(data))
-        start = max(now, self._free_at)
-        self._free_at = start + wire
+        self._occupy(len(data), clock if now_ns is None else max(now_ns, clock))
         arrival = self._free_at + self.params.latency_ns
-        self.frames += 1
-        self.bytes += len(data)
-        self.busy_ns += wire
         ev = timeout(self.env, arrival - clock)
         ev.callbacks.append(lambda _e: deliver(data))
         return True
+
+    def transmit(self, nbytes: int, now_ns: int | None = None) -> int | None:
+        """Put a frame of `nbytes` on the wire without delivering it here: the transmitter
+        is busy for its serialisation time all the same. Returns the instant its first bit
+        leaves (for a cut-through forwarder: no copy can start earlier), None when the
+        frame is over the MTU (refused, never on the wire)."""
+        if not self._fits(nbytes):
+            return None
+        clock = int(self.env.now)
+        return self._occupy(nbytes, clock if now_ns is None else max(now_ns, clock))
+
+    def _fits(self, nbytes: int) -> bool:
+        """Whether a frame of `nbytes` may go on the wire (False, counted, over the MTU)."""
+        if nbytes < ETH_HLEN:
+            raise ValueError(
+                f"link {self.name}: a {nbytes}-byte frame is shorter than the "
+                f"{ETH_HLEN}-byte Ethernet header"
+            )
+        if nbytes - ETH_HLEN > self.params.mtu:
+            self.refused += 1
+            return False
+        return True
+
+    def _occupy(self, nbytes: int, now: int) -> int:
+        """The transmitter takes a frame at `now` (or when free); returns its start."""
+        wire = self.params.serialisation_ns(nbytes)
+        start = max(now, self._free_at)
+        self._free_at = start + wire
+        self.frames += 1
+        self.bytes += nbytes
+        self.busy_ns += wire
+        return start
 
     def backlog_ns(self, now_ns: int | None = None) -> int:
         """How long a frame sent now would wait before its first bit leaves."""

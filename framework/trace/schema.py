@@ -139,8 +139,10 @@ KINDS: tuple[Kind, ...] = (
          ("dev", "pkt", "bytes")),
     Kind("net.rx", "A netfront received packet `pkt` of `bytes` sent `latency_ns` ago.",
          ("dev", "pkt", "bytes", "latency_ns")),
-    Kind("net.drop", "A packet was dropped (bridge, link or ring); `bytes` long.",
-         ("dev", "pkt", "bytes"), "reason"),
+    Kind("net.drop", "Packet `pkt` (`bytes` long) was dropped: by its sender's netfront, dom0 "
+         "(bridge, link, queue, unplug: dom = 0, dev = the vif) or its receiver. A sent "
+         "packet gets exactly one net.rx or net.drop.",
+         ("dev", "pkt", "bytes"), "who dropped it and why"),
     Kind("ring.full", "A producer found its shared ring full and waited (backpressure).",
          ("dev",), "ring name"),
     Kind("xs.request", "xenstored handled a request of type `xs_type` from this domain.",
@@ -198,7 +200,8 @@ FIELD_DOCS: dict[str, str] = {
     "dev": "device id within the domain (the xenbus device number)",
     "req_id": "request id (blkif id, or the xenstore req_id)",
     "latency_ns": "time from submission (or send) to completion (or receipt), in ns",
-    "pkt": "packet sequence number of the sending stream",
+    "pkt": "packet id: the sending stream (domain << 16 | vif) << 32 | the packet's "
+    "sequence number in its stream (mod 2**32); the same in its net.tx, net.rx, net.drop",
     "xs_type": "xenstore message type (XS_READ=2, XS_WRITE=11, ...)",
     "tx_id": "xenstore transaction id (0 = none)",
     "xb_state": "XenbusState entered: 1 Initialising, 2 InitWait, 3 Initialised, "

@@ -13,10 +13,12 @@ import analysis  # noqa: F401  (registers the accessor)
 from analysis.io import (
     BLOCK_STATS_COLUMNS,
     GRANT_BALANCE_COLUMNS,
+    NET_BOOKS_COLUMNS,
     NET_STATS_COLUMNS,
     TCE_BALANCE_COLUMNS,
     block_stats,
     grant_balance,
+    net_books,
     net_stats,
     tce_balance,
 )
@@ -138,6 +140,33 @@ def test_net_stats_per_vif() -> None:
     assert tx[["tx_packets", "tx_bytes", "rx_packets", "drops"]].tolist() == [3, 3000, 0, 0]
     assert np.isnan(tx["rx_mbit_s"]) and np.isnan(tx["rx_lat_p50_us"])
     assert stats.loc[(0, 0), "drops"] == 1
+
+
+def test_net_books_give_each_sent_packet_one_fate() -> None:
+    def books(rec: Recorder) -> None:
+        e = rec.emit
+        d2, d3 = (2 << 16) << 32, ((3 << 16) | 1) << 32  # streams d2 vif 0, d3 vif 1
+        for seq in range(5):
+            e(K.NET_TX, 10 + seq, 0, 2, 0, 0, d2 | seq, 1000)
+        e(K.NET_TX, 10, 1, 3, 0, 1, d3, 1000)
+        e(K.NET_RX, 100, 0, 1, 0, 0, d2 | 0, 1000, 90)
+        e(K.NET_DROP, 101, 0, 0, 0, 0, d2 | 1, 1000, text="vif2.0: rx ring empty")
+        e(K.NET_RX, 102, 0, 1, 0, 0, d2 | 2, 1000, 90)
+        e(K.NET_DROP, 103, 0, 1, 0, 0, d2 | 2, 1000, text="netstream: duplicate")  # extra
+        e(K.NET_DROP, 104, 0, 0, 0, 0, d2 | 3, 1000, text="vif2.0: unplugged")
+        e(K.NET_DROP, 105, 0, 0, 0, 0, -1, 60, text="vif9.0: no id")  # extra, no stream
+        e(K.NET_DROP, 106, 1, 0, 0, 1, d3, 1000, text="vif3.1: no port")
+        e(K.NET_RX, 107, 0, 1, 0, 0, d2 | 99, 1000, 90)  # never sent: extra
+
+    got = net_books(_trace(books))
+    assert list(got.columns) == list(NET_BOOKS_COLUMNS)
+    assert got.index.names == ["src_dom", "src_dev"]
+    assert got.to_dict("index") == {
+        (-1, -1): {"sent": 0, "received": 0, "dropped": 0, "unaccounted": 0, "extra": 1},
+        (2, 0): {"sent": 5, "received": 2, "dropped": 2, "unaccounted": 1, "extra": 2},
+        (3, 1): {"sent": 1, "received": 0, "dropped": 1, "unaccounted": 0, "extra": 0},
+    }
+    assert _trace().xen.net_books().empty
 
 
 def test_grant_and_tce_balance() -> None:

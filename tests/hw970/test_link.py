@@ -97,3 +97,41 @@ def test_bad_parameters_are_named() -> None:
         LinkParams(bandwidth_bps=1, latency_ns=-1)
     with pytest.raises(ValueError, match="mtu"):
         LinkParams(bandwidth_bps=1, latency_ns=1, mtu=0)
+
+
+def test_a_frame_nobody_receives_still_occupies_the_transmitter() -> None:
+    env = simpy.Environment()
+    link, sink = Link(env, GIGABIT, "eth0"), Sink(env)
+    assert link.transmit(1514) == 0  # its first bit leaves now
+    assert link.transmit(1514, now_ns=100) == 1514 * 8  # behind the first, not at 100
+    assert link.send(frame(64), sink)
+    assert link.backlog_ns() == (2 * 1514 + 64) * 8
+    env.run()
+    # Only the sent frame is delivered, after the two that went nowhere.
+    assert sink.got == [((2 * 1514 + 64) * 8 + 5_000, frame(64))]
+    assert (link.frames, link.bytes, link.busy_ns) == (3, 2 * 1514 + 64, (2 * 1514 + 64) * 8)
+
+
+def test_transmit_refuses_what_send_refuses() -> None:
+    env = simpy.Environment()
+    link = Link(env, GIGABIT, "eth0")
+    assert link.transmit(ETH_HLEN + 1501) is None
+    assert link.refused == 1 and link.frames == 0 and link.backlog_ns() == 0
+    with pytest.raises(ValueError, match="shorter than the 14-byte Ethernet header"):
+        link.transmit(10)
+
+
+def test_nothing_leaves_faster_than_the_bit_rate() -> None:
+    """Whatever mix of delivered and undelivered frames, the n-th frame's last bit leaves
+    no earlier than the bits of all frames before it take at the link's rate."""
+    env = simpy.Environment()
+    link, sink = Link(env, GIGABIT, "eth0"), Sink(env)
+    sizes = [1514, 60, 800, 1514, 60, 1514]
+    for i, n in enumerate(sizes):
+        if i % 2:
+            link.send(frame(n, i), sink, now_ns=0)
+        else:
+            link.transmit(n, now_ns=0)
+    env.run()
+    ends = [t - 5_000 for t, _ in sink.got]
+    assert ends == [sum(sizes[: i + 1]) * 8 for i in (1, 3, 5)]
