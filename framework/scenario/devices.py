@@ -13,7 +13,7 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     AfterValidator,
@@ -109,17 +109,25 @@ class VbdSpec(ScenarioModel):
         "a relative path is relative to the scenario file's directory. No two vbds may share "
         "one unless both are `mode: r`",
     )
-    mode: Literal["w", "r"] | None = Field(
-        None,
+    mode: Literal["w", "r"] = Field(
+        "w",
         description="`w` read-write or `r` read-only; with an `image` the guest's writes go "
         "into that file, so only `mode: w` lets them",
         json_schema_extra={"shown_default": "`w`; `r` with an `image`"},
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _read_only_image(cls, data: Any) -> Any:
+        """A vbd over a user's image is read-only unless the scenario says `mode: w`."""
+        if isinstance(data, dict) and data.get("image") is not None and "mode" not in data:
+            return {**data, "mode": "r"}
+        return data
+
     @model_validator(mode="after")
     def _capacity(self, info: ValidationInfo) -> VbdSpec:
-        """Fill `mode` and `size` from the image, or check that they agree with it."""
-        mode = self.mode or ("r" if self.image is not None else "w")
+        """Fill `size` from the image, or check that both agree and the image opens."""
+        mode = self.mode
         size = self.size
         if self.image is not None:
             found = _image_size(self.image, resolve_image(self.image, context_base_dir(info)), mode)
@@ -157,7 +165,7 @@ class VbdSpec(ScenarioModel):
                 f"{format_size(size)}, more than the {format_size(MAX_VBD_SIZE)} a vbd may have "
                 "(2^32 sectors, a file every Linux file system holds)",
             )
-        return self.model_copy(update={"mode": mode, "size": size})
+        return self.model_copy(update={"size": size}) if size != self.size else self
 
     @property
     def writable(self) -> bool:
