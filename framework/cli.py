@@ -1,23 +1,29 @@
 """The `xen970` command: validate a scenario, or run it and print a per-domain summary.
 
-Exit codes: 0 success, 1 the simulation failed (a `SimulationError`, or any other
-exception the simulator raised: its own bug), 2 the scenario or the command line is
-wrong, 130 interrupted.  Errors are one line on stderr, never a traceback: a failed run
-writes its traceback to `ERROR_LOG` in the run directory.  A guest's fault is not a
-failure: it crashes that domain, and the run's trace and summary show it.
+Exit codes: 0 success, 1 the run failed (a `SimulationError`, any other exception the
+simulator raised: its own bug, or the host refused something: memory, a file, a write),
+2 the scenario or the command line is wrong, 130 interrupted.  Errors are one line on
+stderr of at most MAX_LINE characters, never a traceback: a failed run writes its
+traceback to `ERROR_LOG` in the run directory.  A guest's fault is not a failure: it
+crashes that domain, and the run's trace and summary show it.
+
+A run directory holds one run: `run` refuses one that holds anything, unless `--force`,
+which empties an earlier run's directory first (see `framework.runinfo.claim_run_dir`).
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import math
+import mmap
 import os
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, NoReturn
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -25,8 +31,10 @@ from rich.table import Table
 
 import framework
 from framework.errors import ScenarioError, SimulationError, UsageError, fault_reason
-from framework.runinfo import ERROR_LOG
-from framework.scenario import load_scenario
+from framework.runinfo import ERROR_LOG, claim_run_dir
+from framework.scenario import Scenario, load_scenario
+from framework.scenario.limits import memory_ranges
+from framework.units import format_size
 from framework.xen.public.io.blkif import XVD_MAJOR
 
 if TYPE_CHECKING:
@@ -38,6 +46,19 @@ __all__ = ["ERROR_LOG", "main"]
 
 ProgressFn = Callable[[int, int], None]
 _LOG_WIDTH: Final = 160
+#: Longest error line: a message that echoes a long path or value is cut to this.
+MAX_LINE: Final = 300
+
+
+def _one_line(message: str) -> str:
+    """`message` as one printable line of at most MAX_LINE characters."""
+    text = message.encode("utf-8", "backslashreplace").decode("utf-8")
+    text = " ".join(text.splitlines())
+    return text if len(text) <= MAX_LINE else text[: MAX_LINE - 3] + "..."
+
+
+def _error(message: str) -> None:
+    print(_one_line(message), file=sys.stderr)
 
 
 def _ignore_progress(sim_ns_done: int, sim_ns_total: int) -> None:
@@ -172,37 +193,55 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _out_dir(out: str | None, name: str) -> Path:
-    """The run directory, created and checked writable before anything is simulated.
+def _out_dir(out: str | None, scenario: Scenario, force: bool) -> Path:
+    """The run directory, made this run's own before anything is simulated.
 
-    A run writes several files into it, so `--out` must name a directory (existing or
-    creatable): '' , an existing file or device (/dev/null) and an unwritable place are
-    refused in one line rather than failing after the simulation.
+    `--out` must name a new or empty directory, or with `--force` an earlier run's: '' ,
+    an existing file or device (/dev/null), an unwritable place and a directory holding
+    anything else are refused in one line rather than failing (or mixing two runs) later.
     """
     if out == "":
         raise UsageError("xen970: --out: the run directory is empty ('')")
-    out_dir = Path(out) if out is not None else Path("runs") / name
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"xen970: --out {out_dir}: exists and is not a directory")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"xen970: --out {out_dir}: cannot create: {exc.strerror}") from None
-    if not os.access(out_dir, os.W_OK | os.X_OK):
-        raise UsageError(f"xen970: --out {out_dir}: not writable")
+    out_dir = Path(out) if out is not None else Path("runs") / scenario.name
+    images = [
+        path
+        for d in scenario.domains
+        for vbd in d.vbds
+        if (path := scenario.image_path(vbd)) is not None
+    ]
+    claim_run_dir(out_dir, force=force, keep=images)
     return out_dir
+
+
+def _host_cannot_map(scenario: Scenario) -> str | None:
+    """Why this host cannot map the machine's memory (as the run will: one anonymous
+    mapping up to the top of RAM), or None if it can; nothing is touched."""
+    base, size = memory_ranges(scenario.machine.memory)[-1]
+    try:
+        mmap.mmap(-1, base + size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS).close()
+    except (OSError, OverflowError, MemoryError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else type(exc).__name__
+        return (
+            f"xen970: {scenario.where(('machine', 'memory'))}: this host cannot map "
+            f"{format_size(scenario.machine.memory)} of machine memory ({why}); "
+            "give the machine less memory"
+        )
+    return None
 
 
 def _run(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario)
-    out_dir = _out_dir(args.out, scenario.name)
+    refused = _host_cannot_map(scenario)
+    if refused is not None:
+        _error(refused)
+        return 1
+    out_dir = _out_dir(args.out, scenario, args.force)
     from framework.simulation import run_scenario
 
     console = Console()
     if not console.is_terminal:
         console = Console(width=_LOG_WIDTH)  # a log file has no edge: do not squeeze
     show = not args.quiet and sys.stdout.isatty()
-    (out_dir / ERROR_LOG).unlink(missing_ok=True)  # from an earlier run that failed
     try:
         with _progress_bar(show) as progress:
             result = run_scenario(scenario, out_dir, progress=progress, record=not args.no_trace)
@@ -210,6 +249,8 @@ def _run(args: argparse.Namespace) -> int:
         raise
     except SimulationError as failed:
         return _run_failed(out_dir, failed, str(failed))
+    except (OSError, MemoryError) as exc:
+        return _run_failed(out_dir, exc, f"the host refused: {_host_error(exc)}")
     except Exception as exc:  # noqa: BLE001 - reported in one line, the traceback logged
         # Anything else is a simulator bug: say so, and where its traceback is.
         log = out_dir / ERROR_LOG
@@ -273,17 +314,32 @@ def _check(args: argparse.Namespace) -> int:
 
 def _run_failed(out_dir: Path, exc: BaseException, message: str) -> int:
     """One line on stderr, the traceback in the run directory's error log; exit code 1."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / ERROR_LOG).write_text("".join(traceback.format_exception(exc)))
-    one_line = message.replace("\n", " ")
-    print(f"xen970: simulation failed: {one_line}", file=sys.stderr)
+    try:
+        (out_dir / ERROR_LOG).write_text("".join(traceback.format_exception(exc)))
+    except OSError as log_failed:  # the disk that failed the run may refuse the log too
+        message += f" (and {out_dir / ERROR_LOG} could not be written: {log_failed.strerror})"
+    _error(f"xen970: simulation failed: {message}")
     return 1
 
 
+def _host_error(exc: BaseException) -> str:
+    """An OSError or MemoryError in words: what the host refused, and on which file."""
+    if isinstance(exc, MemoryError):
+        return "out of memory (MemoryError)"
+    assert isinstance(exc, OSError)
+    what = exc.strerror or str(exc) or type(exc).__name__
+    return f"{what}: {exc.filename}" if exc.filename is not None else what
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, whose usage errors are one line too (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, _one_line(f"{self.prog}: error: {message} (see {self.prog} --help)") + "\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="xen970", description="Simulate Xen on IBM PowerPC 970 machines."
-    )
+    parser = _Parser(prog="xen970", description="Simulate Xen on IBM PowerPC 970 machines.")
     parser.add_argument("--version", action="version", version=framework.__version__)
     sub = parser.add_subparsers(dest="command", required=True)
     validate = sub.add_parser("validate", help="check a scenario file and exit")
@@ -291,7 +347,12 @@ def _parser() -> argparse.ArgumentParser:
     validate.set_defaults(func=_validate)
     run = sub.add_parser("run", help="run a scenario and write a run directory")
     run.add_argument("scenario", help="scenario YAML file")
-    run.add_argument("--out", help="run directory (default: runs/<scenario name>)")
+    run.add_argument("--out", help="run directory, new or empty (default: runs/<scenario name>)")
+    run.add_argument(
+        "--force",
+        action="store_true",
+        help="empty --out first if it is an earlier run's directory (never anything else)",
+    )
     run.add_argument("--no-trace", action="store_true", help="do not record a trace")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     run.set_defaults(func=_run)
@@ -304,18 +365,31 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `xen970` console script; returns the exit code."""
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="backslashreplace")  # a path that is not UTF-8
     args = _parser().parse_args(argv)
     try:
         code: int = args.func(args)
     except ScenarioError as exc:  # UsageError too
-        print(exc, file=sys.stderr)
+        _error(str(exc))
         return 2
     except SimulationError as exc:
-        print(f"xen970: simulation failed: {exc}", file=sys.stderr)
+        _error(f"xen970: simulation failed: {exc}")
         return 1
     except KeyboardInterrupt:
-        print("xen970: interrupted", file=sys.stderr)
+        _error("xen970: interrupted")
         return 130
+    except RecursionError:
+        _error("xen970: recursion too deep (a bug: please report the scenario)")
+        return 1
+    except (OSError, MemoryError) as exc:
+        if isinstance(exc, BrokenPipeError):
+            # stdout went away (`| head`): say nothing more to it, not even at exit.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            _error("xen970: the output was not all written: its reader closed the pipe")
+            return 1
+        _error(f"xen970: the host refused: {_host_error(exc)}")
+        return 1
     return code
 
 

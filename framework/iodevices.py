@@ -121,9 +121,10 @@ class IoDevices:
 
     # -- plugging --------------------------------------------------------------------------
     def add_vbd(
-        self, domid: int, devid: int, image_path: Path, size: int, writable: bool
+        self, domid: int, devid: int, image_path: Path, size: int | None, writable: bool
     ) -> VbdDevice:
-        """Open (or create, sparse) the image and give the disk a TCE table of dom0's."""
+        """Open the image (created sparse at `size` if missing; never created if `size` is
+        None) and give the disk a TCE table of dom0's."""
         if (domid, devid) in self.vbds:
             raise ValueError(f"d{domid} vbd {devid} is already attached")
         # Not a LIOBN or MPIC source anything still holds: a vbd of a dead guest (its

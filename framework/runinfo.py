@@ -1,21 +1,57 @@
-"""run.json: what a run was (scenario, seed, versions) and what it produced (counts, checks)."""
+"""The run directory: run.json (what a run was and what it produced) and the directory
+itself, which holds exactly one run.
+
+A run directory is made for one run (`claim_run_dir`): it must be new or empty. An earlier
+run's directory is emptied only on request (`--force`), and only if xen970 made it and it
+holds nothing but what a run writes, so no file of the user's is ever removed.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import platform
-from collections.abc import Mapping, Sequence
+import re
+import stat
+from collections.abc import Iterable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Final
 
 import framework
+from framework.errors import UsageError
 
-__all__ = ["ERROR_LOG", "RUN_FILE", "versions", "write_run_json"]
+__all__ = [
+    "CONSOLE_DIR",
+    "DISK_DIR",
+    "ERROR_LOG",
+    "RUN_FILE",
+    "RUN_MARKER",
+    "TRACE_FILE",
+    "claim_run_dir",
+    "versions",
+    "write_run_json",
+]
 
 RUN_FILE: Final = "run.json"
 #: Where a failed run's traceback goes, in its run directory.
 ERROR_LOG: Final = "error.log"
+#: The trace (framework.trace's TRACE_FILE; named here so the CLI need not load pyarrow).
+TRACE_FILE: Final = "trace.parquet"
+#: The run directory's console logs (`<domain>.log`) and created disk images.
+CONSOLE_DIR: Final = "console"
+DISK_DIR: Final = "disks"
+#: Written first into every run directory the CLI makes: it marks a directory `--force`
+#: may empty.
+RUN_MARKER: Final = ".xen970-run"
+_MARKER_TEXT: Final = "A run directory of xen970: `xen970 run --force` may empty it.\n"
+#: What a run writes: these files at the top, console/<domain>.log, and the images of vbds
+#: without an `image`, disks/<domain>-<vbd>.img.
+_TOP_FILES: Final = frozenset({RUN_MARKER, RUN_FILE, ERROR_LOG, TRACE_FILE})
+_INNER: Final = {
+    CONSOLE_DIR: re.compile(r"[^/]+\.log"),
+    DISK_DIR: re.compile(r"[a-z0-9_-]+-xvd[a-z]\.img"),
+}
 _PACKAGES: Final = ("unicorn", "simpy", "pandas", "pyarrow")
 
 
@@ -72,3 +108,121 @@ def write_run_json(
     path = out / RUN_FILE
     path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return path
+
+
+def claim_run_dir(out: Path, *, force: bool, keep: Iterable[Path] = ()) -> None:
+    """Make `out` this run's own, empty directory, or raise UsageError saying why not.
+
+    `out` may be new (it and its missing parents are made) or an empty directory. A
+    directory that holds anything is refused unless `force`, and then it is emptied only
+    if it is an earlier run's (`RUN_MARKER`, or a run.json xen970 wrote) holding nothing
+    but what a run writes and none of the files in `keep` (the images the scenario names);
+    otherwise nothing is removed. Parents made for a directory that then cannot be used
+    are removed again, so a refusal leaves the file system as it was.
+    """
+    where = f"xen970: --out {out}"
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{where}: exists and is not a directory")
+    if out.is_dir():
+        try:
+            entries = sorted(os.listdir(out))
+        except OSError as exc:
+            raise UsageError(f"{where}: cannot be read: {exc.strerror}") from None
+        if entries and not force:
+            raise UsageError(
+                f"{where}: holds {_listing(entries)}; a run directory holds one run: name a "
+                "new or empty directory, or pass --force to empty an earlier run's"
+            )
+        if entries:
+            _empty_earlier_run(out, entries, keep, where)
+    made = _make_dirs(out, where)
+    try:
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise UsageError(f"{where}: not writable")
+        try:
+            (out / RUN_MARKER).write_text(_MARKER_TEXT, encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"{where}: not writable: {exc.strerror}") from None
+    except UsageError:
+        for directory in reversed(made):
+            directory.rmdir()
+        raise
+
+
+def _listing(entries: list[str]) -> str:
+    shown = ", ".join(repr(e) for e in entries[:3])
+    return shown + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
+
+
+def _make_dirs(out: Path, where: str) -> list[Path]:
+    """Make `out` and its missing parents; the ones made, outermost first."""
+    missing = [p for p in (out, *out.parents) if not p.exists()][::-1]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        for directory in reversed(missing):
+            if directory.is_dir():
+                directory.rmdir()
+        raise UsageError(f"{where}: cannot create: {exc.strerror}") from None
+    return missing
+
+
+def _is_earlier_run(out: Path) -> bool:
+    """Whether xen970 made `out`: it carries the marker, or a run.json xen970 wrote."""
+    if (out / RUN_MARKER).is_file():
+        return True
+    try:
+        doc = json.loads((out / RUN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and "xen970" in (doc.get("versions") or {})
+
+
+def _empty_earlier_run(out: Path, entries: list[str], keep: Iterable[Path], where: str) -> None:
+    """Remove an earlier run's files from `out`, after checking every one is a run's."""
+    if not _is_earlier_run(out):
+        raise UsageError(
+            f"{where}: --force empties only an earlier xen970 run's directory, and this one "
+            f"has no {RUN_MARKER} or xen970 run.json (it holds {_listing(entries)}); "
+            "nothing was removed"
+        )
+    kept = set()
+    for path in keep:
+        try:
+            kept.add(path.resolve())
+        except (OSError, RuntimeError):
+            continue
+    doomed: list[Path] = []
+    for name in entries:
+        path = out / name
+        mode = path.lstat().st_mode
+        if name in _TOP_FILES and stat.S_ISREG(mode):
+            doomed.append(path)
+        elif name in _INNER and stat.S_ISDIR(mode):
+            for inner in sorted(os.listdir(path)):
+                file = path / inner
+                if not (_INNER[name].fullmatch(inner) and stat.S_ISREG(file.lstat().st_mode)):
+                    raise UsageError(
+                        f"{where}: --force: {name}/{inner} is not a file a run writes; "
+                        "nothing was removed"
+                    )
+                if file.resolve() in kept:
+                    raise UsageError(
+                        f"{where}: --force: {name}/{inner} is an image the scenario uses; "
+                        "nothing was removed"
+                    )
+                doomed.append(file)
+            doomed.append(path)
+        else:
+            raise UsageError(
+                f"{where}: --force: {name!r} is not a file a run writes; nothing was removed"
+            )
+    marker = out / RUN_MARKER
+    for path in doomed:  # files before their directory; the marker goes last
+        if path == marker:
+            continue
+        if path.is_dir():
+            path.rmdir()
+        else:
+            path.unlink()
+    marker.unlink(missing_ok=True)

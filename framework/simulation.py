@@ -35,7 +35,7 @@ from framework.hw970.disk import DiskParams
 from framework.hw970.link import LinkParams
 from framework.hw970.machine import Machine, MachineConfig
 from framework.iodevices import IoDevices, Moderation
-from framework.runinfo import ERROR_LOG, RUN_FILE, write_run_json
+from framework.runinfo import CONSOLE_DIR, DISK_DIR, ERROR_LOG, RUN_FILE, write_run_json
 from framework.scenario import Scenario
 from framework.trace.recorder import TRACE_FILE, Recorder
 from framework.workload_progress import stalled_workloads
@@ -57,9 +57,6 @@ DeviceModel = Callable[
 
 #: Files every run writes in its run directory (or, error.log, a failed one).
 RUN_OUTPUTS: Final = (TRACE_FILE, RUN_FILE, ERROR_LOG)
-#: The run directory's console logs (`<domain>.log`) and created disk images.
-CONSOLE_DIR: Final = "console"
-DISK_DIR: Final = "disks"
 #: The images xm create makes for vbds without an `image`: `<domain>-<vbd>.img`.
 _CREATED_IMAGE: Final = re.compile(r"[a-z0-9_-]+-xvd[a-z]\.img")
 
@@ -284,6 +281,8 @@ def run_scenario(
     for name, lines in sim.console_logs().items():
         (consoles / f"{name}.log").write_text("".join(line + "\n" for line in lines))
     stalled = stalled_workloads(scenario, sim.domids, sim.guests, sim.xen)
+    # A guest xm create could not build, or a device it could not plug, is said too.
+    warnings = [*sim.build_errors, *(w.message() for w in stalled)]
     wall = time.perf_counter() - t0
     write_run_json(
         out,
@@ -297,13 +296,13 @@ def run_scenario(
         expect=scenario.checks,
         xfail=scenario.xfail,
         stalled_workloads=[w.as_json() for w in stalled],
-        warnings=[w.message() for w in stalled],
+        warnings=warnings,
     )
-    warnings = tuple(w.message() for w in stalled)
+    said = tuple(warnings)
     if not scenario.checks:
-        return RunResult(out, sim_ns, wall, warnings)
+        return RunResult(out, sim_ns, wall, said)
     checks, outcome = check_run_dir(out)
-    return RunResult(out, sim_ns, wall, warnings, tuple(checks), outcome)
+    return RunResult(out, sim_ns, wall, said, tuple(checks), outcome)
 
 
 def clear_previous_run(out: Path, scenario: Scenario) -> None:

@@ -83,6 +83,9 @@ BIT_RATE_UNITS: dict[str, int] = {
 
 BANDWIDTH_UNITS: tuple[str, ...] = (*BYTE_RATE_UNITS, *BIT_RATE_UNITS)
 
+#: Longest number a quantity may have: 2^64 has 20 digits; a longer one only ever ends in
+#: an integer too large to say (Python refuses to print one of over 4300 digits).
+_MAX_DIGITS: Final = 40
 _QUANTITY: Final = re.compile(r"\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+))\s*(.*?)\s*")
 
 
@@ -91,6 +94,10 @@ def _split(text: str, what: str, example: str) -> tuple[Decimal, str]:
     m = _QUANTITY.fullmatch(text)
     if m is None:
         raise UnitError(f"no number in {text!r}; expected a {what} like {example!r}")
+    if len(m.group(1)) > _MAX_DIGITS:
+        raise UnitError(
+            f"the number in this {what} has {len(m.group(1))} characters; at most {_MAX_DIGITS}"
+        )
     try:
         number = Decimal(m.group(1))
     except InvalidOperation as exc:  # the regex admits only decimal literals

@@ -11,7 +11,7 @@ import pytest
 
 from framework.cli import ERROR_LOG, main
 from framework.errors import SimulationError
-from framework.runinfo import write_run_json
+from framework.runinfo import RUN_MARKER, write_run_json
 from framework.scenario import Scenario
 from framework.trace import Recorder
 from framework.trace.ids import K
@@ -168,8 +168,9 @@ def test_a_simulator_bug_exits_1_with_one_line_and_the_traceback_in_the_run_dir(
     monkeypatch.setitem(sys.modules, "framework.simulation", module)
     out = tmp_path / "run"
     out.mkdir()
+    (out / RUN_MARKER).write_text("")  # an earlier run's directory, which --force empties
     (out / ERROR_LOG).write_text("an earlier failure")
-    assert main(["run", str(QUICKSTART), "--out", str(out), "--quiet"]) == 1
+    assert main(["run", str(QUICKSTART), "--out", str(out), "--quiet", "--force"]) == 1
     err = capsys.readouterr().err
     assert err == (
         f"xen970: simulation failed: KeyError: 'vcpu_info' (a bug; traceback in {out / ERROR_LOG})\n"
@@ -184,8 +185,9 @@ def test_a_run_that_succeeds_leaves_no_error_log(
 ) -> None:
     out = tmp_path / "run"
     out.mkdir()
+    (out / RUN_MARKER).write_text("")
     (out / ERROR_LOG).write_text("an earlier failure")
-    assert main(["run", str(QUICKSTART), "--out", str(out), "--quiet"]) == 0
+    assert main(["run", str(QUICKSTART), "--out", str(out), "--quiet", "--force"]) == 0
     assert not (out / ERROR_LOG).exists()
 
 
@@ -255,3 +257,67 @@ def test_xfail_turns_a_failure_into_xfail_and_exit_0(tmp_path: Path) -> None:
     done = _cli("run", str(scenario), "--out", str(tmp_path / "run"))
     assert done.returncode == 0, done.stderr
     assert "expectations: XFAIL" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("raised", "said"),
+    [
+        (OSError(28, "No space left on device", "runs/x/trace.parquet"), "No space left on device"),
+        (MemoryError(), "out of memory"),
+    ],
+)
+def test_what_the_host_refuses_during_a_run_is_one_line_and_exit_1(
+    raised: BaseException,
+    said: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def run_scenario(*_args: object, **_kwargs: object) -> None:
+        raise raised
+
+    module = types.ModuleType("framework.simulation")
+    module.run_scenario = run_scenario  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "framework.simulation", module)
+    out = tmp_path / "run"
+    assert main(["run", str(QUICKSTART), "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("xen970: simulation failed: the host refused: ") and said in err
+    assert err.count("\n") == 1 and "a bug" not in err
+    assert (out / ERROR_LOG).read_text().startswith("Traceback")
+
+
+@pytest.mark.parametrize(
+    ("raised", "code", "said"),
+    [
+        (OSError(5, "Input/output error"), 1, "xen970: the host refused: Input/output error"),
+        (MemoryError(), 1, "xen970: the host refused: out of memory"),
+        (RecursionError("maximum recursion depth exceeded"), 1, "xen970: recursion too deep"),
+    ],
+)
+def test_errors_reaching_the_cli_are_one_line(
+    raised: BaseException,
+    code: int,
+    said: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def load_scenario(_path: object) -> None:
+        raise raised
+
+    monkeypatch.setattr("framework.cli.load_scenario", load_scenario)
+    assert main(["validate", str(QUICKSTART)]) == code
+    err = capsys.readouterr().err
+    assert err.startswith(said) and err.count("\n") == 1
+
+
+def test_a_long_path_is_cut_to_one_line_of_300_characters(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fake_sim: _FakeSimulation
+) -> None:
+    out = tmp_path / "file"
+    out.write_text("keep me\n")
+    long_out = str(out / ("d" * 250) / ("e" * 250) / "\n" / "run")
+    assert main(["run", "--quiet", "--out", long_out, str(QUICKSTART)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("xen970: --out") and err.count("\n") == 1 and len(err) == 301
+    assert fake_sim.calls == [] and out.read_text() == "keep me\n"

@@ -1,6 +1,6 @@
 """No silent failures (issue 13): every workload kind works on any VCPU and in any
 combination the schema accepts, each timer ticks at its own rate, a workload that never
-moved is reported, and a run directory never mixes two runs.
+moved is reported, and a run directory never mixes two runs (issue 14: it holds one run).
 
 Each test here failed on the code before issue 13 (checked by running it there)."""
 
@@ -182,7 +182,7 @@ def test_quiet_runs_still_warn_on_stderr(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "stalled.yaml"
-    path.write_text(STALLED.replace("duration: 100ms", "duration: 30ms"))
+    path.write_text(STALLED.replace("duration: 100ms", "duration: 30ms").replace("95ms", "25ms"))
     assert main(["run", str(path), "--out", str(tmp_path / "run"), "--quiet", "--no-trace"]) == 0
     err = capsys.readouterr().err
     assert err.count("xen970: warning: ") == 4, err
@@ -197,46 +197,77 @@ domains:
     memory: 64MiB
     devices:
       - {kind: vbd, name: xvda, size: 1MiB}
-      - {kind: vbd, name: xvdb, image: run/disks/keep-xvdb.img}
+      - {kind: vbd, name: xvdb, image: IMAGE}
     workloads:
       - {kind: console, every: 5ms, count: 2}
 """
 
 
-def test_a_run_directory_never_mixes_two_runs(tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    (out / "disks").mkdir(parents=True)
-    user_image = out / "disks" / "keep-xvdb.img"  # named by the scenario: the user's
+def test_a_run_directory_never_mixes_two_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 14: a run directory holds one run. An earlier run's is refused unless --force,
+    which empties it; --force never removes what a run did not write."""
+    user_image = tmp_path / "keep-xvdb.img"
     user_image.write_bytes(b"\x5a" * (1 << 20))
-    (out / "notes.txt").write_text("mine")
-    (out / "console").mkdir()
-    (out / "console" / "README").write_text("mine too")
-    # What an older run of another scenario left behind.
-    (out / "console" / "old-guest.log").write_text("old\n")
-    (out / "disks" / "old-xvda.img").write_bytes(b"\0" * 4096)
-    (out / "error.log").write_text("Traceback of an older failed run\n")
     path = tmp_path / "small.yaml"
-    path.write_text(SMALL)
+    path.write_text(SMALL.replace("IMAGE", str(user_image)))
+    out = tmp_path / "run"
     assert main(["run", str(path), "--out", str(out), "--quiet"]) == 0
     assert (out / "trace.parquet").is_file()
     created = out / "disks" / "g-xvda.img"
     with created.open("r+b") as f:
         f.write(b"old run's data")
-    assert main(["run", str(path), "--out", str(out), "--quiet", "--no-trace"]) == 0
+    (out / "error.log").write_text("Traceback of an older failed run\n")
+    listing = sorted(p.relative_to(out) for p in out.rglob("*"))
+    capsys.readouterr()
+    # Without --force the earlier run stays as it was, and the user is told why.
+    assert main(["run", str(path), "--out", str(out), "--quiet", "--no-trace"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"xen970: --out {out}: holds ") and err.count("\n") == 1
+    assert "--force" in err and sorted(p.relative_to(out) for p in out.rglob("*")) == listing
+    assert main(["run", str(path), "--out", str(out), "--quiet", "--no-trace", "--force"]) == 0
     # The new run.json stands alone: no older trace, logs, disks or error log beside it.
     assert not (out / "trace.parquet").exists()
     assert not (out / "error.log").exists()
-    assert sorted(p.name for p in (out / "console").iterdir()) == [
-        "Domain-0.log",
-        "README",
-        "g.log",
-    ]
+    assert sorted(p.name for p in (out / "console").iterdir()) == ["Domain-0.log", "g.log"]
     assert created.read_bytes()[:14] == b"\0" * 14  # a fresh disk, not the last run's
-    assert not (out / "disks" / "old-xvda.img").exists()
-    # Files xen970 did not write stay, the user's image untouched.
-    assert (out / "notes.txt").read_text() == "mine"
-    assert (out / "console" / "README").read_text() == "mine too"
-    assert user_image.read_bytes()[:1] == b"\x5a" and user_image.stat().st_size == 1 << 20
+    assert user_image.read_bytes() == b"\x5a" * (1 << 20)  # mode r: never written
+
+
+@pytest.mark.parametrize(
+    ("what", "refused"),
+    [
+        ("a directory xen970 did not make", "--force empties only an earlier xen970 run's"),
+        ("an earlier run's directory with a file of the user's", "'notes.txt' is not a file"),
+        ("an earlier run's directory with a log of the user's", "console/README is not a"),
+        ("an earlier run's directory holding an image the scenario uses", "an image the"),
+    ],
+)
+def test_force_never_removes_what_a_run_did_not_write(
+    what: str, refused: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    (out / "console").mkdir(parents=True)
+    (out / "disks").mkdir()
+    image = tmp_path / "keep-xvdb.img"
+    if what.startswith("an earlier run's"):
+        (out / ".xen970-run").write_text("")
+        (out / "run.json").write_text("{}")
+    if "file of the user's" in what or "did not make" in what:
+        (out / "notes.txt").write_text("mine")
+    if "log of the user's" in what:
+        (out / "console" / "README").write_text("mine")
+    if "image the scenario uses" in what:
+        image = out / "disks" / "g-xvdb.img"  # named like a disk a run makes
+    image.write_bytes(b"\x5a" * (1 << 20))
+    path = tmp_path / "small.yaml"
+    path.write_text(SMALL.replace("IMAGE", str(image)))
+    listing = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    assert main(["run", str(path), "--out", str(out), "--quiet", "--force"]) == 2, what
+    err = capsys.readouterr().err
+    assert refused in err and "nothing was removed" in err and err.count("\n") == 1, err
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == listing
 
 
 def test_wall_time_includes_writing_the_trace(

@@ -85,6 +85,7 @@ Event._value
 # Called by pydantic: the scenario models' validators and configuration.
 ScenarioModel.model_config
 VbdSpec._capacity
+VbdSpec._read_only_image
 Dom0Spec._no_devices
 Dom0Spec._rules
 DomainSpec._rules

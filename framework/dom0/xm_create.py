@@ -44,9 +44,10 @@ class DeviceBay(Protocol):
     """The machine's disks and links as xend attaches them to a guest's backends."""
 
     def add_vbd(
-        self, domid: int, devid: int, image_path: Path, size: int, writable: bool
+        self, domid: int, devid: int, image_path: Path, size: int | None, writable: bool
     ) -> object:
-        """Give vbd (domid, devid) a disk over `image_path` (OSError/ValueError if it
+        """Give vbd (domid, devid) a disk over `image_path`, made sparse at `size` if it
+        does not exist, opened as it is if `size` is None (OSError/ValueError if it
         cannot); returns the device model."""
         ...
 
@@ -202,13 +203,16 @@ class XmCreate:
             devid = vbd_devid(vbd.name)
             image = self.scenario.image_path(vbd)
             shown = vbd.image
+            # The user's image is opened as it is, never created (size None); only a disk
+            # of the run directory's is made, sparse, at the scenario's size.
+            size = None
             if image is None:
                 self.disk_dir.mkdir(parents=True, exist_ok=True)
                 image = self.disk_dir / f"{d.name}-{vbd.name}.img"
                 shown = f"disks/{image.name}"
-            assert vbd.size is not None
+                size = vbd.size
             try:
-                self.devices.add_vbd(domid, devid, image, vbd.size, writable=vbd.mode == "w")
+                self.devices.add_vbd(domid, devid, image, size, writable=vbd.mode == "w")
             except (OSError, ValueError) as err:
                 self._device_failed(xend, core, d.name, f"vbd {vbd.name}: {err}")
                 continue
@@ -235,7 +239,7 @@ class XmCreate:
             xend.add_devices(core, domid, configs)
 
     def _device_failed(self, xend: Xend, core: Core, name: str, why: str) -> None:
-        self.errors.append(why)
+        self.errors.append(f"xm create {name}: Error: {why}")
         xend.k.console(core, f"xm create {name}: Error: {why}")
 
     def _io_props(self, i: int) -> dict[str, WorkloadValue]:
@@ -278,7 +282,7 @@ class XmCreate:
         return props
 
     def _build_failed(self, ts: Toolstack, port: Dom0Port, name: str, why: str) -> None:
-        self.errors.append(why)
+        self.errors.append(f"xm create {name}: Error: {why}")
         port.console(f"xm create {name}: Error: {why}")
         domid = ts.domids.pop(name, None)
         if domid is not None:

@@ -92,8 +92,10 @@ class DiskParams:
 class DiskImage:
     """A disk image file: sparse when created, used as is when it exists.
 
-    A new file is sized with ftruncate (a hole, no data blocks); an existing file is
-    never truncated, and only the sectors guests write change.
+    A new file is sized with ftruncate (a hole, no data blocks), and removed again if its
+    file system refuses that size; with `size_bytes` None an existing file is required
+    (never created). An existing file is never truncated, and only the sectors guests
+    write change (none unless `writable`).
     """
 
     def __init__(self, path: str | Path, size_bytes: int | None, writable: bool = True) -> None:
@@ -125,6 +127,9 @@ class DiskImage:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
             try:
                 os.ftruncate(fd, size_bytes)
+            except OSError:
+                os.unlink(self.path)  # a file too large for its file system: leave none
+                raise
             finally:
                 os.close(fd)
             self._fd = os.open(self.path, flags)

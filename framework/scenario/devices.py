@@ -2,15 +2,18 @@
 
 Disk images: a vbd keeps its `image` string as written; a relative path resolves against
 the scenario file's directory (`base_dir` in the validation context, else the current
-directory). Loading only looks at an image's size; it never creates, opens or changes the
-file.
+directory). Loading checks that the image opens with the vbd's mode and reads its size;
+it never creates, reads or changes the file.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import re
+import stat
 from pathlib import Path
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     AfterValidator,
@@ -21,8 +24,8 @@ from pydantic import (
     model_validator,
 )
 
-from framework.scenario.fields import Problem, ScenarioModel, Size, matching, non_empty
-from framework.scenario.limits import MIN_VBD_SIZE, PAGE_SIZE
+from framework.scenario.fields import Problem, ScenarioModel, Size, clip, matching, non_empty
+from framework.scenario.limits import MAX_IMAGE_PATH, MAX_VBD_SIZE, MIN_VBD_SIZE, PAGE_SIZE
 from framework.units import format_size
 
 __all__ = [
@@ -86,7 +89,9 @@ def context_base_dir(info: ValidationInfo) -> Path:
 class VbdSpec(ScenarioModel):
     """A virtual block device: a disk the guest's blkfront reaches through dom0's blkback.
 
-    With an `image` that exists, the disk has the file's size; loading never touches the file.
+    Without `image`, the disk is a sparse file the run creates in its directory. With one,
+    the file must exist and open with the `mode` asked; the disk has its size, and only a
+    `mode: w` disk is ever written (loading never changes it).
     """
 
     kind: Literal["vbd"] = Field("vbd", description="`vbd`")
@@ -95,57 +100,154 @@ class VbdSpec(ScenarioModel):
     )
     size: Size | None = Field(
         None,
-        description="capacity: a multiple of 4KiB, at least 1MiB; required unless `image` "
-        "names an existing file, whose size it then is",
+        description="capacity: a multiple of 4KiB, 1MiB..2TiB; required without `image`, "
+        "else it must equal the image's size",
     )
     image: Annotated[StrictStr, non_empty("image")] | None = Field(
         None,
-        description="backing file; a relative path is relative to the scenario file's directory",
+        description="an existing backing file (regular, at most 2TiB, openable with `mode`); "
+        "a relative path is relative to the scenario file's directory. No two vbds may share "
+        "one unless both are `mode: r`",
     )
-    mode: Literal["w", "r"] = Field("w", description="`w` read-write or `r` read-only")
+    mode: Literal["w", "r"] = Field(
+        "w",
+        description="`w` read-write or `r` read-only; with an `image` the guest's writes go "
+        "into that file, so only `mode: w` lets them",
+        json_schema_extra={"shown_default": "`w`; `r` with an `image`"},
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_only_image(cls, data: Any) -> Any:
+        """A vbd over a user's image is read-only unless the scenario says `mode: w`."""
+        if isinstance(data, dict) and data.get("image") is not None and "mode" not in data:
+            return {**data, "mode": "r"}
+        return data
 
     @model_validator(mode="after")
     def _capacity(self, info: ValidationInfo) -> VbdSpec:
-        """Fill `size` from an existing image, or check that both agree."""
+        """Fill `size` from the image, or check that both agree and the image opens."""
+        mode = self.mode
         size = self.size
         if self.image is not None:
-            path = resolve_image(self.image, context_base_dir(info))
-            if path.exists():
-                if not path.is_file():
-                    raise Problem(("image",), f"image {self.image!r} is not a regular file")
-                found = path.stat().st_size
-                if found % PAGE_SIZE:
-                    raise Problem(
-                        ("image",),
-                        f"image {self.image!r} is {format_size(found)}, not a multiple of 4KiB "
-                        "(a vbd is whole 4KiB pages)",
-                    )
-                if size is None:
-                    if found < MIN_VBD_SIZE:
-                        raise Problem(
-                            ("image",),
-                            f"image {self.image!r} is {format_size(found)}; "
-                            "a vbd needs at least 1MiB",
-                        )
-                    return self.model_copy(update={"size": found})
-                if size != found:
-                    raise Problem(
-                        ("size",),
-                        f"size {format_size(size)} differs from image {self.image!r}, "
-                        f"which is {format_size(found)}",
-                    )
+            found = _image_size(self.image, resolve_image(self.image, context_base_dir(info)), mode)
+            if size is not None and size != found:
+                raise Problem(
+                    ("size",),
+                    f"size {format_size(size)} differs from image {clip(repr(self.image))}, "
+                    f"which is {format_size(found)}",
+                )
+            size = found
         if size is None:
-            why = (
-                "there is no image"
-                if self.image is None
-                else f"image {self.image!r} does not exist, so its size cannot be read"
+            raise Problem(("size",), "size is required: there is no image")
+        if self.image is None:
+            if size % PAGE_SIZE:
+                raise Problem(("size",), f"size {format_size(size)} is not a multiple of 4KiB")
+            if size < MIN_VBD_SIZE:
+                raise Problem(("size",), f"size {format_size(size)} is below the 1MiB minimum")
+        else:
+            shown = clip(repr(self.image))
+            if size % PAGE_SIZE:
+                raise Problem(
+                    ("image",),
+                    f"image {shown} is {format_size(size)}, not a multiple of 4KiB "
+                    "(a vbd is whole 4KiB pages)",
+                )
+            if size < MIN_VBD_SIZE:
+                raise Problem(
+                    ("image",),
+                    f"image {shown} is {format_size(size)}; a vbd needs at least 1MiB",
+                )
+        if size > MAX_VBD_SIZE:
+            raise Problem(
+                ("size",) if self.image is None else ("image",),
+                f"{'size' if self.image is None else 'image ' + clip(repr(self.image))} is "
+                f"{format_size(size)}, more than the {format_size(MAX_VBD_SIZE)} a vbd may have "
+                "(2^32 sectors, a file every Linux file system holds)",
             )
-            raise Problem(("size",), f"size is required: {why}")
-        if size % PAGE_SIZE:
-            raise Problem(("size",), f"size {format_size(size)} is not a multiple of 4KiB")
-        if size < MIN_VBD_SIZE:
-            raise Problem(("size",), f"size {format_size(size)} is below the 1MiB minimum")
-        return self
+        return self.model_copy(update={"size": size}) if size != self.size else self
+
+    @property
+    def writable(self) -> bool:
+        """Whether the guest may write the disk (`mode: w`)."""
+        return self.mode == "w"
+
+
+def _image_size(image: str, path: Path, mode: str) -> int:
+    """The size of the image file at `path`, which must open with `mode`; else a Problem.
+
+    As Xen's block hotplug script does for a `file:` vbd: the file must exist, and one it
+    may not write is refused for `mode: w`. The file is opened and closed at once: never
+    created, read or changed.
+    """
+    shown = clip(repr(image))
+    if len(image.encode("utf-8", "surrogatepass")) > MAX_IMAGE_PATH:
+        raise Problem(
+            ("image",),
+            f"image path is {len(image)} characters; the toolstack writes it to xenstore, "
+            f"which carries at most {MAX_IMAGE_PATH} bytes of it",
+        )
+    if "\0" in image:
+        raise Problem(("image",), f"image {shown} holds a NUL character, which no path can")
+    try:
+        st = os.stat(path)
+        if stat.S_ISREG(st.st_mode):
+            os.close(os.open(path, (os.O_RDWR if mode == "w" else os.O_RDONLY) | os.O_CLOEXEC))
+    except FileNotFoundError:
+        raise Problem(
+            ("image",),
+            f"image {shown} does not exist{_looked_in(image, path)}; leave `image` out for "
+            "a disk the run creates in its directory",
+        ) from None
+    except (PermissionError, IsADirectoryError) as exc:
+        raise Problem(
+            ("image",),
+            f"image {shown} cannot be opened {_MODES[mode]}: "
+            f"{exc.strerror}{_READ_ONLY_HINT if mode == 'w' else ''}",
+        ) from None
+    except OSError as exc:
+        if exc.errno == errno.EROFS:
+            raise Problem(
+                ("image",),
+                f"image {shown} is on a read-only file system{_READ_ONLY_HINT}",
+            ) from None
+        raise Problem(
+            ("image",), f"image {shown} cannot be opened {_MODES[mode]}: {exc.strerror}"
+        ) from None
+    except (ValueError, UnicodeError) as exc:
+        raise Problem(("image",), f"image {shown} is not a usable path: {exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise Problem(("image",), f"image {shown} is not a regular file ({_file_kind(st)})")
+    if mode == "w" and not st.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+        # What Xen's block script checks (`stat -c %A | grep w`): even root, who may open
+        # it, is not to write a file everyone was denied writing.
+        raise Problem(
+            ("image",), f"image {shown} is read-only (no write permission){_READ_ONLY_HINT}"
+        )
+    return st.st_size
+
+
+def _looked_in(image: str, path: Path) -> str:
+    """Where a relative image path was looked for (it is relative to the scenario file)."""
+    return "" if Path(image).is_absolute() else f" (looked for {clip(str(path))})"
+
+
+_MODES: Final = {"w": "for reading and writing (mode w)", "r": "for reading (mode r)"}
+_READ_ONLY_HINT: Final = "; use `mode: r` for a disk the guest only reads"
+
+
+def _file_kind(st: os.stat_result) -> str:
+    """What a non-regular file is, in words."""
+    for test, kind in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(st.st_mode):
+            return kind
+    return "not a file"
 
 
 class VifSpec(ScenarioModel):

@@ -38,8 +38,11 @@ __all__ = [
     "VcpuIndex",
     "Weight",
     "clip",
+    "devtree_text",
+    "dotted",
     "in_range",
     "matching",
+    "nearest_line",
     "non_empty",
     "positive_duration",
 ]
@@ -57,6 +60,22 @@ def clip(text: str) -> str:
 
 #: Where a value sits in the scenario: ('domains', 0, 'rma') is `domains[0].rma`.
 FieldPath = tuple[str | int, ...]
+
+
+def dotted(path: FieldPath) -> str:
+    """('domains', 0, 'rma') -> 'domains[0].rma'."""
+    out = ""
+    for el in path:
+        out += f"[{el}]" if isinstance(el, int) else (f".{el}" if out else str(el))
+    return out or "(top level)"
+
+
+def nearest_line(lines: dict[FieldPath, int], path: FieldPath) -> int:
+    """The line of `path` in the file, else of its nearest ancestor that has one."""
+    for n in range(len(path), -1, -1):
+        if path[:n] in lines:
+            return lines[path[:n]]
+    return 1
 
 
 class Problem(ScenarioError, ValueError):
@@ -92,6 +111,22 @@ def matching(pattern: re.Pattern[str], what: str) -> AfterValidator:
     def check(value: str) -> str:
         if not pattern.fullmatch(value):
             raise ValueError(f"{what} {clip(repr(value))} must match {pattern.pattern}")
+        return value
+
+    return AfterValidator(check)
+
+
+def devtree_text(what: str) -> AfterValidator:
+    """A string check: text the toolstack hands a guest in its devtree (or a console ring)
+    is ASCII without NUL, as a devtree string property is (NUL ends it)."""
+
+    def check(value: str) -> str:
+        bad = next((i for i, ch in enumerate(value) if ch == "\0" or not ch.isascii()), None)
+        if bad is not None:
+            raise ValueError(
+                f"{what} must be ASCII without NUL characters (it travels in the guest's "
+                f"devtree or console ring): {value[bad]!r} at character {bad}"
+            )
         return value
 
     return AfterValidator(check)

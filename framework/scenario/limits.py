@@ -19,6 +19,7 @@ from framework.xen.public.io.blkif import (
     BLKIF_RING_SIZE,
     BLKIF_SECTOR_SIZE,
 )
+from framework.xen.public.io.xs_wire import XENSTORE_PAYLOAD_MAX
 from framework.xen.public.xen import MAX_VIRT_CPUS as MAX_VCPUS
 
 __all__ = [
@@ -30,11 +31,17 @@ __all__ = [
     "IO_HOLE_END",
     "IO_HOLE_START",
     "MAX_BLOCK_SIZE",
+    "MAX_CLOCK",
+    "MAX_COUNT",
     "MAX_CPUS",
     "MAX_DURATION",
     "MAX_HOST_MEMORY",
+    "MAX_IMAGE_PATH",
     "MAX_MACHINE_MEMORY",
     "MAX_MESSAGE_SIZE",
+    "MAX_NAME",
+    "MAX_TIMER_HZ",
+    "MAX_VBD_SIZE",
     "MAX_VCPUS",
     "MIN_VBD_SIZE",
     "PAGE_SIZE",
@@ -76,6 +83,21 @@ MAX_HOST_MEMORY: Final = 512 << 30
 #: nanoseconds.
 MAX_DURATION: Final = (1 << 63) - 1
 
+#: Most of anything a scenario counts (lines, rounds, requests, messages): the toolstack
+#: hands counts to the guest as devtree u64s and the trace records them as int64.
+MAX_COUNT: Final = (1 << 63) - 1
+
+#: Fastest core clock: the devtree's `clock-frequency` (and `timebase-frequency`) is one
+#: 32-bit cell, as Linux/PPC reads it.
+MAX_CLOCK: Final = (1 << 32) - 1
+
+#: Fastest timer workload: its period is 1/hz in whole nanoseconds, which must not be 0.
+MAX_TIMER_HZ: Final = 1_000_000_000
+
+#: Longest domain name: it names files in the run directory (`console/<name>.log`,
+#: `disks/<name>-<vbd>.img`, at most 255 bytes each on Linux) and xenstore nodes.
+MAX_NAME: Final = 64
+
 DOM0_NAMES: Final = ("dom0", "Domain-0")
 
 # Block I/O facts (public/io/blkif.h): 512-byte sectors, at most 11 segments of one 4 KiB
@@ -85,6 +107,15 @@ MAX_BLOCK_SIZE: Final = BLKIF_MAX_SEGMENTS_PER_REQUEST * PAGE_SIZE
 BLKIF_RING_SLOTS: Final = BLKIF_RING_SIZE
 MIN_VBD_SIZE: Final = 1 * MiB
 MAX_MESSAGE_SIZE: Final = 16 * MiB
+
+#: Largest vbd: 2TiB is 2^32 sectors, and the largest file every Linux file system a run
+#: directory sits on holds (ext3 with 4KiB blocks; ext4 stops at 16TiB - 4KiB, vfat far
+#: lower). A created image is sparse, so only what guests write takes disk space.
+MAX_VBD_SIZE: Final = 2 << 40
+
+#: Longest image path (UTF-8 bytes): the toolstack writes it to the vbd's `params` node in
+#: one xenstore message of at most XENSTORE_PAYLOAD_MAX bytes, with the node's own path.
+MAX_IMAGE_PATH: Final = XENSTORE_PAYLOAD_MAX - 128
 
 
 def is_dom0_name(name: str) -> bool:

@@ -19,7 +19,15 @@ from pydantic import BaseModel, ValidationError
 from framework.errors import ScenarioError
 from framework.scenario.devices import DEVICE_MODELS
 from framework.scenario.domains import Dom0Spec, DomainSpec
-from framework.scenario.fields import MAX_ECHO, FieldPath, Problem, ScenarioModel, clip
+from framework.scenario.fields import (
+    MAX_ECHO,
+    FieldPath,
+    Problem,
+    ScenarioModel,
+    clip,
+    dotted,
+    nearest_line,
+)
 from framework.scenario.machine import DiskSpec, LinkSpec, MachineSpec
 from framework.scenario.timeline import TIMELINE_MODELS
 from framework.scenario.top_level import Scenario
@@ -33,29 +41,48 @@ MAX_FILE_BYTES: Final = 1 << 20
 #: Deepest nesting of mappings and lists: a scenario needs about 5 levels; checked on the
 #: event stream, before PyYAML's recursive composer could exhaust the Python stack.
 MAX_DEPTH: Final = 64
+#: Longest number written as a YAML integer: 2^64 has 20 digits, and a longer literal
+#: could only be refused later, after Python had built (or failed to build) a huge int.
+MAX_NUMBER_CHARS: Final = 40
+_INT_TAG: Final = "tag:yaml.org,2002:int"
+_TOO_DEEP: Final = f"(top level): mappings and lists nest deeper than {MAX_DEPTH} levels"
+
+
+_RESOLVER: Final = yaml.resolver.Resolver()
+#: libyaml's parser when PyYAML has it (it nearly always does): the pure-Python one takes
+#: tens of seconds over a 1 MiB file of short items, which the size limit lets through.
+_LOADER: Final[type[yaml.SafeLoader]] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _check_shape(text: str, source: str) -> None:
-    """Refuse anchors, aliases and nesting deeper than MAX_DEPTH, from the parser's events.
+    """Refuse anchors, aliases, nesting deeper than MAX_DEPTH and integers longer than
+    MAX_NUMBER_CHARS, from the parser's events.
 
     Aliases let a few lines expand into billions of nodes (the "billion laughs"), which
     validation and error reporting would walk; no scenario needs them, so none is allowed.
     """
     depth = 0
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+    for event in yaml.parse(text, Loader=_LOADER):
         line = event.start_mark.line + 1
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
             raise ScenarioError(
                 f"{source}:{line}: (top level): YAML anchors and aliases (&name, *name) "
                 "are not allowed in a scenario"
             )
+        if (
+            isinstance(event, yaml.ScalarEvent)
+            and event.implicit[0]
+            and len(event.value) > MAX_NUMBER_CHARS
+            and _RESOLVER.resolve(yaml.ScalarNode, event.value, (True, False)) == _INT_TAG
+        ):
+            raise ScenarioError(
+                f"{source}:{line}: (top level): a number {len(event.value)} characters long; "
+                f"numbers in a scenario have at most {MAX_NUMBER_CHARS}"
+            )
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
             if depth > MAX_DEPTH:
-                raise ScenarioError(
-                    f"{source}:{line}: (top level): mappings and lists nest deeper than "
-                    f"{MAX_DEPTH} levels"
-                )
+                raise ScenarioError(f"{source}:{line}: {_TOO_DEEP}")
         elif isinstance(event, yaml.CollectionEndEvent):
             depth -= 1
 
@@ -72,7 +99,7 @@ def _lines(node: yaml.Node, source: str) -> dict[FieldPath, int]:
                 if key in seen:
                     raise ScenarioError(
                         f"{source}:{key_node.start_mark.line + 1}: "
-                        f"{clip(_dotted((*path, key)))}: duplicate key"
+                        f"{clip(dotted((*path, key)))}: duplicate key"
                     )
                 seen.add(key)
                 lines[(*path, key)] = key_node.start_mark.line + 1
@@ -84,14 +111,6 @@ def _lines(node: yaml.Node, source: str) -> dict[FieldPath, int]:
 
     walk(node, ())
     return lines
-
-
-def _dotted(path: FieldPath) -> str:
-    """('domains', 0, 'rma') -> 'domains[0].rma'."""
-    out = ""
-    for el in path:
-        out += f"[{el}]" if isinstance(el, int) else (f".{el}" if out else str(el))
-    return out or "(top level)"
 
 
 def _strip_tags(loc: tuple[int | str, ...], data: object) -> FieldPath:
@@ -208,13 +227,6 @@ def _expected_refusal(data: object) -> str | None:
     return None
 
 
-def _nearest_line(lines: dict[FieldPath, int], path: FieldPath) -> int:
-    for n in range(len(path), -1, -1):
-        if path[:n] in lines:
-            return lines[path[:n]]
-    return 1
-
-
 def parse_scenario(
     text: str, source: str = "<string>", *, base_dir: str | Path | None = None
 ) -> Scenario:
@@ -230,7 +242,7 @@ def parse_scenario(
         )
     try:
         _check_shape(text, source)
-        loader = yaml.SafeLoader(text)
+        loader = _LOADER(text)
         try:
             node = loader.get_single_node()
             data = loader.construct_document(node) if node is not None else None
@@ -240,6 +252,8 @@ def parse_scenario(
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
         what = " ".join(p for p in (exc.context, exc.problem) if p)
+        if "nesting depth" in what:  # libyaml's own limit, met while scanning ahead
+            raise ScenarioError(f"{source}:{line}: {_TOO_DEEP}") from None
         raise ScenarioError(f"{source}:{line}: YAML syntax error: {clip(what)}") from None
     except yaml.YAMLError as exc:
         raise ScenarioError(f"{source}:1: YAML error: {clip(str(exc))}") from None
@@ -253,19 +267,19 @@ def parse_scenario(
         found = []
         for err in exc.errors():
             path, reason = _reason(err, _strip_tags(err["loc"], data), data)
-            found.append((_nearest_line(lines, path), path, reason))
+            found.append((nearest_line(lines, path), path, reason))
         line, path, reason = min(found, key=lambda f: f[0])
-        where = clip(_dotted(path))
+        where = clip(dotted(path))
         refused = ScenarioError(f"{source}:{line}: {where}: {_clip_line(reason)}")
         refused.expected_refusal = _expected_refusal(data)
         raise refused from None
-    scenario.loaded_from(source, hashlib.sha256(text.encode("utf-8")).hexdigest())
+    scenario.loaded_from(source, hashlib.sha256(text.encode("utf-8")).hexdigest(), lines)
     return scenario
 
 
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario file; its `sha256` is that of the file's bytes."""
-    source = str(path)
+    source = clip(str(path))
     try:
         with Path(path).open("rb") as file:
             raw = file.read(MAX_FILE_BYTES + 1)
@@ -281,5 +295,5 @@ def load_scenario(path: str | Path) -> Scenario:
         line = raw[: exc.start].count(b"\n") + 1
         raise ScenarioError(f"{source}:{line}: (top level): the file is not UTF-8") from None
     scenario = parse_scenario(text, source, base_dir=Path(path).parent)
-    scenario.loaded_from(source, hashlib.sha256(raw).hexdigest())
+    scenario.loaded_from(source, hashlib.sha256(raw).hexdigest(), scenario.lines)
     return scenario

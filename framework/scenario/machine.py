@@ -23,6 +23,7 @@ from framework.scenario.fields import (
 )
 from framework.scenario.limits import (
     EXTENT_SIZE,
+    MAX_CLOCK,
     MAX_CPUS,
     MAX_HOST_MEMORY,
     MAX_MACHINE_MEMORY,
@@ -108,7 +109,9 @@ class MachineSpec(ScenarioModel):
         description="machine memory (RAM); a multiple of 16MiB, at least 256MiB; RAM beyond "
         "2GiB is placed from 4GiB up (the 2-4GiB I/O hole)",
     )
-    clock: Frequency = Field(params.CLOCK_HZ, description="core clock")
+    clock: Frequency = Field(
+        params.CLOCK_HZ, description="core clock, below 4.3GHz (one 32-bit devtree cell)"
+    )
     timebase: Frequency = Field(
         params.TIMEBASE_HZ, description="timebase frequency (assumed 33.333333MHz, as on JS20/JS21)"
     )
@@ -151,6 +154,12 @@ class MachineSpec(ScenarioModel):
             raise Problem(
                 ("memory",),
                 f"machine memory {format_size(self.memory)} is not a multiple of 16MiB",
+            )
+        if self.clock > MAX_CLOCK:
+            raise Problem(
+                ("clock",),
+                f"clock {format_frequency(self.clock)} does not fit the devtree's "
+                f"clock-frequency, one 32-bit cell (at most {format_frequency(MAX_CLOCK)})",
             )
         if self.timebase > self.clock:
             raise Problem(

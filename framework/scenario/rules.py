@@ -7,13 +7,15 @@ so the loader can name its line. The rules within one domain live with `domains`
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 from framework.hw970.link import ETH_HLEN
-from framework.scenario.devices import VifSpec
+from framework.scenario.devices import VbdSpec, VifSpec, resolve_image
 from framework.scenario.domains import Dom0Spec, DomainSpec
 from framework.scenario.expect import Expectation
-from framework.scenario.fields import FieldPath, Problem
+from framework.scenario.fields import FieldPath, Problem, clip, dotted
 from framework.scenario.limits import (
     DOM0_NAMES,
     IO_HOLE_START,
@@ -38,6 +40,8 @@ __all__ = [
     "check_netstream",
     "check_pingpong",
     "check_rma",
+    "check_shared_images",
+    "check_starts",
     "check_timeline",
 ]
 
@@ -348,3 +352,43 @@ def check_expectations(
                 f"two checks are called {name!r} (expect[{names[name]}] too); name one",
             )
         names[name] = k
+
+
+def check_starts(domains: tuple[DomainSpec, ...], duration: int) -> None:
+    """Every guest starts before the run ends (else it would never exist, silently)."""
+    for i, d in enumerate(domains):
+        if d.start >= duration:
+            raise Problem(
+                ("domains", i, "start"),
+                f"start {format_duration(d.start)} is not before the end of the run "
+                f"(duration {format_duration(duration)}): the domain would never be created",
+            )
+
+
+def check_shared_images(domains: tuple[DomainSpec, ...], base_dir: Path) -> None:
+    """Two vbds share an image file only if both are read-only.
+
+    Xen's block hotplug script refuses a file already in use by another guest when either
+    use is writable; two writers (or a writer and a reader) would see each other's blocks
+    change underneath them. The file is the same one however it is named (symlinks, hard
+    links, relative or absolute paths): compared by device and inode.
+    """
+    seen: dict[tuple[int, int], tuple[FieldPath, VbdSpec]] = {}
+    for i, d in enumerate(domains):
+        for k, dev in enumerate(d.devices):
+            if not isinstance(dev, VbdSpec) or dev.image is None:
+                continue
+            try:
+                st = os.stat(resolve_image(dev.image, base_dir))
+            except (OSError, ValueError):
+                continue  # the vbd itself said why it cannot be opened
+            at: FieldPath = ("domains", i, "devices", k)
+            first = seen.setdefault((st.st_dev, st.st_ino), (at, dev))
+            if first[0] == at or not (dev.writable or first[1].writable):
+                continue
+            raise Problem(
+                (*at, "image"),
+                f"image {clip(repr(dev.image))} is the same file as {dotted(first[0])}'s "
+                f"({clip(repr(first[1].image))}); two vbds may share an image only when both "
+                "are `mode: r`",
+            )

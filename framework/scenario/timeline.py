@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StrictStr
 
-from framework.scenario.fields import Duration, ScenarioModel, non_empty
+from framework.scenario.fields import Duration, ScenarioModel, devtree_text, non_empty
 
 __all__ = [
     "TIMELINE_MODELS",
@@ -28,7 +28,9 @@ class ConsoleInputAction(ScenarioModel):
         description="simulated time; before `duration` and not before the domain's `start`"
     )
     domain: StrictStr = Field(description="the guest domain that receives the text")
-    text: Annotated[StrictStr, non_empty("text")] = Field(description="the characters typed")
+    text: Annotated[StrictStr, non_empty("text"), devtree_text("text")] = Field(
+        description="the characters typed, ASCII without NUL (bytes of the console ring)"
+    )
 
 
 class DestroyAction(ScenarioModel):

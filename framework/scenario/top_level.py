@@ -22,10 +22,14 @@ from framework.scenario.domains import Dom0Spec, DomainSpec
 from framework.scenario.expect import Check, Expectation, Refusal
 from framework.scenario.fields import (
     Duration,
+    FieldPath,
     Problem,
     ScenarioModel,
+    clip,
+    dotted,
     in_range,
     matching,
+    nearest_line,
     non_empty,
 )
 from framework.scenario.machine import MachineSpec
@@ -39,6 +43,8 @@ from framework.scenario.rules import (
     check_netstream,
     check_pingpong,
     check_rma,
+    check_shared_images,
+    check_starts,
     check_timeline,
 )
 from framework.scenario.timeline import TimelineAction
@@ -82,11 +88,25 @@ class Scenario(ScenarioModel):
     _sha256: str | None = PrivateAttr(default=None)
     _source: str = PrivateAttr(default="<model>")
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+    _lines: dict[FieldPath, int] = PrivateAttr(default_factory=dict)
 
-    def loaded_from(self, source: str, sha256: str) -> None:
-        """Record the file (or name) this scenario was read from and the hash of its bytes."""
+    def loaded_from(
+        self, source: str, sha256: str, lines: dict[FieldPath, int] | None = None
+    ) -> None:
+        """Record the file (or name) this scenario was read from, the hash of its bytes and
+        the line of each key (so later checks can name it, see `where`)."""
         self._source = source
         self._sha256 = sha256
+        self._lines = dict(lines or {})
+
+    @property
+    def lines(self) -> dict[FieldPath, int]:
+        """The line of each key in the file it was read from (empty if built in code)."""
+        return self._lines
+
+    def where(self, path: FieldPath) -> str:
+        """`<file>:<line>: <field>` for a field, as scenario errors begin."""
+        return f"{self._source}:{nearest_line(self._lines, path)}: {clip(dotted(path))}"
 
     @property
     def sha256(self) -> str:
@@ -160,8 +180,10 @@ class Scenario(ScenarioModel):
         check_pingpong(self.dom0, self.domains)
         check_netstream(self.domains)
         check_macs(self.domains)
+        check_starts(self.domains, self.duration)
         check_timeline(self.timeline, self.domains, self.duration)
         check_expectations(self.expect, self.dom0, self.domains, self.duration)
         self._base_dir = context_base_dir(info)
+        check_shared_images(self.domains, self._base_dir)
         ordered = tuple(sorted(self.timeline, key=lambda action: action.at))
         return self.model_copy(update={"timeline": ordered})

@@ -20,10 +20,12 @@ from pydantic import (
 )
 
 from framework.scenario.fields import (
+    Duration,
     Problem,
     ScenarioModel,
     Size,
     VcpuIndex,
+    devtree_text,
     in_range,
     non_empty,
     positive_duration,
@@ -31,11 +33,13 @@ from framework.scenario.fields import (
 from framework.scenario.limits import (
     BLKIF_RING_SLOTS,
     MAX_BLOCK_SIZE,
+    MAX_COUNT,
     MAX_MESSAGE_SIZE,
+    MAX_TIMER_HZ,
     SECTOR_SIZE,
     KiB,
 )
-from framework.units import format_size, parse_duration, parse_size
+from framework.units import format_size, parse_size
 
 __all__ = [
     "WORKLOAD_MODELS",
@@ -79,8 +83,10 @@ class TimerWorkload(ScenarioModel):
     """Periodic ticks: set_timer_op, then block until VIRQ_TIMER arrives, repeatedly."""
 
     kind: Literal["timer"] = Field("timer", description="`timer`")
-    hz: Annotated[StrictInt, in_range(1, None, "hz")] = Field(
-        100, description="tick rate (the Linux/PPC guest tick is 100 Hz)"
+    hz: Annotated[StrictInt, in_range(1, MAX_TIMER_HZ, "hz")] = Field(
+        100,
+        description="tick rate, 1..1000000000 (a period of whole nanoseconds; the Linux/PPC "
+        "guest tick is 100 Hz)",
     )
     vcpu: VcpuIndex = Field(0, description="VCPU that takes the ticks")
 
@@ -93,7 +99,7 @@ class PingpongWorkload(ScenarioModel):
     role: Literal["ping", "pong"] = Field(
         description="`ping` starts each round trip; `pong` only answers"
     )
-    rounds: Annotated[StrictInt, in_range(0, None, "rounds")] = Field(
+    rounds: Annotated[StrictInt, in_range(0, MAX_COUNT, "rounds")] = Field(
         0, description="ping side: stop after this many round trips (0 = forever)"
     )
     vcpu: VcpuIndex = Field(0, description="VCPU bound to the channel")
@@ -119,7 +125,7 @@ class BlockioWorkload(ScenarioModel):
     queue_depth: Annotated[StrictInt, in_range(1, BLKIF_RING_SLOTS, "queue_depth")] = Field(
         1, description="requests kept in flight, 1..32 (a blkif ring has 32 slots)"
     )
-    requests: Annotated[StrictInt, in_range(0, None, "requests")] = Field(
+    requests: Annotated[StrictInt, in_range(0, MAX_COUNT, "requests")] = Field(
         0, description="stop after this many requests (0 = until the scenario ends)"
     )
     verify: StrictBool = Field(
@@ -163,7 +169,7 @@ class NetstreamWorkload(ScenarioModel):
     message_size: Annotated[
         StrictInt, BeforeValidator(parse_size), AfterValidator(_message_size)
     ] = Field(64 * KiB, description="bytes per message, 1B..16MiB (split into MTU-sized frames)")
-    messages: Annotated[StrictInt, in_range(0, None, "messages")] = Field(
+    messages: Annotated[StrictInt, in_range(0, MAX_COUNT, "messages")] = Field(
         0, description="stop after this many messages (0 = until the scenario ends)"
     )
     vcpu: VcpuIndex = Field(0, description="VCPU that sends")
@@ -173,15 +179,16 @@ class ConsoleWorkload(ScenarioModel):
     """Lines written to the domain's console at a fixed period."""
 
     kind: Literal["console"] = Field("console", description="`console`")
-    text: Annotated[StrictStr, non_empty("text")] | None = Field(
+    text: Annotated[StrictStr, non_empty("text"), devtree_text("text")] | None = Field(
         None,
-        description="the line to write (filled in by the domain as `hello from <name>`)",
+        description="the line to write, ASCII without NUL (it reaches the guest in its "
+        "devtree); default `hello from <name>`",
         json_schema_extra={"shown_default": "`hello from <domain>`"},
     )
-    every: Annotated[StrictInt, BeforeValidator(parse_duration), positive_duration("every")] = (
-        Field(100_000_000, description="simulated time between two lines")
+    every: Annotated[Duration, positive_duration("every")] = Field(
+        100_000_000, description="simulated time between two lines"
     )
-    count: Annotated[StrictInt, in_range(0, None, "count")] = Field(
+    count: Annotated[StrictInt, in_range(0, MAX_COUNT, "count")] = Field(
         10, description="lines to write (0 = until the scenario ends)"
     )
     vcpu: VcpuIndex = Field(0, description="VCPU that writes")

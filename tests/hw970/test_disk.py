@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import resource
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -72,6 +74,25 @@ def test_new_image_is_a_sparse_file_of_the_given_size(rig: Rig, tmp_path: Path) 
     assert st.st_size == IMAGE_BYTES
     assert st.st_blocks * 512 < 1 << 20  # a hole, not 16 MiB of zeros
     assert rig.image.sectors == IMAGE_BYTES // 512
+
+
+def test_an_image_its_file_system_cannot_hold_leaves_no_file(tmp_path: Path) -> None:
+    """Issue 14: a size the file system refuses (EFBIG, here from a file-size limit) used
+    to leave an empty image behind; a missing image is never created without a size."""
+    path = tmp_path / "big.img"
+    old_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (IMAGE_BYTES, old_limit[1]))
+    try:
+        with pytest.raises(OSError, match="File too large"):
+            DiskImage(path, 2 * IMAGE_BYTES)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, old_limit)
+        signal.signal(signal.SIGXFSZ, old_handler)
+    assert not path.exists()
+    with pytest.raises(ValueError, match="does not exist and no size was given"):
+        DiskImage(path, None)
+    assert not path.exists()
 
 
 def test_dma_write_lands_in_the_file_and_reads_back_through_other_iobas(

@@ -77,7 +77,7 @@ def test_fixtures_cover_every_rule() -> None:
         "bad_vbd_name",
         "bad_vbd_duplicate",
         "bad_vbd_size_missing",
-        "bad_vbd_size_missing_image",
+        "bad_vbd_image_missing",
         "bad_vbd_size_align",
         "bad_vbd_size_small",
         "bad_vbd_image_mismatch",

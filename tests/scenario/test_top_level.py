@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
+from framework.errors import ScenarioError
 from framework.scenario import (
     BlockioWorkload,
     ComputeWorkload,
@@ -61,8 +63,15 @@ def test_dom0_vcpus_follow_machine_cpus_unless_given() -> None:
     assert given.dom0.vcpus == 1
 
 
-def test_io_example_uses_every_new_field_as_integers() -> None:
-    s = load_scenario(DATA / "io_example.yaml")
+def _io_example(where: Path) -> Path:
+    """io_example.yaml copied into `where`, beside the 8 MiB xvdb.img it names."""
+    with (where / "xvdb.img").open("wb") as image:
+        image.truncate(8 * MiB)
+    return Path(shutil.copy(DATA / "io_example.yaml", where))
+
+
+def test_io_example_uses_every_new_field_as_integers(tmp_path: Path) -> None:
+    s = load_scenario(_io_example(tmp_path))
     assert s.machine.disk == DiskSpec(latency="250us", bandwidth="1.5GB/s", queue_depth=64)
     assert s.machine.disk.latency == 250_000 and s.machine.disk.bandwidth == 1_500_000_000
     assert s.machine.link == LinkSpec(bandwidth="100Mbit/s", latency="50us", mtu=4000)
@@ -103,17 +112,24 @@ def test_io_example_uses_every_new_field_as_integers() -> None:
     assert all(isinstance(a, ConsoleInputAction) for a in s.timeline)
 
 
-def test_image_paths_resolve_against_the_scenario_directory() -> None:
-    s = load_scenario(DATA / "io_example.yaml")
+def test_image_paths_resolve_against_the_scenario_directory(tmp_path: Path) -> None:
+    (tmp_path / "here").mkdir()
+    path = _io_example(tmp_path / "here")
+    s = load_scenario(path)
     xvda, xvdb = s.domains[0].vbds
-    assert s.base_dir == DATA
-    assert s.image_path(xvdb) == DATA / "xvdb.img"
+    assert s.base_dir == tmp_path / "here"
+    assert s.image_path(xvdb) == tmp_path / "here" / "xvdb.img"
     assert s.image_path(xvda) is None
-    assert not (DATA / "xvdb.img").exists(), "loading must never create an image"
-    text = (DATA / "io_example.yaml").read_text(encoding="utf-8")
-    elsewhere = parse_scenario(text.replace("image: xvdb.img", "image: /abs/x.img"), base_dir=REPO)
-    assert elsewhere.image_path(elsewhere.domains[0].vbds[1]) == Path("/abs/x.img")
-    assert parse_scenario(text, base_dir=REPO).image_path(xvdb) == REPO / "xvdb.img"
+    text = path.read_text(encoding="utf-8")
+    (tmp_path / "x.img").write_bytes(bytes(8 * MiB))
+    absolute = text.replace("image: xvdb.img", f"image: {tmp_path / 'x.img'}")
+    elsewhere = parse_scenario(absolute, base_dir=REPO)
+    assert elsewhere.image_path(elsewhere.domains[0].vbds[1]) == tmp_path / "x.img"
+    assert parse_scenario(text, base_dir=path.parent).image_path(xvdb) == path.parent / "xvdb.img"
+    # A relative image is looked for beside the scenario, never in the current directory.
+    with pytest.raises(ScenarioError, match=r"image 'xvdb.img' does not exist \(looked for "):
+        parse_scenario(text, base_dir=REPO)
+    assert not (REPO / "xvdb.img").exists(), "loading must never create an image"
 
 
 def test_model_validate_takes_the_image_directory_from_its_context(tmp_path: Path) -> None:
