@@ -41,7 +41,7 @@ class Engine:
                 n_workers=self.workers,
                 threads_per_worker=1,
                 processes=True,
-                dashboard_address=None,
+                dashboard_address=":0",  # the scheduler serves HTTP anyway: no fixed port
                 silence_logs=logging.ERROR,
             )
             self._client = Client(self._cluster)
