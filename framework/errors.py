@@ -17,8 +17,7 @@ Xen970Error
 │   ├── AllocError              machine memory could not be found
 │   ├── NotOwned                a pfn/mfn outside the domain (also a KeyError)
 │   ├── XencommError            a xencomm copy failed (carries the errno)
-│   ├── GrantOpRefused          one grant operation fails (carries the GNTST status)
-│   └── ForeignMappingsRemain   a domain cannot go while its grants are mapped
+│   └── GrantOpRefused          one grant operation fails (carries the GNTST status)
 └── GuestFault                  raised by code running on behalf of a domain
     ├── GuestCrash              the context did something the core cannot deliver
     ├── KernelError             the guest kernel could not do what it needs (an oops)
@@ -64,7 +63,6 @@ __all__ = [
     "BuildError",
     "DmaFault",
     "DriverError",
-    "ForeignMappingsRemain",
     "GrantOpRefused",
     "GrantRefsExhausted",
     "GuestCrash",
@@ -186,19 +184,6 @@ class GrantOpRefused(HypervisorError):
         super().__init__(reason)
         self.status = status
         self.reason = reason
-
-
-class ForeignMappingsRemain(HypervisorError):
-    """A domain cannot be destroyed while another domain maps its granted frames."""
-
-    def __init__(self, domid: int, holders: list[tuple[int, int, int]]) -> None:
-        where = ", ".join(f"d{d} slot {s} (ref {r})" for d, s, r in holders)
-        super().__init__(
-            f"d{domid} cannot be destroyed: its granted frames are still mapped in the "
-            f"foreign area ({where}); the mapper must unmap them first"
-        )
-        self.domid = domid
-        self.holders = holders
 
 
 # -- guests ---------------------------------------------------------------------------------

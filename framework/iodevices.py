@@ -51,6 +51,8 @@ class VbdDevice:
     pirq: int
     irq: IrqModerator
     window_bytes: int = VBD_WINDOW
+    #: Detached from its guest (destroyed); the image closes once the disk is idle.
+    removed: bool = False
 
 
 @dataclass(frozen=True)
@@ -117,8 +119,10 @@ class IoDevices:
         """Open (or create, sparse) the image and give the disk a TCE table of dom0's."""
         if (domid, devid) in self.vbds:
             raise ValueError(f"d{domid} vbd {devid} is already attached")
-        used_liobns = {v.liobn for v in self.vbds.values()}
-        used_pirqs = {v.pirq for v in self.vbds.values()}
+        # Not a LIOBN or MPIC source anything still holds: a vbd of a dead guest (its
+        # TCE table, its pirq binding) may outlive the guest until dom0 lets it go.
+        used_liobns = {v.liobn for v in self.vbds.values()} | set(self.xen.domains[0].tce_tables)
+        used_pirqs = {v.pirq for v in self.vbds.values()} | set(self.xen.pirqs)
         liobn = next(n for n in range(FIRST_LIOBN, 1 << 32) if n not in used_liobns)
         free = (
             n for n in range(NET_PIRQ + 1, self.xen.machine.mpic.nsources) if n not in used_pirqs
@@ -144,6 +148,8 @@ class IoDevices:
         def completed(req: DiskRequest) -> None:
             disk_completion(req)
             irq.event(idle=disk.outstanding == 0)
+            if dev.removed and disk.outstanding == 0:
+                image.close()  # the guest is gone and the disk has finished
 
         disk = Disk(self.env, image, self.disk_params, table, completed, self.rec, dom=domid)
         dev = VbdDevice(domid, devid, disk, image, liobn, pirq, irq)
@@ -159,10 +165,13 @@ class IoDevices:
         return link
 
     def remove_domain(self, domid: int) -> None:
-        """After the guest is destroyed: close its images, free dom0's TCE tables."""
+        """After the guest is destroyed: close its images (a disk still busy, with a flush
+        say, closes its image when it finishes), free dom0's TCE tables."""
         for key in sorted(k for k in self.vbds if k[0] == domid):
             dev = self.vbds.pop(key)
-            dev.image.close()
+            dev.removed = True
+            if dev.disk.outstanding == 0:
+                dev.image.close()
             dom0 = self.xen.domains[0]
             if dev.liobn in dom0.tce_tables:
                 destroy_tce_table(self.xen, dom0, dev.liobn)

@@ -31,7 +31,6 @@ from framework.errors import UsageError
 from framework.guest.guest_os import GuestOS
 from framework.guest.kernel import GuestKernel
 from framework.guest.runtime import DEVTREE_GPA, build_runtime
-from framework.hw970.core import Core
 from framework.hw970.disk import DiskParams
 from framework.hw970.link import LinkParams
 from framework.hw970.machine import Machine, MachineConfig
@@ -40,6 +39,7 @@ from framework.runinfo import ERROR_LOG, RUN_FILE, write_run_json
 from framework.scenario import Scenario
 from framework.trace.recorder import TRACE_FILE, Recorder
 from framework.workload_progress import stalled_workloads
+from framework.xen.domain import Domain
 from framework.xen.hypervisor import Hypervisor
 from framework.xen.jitter import Jitter, JitterParams
 from framework.xen.public.arch_powerpc import KernelImage
@@ -140,9 +140,9 @@ class Simulation:
             self.disk_dir,
             macs,
             on_first_guest=self._first_guest,
-            on_destroyed=self._destroyed,
         )
         self.guests = GuestOS(self.machine, self.rec, dom0=self.dom0, hardware=self.devices)
+        self.xen.destroy_hooks.append(self._destroyed)
         self.kernel = self.dom0.kernel_image
         d0 = scenario.dom0
         self.xen.build_dom0(
@@ -182,7 +182,19 @@ class Simulation:
         """Everything a domain printed: dom0 through console_io, guests via xenconsoled."""
         dom = self.xen.domains.get(domid)
         lines = list(dom.console_text) if dom is not None else []
-        return lines + self.dom0.console_log(domid)
+        return lines + self.dom0.console_log(self.names.get(domid, ""))
+
+    def console_logs(self) -> dict[str, list[str]]:
+        """Every console by domain name: each live domain's, and every guest xenconsoled
+        logged, destroyed ones too (a destroyed guest's id may name a later guest)."""
+        logs = {
+            name: self.console_lines(domid)
+            for domid, name in sorted(self.names.items())
+            if domid in self.xen.domains
+        }
+        for name in self.dom0.logged_domains():
+            logs.setdefault(name, self.dom0.console_log(name))
+        return logs
 
     # -- dom0 and the memory account -------------------------------------------------------
     def _dom0_devtree(self) -> DomainDevtreeSpec:
@@ -204,10 +216,12 @@ class Simulation:
     def _first_guest(self) -> None:
         self.free_before_guests = self.xen.alloc.free_bytes
 
-    def _destroyed(self, _core: Core, domid: int) -> None:
-        """xm destroy finished: the guest's disks close and dom0's TCE tables go."""
-        self.devices.remove_domain(domid)
-        self.free_after_destroy[domid] = self.xen.alloc.free_bytes
+    def _destroyed(self, dom: Domain) -> None:
+        """Xen destroyed a domain (after xm destroy, once dom0 mapped none of its frames):
+        its kernel goes, its disks close and dom0's TCE tables for them go."""
+        self.guests.forget_domain(dom.domid)
+        self.devices.remove_domain(dom.domid)
+        self.free_after_destroy[dom.domid] = self.xen.alloc.free_bytes
 
     # -- running ---------------------------------------------------------------------------
     def run(self, progress: Progress | None = None, steps: int = 50) -> int:
@@ -267,11 +281,7 @@ def run_scenario(
         sim.rec.write(out)
     consoles = out / CONSOLE_DIR
     consoles.mkdir(exist_ok=True)
-    logged = sim.dom0.logged_domains()
-    for domid, name in sorted(sim.names.items()):
-        if domid not in sim.xen.domains and domid not in logged:
-            continue  # never built: it printed nothing
-        lines = sim.console_lines(domid)
+    for name, lines in sim.console_logs().items():
         (consoles / f"{name}.log").write_text("".join(line + "\n" for line in lines))
     stalled = stalled_workloads(scenario, sim.domids, sim.guests, sim.xen)
     wall = time.perf_counter() - t0

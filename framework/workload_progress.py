@@ -70,7 +70,7 @@ def stalled_workloads(
     """Every workload of the scenario (dom0's first) that made no progress at all.
 
     `domids` names the guests that were built (a guest missing from it never ran)."""
-    kernels: dict[int, GuestKernel] = {k.domid: k for k in guests.kernels.values()}
+    kernels: dict[int, GuestKernel] = {k.domid: k for k in guests.all_kernels()}
     found: list[StalledWorkload] = []
     domains: list[tuple[str, int | None, tuple[Workload, ...]]] = [
         ("Domain-0", 0, scenario.dom0.workloads)

@@ -53,7 +53,7 @@ timeline:
 
 
 def _kernel(sim: Simulation, domid: int) -> GuestKernel:
-    return next(k for k in sim.guests.kernels.values() if k.domid == domid)
+    return next(k for k in sim.guests.all_kernels() if k.domid == domid)
 
 
 @pytest.fixture(scope="module")

@@ -29,9 +29,6 @@ from framework.scenario import (
 )
 from framework.xen.public.arch_powerpc import KernelImage
 
-#: Called when xm destroy has freed a guest: (core, domid).
-DestroyedHook = Callable[[Core, int], None]
-
 
 class Dom0:
     """xenstored, xenconsoled and xend, started by dom0's kernel, carrying out a scenario."""
@@ -45,12 +42,10 @@ class Dom0:
         macs: dict[tuple[int, int], str],
         *,
         on_first_guest: Callable[[], None] | None = None,
-        on_destroyed: DestroyedHook | None = None,
     ) -> None:
         self.scenario = scenario
         self.kernel_image = kernel_image
         self.on_first_guest = on_first_guest
-        self.on_destroyed = on_destroyed
         self.xm = XmCreate(scenario, self._toolstack, devices, disk_dir, macs)
         self.plan = creation_plan(scenario)
         self.kernel: GuestKernel | None = None
@@ -58,8 +53,10 @@ class Dom0:
         self.consoled: ConsoleService | None = None
         self.xend: Xend | None = None
         self._first_built = False
-        #: Guests xend has destroyed (Xen no longer knows them).
-        self.destroyed: set[int] = set()
+        #: Names of the guests xend has destroyed (Xen has killed them; one may still be
+        #: dying while dom0's backends finish with its pages). Names, not domids: a domid
+        #: is free for a later guest once its domain is gone.
+        self.destroyed: set[str] = set()
 
     # -- Dom0UserSpace -------------------------------------------------------------------
     def start_daemons(self, k: GuestKernel, core: Core) -> Xenbus:
@@ -95,18 +92,17 @@ class Dom0:
     def build_errors(self) -> list[str]:
         return self.xm.errors
 
-    def console_log(self, domid: int) -> list[str]:
-        """What xenconsoled logged of a guest's console."""
-        return self.consoled.logs.get(domid, []) if self.consoled is not None else []
+    def console_log(self, name: str) -> list[str]:
+        """What xenconsoled logged of the console of the guest called `name`."""
+        return self.consoled.logs.get(name, []) if self.consoled is not None else []
 
-    def logged_domains(self) -> set[int]:
-        return set(self.consoled.logs) if self.consoled is not None else set()
+    def logged_domains(self) -> list[str]:
+        """Names of the guests xenconsoled has logged (connected), destroyed ones too."""
+        return list(self.consoled.logs) if self.consoled is not None else []
 
     # -- xm ----------------------------------------------------------------------------------
-    def _destroyed(self, core: Core, domid: int) -> None:
-        self.destroyed.add(domid)
-        if self.on_destroyed is not None:
-            self.on_destroyed(core, domid)
+    def _destroyed(self, _core: Core, domid: int) -> None:
+        self.destroyed.add(self.names.get(domid, str(domid)))
 
     def _toolstack(self, port: Dom0Port) -> Toolstack:
         m = self.scenario.machine
@@ -146,7 +142,7 @@ class Dom0:
         """One timeline action, as dom0's toolstack performs it."""
         assert self.xend is not None
         domid = self.domids.get(action.domain)
-        if domid is None or domid in self.destroyed:
+        if domid is None or action.domain in self.destroyed:
             self.xend.log(core, f"xm {action.action} {action.domain}: no such domain")
             return
         if isinstance(action, ConsoleInputAction):

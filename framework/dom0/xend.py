@@ -1,8 +1,7 @@
 """xend's part of dom0 after a guest is built: plug its devices, type on its console,
 and `xm destroy` it.
 
-Destroying a guest that has devices follows xend's order, because Xen refuses to free a
-domain whose granted pages dom0 still maps (destroydomain gives -EBUSY):
+Destroying a guest that has devices follows xend's order:
 
 1. pause the guest (XEN_DOMCTL_pausedomain), so its frontends stop producing;
 2. write `online` = 0 in each backend directory; the backends answer what their disks
@@ -10,7 +9,12 @@ domain whose granted pages dom0 still maps (destroydomain gives -EBUSY):
 3. when every backend is Closed (or `UNPLUG_TIMEOUT_NS` has passed), remove the device
    directories, release the guest from xenstored and xenconsoled (which unmaps its store
    and console pages);
-4. XEN_DOMCTL_destroydomain, retried every `RETRY_NS` while it reports -EBUSY.
+4. XEN_DOMCTL_destroydomain (retried every `RETRY_NS` while a VCPU is still running:
+   -EAGAIN), then remove the guest's home /local/domain/<domid> from the store.
+
+Xen kills the domain at once; pages a backend still maps (a disk slower than the timeout
+still working on them) keep it dying, and Xen destroys it when the backend unmaps the last
+one, as the backend does once the disk has answered.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from framework.guest.xenbus import WatchCallback, Xenbus, XsReply
 from framework.hw970.core import Core
 from framework.trace.ids import K
 from framework.xen.public.domctl import XEN_DOMCTL_destroydomain, XEN_DOMCTL_pausedomain
-from framework.xen.public.errno import EAGAIN, EBUSY
+from framework.xen.public.errno import EAGAIN
 from framework.xen.public.io.xenbus import XenbusState
 
 if TYPE_CHECKING:
@@ -36,7 +40,7 @@ __all__ = ["RETRY_NS", "UNPLUG_TIMEOUT_NS", "DeviceConfig", "Xend"]
 
 #: How long xend waits for backends to close before destroying anyway.
 UNPLUG_TIMEOUT_NS: Final = 100_000_000
-#: Pause between destroydomain attempts while dom0 still maps the guest's pages.
+#: Pause between destroydomain attempts while a VCPU of the guest is still running.
 RETRY_NS: Final = 1_000_000
 _MAX_RETRIES: Final = 1000
 
@@ -194,7 +198,7 @@ class Xend:
 
     def _try_destroy(self, core: Core, td: _Teardown) -> None:
         rc = self.domctl(core, XEN_DOMCTL_destroydomain, td.domid)
-        if rc in (-EBUSY, -EAGAIN) and td.attempts < _MAX_RETRIES:
+        if rc == -EAGAIN and td.attempts < _MAX_RETRIES:
             td.attempts += 1
             self.k.add_timer(core, core.now_ns() + RETRY_NS, lambda c, _d: self._try_destroy(c, td))
             return
@@ -202,6 +206,7 @@ class Xend:
         if rc < 0:
             self.log(core, f"xm destroy {td.name}: Error: destroydomain failed ({rc})")
             return
+        self.xb.rm(core, f"/local/domain/{td.domid}")  # what the guest kept in the store
         self.k.emit(core, K.GUEST_MARK, td.domid, text="xend.destroyed")
         if self.on_destroyed is not None:
             self.on_destroyed(core, td.domid)

@@ -157,7 +157,7 @@ class XmCreate:
             # xend's part: introduce the domain to xenstored, connect its console.
             domid = ts.domids[d.name]
             store.introduce(core, domid, store_port)
-            consoled.connect(core, domid, console_port)
+            consoled.connect(core, domid, console_port, d.name)
             self._plug_devices(core, i, domid, xend)
 
     def _wire_pingpong(

@@ -30,6 +30,7 @@ from framework.errors import BlkifRequestError, KernelError, RingError
 from framework.hw970.core import Core
 from framework.hw970.disk import Disk, DiskRequest
 from framework.hw970.iommu import TCE_PAGE_READ, TCE_PAGE_SIZE, TCE_PAGE_WRITE
+from framework.trace.ids import K
 from framework.xen.public.event_channel import EVTCHN_BIND_PIRQ, EVTCHNOP_bind_pirq
 from framework.xen.public.io.blkif import (
     BLKIF_MAX_SEGMENTS_PER_REQUEST,
@@ -206,6 +207,7 @@ class BlkBackDevice(XenbusBackend["GuestKernel"]):
         self.in_flight = 0  # accepted by the disk, response not yet written
         self.completed: deque[DiskRequest] = deque()  # done by the disk, not yet answered
         self.closing = False
+        self.forgotten = False  # left the driver (see `_maybe_forget`)
         # Counters.
         self.requests = 0
         self.responses = 0
@@ -416,6 +418,7 @@ class BlkBackDevice(XenbusBackend["GuestKernel"]):
     def _respond(self, core: Core, req_id: int, op: int, status: int) -> None:
         ring = self._ring(core)
         ring.put_response(BlkifResponse(req_id, op, status).pack())
+        self.k.emit(core, K.BLK_RESPOND, self.devid, req_id, status, self.domid)
         self.responses += 1
         if status != BLKIF_RSP_OKAY:
             self.error_responses += 1
@@ -449,24 +452,32 @@ class BlkBackDevice(XenbusBackend["GuestKernel"]):
     # -- teardown --------------------------------------------------------------------------
     def unplug(self, core: Core, removed: bool) -> None:
         """Finish what the disk holds, then disconnect; once the directory is gone and
-        the device Closed, forget it."""
+        the device Closed, forget it (`_maybe_forget`)."""
+        if removed:
+            self.removed = True
         if self.state != XenbusState.Closed:
             self.closing = True
             self._maybe_disconnect(core)
-        if removed and self.state == XenbusState.Closed:
-            # The directory is gone: forget the device, stop following its frontend and
-            # give back its interrupt.
-            if self.frontend_path:
-                self._unwatch_otherend(core)
-            if self.pirq_port >= 0:
-                self.k.evtchn_close(core, self.pirq_port)
-                self.k.port_handlers.pop(self.pirq_port, None)
-                self.pirq_port = -1
-            self.forget()
+        self._maybe_forget(core)
+
+    def _maybe_forget(self, core: Core) -> None:
+        """The directory is gone and the device Closed: stop following the frontend, give
+        back the interrupt binding and leave the driver, so nothing of the device stays
+        in dom0 (a later vbd may get the same MPIC source)."""
+        if not self.removed or self.state != XenbusState.Closed or self.forgotten:
+            return
+        self.forgotten = True
+        if self.frontend_path:
+            self._unwatch_otherend(core)
+        if self.pirq_port >= 0:
+            self.k.evtchn_close(core, self.pirq_port)
+            self.pirq_port = -1
+        self.forget()
 
     def _maybe_disconnect(self, core: Core) -> None:
         """Closing: once every consumed request is answered and none waits on the ring,
-        unmap the ring, close its port and go Closed."""
+        unmap the ring, close its port and go Closed (and, if the directory was removed
+        meanwhile, forget the device)."""
         if not self.closing or self.state == XenbusState.Closed:
             return
         if self.ring is not None:
@@ -483,6 +494,7 @@ class BlkBackDevice(XenbusBackend["GuestKernel"]):
             self.ring = None
             self.port = -1
         self._switch(core, XenbusState.Closed)
+        self._maybe_forget(core)
 
 
 class BlkBack(XenbusBackendDriver["GuestKernel", BlkBackDevice]):

@@ -88,7 +88,13 @@ class GuestOS:
         self.machine = machine
         self.rec = rec
         self.runtime: Runtime = build_runtime()
+        #: The kernel of each live domain, by domid.
         self.kernels: dict[int, GuestKernel] = {}
+        #: The same kernels by where they live: the machine address of their RMA (what a
+        #: native routine finds from the running context's RMOR).
+        self._resident: dict[int, GuestKernel] = {}
+        #: Kernels of destroyed domains, oldest first: what they did, for the run's report.
+        self.finished: list[GuestKernel] = []
         self.dom0 = dom0
         #: Progress of each timer, console and pingpong workload, by (domid, workload):
         #: ticks taken, lines written, round trips or answers (`timer.<i>`, `console.<i>`,
@@ -133,7 +139,21 @@ class GuestOS:
 
     def kernel(self, core: Core) -> GuestKernel:
         assert core.state is not None
-        return self.kernels[core.state.tr.rma_base]
+        return self._resident[core.state.tr.rma_base]
+
+    def forget_domain(self, domid: int) -> None:
+        """The domain is destroyed (its memory freed): its kernel goes with it, so a
+        domain built later in the same memory boots a kernel of its own."""
+        k = self.kernels.pop(domid, None)
+        if k is None:
+            return
+        for base in [b for b, r in self._resident.items() if r is k]:
+            del self._resident[base]
+        self.finished.append(k)
+
+    def all_kernels(self) -> list[GuestKernel]:
+        """Every kernel of the run: those of destroyed domains first, then the live ones."""
+        return [*self.finished, *self.kernels.values()]
 
     # -- natives ---------------------------------------------------------------------------
     def _kinit(self, core: Core) -> None:
@@ -142,11 +162,16 @@ class GuestOS:
         assert st is not None
         vid = st.pir
         key = st.tr.rma_base
-        first = key not in self.kernels
+        # VCPU 0 boots the kernel (a new domain, whatever ran in this memory before);
+        # the others join it once it started them with VCPUOP_up.
+        first = vid == 0
         if first:
             blob = KernelMemory(core).read(core.gpr(3), 16384)
-            self.kernels[key] = GuestKernel(self, parse_domain_devtree(blob))
-        k = self.kernels[key]
+            k = GuestKernel(self, parse_domain_devtree(blob))
+            self.kernels[k.domid] = k
+            self._resident[key] = k
+        else:
+            k = self._resident[key]
         spec = k.spec
         area = AREA_BASE + AREA_SIZE * vid
         core.set_gpr(13, area)

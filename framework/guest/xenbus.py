@@ -110,9 +110,13 @@ class Xenbus(ABC):
         self._watches.pop(token, None)
         self.request(core, xs.XS_UNWATCH, path.encode() + b"\0" + token.encode() + b"\0", None)
 
-    def switch_state(self, core: Core, path: str, state: XenbusState, prev: XenbusState) -> None:
-        """Write `<path>/state` and record the transition in the trace."""
-        self.write(core, f"{path}/state", str(int(state)))
+    def switch_state(
+        self, core: Core, path: str, state: XenbusState, prev: XenbusState, write: bool = True
+    ) -> None:
+        """Write `<path>/state` (unless `write` is False: the directory is gone) and record
+        the transition in the trace."""
+        if write:
+            self.write(core, f"{path}/state", str(int(state)))
         self.kernel.emit(core, K.XENBUS_STATE, _devid(path), int(state), int(prev), text=path)
 
     # -- replies -----------------------------------------------------------------------------

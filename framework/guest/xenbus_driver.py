@@ -69,6 +69,9 @@ class XenbusDevice(Generic[KernelT]):
         self.otherend = ""
         self.otherend_kind = otherend_kind  # "backend" or "frontend", for messages
         self.error = ""  # the latest problem, said on the console
+        #: The toolstack removed `path`: there is no `state` node left to write (Linux's
+        #: xenbus_switch_state finds none and writes nothing).
+        self.removed = False
 
     @property
     def xb(self) -> Xenbus:
@@ -76,7 +79,7 @@ class XenbusDevice(Generic[KernelT]):
 
     def _switch(self, core: Core, state: XenbusState) -> None:
         prev, self.state = self.state, state
-        self.xb.switch_state(core, self.path, state, prev)
+        self.xb.switch_state(core, self.path, state, prev, write=not self.removed)
 
     def _say(self, core: Core, what: str) -> None:
         """Say what went wrong on the console (the trace) and keep the latest."""

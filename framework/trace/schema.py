@@ -99,6 +99,9 @@ KINDS: tuple[Kind, ...] = (
     Kind("dom.crash", "The domain was crashed by Xen; pc = the guest pc at the time.",
          ("pc",), "why"),
     Kind("dom.destroy", "The domain was destroyed and its memory freed."),
+    Kind("dom.dying", "The domain was killed (destroydomain) but another domain still maps "
+         "`count` of its frames: it stays dying until they are unmapped, then dom.destroy.",
+         ("count",)),
     Kind("vcpu.up", "The VCPU was brought online."),
     Kind("vcpu.down", "The VCPU was taken offline."),
     Kind("console.out", "One line the domain wrote to its console.", (), "the line"),
@@ -127,6 +130,9 @@ KINDS: tuple[Kind, ...] = (
          ("dev", "req_id", "sector", "bytes"), "operation (read, write, flush)"),
     Kind("blk.complete", "The frontend got the response to `req_id` (status BLKIF_RSP_*).",
          ("dev", "req_id", "status", "latency_ns"), "operation"),
+    Kind("blk.respond", "blkback answered request `req_id` of `remote_dom`'s device `dev` "
+         "(status BLKIF_RSP_*): every request it takes off a ring gets exactly one.",
+         ("dev", "req_id", "status", "remote_dom")),
     Kind("blk.verify", "A read's data did not match what was written (a verification failure).",
          ("dev", "sector"), "what differed"),
     Kind("net.tx", "A netfront queued packet `pkt` of `bytes` on its vif `dev`.",

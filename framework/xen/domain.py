@@ -33,7 +33,7 @@ class DomainState:
     RUNNING: Final = 1
     PAUSED: Final = 2
     SHUTDOWN: Final = 3
-    DYING: Final = 4
+    DYING: Final = 4  # killed: memory relinquished, frames others map still held
 
 
 @dataclass(eq=False)
@@ -108,6 +108,8 @@ class Domain:
     grants: GrantTable = field(default_factory=GrantTable)
     #: TCE tables (by liobn) of devices given to the domain.
     tce_tables: dict[int, XenTceTable] = field(default_factory=dict)
+    #: A dying domain's frames another domain still maps (see `domain_lifetime`).
+    held_frames: set[int] = field(default_factory=set)
 
     @property
     def shared_info_maddr(self) -> int:
@@ -115,7 +117,7 @@ class Domain:
 
     @property
     def tot_pages(self) -> int:
-        return self.phys.nr_pages if self.phys is not None else 0
+        return self.phys.nr_pages if self.phys is not None else len(self.held_frames)
 
     def gpa_to_maddr(self, gpa: int) -> int:
         """Machine address of a guest-physical address (raises NotOwned if not ours)."""

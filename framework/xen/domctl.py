@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from framework.errors import AllocError, ForeignMappingsRemain, NotOwned, XencommError
+from framework.errors import AllocError, NotOwned, XencommError
 from framework.hw970.core import Core
 from framework.hw970.mmu import RMA_LOG2_TO_RMLR
 from framework.trace.ids import K
 from framework.xen import costs
 from framework.xen.domain import DomainState, Vcpu
 from framework.xen.dominfo import domain_info
-from framework.xen.grant_table import check_destroyable
 from framework.xen.public.domctl import (
     DOMCTL,
     XEN_DOMCTL_INTERFACE_VERSION,
@@ -38,6 +37,9 @@ from framework.xen.xencomm import xencomm_of
 
 if TYPE_CHECKING:
     from framework.xen.hypervisor import Hypervisor
+
+#: What dom0 may still do to a dying domain: look at it, or kill it again (a no-op).
+_DYING_OK = (XEN_DOMCTL_destroydomain, XEN_DOMCTL_getdomaininfo)
 
 
 def free_domid(xen: Hypervisor) -> int | None:
@@ -94,6 +96,8 @@ def domctl(xen: Hypervisor, core: Core, v: Vcpu) -> int:
     dom = xen.domains.get(op["domain"])
     if dom is None:
         return -ESRCH
+    if dom.state == DomainState.DYING and cmd not in _DYING_OK:
+        return -EINVAL  # killed: it takes no more memory, VCPUs, contexts or parameters
     if cmd == XEN_DOMCTL_max_vcpus:
         n = op["max_vcpus"]
         if not 1 <= n <= MAX_VIRT_CPUS or n < len(dom.vcpus):
@@ -206,15 +210,12 @@ def domctl(xen: Hypervisor, core: Core, v: Vcpu) -> int:
     if cmd == XEN_DOMCTL_destroydomain:
         if dom is v.domain:
             return -EINVAL
-        try:
-            check_destroyable(xen, dom)  # before shutting it down: a refusal changes nothing
-            if dom.state not in (DomainState.SHUTDOWN, DomainState.CREATED):
-                xen.shutdown(dom, SHUTDOWN_poweroff)
-            if any(x.runstate == Runstate.RUNNING for x in dom.vcpus):
-                return -EAGAIN
-            xen.destroy(dom)
-        except ForeignMappingsRemain:
-            return -EBUSY  # another domain still maps its granted frames
+        if dom.state not in (DomainState.SHUTDOWN, DomainState.CREATED):
+            xen.shutdown(dom, SHUTDOWN_poweroff)
+        if any(x.runstate == Runstate.RUNNING for x in dom.vcpus):
+            return -EAGAIN
+        # domain_kill: frames another domain maps keep it dying until they are unmapped.
+        xen.destroy(dom)
         return 0
     if cmd == XEN_DOMCTL_getdomaininfo:
         out = bytearray(raw)

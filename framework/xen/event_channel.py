@@ -146,7 +146,10 @@ def do_event_channel_op(xen: Hypervisor, core: Core, v: Vcpu) -> int:
         notify: int = 0,
         vcpu: int = -1,
     ) -> int:
-        """Allocate and record a bound port (evtchn.bind); -ENOSPC if the table is full."""
+        """Allocate and record a bound port (evtchn.bind); -ENOSPC if the table is full,
+        -EINVAL if the owner is dying (get_free_port: its channels are gone for good)."""
+        if owner.state == DomainState.DYING:
+            return -EINVAL
         try:
             port = owner.evtchn.alloc()
         except OverflowError:

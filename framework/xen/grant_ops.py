@@ -17,7 +17,8 @@ the PowerPC port last built against) and the port's ``create_grant_host_mapping`
 ``arch/powerpc/mm.c``; where the port's code paniced or BUG()ed the documented status is
 returned instead:
 
-- map_grant_ref: no host/device flag -> bad_gntref; unknown dom -> bad_domain; ref out of
+- map_grant_ref: no host/device flag -> bad_gntref; unknown or dying dom -> bad_domain
+  (a dying domain's memory is being relinquished: nothing more of it maps); ref out of
   range -> bad_gntref; entry pinned for another domain, entry not a permit_access grant to
   the mapper, write map of a GTF_readonly entry, or a granted frame the granter does not
   own -> general_error; GNTMAP_application_map / GNTMAP_contains_pte, or no
@@ -62,6 +63,7 @@ from framework.hw970.mmu import LARGE_PAGE_SHIFT, PTE_L, PTE_RPN_MASK, PTE_V
 from framework.trace.ids import K
 from framework.xen import costs
 from framework.xen.domain import Domain, DomainState, Vcpu
+from framework.xen.domain_lifetime import foreign_mapping_gone
 from framework.xen.grant_state import ActiveGrant, GrantMapping, GrantTable
 from framework.xen.grant_table import entry_maddr, read_entry, unpin
 from framework.xen.p2m import ForeignSlot
@@ -238,6 +240,8 @@ def _map(xen: Hypervisor, core: Core, v: Vcpu, op: dict[str, int]) -> dict[str, 
         granter = xen.domains.get(domid)
         if granter is None:
             raise GrantOpRefused(GNTST_bad_domain, f"no domain {domid}")
+        if granter.state == DomainState.DYING:
+            raise GrantOpRefused(GNTST_bad_domain, f"d{domid} is dying: nothing more of it maps")
         readonly = bool(flags & GNTMAP_readonly)
         mfn, act, eflags = _granted_frame(xen.memory, granter, mapper, ref, not readonly)
         # What the port's create_grant_host_mapping accepts.
@@ -354,6 +358,7 @@ def _unmap(xen: Hypervisor, core: Core, v: Vcpu, op: dict[str, int]) -> dict[str
     if granter is not None:
         unpin(xen.memory, granter, m.ref, m.flags)
     _emit(xen, core, v, K.GNTTAB_UNMAP, remote, ref, slot, GNTST_okay, "")
+    foreign_mapping_gone(xen, m.domid, m.mfn)  # a dying granter's frame may go now
     return {"status": GNTST_okay}
 
 

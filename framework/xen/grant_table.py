@@ -1,5 +1,5 @@
 """A domain's grant frames: allocated by Xen from machine memory, seeded with the reserved
-console and xenstore entries, checked and released when the domain goes.
+console and xenstore entries, released when the domain goes.
 
 Every flag either side looks at lives in the frames, in machine memory; `GrantTable`
 (`framework.xen.grant_state`) is Xen's private state beside them. The GNTTABOP_* calls are
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from framework.errors import ForeignMappingsRemain
 from framework.hw970.memory import PAGE_SIZE, MachineMemory
 from framework.trace.ids import K
 from framework.xen.domain import Domain
@@ -69,35 +68,29 @@ def seed_reserved_grants(xen: Hypervisor, dom: Domain) -> None:
         xen.memory.write_u16(addr, GTF_permit_access)  # flags last, as a guest would
 
 
-def check_destroyable(xen: Hypervisor, dom: Domain) -> None:
-    """Raise `ForeignMappingsRemain` if any foreign area slot maps a frame of `dom`."""
-    holders: list[tuple[int, int, int]] = []
-    for other in xen.domains.values():
-        area = other.foreign
-        if area is None:
-            continue
-        for index, s in enumerate(area.slots):
-            if s is not None and s.domid == dom.domid:
-                holders.append((other.domid, index, s.ref))
-    if holders:
-        raise ForeignMappingsRemain(dom.domid, holders)
+def release_mappings(xen: Hypervisor, dom: Domain) -> list[tuple[int, int]]:
+    """gnttab_release_mappings, for a dying domain: drop every grant mapping it holds of
+    other domains' pages (their pins go, its foreign slots empty). Returns (granter domid,
+    mfn) of each mapping dropped, for whoever frees frames nobody maps any more."""
+    grants: GrantTable = dom.grants
+    dropped: list[tuple[int, int]] = []
+    for handle, m in enumerate(grants.maptrack):
+        if m is not None:
+            granter = xen.domains.get(m.domid)
+            if granter is not None and granter is not dom:
+                unpin(xen.memory, granter, m.ref, m.flags)
+            if dom.foreign is not None:
+                dom.foreign.slots[m.slot] = None
+            grants.maptrack[handle] = None
+            dropped.append((m.domid, m.mfn))
+    grants.foreign_ptes.clear()
+    grants.slot_ptes.clear()
+    return dropped
 
 
-def release_grants(xen: Hypervisor, dom: Domain) -> None:
-    """At destruction: drop the domain's own grant mappings and free its grant frames."""
-    grants: GrantTable | None = dom.grants
-    if grants is not None:
-        for handle, m in enumerate(grants.maptrack):
-            if m is not None:
-                granter = xen.domains.get(m.domid)
-                if granter is not None and granter is not dom:
-                    unpin(xen.memory, granter, m.ref, m.flags)
-                if dom.foreign is not None:
-                    dom.foreign.slots[m.slot] = None
-                grants.maptrack[handle] = None
-        grants.foreign_ptes.clear()
-        grants.slot_ptes.clear()
-        grants.active.clear()
+def free_grant_frames(xen: Hypervisor, dom: Domain) -> None:
+    """grant_table_destroy, when the domain itself goes: its pins and its grant frames."""
+    dom.grants.active.clear()
     if dom.grant_frames:
         first = dom.grant_frames[0]
         xen.alloc.free(first, len(dom.grant_frames))

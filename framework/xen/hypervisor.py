@@ -26,13 +26,8 @@ from framework.xen import costs, evtchn
 from framework.xen.console import ConsoleRing
 from framework.xen.dom0_devtree import build_dom0_devtree
 from framework.xen.domain import Domain, DomainState, Vcpu
-from framework.xen.event_channel import evtchn_close
-from framework.xen.grant_table import (
-    allocate_grant_frames,
-    check_destroyable,
-    release_grants,
-    seed_reserved_grants,
-)
+from framework.xen.domain_lifetime import domain_kill
+from framework.xen.grant_table import allocate_grant_frames, seed_reserved_grants
 from framework.xen.hcall import hypercall_entry
 from framework.xen.jitter import Jitter
 from framework.xen.mm import FrameAllocator, PhysMap
@@ -44,7 +39,6 @@ from framework.xen.public.vcpu import Runstate
 from framework.xen.public.xen import SHARED_INFO, VCPU_INFO, VIRQ_TIMER
 from framework.xen.sched_credit import CreditScheduler, Pri
 from framework.xen.schedule import PhysicalCpu
-from framework.xen.tce import destroy_tce_tables
 
 TICK_NS: Final = 10_000_000
 #: Wall-clock time at system time 0 (shared_info wc_sec): 2007-06-01 00:00:00 UTC, a
@@ -89,7 +83,8 @@ class Hypervisor:
         self.memory = machine.memory
         info = parse_machine_devtree(machine.devtree)
         self.ncpus = info.ncpus
-        self.alloc = FrameAllocator(info.memory_ranges)
+        # Every frame taken back is scrubbed before anyone can be given it again.
+        self.alloc = FrameAllocator(info.memory_ranges, scrub=machine.memory.zero)
         self.domains: dict[int, Domain] = {}
         #: The last domain id handed out by createdomain (Xen's static `rover`).
         self.domid_rover = 0
@@ -112,6 +107,8 @@ class Hypervisor:
         #: Xen's own messages, read by sysctl readconsole (`xm dmesg`).
         self.conring = ConsoleRing()
         self.on_domain_dead: Callable[[Domain], None] = lambda dom: None
+        #: Run when a domain is finally destroyed (see `domain_lifetime.domain_destroy`).
+        self.destroy_hooks: list[Callable[[Domain], None]] = []
         for core in machine.cores:
             core.on_hypercall = hypercall_entry(self)
             core.external_pending = self._external_pending
@@ -324,27 +321,16 @@ class Hypervisor:
             self.apply_kicks(self.sched.take_kicks(), cpu)
 
     def destroy(self, dom: Domain) -> None:
-        """Free every frame of a shut-down domain."""
+        """Kill a shut-down domain (`domain_lifetime.domain_kill`): its memory goes now,
+        the domain itself once no other domain maps its frames."""
         if any(v.runstate == Runstate.RUNNING for v in dom.vcpus):
             raise RuntimeError(f"domain {dom.domid} still has a running VCPU")
-        check_destroyable(self, dom)  # ForeignMappingsRemain while its grants are mapped
-        dom.state = DomainState.DYING
-        cpu = self.running_cpu()
-        if dom.phys is not None:
-            for mfn, count in dom.phys.mfns():
-                self.alloc.free(mfn, count)
-                self.rec.emit(K.MEM_FREE, self.now(), cpu, dom.domid, -1, mfn, count, text="memory")
-        if dom.htab_bytes:
-            mfn, count = dom.htab_maddr >> 12, dom.htab_bytes >> 12
-            self.alloc.free(mfn, count)
-            self.rec.emit(K.MEM_FREE, self.now(), cpu, dom.domid, -1, mfn, count, text="htab")
-        release_grants(self, dom)
-        destroy_tce_tables(self, dom)
-        for port in range(1, len(dom.evtchn.ports)):
-            evtchn_close(self, dom, port)
-        self.sched.remove_domain(dom.domid)
-        del self.domains[dom.domid]
-        self.rec.emit(K.DOM_DESTROY, self.now(), self.running_cpu(), dom.domid, -1)
+        domain_kill(self, dom)
+
+    def drop_timers(self, domid: int) -> None:
+        """Forget the set_timer_op deadlines of a domain that is going away."""
+        self._timers = [t for t in self._timers if t[1] != domid]
+        heapq.heapify(self._timers)
 
     # -- runstates, wake, kicks -----------------------------------------------------------
     def set_runstate(self, v: Vcpu, state: int, now: int, cpu: int) -> None:

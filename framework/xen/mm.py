@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import bisect
 from array import array
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Final
 
@@ -77,10 +77,17 @@ class FrameAllocator:
     """
 
     def __init__(
-        self, ram_ranges: list[tuple[int, int]], reserved_bottom: int = XEN_RESERVED_BYTES
+        self,
+        ram_ranges: list[tuple[int, int]],
+        reserved_bottom: int = XEN_RESERVED_BYTES,
+        *,
+        scrub: Callable[[int, int], None] | None = None,
     ) -> None:
         """`ram_ranges` are the machine's RAM as (base, size) in bytes (the devtree's
-        /memory reg), sorted and disjoint; Xen keeps the bottom `reserved_bottom` bytes."""
+        /memory reg), sorted and disjoint; Xen keeps the bottom `reserved_bottom` bytes.
+        `scrub(address, nbytes)` clears every range given back before it is free again
+        (Xen scrubs a dying domain's pages), so no frame carries data to its next owner."""
+        self._scrub = scrub
         if reserved_bottom < 0 or reserved_bottom % PAGE_SIZE:
             raise ValueError(f"reserved bottom {reserved_bottom:#x} is not a multiple of 4KiB")
         self._ram: list[tuple[int, int]] = []  # (first mfn, end mfn) of each RAM range
@@ -211,6 +218,8 @@ class FrameAllocator:
             raise ValueError(f"double free: mfn {mfn:#x} is already free")
         if i < len(self._starts) and self._starts[i] < end:
             raise ValueError(f"double free: mfn {self._starts[i]:#x} is already free")
+        if self._scrub is not None:
+            self._scrub(mfn << PAGE_SHIFT, count << PAGE_SHIFT)
         merge_left = i > 0 and self._starts[i - 1] + self._counts[i - 1] == mfn
         merge_right = i < len(self._starts) and self._starts[i] == end
         if merge_left and merge_right:

@@ -50,7 +50,7 @@ def sim() -> Simulation:
 
 def kernel_of(sim: Simulation, dom: Domain) -> tuple[GuestKernel, Core]:
     """The domain's kernel and a core running its VCPU 0 (for natives' hypercalls)."""
-    return sim.guests.kernels[dom.rma_mfn << 12], Caller(sim, dom).core
+    return sim.guests.kernels[dom.domid], Caller(sim, dom).core
 
 
 def setup_table(k: GuestKernel, core: Core) -> list[int]:

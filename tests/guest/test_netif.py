@@ -513,8 +513,11 @@ class Bus:
     def unwatch(self, core: Any, path: str, token: str) -> None:
         self.world.store.watches = [w for w in self.world.store.watches if w[2] != token]
 
-    def switch_state(self, core: Any, path: str, state: XenbusState, prev: XenbusState) -> None:
-        self.write(core, f"{path}/state", str(int(state)))
+    def switch_state(
+        self, core: Any, path: str, state: XenbusState, prev: XenbusState, write: bool = True
+    ) -> None:
+        if write:
+            self.write(core, f"{path}/state", str(int(state)))
 
 
 class Kernel:

@@ -12,7 +12,7 @@ def test_guest_requests_reach_xenstored_through_the_ring_and_permissions_hold() 
     sim = quickstart("4ms")
     sim.run()
     dom = domain_named(sim, "guest2")
-    k = sim.guests.kernels[dom.rma_mfn << 12]
+    k = sim.guests.kernels[dom.domid]
     core = Caller(sim, dom).core
     replies: dict[str, XsReply] = {}
 

@@ -121,6 +121,21 @@ def test_free_refuses_double_free_and_foreign_frames() -> None:
         fa.free(other, 0)
 
 
+def test_every_freed_range_is_scrubbed_and_only_once_the_free_is_accepted() -> None:
+    """Xen scrubs what a domain gives back: each accepted free is cleared through `scrub`
+    (byte address, length) before anyone can be given it; a refused one clears nothing."""
+    cleared: list[tuple[int, int]] = []
+    fa = FrameAllocator([(0, 1 * GiB)], scrub=lambda addr, n: cleared.append((addr, n)))
+    base = fa.alloc_aligned(16 * MiB, 16 * MiB, "x")
+    assert cleared == []
+    fa.free(base + 3, 5)
+    fa.free(base, 3)
+    assert cleared == [((base + 3) << PAGE_SHIFT, 5 << PAGE_SHIFT), (base << PAGE_SHIFT, 3 << 12)]
+    with pytest.raises(ValueError, match="double free"):
+        fa.free(base, 1)
+    assert len(cleared) == 2
+
+
 def test_extents_are_all_or_nothing() -> None:
     fa = FrameAllocator([(0, 1 * GiB)])
     extents = fa.alloc_extents(1 * GiB - 64 * MiB, 16 * MiB, "everything")
