@@ -18,19 +18,15 @@ from typing import Any, Final
 
 from analysis.expectations import CheckResult
 from framework import __version__
-from framework.errors import ScenarioError, Xen970Error, fault_reason
+from framework.errors import RunTimeout, ScenarioError, fault_reason
 from framework.scenario import Scenario, parse_scenario
 from framework.simulation import run_scenario
 
-__all__ = ["VERDICTS", "Job", "JobResult", "JobTimeout", "run_job", "write_run_files"]
+__all__ = ["VERDICTS", "Job", "JobResult", "run_job", "write_run_files"]
 
 #: The verdicts a report counts, in xm-test's order.
 VERDICTS: Final = ("PASS", "FAIL", "XPASS", "XFAIL", "SKIP", "TIMEOUT")
 _CRASH_LOG: Final = "error.log"
-
-
-class JobTimeout(Xen970Error):
-    """A scenario ran longer than the suite's per-scenario wall time limit."""
 
 
 @dataclass(frozen=True)
@@ -104,11 +100,11 @@ def _judged(job: Job, scenario: Scenario, out: Path, t0: float) -> JobResult:
 
     def watchdog(_done: int, _total: int) -> None:
         if time.perf_counter() > deadline:
-            raise JobTimeout(f"still running after {job.timeout_s:g} s of wall time")
+            raise RunTimeout(f"still running after {job.timeout_s:g} s of wall time")
 
     try:
         result = run_scenario(scenario, out, progress=watchdog)
-    except JobTimeout as exc:
+    except RunTimeout as exc:
         return JobResult(job.test_id, "TIMEOUT", str(exc), time.perf_counter() - t0)
     except Exception as exc:  # noqa: BLE001 - a simulator failure is this test's FAIL
         (out / _CRASH_LOG).write_text("".join(traceback.format_exception(exc)))

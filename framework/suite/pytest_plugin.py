@@ -21,11 +21,7 @@ from framework.suite.collect import is_test_file
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from _pytest._code.code import ExceptionInfo, TerminalRepr
-
-    from framework.suite.job import JobResult
-
-__all__ = ["ScenarioFailure", "ScenarioItem", "ScenarioTestFile"]
+__all__ = ["ScenarioItem", "ScenarioTestFile"]
 
 _OUT_OPTION = "--xen970-out"
 _TIMEOUT_S = 600.0
@@ -44,15 +40,6 @@ def pytest_collect_file(parent: pytest.Collector, file_path: Path) -> pytest.Col
     if is_test_file(file_path):
         return ScenarioTestFile.from_parent(parent, path=file_path)
     return None
-
-
-class ScenarioFailure(Exception):
-    """A scenario item's verdict was FAIL or TIMEOUT."""
-
-    def __init__(self, result: JobResult, run_dir: Path) -> None:
-        super().__init__(result.reason)
-        self.result = result
-        self.run_dir = run_dir
 
 
 class ScenarioTestFile(pytest.File):
@@ -89,22 +76,13 @@ class ScenarioItem(pytest.Item):
         if result.verdict == "XPASS":
             warnings.warn(f"{self.name}: XPASS: {result.reason}", stacklevel=1)
         if result.verdict in ("FAIL", "TIMEOUT"):
-            raise ScenarioFailure(result, run_dir)
-
-    def repr_failure(
-        self, excinfo: ExceptionInfo[BaseException], style: str | None = None
-    ) -> str | TerminalRepr:
-        failure = excinfo.value
-        if not isinstance(failure, ScenarioFailure):
-            return super().repr_failure(excinfo, style)  # type: ignore[arg-type]
-        result = failure.result
-        lines = [f"{result.verdict}: {self.path}"]
-        for check in result.failed_checks:
-            lines.append(f"  {check['name']}: measured {check['shown']}, expected {check['bound']}")
-        if not result.failed_checks:
-            lines.append(f"  {result.reason}")
-        lines.append(f"  run directory: {failure.run_dir}")
-        return "\n".join(lines)
+            lines = [f"{result.verdict}: {path}"]
+            lines += [
+                f"  {c['name']}: measured {c['shown']}, expected {c['bound']}"
+                for c in result.failed_checks
+            ] or [f"  {result.reason}"]
+            lines.append(f"  run directory: {run_dir}")
+            pytest.fail("\n".join(lines), pytrace=False)
 
     def reportinfo(self) -> tuple[Path, int, str]:
         return self.path, 0, f"scenario {self.name}"
