@@ -8,6 +8,7 @@ from analysis.accessor import XenAccessor
 from analysis.io import block_stats, grant_balance, net_books, net_stats, tce_balance
 from analysis.run import Run, load_run
 from analysis.summary import stalled_workloads, summarize
+from analysis.sweep import load_sweep, load_sweep_summary
 from analysis.trace_metadata import TraceMetadata, TraceMetadataError
 
 __all__ = [
@@ -18,6 +19,8 @@ __all__ = [
     "block_stats",
     "grant_balance",
     "load_run",
+    "load_sweep",
+    "load_sweep_summary",
     "net_books",
     "net_stats",
     "stalled_workloads",

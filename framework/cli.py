@@ -30,11 +30,11 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 import framework
-from framework.errors import ScenarioError, SimulationError, UsageError, fault_reason
+from framework.errors import ScenarioError, SimulationError, UnitError, UsageError, fault_reason
 from framework.runinfo import ERROR_LOG, claim_run_dir
 from framework.scenario import Scenario, load_scenario
 from framework.scenario.limits import memory_ranges
-from framework.units import format_size
+from framework.units import format_size, parse_duration
 from framework.xen.public.io.blkif import XVD_MAJOR
 
 if TYPE_CHECKING:
@@ -213,6 +213,24 @@ def _out_dir(out: str | None, scenario: Scenario, force: bool) -> Path:
     return out_dir
 
 
+def _collection_dir(out: str | None, default: Path) -> Path:
+    """Where `test` and `sweep` put their run directories: an existing directory is
+    reused (a sweep resumes there; `test` replaces only its own earlier runs), anything
+    else is refused in one line before any work starts."""
+    if out == "":
+        raise UsageError("xen970: --out: the directory is empty ('')")
+    path = Path(out) if out is not None else default
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"xen970: --out {path}: exists and is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"xen970: --out {path}: cannot create: {exc.strerror}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UsageError(f"xen970: --out {path}: not writable")
+    return path
+
+
 def _host_cannot_map(scenario: Scenario) -> str | None:
     """Why this host cannot map the machine's memory (as the run will: one anonymous
     mapping up to the top of RAM), or None if it can; nothing is touched."""
@@ -300,6 +318,49 @@ def _verdict(
     return 0
 
 
+def _test(args: argparse.Namespace) -> int:
+    """`xen970 test`: the suite runner (framework.suite), imported when asked for."""
+    from framework.suite.runner import SuiteOptions, run_suite
+
+    options = SuiteOptions(
+        paths=tuple(args.paths),
+        out=_collection_dir(args.out, Path("runs") / "test"),
+        junit=Path(args.junit) if args.junit else None,
+        timeout_s=_timeout_s("--timeout", args.timeout),
+        scheduler=args.scheduler,
+        workers=args.workers,
+        update_fingerprints=args.update_fingerprints,
+    )
+    return run_suite(options)
+
+
+def _timeout_s(option: str, text: str) -> float:
+    try:
+        ns = parse_duration(text)
+    except UnitError as exc:
+        raise UsageError(f"xen970: {option}: {exc}") from None
+    if ns <= 0:
+        raise UsageError(f"xen970: {option} must be longer than 0s")
+    return ns / 1e9
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    """`xen970 sweep`: parameter studies (framework.suite.sweep), imported when asked for."""
+    from framework.suite.sweep import SweepOptions, run_sweep
+
+    scenario = load_scenario(args.scenario)
+    options = SweepOptions(
+        scenario=Path(args.scenario),
+        sets=tuple(args.set),
+        seeds=args.seeds,
+        out=_collection_dir(args.out, Path("runs") / f"sweep-{scenario.name}"),
+        timeout_s=_timeout_s("--timeout", args.timeout),
+        scheduler=args.scheduler,
+        workers=args.workers,
+    )
+    return run_sweep(options)
+
+
 def _check(args: argparse.Namespace) -> int:
     """`xen970 check RUN_DIR`: judge a finished run's checks again from its files alone."""
     from analysis.expectations import check_run_dir
@@ -356,6 +417,36 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-trace", action="store_true", help="do not record a trace")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     run.set_defaults(func=_run)
+    test = sub.add_parser(
+        "test", help="run every scenario with expect/xfail/skip under PATHs (on Dask)"
+    )
+    test.add_argument("paths", nargs="+", metavar="PATH", help="scenario files or directories")
+    test.add_argument("--out", default="runs/test", help="where run directories go (runs/test)")
+    test.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report")
+    test.add_argument("--timeout", default="60s", help="wall-time limit per scenario (default 60s)")
+    test.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler")
+    test.add_argument("--workers", type=int, help="local worker processes (default: cores)")
+    test.add_argument(
+        "--update-fingerprints",
+        action="store_true",
+        help="write each fingerprint check's measured value into its scenario file",
+    )
+    test.set_defaults(func=_test)
+    sweep = sub.add_parser("sweep", help="run a scenario over parameter values and seeds (on Dask)")
+    sweep.add_argument("scenario", help="scenario YAML file")
+    sweep.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="dotted key into the scenario (list items by index or name) and its values",
+    )
+    sweep.add_argument("--seeds", help="N (seeds 0..N-1) or A-B (default: the file's seed)")
+    sweep.add_argument("--out", help="sweep directory (default runs/sweep-<scenario name>)")
+    sweep.add_argument("--timeout", default="3600s", help="wall-time limit per run (default 3600s)")
+    sweep.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler")
+    sweep.add_argument("--workers", type=int, help="local worker processes (default: cores)")
+    sweep.set_defaults(func=_sweep)
     check = sub.add_parser("check", help="judge a finished run's expect checks again")
     check.add_argument("run_dir", help="a run directory (trace.parquet and run.json)")
     check.add_argument("--quiet", action="store_true", help="only the failures, on stderr")

@@ -9,7 +9,8 @@ Xen970Error
 │   ├── UnitError               a quantity string ("16M", "10ms") could not be read
 │   └── UsageError              a command-line argument (--out) cannot be used
 ├── SimulationError             the simulator's own bug or broken invariant: ends the run
-│   └── TraceError              records that break the trace schema
+│   ├── TraceError              records that break the trace schema
+│   └── RunTimeout              a run outlived the wall-time limit a suite gave it
 ├── HardwareFault               the 970 machine refused an access
 │   ├── MachineCheck            an access outside installed machine memory
 │   └── DmaFault                the IOMMU (TCE table) refused a device DMA
@@ -79,6 +80,7 @@ __all__ = [
     "RingError",
     "RingFull",
     "RingProtocolError",
+    "RunTimeout",
     "ScenarioError",
     "SimulationError",
     "TraceError",
@@ -130,6 +132,10 @@ class SimulationError(Xen970Error):
 
 class TraceError(SimulationError, ValueError):
     """Records that break the schema (unknown kind, stray field or text, out of range)."""
+
+
+class RunTimeout(SimulationError):
+    """A run outlived the wall-time limit `xen970 test` gave it (a TIMEOUT verdict)."""
 
 
 # -- hardware -------------------------------------------------------------------------------

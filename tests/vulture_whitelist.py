@@ -23,6 +23,7 @@ from framework.scenario.fields import ScenarioModel
 from framework.scenario.machine import MachineSpec
 from framework.scenario.top_level import Scenario
 from framework.scenario.workloads import BlockioWorkload
+from framework.suite import pytest_plugin
 from framework.xen import costs
 from framework.xen.domain import Domain, Vcpu
 from framework.xen.public import domctl, grant_table, memory, papr, sched, vcpu, xen
@@ -137,3 +138,9 @@ NetFront.rx_errors
 
 # Read by pytest: a module's marks.
 pytestmark
+
+# pytest calls these: the scenario plugin's hooks and its item's protocol methods.
+pytest_plugin.pytest_addoption
+pytest_plugin.pytest_collect_file
+pytest_plugin.ScenarioItem.runtest
+pytest_plugin.ScenarioItem.reportinfo

@@ -88,8 +88,10 @@ def reference_markdown() -> str:
             out.append(f"| `{key}` | {_shown_default(field)} | {field.description or ''} |")
         out.append("")
     out += [
-        "**`expect[]` metrics** — what `metric:` may name; `selectors` are the keys it takes "
-        "(**bold**: required).",
+        (
+            "**`expect[]` metrics** — what `metric:` may name; `selectors` are the keys it takes "
+            "(**bold**: required)."
+        ),
         "",
         "| metric | value | selectors | meaning |",
         "|---|---|---|---|",
