@@ -60,15 +60,23 @@ class CheckResult:
 
 
 # -- selection ---------------------------------------------------------------------------
+#: What run.json appends (framework.dom0.xm_create) to the name of a domain the toolstack
+#: created but could not build (its RMA could not be placed, ...) and destroyed again.
+_NOT_BUILT_SUFFIX: Final = " (not built)"
+
+
 def _domid(run: Run, sel: Selectors) -> int | None:
-    """The selected domain's id (None: the whole machine); KeyError for an unknown name."""
+    """The selected domain's id (None: the whole machine); KeyError for an unknown name.
+
+    A domain that was created but not built is found by its scenario name too.
+    """
     if "domain_id" in sel:
         return int(sel["domain_id"])
     name = sel.get("domain")
     if name is None:
         return None
     for domid, known in run.domains.items():
-        if known == name:
+        if known in (name, f"{name}{_NOT_BUILT_SUFFIX}"):
             return domid
     raise KeyError(f"domain {name!r} is not in this run (run.json domains)")
 

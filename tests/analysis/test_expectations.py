@@ -140,3 +140,32 @@ def test_results_and_outcome_land_in_run_json(run_dir: Path, tmp_path: Path) -> 
 )
 def test_judge(check: dict[str, object], value: float | str | None, ok: bool) -> None:
     assert judge(check, value) is ok
+
+
+# A guest whose 256 MiB RMA cannot be placed (the only aligned block overlaps dom0): the
+# toolstack creates the domain, its real_mode_area domctl fails, and it is destroyed
+# again; run.json names it "big (not built)". Checks name it as the scenario does.
+NOT_BUILT = """
+name: not-built
+duration: 5ms
+machine: {cpus: 2, memory: 640MiB}
+dom0: {memory: 256MiB}
+domains:
+  - {name: big, memory: 256MiB, rma: 256MiB}
+expect:
+  - {metric: final_state, domain: big, equals: destroyed}
+  - {metric: memory_held, domain: big, equals: 0}
+  - {metric: records, kind: dom.create, domain: big, equals: 1}
+"""
+
+
+def test_a_domain_that_was_not_built_is_found_by_its_scenario_name(tmp_path: Path) -> None:
+    run_scenario(parse_scenario(NOT_BUILT), tmp_path)
+    run = load_run(tmp_path)
+    assert "big (not built)" in run.domains.values()
+    results = check_run(run)
+    assert [(r.shown, r.verdict) for r in results] == [
+        ("destroyed", "PASS"),
+        ("0B", "PASS"),
+        ("1", "PASS"),
+    ]
