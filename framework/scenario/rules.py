@@ -29,6 +29,7 @@ from framework.scenario.machine import MachineSpec
 from framework.scenario.timeline import ConsoleInputAction, DestroyAction, TimelineAction
 from framework.scenario.workloads import NetstreamWorkload, PingpongWorkload, Workload
 from framework.units import format_duration, format_size
+from framework.xen.public.arch_powerpc import NR_GRANT_FRAMES, htab_bytes_for
 
 __all__ = [
     "check_affinity",
@@ -68,16 +69,29 @@ def check_fit(machine: MachineSpec, dom0: Dom0Spec, domains: tuple[DomainSpec, .
             "2GiB I/O hole; dom0 must stay below 2GiB",
         )
     used = 0
-    parts: list[tuple[FieldPath, int]] = [(("dom0", "memory"), XEN_RESERVED + dom0.memory)]
-    parts += [(("domains", i, "memory"), d.memory) for i, d in enumerate(domains)]
+    parts: list[tuple[FieldPath, int]] = [
+        (("dom0", "memory"), XEN_RESERVED + _with_xen_overhead(dom0.memory))
+    ]
+    parts += [
+        (("domains", i, "memory"), _with_xen_overhead(d.memory)) for i, d in enumerate(domains)
+    ]
     for path, size in parts:
         used += size
         if used > machine.memory:
             raise Problem(
                 path,
-                f"does not fit: 64MiB (Xen) + dom0 + domains so far = {format_size(used)}, "
-                f"more than machine memory {format_size(machine.memory)}",
+                f"does not fit: 64MiB (Xen) + dom0 + domains so far, each with the page table "
+                f"and grant frames Xen gives it = {format_size(used)}, more than machine "
+                f"memory {format_size(machine.memory)}",
             )
+
+
+def _with_xen_overhead(memory: int) -> int:
+    """A domain's memory plus what Xen allocates for it from the same machine memory: its
+    hashed page table (1/64 of its memory, as xend reserves it) and its grant frames.
+    (dom0's TCE tables and the alignment of each block are left to the build, which
+    records a domain it cannot place.)"""
+    return memory + htab_bytes_for(memory) + NR_GRANT_FRAMES * PAGE_SIZE
 
 
 #: The largest MTU whose frame (Ethernet header + payload) fits one granted page.
