@@ -266,7 +266,21 @@ def measure_net_received(run: Run, sel: Selectors) -> Value:
 
 
 def measure_net_drops(run: Run, sel: Selectors) -> Value:
-    return float(len(_io_rows(run, "net.drop", ("dev",), sel)))
+    # Who dropped a frame (the sender's netfront, dom0's bridge, the receiver) records it
+    # under its own domain; the packet id names the stream that sent it, so a domain's
+    # drops are those of the frames it sent, wherever they were dropped.
+    drops = run.trace.xen.kind("net.drop")
+    if "window" in sel:
+        lo, hi = sel["window"]
+        drops = drops[(drops["t_ns"] >= lo) & (drops["t_ns"] < hi)]
+    dom = _domid(run, sel)
+    pkt = drops["pkt"].to_numpy(dtype="int64")
+    keep = np.ones(len(drops), dtype=bool)
+    if dom is not None:
+        keep = keep & (pkt >= 0) & ((pkt >> 48) == dom)
+    if "device" in sel:
+        keep = keep & ((pkt >> 32) & 0xFFFF == int(sel["device"]))
+    return float(keep.sum())
 
 
 def measure_grants_mapped(run: Run, sel: Selectors) -> Value:
@@ -395,7 +409,10 @@ def format_value(value: Value, quantity: str) -> str:
     if quantity == "bandwidth":
         return f"{value * 8 / 1e6:.4g}Mbit/s"
     if quantity == "bytes":
-        return f"{value / (1 << 20):.4g}MiB" if value else "0B"
+        for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+            if value and value % scale == 0:
+                return f"{value / scale:g}{unit}"
+        return f"{value:g}B"
     if quantity == "rate":
         return f"{value:.4g}/s"
     return f"{value:g}"

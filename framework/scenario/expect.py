@@ -174,11 +174,11 @@ class Expectation(ScenarioModel):
             if kind is None:
                 raise Problem(("kind",), f"unknown record kind {clip(repr(self.kind))}")
             for field in self.where or {}:
-                if field not in kind.fields:
+                if field not in (*kind.fields, "cpu"):
                     raise Problem(
                         ("where", field),
                         f"{kind.name} has no field {clip(field)!r} "
-                        f"(fields: {', '.join(kind.fields) or 'none'})",
+                        f"(fields: {', '.join((*kind.fields, 'cpu'))})",
                     )
         if self.window is not None:
             out["window"] = list(self.window)
@@ -224,6 +224,7 @@ class Expectation(ScenarioModel):
             value = getattr(self, name)
             if value is not None:
                 parts.append(f"{name}={value}")
+        parts += [f"{field}={value}" for field, value in (self.where or {}).items()]
         return " ".join(parts)
 
     def _comparison(self, quantity: str) -> Check:

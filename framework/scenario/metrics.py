@@ -55,7 +55,7 @@ SELECTORS: Final = {
     "percentile": "0..100, for latency metrics (default 50)",
     "state": "a runstate: running, runnable, blocked or offline",
     "kind": "a trace record kind, e.g. `blk.complete`",
-    "where": "{field: integer}: records whose fields have these values",
+    "where": "{field: integer}: records whose fields (or `cpu`) have these values",
     "kinds": "the record kinds a fingerprint covers (default: all)",
     "columns": "the columns a fingerprint covers (default: t_ns, cpu, dom, vcpu, kind and "
     "the kind's fields)",
@@ -152,7 +152,12 @@ METRICS: Final[dict[str, Metric]] = {
         ),
         _m("net_sent", Quantity.COUNT, "network frames sent", _IO),
         _m("net_received", Quantity.COUNT, "network frames received", _IO),
-        _m("net_drops", Quantity.COUNT, "network frames dropped, for any reason", _IO),
+        _m(
+            "net_drops",
+            Quantity.COUNT,
+            "network frames the selection sent that were dropped, wherever and for any reason",
+            _IO,
+        ),
         _m(
             "grants_mapped",
             Quantity.COUNT,

@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 
 from analysis import load_run
-from analysis.expectations import MEASURES, check_run, check_run_dir, judge
+from analysis.expectations import MEASURES, check_run, check_run_dir, format_value, judge
 from framework.scenario import parse_scenario
 from framework.scenario.metrics import METRICS
 from framework.simulation import run_scenario
+
+REPO = Path(__file__).resolve().parents[2]
 
 # One compute guest alone on CPU 1 (dom0 on CPU 0), a 100 Hz timer guest, and a guest
 # destroyed at 20 ms.  Closed forms: the compute guest runs all of [10ms, 60ms]; the timer
@@ -169,3 +171,27 @@ def test_a_domain_that_was_not_built_is_found_by_its_scenario_name(tmp_path: Pat
         ("0B", "PASS"),
         ("1", "PASS"),
     ]
+
+
+def test_sizes_are_shown_exactly() -> None:
+    assert format_value(66576 * 1024.0, "bytes") == "66576KiB"
+    assert format_value(float(64 << 20), "bytes") == "64MiB"
+    assert format_value(1000.0, "bytes") == "1000B"
+    assert format_value(0.0, "bytes") == "0B"
+
+
+def test_a_senders_drops_are_counted_wherever_they_happened(tmp_path: Path) -> None:
+    # The receiver goes at 8 ms: the rest of the stream is dropped by dom0 (recorded under
+    # dom 0) or at unplug; the sender's drops are those whose packet id names its stream.
+    text = (REPO / "scenarios" / "stress" / "net-destroy-receiver.yaml").read_text()
+    text += "expect:\n  - {metric: net_drops, domain: src, at_least: 1}\n"
+    text += "  - {metric: net_drops, domain: dst, equals: 0}\n"
+    run_scenario(parse_scenario(text), tmp_path)
+    run = load_run(tmp_path)
+    src, drops = check_run(run)
+    trace = run.trace
+    rows = trace[trace["kind"] == "net.drop"]
+    src_id = next(d for d, n in run.domains.items() if n == "src")
+    expected = int(((rows["pkt"].to_numpy(dtype="int64") >> 48) == src_id).sum())
+    assert src.measured == expected > 0 and src.verdict == "PASS"
+    assert drops.verdict == "PASS"
