@@ -85,6 +85,15 @@ def _explain(test: TestFile, result: JobResult) -> JobResult:
     return replace(result, reason=f"{result.reason}; {'; '.join(notes)}")
 
 
+def _after_update(result: JobResult) -> JobResult:
+    """A result judged again once its fingerprints were written: a FAIL whose only failed
+    checks were fingerprints now passes."""
+    others = [c for c in result.failed_checks if c["metric"] != "fingerprint"]
+    if result.verdict != "FAIL" or others or not result.failed_checks:
+        return result
+    return replace(result, verdict="PASS", reason="fingerprints updated")
+
+
 def run_suite(options: SuiteOptions) -> int:
     """Run, report, write; exit code 0 when nothing FAILed or timed out."""
     tests = collect(list(options.paths))
@@ -106,11 +115,12 @@ def run_suite(options: SuiteOptions) -> int:
     assert len(done) == len(tests)
     wall = time.perf_counter() - t0
     if options.update_fingerprints:
-        for test, result in zip(tests, done, strict=True):
+        for i, (test, result) in enumerate(zip(tests, done, strict=True)):
             if any(c["metric"] == "fingerprint" for c in result.checks):
                 changed = update_scenario(test.path, list(result.checks), result.files)
                 for name in changed:
                     print(f"updated fingerprint {name!r} in {test.path}")
+                done[i] = _after_update(result)
     for line in report_lines(tests, done, where, wall):
         print(line)
     if options.junit is not None:

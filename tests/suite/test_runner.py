@@ -167,6 +167,7 @@ def test_update_fingerprints_rewrites_the_file_and_then_it_passes(tmp_path: Path
     tick = tmp_path / "tests" / "timer" / "01_tick_pos.yaml"
     done = _xen970("test", str(tick), "--out", str(tmp_path / "out"), "--update-fingerprints")
     assert "updated fingerprint 'fingerprint'" in done.stdout
+    assert done.returncode == 0, done.stdout  # only the fingerprint failed: now written
     text = tick.read_text()
     assert text.startswith("# A 1 kHz timer")  # comments and layout stay
     assert (tick.parent / "fingerprints" / "01_tick_pos.1.parquet").is_file()
