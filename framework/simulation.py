@@ -69,6 +69,9 @@ class RunResult:
     wall_s: float
     #: One line per workload that made no progress for the whole run.
     warnings: tuple[str, ...] = ()
+    #: One line per simulator bug (an exception out of a hypercall handler; the calling
+    #: domain was crashed and the run went on); their tracebacks are in error.log.
+    bugs: tuple[str, ...] = ()
 
 
 class Simulation:
@@ -266,6 +269,9 @@ def run_scenario(
         lines = sim.console_lines(domid)
         (consoles / f"{name}.log").write_text("".join(line + "\n" for line in lines))
     stalled = stalled_workloads(scenario, sim.domids, sim.guests, sim.xen)
+    bugs = sim.xen.bugs
+    if bugs:
+        (out / ERROR_LOG).write_text("".join(f"{b.message()}\n{b.traceback}\n" for b in bugs))
     wall = time.perf_counter() - t0
     write_run_json(
         out,
@@ -279,8 +285,11 @@ def run_scenario(
         expectations=[],
         stalled_workloads=[w.as_json() for w in stalled],
         warnings=[w.message() for w in stalled],
+        simulator_bugs=[b.as_json() for b in bugs],
     )
-    return RunResult(out, sim_ns, wall, tuple(w.message() for w in stalled))
+    return RunResult(
+        out, sim_ns, wall, tuple(w.message() for w in stalled), tuple(b.message() for b in bugs)
+    )
 
 
 def clear_previous_run(out: Path, scenario: Scenario) -> None:

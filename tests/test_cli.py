@@ -93,7 +93,7 @@ class _FakeSimulation:
             expectations=[],
         )
         return types.SimpleNamespace(
-            out_dir=Path(out_dir), sim_ns=scenario.duration, wall_s=0.5, warnings=()
+            out_dir=Path(out_dir), sim_ns=scenario.duration, wall_s=0.5, warnings=(), bugs=()
         )
 
 

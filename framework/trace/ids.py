@@ -64,3 +64,4 @@ class K:
     XS_WATCH: Final = 50
     XENBUS_STATE: Final = 51
     CONSOLE_IN: Final = 52
+    HCALL_BUG: Final = 53

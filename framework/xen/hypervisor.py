@@ -33,7 +33,7 @@ from framework.xen.grant_table import (
     release_grants,
     seed_reserved_grants,
 )
-from framework.xen.hcall import hypercall_entry
+from framework.xen.hcall import HypercallBug, hypercall_entry
 from framework.xen.jitter import Jitter
 from framework.xen.mm import FrameAllocator, PhysMap
 from framework.xen.p2m import ForeignArea
@@ -112,6 +112,8 @@ class Hypervisor:
         #: Xen's own messages, read by sysctl readconsole (`xm dmesg`).
         self.conring = ConsoleRing()
         self.on_domain_dead: Callable[[Domain], None] = lambda dom: None
+        #: Unexpected exceptions out of hypercall handlers (simulator bugs), in order.
+        self.bugs: list[HypercallBug] = []
         for core in machine.cores:
             core.on_hypercall = hypercall_entry(self)
             core.external_pending = self._external_pending
