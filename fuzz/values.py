@@ -125,12 +125,13 @@ class Picker:
     def pfn(self, *, buffer: bool = False) -> int:
         """Its own frames, its grant-frame pfns, foreign-area slots, the I/O hole, other
         domains' and Xen's machine frames named as pfns, and beyond everything.  For a
-        `buffer` Xen writes into, not its own first two pages (its exception vectors: it
-        would only crash itself)."""
+        `buffer` Xen writes into, not its own first two pages (its exception vectors) nor
+        its xenstore and console rings: it would only crash itself."""
         w = self.world
         r = self.rng.random()
         if r < 0.35:
-            own = [pfn for pfn in w.own_pfns if pfn > 1] if buffer else w.own_pfns
+            rings = (w.rma_bytes >> 12) - 3, (w.rma_bytes >> 12) - 2
+            own = [p for p in w.own_pfns if p > 1 and p not in rings] if buffer else w.own_pfns
             return self.one(own)
         if r < 0.45:
             return w.max_page + self.rng.randrange(NR_GRANT_FRAMES + 1)
