@@ -84,6 +84,9 @@ BOOT_NS: Final = 5_000_000
 STEP_NS: Final = 1_000_000
 #: A batch that has not reached its end after this much simulated time ran astray.
 BATCH_SIM_LIMIT_NS: Final = 2_000_000_000
+#: ...as has one whose VCPU made no hypercall for this many steps in a row (its own
+#: vectors overwritten, say, so that it loops taking program checks, as hardware would).
+IDLE_STEPS_LIMIT: Final = 5
 #: Where each victim keeps the pages it grants to the fuzzer, and the refs it uses.
 GRANTED_GPA: Final = 0x600000
 GRANT_REFS: Final = {2040: False, 2041: False, 2042: True, 2043: True}  # ref -> read-only
@@ -316,6 +319,17 @@ class Session:
         elif v.runstate == Runstate.BLOCKED:
             self.xen.vcpu_wake(v, now)
 
+    def _made_calls(self, start: int) -> bool:
+        """Whether the fuzzing VCPU entered Xen since record `start`, or is blocked."""
+        v = self.fuzzer.vcpus[self.vcpu_id]
+        if v.runstate == Runstate.BLOCKED or not v.is_up:
+            return True  # waiting, not lost: `_kick` wakes it
+        domid, vid = self.fuzzer.domid, self.vcpu_id
+        return any(
+            r[0] == K.HCALL_ENTER and r[3] == domid and r[4] == vid
+            for r in self.xen.rec.records_since(start)
+        )
+
     def run(self, calls: Sequence[Call]) -> BatchResult:
         """Run one batch; what the simulator must never do is in the result's findings."""
         xen, env = self.xen, self.env
@@ -329,6 +343,7 @@ class Session:
         result = BatchResult()
         start_records, bugs, t0 = len(xen.rec), len(xen.bugs), int(env.now)
         self._armed, self._done = True, False
+        mark, idle = start_records, 0
         try:
             with _wall_limit(self.batch_wall_s):
                 while not self._done:
@@ -337,7 +352,9 @@ class Session:
                     if not self.alive:
                         result.lost = f"the fuzzing domain ended: {self._why_lost(start_records)}"
                         break
-                    if env.now - t0 > BATCH_SIM_LIMIT_NS:
+                    idle = 0 if self._made_calls(mark) else idle + 1
+                    mark = len(xen.rec)
+                    if env.now - t0 > BATCH_SIM_LIMIT_NS or idle >= IDLE_STEPS_LIMIT:
                         result.lost = "the program ran astray (its end never reached)"
                         break
         except BatchTimeout as exc:
