@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import sys
 import time
 from collections import Counter
@@ -125,8 +126,8 @@ def run_campaign(
                 history.append(drawn)
                 result = session.run(drawn)
                 campaign.batches += 1
-                campaign.calls += len(drawn)
-                campaign.words += sum(len(c.words) for c in drawn)
+                campaign.calls += result.calls
+                campaign.words += sum(len(c.words) for c in drawn[: result.calls])
                 campaign.sim_ns += result.sim_ns
                 if result.findings:
                     where = f"session {session_no} batch {len(history) - 1}"
@@ -144,7 +145,7 @@ def run_campaign(
                     )
                     break
                 if result.lost is not None:
-                    campaign.restarts[result.lost] += 1
+                    campaign.restarts[re.sub(r" at 0x[0-9a-f]+", "", result.lost)] += 1
                     break
                 now = time.perf_counter()
                 if now - last >= PROGRESS_S:

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Final
 
+from unicorn.ppc_const import UC_PPC_REG_0
+
 from framework.errors import fault_reason
 from framework.guest.runtime import KERNEL_BASE, build_runtime, native_address
 from framework.hw970.core import Core
@@ -47,9 +49,9 @@ from framework.xen.public.xen import (
 from framework.xen.public.xencomm import build_descriptor
 
 from .call import Call
-from .layout import CODE_END, CODE_GPA, TABLE_GPA, TAIL_GPA
+from .layout import CODE_END, CODE_GPA, ENTRY_BYTES, TABLE_GPA, TAIL_GPA
 from .oracle import Oracle, Snapshot
-from .program import batch_image, tail_code
+from .program import TABLE_REG, batch_image, tail_code
 from .world import World, world_of
 
 MODES: Final = ("domU", "dom0")
@@ -118,6 +120,8 @@ class BatchResult:
     #: Why the fuzzing domain can go on no more (it crashed or shut itself down), if so.
     lost: str | None = None
     sim_ns: int = 0
+    #: Calls of the batch the program made (all, unless it was lost on the way).
+    calls: int = 0
 
 
 @contextmanager
@@ -330,6 +334,14 @@ class Session:
             for r in self.xen.rec.records_since(start)
         )
 
+    def _calls_made(self, n: int) -> int:
+        """How far the program got: the table register's entry, 0..n."""
+        hw = self.fuzzer.vcpus[self.vcpu_id].arch.hw
+        if hw is None:
+            return 0
+        pointer = hw.glue.reg_read(UC_PPC_REG_0 + TABLE_REG) & ~KERNEL_BASE
+        return max(0, min(n, (pointer - TABLE_GPA) // ENTRY_BYTES))
+
     def run(self, calls: Sequence[Call]) -> BatchResult:
         """Run one batch; what the simulator must never do is in the result's findings."""
         xen, env = self.xen, self.env
@@ -365,6 +377,7 @@ class Session:
             result.findings.append(Finding("exception", text))
             result.lost = "an exception escaped the simulator"
         result.sim_ns = int(env.now) - t0
+        result.calls = len(calls) if self._done else self._calls_made(len(calls))
         for bug in xen.bugs[bugs:]:
             line = bug.message().removeprefix("simulator bug: ")
             culprits = [
