@@ -237,7 +237,8 @@ def _memory_op(p: Picker) -> Args:
 def _event_channel_op(p: Picker) -> Args:
     cmd = _subop(p, (0, 1, 2, 3, 4, 4, 5, 6, 7, 8, 9), 10)
     offered = p.world.offered_ports
-    remote = p.one(list(offered)) if offered and p.chance(0.5) else (p.domid(), p.port())
+    pick = p.rng.randrange(len(offered)) if offered and p.chance(0.5) else -1
+    remote = offered[pick] if pick >= 0 else (p.domid(), p.port())
     fields: dict[int, tuple[Layout, dict[str, int]]] = {
         EVTCHNOP_alloc_unbound: (
             EVTCHN_ALLOC_UNBOUND,
@@ -506,7 +507,7 @@ def _r3_unknown(p: Picker) -> int:
 def random_words(p: Picker, *, all_words: bool = False) -> tuple[int, ...]:
     """0 to 4 instruction words (mostly none or one) the guest runs after a call."""
     n = p.weighted(((50, 0), (30, 1), (15, 2), (5, 4)))
-    words = []
+    words: list[int] = []
     while len(words) < n:
         word = p.one(_KNOWN_WORDS) if p.chance(0.1) else p.bits(32)
         if word_allowed(word, all_words=all_words):

@@ -118,7 +118,7 @@ class Picker:
         """(domain, ref): a grant offered to it mostly, else any domain and any ref."""
         w = self.world
         if w.grants and self.chance(0.6):
-            return self.one(list(w.grants))  # type: ignore[arg-type]
+            return w.grants[self.rng.randrange(len(w.grants))]
         ref = self.one([0, 1, 2, 8, NR_GRANT_ENTRIES - 1, NR_GRANT_ENTRIES, self.bits(32)])
         return self.domid(), ref
 

@@ -198,13 +198,13 @@ def do_event_channel_op(xen: Hypervisor, core: Core, v: Vcpu) -> int:
         return port
 
     if cmd == EVTCHNOP_alloc_unbound:
-        owner = _named_domain(xen, dom, arg["dom"])
-        if isinstance(owner, int):
-            return owner
+        unbound_in = _named_domain(xen, dom, arg["dom"])
+        if isinstance(unbound_in, int):
+            return unbound_in
         remote = arg["remote_dom"]
         if remote == DOMID_SELF:
             remote = v.domain.domid
-        port = new_port(owner, PortState.UNBOUND, "unbound", remote_dom=remote)
+        port = new_port(unbound_in, PortState.UNBOUND, "unbound", remote_dom=remote)
         return port if port < 0 else reply(port=port)
     if cmd == EVTCHNOP_bind_interdomain:
         peer = xen.domains.get(arg["remote_dom"]) if arg["remote_dom"] != DOMID_SELF else dom
@@ -289,12 +289,12 @@ def do_event_channel_op(xen: Hypervisor, core: Core, v: Vcpu) -> int:
         bp.notify_vcpu = vid
         return 0
     if cmd == EVTCHNOP_status:
-        target = _named_domain(xen, dom, arg["dom"])
-        if isinstance(target, int):
-            return target
-        if not target.evtchn.valid(arg["port"]):
+        status_of = _named_domain(xen, dom, arg["dom"])
+        if isinstance(status_of, int):
+            return status_of
+        if not status_of.evtchn.valid(arg["port"]):
             return -EINVAL
-        sp = target.evtchn.get(arg["port"])
+        sp = status_of.evtchn.get(arg["port"])
         status = {
             None: EVTCHNSTAT_closed,
             PortState.RESERVED: EVTCHNSTAT_closed,

@@ -190,7 +190,7 @@ def hypercall_entry(xen: Hypervisor) -> Callable[[Core], None]:
                 raise
             except Exception as exc:
                 # Not the caller's fault: Xen's own code broke (see framework/errors.py).
-                args = (a0, a1, a2, *(core.gpr(r) for r in range(7, 4 + NR_ARG_REGS)))
+                args = (a0, a1, a2) + tuple(core.gpr(r) for r in range(7, 4 + NR_ARG_REGS))
                 raise _hypercall_bug(xen, core, v, nr, name, args, exc) from exc
         if result == CONTINUATION:
             core.pc = core.pc - 4
