@@ -1,11 +1,14 @@
 """The `xen970` command: validate a scenario, or run it and print a per-domain summary.
 
 Exit codes: 0 success, 1 the run failed (a `SimulationError`, any other exception the
-simulator raised: its own bug, or the host refused something: memory, a file, a write),
-2 the scenario or the command line is wrong, 130 interrupted.  Errors are one line on
-stderr of at most MAX_LINE characters, never a traceback: a failed run writes its
-traceback to `ERROR_LOG` in the run directory.  A guest's fault is not a failure: it
-crashes that domain, and the run's trace and summary show it.
+simulator raised: its own bug, or the host refused something: memory, a file, a write) or
+one of the scenario's `expect` checks failed, 2 the scenario or the command line is wrong,
+130 interrupted.  Errors are one line on stderr of at most MAX_LINE characters, never a
+traceback: a failed run writes its traceback to `ERROR_LOG` in the run directory.  A
+guest's fault is not a failure: it crashes that domain, and the run's trace and summary
+show it.  Nor is an unexpected exception out of a hypercall handler: that simulator bug
+crashes the calling domain, the run goes on, and the summary (stderr with --quiet) names
+it with its traceback in `ERROR_LOG`; run.json lists it under `simulator_bugs`.
 
 A run directory holds one run: `run` refuses one that holds anything, unless `--force`,
 which empties an earlier run's directory first (see `framework.runinfo.claim_run_dir`).
@@ -273,10 +276,13 @@ def _run(args: argparse.Namespace) -> int:
         # Anything else is a simulator bug: say so, and where its traceback is.
         log = out_dir / ERROR_LOG
         return _run_failed(out_dir, exc, f"{fault_reason(exc)} (a bug; traceback in {log})")
+    log = Path(result.out_dir) / ERROR_LOG
+    bugs = [f"{bug}; traceback in {log}" for bug in result.bugs]
     if args.quiet:
-        # Even --quiet says so: a workload that never moved makes the run's figures lie.
-        for warning in result.warnings:
-            print(f"xen970: warning: {warning}", file=sys.stderr)
+        # Even --quiet says so: a workload that never moved makes the run's figures lie,
+        # and a simulator bug crashed a domain.
+        for line in [*(f"warning: {w}" for w in result.warnings), *bugs]:
+            print(f"xen970: {line}", file=sys.stderr)
         return _verdict(result.checks, result.outcome, console, quiet=True)
     speed = result.sim_ns / 1e9 / result.wall_s if result.wall_s > 0 else math.inf
     console.print(
@@ -290,6 +296,8 @@ def _run(args: argparse.Namespace) -> int:
             console.print(table)
     for warning in result.warnings:
         console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
+    for bug in bugs:
+        console.print(bug, style="bold red", highlight=False, markup=False, soft_wrap=True)
     return _verdict(result.checks, result.outcome, console, quiet=False)
 
 

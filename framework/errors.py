@@ -21,6 +21,7 @@ Xen970Error
 │   └── GrantOpRefused          one grant operation fails (carries the GNTST status)
 └── GuestFault                  raised by code running on behalf of a domain
     ├── GuestCrash              the context did something the core cannot deliver
+    ├── XenBug                  Xen's own code broke in a hypercall: recorded, caller crashed
     ├── KernelError             the guest kernel could not do what it needs (an oops)
     ├── KernelFault             a native touched guest memory its kernel has not mapped
     ├── OutOfPages              the kernel's page pool is exhausted
@@ -41,10 +42,14 @@ Who is blamed (Principle 4, "faults stay where they happen"):
   trace records `dom.crash` with `fault_reason(exc)` and the run goes on.  That includes
   an unexpected non-project exception (a `KeyError` from a bug in a native routine): the
   guest's code crashed, as a real kernel would oops on its own bug.
-- A `SimulationError` always passes through and ends the run.  An exception escaping
-  Xen's own code that is not a `GuestFault` is Xen's bug, not the guest's: the hypercall
-  entry turns it into `SimulationError("Xen bug in <hypercall>: ...")`, and the CPU loop
-  does the same for anything else that escapes a slice.
+- A `SimulationError` always passes through and ends the run.
+- An unexpected exception escaping a hypercall handler is Xen's bug, not the guest's, but
+  nothing a guest passes may end the run: the hypercall entry records it as a simulator
+  bug (an `hcall.bug` trace record with the call's name, number and arguments, the
+  hypervisor's `bugs` list that run.json, error.log and the summary report) and raises
+  `XenBug`, which crashes the calling domain (`dom.crash`) while the run goes on.
+  Anything else escaping Xen's or the core's code during a slice is turned into a
+  `SimulationError` by the CPU loop.
 - Unicorn hooks cannot raise through the emulator: the C glue keeps the first exception
   a hook raised, stops emulation and raises it again from `emu_start`, so these rules
   hold across the hook boundary too.
@@ -87,6 +92,7 @@ __all__ = [
     "UnitError",
     "UsageError",
     "Xen970Error",
+    "XenBug",
     "XencommError",
     "XenstoreError",
     "XsWireError",
@@ -199,6 +205,18 @@ class GuestFault(Xen970Error):
 
 class GuestCrash(GuestFault):
     """The context did something the model cannot deliver as an interrupt."""
+
+
+class XenBug(GuestFault):
+    """Xen's own code raised an unexpected exception inside a hypercall: a simulator bug.
+
+    The hypercall entry has recorded it (the call, its arguments, the traceback); raising
+    this crashes the calling domain, whose state in Xen may be half-changed, and the run
+    goes on.  `traceback` is the handler's traceback as text, for the run's error.log."""
+
+    def __init__(self, message: str, traceback: str) -> None:
+        super().__init__(message)
+        self.traceback = traceback
 
 
 class KernelError(GuestFault):

@@ -80,11 +80,14 @@ def write_run_json(
     xfail: str | None = None,
     stalled_workloads: Sequence[Mapping[str, Any]] = (),
     warnings: Sequence[str] = (),
+    simulator_bugs: Sequence[Mapping[str, Any]] = (),
 ) -> Path:
     """Write `directory/run.json` with sorted keys; domain ids become string keys.
 
     `stalled_workloads` lists the workloads that made no progress (domain, kind, vcpu,
-    workload index, why); `warnings` says each in one line, as `xen970 run` prints it.
+    workload index, why); `warnings` says each in one line, as `xen970 run` prints it;
+    `simulator_bugs` the unexpected exceptions out of hypercall handlers (time, domain,
+    VCPU, hypercall, number, arguments, reason), each of which crashed its caller.
     `expect` is the scenario's checks in normal form; `expectations` (their results) and
     `outcome` are filled in by `analysis.expectations.check_run_dir` once the trace is
     written."""
@@ -104,6 +107,7 @@ def write_run_json(
         "versions": versions(),
         "stalled_workloads": [dict(w) for w in stalled_workloads],
         "warnings": list(warnings),
+        "simulator_bugs": [dict(b) for b in simulator_bugs],
     }
     path = out / RUN_FILE
     path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")

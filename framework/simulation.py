@@ -68,6 +68,9 @@ class RunResult:
     wall_s: float
     #: One line per workload that made no progress for the whole run.
     warnings: tuple[str, ...] = ()
+    #: One line per simulator bug (an exception out of a hypercall handler; the calling
+    #: domain was crashed and the run went on); their tracebacks are in error.log.
+    bugs: tuple[str, ...] = ()
     #: The scenario's `expect` checks, judged (empty without checks).
     checks: tuple[CheckResult, ...] = ()
     #: PASS, FAIL, XFAIL or XPASS; None for a scenario without checks.
@@ -283,6 +286,9 @@ def run_scenario(
     stalled = stalled_workloads(scenario, sim.domids, sim.guests, sim.xen)
     # A guest xm create could not build, or a device it could not plug, is said too.
     warnings = [*sim.build_errors, *(w.message() for w in stalled)]
+    bugs = sim.xen.bugs
+    if bugs:
+        (out / ERROR_LOG).write_text("".join(f"{b.message()}\n{b.traceback}\n" for b in bugs))
     wall = time.perf_counter() - t0
     write_run_json(
         out,
@@ -297,12 +303,14 @@ def run_scenario(
         xfail=scenario.xfail,
         stalled_workloads=[w.as_json() for w in stalled],
         warnings=warnings,
+        simulator_bugs=[b.as_json() for b in bugs],
     )
     said = tuple(warnings)
+    bug_lines = tuple(b.message() for b in bugs)
     if not scenario.checks:
-        return RunResult(out, sim_ns, wall, said)
+        return RunResult(out, sim_ns, wall, said, bug_lines)
     checks, outcome = check_run_dir(out)
-    return RunResult(out, sim_ns, wall, said, tuple(checks), outcome)
+    return RunResult(out, sim_ns, wall, said, bug_lines, tuple(checks), outcome)
 
 
 def clear_previous_run(out: Path, scenario: Scenario) -> None:

@@ -96,6 +96,7 @@ class _FakeSimulation:
             sim_ns=scenario.duration,
             wall_s=0.5,
             warnings=(),
+            bugs=(),
             checks=(),
             outcome=None,
         )

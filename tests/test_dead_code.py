@@ -1,8 +1,9 @@
 """No dead code in the product: what vulture finds is removed, or kept on purpose and said why.
 
-The same check by hand: `vulture framework analysis tests benchmarks --min-confidence 60`.
+The same check by hand: `vulture framework analysis fuzz tests benchmarks --min-confidence 60`.
 Tests and benchmarks are scanned as users (a counter a test asserts on is read), and
-tests/vulture_whitelist.py names the deliberate keeps; only framework/ and analysis/ are judged.
+tests/vulture_whitelist.py names the deliberate keeps; only framework/, analysis/ and fuzz/ are
+judged.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from pathlib import Path
 from typing import Final
 
 REPO: Final = Path(__file__).resolve().parents[1]
-SCANNED: Final = ("framework", "analysis", "tests", "benchmarks")
-JUDGED: Final = ("framework/", "analysis/")
+SCANNED: Final = ("framework", "analysis", "fuzz", "tests", "benchmarks")
+JUDGED: Final = ("framework/", "analysis/", "fuzz/")
 MIN_CONFIDENCE: Final = 60
 
 #: One finding of vulture: `path:line: message (NN% confidence)`.

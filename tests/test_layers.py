@@ -20,7 +20,7 @@ import framework
 
 REPO: Final = Path(__file__).resolve().parents[1]
 #: The packages the rules cover (scenarios, tests and benchmarks are not modules of the product).
-PACKAGES: Final = ("framework", "analysis")
+PACKAGES: Final = ("framework", "analysis", "fuzz")
 #: A module longer than this holds more than one concept (STYLE.md: "a few hundred lines").
 MAX_MODULE_LINES: Final = 600
 

@@ -249,7 +249,9 @@ bool xen970_mmu_fill(void *uc, uint64_t vaddr, int access, struct xen970_tlb_ent
     (void)uc;
     if (!st->active)
         return false;
-    if (vaddr == st->until_page) {
+    /* Unicorn fetches at its stop address; a data access to that page (an EA near 0 - n)
+       is an ordinary one, translated (and refused) like any other. */
+    if (vaddr == st->until_page && access == ACCESS_FETCH) {
         out->paddr = st->zero_page;
         out->perms = PROT_READ | PROT_EXEC;
         return true;

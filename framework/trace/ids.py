@@ -66,3 +66,4 @@ class K:
     XS_WATCH: Final = 52
     XENBUS_STATE: Final = 53
     CONSOLE_IN: Final = 54
+    HCALL_BUG: Final = 55

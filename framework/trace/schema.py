@@ -151,6 +151,9 @@ KINDS: tuple[Kind, ...] = (
     Kind("xenbus.state", "A xenbus device end changed state (XenbusState numbers).",
          ("dev", "xb_state", "xb_prev"), "the device's store path"),
     Kind("console.in", "Input written to the domain's console ring.", (), "the text"),
+    Kind("hcall.bug", "Hypercall `nr` raised an unexpected exception in Xen (a simulator bug); "
+         "the calling domain is crashed.", ("nr", "arg0", "arg1", "arg2"),
+         "the call with all its arguments (r4..r11), and the exception"),
 )  # fmt: skip
 
 FIELD_DOCS: dict[str, str] = {

@@ -1,11 +1,17 @@
 """The small calls of Xen's common code a guest makes about itself: sched_op,
 set_timer_op, vcpu_op (common/schedule.c, domain.c), xen_version (kernel.c) and console_io
 (drivers/char/console.c).
+
+Checked as Xen 3.1 checks them: a shutdown reason is the low byte of what the guest
+passed (`(u8)`); a set_timer_op deadline that is negative as Xen's signed s_time_t, or
+more than 2**50 ns (about 13 days) ahead, fires 100 ms from now instead (the "huge
+timeout" workaround for Linux's wrapped jiffies); a vcpu_op VCPU id beyond MAX_VIRT_CPUS
+is -EINVAL, one the domain does not have -ENOENT.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from framework.hw970.core import Core
 from framework.trace.ids import K
@@ -32,6 +38,7 @@ from framework.xen.public.version import (
     XENVER_version,
 )
 from framework.xen.public.xen import (
+    MAX_VIRT_CPUS,
     MAX_VMASST_TYPE,
     CONSOLEIO_read,
     CONSOLEIO_write,
@@ -42,6 +49,11 @@ from framework.xen.xencomm import XencommError, xencomm_of
 
 if TYPE_CHECKING:
     from framework.xen.hypervisor import Hypervisor
+
+#: set_timer_op: deadlines this far ahead (or negative as s_time_t) are "huge".
+HUGE_TIMEOUT_NS: Final = 1 << 50
+#: ...and fire this long after the call instead (MILLISECS(100)).
+HUGE_TIMEOUT_FALLBACK_NS: Final = 100_000_000
 
 
 def do_sched_op(xen: Hypervisor, core: Core, v: Vcpu) -> int:
@@ -64,7 +76,7 @@ def do_sched_op(xen: Hypervisor, core: Core, v: Vcpu) -> int:
             arg = layout.unpack(comm.copy_from_guest(core.gpr(5), layout.size))
             core.charge(costs.XENCOMM_PER_PAGE)
             if cmd == SCHEDOP_shutdown:
-                xen.shutdown(v.domain, arg["reason"])
+                xen.shutdown(v.domain, arg["reason"] & 0xFF)
                 core.request_stop()
                 return 0
             n = arg["nr_ports"]
@@ -121,9 +133,20 @@ def do_vm_assist(xen: Hypervisor, core: Core, v: Vcpu) -> int:
 
 
 def do_set_timer_op(xen: Hypervisor, core: Core, v: Vcpu) -> int:
+    """set_timer_op(deadline): a one-shot VIRQ_TIMER at `deadline` ns of system time; 0
+    cancels; a huge deadline fires 100 ms from now (see the module docstring)."""
     timeout = core.gpr(4)
     core.charge(costs.TIMER_SET)
-    xen.set_timer(v, timeout if timeout else None, core)
+    if timeout == 0:
+        xen.set_timer(v, None, core)
+        return 0
+    now = core.now_ns()
+    if timeout >> 63 or timeout - now >= HUGE_TIMEOUT_NS:
+        xen.conring.printk(
+            f"Warning: huge timeout set by domain {v.domain.domid} (vcpu {v.vcpu_id}): {timeout:x}"
+        )
+        timeout = now + HUGE_TIMEOUT_FALLBACK_NS
+    xen.set_timer(v, timeout, core)
     return 0
 
 
@@ -131,6 +154,8 @@ def do_vcpu_op(xen: Hypervisor, core: Core, v: Vcpu) -> int:
     cmd, vid = core.gpr(4), core.gpr(5)
     core.charge(costs.HCALL_OP)
     dom = v.domain
+    if vid >= MAX_VIRT_CPUS:
+        return -EINVAL  # int vcpuid: negative ones too
     if vid >= len(dom.vcpus):
         return -ENOENT
     target = dom.vcpus[vid]

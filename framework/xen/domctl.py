@@ -1,8 +1,15 @@
-"""XEN_DOMCTL_*: the privileged calls dom0's toolstack builds domains with."""
+"""XEN_DOMCTL_*: the privileged calls dom0's toolstack builds domains with.
+
+As Xen 3.1 reads them: setvcpuaffinity copies at most NR_CPUS bits of the guest's map
+(xenctl_cpumap_to_cpumask), however many `nr_cpus` claims; scheduler_op refuses a
+scheduler other than credit or a command other than putinfo/getinfo (-EINVAL,
+sched_adjust), and putinfo leaves the weight alone when given 0 and the cap when given
+0xffff (csched_dom_cntl).
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from framework.errors import AllocError, NotOwned, XencommError
 from framework.hw970.core import Core
@@ -22,6 +29,7 @@ from framework.xen.public.domctl import (
     XEN_DOMCTL_max_vcpus,
     XEN_DOMCTL_pausedomain,
     XEN_DOMCTL_real_mode_area,
+    XEN_DOMCTL_SCHEDOP_getinfo,
     XEN_DOMCTL_SCHEDOP_putinfo,
     XEN_DOMCTL_scheduler_op,
     XEN_DOMCTL_setvcpuaffinity,
@@ -40,6 +48,11 @@ if TYPE_CHECKING:
 
 #: What dom0 may still do to a dying domain: look at it, or kill it again (a no-op).
 _DYING_OK = (XEN_DOMCTL_destroydomain, XEN_DOMCTL_getdomaininfo)
+#: CPUs Xen/PPC was built for (xen/include/asm-powerpc/config.h): the most bits of a
+#: cpumap it reads.
+NR_CPUS: Final = 16
+#: scheduler_op putinfo: the cap that means "leave the cap as it is" ((uint16_t)~0U).
+CAP_UNCHANGED: Final = 0xFFFF
 
 
 def free_domid(xen: Hypervisor) -> int | None:
@@ -133,7 +146,7 @@ def domctl(xen: Hypervisor, core: Core, v: Vcpu) -> int:
         if vid >= len(dom.vcpus) or nr == 0:
             return -EINVAL
         try:
-            bitmap = comm.copy_from_guest(op["cpumap_bitmap"], (nr + 7) // 8)
+            bitmap = comm.copy_from_guest(op["cpumap_bitmap"], (min(nr, NR_CPUS) + 7) // 8)
         except XencommError as comm_err:
             return -comm_err.errno
         cpus = frozenset(c for c in range(min(nr, xen.ncpus)) if bitmap[c // 8] & (1 << (c % 8)))
@@ -143,12 +156,16 @@ def domctl(xen: Hypervisor, core: Core, v: Vcpu) -> int:
         xen.apply_kicks(xen.sched.set_affinity(dom.domid, vid, cpus), core.cpu_id)
         return 0
     if cmd == XEN_DOMCTL_scheduler_op:
-        if op["sched_id"] != XEN_SCHEDULER_CREDIT:
+        sched_cmd = op["sched_cmd"]
+        if op["sched_id"] != XEN_SCHEDULER_CREDIT or sched_cmd not in (
+            XEN_DOMCTL_SCHEDOP_putinfo,
+            XEN_DOMCTL_SCHEDOP_getinfo,
+        ):
             return -EINVAL
-        if op["sched_cmd"] == XEN_DOMCTL_SCHEDOP_putinfo:
+        if sched_cmd == XEN_DOMCTL_SCHEDOP_putinfo:
             weight, cap = op["sched_weight"], op["sched_cap"]
-            if weight == 0 or cap > 100 * max(len(dom.vcpus), 1):
-                return -EINVAL
+            weight = weight or dom.weight
+            cap = dom.cap if cap == CAP_UNCHANGED else cap
             xen.sched.set_params(dom.domid, weight=weight, cap=cap)
             dom.weight, dom.cap = weight, cap
             return 0

@@ -2,18 +2,34 @@
 
 The port table and the pending/mask bits in shared_info are `framework.xen.evtchn`; this
 module is the hypercall that binds, sends, closes, unmasks and reports ports.
+
+Argument checks in Xen 3.1's order: alloc_unbound and status name another domain than
+DOMID_SELF only from a privileged caller (-EPERM, even for the caller's own id), then the
+domain must exist (-ESRCH); a VCPU that does not exist is -ENOENT for bind_virq,
+bind_ipi and bind_vcpu; a global VIRQ (all but the per-VCPU timer, debug and xenoprof
+ones) binds to and moves between VCPUs only as VCPU 0 (-EINVAL); a port beyond the
+table is -EINVAL for status as for close, send and unmask.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from framework.hw970.core import Core
 from framework.trace.ids import K
 from framework.xen import costs, evtchn
-from framework.xen.domain import Domain, DomainState, Vcpu, target_domain
+from framework.xen.domain import Domain, DomainState, Vcpu
 from framework.xen.evtchn import PortState
-from framework.xen.public.errno import EBUSY, EEXIST, EINVAL, ENOSPC, ENOSYS, EPERM, ESRCH
+from framework.xen.public.errno import (
+    EBUSY,
+    EEXIST,
+    EINVAL,
+    ENOENT,
+    ENOSPC,
+    ENOSYS,
+    EPERM,
+    ESRCH,
+)
 from framework.xen.public.event_channel import (
     EVTCHN_ALLOC_UNBOUND,
     EVTCHN_BIND_INTERDOMAIN,
@@ -41,11 +57,32 @@ from framework.xen.public.event_channel import (
     EVTCHNSTAT_virq,
 )
 from framework.xen.public.layout import Layout
-from framework.xen.public.xen import DOMID_SELF, NR_VIRQS
+from framework.xen.public.xen import (
+    DOMID_SELF,
+    NR_VIRQS,
+    VIRQ_DEBUG,
+    VIRQ_TIMER,
+    VIRQ_XENOPROF,
+)
 from framework.xen.xencomm import XencommError, xencomm_of
 
 if TYPE_CHECKING:
     from framework.xen.hypervisor import Hypervisor
+
+
+#: VIRQs each VCPU has its own of (Xen's virq_is_global is false for these).
+PER_VCPU_VIRQS: Final = frozenset({VIRQ_TIMER, VIRQ_DEBUG, VIRQ_XENOPROF})
+
+
+def _named_domain(xen: Hypervisor, caller: Domain, domid: int) -> Domain | int:
+    """The domain alloc_unbound / status act on, or the errno: DOMID_SELF, else only a
+    privileged caller may name a domain (-EPERM), which must exist (-ESRCH)."""
+    if domid == DOMID_SELF:
+        return caller
+    if not caller.privileged:
+        return -EPERM
+    found = xen.domains.get(domid)
+    return found if found is not None else -ESRCH
 
 
 def evtchn_close(xen: Hypervisor, dom: Domain, port: int) -> int:
@@ -164,13 +201,13 @@ def do_event_channel_op(xen: Hypervisor, core: Core, v: Vcpu) -> int:
         return port
 
     if cmd == EVTCHNOP_alloc_unbound:
-        owner = target_domain(v.domain, xen.domains, arg["dom"])
-        if owner is None:
-            return -EPERM if arg["dom"] in xen.domains else -ESRCH
+        unbound_in = _named_domain(xen, dom, arg["dom"])
+        if isinstance(unbound_in, int):
+            return unbound_in
         remote = arg["remote_dom"]
         if remote == DOMID_SELF:
             remote = v.domain.domid
-        port = new_port(owner, PortState.UNBOUND, "unbound", remote_dom=remote)
+        port = new_port(unbound_in, PortState.UNBOUND, "unbound", remote_dom=remote)
         return port if port < 0 else reply(port=port)
     if cmd == EVTCHNOP_bind_interdomain:
         peer = xen.domains.get(arg["remote_dom"]) if arg["remote_dom"] != DOMID_SELF else dom
@@ -195,8 +232,10 @@ def do_event_channel_op(xen: Hypervisor, core: Core, v: Vcpu) -> int:
         return reply(local_port=port)
     if cmd == EVTCHNOP_bind_virq:
         virq, vid = arg["virq"], arg["vcpu"]
-        if virq >= NR_VIRQS or vid >= len(dom.vcpus):
+        if virq >= NR_VIRQS or virq not in PER_VCPU_VIRQS and vid != 0:
             return -EINVAL
+        if vid >= len(dom.vcpus):
+            return -ENOENT
         target = dom.vcpus[vid]
         if virq in target.virq_ports:
             return -EEXIST
@@ -208,7 +247,7 @@ def do_event_channel_op(xen: Hypervisor, core: Core, v: Vcpu) -> int:
     if cmd == EVTCHNOP_bind_ipi:
         vid = arg["vcpu"]
         if vid >= len(dom.vcpus):
-            return -EINVAL
+            return -ENOENT
         port = new_port(dom, PortState.IPI, "ipi", remote_dom=dom.domid, notify=vid, vcpu=vid)
         return port if port < 0 else reply(port=port)
     if cmd == EVTCHNOP_bind_pirq:
@@ -238,9 +277,11 @@ def do_event_channel_op(xen: Hypervisor, core: Core, v: Vcpu) -> int:
         return 0
     if cmd == EVTCHNOP_bind_vcpu:
         port, vid = arg["port"], arg["vcpu"]
+        if vid >= len(dom.vcpus):
+            return -ENOENT
         bp = dom.evtchn.get(port)
-        if bp is None or vid >= len(dom.vcpus):
-            return -EINVAL
+        if bp is None or bp.state == PortState.VIRQ and bp.virq in PER_VCPU_VIRQS:
+            return -EINVAL  # a per-VCPU VIRQ stays with its VCPU
         if bp.state not in (
             PortState.INTERDOMAIN,
             PortState.UNBOUND,
@@ -251,10 +292,12 @@ def do_event_channel_op(xen: Hypervisor, core: Core, v: Vcpu) -> int:
         bp.notify_vcpu = vid
         return 0
     if cmd == EVTCHNOP_status:
-        owner = target_domain(v.domain, xen.domains, arg["dom"])
-        if owner is None:
-            return -ESRCH
-        sp = owner.evtchn.get(arg["port"]) if owner.evtchn.valid(arg["port"]) else None
+        status_of = _named_domain(xen, dom, arg["dom"])
+        if isinstance(status_of, int):
+            return status_of
+        if not status_of.evtchn.valid(arg["port"]):
+            return -EINVAL
+        sp = status_of.evtchn.get(arg["port"])
         status = {
             None: EVTCHNSTAT_closed,
             PortState.RESERVED: EVTCHNSTAT_closed,

@@ -12,14 +12,22 @@ goes on after the `sc`; a Xen call without a handler gets -ENOSYS; a PAPR token 
 not a multiple of 4 or lies beyond the last, or a valid one without a handler
 (`do_ni_papr_hypercall`), gets H_Parameter.  Both unsupported kinds are logged to Xen's
 console ring as the port's printk did.
+
+Handlers check every argument and answer with an errno or a PAPR code; an unexpected
+exception out of one is a simulator bug, never the guest's fault and never the end of the
+run: it is recorded (`hcall.bug` with the call and all its arguments, and the hypervisor's
+`bugs` list, which the run's summary, run.json and error.log report), and `XenBug` crashes
+the calling domain (see framework/errors.py).
 """
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from framework.errors import GuestFault, SimulationError, fault_reason
+from framework.errors import GuestFault, SimulationError, XenBug, fault_reason
 from framework.hw970.core import Core
 from framework.hw970.regs import MSR_PR
 from framework.trace.ids import K
@@ -88,6 +96,50 @@ XEN_CALLS: Final[dict[int, Handler]] = {
 PAPR_CALLS: Final[dict[int, Handler]] = {**PAGE_TABLE_CALLS, **TCE_CALLS, **VTERM_CALLS}
 
 
+#: Registers a hypercall's arguments travel in: r4..r11.
+NR_ARG_REGS: Final = 8
+
+
+@dataclass(frozen=True)
+class HypercallBug:
+    """An unexpected exception out of a hypercall handler, with the call that raised it."""
+
+    t_ns: int
+    domid: int
+    vcpu: int
+    name: str
+    nr: int
+    #: r4..r11 as the handler was entered.
+    args: tuple[int, ...]
+    #: The exception's type and message.
+    reason: str
+    #: The handler's traceback, for the run's error.log.
+    traceback: str
+
+    def call(self) -> str:
+        """The call as written in C: `memory_op(0x6, 0x31000, 0x0, ...)`."""
+        return f"{self.name}({', '.join(hex(a) for a in self.args)})"
+
+    def message(self) -> str:
+        """One line for the run's summary."""
+        return (
+            f"simulator bug: {self.call()} from d{self.domid}v{self.vcpu} at "
+            f"{self.t_ns / 1e6:.6f} ms raised {self.reason} (domain crashed)"
+        )
+
+    def as_json(self) -> dict[str, object]:
+        """What run.json's `simulator_bugs` holds for it (no traceback: see error.log)."""
+        return {
+            "t_ns": self.t_ns,
+            "dom": self.domid,
+            "vcpu": self.vcpu,
+            "hypercall": self.name,
+            "nr": self.nr,
+            "args": [hex(a) for a in self.args],
+            "reason": self.reason,
+        }
+
+
 def _ni_papr_hypercall(xen: Hypervisor, core: Core, v: Vcpu) -> int:
     xen.conring.printk(
         f"unsupported PAPR hcall {core.gpr(3):#x} was called by dom{v.domain.domid:#x}"
@@ -124,18 +176,8 @@ def hypercall_entry(xen: Hypervisor) -> Callable[[Core], None]:
             nr = r3
             name = PAPR_NAMES.get(nr) or f"papr_{nr:#x}"
             handler = papr_handler(nr)
-        rec.emit(
-            K.HCALL_ENTER,
-            now,
-            core.cpu_id,
-            dom.domid,
-            v.vcpu_id,
-            nr,
-            core.gpr(4),
-            core.gpr(5),
-            core.gpr(6),
-            name,
-        )
+        a0, a1, a2 = core.gpr(4), core.gpr(5), core.gpr(6)
+        rec.emit(K.HCALL_ENTER, now, core.cpu_id, dom.domid, v.vcpu_id, nr, a0, a1, a2, name)
         if st.tr.msr & MSR_PR:
             result = -EPERM if r3 & XEN_MARK == XEN_MARK else H_PRIVILEGE
         elif handler is None:
@@ -148,7 +190,8 @@ def hypercall_entry(xen: Hypervisor) -> Callable[[Core], None]:
                 raise
             except Exception as exc:
                 # Not the caller's fault: Xen's own code broke (see framework/errors.py).
-                raise SimulationError(f"Xen bug in {name}: {fault_reason(exc)}") from exc
+                args = (a0, a1, a2) + tuple(core.gpr(r) for r in range(7, 4 + NR_ARG_REGS))
+                raise _hypercall_bug(xen, core, v, nr, name, args, exc) from exc
         if result == CONTINUATION:
             core.pc = core.pc - 4
             rec.emit(K.HCALL_CONTINUATION, core.now_ns(), core.cpu_id, dom.domid, v.vcpu_id, nr)
@@ -170,4 +213,50 @@ def hypercall_entry(xen: Hypervisor) -> Callable[[Core], None]:
     return entry
 
 
-__all__ = ["PAPR_CALLS", "XEN_CALLS", "hypercall_entry", "papr_handler"]
+def _hypercall_bug(
+    xen: Hypervisor,
+    core: Core,
+    v: Vcpu,
+    nr: int,
+    name: str,
+    args: tuple[int, ...],
+    exc: Exception,
+) -> XenBug:
+    """Record `exc` out of hypercall `name` as a simulator bug; the `XenBug` to raise.
+
+    `args` are r4..r11: r4..r6 as the entry read them (handlers write results there),
+    r7..r11 as they are now (no handler writes them)."""
+    bug = HypercallBug(
+        core.now_ns(),
+        v.domain.domid,
+        v.vcpu_id,
+        name,
+        nr,
+        args,
+        fault_reason(exc),
+        "".join(traceback.format_exception(exc)),
+    )
+    xen.bugs.append(bug)
+    xen.rec.emit(
+        K.HCALL_BUG,
+        bug.t_ns,
+        core.cpu_id,
+        bug.domid,
+        bug.vcpu,
+        nr,
+        args[0],
+        args[1],
+        args[2],
+        text=f"{bug.call()}: {bug.reason}",
+    )
+    return XenBug(f"simulator bug in {bug.call()}: {bug.reason}", bug.traceback)
+
+
+__all__ = [
+    "NR_ARG_REGS",
+    "PAPR_CALLS",
+    "XEN_CALLS",
+    "HypercallBug",
+    "hypercall_entry",
+    "papr_handler",
+]

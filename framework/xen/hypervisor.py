@@ -28,7 +28,7 @@ from framework.xen.dom0_devtree import build_dom0_devtree
 from framework.xen.domain import Domain, DomainState, Vcpu
 from framework.xen.domain_lifetime import domain_kill
 from framework.xen.grant_table import allocate_grant_frames, seed_reserved_grants
-from framework.xen.hcall import hypercall_entry
+from framework.xen.hcall import HypercallBug, hypercall_entry
 from framework.xen.jitter import Jitter
 from framework.xen.mm import FrameAllocator, PhysMap
 from framework.xen.p2m import ForeignArea
@@ -109,6 +109,8 @@ class Hypervisor:
         self.on_domain_dead: Callable[[Domain], None] = lambda dom: None
         #: Run when a domain is finally destroyed (see `domain_lifetime.domain_destroy`).
         self.destroy_hooks: list[Callable[[Domain], None]] = []
+        #: Unexpected exceptions out of hypercall handlers (simulator bugs), in order.
+        self.bugs: list[HypercallBug] = []
         for core in machine.cores:
             core.on_hypercall = hypercall_entry(self)
             core.external_pending = self._external_pending

@@ -76,6 +76,22 @@ def test_store_beyond_rma_limit_gives_dsi_with_dar() -> None:
     assert mem.read_u64(RMA + 0x4000008) == 0  # nothing written outside the RMA
 
 
+@pytest.mark.parametrize("op", ["stb", "lbz"])
+def test_an_access_to_the_top_page_of_the_address_space_is_a_dsi_not_a_crash(op: str) -> None:
+    """EA 0xffff_ffff_ffff_f93b (r25 = 0, d = -1733: a store through a register holding
+    0 or an errno) lies beyond the RMA like any other: a DSI, not "emulation stopped".
+    Unicorn's stop address lives in that page, but only instruction fetches go there."""
+    mem = MachineMemory(256 << 20)
+    handler = "mfspr 20, 19\n mfspr 21, 18\n li 22, 0x33\n b .\n"
+    code = f"li 25, 0\n li 5, 9\n {op} 5, -1733(25)\n li 6, 1\n b ."
+    core, _st = make_core(mem, code, vectors={0x300: handler})
+    core.run(100, 0)
+    assert core.gpr(22) == 0x33  # the guest's DSI handler ran
+    assert core.gpr(20) == (1 << 64) - 1733  # DAR: the effective address
+    assert bool(core.gpr(21) & (1 << 25)) == (op == "stb")  # DSISR store bit
+    assert core.gpr(6) == 0
+
+
 def test_rfid_returns_to_srr0_with_srr1_msr() -> None:
     mem = MachineMemory(256 << 20)
     code = """

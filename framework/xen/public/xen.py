@@ -54,6 +54,7 @@ VIRQ_TIMER: Final = 0
 VIRQ_DEBUG: Final = 1
 VIRQ_CONSOLE: Final = 2
 VIRQ_DOM_EXC: Final = 3
+VIRQ_XENOPROF: Final = 7
 NR_VIRQS: Final = 24
 DOMID_SELF: Final = 0x7FF0
 MAX_VIRT_CPUS: Final = 32
