@@ -208,6 +208,6 @@ def test_a_simulator_bug_is_in_the_summary_run_json_and_error_log(
     log = (out / ERROR_LOG).read_text()
     assert log.startswith("simulator bug: set_timer_op(0x") and "Traceback" in log
 
-    assert main(["run", str(scenario), "--out", str(out), "--quiet"]) == 0
+    assert main(["run", str(scenario), "--out", str(out), "--quiet", "--force"]) == 0
     err = capsys.readouterr().err
     assert err.startswith("xen970: simulator bug: set_timer_op(0x") and err.count("\n") == 1
