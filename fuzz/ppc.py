@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from framework.hw970.sensitive import decode_sensitive
+from framework.hw970.sensitive import TRAP_RFID, decode_sensitive
 
 #: `sc 1`: enter the hypervisor (LEV = 1).
 SC_1: Final = 0x44000022
@@ -103,11 +103,13 @@ UNMODELLED_X31: Final = frozenset(
 def word_allowed(word: int, *, all_words: bool = False) -> bool:
     """Whether the hostile guest executes `word` from its program.
 
-    Left out: sensitive instructions (until code written at run time is scanned, issue 14
-    item 6, they would run on Unicorn's state instead of the model's), branches, words
-    naming a reserved register in their first two register fields, and (unless
-    `all_words`) what the emulated core does not model yet."""
-    if decode_sensitive(word) is not None:
+    Sensitive instructions are in: code written at run time is scanned when it first runs
+    (issue 14 item 6), so they act on the model's state or raise a program interrupt.
+    Left out: rfid (a branch to wherever SRR0 points), branches, words naming a reserved
+    register in their first two register fields, and (unless `all_words`) what the
+    emulated core does not model yet."""
+    trap = decode_sensitive(word)
+    if trap is not None and trap[0] == TRAP_RFID:
         return False
     opcode = word >> 26
     xo = (word >> 1) & 0x3FF

@@ -275,7 +275,6 @@ class Session:
             self.sim.machine.config.clock_hz,
             self.sim.machine.config.timebase_hz,
             {},
-            {},
         )
         caller.on_hypercall = hypercall_entry(self.xen)
         caller.load(dom.vcpus[0].arch)

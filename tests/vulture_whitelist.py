@@ -77,6 +77,7 @@ MmuState.mem_size
 MmuState.ram_low_end
 MmuState.ram_high_start
 MmuState.nslb
+MmuState.step_page
 Glue.stopped
 
 # Read by SimPy itself: sim_events builds a triggered Event the way Timeout does.

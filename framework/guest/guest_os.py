@@ -100,7 +100,6 @@ class GuestOS:
         #: ticks taken, lines written, round trips or answers (`timer.<i>`, `console.<i>`,
         #: `pingpong`, the devtree's names), so a run can say which never moved.
         self.progress: dict[tuple[int, str], int] = {}
-        machine.register_code(self.runtime.image, (0, KERNEL_BASE))
         routines = {
             "kinit": self._kinit,
             "evtchn_dispatch": self._evtchn_dispatch,

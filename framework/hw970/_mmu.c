@@ -12,6 +12,14 @@
  * Machine memory is RAM below the 2 GiB I/O hole and, on machines of more than 2 GiB,
  * from 4 GiB up (MachineMemory.ranges); a translation that lands anywhere else (the hole,
  * or beyond the top of RAM) is a machine check, never an access of the host buffer.
+ *
+ * The fill also keeps the cores honest about code (code_pages.py says why): a page is
+ * mapped executable only once it has been scanned for sensitive instructions and the
+ * context has its trap hooks at that address, and never writable while it may be
+ * executed.  A fetch from any other page stops emulation (VEC_CODE_SCAN) so that the core
+ * can admit it; a store into an admitted page stops before it is done (VEC_CODE_WRITE) so
+ * that the core releases the page, and every core forgets the code translated from it,
+ * before the store runs again.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -31,6 +39,10 @@
 #define VEC_DSEG 0x380
 #define VEC_ISI 0x400
 #define VEC_ISEG 0x480
+/* Not interrupts: the fetch needs its page admitted (Core.run, CoreBus.admit_code), or
+ * the store needs its page released (Core._code_store). */
+#define VEC_CODE_SCAN 0x10000
+#define VEC_CODE_WRITE 0x10001
 
 #define DSISR_NOT_FOUND (1ULL << 30)
 #define DSISR_PROTECTION (1ULL << 27)
@@ -59,9 +71,34 @@
 #define PROT_WRITE 2
 #define PROT_EXEC 4
 
+/* Page flags (MachineMemory.code_flags) and page info (MachineMemory.code_info). */
+#define CODE_EXEC 1          /* scanned and admitted: may be executed, must not be written */
+#define CODE_NEXT_EXEC 2     /* the next page is CODE_EXEC */
+#define CODE_GEN_ONE (1ULL << 16) /* info: generation (bumped at each release) << 16 */
+#define CODE_WSTAMP 0xFFFFULL     /* info: low bits of the TLB epoch of the last W grant, + 1 */
+
+/* How a word classifies (sensitive.classification_tables). */
+#define SENS_NO 0
+#define SENS_YES 1
+#define SENS_UNLESS_NATIVE_SPR 2
+
+/* Pairs (effective page, machine page) a context may execute: see `allowed`. */
+#define ALLOW_SLOTS 256
+#define ALLOW_PROBES 8
+
 struct xen970_tlb_entry { /* Unicorn's struct uc_tlb_entry */
     uint64_t paddr;
     uint32_t perms;
+};
+
+/* What the cores of one machine know about the code in its memory (CodeMap). */
+struct xen970_code {
+    uint8_t *flags;        /* per machine page: CODE_EXEC | CODE_NEXT_EXEC */
+    uint64_t *info;        /* per machine page: generation << 16 | W stamp */
+    uint64_t epoch;        /* broadcast TLB invalidations so far (CoreBus.tlb_epoch) */
+    uint8_t op19[1024];    /* class of each extended opcode of primary opcode 19 */
+    uint8_t op31[1024];    /* ... and of primary opcode 31 */
+    uint8_t spr_native[1024]; /* SPRs Unicorn may keep itself (regs.NATIVE_SPRS) */
 };
 
 struct xen970_mmu {
@@ -85,6 +122,14 @@ struct xen970_mmu {
     uint64_t fault_dar;
     uint64_t fault_dsisr;
     uint64_t fault_srr1;
+    struct xen970_code *code;
+    /* Machine page | 1 that a one-instruction step may fetch from and write without
+     * admission: a store into the code page it sits in (Core._code_store); else 0. */
+    uint64_t step_page;
+    /* The (effective page | 1, machine page, generation) this context may execute. */
+    uint64_t allow_ea[ALLOW_SLOTS];
+    uint64_t allow_paddr[ALLOW_SLOTS];
+    uint64_t allow_gen[ALLOW_SLOTS];
 };
 
 static uint64_t load_be64(const uint8_t *p)
@@ -93,6 +138,11 @@ static uint64_t load_be64(const uint8_t *p)
     for (int i = 0; i < 8; i++)
         v = (v << 8) | p[i];
     return v;
+}
+
+static uint32_t load_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
 static void store_be64(uint8_t *p, uint64_t v)
@@ -242,6 +292,133 @@ bool xen970_mmu_translate(struct xen970_mmu *st, uint64_t ea, int access,
     return true;
 }
 
+/* -- code pages ---------------------------------------------------------------- */
+
+/* Whether `w` must be intercepted (sensitive.decode_sensitive is the reference). */
+static int sensitive(const struct xen970_code *code, uint32_t w)
+{
+    uint32_t op = w >> 26;
+    uint32_t xo = (w >> 1) & 0x3FF;
+    int c;
+    if (op == 19)
+        c = code->op19[xo];
+    else if (op == 31)
+        c = code->op31[xo];
+    else
+        return 0;
+    if (c == SENS_UNLESS_NATIVE_SPR)
+        return !code->spr_native[((w >> 16) & 31) | (((w >> 11) & 31) << 5)];
+    return c != SENS_NO;
+}
+
+static unsigned allow_home(uint64_t ea_page, uint64_t paddr)
+{
+    uint64_t h = ((ea_page >> 12) ^ (ea_page >> 40) ^ (paddr >> 12)) * 0x9E3779B97F4A7C15ULL;
+    return (unsigned)(h >> 56) & (ALLOW_SLOTS - 1);
+}
+
+/* Whether this context was allowed to execute effective page `ea_page` as machine page
+ * `paddr` in the page's current generation (its trap hooks are in place for that code). */
+static bool allowed(const struct xen970_mmu *st, uint64_t ea_page, uint64_t paddr, uint64_t gen)
+{
+    unsigned home = allow_home(ea_page, paddr);
+    for (unsigned i = 0; i < ALLOW_PROBES; i++) {
+        unsigned s = (home + i) & (ALLOW_SLOTS - 1);
+        if (st->allow_ea[s] == 0)
+            return false;
+        if (st->allow_ea[s] == (ea_page | 1) && st->allow_paddr[s] == paddr)
+            return st->allow_gen[s] == gen;
+    }
+    return false;
+}
+
+/* Let this context execute `ea_page` as `paddr` in the page's current generation (the
+ * core has scanned it and hooked its sensitive instructions at that address). */
+void xen970_code_allow(struct xen970_mmu *st, uint64_t ea_page, uint64_t paddr)
+{
+    ea_page &= ~0xFFFULL;
+    paddr &= ~0xFFFULL;
+    unsigned home = allow_home(ea_page, paddr);
+    unsigned slot = home;
+    for (unsigned i = 0; i < ALLOW_PROBES; i++) {
+        unsigned s = (home + i) & (ALLOW_SLOTS - 1);
+        if (st->allow_ea[s] == 0 || (st->allow_ea[s] == (ea_page | 1) && st->allow_paddr[s] == paddr)) {
+            slot = s;
+            break;
+        }
+    }
+    /* No room: the home slot's pair goes (it is admitted again when next fetched). */
+    st->allow_ea[slot] = ea_page | 1;
+    st->allow_paddr[slot] = paddr;
+    st->allow_gen[slot] = st->code->info[paddr >> 12] >> 16;
+}
+
+/* The permissions a translation may have given what the page holds (see the header). */
+static bool code_fill(struct xen970_mmu *st, uint64_t vaddr, int access,
+                      struct xen970_tlb_entry *out)
+{
+    struct xen970_code *code = st->code;
+    uint64_t page = out->paddr >> 12;
+    int exec = code->flags[page] & CODE_EXEC;
+    if (st->step_page && st->step_page == (out->paddr | 1))
+        return true; /* the one store being stepped; the core forgets it all after */
+    if (access == ACCESS_FETCH) {
+        if (!exec || !allowed(st, vaddr & ~0xFFFULL, out->paddr, code->info[page] >> 16))
+            return fault(st, VEC_CODE_SCAN, vaddr, out->paddr, 0);
+        out->perms &= ~PROT_WRITE;
+        return true;
+    }
+    /* Only a fetch maps a page executable: it is the one access that is checked. */
+    out->perms &= ~PROT_EXEC;
+    if (exec) {
+        if (access != ACCESS_WRITE) {
+            out->perms &= ~PROT_WRITE;
+            return true;
+        }
+        /* Refused, so the store has not begun (a fill that stops emulation yet lets
+         * the store finish leaves Unicorn mid-instruction: a stwcx. would be done twice). */
+        return fault(st, VEC_CODE_WRITE, vaddr, out->paddr, 0);
+    }
+    if (out->perms & PROT_WRITE)
+        code->info[page] = (code->info[page] & ~CODE_WSTAMP) | ((code->epoch + 1) & CODE_WSTAMP);
+    return true;
+}
+
+/* For a trap hook: the instruction word at `ea` in the running context and whether it is
+ * sensitive (1) or not (0); -1 when `ea` does not translate (nothing is recorded). */
+int xen970_code_trap_word(struct xen970_mmu *st, uint64_t ea, uint32_t *word)
+{
+    struct xen970_tlb_entry e;
+    uint64_t recorded = st->fault_set;
+    st->fault_set = 1; /* a probe: the run's first fault stays what it was */
+    bool ok = st->active && xen970_mmu_translate(st, ea, ACCESS_FETCH, &e);
+    st->fault_set = recorded;
+    if (!ok)
+        return -1;
+    *word = load_be32(st->mem + e.paddr + (ea & 0xFFC));
+    return sensitive(st->code, *word);
+}
+
+/* Byte offsets of the sensitive words of the machine page at `paddr` into `out` (room
+ * for 1024); returns how many there are. */
+int xen970_code_scan(const struct xen970_code *code, const uint8_t *mem, uint64_t paddr,
+                     uint16_t *out)
+{
+    int n = 0;
+    const uint8_t *p = mem + (paddr & ~0xFFFULL);
+    for (int off = 0; off < 0x1000; off += 4) {
+        if (sensitive(code, load_be32(p + off)))
+            out[n++] = (uint16_t)off;
+    }
+    return n;
+}
+
+/* Whether one word is sensitive (tests compare it with sensitive.decode_sensitive). */
+int xen970_code_sensitive(const struct xen970_code *code, uint32_t word)
+{
+    return sensitive(code, word);
+}
+
 /* The UC_HOOK_TLB_FILL callback. */
 bool xen970_mmu_fill(void *uc, uint64_t vaddr, int access, struct xen970_tlb_entry *out,
                      struct xen970_mmu *st)
@@ -250,13 +427,16 @@ bool xen970_mmu_fill(void *uc, uint64_t vaddr, int access, struct xen970_tlb_ent
     if (!st->active)
         return false;
     /* Unicorn fetches at its stop address; a data access to that page (an EA near 0 - n)
-       is an ordinary one, translated (and refused) like any other. */
+       is an ordinary one, translated (and refused) like any other.  The entry is
+       execute-only, so a load after the fetch misses it and comes back here as a read. */
     if (vaddr == st->until_page && access == ACCESS_FETCH) {
         out->paddr = st->zero_page;
-        out->perms = PROT_READ | PROT_EXEC;
+        out->perms = PROT_EXEC;
         return true;
     }
-    return xen970_mmu_translate(st, vaddr, access, out);
+    if (!xen970_mmu_translate(st, vaddr, access, out))
+        return false;
+    return code_fill(st, vaddr, access, out);
 }
 
 static struct PyModuleDef mmu_module = {

@@ -4,6 +4,7 @@ from collections.abc import Callable
 
 HOOK_INTR: int
 HOOK_CODE: int
+HOOK_TRAP: int
 HOOK_BLOCK: int
 
 def bind(
@@ -16,6 +17,7 @@ def bind(
     uc_ctl: int,
     uc_mem_map_ptr: int,
     uc_hook_add: int,
+    uc_hook_del: int,
     ctl_tlb_flush: int,
     ctl_tb_flush: int,
     ctl_tlb_type: int,
@@ -53,17 +55,26 @@ class Glue:
     @property
     def address(self) -> int: ...
     def __init__(
-        self, uc: int, on_intr: Callable[[int], None], on_site: Callable[[int], None]
+        self,
+        uc: int,
+        on_intr: Callable[[int], None],
+        on_site: Callable[[int], None],
+        on_trap: Callable[[int, int], None],
     ) -> None: ...
     def reg_read(self, regid: int) -> int: ...
     def reg_write(self, regid: int, value: int) -> None: ...
-    def emu_start(self, begin: int, until: int) -> int: ...
+    def emu_start(self, begin: int, until: int, count: int = 0, /) -> int: ...
     def emu_stop(self) -> None: ...
     def tlb_flush(self) -> None: ...
     def tb_flush(self) -> None: ...
     def hook_add(
         self, htype: int, callback: int, user_data: int, begin: int, end: int, /
     ) -> int: ...
+    def hook_del(self, handle: int, /) -> None: ...
     def set_handlers(
-        self, on_intr: Callable[[int], None], on_site: Callable[[int], None]
+        self,
+        on_intr: Callable[[int], None],
+        on_site: Callable[[int], None],
+        on_trap: Callable[[int, int], None],
     ) -> None: ...
+    def set_trap_check(self, trap_word: int, mmu_state: int, /) -> None: ...

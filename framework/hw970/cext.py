@@ -56,6 +56,7 @@ def bind_unicorn() -> None:
         fn("uc_ctl"),
         fn("uc_mem_map_ptr"),
         fn("uc_hook_add"),
+        fn("uc_hook_del"),
         _ctl_write(uc_const.UC_CTL_TLB_FLUSH, 0),
         _ctl_write(uc_const.UC_CTL_TB_FLUSH, 0),
         _ctl_write(uc_const.UC_CTL_TLB_TYPE, 1),

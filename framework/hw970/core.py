@@ -4,9 +4,10 @@ Unicorn 2.1.4 runs the instructions; the running context's `ArchState` (arch_sta
 holds MSR, SRR0/1, DAR, DSISR, SPRGs, DEC, HID4, SDR1 and the SLB.  The core delivers every
 interrupt through the architected path, runs native routines, and has the instructions
 whose effect lives in that state (rfid, mtmsrd, mfmsr, mfspr/mtspr of model SPRs, mftb,
-slb*/tlbie) emulated by `sensitive.py`: they are found by scanning the loaded kernel image
-and hooked by address only, so the rest of the code runs at TCG speed.  Each context has
-its own Unicorn instance (`engines.HwContext`).
+slb*/tlbie) emulated by `sensitive.py`: each code page is scanned for them when a context
+first executes it, whoever wrote it, and scanned again after it is written
+(code_pages.py); they are hooked by address only, so the rest of the code runs at TCG
+speed.  Each context has its own Unicorn instance (`engines.HwContext`).
 
 Why not Unicorn's `UC_CPU_PPC64_970*` models: in 2.1.4 an explicit PPC64 model index is
 not offset past the PPC32 table, so it selects a 32-bit CPU on which ld/std/mtmsrd/rfid
@@ -31,9 +32,10 @@ from unicorn.ppc_const import (
 
 from framework.errors import GuestCrash, GuestFault, SimulationError, fault_reason
 from framework.hw970.arch_state import ArchState
+from framework.hw970.code_pages import VEC_CODE_SCAN, VEC_CODE_WRITE
 from framework.hw970.engines import UNTIL_NEVER, CoreBus, HwContext
-from framework.hw970.memory import MachineMemory
-from framework.hw970.mmu import Fault, Mmu
+from framework.hw970.memory import PAGE_SHIFT, MachineMemory
+from framework.hw970.mmu import ACCESS_FETCH, Fault, Mmu
 from framework.hw970.regs import (
     MSR_EE,
     MSR_EXC_KEEP,
@@ -48,7 +50,7 @@ from framework.hw970.regs import (
     VEC_PROGRAM,
     VEC_SYSCALL,
 )
-from framework.hw970.sensitive import Trap, emulate
+from framework.hw970.sensitive import decode_word, emulate
 
 # Unicorn interrupt numbers (QEMU's POWERPC_EXCP_*) seen through UC_HOOK_INTR.
 _INTR_PROGRAM: Final = 6
@@ -58,6 +60,10 @@ _MASK64: Final = 0xFFFFFFFFFFFFFFFF
 #: Interrupts in a row without one instruction completed after which the context is
 #: declared stuck (its own vector faults): real hardware would spin there forever.
 EXCEPTION_LOOP_LIMIT: Final = 1000
+#: Code-page stops (admissions, releases) in a row with no instruction completed after
+#: which the core gives up: a few are normal (admit, store refused, store stepped), more
+#: would be a simulator bug that otherwise spins for ever.
+CODE_STOP_LIMIT: Final = 16
 #: Cycles an interrupt costs the slice budget at least (the 970 flushes its pipeline and
 #: refetches at the vector), so a context whose vector faults still uses up its slice.
 INTERRUPT_MIN_CYCLES: Final = 1
@@ -75,7 +81,6 @@ class Core:
         memory: MachineMemory,
         clock_hz: int,
         timebase_hz: int,
-        traps: dict[int, Trap],
         natives: dict[int, Callable[[Core], None]],
         bus: CoreBus | None = None,
     ) -> None:
@@ -84,12 +89,11 @@ class Core:
         self.clock_hz = clock_hz
         self.timebase_hz = timebase_hz
         self.mmu = Mmu(memory)
-        self.bus = bus if bus is not None else CoreBus()
+        self.bus = bus if bus is not None else CoreBus(memory)
         self.bus.cores.append(self)
         # GPRs by number and the PC as -1, as read or written since emulation last ran.
         self._regs: dict[int, int] = {}
         self._sc_lev: dict[tuple[int, int], int] = {}
-        self.traps = traps
         self.natives = natives
         #: The running context, or None when Xen runs (the core idles).
         self.state: ArchState | None = None
@@ -115,8 +119,9 @@ class Core:
 
     # -- hooks ---------------------------------------------------------------------------
     def hook_sites(self) -> None:
-        """Hook every trap/native address in the loaded context (others on their load)."""
-        self.hw.hook_sites(self.traps, self.natives)
+        """Hook every native routine's address in the loaded context (others on their
+        load)."""
+        self.hw.hook_sites(self.natives)
 
     # -- time ----------------------------------------------------------------------------
     @property
@@ -210,7 +215,7 @@ class Core:
         if hw is None:
             hw = state.hw = HwContext(self.memory, self)
         elif hw.core is not self:
-            hw.glue.set_handlers(self._on_intr, self._on_site)
+            hw.glue.set_handlers(self._on_intr, self._on_site, self._on_trap)
             hw.core = self
         # The slice counters belong to the core: carry them to the context's instance.
         glue = hw.glue
@@ -220,8 +225,8 @@ class Core:
         self._glue = glue
         self._tlb = hw.tlb
         self.state = state
-        if hw.sites_seen != len(self.traps) + len(self.natives):
-            hw.hook_sites(self.traps, self.natives)
+        if hw.sites_seen != len(self.natives):
+            hw.hook_sites(self.natives)
         bus = self.bus
         if hw.code_epoch != bus.code_epoch:
             glue.tb_flush()
@@ -283,18 +288,41 @@ class Core:
         self._stop = False
         self._exc_mark = 0
         self.check_interrupts()
-        tlb = self._tlb.st
+        step = 0  # 1: run one instruction, a store into its own code page
+        code_stops = code_mark = 0
         while not self._stop and self.state is not None and st.executed < st.budget:
-            tlb.fault_set = 0
+            self._tlb.st.fault_set = 0
             try:
-                status = st.emu_start(self.pc, UNTIL_NEVER)
+                status = st.emu_start(self.pc, UNTIL_NEVER, step)
                 self._regs.clear()
+                if step:
+                    step = 0
+                    self._stepped(status == uc_const.UC_ERR_OK)
                 if status != uc_const.UC_ERR_OK:
                     raise UcError(status)
             except UcError as err:
                 fault = self._tlb.take_fault()
                 if fault is None:
                     raise GuestCrash(f"emulation stopped at {self.pc:#x}: {err}") from err
+                if fault.vector == VEC_CODE_SCAN or fault.vector == VEC_CODE_WRITE:
+                    pc = self.pc
+                    if st.executed > code_mark:  # the count only rises with progress
+                        code_stops, code_mark = 0, st.executed
+                    code_stops += 1
+                    if code_stops > CODE_STOP_LIMIT:
+                        raise SimulationError(
+                            f"code page at {pc:#x} (machine {fault.dsisr:#x}) admitted "
+                            f"and released {CODE_STOP_LIMIT} times without progress"
+                        ) from err
+                    if fault.vector == VEC_CODE_SCAN:
+                        # Not an interrupt: a fetch from a page this context may not
+                        # execute yet.  Admit it and fetch again.
+                        self.bus.admit_code(self.hw, fault.dar, fault.dsisr)
+                    else:
+                        # Not an interrupt: a store into admitted code, not done yet.
+                        self._fix_count_partial_block(pc, completed=False)
+                        step = self._code_store(fault.dsisr)
+                    continue
                 if fault.vector == VEC_MACHINE_CHECK:
                     raise GuestCrash(
                         f"machine check at {self.pc:#x}: machine address {fault.dar:#x} "
@@ -313,6 +341,27 @@ class Core:
         if state is not None and st.executed > self._exc_mark:
             state.exc_streak = 0
         return st.executed
+
+    def _code_store(self, paddr: int) -> int:
+        """The store at PC writes admitted code at machine address `paddr`: release the
+        page (no context runs what it translated from it) so the store can run again.
+        Returns 1 when the store sits in that very page: it must then be stepped alone."""
+        page = paddr >> PAGE_SHIFT
+        self.memory.release_code(page)
+        self.bus.code_released()
+        where = self._tlb.translate(self.pc, ACCESS_FETCH)
+        if isinstance(where, Fault) or where[0] >> PAGE_SHIFT != page:
+            return 0
+        self._tlb.st.step_page = (page << PAGE_SHIFT) | 1
+        return 1
+
+    def _stepped(self, completed: bool) -> None:
+        """After the step of a store into its own page: what was translated and mapped
+        for it (the page unscanned, executable and writable) goes."""
+        self._tlb.st.step_page = 0
+        if completed:
+            self._fix_count_partial_block(self.pc, completed=False)
+        self.bus.code_released()
 
     def _fix_count_partial_block(self, pc: int, completed: bool) -> None:
         """Take back the part of the current block that did not run."""
@@ -451,8 +500,21 @@ class Core:
         return res[0] | (pc & 0xFFF)
 
     # -- sensitive instructions and native routines --------------------------------------
+    def _on_trap(self, addr: int, word: int) -> None:
+        """A trap hook: the running context has the sensitive instruction `word` at
+        `addr` (the hook's C side read it through the context's translation)."""
+        self._regs.clear()
+        state = self.state
+        if state is None or addr in self.natives:
+            return  # a native routine already ran here (and returned)
+        trap = decode_word(word)
+        if trap is None:
+            raise GuestCrash(f"cannot re-read the instruction at {addr:#x}")
+        self._fix_count_partial_block(addr, completed=True)
+        emulate(self, state, addr, trap)
+
     def _on_site(self, addr: int) -> None:
-        # One frame: this runs twice per event (the native dispatch, then rfid).
+        # One frame: this runs once per event (the native dispatch; rfid is a trap).
         self._regs.clear()
         state = self.state
         if state is None:
@@ -470,12 +532,6 @@ class Core:
                 raise GuestCrash(f"native routine at {addr:#x}: {fault_reason(exc)}") from exc
             if self._stop:
                 self._glue.emu_stop()
-            return
-        trap = self.traps.get(addr)
-        if trap is None:
-            return
-        self._fix_count_partial_block(addr, completed=True)
-        emulate(self, state, addr, trap)
 
 
 def _unhandled(what: str) -> SliceCallback:

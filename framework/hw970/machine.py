@@ -11,7 +11,6 @@ from framework.hw970.engines import CoreBus
 from framework.hw970.memory import MachineMemory
 from framework.hw970.mpic import Mpic
 from framework.hw970.params import CLOCK_HZ, CPUS, MAX_CPUS, MEMORY_BYTES, TIMEBASE_HZ
-from framework.hw970.sensitive import scan_sensitive
 
 
 @dataclass(frozen=True)
@@ -42,19 +41,19 @@ class Machine:
                 timebase_hz=config.timebase_hz,
             )
         )
-        #: Sensitive-instruction sites and native routines, shared by every core.
-        self.traps: dict[int, tuple[int, int, int]] = {}
+        #: Native routines by guest code address, shared by every core (sensitive
+        #: instructions need no registration: cores find them as they run, code_pages.py).
         self.natives: dict[int, Callable[[Core], None]] = {}
-        #: The broadcasts (tlbie, code writes) that reach every core's contexts, and the
-        #: Unicorn engines opened ahead for new contexts.
-        self.bus = CoreBus()
+        #: The broadcasts (tlbie, code writes) that reach every core's contexts, the
+        #: code pages they may execute, and the Unicorn engines opened ahead for new
+        #: contexts.
+        self.bus = CoreBus(self.memory)
         self.cores = [
             Core(
                 c,
                 self.memory,
                 config.clock_hz,
                 config.timebase_hz,
-                self.traps,
                 self.natives,
                 self.bus,
             )
@@ -64,13 +63,6 @@ class Machine:
     def close(self) -> None:
         """Stop opening Unicorn engines ahead (the cores keep working)."""
         self.bus.close()
-
-    def register_code(self, image: bytes, addresses: tuple[int, ...]) -> None:
-        """Find the sensitive instructions of a code image that runs at each address."""
-        for base in addresses:
-            self.traps.update(scan_sensitive(image, base))
-        for core in self.cores:
-            core.hook_sites()
 
     def bind_native(self, address: int, routine: Callable[[Core], None]) -> None:
         """Run `routine` whenever a core reaches guest code at `address`."""

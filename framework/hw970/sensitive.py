@@ -1,17 +1,20 @@
-"""The 970's sensitive instructions: found once in a code image, emulated on the model state.
+"""The 970's sensitive instructions: which words they are, and their effect on the model.
 
 Unicorn 2.1.4 cannot keep MSR, SRR0/1, DEC, HID4, SDR1, the SPRGs or the SLB (a
-`reg_write(MSR)` does not stick, `rfid` does not branch, DEC and TB never advance), so the
-instructions whose effect lives in that state are decoded from the loaded image
-(`scan_sensitive`), hooked by address only, and done here on the context's `ArchState`
-(`emulate`).  The rest of the code runs at TCG speed.
+`reg_write(MSR)` does not stick, `rfid` does not branch, DEC and TB never advance, a
+native `mtmsrd` drops the core into 32-bit mode), so the instructions whose effect lives in
+that state are intercepted wherever they execute: a code page is scanned for them when a
+context first executes it (code_pages.py), each is hooked at its address only, and done
+here on the context's `ArchState` (`emulate`).  The rest of the code runs at TCG speed.
+
+`decode_sensitive` is the one definition of which words are sensitive; the C scan and the
+trap hooks classify words with tables made from it (`classification_tables`).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
-from framework.hw970.arch_state import ArchState
 from framework.hw970.regs import (
     GUEST_SPRS,
     MSR_EE,
@@ -25,6 +28,7 @@ from framework.hw970.regs import (
     SPR_DSISR,
     SPR_HDEC,
     SPR_HID4,
+    SPR_LR,
     SPR_PIR,
     SPR_PVR,
     SPR_SDR1,
@@ -39,6 +43,7 @@ from framework.hw970.regs import (
 )
 
 if TYPE_CHECKING:
+    from framework.hw970.arch_state import ArchState
     from framework.hw970.core import Core
 
 #: A decoded sensitive instruction: (kind, a, b), a/b register or SPR numbers by kind.
@@ -56,24 +61,40 @@ TRAP_SLBIA: Final = 9
 TRAP_TLBIE: Final = 10
 TRAP_NOP: Final = 11  # tlbsync, ptesync-like: no model effect
 
+#: Classes of an extended opcode (`classification_tables`, `SENS_*` in _mmu.c).
+SENS_NO: Final = 0
+SENS_YES: Final = 1
+SENS_UNLESS_NATIVE_SPR: Final = 2
+
+_XO_RFID: Final = 18  # primary opcode 19
+_XO_MFSPR: Final = 339
+_XO_MTSPR: Final = 467
+#: A model SPR (SPRG0) and a native one (LR), to tell the mfspr/mtspr rule apart.
+_PROBE_MODEL_SPR: Final = SPR_SPRG0
+_PROBE_NATIVE_SPR: Final = SPR_LR
+
 
 def decode_sensitive(word: int) -> Trap | None:
     """(kind, a, b) if `word` must be intercepted, else None.
 
-    a/b are register numbers or the SPR number, depending on kind.
+    a/b are register numbers or the SPR number, depending on kind.  Only the primary and
+    extended opcode (and for mfspr/mtspr the SPR) decide, not the other fields: Unicorn
+    runs `rfid` with bits 11-14 set as `rfid`, so whatever it might run as one of these is
+    intercepted.
     """
-    if word == 0x4C000024:
-        return (TRAP_RFID, 0, 0)
-    if word >> 26 != 31:
+    op = word >> 26
+    if op == 19:
+        return (TRAP_RFID, 0, 0) if (word >> 1) & 0x3FF == _XO_RFID else None
+    if op != 31:
         return None
     xo = (word >> 1) & 0x3FF
     rt = (word >> 21) & 31
     ra = (word >> 16) & 31
     rb = (word >> 11) & 31
     spr = ra | (rb << 5)
-    if xo == 339 and spr not in NATIVE_SPRS:
+    if xo == _XO_MFSPR and spr not in NATIVE_SPRS:
         return (TRAP_MFSPR, rt, spr)
-    if xo == 467 and spr not in NATIVE_SPRS:
+    if xo == _XO_MTSPR and spr not in NATIVE_SPRS:
         return (TRAP_MTSPR, rt, spr)
     if xo == 371:
         return (TRAP_MFTB, rt, spr)
@@ -94,15 +115,48 @@ def decode_sensitive(word: int) -> Trap | None:
     return None
 
 
-def scan_sensitive(image: bytes, base: int) -> dict[int, Trap]:
-    """Every sensitive instruction in a big-endian code image loaded at `base`."""
-    out: dict[int, Trap] = {}
-    for off in range(0, len(image) - 3, 4):
-        word = int.from_bytes(image[off : off + 4], "big")
-        d = decode_sensitive(word)
-        if d is not None:
-            out[base + off] = d
-    return out
+def _spr_field(spr: int) -> int:
+    """The mfspr/mtspr instruction bits that encode SPR `spr` (its halves swapped)."""
+    return ((spr & 31) << 16) | ((spr >> 5) << 11)
+
+
+def classification_tables() -> tuple[bytes, bytes, bytes]:
+    """(primary opcode 19 by extended opcode, opcode 31 likewise, native SPRs), each 1024
+    entries, for the C classification (`sensitive` in _mmu.c): made from
+    `decode_sensitive` itself, and checked against it word for word by the tests."""
+    op19 = bytes(
+        SENS_YES if decode_sensitive((19 << 26) | (xo << 1)) is not None else SENS_NO
+        for xo in range(1024)
+    )
+    classes = []
+    for xo in range(1024):
+        word = (31 << 26) | (xo << 1)
+        model = decode_sensitive(word | _spr_field(_PROBE_MODEL_SPR)) is not None
+        native = decode_sensitive(word | _spr_field(_PROBE_NATIVE_SPR)) is not None
+        if model and native:
+            classes.append(SENS_YES)
+        elif model:
+            classes.append(SENS_UNLESS_NATIVE_SPR)
+        else:
+            classes.append(SENS_NO)
+    spr_native = bytes(1 if spr in NATIVE_SPRS else 0 for spr in range(1024))
+    return op19, bytes(classes), spr_native
+
+
+#: Words decoded so far (a trap hook sees the same few words again and again).
+_decoded: dict[int, Trap | None] = {}
+#: Beyond this many distinct words the memo starts afresh (a guest may write any word).
+_DECODED_MAX: Final = 4096
+
+
+def decode_word(word: int) -> Trap | None:
+    """`decode_sensitive`, remembered."""
+    trap = _decoded.get(word)
+    if trap is None and word not in _decoded:
+        if len(_decoded) >= _DECODED_MAX:
+            _decoded.clear()
+        trap = _decoded[word] = decode_sensitive(word)
+    return trap
 
 
 def emulate(core: Core, state: ArchState, addr: int, trap: Trap) -> None:

@@ -3,7 +3,8 @@
 `Mmu` (mmu.py) stays the reference translation and serves host-side lookups; the core's
 emulated TLB misses are served by the C copy, which must see the same MSR, RMA, SDR1 and
 SLB as the context the core runs.  `Core` calls `load` on every context switch and the
-narrower setters when the running context changes one of them.
+narrower setters when the running context changes one of them.  The fill also decides
+which pages the context may execute or write (code_pages.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, Final
 from unicorn import unicorn_const as uc_const
 
 from framework.hw970 import _ucglue, cext
+from framework.hw970.code_pages import CodeMap, trap_word_address
 from framework.hw970.memory import MachineMemory
 from framework.hw970.mmu import Fault, TranslationState
 from framework.hw970.mmu_state import MmuState, TlbEntry
@@ -26,6 +28,14 @@ _MODULE: Final = "_mmu"
 def _fill_address() -> int:
     """Address of the C TLB-fill hook (looked up once: each context attaches it)."""
     return cext.function_address(_MODULE, "xen970_mmu_fill")
+
+
+@cache
+def _allow_function() -> Any:
+    fn = cext.library(_MODULE).xen970_code_allow
+    fn.restype = None
+    fn.argtypes = [ctypes.POINTER(MmuState), ctypes.c_uint64, ctypes.c_uint64]
+    return fn
 
 
 @cache
@@ -45,7 +55,9 @@ def _translate_function() -> Any:
 class TlbFill:
     """The C translation state of one core."""
 
-    def __init__(self, memory: MachineMemory, *, until_page: int, zero_page: int) -> None:
+    def __init__(
+        self, memory: MachineMemory, code: CodeMap, *, until_page: int, zero_page: int
+    ) -> None:
         st = MmuState()
         st.mem = memory.ptr
         st.mem_size = memory.size
@@ -53,13 +65,19 @@ class TlbFill:
         st.ram_high_start = memory.high_start
         st.until_page = until_page
         st.zero_page = zero_page
+        st.code = ctypes.addressof(code.st)
         self.st = st
+        #: The machine's code map (kept alive with this state, which points at it).
+        self.code = code
         #: The inputs loaded last (rma_base, rma_size, sdr1, SLB entries).
         self._key: tuple[int, int, int, tuple[tuple[int, int], ...]] | None = None
 
     def attach(self, glue: _ucglue.Glue) -> None:
-        """Serve the TLB misses of `glue`'s engine from this state."""
-        glue.hook_add(uc_const.UC_HOOK_TLB_FILL, _fill_address(), ctypes.addressof(self.st), 1, 0)
+        """Serve the TLB misses of `glue`'s engine from this state, and let its trap hooks
+        read the context's code through it."""
+        state = ctypes.addressof(self.st)
+        glue.hook_add(uc_const.UC_HOOK_TLB_FILL, _fill_address(), state, 1, 0)
+        glue.set_trap_check(trap_word_address(), state)
 
     # -- keeping in step ---------------------------------------------------------------
     def sync(self, tr: TranslationState) -> bool:
@@ -87,6 +105,12 @@ class TlbFill:
             n += 1
         st.nslb = n
         st.active = 1
+
+    # -- code pages (code_pages.py) ------------------------------------------------------
+    def allow(self, ea_page: int, paddr: int) -> None:
+        """Let this context execute effective page `ea_page` as machine page `paddr`, as
+        that page is now (its sensitive words are hooked at `ea_page`)."""
+        _allow_function()(ctypes.byref(self.st), ea_page, paddr)
 
     # -- faults (Core clears `st.fault_set` before each emulation run) -----------------
     def take_fault(self) -> Fault | None:

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from framework.hw970.asm import assemble
-from framework.hw970.sensitive import decode_sensitive
+from framework.hw970.sensitive import TRAP_RFID, decode_sensitive
 from fuzz.ppc import (
     BLR,
     SC_1,
@@ -64,15 +64,20 @@ def test_load_address_puts_a_kernel_address_in_a_register() -> None:
         load_address(31, 0x123456789)
 
 
-def test_random_words_never_branch_touch_reserved_registers_or_trap_the_model() -> None:
+def test_random_words_never_branch_or_touch_reserved_registers() -> None:
     rng = random.Random(14)
     kept = [w for w in (rng.getrandbits(32) for _ in range(20000)) if word_allowed(w)]
     assert 0.3 < len(kept) / 20000 < 0.9
     for w in kept:
         opcode = w >> 26
-        assert opcode not in (16, 18) and decode_sensitive(w) is None
+        assert opcode not in (16, 18)
+        trap = decode_sensitive(w)
+        assert trap is None or trap[0] != TRAP_RFID
         assert not (opcode == 19 and (w >> 1) & 0x3FF in (16, 18, 528))
         assert {(w >> 21) & 31, (w >> 16) & 31}.isdisjoint({1, 13, 31})
     assert not word_allowed(_word("fadd 2, 3, 4"))
     assert word_allowed(_word("fadd 2, 3, 4"), all_words=True)
-    assert not word_allowed(_word("rfid")) and not word_allowed(_word("mtmsrd 5"))
+    # Code written at run time is scanned (issue 14 item 6): sensitive words run on the
+    # model, so the hostile guest executes them; rfid alone would branch anywhere.
+    assert not word_allowed(_word("rfid")) and word_allowed(_word("mtmsrd 5"))
+    assert any(decode_sensitive(w) is not None for w in kept)

@@ -52,7 +52,7 @@ _CLOCK_MEMORY = MachineMemory(16 << 20)
 def core_at(now_ns: int, mem: MachineMemory = _CLOCK_MEMORY, cpu: int = 0) -> Core:
     """A real core, idle (no context loaded), whose native-call time starts at now_ns:
     the drivers only read its time and charge it cycles."""
-    core = Core(cpu, mem, 1_800_000_000, 33_333_333, {}, {})
+    core = Core(cpu, mem, 1_800_000_000, 33_333_333, {})
     core.slice_start_ns = now_ns
     return core
 

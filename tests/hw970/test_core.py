@@ -11,7 +11,6 @@ from framework.hw970.core import Core
 from framework.hw970.memory import MachineMemory
 from framework.hw970.mmu import hid4_encode
 from framework.hw970.regs import MSR_EE, MSR_SF, SRR1_PROGRAM_ILLEGAL
-from framework.hw970.sensitive import scan_sensitive
 
 RMA = 0x4000000  # second 64 MiB of a 256 MiB machine
 RMA_SIZE = 64 << 20
@@ -26,15 +25,10 @@ def make_core(
     cpu: int = 0,
     vectors: dict[int, str] | None = None,
 ) -> tuple[Core, ArchState]:
-    traps: dict[int, tuple[int, int, int]] = {}
     for vec, src in (vectors or {}).items():
-        img = assemble(src, vec)
-        mem.write(RMA + vec, img)
-        traps.update(scan_sensitive(img, vec))
-    img = assemble(code, at)
-    mem.write(RMA + at, img)
-    traps.update(scan_sensitive(img, at))
-    core = Core(cpu, mem, CLOCK, TB, traps, {})
+        mem.write(RMA + vec, assemble(src, vec))
+    mem.write(RMA + at, assemble(code, at))
+    core = Core(cpu, mem, CLOCK, TB, {})
     st = ArchState()
     st.tr.set_hid4(hid4_encode(RMA, RMA_SIZE))
     st.tr.msr = MSR_SF
@@ -110,8 +104,6 @@ def test_rfid_returns_to_srr0_with_srr1_msr() -> None:
     """
     core, st = make_core(mem, code, vectors={})
     mem.write(RMA + 0x2100, assemble("li 8, 0x42\n mfmsr 9\n b .", 0x2100))
-    core.traps.update(scan_sensitive(assemble("li 8, 0x42\n mfmsr 9\n b .", 0x2100), 0x2100))
-    core.hook_sites()
     core.run(100, 0)
     assert core.gpr(8) == 0x42
     assert core.gpr(7) == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from framework.errors import MachineCheck
-from framework.hw970.memory import MachineMemory
+from framework.hw970.memory import CODE_EXEC, CODE_GEN_ONE, PAGE_SIZE, MachineMemory
 
 
 def test_big_endian_accessors_and_bounds() -> None:
@@ -60,3 +60,34 @@ def test_machines_of_2gib_or_less_are_one_flat_range() -> None:
         assert mem.ranges == [(0, size)] and mem.size == size
         with pytest.raises(MachineCheck, match="outside memory"):
             mem.read_u8(size)
+
+
+class _Watcher:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def pages_released(self) -> None:
+        self.calls += 1
+
+
+def test_a_host_write_releases_exactly_the_code_pages_it_reaches() -> None:
+    mem = MachineMemory(1 << 20)
+    watcher = _Watcher()
+    mem.watch_code(watcher)
+    mem.admit_code(5)
+    gen = mem.code_info[5]
+    mem.write_u64(4 * PAGE_SIZE + PAGE_SIZE - 8, 1)  # the page before, up to its end
+    mem.write(6 * PAGE_SIZE, b"x" * 100)  # the page after
+    mem.write_u8(3 * PAGE_SIZE, 1)
+    assert watcher.calls == 0 and mem.code_flags[5] & CODE_EXEC
+    mem.write_u32(4 * PAGE_SIZE + PAGE_SIZE - 2, 0)  # straddles into the code page
+    assert watcher.calls == 1
+    assert not mem.code_flags[5] & CODE_EXEC and not mem.code_flags[4]
+    assert mem.code_info[5] == gen + CODE_GEN_ONE  # a new generation: scanned again
+    mem.admit_code(5)
+    mem.zero(0, 64 * PAGE_SIZE)  # a scrub releases it too
+    assert watcher.calls == 2 and not mem.code_flags[5]
+    del watcher  # a watcher that is gone is not called
+    mem.admit_code(5)
+    mem.write_u8(5 * PAGE_SIZE, 0)
+    assert not mem.code_flags[5]

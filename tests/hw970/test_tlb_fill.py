@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+from framework.hw970.code_pages import CodeMap
 from framework.hw970.memory import MachineMemory
 from framework.hw970.mmu import (
     ACCESS_FETCH,
@@ -82,7 +83,7 @@ def test_c_fill_matches_reference_on_random_page_tables() -> None:
     for _ in range(20):
         mem, tr, eas = _random_machine(rng)
         mmu = Mmu(mem)
-        fill = TlbFill(mem, until_page=UNTIL_PAGE, zero_page=0)
+        fill = TlbFill(mem, CodeMap(mem, lambda: None), until_page=UNTIL_PAGE, zero_page=0)
         for msr in (MSR_IR | MSR_DR, MSR_IR | MSR_DR | MSR_PR, MSR_DR, 0, MSR_HV):
             tr.msr = msr
             fill.load(tr)
@@ -109,7 +110,7 @@ def test_store_without_pte_faults_with_its_address() -> None:
     tr.set_hid4(hid4_encode(0, 64 << 20))
     tr.sdr1 = sdr1_encode(HTAB, HTAB_BYTES)
     tr.slbmte(0x77 << 12, (0xC00000000 << 28) | 0x8000000)
-    fill = TlbFill(mem, until_page=UNTIL_PAGE, zero_page=0)
+    fill = TlbFill(mem, CodeMap(mem, lambda: None), until_page=UNTIL_PAGE, zero_page=0)
     fill.load(tr)
     ea = 0xC000000000004000
     entry = fill.translate(ea, ACCESS_WRITE)
@@ -123,7 +124,7 @@ def test_page_table_outside_memory_is_a_machine_check() -> None:
     tr.set_hid4(hid4_encode(0, 64 << 20))
     tr.sdr1 = sdr1_encode(MEM, HTAB_BYTES)  # just past the end of memory
     tr.slbmte(0x77 << 12, (0xC00000000 << 28) | 0x8000000)
-    fill = TlbFill(mem, until_page=UNTIL_PAGE, zero_page=0)
+    fill = TlbFill(mem, CodeMap(mem, lambda: None), until_page=UNTIL_PAGE, zero_page=0)
     fill.load(tr)
     res = fill.translate(0xC000000000004000, ACCESS_READ)
     assert isinstance(res, Fault) and res.vector == VEC_MACHINE_CHECK and res.dar == MEM
@@ -148,7 +149,7 @@ def test_a_translation_into_the_io_hole_is_a_machine_check() -> None:
         mem.write_u64(addr + 8, rpn | 0x2)  # pp = 2: read/write
     tr.msr = MSR_IR | MSR_DR
     mmu = Mmu(mem)
-    fill = TlbFill(mem, until_page=UNTIL_PAGE, zero_page=0)
+    fill = TlbFill(mem, CodeMap(mem, lambda: None), until_page=UNTIL_PAGE, zero_page=0)
     fill.load(tr)
     for page, rpn in cases.items():
         ea = (0xC << 28) | (page << 12) | 0x10

@@ -76,7 +76,7 @@ def test_block_hook_counts_exactly_and_stops_at_the_budget() -> None:
 def test_a_context_moved_to_another_core_calls_that_cores_hypervisor() -> None:
     mem = MachineMemory(256 << 20)
     core0, st = make_core(mem, "loop: sc 1\n b loop")
-    core1 = Core(1, mem, core0.clock_hz, core0.timebase_hz, core0.traps, core0.natives, core0.bus)
+    core1 = Core(1, mem, core0.clock_hz, core0.timebase_hz, core0.natives, core0.bus)
     calls: list[int] = []
     core0.on_hypercall = lambda c: calls.append(c.cpu_id)
     core1.on_hypercall = lambda c: calls.append(c.cpu_id)
@@ -145,7 +145,7 @@ def test_engines_opened_ahead_run_code_on_the_shared_memory() -> None:
     mem.write(0x3000, assemble("li 3, 7\n stw 3, 0x100(0)\n b .", 0x3000))
     for h in handles:
         mem.write_u32(0x100, 0)
-        glue = _ucglue.Glue(h, lambda _n: None, lambda _a: None)
+        glue = _ucglue.Glue(h, lambda _n: None, lambda _a: None, lambda _a, _w: None)
         glue.reg_write(UC_PPC_REG_PC, 0x3000)
         glue.budget = 10**6
         glue.hook_add(uc_const.UC_HOOK_BLOCK, _ucglue.HOOK_BLOCK, glue.address, 1, 0)
@@ -156,7 +156,7 @@ def test_engines_opened_ahead_run_code_on_the_shared_memory() -> None:
     pool.close()  # idempotent
     assert pool.ready == 0
     # After close, take() still answers (opening the engine itself).
-    _ucglue.Glue(pool.take(), lambda _n: None, lambda _a: None)
+    _ucglue.Glue(pool.take(), lambda _n: None, lambda _a: None, lambda _a, _w: None)
     assert pool.on_demand >= 1
 
 
@@ -165,14 +165,14 @@ def test_an_engine_pool_refuses_bad_settings() -> None:
     with pytest.raises(ValueError, match="spare 65 is outside"):
         _pool(mem, 65)
     pool = _pool(mem, 0)  # no thread: every engine is opened on demand
-    _ucglue.Glue(pool.take(), lambda _n: None, lambda _a: None)
+    _ucglue.Glue(pool.take(), lambda _n: None, lambda _a: None, lambda _a, _w: None)
     assert (pool.ahead, pool.on_demand) == (0, 1)
 
 
 def test_every_core_of_a_machine_takes_its_engines_from_one_pool() -> None:
     mem = MachineMemory(256 << 20)
     core0, _ = make_core(mem, "b .")
-    Core(1, mem, core0.clock_hz, core0.timebase_hz, core0.traps, core0.natives, core0.bus)
+    Core(1, mem, core0.clock_hz, core0.timebase_hz, core0.natives, core0.bus)
     other = MachineMemory(64 << 20)
     with pytest.raises(ValueError, match="share one machine memory"):
         core0.bus.engine(other)
@@ -220,7 +220,7 @@ def _fork_and_use_engines(core: Core, mem: MachineMemory) -> int | None:
             # by take() itself (a thread would have refilled the pool instead).
             n = SPARE_ENGINES + 2
             handles = [core.bus.engine(mem) for _ in range(n)]
-            glue = _ucglue.Glue(handles[-1], lambda _n: None, lambda _a: None)
+            glue = _ucglue.Glue(handles[-1], lambda _n: None, lambda _a: None, lambda _a, _w: None)
             mem.write(0x3000, assemble("li 3, 9\n b .", 0x3000))
             glue.reg_write(UC_PPC_REG_PC, 0x3000)
             glue.budget = 10**6

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import xmlschema
+from distributed import Client
 
 from tests.suite.scenarios import write_suite
 
@@ -108,7 +109,16 @@ def hand_started_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
     dask = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
     procs = [
         subprocess.Popen(
-            [*dask, "--scheduler-file", str(info), "--host", "127.0.0.1", "--no-dashboard"],
+            [
+                *dask,
+                "--scheduler-file",
+                str(info),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--no-dashboard",
+            ],
             cwd=root,
             env=_ENV,
             stdout=subprocess.DEVNULL,
@@ -138,6 +148,8 @@ def hand_started_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
                     stderr=subprocess.DEVNULL,
                 )
             )
+        with Client(address, timeout="60s") as client:  # both workers in before the suite
+            client.wait_for_workers(2, timeout=120)
         yield address
     finally:
         for p in reversed(procs):

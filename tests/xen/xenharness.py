@@ -37,7 +37,7 @@ class Caller:
         m = sim.machine
         self.dom = dom
         self.mem = m.memory
-        self.core = Core(9, m.memory, m.config.clock_hz, m.config.timebase_hz, {}, {})
+        self.core = Core(9, m.memory, m.config.clock_hz, m.config.timebase_hz, {})
         self.core.on_hypercall = hypercall_entry(sim.xen)
         self.core.load(dom.vcpus[0].arch)
 
