@@ -189,26 +189,25 @@ def _marks(run: Run, label: str, sel: Selectors) -> pd.DataFrame:
     return _narrow(run, marks[marks["text"] == label], sel)
 
 
-def measure_event_rtt(run: Run, sel: Selectors) -> Value:
-    rounds = _marks(run, "pingpong.round", {k: v for k, v in sel.items() if k != "window"})
-    gaps = rounds.groupby("dom", sort=False)["t_ns"].diff()
+def _mark_gaps(run: Run, label: str, by: list[str], sel: Selectors) -> Value:
+    """Percentile of the time between successive `label` marks of each `by` group, the
+    gaps ending inside the window (the first mark of a window still has its gap)."""
+    marks = _marks(run, label, {k: v for k, v in sel.items() if k != "window"})
+    gaps = marks.groupby(by, sort=False)["t_ns"].diff()
     gaps = gaps[gaps.notna()]
     if "window" in sel:
         lo, hi = sel["window"]
-        t = rounds["t_ns"][gaps.index]
+        t = marks["t_ns"][gaps.index]
         gaps = gaps[(t >= lo) & (t < hi)]
     return _percentile(gaps.to_numpy(dtype="int64"), sel)
+
+
+def measure_event_rtt(run: Run, sel: Selectors) -> Value:
+    return _mark_gaps(run, "pingpong.round", ["dom"], sel)
 
 
 def measure_timer_interval(run: Run, sel: Selectors) -> Value:
-    ticks = _marks(run, "timer.tick", {k: v for k, v in sel.items() if k != "window"})
-    gaps = ticks.groupby(["dom", "vcpu"], sort=False)["t_ns"].diff()
-    gaps = gaps[gaps.notna()]
-    if "window" in sel:
-        lo, hi = sel["window"]
-        t = ticks["t_ns"][gaps.index]
-        gaps = gaps[(t >= lo) & (t < hi)]
-    return _percentile(gaps.to_numpy(dtype="int64"), sel)
+    return _mark_gaps(run, "timer.tick", ["dom", "vcpu"], sel)
 
 
 def measure_timer_lateness(run: Run, sel: Selectors) -> Value:
