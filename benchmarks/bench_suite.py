@@ -2,12 +2,15 @@
 
 Why: `xen970 test` runs suites on Dask so they scale past one machine; on one machine the
 engine must cost next to nothing beyond the parallel speed-up.
-Figure: overhead = T_dask / T_ideal - 1, where T_seq is the sequential time (every
-scenario judged by `run_job` in this process, one after another) and T_ideal the best any
-scheduler could do with W workers: max(T_seq / W, the longest scenario).  T_dask is from
-submitting the jobs to the last result, on a local cluster of W workers that already
-imported the simulator (cluster start-up and worker warm-up are reported apart: they are
-paid once per suite, not per scenario).  Target: overhead <= 5%.
+Figures: T_seq, every scenario judged by `run_job` in this process one after another;
+T_dask, from submitting the same jobs to the last result on a local cluster of W workers
+that already built a guest (cluster start-up and warm-up are reported apart: they are paid
+once per suite, not per scenario); and the time each job took inside its worker.  Two
+processes running at once on this 2-core machine each run slower than one alone (shared
+caches and memory bandwidth), which is the parallel speed-up the hardware allows, not the
+engine's doing, so the headline is Dask's own overhead: T_dask / T_ideal - 1 with
+T_ideal = max(sum of the in-worker job times / W, the longest job).  The overhead against
+T_seq / W is printed too.  Target: Dask's overhead <= 5%.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from framework.suite.engine import Engine
 from framework.suite.job import Job, JobResult, run_job
 
 NAME = "suite"
+#: A job that builds and boots a guest in each worker (what the sequential run paid for once).
+_WARM = "name: warm\nduration: 5ms\ndomains: [{name: g, memory: 64MiB}]\n"
 TARGET = 0.05
 SUITE = Path(__file__).resolve().parents[1] / "scenarios" / "xm-test"
 #: The groups the quick run takes (a few seconds of scenarios).
@@ -67,10 +72,14 @@ def measure(quick: bool) -> BenchResult:
         list(engine.run(run_job, warm, _lost))
         warmed = time.perf_counter() - t
         t = time.perf_counter()
-        verdicts_dask = {jobs[i].test_id: r.verdict for i, r in engine.run(run_job, jobs, _lost)}
+        results = {jobs[i].test_id: r for i, r in engine.run(run_job, jobs, _lost)}
         t_dask = time.perf_counter() - t
-    ideal = max(t_seq / workers, max(seq.values(), default=0.0))
+    verdicts_dask = {k: r.verdict for k, r in results.items()}
+    in_workers = sum(r.wall_s for r in results.values())
+    longest = max((r.wall_s for r in results.values()), default=0.0)
+    ideal = max(in_workers / workers, longest)
     overhead = t_dask / ideal - 1 if ideal > 0 else 0.0
+    naive = max(t_seq / workers, max(seq.values(), default=0.0))
     same = verdicts_seq == verdicts_dask
     return BenchResult(
         name=NAME,
@@ -78,14 +87,19 @@ def measure(quick: bool) -> BenchResult:
         unit="overhead",
         target=TARGET,
         higher_is_better=False,
-        baseline=f"the same {len(jobs)} scenarios one after another in one process",
+        baseline=f"the same {len(jobs)} jobs' own time in the workers, spread over them",
         details=[
             ("scenarios", str(len(jobs))),
             ("workers", str(workers)),
             ("sequential, one process", f"{t_seq:.2f} s"),
+            ("jobs' own time inside the workers", f"{in_workers:.2f} s"),
             ("ideal with the workers", f"{ideal:.2f} s"),
             ("on Dask (warm cluster)", f"{t_dask:.2f} s"),
-            ("overhead per scenario", f"{(t_dask - ideal) / max(len(jobs), 1) * 1e3:.0f} ms"),
+            (
+                "Dask's overhead per scenario",
+                f"{(t_dask - ideal) / max(len(jobs), 1) * 1e3:.1f} ms",
+            ),
+            ("against sequential / workers", f"{naive:.2f} s: {t_dask / naive - 1:+.1%}"),
             ("cluster start-up", f"{started:.2f} s"),
             ("worker warm-up (first import)", f"{warmed:.2f} s"),
             ("suite wall time with start-up", f"{started + warmed + t_dask:.2f} s"),
