@@ -22,9 +22,11 @@ from framework.guest.xenbus import Xenbus
 from framework.hw970.core import Core
 from framework.scenario import (
     ConsoleInputAction,
-    DestroyAction,
+    PauseAction,
     PingpongWorkload,
     Scenario,
+    TimelineAction,
+    UnpauseAction,
     is_dom0_name,
 )
 from framework.xen.public.arch_powerpc import KernelImage
@@ -130,7 +132,7 @@ class Dom0:
 
         return build
 
-    def _actor(self, action: ConsoleInputAction | DestroyAction) -> Callable[[Core, int], None]:
+    def _actor(self, action: TimelineAction) -> Callable[[Core, int], None]:
         """A dom0 timer callback that carries out a timeline action when it fires."""
 
         def act(core: Core, _deadline: int) -> None:
@@ -138,7 +140,7 @@ class Dom0:
 
         return act
 
-    def _act(self, core: Core, action: ConsoleInputAction | DestroyAction) -> None:
+    def _act(self, core: Core, action: TimelineAction) -> None:
         """One timeline action, as dom0's toolstack performs it."""
         assert self.xend is not None
         domid = self.domids.get(action.domain)
@@ -147,6 +149,10 @@ class Dom0:
             return
         if isinstance(action, ConsoleInputAction):
             self.xend.console_input(core, domid, action.text)
+        elif isinstance(action, PauseAction):
+            self.xend.pause(core, domid, action.domain)
+        elif isinstance(action, UnpauseAction):
+            self.xend.unpause(core, domid, action.domain)
         else:
             self.xend.destroy(core, domid, action.domain)
 

@@ -29,7 +29,11 @@ from framework.dom0.xenconsoled import ConsoleService
 from framework.guest.xenbus import WatchCallback, Xenbus, XsReply
 from framework.hw970.core import Core
 from framework.trace.ids import K
-from framework.xen.public.domctl import XEN_DOMCTL_destroydomain, XEN_DOMCTL_pausedomain
+from framework.xen.public.domctl import (
+    XEN_DOMCTL_destroydomain,
+    XEN_DOMCTL_pausedomain,
+    XEN_DOMCTL_unpausedomain,
+)
 from framework.xen.public.errno import EAGAIN
 from framework.xen.public.io.xenbus import XenbusState
 
@@ -124,6 +128,24 @@ class Xend:
         n = consoled.write_input(core, domid, text)
         if n < len(text):
             self.log(core, f"xm console d{domid}: input ring full, {len(text) - n} bytes lost")
+
+    # -- pause and unpause ------------------------------------------------------------------
+    def pause(self, core: Core, domid: int, name: str) -> None:
+        """`xm pause`: XEN_DOMCTL_pausedomain (a paused domain stays paused: no-op)."""
+        if domid in self._teardowns:
+            return  # xm destroy already paused it and is taking it down
+        rc = self.domctl(core, XEN_DOMCTL_pausedomain, domid)
+        if rc < 0:
+            self.log(core, f"xm pause {name}: Error: pausedomain failed ({rc})")
+
+    def unpause(self, core: Core, domid: int, name: str) -> None:
+        """`xm unpause`: XEN_DOMCTL_unpausedomain (a running domain stays running)."""
+        if domid in self._teardowns:
+            self.log(core, f"xm unpause {name}: Error: the domain is being destroyed")
+            return
+        rc = self.domctl(core, XEN_DOMCTL_unpausedomain, domid)
+        if rc < 0:
+            self.log(core, f"xm unpause {name}: Error: unpausedomain failed ({rc})")
 
     # -- destroy ---------------------------------------------------------------------------
     def destroy(self, core: Core, domid: int, name: str) -> None:

@@ -33,7 +33,13 @@ from framework.scenario.limits import (
 from framework.scenario.loader import load_scenario, parse_scenario
 from framework.scenario.machine import DiskSpec, JitterSpec, LinkSpec, MachineSpec
 from framework.scenario.reference import reference_markdown
-from framework.scenario.timeline import ConsoleInputAction, DestroyAction, TimelineAction
+from framework.scenario.timeline import (
+    ConsoleInputAction,
+    DestroyAction,
+    PauseAction,
+    TimelineAction,
+    UnpauseAction,
+)
 from framework.scenario.top_level import Scenario
 from framework.scenario.workloads import (
     BlockioWorkload,
@@ -65,10 +71,12 @@ __all__ = [
     "LinkSpec",
     "MachineSpec",
     "NetstreamWorkload",
+    "PauseAction",
     "PingpongWorkload",
     "Scenario",
     "TimelineAction",
     "TimerWorkload",
+    "UnpauseAction",
     "VbdSpec",
     "VifSpec",
     "Workload",

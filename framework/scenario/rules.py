@@ -269,6 +269,10 @@ def check_macs(domains: tuple[DomainSpec, ...]) -> None:
             seen[dev.mac] = where
 
 
+#: What a timeline action does to its domain, for messages.
+_DONE: dict[str, str] = {"destroy": "destroyed", "pause": "paused", "unpause": "unpaused"}
+
+
 def check_timeline(
     timeline: tuple[TimelineAction, ...], domains: tuple[DomainSpec, ...], duration: int
 ) -> None:
@@ -281,7 +285,7 @@ def check_timeline(
                 ("timeline", k, "domain"),
                 "console_input goes to a guest's console ring; dom0 has none (its console is Xen's)"
                 if isinstance(action, ConsoleInputAction)
-                else "dom0 cannot be destroyed; it runs the toolstack",
+                else f"dom0 cannot be {_DONE[action.action]}; it runs the toolstack",
             )
         if action.domain not in guests:
             known = ", ".join(guests) or "none in this scenario"

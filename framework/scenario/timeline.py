@@ -16,7 +16,9 @@ __all__ = [
     "TIMELINE_MODELS",
     "ConsoleInputAction",
     "DestroyAction",
+    "PauseAction",
     "TimelineAction",
+    "UnpauseAction",
 ]
 
 
@@ -44,9 +46,38 @@ class DestroyAction(ScenarioModel):
     domain: StrictStr = Field(description="the guest domain to destroy")
 
 
-# `save`, `restore`, `pause` ... join this union later.
-TimelineAction = Annotated[ConsoleInputAction | DestroyAction, Field(discriminator="action")]
+class PauseAction(ScenarioModel):
+    """`xm pause`: dom0 asks Xen to pause the guest (XEN_DOMCTL_pausedomain); its VCPUs stop
+    at once, keep their state and memory, and nothing wakes them until `unpause`.  Pausing a
+    paused domain does nothing, as in Xen."""
+
+    action: Literal["pause"] = Field("pause", description="`pause`")
+    at: Duration = Field(
+        description="simulated time; before `duration` and not before the domain's `start`"
+    )
+    domain: StrictStr = Field(description="the guest domain to pause")
+
+
+class UnpauseAction(ScenarioModel):
+    """`xm unpause`: dom0 asks Xen to unpause the guest (XEN_DOMCTL_unpausedomain); its
+    VCPUs that were up become runnable again.  Unpausing a running domain does nothing, as
+    xm allows it."""
+
+    action: Literal["unpause"] = Field("unpause", description="`unpause`")
+    at: Duration = Field(
+        description="simulated time; before `duration` and not before the domain's `start`"
+    )
+    domain: StrictStr = Field(description="the guest domain to unpause")
+
+
+# `save`, `restore`, `shutdown` ... join this union later.
+TimelineAction = Annotated[
+    ConsoleInputAction | DestroyAction | PauseAction | UnpauseAction,
+    Field(discriminator="action"),
+]
 TIMELINE_MODELS: dict[str, type[ScenarioModel]] = {
     "console_input": ConsoleInputAction,
     "destroy": DestroyAction,
+    "pause": PauseAction,
+    "unpause": UnpauseAction,
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,25 @@ def test_timeline_action_exactly_at_domain_start_is_accepted() -> None:
         "  - {action: console_input, at: 999999999ns, domain: g, text: y}\n"
     )
     assert [a.at for a in parse_scenario(text).timeline] == [5_000_000, 999_999_999]
+
+
+@pytest.mark.parametrize(
+    ("action", "said"),
+    [
+        ("{action: pause, at: 5ms, domain: dom0}", "timeline[0].domain: dom0 cannot be paused"),
+        ("{action: unpause, at: 5ms, domain: h}", "timeline[0].domain: unknown domain 'h'"),
+        ("{action: pause, at: 2s, domain: g}", "timeline[0].at: at 2s is not before the end"),
+    ],
+)
+def test_pause_and_unpause_are_refused_where_they_cannot_apply(action: str, said: str) -> None:
+    text = f"name: p\nduration: 1s\ndomains: [{{name: g, memory: 64MiB}}]\ntimeline: [{action}]\n"
+    with pytest.raises(ScenarioError, match=re.escape(said)):
+        parse_scenario(text)
+
+
+def test_pause_then_unpause_validates_in_time_order() -> None:
+    text = (
+        "name: p\nduration: 1s\ndomains: [{name: g, memory: 64MiB}]\ntimeline:\n"
+        "  - {action: unpause, at: 30ms, domain: g}\n  - {action: pause, at: 10ms, domain: g}\n"
+    )
+    assert [a.action for a in parse_scenario(text).timeline] == ["pause", "unpause"]
