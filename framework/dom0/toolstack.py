@@ -7,6 +7,7 @@ domain configurations play the part of xm config files on dom0's disk.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -136,26 +137,31 @@ class Toolstack:
             if rc != extents:
                 raise BuildError(f"{cfg.name}: populate_physmap gave {rc} of {extents} extents")
         for vid, cpu_set in enumerate([cfg.affinity] * cfg.vcpus if cfg.affinity else []):
-            bitmap = sum(1 << c for c in cpu_set).to_bytes(1, "little")
-            handle = self._buffer(bitmap)
-            rc, _ = self.domctl(
-                XEN_DOMCTL_setvcpuaffinity,
-                domid,
-                vcpu=vid,
-                cpumap_bitmap=handle,
-                cpumap_nr_cpus=8,
-            )
-            self._check(rc, "setvcpuaffinity", cfg.name)
+            self._check(self.vcpu_pin(domid, vid, cpu_set), "setvcpuaffinity", cfg.name)
+        self._check(self.sched_credit(domid, cfg.weight, cfg.cap), "scheduler_op", cfg.name)
+        return domid
+
+    def vcpu_pin(self, domid: int, vcpu: int, cpus: Sequence[int]) -> int:
+        """`xm vcpu-pin`: XEN_DOMCTL_setvcpuaffinity with an 8-bit cpumap; Xen's rc."""
+        bitmap = sum(1 << c for c in cpus).to_bytes(1, "little")
+        handle = self._buffer(bitmap)
+        rc, _ = self.domctl(
+            XEN_DOMCTL_setvcpuaffinity, domid, vcpu=vcpu, cpumap_bitmap=handle, cpumap_nr_cpus=8
+        )
+        return rc
+
+    def sched_credit(self, domid: int, weight: int, cap: int) -> int:
+        """`xm sched-credit -w -c`: scheduler_op putinfo (weight 0 and cap 0xffff keep the
+        current value, as Xen's csched_dom_cntl reads them); Xen's rc."""
         rc, _ = self.domctl(
             XEN_DOMCTL_scheduler_op,
             domid,
             sched_id=XEN_SCHEDULER_CREDIT,
             sched_cmd=XEN_DOMCTL_SCHEDOP_putinfo,
-            sched_weight=cfg.weight,
-            sched_cap=cfg.cap,
+            sched_weight=weight,
+            sched_cap=cap,
         )
-        self._check(rc, "scheduler_op", cfg.name)
-        return domid
+        return rc
 
     def alloc_unbound(self, dom: int, remote: int) -> int:
         data = EVTCHN_ALLOC_UNBOUND.pack(dom=dom, remote_dom=remote)

@@ -25,11 +25,14 @@ from framework.scenario import (
     PauseAction,
     PingpongWorkload,
     Scenario,
+    SchedCreditAction,
     TimelineAction,
     UnpauseAction,
+    VcpuPinAction,
     is_dom0_name,
 )
 from framework.xen.public.arch_powerpc import KernelImage
+from framework.xen.public.domctl import CAP_UNCHANGED, WEIGHT_UNCHANGED
 
 
 class Dom0:
@@ -110,6 +113,10 @@ class Dom0:
         m = self.scenario.machine
         return Toolstack(port, self.kernel_image, m.clock, m.timebase)
 
+    def _port(self, core: Core) -> Dom0Port:
+        assert self.kernel is not None
+        return Dom0Port(self.kernel, core)
+
     def _domctl(self, core: Core, cmd: int, domid: int) -> int:
         assert self.kernel is not None
         rc, _ = self._toolstack(Dom0Port(self.kernel, core)).domctl(cmd, domid)
@@ -153,6 +160,16 @@ class Dom0:
             self.xend.pause(core, domid, action.domain)
         elif isinstance(action, UnpauseAction):
             self.xend.unpause(core, domid, action.domain)
+        elif isinstance(action, VcpuPinAction):
+            rc = self._toolstack(self._port(core)).vcpu_pin(domid, action.vcpu, action.cpus)
+            if rc < 0:
+                self.xend.log(core, f"xm vcpu-pin {action.domain}: Error: setvcpuaffinity ({rc})")
+        elif isinstance(action, SchedCreditAction):
+            weight = WEIGHT_UNCHANGED if action.weight is None else action.weight
+            cap = CAP_UNCHANGED if action.cap is None else action.cap
+            rc = self._toolstack(self._port(core)).sched_credit(domid, weight, cap)
+            if rc < 0:
+                self.xend.log(core, f"xm sched-credit {action.domain}: Error: scheduler_op ({rc})")
         else:
             self.xend.destroy(core, domid, action.domain)
 

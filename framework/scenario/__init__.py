@@ -37,8 +37,10 @@ from framework.scenario.timeline import (
     ConsoleInputAction,
     DestroyAction,
     PauseAction,
+    SchedCreditAction,
     TimelineAction,
     UnpauseAction,
+    VcpuPinAction,
 )
 from framework.scenario.top_level import Scenario
 from framework.scenario.workloads import (
@@ -74,10 +76,12 @@ __all__ = [
     "PauseAction",
     "PingpongWorkload",
     "Scenario",
+    "SchedCreditAction",
     "TimelineAction",
     "TimerWorkload",
     "UnpauseAction",
     "VbdSpec",
+    "VcpuPinAction",
     "VifSpec",
     "Workload",
     "is_dom0_name",

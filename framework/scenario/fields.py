@@ -27,6 +27,7 @@ __all__ = [
     "MAX_ECHO",
     "Bandwidth",
     "Cap",
+    "CpuList",
     "Duration",
     "FieldPath",
     "Frequency",
@@ -172,6 +173,23 @@ RmaSize = Annotated[StrictInt, BeforeValidator(parse_size), AfterValidator(_rma_
 VcpuCount = Annotated[StrictInt, in_range(1, MAX_VCPUS, "vcpus")]
 VcpuIndex = Annotated[StrictInt, in_range(0, MAX_VCPUS - 1, "vcpu")]
 Weight = Annotated[StrictInt, in_range(1, 65535, "weight")]
+
+
+def _cpu_list(cpus: tuple[int, ...]) -> tuple[int, ...]:
+    if not cpus:
+        raise ValueError("affinity lists no CPU; leave it out to allow every CPU")
+    seen: set[int] = set()  # not `cpus[:k]`: a list of 10^5 CPUs must not take minutes
+    for k, cpu in enumerate(cpus):
+        if cpu < 0:
+            raise Problem((k,), f"cpu {cpu} is negative")
+        if cpu in seen:
+            raise Problem((k,), f"cpu {cpu} is listed twice")
+        seen.add(cpu)
+    return cpus
+
+
+#: Physical CPUs a VCPU may run on (whether the machine has them is a cross-field rule).
+CpuList = Annotated[tuple[StrictInt, ...], AfterValidator(_cpu_list)]
 Cap = Annotated[StrictInt, in_range(0, None, "cap")]
 
 

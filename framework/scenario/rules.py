@@ -26,7 +26,12 @@ from framework.scenario.limits import (
     memory_ranges,
 )
 from framework.scenario.machine import MachineSpec
-from framework.scenario.timeline import ConsoleInputAction, DestroyAction, TimelineAction
+from framework.scenario.timeline import (
+    ConsoleInputAction,
+    DestroyAction,
+    TimelineAction,
+    VcpuPinAction,
+)
 from framework.scenario.workloads import NetstreamWorkload, PingpongWorkload, Workload
 from framework.units import format_duration, format_size
 from framework.xen.public.arch_powerpc import NR_GRANT_FRAMES, htab_bytes_for
@@ -44,6 +49,7 @@ __all__ = [
     "check_shared_images",
     "check_starts",
     "check_timeline",
+    "check_timeline_targets",
 ]
 
 
@@ -270,7 +276,13 @@ def check_macs(domains: tuple[DomainSpec, ...]) -> None:
 
 
 #: What a timeline action does to its domain, for messages.
-_DONE: dict[str, str] = {"destroy": "destroyed", "pause": "paused", "unpause": "unpaused"}
+_DONE: dict[str, str] = {
+    "destroy": "destroyed",
+    "pause": "paused",
+    "unpause": "unpaused",
+    "vcpu_pin": "pinned from the timeline",
+    "sched_credit": "rescheduled from the timeline",
+}
 
 
 def check_timeline(
@@ -319,6 +331,28 @@ def check_timeline(
 
 def _bridges(names: tuple[str, ...]) -> str:
     return f"bridges: {', '.join(names)}" if names else "no vif"
+
+
+def check_timeline_targets(
+    timeline: tuple[TimelineAction, ...], machine: MachineSpec, domains: tuple[DomainSpec, ...]
+) -> None:
+    """`vcpu_pin` names a VCPU its domain has and CPUs the machine has."""
+    vcpus = {d.name: d.vcpus for d in domains}
+    for k, action in enumerate(timeline):
+        if not isinstance(action, VcpuPinAction) or action.domain not in vcpus:
+            continue
+        if action.vcpu >= vcpus[action.domain]:
+            raise Problem(
+                ("timeline", k, "vcpu"),
+                f"domain {action.domain!r} has {vcpus[action.domain]} VCPU(s); "
+                f"vcpu {action.vcpu} is not one",
+            )
+        for i, cpu in enumerate(action.cpus):
+            if cpu >= machine.cpus:
+                raise Problem(
+                    ("timeline", k, "cpus", i),
+                    f"cpu {cpu} is not one of the machine's {machine.cpus} CPUs",
+                )
 
 
 def check_expectations(

@@ -8,17 +8,28 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, StrictStr
+from pydantic import Field, StrictInt, StrictStr
 
-from framework.scenario.fields import Duration, ScenarioModel, devtree_text, non_empty
+from framework.scenario.fields import (
+    CpuList,
+    Duration,
+    ScenarioModel,
+    VcpuIndex,
+    Weight,
+    devtree_text,
+    in_range,
+    non_empty,
+)
 
 __all__ = [
     "TIMELINE_MODELS",
     "ConsoleInputAction",
     "DestroyAction",
     "PauseAction",
+    "SchedCreditAction",
     "TimelineAction",
     "UnpauseAction",
+    "VcpuPinAction",
 ]
 
 
@@ -70,9 +81,42 @@ class UnpauseAction(ScenarioModel):
     domain: StrictStr = Field(description="the guest domain to unpause")
 
 
+class VcpuPinAction(ScenarioModel):
+    """`xm vcpu-pin`: dom0 sets one VCPU's CPU affinity (XEN_DOMCTL_setvcpuaffinity); the
+    scheduler moves it off CPUs it may no longer use."""
+
+    action: Literal["vcpu_pin"] = Field("vcpu_pin", description="`vcpu_pin`")
+    at: Duration = Field(
+        description="simulated time; before `duration` and not before the domain's `start`"
+    )
+    domain: StrictStr = Field(description="the guest domain")
+    vcpu: VcpuIndex = Field(description="the VCPU to pin (one the domain has)")
+    cpus: CpuList = Field(description="the physical CPUs it may run on (ones the machine has)")
+
+
+class SchedCreditAction(ScenarioModel):
+    """`xm sched-credit -w W -c C`: dom0 changes the domain's credit weight and/or cap at
+    run time (scheduler_op putinfo); what is left out stays as it was."""
+
+    action: Literal["sched_credit"] = Field("sched_credit", description="`sched_credit`")
+    at: Duration = Field(
+        description="simulated time; before `duration` and not before the domain's `start`"
+    )
+    domain: StrictStr = Field(description="the guest domain")
+    weight: Weight | None = Field(None, description="the new weight (1..65535)")
+    cap: Annotated[StrictInt, in_range(0, 65534, "cap")] | None = Field(
+        None, description="the new cap in % of one CPU (0 = no cap)"
+    )
+
+
 # `save`, `restore`, `shutdown` ... join this union later.
 TimelineAction = Annotated[
-    ConsoleInputAction | DestroyAction | PauseAction | UnpauseAction,
+    ConsoleInputAction
+    | DestroyAction
+    | PauseAction
+    | UnpauseAction
+    | VcpuPinAction
+    | SchedCreditAction,
     Field(discriminator="action"),
 ]
 TIMELINE_MODELS: dict[str, type[ScenarioModel]] = {
@@ -80,4 +124,6 @@ TIMELINE_MODELS: dict[str, type[ScenarioModel]] = {
     "destroy": DestroyAction,
     "pause": PauseAction,
     "unpause": UnpauseAction,
+    "vcpu_pin": VcpuPinAction,
+    "sched_credit": SchedCreditAction,
 }

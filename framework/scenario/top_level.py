@@ -46,6 +46,7 @@ from framework.scenario.rules import (
     check_shared_images,
     check_starts,
     check_timeline,
+    check_timeline_targets,
 )
 from framework.scenario.timeline import TimelineAction
 
@@ -182,6 +183,7 @@ class Scenario(ScenarioModel):
         check_macs(self.domains)
         check_starts(self.domains, self.duration)
         check_timeline(self.timeline, self.domains, self.duration)
+        check_timeline_targets(self.timeline, self.machine, self.domains)
         check_expectations(self.expect, self.dom0, self.domains, self.duration)
         self._base_dir = context_base_dir(info)
         check_shared_images(self.domains, self._base_dir)

@@ -19,6 +19,7 @@ from framework.xen import costs
 from framework.xen.domain import DomainState, Vcpu
 from framework.xen.dominfo import domain_info
 from framework.xen.public.domctl import (
+    CAP_UNCHANGED,
     DOMCTL,
     XEN_DOMCTL_INTERFACE_VERSION,
     XEN_SCHEDULER_CREDIT,
@@ -51,8 +52,6 @@ _DYING_OK = (XEN_DOMCTL_destroydomain, XEN_DOMCTL_getdomaininfo)
 #: CPUs Xen/PPC was built for (xen/include/asm-powerpc/config.h): the most bits of a
 #: cpumap it reads.
 NR_CPUS: Final = 16
-#: scheduler_op putinfo: the cap that means "leave the cap as it is" ((uint16_t)~0U).
-CAP_UNCHANGED: Final = 0xFFFF
 
 
 def free_domid(xen: Hypervisor) -> int | None:

@@ -82,3 +82,35 @@ def test_pause_then_unpause_validates_in_time_order() -> None:
         "  - {action: unpause, at: 30ms, domain: g}\n  - {action: pause, at: 10ms, domain: g}\n"
     )
     assert [a.action for a in parse_scenario(text).timeline] == ["pause", "unpause"]
+
+
+@pytest.mark.parametrize(
+    ("action", "said"),
+    [
+        (
+            "{action: vcpu_pin, at: 5ms, domain: g, vcpu: 1, cpus: [0]}",
+            "timeline[0].vcpu: domain 'g' has 1 VCPU(s); vcpu 1 is not one",
+        ),
+        (
+            "{action: vcpu_pin, at: 5ms, domain: g, vcpu: 0, cpus: [2]}",
+            "timeline[0].cpus[0]: cpu 2 is not one of the machine's 2 CPUs",
+        ),
+        (
+            "{action: sched_credit, at: 5ms, domain: g, weight: 0}",
+            "timeline[0].weight: weight must be 1..65535, got 0",
+        ),
+        (
+            "{action: sched_credit, at: 5ms, domain: dom0, cap: 50}",
+            "timeline[0].domain: dom0 cannot be rescheduled from the timeline",
+        ),
+    ],
+)
+def test_vcpu_pin_and_sched_credit_are_refused_where_they_cannot_apply(
+    action: str, said: str
+) -> None:
+    text = (
+        "name: p\nduration: 1s\nmachine: {cpus: 2}\n"
+        f"domains: [{{name: g, memory: 64MiB}}]\ntimeline: [{action}]\n"
+    )
+    with pytest.raises(ScenarioError, match=re.escape(said)):
+        parse_scenario(text)

@@ -25,6 +25,10 @@ XEN_DOMCTL_real_mode_area: Final = 26  # PowerPC only: allocate the RMA (log2 si
 XEN_DOMCTL_xen970_copy_to_domain: Final = 0x970
 XEN_SCHEDULER_CREDIT: Final = 5
 XEN_DOMCTL_SCHEDOP_putinfo: Final = 0
+#: scheduler_op putinfo: the weight and the cap that mean "leave it as it is" (credit's
+#: csched_dom_cntl: weight 0 is ignored, cap (uint16_t)~0U is ignored).
+WEIGHT_UNCHANGED: Final = 0
+CAP_UNCHANGED: Final = 0xFFFF
 XEN_DOMCTL_SCHEDOP_getinfo: Final = 1
 
 DOMCTL_NAMES: Final = {
