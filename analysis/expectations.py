@@ -290,6 +290,21 @@ def measure_grants_mapped(run: Run, sel: Selectors) -> Value:
     return float(balance["still_mapped"].get(dom, 0))
 
 
+def measure_sharedmem_verified(run: Run, sel: Selectors) -> Value:
+    rows = _rows(run, "shm.verify", sel, by_vcpu=False)
+    return float((rows["status"] == 0).sum())
+
+
+def measure_sharedmem_failures(run: Run, sel: Selectors) -> Value:
+    rows = _rows(run, "shm.verify", sel, by_vcpu=False)
+    return float((rows["status"] != 0).sum())
+
+
+def measure_grant_revoke_busy(run: Run, sel: Selectors) -> Value:
+    rows = _rows(run, "shm.revoke", sel, by_vcpu=False)
+    return float((rows["status"] == 1).sum())
+
+
 def measure_memory_held(run: Run, sel: Selectors) -> Value:
     held = 0
     for kind, sign in (("mem.alloc", 1), ("mem.free", -1)):
@@ -383,6 +398,9 @@ MEASURES: Final[dict[str, Callable[[Run, Selectors], Value]]] = {
     "net_received": measure_net_received,
     "net_drops": measure_net_drops,
     "grants_mapped": measure_grants_mapped,
+    "sharedmem_verified": measure_sharedmem_verified,
+    "sharedmem_failures": measure_sharedmem_failures,
+    "grant_revoke_busy": measure_grant_revoke_busy,
     "memory_held": measure_memory_held,
     "final_state": measure_final_state,
     "console": measure_console,

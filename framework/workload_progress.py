@@ -14,6 +14,7 @@ the trace, so `--no-trace` runs are checked too):
 | `pingpong` | round trips completed (ping) or answers sent (pong) |
 | `blockio` | requests completed |
 | `netstream` | messages the peer received whole and correct |
+| `sharedmem` | rounds the peer answered |
 
 A destroyed domain's Xen account is gone with it, so its compute workloads are not judged.
 """
@@ -34,6 +35,7 @@ from framework.scenario import (
     NetstreamWorkload,
     PingpongWorkload,
     Scenario,
+    SharedmemWorkload,
     TimerWorkload,
     Workload,
 )
@@ -131,6 +133,10 @@ class _Counters:
         if isinstance(w, BlockioWorkload):
             io = k.frontends.blockio.get(vbd_devid(w.device)) if k.frontends else None
             return "" if io is not None and io.completed else "no request completed"
+        if isinstance(w, SharedmemWorkload):
+            shm = self.guests.sharedmem.get(self.domid)
+            answered = [g.answered for g in shm.granters if g.p.name == w.grant] if shm else []
+            return "" if any(answered) else f"the peer of grant {w.grant} answered no round"
         assert isinstance(w, NetstreamWorkload)
         return "" if self._delivered(k, w.peer) else f"{w.peer} received no whole message"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from framework.dom0.grant_tool import GrantTool
 from framework.dom0.store_rings import StoreService
 from framework.dom0.toolstack import Toolstack
 from framework.dom0.xenconsoled import ConsoleService
@@ -21,6 +22,7 @@ from framework.guest.kernel import GuestKernel
 from framework.guest.xenbus import Xenbus
 from framework.hw970.core import Core
 from framework.scenario import (
+    GRANT_ACTIONS,
     ConsoleInputAction,
     PauseAction,
     PingpongWorkload,
@@ -53,6 +55,7 @@ class Dom0:
         self.on_first_guest = on_first_guest
         self.xm = XmCreate(scenario, self._toolstack, devices, disk_dir, macs)
         self.plan = creation_plan(scenario)
+        self.grant_tool = GrantTool(scenario, self.xm.domids)
         self.kernel: GuestKernel | None = None
         self.store: StoreService | None = None
         self.consoled: ConsoleService | None = None
@@ -130,6 +133,8 @@ class Dom0:
             if self.on_first_guest is not None:
                 self.on_first_guest()
         self.xm.build_group(self.kernel, core, group, self.xend, self.store, self.consoled)
+        names = [self.scenario.domains[i].name for i in group]
+        self.grant_tool.guests_built(self.kernel, core, names)
 
     def _group_builder(self, group: list[int]) -> Callable[[Core, int], None]:
         """A dom0 timer callback that builds `group` when it fires."""
@@ -149,7 +154,10 @@ class Dom0:
 
     def _act(self, core: Core, action: TimelineAction) -> None:
         """One timeline action, as dom0's toolstack performs it."""
-        assert self.xend is not None
+        assert self.xend is not None and self.kernel is not None
+        if isinstance(action, GRANT_ACTIONS):
+            self.grant_tool.act(self.kernel, core, action)
+            return
         domid = self.domids.get(action.domain)
         if domid is None or action.domain in self.destroyed:
             self.xend.log(core, f"xm {action.action} {action.domain}: no such domain")
@@ -175,7 +183,8 @@ class Dom0:
 
 
 def creation_plan(scenario: Scenario) -> list[tuple[int, list[int]]]:
-    """Guests grouped by creation time; a pingpong pair is built together."""
+    """Guests grouped by creation time; a pingpong pair, or a grant between two guests, is
+    built together."""
     doms = scenario.domains
     index = {d.name: i for i, d in enumerate(doms)}
     when = [d.start for d in doms]
@@ -189,6 +198,18 @@ def creation_plan(scenario: Scenario) -> list[tuple[int, list[int]]]:
                     )
                 j = index[w.peer]
                 when[i] = when[j] = max(when[i], when[j])
+    # A grant between two guests: both are built together (each learns the other's domid),
+    # at the later start of the two, until no pair (grant or pingpong) is split.
+    pairs = [(index[g.granter], index[g.peer]) for g in scenario.grants if g.peer in index]
+    pairs += [
+        (i, index[w.peer])
+        for i, d in enumerate(doms)
+        for w in d.workloads
+        if isinstance(w, PingpongWorkload)
+    ]
+    while pairs and any(when[i] != when[j] for i, j in pairs):
+        for i, j in pairs:
+            when[i] = when[j] = max(when[i], when[j])
     groups: dict[int, list[int]] = {}
     for i, t in enumerate(when):
         groups.setdefault(t, []).append(i)

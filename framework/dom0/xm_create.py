@@ -33,8 +33,10 @@ from framework.scenario import (
     NetstreamWorkload,
     PingpongWorkload,
     Scenario,
+    SharedmemWorkload,
     TimerWorkload,
     Workload,
+    is_dom0_name,
 )
 from framework.xen.public.devtree import WorkloadValue, workload_instance
 from framework.xen.public.domctl import XEN_DOMCTL_destroydomain
@@ -148,6 +150,7 @@ class XmCreate:
                 self._build_failed(ts, port, d.name, str(err))
         props = {i: {**workload_properties(doms[i].workloads), **self._io_props(i)} for i in built}
         self._wire_pingpong(ts, built, props)
+        self._grant_props(ts.domids, built, props)
         for i in built:
             d = doms[i]
             try:
@@ -193,6 +196,40 @@ class XmCreate:
                         "pingpong-vcpu": ping.vcpu,
                         "pingpong-rounds": ping.rounds,
                     }
+                )
+
+    def _grant_props(
+        self, domids: dict[str, int], built: list[int], props: dict[int, dict[str, WorkloadValue]]
+    ) -> None:
+        """Each grant for its granter's devtree (`sharedmem.<i>.*`, with its workload's
+        rounds), and for a guest peer's (`sharedmem-peer.<i>.*`): both learn the other's
+        domid from the toolstack, as split drivers learn their backend's."""
+        doms = self.scenario.domains
+        index = {doms[i].name: i for i in built}
+        peer_count: dict[int, int] = {}
+        for n, g in enumerate(self.scenario.grants):
+            i = index.get(g.granter)
+            if i is None:
+                continue
+            peer = 0 if is_dom0_name(g.peer) else domids.get(g.peer)
+            if peer is None:
+                continue  # the peer is built with the granter (creation_plan)
+            params: dict[str, WorkloadValue] = {
+                "name": g.name,
+                "peer": peer,
+                "pages": g.pages,
+                "readonly": int(g.access == "ro"),
+            }
+            for w in doms[i].workloads:
+                if isinstance(w, SharedmemWorkload) and w.grant == g.name:
+                    params.update({"every": w.every, "rounds": w.rounds, "vcpu": w.vcpu})
+            props[i].update(workload_instance("sharedmem", n, params))
+            j = index.get(g.peer)
+            if j is not None:
+                c = peer_count[j] = peer_count.get(j, -1) + 1
+                granter = domids[g.granter]
+                props[j].update(
+                    workload_instance("sharedmem-peer", c, {"name": g.name, "granter": granter})
                 )
 
     def _plug_devices(self, core: Core, i: int, domid: int, xend: Xend) -> None:

@@ -43,6 +43,7 @@ from framework.guest.runtime import (
     build_runtime,
     native_address,
 )
+from framework.guest.sharedmem import SharedMem
 from framework.guest.xenbus import RingXenbus
 from framework.hw970.core import Core
 from framework.hw970.machine import Machine
@@ -100,6 +101,9 @@ class GuestOS:
         #: ticks taken, lines written, round trips or answers (`timer.<i>`, `console.<i>`,
         #: `pingpong`, the devtree's names), so a run can say which never moved.
         self.progress: dict[tuple[int, str], int] = {}
+        #: Each domU kernel's grants (`grants:` of the scenario), both ends, by domid (kept
+        #: after the domain goes, like `finished`, for the run's report).
+        self.sharedmem: dict[int, SharedMem] = {}
         routines = {
             "kinit": self._kinit,
             "evtchn_dispatch": self._evtchn_dispatch,
@@ -233,6 +237,10 @@ class GuestOS:
             else:
                 k.frontends = FrontendBus(k)
                 k.frontends.start(core)
+            shm = SharedMem.from_devtree(k)
+            if shm.granters or shm.peers:
+                self.sharedmem[k.domid] = shm
+                shm.start(core)
 
     def _install_slb(self, core: Core, k: GuestKernel) -> None:
         assert core.state is not None
@@ -282,6 +290,9 @@ class GuestOS:
         for i, params in workload_groups(wl, "console").items():
             if params.get("vcpu", 0) == vid:
                 self._start_console_lines(core, k, vid, params, (k.domid, f"console.{i}"))
+        shm = self.sharedmem.get(k.domid)
+        if shm is not None:
+            shm.start_rounds(core, vid)
 
     def _start_ticks(
         self, core: Core, k: GuestKernel, vid: int, hz: int, key: tuple[int, str]

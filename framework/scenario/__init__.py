@@ -21,6 +21,7 @@ Machine defaults come from `framework.hw970.params`, the one place they are decl
 
 from framework.scenario.devices import Device, VbdSpec, VifSpec
 from framework.scenario.domains import Dom0Spec, DomainSpec
+from framework.scenario.grants import GrantSpec
 from framework.scenario.limits import (
     DOM0_NAMES,
     EXTENT_SIZE,
@@ -34,8 +35,12 @@ from framework.scenario.loader import load_scenario, parse_scenario
 from framework.scenario.machine import DiskSpec, JitterSpec, LinkSpec, MachineSpec
 from framework.scenario.reference import reference_markdown
 from framework.scenario.timeline import (
+    GRANT_ACTIONS,
     ConsoleInputAction,
     DestroyAction,
+    GrantMapAction,
+    GrantRevokeAction,
+    GrantUnmapAction,
     PauseAction,
     SchedCreditAction,
     TimelineAction,
@@ -49,6 +54,7 @@ from framework.scenario.workloads import (
     ConsoleWorkload,
     NetstreamWorkload,
     PingpongWorkload,
+    SharedmemWorkload,
     TimerWorkload,
     Workload,
 )
@@ -56,6 +62,7 @@ from framework.scenario.workloads import (
 __all__ = [
     "DOM0_NAMES",
     "EXTENT_SIZE",
+    "GRANT_ACTIONS",
     "MAX_CPUS",
     "MAX_VCPUS",
     "RMA_SIZES",
@@ -69,6 +76,10 @@ __all__ = [
     "DiskSpec",
     "Dom0Spec",
     "DomainSpec",
+    "GrantMapAction",
+    "GrantRevokeAction",
+    "GrantSpec",
+    "GrantUnmapAction",
     "JitterSpec",
     "LinkSpec",
     "MachineSpec",
@@ -77,6 +88,7 @@ __all__ = [
     "PingpongWorkload",
     "Scenario",
     "SchedCreditAction",
+    "SharedmemWorkload",
     "TimelineAction",
     "TimerWorkload",
     "UnpauseAction",

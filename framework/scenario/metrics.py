@@ -164,6 +164,26 @@ METRICS: Final[dict[str, Metric]] = {
             "grant mappings the selected domain (the mapper) still holds at the end",
             "domain",
         ),
+        # grants in scenarios (issue 16): the sharedmem workload's checks
+        _m(
+            "sharedmem_verified",
+            Quantity.COUNT,
+            "sharedmem checks whose data matched (shm.verify status 0), by the checking "
+            "domain: the peer checks the granter's data, the granter a read-write peer's answer",
+            "domain window",
+        ),
+        _m(
+            "sharedmem_failures",
+            Quantity.COUNT,
+            "sharedmem checks whose data did not match, or that could not reach the pages",
+            "domain window",
+        ),
+        _m(
+            "grant_revoke_busy",
+            Quantity.COUNT,
+            "grant refs a revoke found still mapped by the peer (left granted)",
+            "domain window",
+        ),
         _m(
             "memory_held",
             Quantity.BYTES,

@@ -14,6 +14,7 @@ from pydantic.fields import FieldInfo
 from framework.scenario.devices import DEVICE_MODELS
 from framework.scenario.domains import Dom0Spec, DomainSpec
 from framework.scenario.expect import Expectation
+from framework.scenario.grants import GrantSpec
 from framework.scenario.machine import DiskSpec, JitterSpec, LinkSpec, MachineSpec
 from framework.scenario.metrics import METRICS, SELECTORS
 from framework.scenario.timeline import TIMELINE_MODELS
@@ -76,6 +77,7 @@ def reference_markdown() -> str:
         ("`domains[]`", DomainSpec),
         *((f"device `kind: {k}`", m) for k, m in DEVICE_MODELS.items()),
         *((f"workload `kind: {k}`", m) for k, m in WORKLOAD_MODELS.items()),
+        ("`grants[]`", GrantSpec),
         *((f"`timeline[]` `action: {k}`", m) for k, m in TIMELINE_MODELS.items()),
         ("`expect[]`", Expectation),
     ]

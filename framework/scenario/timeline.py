@@ -6,9 +6,9 @@ rule, checked in `rules`.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
-from pydantic import Field, StrictInt, StrictStr
+from pydantic import Field, StrictBool, StrictInt, StrictStr
 
 from framework.scenario.fields import (
     CpuList,
@@ -22,9 +22,13 @@ from framework.scenario.fields import (
 )
 
 __all__ = [
+    "GRANT_ACTIONS",
     "TIMELINE_MODELS",
     "ConsoleInputAction",
     "DestroyAction",
+    "GrantMapAction",
+    "GrantRevokeAction",
+    "GrantUnmapAction",
     "PauseAction",
     "SchedCreditAction",
     "TimelineAction",
@@ -109,6 +113,55 @@ class SchedCreditAction(ScenarioModel):
     )
 
 
+# --- grants (issue 16, item 5): actions on a scenario `grants:` entry, named by `grant` ---
+class GrantRevokeAction(ScenarioModel):
+    """The granting guest ends its grant (Linux's gnttab_end_foreign_access on each ref):
+    dom0's toolstack asks it through the guest's `control/sharedmem/<grant>` node.  A ref
+    still mapped by its peer (GTF_reading/GTF_writing set by Xen) is reported busy and left
+    granted, as Linux leaves (leaks) it; the others are cleared."""
+
+    action: Literal["grant_revoke"] = Field("grant_revoke", description="`grant_revoke`")
+    at: Duration = Field(description="simulated time; after both domains of the grant start")
+    grant: StrictStr = Field(description="the name of an entry of `grants`")
+
+
+class GrantMapAction(ScenarioModel):
+    """dom0 maps the grant's pages into its foreign area (GNTTABOP_map_grant_ref with
+    GNTMAP_host_map, then a 4 KiB PTE) and keeps them mapped until `grant_unmap`.  Only
+    dom0 has a foreign area on the 970 port: a domU peer reads grants with grant copy, so
+    a domU `domain` is refused.  dom0 mapping a grant made to another guest is allowed
+    here and refused by Xen at run time (recorded in gnttab.map)."""
+
+    action: Literal["grant_map"] = Field("grant_map", description="`grant_map`")
+    at: Duration = Field(description="simulated time; after both domains of the grant start")
+    grant: StrictStr = Field(description="the name of an entry of `grants`")
+    domain: StrictStr | None = Field(
+        None, description="the mapping domain: dom0 (default: the grant's peer, which must "
+        "then be dom0)", json_schema_extra={"shown_default": "the grant's peer"},
+    )  # fmt: skip
+    write: StrictBool = Field(
+        False, description="also write into the mapped pages (a read-only grant's mapping "
+        "then takes a storage exception, recorded as shm.fault)",
+    )  # fmt: skip
+
+
+class GrantUnmapAction(ScenarioModel):
+    """dom0 removes its PTEs and unmaps what `grant_map` mapped (GNTTABOP_unmap_grant_ref)."""
+
+    action: Literal["grant_unmap"] = Field("grant_unmap", description="`grant_unmap`")
+    at: Duration = Field(description="simulated time; after a `grant_map` of the grant")
+    grant: StrictStr = Field(description="the name of an entry of `grants`")
+    domain: StrictStr | None = Field(
+        None, description="the mapping domain, as in its `grant_map`",
+        json_schema_extra={"shown_default": "the grant's peer"},
+    )  # fmt: skip
+
+
+GrantAction = GrantRevokeAction | GrantMapAction | GrantUnmapAction
+#: The actions that name a grant rather than a domain (checked by `grants.check_grant_actions`).
+GRANT_ACTIONS: Final = (GrantRevokeAction, GrantMapAction, GrantUnmapAction)
+
+
 # `save`, `restore`, `shutdown` ... join this union later.
 TimelineAction = Annotated[
     ConsoleInputAction
@@ -116,7 +169,8 @@ TimelineAction = Annotated[
     | PauseAction
     | UnpauseAction
     | VcpuPinAction
-    | SchedCreditAction,
+    | SchedCreditAction
+    | GrantAction,
     Field(discriminator="action"),
 ]
 TIMELINE_MODELS: dict[str, type[ScenarioModel]] = {
@@ -126,4 +180,7 @@ TIMELINE_MODELS: dict[str, type[ScenarioModel]] = {
     "unpause": UnpauseAction,
     "vcpu_pin": VcpuPinAction,
     "sched_credit": SchedCreditAction,
+    "grant_revoke": GrantRevokeAction,
+    "grant_map": GrantMapAction,
+    "grant_unmap": GrantUnmapAction,
 }

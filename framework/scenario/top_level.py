@@ -32,6 +32,7 @@ from framework.scenario.fields import (
     nearest_line,
     non_empty,
 )
+from framework.scenario.grants import GrantSpec, check_grant_actions, check_grants
 from framework.scenario.machine import MachineSpec
 from framework.scenario.rules import (
     check_affinity,
@@ -68,6 +69,9 @@ class Scenario(ScenarioModel):
     machine: MachineSpec = Field(default_factory=MachineSpec, description="see `machine`")
     dom0: Dom0Spec = Field(default_factory=Dom0Spec, description="see `dom0`")
     domains: tuple[DomainSpec, ...] = Field((), description="guest domains, see `domains[]`")
+    grants: tuple[GrantSpec, ...] = Field(
+        (), description="pages a guest grants to another domain, see `grants[]`"
+    )
     timeline: tuple[TimelineAction, ...] = Field(
         (), description="actions at simulated times, kept sorted by `at` (stable), see `timeline[]`"
     )
@@ -184,6 +188,8 @@ class Scenario(ScenarioModel):
         check_starts(self.domains, self.duration)
         check_timeline(self.timeline, self.domains, self.duration)
         check_timeline_targets(self.timeline, self.machine, self.domains)
+        check_grants(self.grants, self.dom0, self.domains)
+        check_grant_actions(self.timeline, self.grants, self.domains, self.duration)
         check_expectations(self.expect, self.dom0, self.domains, self.duration)
         self._base_dir = context_base_dir(info)
         check_shared_images(self.domains, self._base_dir)

@@ -48,6 +48,7 @@ __all__ = [
     "ConsoleWorkload",
     "NetstreamWorkload",
     "PingpongWorkload",
+    "SharedmemWorkload",
     "TimerWorkload",
     "Workload",
 ]
@@ -194,13 +195,32 @@ class ConsoleWorkload(ScenarioModel):
     vcpu: VcpuIndex = Field(0, description="VCPU that writes")
 
 
+class SharedmemWorkload(ScenarioModel):
+    """Rounds of data through one of the domain's `grants` (it must be the granter): it
+    writes a pattern into the granted pages and notifies the peer over the grant's event
+    channel; the peer checks the pages (dom0 through its foreign area, a guest with grant
+    copy), writes its answer back into a read-write grant, and notifies; the granter checks
+    the answer, and the next round starts `every` later."""
+
+    kind: Literal["sharedmem"] = Field("sharedmem", description="`sharedmem`")
+    grant: StrictStr = Field(description="the name of a `grants` entry this domain grants")
+    every: Annotated[Duration, positive_duration("every")] = Field(
+        1_000_000, description="simulated time from one round's start to the next"
+    )
+    rounds: Annotated[StrictInt, in_range(0, MAX_COUNT, "rounds")] = Field(
+        0, description="stop after this many rounds (0 = until the scenario ends)"
+    )
+    vcpu: VcpuIndex = Field(0, description="VCPU that writes and checks")
+
+
 Workload = Annotated[
     ComputeWorkload
     | TimerWorkload
     | PingpongWorkload
     | BlockioWorkload
     | NetstreamWorkload
-    | ConsoleWorkload,
+    | ConsoleWorkload
+    | SharedmemWorkload,
     Field(discriminator="kind"),
 ]
 WORKLOAD_MODELS: dict[str, type[ScenarioModel]] = {
@@ -210,4 +230,5 @@ WORKLOAD_MODELS: dict[str, type[ScenarioModel]] = {
     "blockio": BlockioWorkload,
     "netstream": NetstreamWorkload,
     "console": ConsoleWorkload,
+    "sharedmem": SharedmemWorkload,
 }

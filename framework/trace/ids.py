@@ -67,3 +67,7 @@ class K:
     XENBUS_STATE: Final = 53
     CONSOLE_IN: Final = 54
     HCALL_BUG: Final = 55
+    SHM_PUBLISH: Final = 56
+    SHM_VERIFY: Final = 57
+    SHM_REVOKE: Final = 58
+    SHM_FAULT: Final = 59

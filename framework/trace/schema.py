@@ -154,6 +154,20 @@ KINDS: tuple[Kind, ...] = (
     Kind("hcall.bug", "Hypercall `nr` raised an unexpected exception in Xen (a simulator bug); "
          "the calling domain is crashed.", ("nr", "arg0", "arg1", "arg2"),
          "the call with all its arguments (r4..r11), and the exception"),
+    # grants in scenarios (issue 16): the granter's and the peer's view of a `grants:` entry
+    Kind("shm.publish", "The granter granted `count` pages to `remote_dom` and published "
+         "their refs and event channel `port` in xenstore.", ("remote_dom", "count", "port"),
+         "grant name"),
+    Kind("shm.verify", "A sharedmem round `value` checked on `count` pages by this domain "
+         "(the peer: the granter's data; the granter: the peer's answer); status 0 = the "
+         "data matched, 1 = it did not.", ("remote_dom", "value", "count", "status"),
+         "grant name, and what differed"),
+    Kind("shm.revoke", "The granter ended grant `ref` (status 0), or found it still mapped "
+         "by `remote_dom` (GTF_reading/GTF_writing set: status 1 = busy, left granted).",
+         ("remote_dom", "ref", "status"), "grant name and outcome"),
+    Kind("shm.fault", "A store into a mapped grant took a storage exception (a read-only "
+         "grant): the peer's write was refused by the MMU.", ("remote_dom", "ref"),
+         "grant name and the fault"),
 )  # fmt: skip
 
 FIELD_DOCS: dict[str, str] = {
