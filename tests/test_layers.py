@@ -38,6 +38,9 @@ LAZY_IMPORTS: Final = frozenset(
         ("framework/cli.py", "analysis.expectations"),
         ("framework/cli.py", "framework.suite.runner"),
         ("framework/cli.py", "framework.suite.sweep"),
+        # xen970 export (issue 17)
+        ("framework/cli.py", "analysis.export_perfetto"),
+        ("framework/cli.py", "analysis.export_xentrace"),
         # The pytest plugin loads with every pytest run in an environment that has xen970;
         # the simulator comes in only when a scenario item runs.
         ("framework/suite/pytest_plugin.py", "framework.suite.job"),
