@@ -21,6 +21,7 @@ Machine defaults come from `framework.hw970.params`, the one place they are decl
 
 from framework.scenario.devices import Device, VbdSpec, VifSpec
 from framework.scenario.domains import Dom0Spec, DomainSpec
+from framework.scenario.fields import START_BY_TIMELINE
 from framework.scenario.limits import (
     DOM0_NAMES,
     EXTENT_SIZE,
@@ -35,9 +36,12 @@ from framework.scenario.machine import DiskSpec, JitterSpec, LinkSpec, MachineSp
 from framework.scenario.reference import reference_markdown
 from framework.scenario.timeline import (
     ConsoleInputAction,
+    CreateAction,
     DestroyAction,
     PauseAction,
+    RebootAction,
     SchedCreditAction,
+    ShutdownAction,
     TimelineAction,
     UnpauseAction,
     VcpuPinAction,
@@ -59,11 +63,13 @@ __all__ = [
     "MAX_CPUS",
     "MAX_VCPUS",
     "RMA_SIZES",
+    "START_BY_TIMELINE",
     "XEN_RESERVED",
     "BlockioWorkload",
     "ComputeWorkload",
     "ConsoleInputAction",
     "ConsoleWorkload",
+    "CreateAction",
     "DestroyAction",
     "Device",
     "DiskSpec",
@@ -75,8 +81,10 @@ __all__ = [
     "NetstreamWorkload",
     "PauseAction",
     "PingpongWorkload",
+    "RebootAction",
     "Scenario",
     "SchedCreditAction",
+    "ShutdownAction",
     "TimelineAction",
     "TimerWorkload",
     "UnpauseAction",

@@ -67,3 +67,5 @@ class K:
     XENBUS_STATE: Final = 53
     CONSOLE_IN: Final = 54
     HCALL_BUG: Final = 55
+    XEND_SHUTDOWN: Final = 56
+    XEND_RESTART: Final = 57

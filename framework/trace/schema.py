@@ -154,6 +154,12 @@ KINDS: tuple[Kind, ...] = (
     Kind("hcall.bug", "Hypercall `nr` raised an unexpected exception in Xen (a simulator bug); "
          "the calling domain is crashed.", ("nr", "arg0", "arg1", "arg2"),
          "the call with all its arguments (r4..r11), and the exception"),
+    # -- domain lifecycle (xm shutdown / reboot / create) --
+    Kind("xend.shutdown", "xend found the domain shut down with `reason` (getdomaininfo after "
+         "VIRQ_DOM_EXC) and acts on it as the domain's on_poweroff / on_reboot / on_crash say.",
+         ("reason",), "reason name and action: `poweroff: destroy`, `reboot: restart`, ..."),
+    Kind("xend.restart", "xend built the domain again after it shut down (on_... = restart): "
+         "dom = the new domain id.", (), "the domain's name and the id it had before"),
 )  # fmt: skip
 
 FIELD_DOCS: dict[str, str] = {

@@ -36,7 +36,7 @@ from framework.xen.public.arch_powerpc import EXTENT_ORDER, KernelImage, htab_by
 from framework.xen.public.devtree import DomainDevtreeSpec
 from framework.xen.public.sched import SHUTDOWN_NAMES
 from framework.xen.public.vcpu import Runstate
-from framework.xen.public.xen import SHARED_INFO, VCPU_INFO, VIRQ_TIMER
+from framework.xen.public.xen import SHARED_INFO, VCPU_INFO, VIRQ_DOM_EXC, VIRQ_TIMER
 from framework.xen.sched_credit import CreditScheduler, Pri
 from framework.xen.schedule import PhysicalCpu
 
@@ -287,6 +287,9 @@ class Hypervisor:
             self.vcpu_wake(v, now)
 
     def shutdown(self, dom: Domain, reason: int) -> None:
+        """domain_shutdown: the domain stops with `reason` (SHUTDOWN_*, recorded by name)
+        and dom0 is told with VIRQ_DOM_EXC, as Xen 3.1's __domain_finalise_shutdown does;
+        its toolstack reads the reason with getdomaininfo."""
         if dom.state in (DomainState.SHUTDOWN, DomainState.DYING):
             return
         dom.state = DomainState.SHUTDOWN
@@ -306,6 +309,9 @@ class Hypervisor:
             v.timer_generation += 1
             self._stop_vcpu(v, now)
         self.on_domain_dead(dom)
+        dom0 = self.domains.get(0)
+        if dom0 is not None and dom0 is not dom:
+            self.send_virq(dom0.vcpus[0], VIRQ_DOM_EXC)
 
     def domain_crash(self, dom: Domain, why: str, pc: int) -> None:
         """A guest did something unrecoverable: record it and stop the domain."""
