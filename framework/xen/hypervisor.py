@@ -60,6 +60,10 @@ def time_scale(ticks_per_s: int) -> tuple[int, int]:
     return (1_000_000_000 << 32) // tps, shift
 
 
+#: Domain states in which a VCPU's set_timer_op deadline still fires.
+_TIMERS_FIRE: Final = (DomainState.RUNNING, DomainState.PAUSED)
+
+
 class Hypervisor:
     """The hypervisor instance running on one `Machine`."""
 
@@ -503,7 +507,9 @@ class Hypervisor:
         return self.busy_cpus - (self.pcpus[cpu].current is not None) > 0
 
     def _timer_fire(self, v: Vcpu, gen: int, deadline: int) -> None:
-        if gen != v.timer_generation or v.domain.state != DomainState.RUNNING:
+        # A paused domain's timers fire too (Xen's vcpu_singleshot_timer_fn does not look
+        # at pausing): the VIRQ waits pending and is delivered once it is unpaused.
+        if gen != v.timer_generation or v.domain.state not in _TIMERS_FIRE:
             return
         v.timer_deadline = None
         self.rec.emit(K.TIMER_FIRE, int(self.env.now), -1, v.domain.domid, v.vcpu_id, deadline)
