@@ -68,16 +68,22 @@ _NOT_BUILT_SUFFIX: Final = " (not built)"
 def _domid(run: Run, sel: Selectors) -> int | None:
     """The selected domain's id (None: the whole machine); KeyError for an unknown name.
 
-    A domain that was created but not built is found by its scenario name too.
+    A domain that was created but not built is found by its scenario name too. A name
+    that several domains had (a guest rebooted or created again) selects the latest of
+    them, the one `xm list` would show by that name; `domain_id` selects an earlier one.
     """
     if "domain_id" in sel:
         return int(sel["domain_id"])
     name = sel.get("domain")
     if name is None:
         return None
-    for domid, known in run.domains.items():
-        if known in (name, f"{name}{_NOT_BUILT_SUFFIX}"):
-            return domid
+    found = [
+        domid
+        for domid, known in run.domains.items()
+        if known in (name, f"{name}{_NOT_BUILT_SUFFIX}")
+    ]
+    if found:
+        return found[-1]
     raise KeyError(f"domain {name!r} is not in this run (run.json domains)")
 
 

@@ -14,7 +14,9 @@ memory, victims' page tables and TCE tables, with two exceptions Xen makes on th
 fuzzer's behalf, checked word for word: a victim's shared_info may gain pending bits of
 ports whose remote end is the fuzzer (an event sent to a port bound to it; every port of
 a quiesced victim is masked, so nothing else of shared_info moves), and a victim's grant
-entries naming the fuzzer may change their GTF_reading/GTF_writing/transfer flags.
+entries naming the fuzzer may change their GTF_reading/GTF_writing/transfer flags. And
+when the fuzzer's domain shuts down (or is crashed) in the batch, Xen tells dom0 with
+VIRQ_DOM_EXC: that port of dom0 may become pending.
 
 A frame's hash is a weighted sum of its 512 doublewords with fixed odd weights modulo
 2**64, so a change of any one doubleword always changes it.
@@ -44,7 +46,7 @@ from framework.xen.public.grant_table import (
     GTF_writing,
 )
 from framework.xen.public.papr import H_ENTER
-from framework.xen.public.xen import EVTCHN_PENDING_OFF
+from framework.xen.public.xen import EVTCHN_PENDING_OFF, VIRQ_DOM_EXC
 
 from .call import Call
 from .world import grant_entries
@@ -105,6 +107,8 @@ class Oracle:
         self.victims = tuple(victims)
         self.frames = xen.memory.size >> 12
         self._words = np.frombuffer(xen.memory.buf, dtype=np.uint64).reshape(self.frames, _WORDS)
+        #: The fuzzer's domain shut down in the batch being compared.
+        self._shut_down = False
 
     # -- hashing ---------------------------------------------------------------------------
     def hashes(self) -> np.ndarray:
@@ -175,9 +179,12 @@ class Oracle:
     def compare(self, before: Snapshot, after: Snapshot, calls: Sequence[Call]) -> list[Violation]:
         """What changed between the snapshots that the fuzzer had no right to change."""
         allowed = before.allowed | after.allowed
+        self._shut_down = False
         for record in self.xen.rec.records_since(before.records):
             if record[0] == K.MEM_ALLOC:
                 allowed[record[5] : record[5] + record[6]] = True
+            elif record[0] == K.DOM_SHUTDOWN and record[3] == self.fuzzer:
+                self._shut_down = True
         me = self.xen.domains.get(self.fuzzer)
         if me is not None and me.privileged:
             for call in calls:
@@ -218,6 +225,9 @@ class Oracle:
             # The bitmap as one big-endian number: port 64n + b is bit 64 (63 - n) + b.
             port = 64 * (63 - bit // 64) + bit % 64
             p = dom.evtchn.get(port)
+            told_dom0 = p is not None and p.state == PortState.VIRQ and p.virq == VIRQ_DOM_EXC
+            if self._shut_down and dom.domid == 0 and told_dom0:
+                continue  # Xen told dom0 that the fuzzer's domain shut down
             bound = p is not None and p.state in (PortState.UNBOUND, PortState.INTERDOMAIN)
             if not bound or p is None or p.remote_dom != self.fuzzer:
                 return f"port {port} of d{dom.domid} became pending, not a port of the fuzzer's"

@@ -1,10 +1,15 @@
 """xenstored's connections to guests: one store ring per guest, in a page the guest granted
 to dom0, served request by request by the daemon (`framework.dom0.xenstored`); dom0's own
 requests reach the daemon directly (`LocalXenbus`).
+
+xenstored also binds VIRQ_DOM_EXC, which Xen raises when a domain shuts down: it then
+asks Xen (getdomaininfo) which of its guests are newly shut down and, if any, fires
+@releaseDomain, as Xen 3.1's xenstored `domain_cleanup` does; xend's watch on it looks.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from framework.guest import xs_wire as xs
@@ -13,13 +18,19 @@ from framework.guest.kmem import KernelMemory
 from framework.guest.xenbus import LocalXenbus
 from framework.hw970.core import Core
 from framework.trace.ids import K
+from framework.xen.public.domctl import DOMINF_dying, DOMINF_shutdown
+from framework.xen.public.event_channel import EVTCHN_BIND_VIRQ, EVTCHNOP_bind_virq
 from framework.xen.public.grant_table import GNTTAB_RESERVED_XENSTORE
+from framework.xen.public.xen import VIRQ_DOM_EXC, HYPERVISOR_event_channel_op
 
 if TYPE_CHECKING:
     from framework.guest.kernel import GuestKernel
 
 from framework.dom0.guest_pages import GuestPage, map_guest_page, unmap_guest_page
 from framework.dom0.xenstored import Xenstored
+
+#: getdomaininfo's flags of a domain (None: Xen has no such domain), as dom0 reads them.
+DomainFlags = Callable[[Core, int], int | None]
 
 
 class StoreService:
@@ -30,6 +41,42 @@ class StoreService:
         self.daemon = Xenstored()
         self.conns: dict[int, GuestPage] = {}
         self.local = LocalXenbus(kernel, self.submit)
+        #: Guests found shut down (or dying) since they were introduced.
+        self.shut_down: set[int] = set()
+        self._flags_of: DomainFlags | None = None
+
+    def watch_domain_exceptions(self, core: Core, flags_of: DomainFlags) -> None:
+        """Bind VIRQ_DOM_EXC; `flags_of(core, domid)` is getdomaininfo's flags word (None
+        when Xen has no such domain)."""
+        k = self.kernel
+        rc, out = k.op(
+            core,
+            HYPERVISOR_event_channel_op,
+            EVTCHNOP_bind_virq,
+            EVTCHN_BIND_VIRQ,
+            virq=VIRQ_DOM_EXC,
+            vcpu=0,
+        )
+        if rc != 0:
+            k.console(core, f"xenstored: binding VIRQ_DOM_EXC failed ({rc})")
+            return
+        self._flags_of = flags_of
+        k.port_handlers[out["port"]] = self.on_domain_exception
+
+    def on_domain_exception(self, core: Core, _port: int = 0) -> None:
+        """A domain shut down or died: fire @releaseDomain if one of ours is newly so."""
+        flags_of = self._flags_of
+        assert flags_of is not None
+        notify = False
+        for domid in sorted(self.conns):
+            flags = flags_of(core, domid)
+            gone = flags is None or bool(flags & (DOMINF_shutdown | DOMINF_dying))
+            if gone and domid not in self.shut_down:
+                self.shut_down.add(domid)
+                notify = True
+        if notify:
+            for target, msg in self.daemon.domains_shut_down():
+                self._route(core, target, msg)
 
     def introduce(self, core: Core, domid: int, store_port: int) -> None:
         """XS_INTRODUCE: connect to the guest's store page and serve what it queued."""
@@ -42,6 +89,7 @@ class StoreService:
 
     def release(self, core: Core, domid: int) -> None:
         page = self.conns.pop(domid, None)
+        self.shut_down.discard(domid)
         if page is None:
             return
         unmap_guest_page(self.kernel, core, page)
@@ -115,4 +163,4 @@ class StoreService:
             self.kernel.send(core, page.port)  # room in the request ring again
 
 
-__all__ = ["StoreService"]
+__all__ = ["DomainFlags", "StoreService"]

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from framework.dom0.grant_tool import GrantTool
+from framework.dom0.lifecycle import DomainLifecycle
 from framework.dom0.store_rings import StoreService
 from framework.dom0.toolstack import Toolstack
 from framework.dom0.xenconsoled import ConsoleService
@@ -24,17 +25,24 @@ from framework.hw970.core import Core
 from framework.scenario import (
     GRANT_ACTIONS,
     ConsoleInputAction,
+    CreateAction,
     PauseAction,
     PingpongWorkload,
+    RebootAction,
     Scenario,
     SchedCreditAction,
+    ShutdownAction,
     TimelineAction,
     UnpauseAction,
     VcpuPinAction,
     is_dom0_name,
 )
 from framework.xen.public.arch_powerpc import KernelImage
-from framework.xen.public.domctl import CAP_UNCHANGED, WEIGHT_UNCHANGED
+from framework.xen.public.domctl import (
+    CAP_UNCHANGED,
+    WEIGHT_UNCHANGED,
+    XEN_DOMCTL_getdomaininfo,
+)
 
 
 class Dom0:
@@ -60,6 +68,7 @@ class Dom0:
         self.store: StoreService | None = None
         self.consoled: ConsoleService | None = None
         self.xend: Xend | None = None
+        self.lifecycle: DomainLifecycle | None = None
         self._first_built = False
         #: Names of the guests xend has destroyed (Xen has killed them; one may still be
         #: dying while dom0's backends finish with its pages). Names, not domids: a domid
@@ -72,6 +81,7 @@ class Dom0:
         self.kernel = k
         self.store = StoreService(k)
         self.consoled = ConsoleService(k)
+        self.store.watch_domain_exceptions(core, self._domain_flags)
         return self.store.local
 
     def boot(self, k: GuestKernel, core: Core) -> None:
@@ -79,6 +89,10 @@ class Dom0:
         assert self.store is not None and self.consoled is not None
         self.kernel = k
         self.xend = Xend(k, self._domctl, self.store, self.consoled, self._destroyed)
+        self.lifecycle = DomainLifecycle(
+            self.scenario, self.xend, self.xm, self._domain_flags, self._create
+        )
+        self.lifecycle.start(core)
         for start, group in self.plan:
             if start <= core.now_ns():
                 self._build_group(core, group)
@@ -109,8 +123,20 @@ class Dom0:
         return list(self.consoled.logs) if self.consoled is not None else []
 
     # -- xm ----------------------------------------------------------------------------------
-    def _destroyed(self, _core: Core, domid: int) -> None:
+    def _destroyed(self, core: Core, domid: int) -> None:
         self.destroyed.add(self.names.get(domid, str(domid)))
+        if self.lifecycle is not None:
+            self.lifecycle.destroyed(core, domid)
+
+    def _create(self, core: Core, index: int) -> None:
+        """xm create of the scenario's guest `index` (a `create` action, or a restart)."""
+        self.destroyed.discard(self.scenario.domains[index].name)
+        self._build_group(core, [index])
+
+    def _domain_flags(self, core: Core, domid: int) -> int | None:
+        """getdomaininfo's flags word of `domid`; None when Xen has no such domain."""
+        rc, out = self._toolstack(self._port(core)).domctl(XEN_DOMCTL_getdomaininfo, domid)
+        return None if rc < 0 or out["info_domain"] != domid else out["info_flags"]
 
     def _toolstack(self, port: Dom0Port) -> Toolstack:
         m = self.scenario.machine
@@ -155,8 +181,12 @@ class Dom0:
     def _act(self, core: Core, action: TimelineAction) -> None:
         """One timeline action, as dom0's toolstack performs it."""
         assert self.xend is not None and self.kernel is not None
+        assert self.lifecycle is not None
         if isinstance(action, GRANT_ACTIONS):
             self.grant_tool.act(self.kernel, core, action)
+            return
+        if isinstance(action, CreateAction):
+            self.lifecycle.create(core, action.domain)
             return
         domid = self.domids.get(action.domain)
         if domid is None or action.domain in self.destroyed:
@@ -178,16 +208,21 @@ class Dom0:
             rc = self._toolstack(self._port(core)).sched_credit(domid, weight, cap)
             if rc < 0:
                 self.xend.log(core, f"xm sched-credit {action.domain}: Error: scheduler_op ({rc})")
+        elif isinstance(action, ShutdownAction):
+            self.lifecycle.request(core, domid, action.domain, action.reason)
+        elif isinstance(action, RebootAction):
+            self.lifecycle.request(core, domid, action.domain, "reboot")
         else:
             self.xend.destroy(core, domid, action.domain)
 
 
 def creation_plan(scenario: Scenario) -> list[tuple[int, list[int]]]:
     """Guests grouped by creation time; a pingpong pair, or a grant between two guests, is
-    built together."""
+    built together. Guests with `start: timeline` are left to their `create` action
+    (never in a pingpong pair)."""
     doms = scenario.domains
     index = {d.name: i for i, d in enumerate(doms)}
-    when = [d.start for d in doms]
+    when = [d.start if isinstance(d.start, int) else -1 for d in doms]
     for i, d in enumerate(doms):
         for w in d.workloads:
             if isinstance(w, PingpongWorkload):
@@ -212,7 +247,8 @@ def creation_plan(scenario: Scenario) -> list[tuple[int, list[int]]]:
             when[i] = when[j] = max(when[i], when[j])
     groups: dict[int, list[int]] = {}
     for i, t in enumerate(when):
-        groups.setdefault(t, []).append(i)
+        if t >= 0:
+            groups.setdefault(t, []).append(i)
     return sorted(groups.items())
 
 

@@ -148,6 +148,10 @@ class Xend:
             self.log(core, f"xm unpause {name}: Error: unpausedomain failed ({rc})")
 
     # -- destroy ---------------------------------------------------------------------------
+    def tearing_down(self, domid: int) -> bool:
+        """Whether `xm destroy` of `domid` is under way."""
+        return domid in self._teardowns
+
     def destroy(self, core: Core, domid: int, name: str) -> None:
         """`xm destroy`: pause, unplug every device, then destroy (see the module doc)."""
         if domid in self._teardowns:

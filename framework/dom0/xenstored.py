@@ -114,6 +114,13 @@ class Xenstored:
         self._release(domid)
         return self._take_events()
 
+    def domains_shut_down(self) -> Outbox:
+        """VIRQ_DOM_EXC found a guest newly shut down (xenstored's domain_cleanup): fire
+        @releaseDomain, so the toolstack looks at its domains."""
+        self._events = []
+        self._fire_watches(RELEASE_DOMAIN, False)
+        return self._take_events()
+
     def _introduce(self, domid: int, mfn: int, port: int, create_home: bool) -> None:
         if not 0 < domid <= xs.DOMID_MAX:
             raise xs.refused("EINVAL", f"cannot introduce domid {domid}")

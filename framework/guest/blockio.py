@@ -328,6 +328,11 @@ class BlockIo:
         self.running = True
         self._issue(core)
 
+    def stop(self) -> None:
+        """Issue no more requests (the kernel is shutting down); those in flight still
+        complete, so the frontend can drain and close."""
+        self.running = False
+
     # -- issuing ---------------------------------------------------------------------------
     def _want_more(self) -> bool:
         return self.running and (not self.params.requests or self.issued < self.params.requests)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from framework.errors import KernelError
 from framework.guest.blkback import BlkBack
+from framework.guest.control import ShutdownControl
 from framework.guest.costs import NATIVE_ROUTINE
 from framework.guest.dom0_interface import Dom0Hardware, Dom0UserSpace
 from framework.guest.frontends import FrontendBus
@@ -232,6 +233,8 @@ class GuestOS:
             xb = RingXenbus(k, spec.store_gpa, spec.store_evtchn)
             k.xenbus = xb
             k.port_handlers[spec.store_evtchn] = xb.on_event
+            k.control = ShutdownControl(k)
+            k.control.start(core)
             if self.frontend_probe is not None:
                 self.frontend_probe(k, core)
             else:

@@ -89,6 +89,7 @@ from .xenbus import Xenbus
 
 if TYPE_CHECKING:
     from .blkback import BlkBack
+    from .control import ShutdownControl
     from .frontends import FrontendBus
     from .netback import NetBack
 
@@ -144,6 +145,8 @@ class GuestKernel:
     blkback: BlkBack | None = None
     netback: NetBack | None = None
     frontends: FrontendBus | None = None
+    #: A domU: its watch on control/shutdown (xm shutdown, reboot).
+    control: ShutdownControl | None = None
     #: VCPU -> its VIRQ_TIMER port.
     timer_ports: dict[int, int] = field(default_factory=dict)
 

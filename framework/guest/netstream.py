@@ -228,6 +228,7 @@ class NetStream:
         self.chunks: list[tuple[int, int]] = []
         self.started = False
         self.done = False
+        self.stopped = False
         self.error = ""
         # Position: the next packet is chunk `_chunk` of message `message`, number `seq`.
         self.message = 0
@@ -256,13 +257,17 @@ class NetStream:
         self.started = True
         self._pump(core)
 
+    def stop(self) -> None:
+        """Send nothing more (the kernel is shutting down): what is queued drains."""
+        self.stopped = True
+
     def _fail(self, core: Core, what: str) -> None:
         self.error = what
         self.k.console(core, f"netstream {self.front.devid}: {what}")
 
     def _pump(self, core: Core) -> None:
         """Send while the tx ring has free slots (and the stream is not finished)."""
-        if not self.started or self.done:
+        if not self.started or self.done or self.stopped:
             return
         front, k, p = self.front, self.k, self.params
         assert front.mac is not None

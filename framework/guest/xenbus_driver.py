@@ -133,6 +133,7 @@ class XenbusFrontend(XenbusDevice[KernelT]):
         self.port = -1
         self._close_wanted = False
         self._connected_callbacks: list[Callable[[Core], None]] = []
+        self._closed_callbacks: list[Callable[[Core], None]] = []
         #: Grant refs whose end_access reported busy (the backend still had them mapped);
         #: retried on every event, never reused until they end.
         self.busy_refs: list[int] = []
@@ -157,6 +158,11 @@ class XenbusFrontend(XenbusDevice[KernelT]):
     def when_connected(self, callback: Callable[[Core], None]) -> None:
         """Run `callback(core)` when the device connects (register before it does)."""
         self._connected_callbacks.append(callback)
+
+    def when_closed(self, callback: Callable[[Core], None]) -> None:
+        """Run `callback(core)` once the device is Closed (its rings released), as the
+        completion xenbus_dev_shutdown waits on."""
+        self._closed_callbacks.append(callback)
 
     # -- the handshake ---------------------------------------------------------------------
     def start(self, core: Core) -> None:
@@ -252,6 +258,9 @@ class XenbusFrontend(XenbusDevice[KernelT]):
         self.release_rings(core)
         self._unwatch_otherend(core)
         self._switch(core, XenbusState.Closed)
+        callbacks, self._closed_callbacks = self._closed_callbacks, []
+        for cb in callbacks:
+            cb(core)
 
     # -- template methods ------------------------------------------------------------------
     def own_nodes(self) -> list[str]:

@@ -21,6 +21,7 @@ Machine defaults come from `framework.hw970.params`, the one place they are decl
 
 from framework.scenario.devices import Device, VbdSpec, VifSpec
 from framework.scenario.domains import Dom0Spec, DomainSpec
+from framework.scenario.fields import START_BY_TIMELINE
 from framework.scenario.grants import GrantSpec
 from framework.scenario.limits import (
     DOM0_NAMES,
@@ -37,12 +38,15 @@ from framework.scenario.reference import reference_markdown
 from framework.scenario.timeline import (
     GRANT_ACTIONS,
     ConsoleInputAction,
+    CreateAction,
     DestroyAction,
     GrantMapAction,
     GrantRevokeAction,
     GrantUnmapAction,
     PauseAction,
+    RebootAction,
     SchedCreditAction,
+    ShutdownAction,
     TimelineAction,
     UnpauseAction,
     VcpuPinAction,
@@ -66,11 +70,13 @@ __all__ = [
     "MAX_CPUS",
     "MAX_VCPUS",
     "RMA_SIZES",
+    "START_BY_TIMELINE",
     "XEN_RESERVED",
     "BlockioWorkload",
     "ComputeWorkload",
     "ConsoleInputAction",
     "ConsoleWorkload",
+    "CreateAction",
     "DestroyAction",
     "Device",
     "DiskSpec",
@@ -86,9 +92,11 @@ __all__ = [
     "NetstreamWorkload",
     "PauseAction",
     "PingpongWorkload",
+    "RebootAction",
     "Scenario",
     "SchedCreditAction",
     "SharedmemWorkload",
+    "ShutdownAction",
     "TimelineAction",
     "TimerWorkload",
     "UnpauseAction",

@@ -8,7 +8,7 @@ devices and the workloads that use them agree. Rules across domains live in `rul
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import Field, StrictStr, model_validator
 
@@ -16,11 +16,11 @@ from framework.scenario.devices import Device, VbdSpec, VifSpec
 from framework.scenario.fields import (
     Cap,
     CpuList,
-    Duration,
     Problem,
     RmaSize,
     ScenarioModel,
     Size,
+    StartTime,
     VcpuCount,
     Weight,
     matching,
@@ -42,9 +42,13 @@ from framework.scenario.workloads import (
 )
 from framework.units import format_size
 
-__all__ = ["Dom0Spec", "DomainSpec"]
+__all__ = ["Dom0Spec", "DomainSpec", "ExitAction"]
 
 _DOMAIN_NAME: Final = re.compile(rf"[a-z0-9_-]{{1,{MAX_NAME}}}")
+
+
+#: What xend does with a guest that shut down (xm's on_poweroff / on_reboot / on_crash).
+ExitAction = Literal["destroy", "restart", "preserve"]
 
 
 def _check_domain(
@@ -210,7 +214,26 @@ class DomainSpec(ScenarioModel):
     affinity: CpuList | None = Field(
         None, description="physical CPUs every VCPU may run on (default: all)"
     )
-    start: Duration = Field(0, description="simulated time at which the domain is created")
+    start: StartTime = Field(
+        0,
+        description="simulated time at which the domain is created, or `timeline`: created "
+        "by a timeline `create` action (xm create then)",
+        json_schema_extra={"shown_default": "`0ns`"},
+    )
+    # -- what xend does when the guest shuts down (xm's on_* settings) --
+    on_poweroff: ExitAction = Field(
+        "destroy",
+        description="after the guest powers off (`shutdown`, or its own): `destroy`, "
+        "`restart` (built again, new domid) or `preserve` (left shut down)",
+    )
+    on_reboot: ExitAction = Field(
+        "restart", description="after the guest reboots (`reboot`): same choices"
+    )
+    on_crash: ExitAction = Field(
+        "preserve",
+        description="after the guest crashes: same choices (xm's default is `restart`; "
+        "`preserve` keeps a crashed guest for study)",
+    )
     devices: tuple[Device, ...] = Field(
         (), description="virtual devices (`kind: vbd` disks, `kind: vif` network interfaces)"
     )

@@ -9,7 +9,7 @@ model being validated; the loader turns either into one line naming file, line a
 from __future__ import annotations
 
 import re
-from typing import Annotated, Final
+from typing import Annotated, Final, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, StrictInt
 
@@ -25,6 +25,7 @@ from framework.units import (
 
 __all__ = [
     "MAX_ECHO",
+    "START_BY_TIMELINE",
     "Bandwidth",
     "Cap",
     "CpuList",
@@ -35,6 +36,7 @@ __all__ = [
     "RmaSize",
     "ScenarioModel",
     "Size",
+    "StartTime",
     "VcpuCount",
     "VcpuIndex",
     "Weight",
@@ -167,6 +169,23 @@ def _traceable(value: int) -> int:
 
 Size = Annotated[StrictInt, BeforeValidator(parse_size)]
 Duration = Annotated[StrictInt, BeforeValidator(parse_duration), AfterValidator(_traceable)]
+
+#: `start: timeline`: a guest built by a timeline `create` action, not at a set time.
+START_BY_TIMELINE: Final = "timeline"
+
+
+def _start_time(value: object) -> object:
+    """A duration, or `timeline`."""
+    if value == START_BY_TIMELINE:
+        return value
+    try:
+        return _traceable(parse_duration(value))  # type: ignore[arg-type]
+    except ValueError as err:
+        raise ValueError(f"{err} (or `timeline`: built by a timeline `create` action)") from None
+
+
+#: When a guest is built: a duration, or `timeline` (by a `create` action).
+StartTime = Annotated[StrictInt | Literal["timeline"], BeforeValidator(_start_time)]
 Frequency = Annotated[StrictInt, BeforeValidator(parse_frequency)]
 Bandwidth = Annotated[StrictInt, BeforeValidator(parse_bandwidth)]
 RmaSize = Annotated[StrictInt, BeforeValidator(parse_size), AfterValidator(_rma_size)]

@@ -15,7 +15,7 @@ from framework.hw970.link import ETH_HLEN
 from framework.scenario.devices import VbdSpec, VifSpec, resolve_image
 from framework.scenario.domains import Dom0Spec, DomainSpec
 from framework.scenario.expect import Expectation
-from framework.scenario.fields import FieldPath, Problem, clip, dotted
+from framework.scenario.fields import START_BY_TIMELINE, FieldPath, Problem, clip, dotted
 from framework.scenario.limits import (
     DOM0_NAMES,
     IO_HOLE_START,
@@ -29,7 +29,10 @@ from framework.scenario.machine import MachineSpec
 from framework.scenario.timeline import (
     GRANT_ACTIONS,
     ConsoleInputAction,
+    CreateAction,
     DestroyAction,
+    RebootAction,
+    ShutdownAction,
     TimelineAction,
     VcpuPinAction,
 )
@@ -283,15 +286,74 @@ _DONE: dict[str, str] = {
     "unpause": "unpaused",
     "vcpu_pin": "pinned from the timeline",
     "sched_credit": "rescheduled from the timeline",
+    "create": "created from the timeline",
+    "shutdown": "shut down from the timeline",
+    "reboot": "rebooted from the timeline",
 }
+
+
+def _ends_domain(action: TimelineAction, d: DomainSpec) -> bool:
+    """Whether the domain is gone after `action` (as far as the timeline can tell)."""
+    if isinstance(action, DestroyAction):
+        return True
+    if isinstance(action, ShutdownAction):
+        return d.on_poweroff == "destroy"
+    return isinstance(action, RebootAction) and d.on_reboot == "destroy"
+
+
+def _pingpong_pair(d: DomainSpec, domains: tuple[DomainSpec, ...]) -> str | None:
+    """The other domain of `d`'s pingpong pair, if it is in one."""
+    for w in d.workloads:
+        if isinstance(w, PingpongWorkload):
+            return w.peer
+    for other in domains:
+        if any(isinstance(w, PingpongWorkload) and w.peer == d.name for w in other.workloads):
+            return other.name
+    return None
+
+
+def _check_lifecycle(
+    k: int,
+    action: TimelineAction,
+    d: DomainSpec,
+    domains: tuple[DomainSpec, ...],
+    gone: tuple[int, int] | None,
+) -> None:
+    """`create` needs the domain gone (or not yet built); a pingpong pair is built
+    together, so neither side can be created or rebuilt alone."""
+    if isinstance(action, CreateAction | RebootAction):
+        peer = _pingpong_pair(d, domains)
+        if peer is not None:
+            raise Problem(
+                ("timeline", k, "domain"),
+                f"domain {d.name!r} is in a pingpong pair with {peer!r}, built together; "
+                f"it cannot be {_DONE[action.action]} alone",
+            )
+    if not isinstance(action, CreateAction) or gone is not None:
+        return
+    raise Problem(
+        ("timeline", k, "domain"),
+        f"domain {d.name!r} already exists at {format_duration(action.at)} "
+        + (
+            f"(it starts at {format_duration(d.start)})"
+            if isinstance(d.start, int)
+            else "(created earlier in the timeline)"
+        )
+        + "; `create` builds a domain with `start: timeline` or one destroyed before",
+    )
 
 
 def check_timeline(
     timeline: tuple[TimelineAction, ...], domains: tuple[DomainSpec, ...], duration: int
 ) -> None:
-    """Actions go to an existing guest, while it exists and the run lasts."""
+    """Actions go to an existing guest, while it exists and the run lasts; `create` to a
+    guest that does not exist then; a guest with `start: timeline` has a `create`."""
     guests = {d.name: d for d in domains}
-    destroyed: dict[str, tuple[int, int]] = {}
+    #: Guests that do not exist (now, walking the timeline): (action index, time) of what
+    #: ended them, or (-1, 0) for those waiting for a `create`.
+    destroyed: dict[str, tuple[int, int]] = {
+        d.name: (-1, 0) for d in domains if d.start == START_BY_TIMELINE
+    }
     for k, action in sorted(enumerate(timeline), key=lambda item: item[1].at):
         if isinstance(action, GRANT_ACTIONS):
             continue  # they name a grant: `grants.check_grant_actions`
@@ -314,22 +376,42 @@ def check_timeline(
                 f"at {format_duration(action.at)} is not before the end of the run "
                 f"(duration {format_duration(duration)})",
             )
-        start = guests[action.domain].start
-        if action.at < start:
+        d = guests[action.domain]
+        if isinstance(d.start, int) and action.at < d.start:
             raise Problem(
                 ("timeline", k, "at"),
                 f"at {format_duration(action.at)} is before domain {action.domain!r} "
-                f"starts ({format_duration(start)})",
+                f"starts ({format_duration(d.start)})",
             )
         gone = destroyed.get(action.domain)
-        if gone is not None and action.at >= gone[1]:
+        _check_lifecycle(k, action, d, domains, gone)
+        if isinstance(action, CreateAction):
+            del destroyed[action.domain]
+            continue
+        if gone is not None and gone[0] < 0:
+            raise Problem(
+                ("timeline", k, "at"),
+                f"at {format_duration(action.at)} domain {action.domain!r} does not exist "
+                "yet (`start: timeline` and no `create` before)",
+            )
+        if gone is not None:
             raise Problem(
                 ("timeline", k, "at"),
                 f"at {format_duration(action.at)} domain {action.domain!r} is already "
-                f"destroyed (timeline[{gone[0]}] at {format_duration(gone[1])})",
+                f"{'destroyed' if isinstance(timeline[gone[0]], DestroyAction) else 'gone'} "
+                f"(timeline[{gone[0]}] at {format_duration(gone[1])})",
             )
-        if isinstance(action, DestroyAction):
+        if _ends_domain(action, d):
             destroyed[action.domain] = (k, action.at)
+    for i, d in enumerate(domains):
+        if d.start == START_BY_TIMELINE and not any(
+            isinstance(a, CreateAction) and a.domain == d.name for a in timeline
+        ):
+            raise Problem(
+                ("domains", i, "start"),
+                f"domain {d.name!r} has `start: timeline` but no timeline `create` action "
+                "builds it: it would never exist",
+            )
 
 
 def _bridges(names: tuple[str, ...]) -> str:
@@ -412,7 +494,7 @@ def check_expectations(
 def check_starts(domains: tuple[DomainSpec, ...], duration: int) -> None:
     """Every guest starts before the run ends (else it would never exist, silently)."""
     for i, d in enumerate(domains):
-        if d.start >= duration:
+        if isinstance(d.start, int) and d.start >= duration:
             raise Problem(
                 ("domains", i, "start"),
                 f"start {format_duration(d.start)} is not before the end of the run "

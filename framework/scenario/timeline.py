@@ -25,12 +25,15 @@ __all__ = [
     "GRANT_ACTIONS",
     "TIMELINE_MODELS",
     "ConsoleInputAction",
+    "CreateAction",
     "DestroyAction",
     "GrantMapAction",
     "GrantRevokeAction",
     "GrantUnmapAction",
     "PauseAction",
+    "RebootAction",
     "SchedCreditAction",
+    "ShutdownAction",
     "TimelineAction",
     "UnpauseAction",
     "VcpuPinAction",
@@ -163,6 +166,49 @@ GRANT_ACTIONS: Final = (GrantRevokeAction, GrantMapAction, GrantUnmapAction)
 
 
 # `save`, `restore`, `shutdown` ... join this union later.
+# -- domain lifecycle: xm create / shutdown / reboot --
+class CreateAction(ScenarioModel):
+    """`xm create`: dom0 builds the guest then, as it builds the others at their `start`
+    (the domain says `start: timeline`). Also creates again a domain destroyed (or shut
+    down and destroyed) earlier in the run, under its name with a new domid."""
+
+    action: Literal["create"] = Field("create", description="`create`")
+    at: Duration = Field(
+        description="simulated time; before `duration`, while no domain of that name exists"
+    )
+    domain: StrictStr = Field(description="the guest domain to build")
+
+
+class ShutdownAction(ScenarioModel):
+    """`xm shutdown`: dom0 writes `reason` in the guest's `control/shutdown`; the guest
+    closes its devices and shuts itself down (SCHEDOP_shutdown, poweroff), then xend does
+    what its `on_poweroff` says. A guest that ignores it runs on (xend destroys it after
+    30 s)."""
+
+    action: Literal["shutdown"] = Field("shutdown", description="`shutdown`")
+    at: Duration = Field(
+        description="simulated time; before `duration` and while the domain exists"
+    )
+    domain: StrictStr = Field(description="the guest domain to shut down")
+    reason: Literal["poweroff", "halt"] = Field(
+        "poweroff", description="what is written: `poweroff` or `halt` (both power off)"
+    )
+
+
+class RebootAction(ScenarioModel):
+    """`xm reboot`: dom0 writes `reboot` in the guest's `control/shutdown`; the guest
+    closes its devices and shuts down with reason reboot, and xend does what its
+    `on_reboot` says (by default builds it again: same name and configuration, a new
+    domid, devices plugged again, workloads started afresh)."""
+
+    action: Literal["reboot"] = Field("reboot", description="`reboot`")
+    at: Duration = Field(
+        description="simulated time; before `duration` and while the domain exists"
+    )
+    domain: StrictStr = Field(description="the guest domain to reboot")
+
+
+# `save`, `restore` ... join this union later.
 TimelineAction = Annotated[
     ConsoleInputAction
     | DestroyAction
@@ -170,7 +216,10 @@ TimelineAction = Annotated[
     | UnpauseAction
     | VcpuPinAction
     | SchedCreditAction
-    | GrantAction,
+    | GrantAction
+    | CreateAction
+    | ShutdownAction
+    | RebootAction,
     Field(discriminator="action"),
 ]
 TIMELINE_MODELS: dict[str, type[ScenarioModel]] = {
@@ -183,4 +232,7 @@ TIMELINE_MODELS: dict[str, type[ScenarioModel]] = {
     "grant_revoke": GrantRevokeAction,
     "grant_map": GrantMapAction,
     "grant_unmap": GrantUnmapAction,
+    "create": CreateAction,
+    "shutdown": ShutdownAction,
+    "reboot": RebootAction,
 }

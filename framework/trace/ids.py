@@ -71,3 +71,5 @@ class K:
     SHM_VERIFY: Final = 57
     SHM_REVOKE: Final = 58
     SHM_FAULT: Final = 59
+    XEND_SHUTDOWN: Final = 60
+    XEND_RESTART: Final = 61

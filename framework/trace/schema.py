@@ -168,6 +168,12 @@ KINDS: tuple[Kind, ...] = (
     Kind("shm.fault", "A store into a mapped grant took a storage exception (a read-only "
          "grant): the peer's write was refused by the MMU.", ("remote_dom", "ref"),
          "grant name and the fault"),
+    # -- domain lifecycle (xm shutdown / reboot / create) --
+    Kind("xend.shutdown", "xend found the domain shut down with `reason` (getdomaininfo after "
+         "VIRQ_DOM_EXC) and acts on it as the domain's on_poweroff / on_reboot / on_crash say.",
+         ("reason",), "reason name and action: `poweroff: destroy`, `reboot: restart`, ..."),
+    Kind("xend.restart", "xend built the domain again after it shut down (on_... = restart): "
+         "dom = the new domain id.", (), "the domain's name and the id it had before"),
 )  # fmt: skip
 
 FIELD_DOCS: dict[str, str] = {

@@ -36,7 +36,7 @@ from framework.xen.public.arch_powerpc import EXTENT_ORDER, KernelImage, htab_by
 from framework.xen.public.devtree import DomainDevtreeSpec
 from framework.xen.public.sched import SHUTDOWN_NAMES
 from framework.xen.public.vcpu import Runstate
-from framework.xen.public.xen import SHARED_INFO, VCPU_INFO, VIRQ_TIMER
+from framework.xen.public.xen import SHARED_INFO, VCPU_INFO, VIRQ_DOM_EXC, VIRQ_TIMER
 from framework.xen.sched_credit import CreditScheduler, Pri
 from framework.xen.schedule import PhysicalCpu
 
@@ -58,6 +58,10 @@ def time_scale(ticks_per_s: int) -> tuple[int, int]:
         tps <<= 1
         shift += 1
     return (1_000_000_000 << 32) // tps, shift
+
+
+#: Domain states in which a VCPU's set_timer_op deadline still fires.
+_TIMERS_FIRE: Final = (DomainState.RUNNING, DomainState.PAUSED)
 
 
 class Hypervisor:
@@ -287,6 +291,9 @@ class Hypervisor:
             self.vcpu_wake(v, now)
 
     def shutdown(self, dom: Domain, reason: int) -> None:
+        """domain_shutdown: the domain stops with `reason` (SHUTDOWN_*, recorded by name)
+        and dom0 is told with VIRQ_DOM_EXC, as Xen 3.1's __domain_finalise_shutdown does;
+        its toolstack reads the reason with getdomaininfo."""
         if dom.state in (DomainState.SHUTDOWN, DomainState.DYING):
             return
         dom.state = DomainState.SHUTDOWN
@@ -306,6 +313,9 @@ class Hypervisor:
             v.timer_generation += 1
             self._stop_vcpu(v, now)
         self.on_domain_dead(dom)
+        dom0 = self.domains.get(0)
+        if dom0 is not None and dom0 is not dom:
+            self.send_virq(dom0.vcpus[0], VIRQ_DOM_EXC)
 
     def domain_crash(self, dom: Domain, why: str, pc: int) -> None:
         """A guest did something unrecoverable: record it and stop the domain."""
@@ -497,7 +507,9 @@ class Hypervisor:
         return self.busy_cpus - (self.pcpus[cpu].current is not None) > 0
 
     def _timer_fire(self, v: Vcpu, gen: int, deadline: int) -> None:
-        if gen != v.timer_generation or v.domain.state != DomainState.RUNNING:
+        # A paused domain's timers fire too (Xen's vcpu_singleshot_timer_fn does not look
+        # at pausing): the VIRQ waits pending and is delivered once it is unpaused.
+        if gen != v.timer_generation or v.domain.state not in _TIMERS_FIRE:
             return
         v.timer_deadline = None
         self.rec.emit(K.TIMER_FIRE, int(self.env.now), -1, v.domain.domid, v.vcpu_id, deadline)

@@ -114,3 +114,87 @@ def test_vcpu_pin_and_sched_credit_are_refused_where_they_cannot_apply(
     )
     with pytest.raises(ScenarioError, match=re.escape(said)):
         parse_scenario(text)
+
+
+# -- xm create / shutdown / reboot -----------------------------------------------------------
+_LIFE = "name: l\nduration: 1s\ndomains:\n{domains}timeline:\n{timeline}"
+_G = "  - {name: g, memory: 64MiB}\n"
+_LATE = "  - {name: g, memory: 64MiB, start: timeline}\n"
+_PAIR = (
+    "  - {name: a, memory: 64MiB, workloads: [{kind: pingpong, peer: b, role: ping}]}\n"
+    "  - {name: b, memory: 64MiB, workloads: [{kind: pingpong, peer: a, role: pong}]}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("domains", "timeline", "said"),
+    [
+        (_G, "  - {action: shutdown, at: 5ms, domain: dom0}\n",
+         "timeline[0].domain: dom0 cannot be shut down from the timeline; it runs the toolstack"),
+        (_G, "  - {action: reboot, at: 5ms, domain: Domain-0}\n",
+         "timeline[0].domain: dom0 cannot be rebooted from the timeline"),
+        (_G, "  - {action: create, at: 5ms, domain: dom0}\n",
+         "timeline[0].domain: dom0 cannot be created from the timeline"),
+        (_G, "  - {action: reboot, at: 5ms, domain: h}\n",
+         "timeline[0].domain: unknown domain 'h'; expected a guest domain's name (g)"),
+        (_G, "  - {action: shutdown, at: 5ms, domain: g, reason: suspend}\n",
+         "timeline[0].reason"),
+        (_G, "  - {action: create, at: 5ms, domain: g}\n",
+         ("timeline[0].domain: domain 'g' already exists at 5ms (it starts at 0ns); `create` "
+         "builds a domain with `start: timeline` or one destroyed before")),
+        (_G, "  - {action: shutdown, at: 5ms, domain: g}\n  - {action: reboot, at: 6ms, domain: g}\n",
+         "timeline[1].at: at 6ms domain 'g' is already gone (timeline[0] at 5ms)"),
+        (_G, "  - {action: destroy, at: 5ms, domain: g}\n  - {action: shutdown, at: 6ms, domain: g}\n",
+         "timeline[1].at: at 6ms domain 'g' is already destroyed (timeline[0] at 5ms)"),
+        (_LATE, "  - {action: pause, at: 5ms, domain: g}\n",
+         ("timeline[0].at: at 5ms domain 'g' does not exist yet (`start: timeline` and no "
+         "`create` before)")),
+        (_LATE, "  - {action: create, at: 5ms, domain: g}\n  - {action: create, at: 6ms, domain: g}\n",
+         "timeline[1].domain: domain 'g' already exists at 6ms (created earlier in the timeline)"),
+        (_LATE, "  []\n", ("domains[0].start: domain 'g' has `start: timeline` but no timeline "
+         "`create` action builds it: it would never exist")),
+        (_PAIR, "  - {action: reboot, at: 5ms, domain: a}\n",
+         ("timeline[0].domain: domain 'a' is in a pingpong pair with 'b', built together; it "
+         "cannot be rebooted from the timeline alone")),
+        (_PAIR, "  - {action: destroy, at: 5ms, domain: b}\n  - {action: create, at: 6ms, domain: b}\n",
+         "timeline[1].domain: domain 'b' is in a pingpong pair with 'a'"),
+        ("  - {name: g, memory: 64MiB, start: soon}\n", "  []\n",
+         "domains[0].start: "),
+    ],
+)  # fmt: skip
+def test_lifecycle_actions_are_refused_where_they_cannot_apply(
+    domains: str, timeline: str, said: str
+) -> None:
+    text = _LIFE.format(domains=domains, timeline=timeline).replace(":\n  []\n", ": []\n")
+    with pytest.raises(ScenarioError, match=re.escape(said)):
+        parse_scenario(text)
+
+
+@pytest.mark.parametrize(
+    ("domains", "timeline"),
+    [
+        (_LATE, "  - {action: create, at: 5ms, domain: g}\n  - {action: reboot, at: 6ms, domain: g}\n"),
+        (_G, "  - {action: destroy, at: 5ms, domain: g}\n  - {action: create, at: 6ms, domain: g}\n"),
+        (_G, "  - {action: shutdown, at: 5ms, domain: g}\n  - {action: create, at: 9ms, domain: g}\n"),
+        (_G, "  - {action: reboot, at: 5ms, domain: g}\n  - {action: shutdown, at: 9ms, domain: g}\n"),
+        ("  - {name: g, memory: 64MiB, on_poweroff: restart}\n",
+         "  - {action: shutdown, at: 5ms, domain: g}\n  - {action: pause, at: 9ms, domain: g}\n"),
+    ],
+)  # fmt: skip
+def test_lifecycle_actions_follow_the_domains_life(domains: str, timeline: str) -> None:
+    parse_scenario(_LIFE.format(domains=domains, timeline=timeline))
+
+
+def test_start_timeline_and_the_exit_actions_have_xms_defaults() -> None:
+    g = parse_scenario(_LIFE.format(domains=_G, timeline="  []\n").replace(":\n  []\n", ": []\n"))
+    d = g.domains[0]
+    assert (d.start, d.on_poweroff, d.on_reboot, d.on_crash) == (
+        0,
+        "destroy",
+        "restart",
+        "preserve",
+    )
+    late = parse_scenario(
+        _LIFE.format(domains=_LATE, timeline="  - {action: create, at: 5ms, domain: g}\n")
+    )
+    assert late.domains[0].start == "timeline"

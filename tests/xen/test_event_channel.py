@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from framework.xen.public.errno import EINVAL, ENOENT, EPERM
+from framework.xen.public.errno import EEXIST, EINVAL, ENOENT, EPERM
 from framework.xen.public.event_channel import (
     EVTCHN_ALLOC_UNBOUND,
     EVTCHN_BIND_IPI,
@@ -59,7 +59,9 @@ def test_global_virqs_belong_to_vcpu_0_and_per_vcpu_ones_stay_put(
     assert len(dom0.dom.vcpus) == 2
     rc, _ = dom0.op(EVTCHNOP_bind_virq, EVTCHN_BIND_VIRQ, virq=VIRQ_CONSOLE, vcpu=1)
     assert rc == -EINVAL  # global: VCPU 0 only (virq_is_global)
-    rc, out = dom0.op(EVTCHNOP_bind_virq, EVTCHN_BIND_VIRQ, virq=VIRQ_DOM_EXC, vcpu=0)
+    rc, _ = dom0.op(EVTCHNOP_bind_virq, EVTCHN_BIND_VIRQ, virq=VIRQ_DOM_EXC, vcpu=0)
+    assert rc == -EEXIST  # dom0's xenstored bound it at boot
+    rc, out = dom0.op(EVTCHNOP_bind_virq, EVTCHN_BIND_VIRQ, virq=VIRQ_CONSOLE, vcpu=0)
     assert rc == 0
     assert dom0.op(EVTCHNOP_bind_vcpu, EVTCHN_BIND_VCPU, port=out["port"], vcpu=1)[0] == 0
     rc, out = dom0.op(EVTCHNOP_bind_virq, EVTCHN_BIND_VIRQ, virq=VIRQ_DEBUG, vcpu=1)
