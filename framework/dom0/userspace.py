@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from framework.dom0.hotplug import HOTPLUG_ACTIONS, Hotplug
 from framework.dom0.store_rings import StoreService
 from framework.dom0.toolstack import Toolstack
 from framework.dom0.xenconsoled import ConsoleService
@@ -57,6 +58,7 @@ class Dom0:
         self.store: StoreService | None = None
         self.consoled: ConsoleService | None = None
         self.xend: Xend | None = None
+        self.hotplug: Hotplug | None = None
         self._first_built = False
         #: Names of the guests xend has destroyed (Xen has killed them; one may still be
         #: dying while dom0's backends finish with its pages). Names, not domids: a domid
@@ -76,6 +78,7 @@ class Dom0:
         assert self.store is not None and self.consoled is not None
         self.kernel = k
         self.xend = Xend(k, self._domctl, self.store, self.consoled, self._destroyed)
+        self.hotplug = Hotplug(self.xend, self.xm)
         for start, group in self.plan:
             if start <= core.now_ns():
                 self._build_group(core, group)
@@ -154,7 +157,10 @@ class Dom0:
         if domid is None or action.domain in self.destroyed:
             self.xend.log(core, f"xm {action.action} {action.domain}: no such domain")
             return
-        if isinstance(action, ConsoleInputAction):
+        if isinstance(action, HOTPLUG_ACTIONS):
+            assert self.hotplug is not None
+            self.hotplug.act(core, domid, action)
+        elif isinstance(action, ConsoleInputAction):
             self.xend.console_input(core, domid, action.text)
         elif isinstance(action, PauseAction):
             self.xend.pause(core, domid, action.domain)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from framework.errors import KernelError
 from framework.guest.blkback import BlkBack
 from framework.guest.costs import NATIVE_ROUTINE
+from framework.guest.cpu_hotplug import CpuHotplug
 from framework.guest.dom0_interface import Dom0Hardware, Dom0UserSpace
 from framework.guest.frontends import FrontendBus
 from framework.guest.kernel import (
@@ -233,6 +234,9 @@ class GuestOS:
             else:
                 k.frontends = FrontendBus(k)
                 k.frontends.start(core)
+            if spec.nr_vcpus > 1:
+                k.cpu_hotplug = CpuHotplug(k)
+                k.cpu_hotplug.start(core)
 
     def _install_slb(self, core: Core, k: GuestKernel) -> None:
         assert core.state is not None

@@ -89,6 +89,7 @@ from .xenbus import Xenbus
 
 if TYPE_CHECKING:
     from .blkback import BlkBack
+    from .cpu_hotplug import CpuHotplug
     from .frontends import FrontendBus
     from .netback import NetBack
 
@@ -144,6 +145,8 @@ class GuestKernel:
     blkback: BlkBack | None = None
     netback: NetBack | None = None
     frontends: FrontendBus | None = None
+    #: VCPU hotplug (`xm vcpu-set`), in a kernel with more than one VCPU.
+    cpu_hotplug: CpuHotplug | None = None
     #: VCPU -> its VIRQ_TIMER port.
     timer_ports: dict[int, int] = field(default_factory=dict)
 

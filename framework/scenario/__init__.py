@@ -34,13 +34,18 @@ from framework.scenario.loader import load_scenario, parse_scenario
 from framework.scenario.machine import DiskSpec, JitterSpec, LinkSpec, MachineSpec
 from framework.scenario.reference import reference_markdown
 from framework.scenario.timeline import (
+    BlockAttachAction,
+    BlockDetachAction,
     ConsoleInputAction,
     DestroyAction,
+    NetworkAttachAction,
+    NetworkDetachAction,
     PauseAction,
     SchedCreditAction,
     TimelineAction,
     UnpauseAction,
     VcpuPinAction,
+    VcpuSetAction,
 )
 from framework.scenario.top_level import Scenario
 from framework.scenario.workloads import (
@@ -60,6 +65,8 @@ __all__ = [
     "MAX_VCPUS",
     "RMA_SIZES",
     "XEN_RESERVED",
+    "BlockAttachAction",
+    "BlockDetachAction",
     "BlockioWorkload",
     "ComputeWorkload",
     "ConsoleInputAction",
@@ -73,6 +80,8 @@ __all__ = [
     "LinkSpec",
     "MachineSpec",
     "NetstreamWorkload",
+    "NetworkAttachAction",
+    "NetworkDetachAction",
     "PauseAction",
     "PingpongWorkload",
     "Scenario",
@@ -82,6 +91,7 @@ __all__ = [
     "UnpauseAction",
     "VbdSpec",
     "VcpuPinAction",
+    "VcpuSetAction",
     "VifSpec",
     "Workload",
     "is_dom0_name",

@@ -282,6 +282,11 @@ _DONE: dict[str, str] = {
     "unpause": "unpaused",
     "vcpu_pin": "pinned from the timeline",
     "sched_credit": "rescheduled from the timeline",
+    "vcpu_set": "given VCPUs from the timeline",
+    "block_attach": "given a vbd from the timeline (it has no frontends)",
+    "block_detach": "detached from (it serves the vbds)",
+    "network_attach": "given a vif from the timeline (it has no frontends)",
+    "network_detach": "detached from (it serves the vifs)",
 }
 
 

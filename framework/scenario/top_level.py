@@ -32,6 +32,7 @@ from framework.scenario.fields import (
     nearest_line,
     non_empty,
 )
+from framework.scenario.hotplug_rules import check_hotplug
 from framework.scenario.machine import MachineSpec
 from framework.scenario.rules import (
     check_affinity,
@@ -184,6 +185,7 @@ class Scenario(ScenarioModel):
         check_starts(self.domains, self.duration)
         check_timeline(self.timeline, self.domains, self.duration)
         check_timeline_targets(self.timeline, self.machine, self.domains)
+        check_hotplug(self.timeline, self.domains)
         check_expectations(self.expect, self.dom0, self.domains, self.duration)
         self._base_dir = context_base_dir(info)
         check_shared_images(self.domains, self._base_dir)

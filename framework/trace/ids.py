@@ -67,3 +67,5 @@ class K:
     XENBUS_STATE: Final = 53
     CONSOLE_IN: Final = 54
     HCALL_BUG: Final = 55
+    DEV_ATTACH: Final = 56
+    DEV_DETACH: Final = 57

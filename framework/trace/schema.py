@@ -154,6 +154,12 @@ KINDS: tuple[Kind, ...] = (
     Kind("hcall.bug", "Hypercall `nr` raised an unexpected exception in Xen (a simulator bug); "
          "the calling domain is crashed.", ("nr", "arg0", "arg1", "arg2"),
          "the call with all its arguments (r4..r11), and the exception"),
+    Kind("dev.attach", "dom0's toolstack gave guest `dom` device `dev` (its xenstore nodes are "
+         "written): at creation, or by xm block-attach / network-attach.", ("dev",),
+         "class and description, as `xm block-list` / `network-list` show it"),
+    Kind("dev.detach", "dom0's toolstack took device `dev` from guest `dom` (both ends closed, "
+         "or the wait timed out, and its nodes are removed).", ("dev",),
+         "class and name, and how it ended"),
 )  # fmt: skip
 
 FIELD_DOCS: dict[str, str] = {
