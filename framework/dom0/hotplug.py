@@ -101,7 +101,10 @@ class _Detach:
         self.name = name
         self.dev = dev
         self.path = f"{dev.backend_path}/{domid}/{dev.devid}"
+        self.front = f"/local/domain/{domid}/device/{dev.kind}/{dev.devid}"
         self.token = f"xend-detach:{domid}:{dev.kind}:{dev.devid}"
+        #: Ends not seen Closed yet (a directory gone counts as closed).
+        self.open = {self.path, self.front}
         self.finished = False
         self.forced = False
 
@@ -182,17 +185,31 @@ class Hotplug:
         self._detaching[key] = job
         xb = self.xb
         xb.write(core, f"{job.path}/state", str(int(XenbusState.Closing)))
-        xb.watch(core, f"{job.path}/state", job.token, lambda c, _p, _t: self._check(c, job))
+        for end in (job.path, job.front):
+            xb.watch(core, f"{end}/state", f"{job.token}:{end}", self._watcher(job, end))
         self.xend.k.add_timer(
             core, core.now_ns() + UNPLUG_TIMEOUT_NS, lambda c, _d: self._timed_out(c, job)
         )
 
-    def _check(self, core: Core, job: _Detach) -> None:
+    def _watcher(self, job: _Detach, end: str) -> Callable[[Core, str, str], None]:
+        """The watch on one end's `state` during a detach, bound to it."""
+
+        def changed(core: Core, _path: str, _token: str) -> None:
+            self._check(core, job, end)
+
+        return changed
+
+    def _check(self, core: Core, job: _Detach, end: str) -> None:
+        """Both ends must be Closed before the directories go: the frontend releases its
+        rings after the backend has unmapped them, and reads the backend's state to know."""
+
         def got(c: Core, r: XsReply) -> None:
             if r.error or r.text == _CLOSED:
-                self._finish(c, job)
+                job.open.discard(end)
+                if not job.open:
+                    self._finish(c, job)
 
-        self.xb.read(core, f"{job.path}/state", got)
+        self.xb.read(core, f"{end}/state", got)
 
     def _timed_out(self, core: Core, job: _Detach) -> None:
         if job.finished:
@@ -205,6 +222,9 @@ class Hotplug:
             "100 ms; unplugging it",
         )
         self.xb.write(core, f"{job.path}/online", "0")
+        job.open.discard(job.front)  # the backend alone decides now
+        if not job.open:
+            self._finish(core, job)
 
     def _finish(self, core: Core, job: _Detach) -> None:
         """Both ends are closed: remove the directories, let the disk go."""
@@ -214,9 +234,10 @@ class Hotplug:
         dev, domid = job.dev, job.domid
         del self._detaching[(domid, dev.kind, dev.devid)]
         xb = self.xb
-        xb.unwatch(core, f"{job.path}/state", job.token)
+        for end in (job.path, job.front):
+            xb.unwatch(core, f"{end}/state", f"{job.token}:{end}")
         xb.rm(core, job.path)
-        xb.rm(core, f"/local/domain/{domid}/device/{dev.kind}/{dev.devid}")
+        xb.rm(core, job.front)
         devs = self.xend.devices.get(domid, [])
         if dev in devs:
             devs.remove(dev)

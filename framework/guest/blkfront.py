@@ -166,6 +166,11 @@ class BlkFront(XenbusFrontend[GuestKernel]):
     def read_only(self) -> bool:
         return bool(self.info & VDISK_READONLY)
 
+    @property
+    def accepting(self) -> bool:
+        """`submit` takes requests: connected, and not closing (a detach in progress)."""
+        return self.connected and not self._close_wanted
+
     # -- xenbus handshake (the template methods of XenbusFrontend) -------------------------
     def setup_rings(self, core: Core) -> None:
         k = self.k

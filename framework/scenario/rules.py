@@ -283,10 +283,10 @@ _DONE: dict[str, str] = {
     "vcpu_pin": "pinned from the timeline",
     "sched_credit": "rescheduled from the timeline",
     "vcpu_set": "given VCPUs from the timeline",
-    "block_attach": "given a vbd from the timeline (it has no frontends)",
-    "block_detach": "detached from (it serves the vbds)",
-    "network_attach": "given a vif from the timeline (it has no frontends)",
-    "network_detach": "detached from (it serves the vifs)",
+    "block_attach": "a block-attach target (it is the vbds' backend, with no frontends)",
+    "block_detach": "a block-detach target (it is the vbds' backend, with no frontends)",
+    "network_attach": "a network-attach target (it is the vifs' backend, with no frontends)",
+    "network_detach": "a network-detach target (it is the vifs' backend, with no frontends)",
 }
 
 
