@@ -13,7 +13,11 @@ Detach follows Xen 3.1's xend (DevController.destroyDevice) and Linux's drivers:
 
 1. xend writes the backend's `state` = Closing (5);
 2. the frontend sees it, stops taking new work, lets the backend answer everything it has
-   on the ring (blkfront) or settles its frames (netfront), and goes Closing;
+   on the ring (blkfront) or settles its frames (netfront), and goes Closing. This is
+   Linux's blkfront_closing (its queues stopped, no new request) with blkback's
+   disconnect waiting for the requests in flight; a request that waited inside blkfront
+   for ring room is pushed and answered too, where Linux's dead disk would fail it (with
+   a queue depth of at most 32, the ring's size, none waits);
 3. the backend sees the frontend Closing, finishes (a disk's requests in flight are
    answered), unmaps the rings and goes Closed; the frontend then releases its rings and
    grants and goes Closed;
