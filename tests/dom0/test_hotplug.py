@@ -75,3 +75,26 @@ def test_an_image_changed_while_detached_fails_verification() -> None:
     bad = df[df.kind == "blk.verify"]
     assert len(bad) > 0 and (bad.t_ns > 40e6).all()
     assert "not a write pattern" in bad.text.iloc[0]
+
+
+def test_a_paused_guest_does_not_hold_up_a_detach_forever() -> None:
+    """The frontend of a paused guest cannot close: after 100 ms xend writes online = 0,
+    the backend closes on its own, and xend removes the device and lets the disk go."""
+    text = REATTACH.replace(
+        "  - {action: block_detach, at: 20ms, domain: guest, device: xvda}\n"
+        "  - {action: block_attach, at: 40ms, domain: guest, device: {name: xvda, size: 1MiB}}\n",
+        "  - {action: pause, at: 5ms, domain: guest}\n"
+        "  - {action: block_detach, at: 10ms, domain: guest, device: xvda}\n",
+    ).replace("duration: 80ms", "duration: 130ms")
+    sim = Simulation(parse_scenario(text, "paused"))
+    try:
+        sim.run()
+        df = sim.rec.to_dataframe()
+        assert not sim.devices.vbds  # the disk was let go
+    finally:
+        sim.close()
+    detach = df[df.kind == "dev.detach"]
+    assert len(detach) == 1 and 110e6 <= detach.t_ns.iloc[0] < 111e6
+    assert detach.text.iloc[0] == "vbd 51712 unplugged after the timeout"
+    lines = df[(df.kind == "console.out") & (df.dom == 0)].text
+    assert lines.str.contains("the frontend did not close in 100 ms").sum() == 1
