@@ -9,8 +9,12 @@ is never given again. Unknown domains, dom0 and actions after a `destroy` are `c
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+from framework.scenario.devices import VbdSpec, resolve_image
 from framework.scenario.domains import DomainSpec
-from framework.scenario.fields import Problem
+from framework.scenario.fields import FieldPath, Problem, clip, dotted
 from framework.scenario.timeline import (
     BlockAttachAction,
     BlockDetachAction,
@@ -21,7 +25,7 @@ from framework.scenario.timeline import (
 )
 from framework.units import format_duration
 
-__all__ = ["check_hotplug"]
+__all__ = ["check_attached_images", "check_hotplug"]
 
 
 class _Devices:
@@ -98,3 +102,40 @@ def check_hotplug(timeline: tuple[TimelineAction, ...], domains: tuple[DomainSpe
                     f"({most}, its `vcpus`)",
                 )
     _Devices.follow(timeline, guests)
+
+
+def check_attached_images(
+    timeline: tuple[TimelineAction, ...], domains: tuple[DomainSpec, ...], base_dir: Path
+) -> None:
+    """An image a `block_attach` names is shared with another vbd (another domain's, or
+    another name's) only when both are `mode: r`, as for the domains' own vbds; the same
+    vbd attached again after a detach is the same user of its file."""
+    users: list[tuple[tuple[int, int], FieldPath, tuple[str, str], VbdSpec]] = []
+
+    def add(at: FieldPath, owner: tuple[str, str], vbd: VbdSpec) -> None:
+        if vbd.image is None:
+            return
+        try:
+            st = os.stat(resolve_image(vbd.image, base_dir))
+        except (OSError, ValueError):
+            return  # the vbd itself said why it cannot be opened
+        key = (st.st_dev, st.st_ino)
+        for other_key, other_at, other_owner, other in users:
+            if other_key != key or other_owner == owner:
+                continue
+            if vbd.writable or other.writable:
+                raise Problem(
+                    (*at, "image"),
+                    f"image {clip(repr(vbd.image))} is the same file as {dotted(other_at)}'s "
+                    f"({clip(repr(other.image))}); two vbds may share an image only when "
+                    "both are `mode: r`",
+                )
+        users.append((key, at, owner, vbd))
+
+    for i, d in enumerate(domains):
+        for k, dev in enumerate(d.devices):
+            if isinstance(dev, VbdSpec):
+                add(("domains", i, "devices", k), (d.name, dev.name), dev)
+    for k, action in enumerate(timeline):
+        if isinstance(action, BlockAttachAction):
+            add(("timeline", k, "device"), (action.domain, action.device.name), action.device)

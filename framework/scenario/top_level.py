@@ -32,7 +32,7 @@ from framework.scenario.fields import (
     nearest_line,
     non_empty,
 )
-from framework.scenario.hotplug_rules import check_hotplug
+from framework.scenario.hotplug_rules import check_attached_images, check_hotplug
 from framework.scenario.machine import MachineSpec
 from framework.scenario.rules import (
     check_affinity,
@@ -189,5 +189,6 @@ class Scenario(ScenarioModel):
         check_expectations(self.expect, self.dom0, self.domains, self.duration)
         self._base_dir = context_base_dir(info)
         check_shared_images(self.domains, self._base_dir)
+        check_attached_images(self.timeline, self.domains, self._base_dir)
         ordered = tuple(sorted(self.timeline, key=lambda action: action.at))
         return self.model_copy(update={"timeline": ordered})

@@ -4,6 +4,7 @@ as xend numbers them, vcpu_set within 1..the domain's VCPUs."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -89,3 +90,28 @@ def test_a_disk_may_be_detached_and_attached_again_and_vifs_get_new_numbers() ->
 def test_hotplug_actions_are_refused_where_they_cannot_apply(actions: list[str], said: str) -> None:
     with pytest.raises(ScenarioError, match=re.escape(said)):
         parse_scenario(_timeline(*actions))
+
+
+IMAGES = """
+name: images
+duration: 100ms
+domains:
+  - {{name: a, memory: 64MiB, devices: [{{kind: vbd, name: xvda, image: disk.img, mode: {a}}}]}}
+  - {{name: b, memory: 64MiB}}
+timeline:
+  - {{action: block_detach, at: 5ms, domain: a, device: xvda}}
+  - {{action: block_attach, at: 6ms, domain: a, device: {{name: xvda, image: disk.img, mode: w}}}}
+  - {{action: block_attach, at: 7ms, domain: b, device: {{name: xvdb, image: disk.img, mode: {b}}}}}
+"""
+
+
+def test_an_attached_image_is_shared_only_read_only(tmp_path: Path) -> None:
+    """Attaching a domain's own image again is fine; another vbd on the same file is
+    refused when either writes it (here a's re-attach is writable)."""
+    (tmp_path / "disk.img").write_bytes(b"\0" * (1 << 20))
+    ok = IMAGES.format(a="w", b="r").split("  - {action: block_attach, at: 7ms")[0]
+    assert len(parse_scenario(ok, base_dir=tmp_path).timeline) == 2
+    with pytest.raises(
+        ScenarioError, match=re.escape("timeline[2].device.image: image 'disk.img'")
+    ):
+        parse_scenario(IMAGES.format(a="r", b="r"), base_dir=tmp_path)
