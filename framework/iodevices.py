@@ -178,16 +178,23 @@ class IoDevices:
         """After the guest is destroyed: close its images (a disk still busy, with a flush
         say, closes its image when it finishes), free dom0's TCE tables."""
         for key in sorted(k for k in self.vbds if k[0] == domid):
-            dev = self.vbds.pop(key)
-            dev.removed = True
-            if dev.disk.outstanding == 0:
-                dev.image.close()
-            dom0 = self.xen.domains[0]
-            if dev.liobn in dom0.tce_tables:
-                destroy_tce_table(self.xen, dom0, dev.liobn)
+            self.remove_vbd(*key)
         for key in sorted(k for k in self.links if k[0] == domid):
             del self.links[key]
             del self.uplinks[key]
+
+    def remove_vbd(self, domid: int, devid: int) -> None:
+        """A vbd detached (xm block-detach) or its guest destroyed: its image closes once
+        the disk is idle, dom0's TCE table for it goes, the device number is free."""
+        dev = self.vbds.pop((domid, devid), None)
+        if dev is None:
+            return
+        dev.removed = True
+        if dev.disk.outstanding == 0:
+            dev.image.close()
+        dom0 = self.xen.domains[0]
+        if dev.liobn in dom0.tce_tables:
+            destroy_tce_table(self.xen, dom0, dev.liobn)
 
     def close(self) -> None:
         """The run is over: close every image still open (flushing what was written)."""

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from framework.dom0.grant_tool import GrantTool
+from framework.dom0.hotplug import HOTPLUG_ACTIONS, Hotplug
 from framework.dom0.lifecycle import DomainLifecycle
 from framework.dom0.store_rings import StoreService
 from framework.dom0.toolstack import Toolstack
@@ -69,6 +70,7 @@ class Dom0:
         self.consoled: ConsoleService | None = None
         self.xend: Xend | None = None
         self.lifecycle: DomainLifecycle | None = None
+        self.hotplug: Hotplug | None = None
         self._first_built = False
         #: Names of the guests xend has destroyed (Xen has killed them; one may still be
         #: dying while dom0's backends finish with its pages). Names, not domids: a domid
@@ -93,6 +95,7 @@ class Dom0:
             self.scenario, self.xend, self.xm, self._domain_flags, self._create
         )
         self.lifecycle.start(core)
+        self.hotplug = Hotplug(self.xend, self.xm)
         for start, group in self.plan:
             if start <= core.now_ns():
                 self._build_group(core, group)
@@ -192,7 +195,10 @@ class Dom0:
         if domid is None or action.domain in self.destroyed:
             self.xend.log(core, f"xm {action.action} {action.domain}: no such domain")
             return
-        if isinstance(action, ConsoleInputAction):
+        if isinstance(action, HOTPLUG_ACTIONS):
+            assert self.hotplug is not None
+            self.hotplug.act(core, domid, action)
+        elif isinstance(action, ConsoleInputAction):
             self.xend.console_input(core, domid, action.text)
         elif isinstance(action, PauseAction):
             self.xend.pause(core, domid, action.domain)

@@ -65,6 +65,12 @@ class DeviceConfig:
     def backend_path(self) -> str:
         return f"/local/domain/0/backend/{self.kind}"
 
+    def describe(self) -> str:
+        """The device as `xm block-list` / `network-list` name it: class, then the
+        backend's settings (`vbd 51712 dev=xvda mode=w params=disks/g-xvda.img ...`)."""
+        settings = " ".join(f"{k}={v}" for k, v in sorted(self.back.items()))
+        return f"{self.kind} {self.devid} {settings}"
+
 
 @dataclass
 class _Teardown:
@@ -115,8 +121,16 @@ class Xend:
             def done(c: Core, error: str | None, dev: DeviceConfig = dev) -> None:
                 if error is not None:
                     self.log(c, f"xend: d{domid} {dev.kind} {dev.devid}: {error}")
+                    return
+                self.device_record(c, K.DEV_ATTACH, domid, dev, dev.describe())
 
             create_device(core, self.xb, dev.kind, domid, dev.devid, dev.back, dev.front, done)
+
+    def device_record(
+        self, core: Core, kind: int, domid: int, dev: DeviceConfig, text: str
+    ) -> None:
+        """A dev.attach / dev.detach record: guest `domid`'s device, from dom0's CPU."""
+        self.k.os.rec.emit(kind, core.now_ns(), core.cpu_id, domid, -1, dev.devid, text=text)
 
     # -- console ---------------------------------------------------------------------------
     def console_input(self, core: Core, domid: int, text: str) -> None:

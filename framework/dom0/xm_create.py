@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from framework.dom0.devctl import vbd_devid
+from framework.dom0.devctl import vbd_devid, vif_mac
 from framework.dom0.store_rings import StoreService
 from framework.dom0.toolstack import DomainConfig, Toolstack
 from framework.dom0.xenconsoled import ConsoleService
@@ -35,6 +35,7 @@ from framework.scenario import (
     Scenario,
     SharedmemWorkload,
     TimerWorkload,
+    VbdSpec,
     Workload,
     is_dom0_name,
 )
@@ -55,6 +56,11 @@ class DeviceBay(Protocol):
 
     def add_vif(self, domid: int, devid: int) -> object:
         """Give vif (domid, devid) a link to its bridge (returns the link model)."""
+        ...
+
+    def remove_vbd(self, domid: int, devid: int) -> None:
+        """Let vbd (domid, devid)'s disk go (detached): its image closes once the disk is
+        idle, and the device number may be attached again."""
         ...
 
 
@@ -237,47 +243,62 @@ class XmCreate:
         d = self.scenario.domains[i]
         configs: list[DeviceConfig] = []
         for vbd in d.vbds:
-            devid = vbd_devid(vbd.name)
-            image = self.scenario.image_path(vbd)
-            shown = vbd.image
-            # The user's image is opened as it is, never created (size None); only a disk
-            # of the run directory's is made, sparse, at the scenario's size.
-            size = None
-            if image is None:
-                self.disk_dir.mkdir(parents=True, exist_ok=True)
-                image = self.disk_dir / f"{d.name}-{vbd.name}.img"
-                shown = f"disks/{image.name}"
-                size = vbd.size
-            try:
-                self.devices.add_vbd(domid, devid, image, size, writable=vbd.mode == "w")
-            except (OSError, ValueError) as err:
-                self._device_failed(xend, core, d.name, f"vbd {vbd.name}: {err}")
-                continue
-            configs.append(
-                DeviceConfig(
-                    "vbd",
-                    devid,
-                    {"params": str(shown), "mode": vbd.mode, "type": "file", "dev": vbd.name},
-                    {"virtual-device": str(devid), "device-type": "disk"},
-                )
-            )
+            config = self.vbd_device(core, xend, d.name, domid, vbd, "xm create")
+            if config is not None:
+                configs.append(config)
         for n, vif in enumerate(d.vifs):
-            mac = self.macs[(i, n)]
-            self.devices.add_vif(domid, n)
-            configs.append(
-                DeviceConfig(
-                    "vif",
-                    n,
-                    {"bridge": vif.bridge, "mac": mac, "handle": str(n)},
-                    {"mac": mac, "handle": str(n)},
-                )
-            )
+            configs.append(self.vif_device(domid, n, vif.bridge, self.macs[(i, n)]))
         if configs:
             xend.add_devices(core, domid, configs)
 
-    def _device_failed(self, xend: Xend, core: Core, name: str, why: str) -> None:
-        self.errors.append(f"xm create {name}: Error: {why}")
-        xend.k.console(core, f"xm create {name}: Error: {why}")
+    def vbd_device(
+        self, core: Core, xend: Xend, name: str, domid: int, vbd: VbdSpec, verb: str
+    ) -> DeviceConfig | None:
+        """Give guest `name`'s vbd its disk and return its device nodes (None, said on
+        dom0's console as `<verb> <name>: Error: ...`, if the disk cannot be had)."""
+        devid = vbd_devid(vbd.name)
+        image = self.scenario.image_path(vbd)
+        shown = vbd.image
+        # The user's image is opened as it is, never created (size None); only a disk
+        # of the run directory's is made, sparse, at the scenario's size.
+        size = None
+        if image is None:
+            self.disk_dir.mkdir(parents=True, exist_ok=True)
+            image = self.disk_dir / f"{name}-{vbd.name}.img"
+            shown = f"disks/{image.name}"
+            size = vbd.size
+        try:
+            self.devices.add_vbd(domid, devid, image, size, writable=vbd.mode == "w")
+        except (OSError, ValueError) as err:
+            self._device_failed(xend, core, name, f"vbd {vbd.name}: {err}", verb)
+            return None
+        return DeviceConfig(
+            "vbd",
+            devid,
+            {"params": str(shown), "mode": vbd.mode, "type": "file", "dev": vbd.name},
+            {"virtual-device": str(devid), "device-type": "disk"},
+        )
+
+    @staticmethod
+    def default_mac(index: int, devid: int) -> str:
+        """The MAC of vif `devid` of the scenario's guest `index` when it names none."""
+        return vif_mac(index + 1, devid)
+
+    def vif_device(self, domid: int, devid: int, bridge: str, mac: str) -> DeviceConfig:
+        """Give vif `devid` its link and return its device nodes."""
+        self.devices.add_vif(domid, devid)
+        return DeviceConfig(
+            "vif",
+            devid,
+            {"bridge": bridge, "mac": mac, "handle": str(devid)},
+            {"mac": mac, "handle": str(devid)},
+        )
+
+    def _device_failed(
+        self, xend: Xend, core: Core, name: str, why: str, verb: str = "xm create"
+    ) -> None:
+        self.errors.append(f"{verb} {name}: Error: {why}")
+        xend.k.console(core, f"{verb} {name}: Error: {why}")
 
     def _io_props(self, i: int) -> dict[str, WorkloadValue]:
         """Device workload properties of guest `i`: blockio per vbd, netstream per vif."""

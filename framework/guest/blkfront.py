@@ -166,6 +166,11 @@ class BlkFront(XenbusFrontend[GuestKernel]):
     def read_only(self) -> bool:
         return bool(self.info & VDISK_READONLY)
 
+    @property
+    def accepting(self) -> bool:
+        """`submit` takes requests: connected, and not closing (a detach in progress)."""
+        return self.connected and not self._close_wanted
+
     # -- xenbus handshake (the template methods of XenbusFrontend) -------------------------
     def setup_rings(self, core: Core) -> None:
         k = self.k
@@ -344,6 +349,23 @@ class BlkFront(XenbusFrontend[GuestKernel]):
         req.on_done(core, status, req)
 
     # -- teardown --------------------------------------------------------------------------
+    def abandon(self, core: Core) -> None:
+        """The vbd was taken away unanswered: the responses already on the ring count;
+        every other request fails (BLKIF_RSP_ERROR), as Linux fails the requests of a disk
+        marked dead."""
+        if self.ring is not None and self.port >= 0:
+            self._on_event(core, self.port)
+        lost = sorted(self.outstanding.values(), key=lambda r: r.id) + list(self.queue)
+        self.outstanding.clear()
+        self.queue.clear()
+        for req in lost:
+            self.outstanding[req.id] = req
+            self._complete(core, BlkifResponse(req.id, req.op, BLKIF_RSP_ERROR))
+
+    def backend_gone(self, core: Core) -> None:
+        """The backend closed under a connected vbd (unplugged without waiting for it)."""
+        self._give_up(core)
+
     def drained(self) -> bool:
         return not self.outstanding and not self.queue
 

@@ -334,8 +334,31 @@ class BlockIo:
         self.running = False
 
     # -- issuing ---------------------------------------------------------------------------
+    def rebind(self, front: BlkFront) -> None:
+        """The vbd was detached and is attached again as `front` (same device number):
+        go on when it connects, keeping what was written (the image holds it)."""
+        self.front = front
+        front.when_connected(self.resume)
+
+    def resume(self, core: Core) -> None:
+        """The vbd is back: start if it never did, else issue again."""
+        if not self.running:
+            self.start(core)
+            return
+        plan = self.plan
+        assert plan is not None
+        region = self.params.region or self.front.sectors * BLKIF_SECTOR_SIZE
+        if region // self.params.block_size != plan.nblocks:
+            # Another disk under this name: nothing it holds was written by this workload.
+            self.plan = BlockIoPlan(self.params, self.k.domid, region // self.params.block_size)
+        self._issue(core)
+
     def _want_more(self) -> bool:
-        return self.running and (not self.params.requests or self.issued < self.params.requests)
+        return (
+            self.running
+            and self.front.accepting
+            and (not self.params.requests or self.issued < self.params.requests)
+        )
 
     def _issue(self, core: Core) -> None:
         plan = self.plan

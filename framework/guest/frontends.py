@@ -3,7 +3,12 @@ start their drivers, with the workloads the domain's devtree asks for.
 
 Linux's xenbus_probe_frontend watches the domain's `device` directory and probes every
 `device/<class>/<devid>` it finds; this does the same for the `vbd` and `vif` classes.
-A device the toolstack writes later (in one transaction, so complete) fires the watch.
+A device the toolstack writes later (in one transaction, so complete) fires the watch:
+that is how `xm block-attach` / `network-attach` reach a running guest. A device whose
+directory is gone (`xm block-detach` removes it once both ends are Closed) is forgotten,
+and its number may come back as a new device. A blockio workload outlives its disk: it
+waits while the vbd is away and goes on, with its record of what it wrote, on the vbd
+attached again under that number.
 
 Workloads come from the `/xen/workload` devtree node as `<kind>.<instance>.<key>`
 properties (`blockio.51712.queue-depth`, `netstream.0.peer-mac`), one group per device.
@@ -15,6 +20,7 @@ from typing import TYPE_CHECKING, Final
 
 from framework.hw970.core import Core
 from framework.xen.public.devtree import workload_groups
+from framework.xen.public.io.xenbus import XenbusState
 
 from .blkfront import BlkFront
 from .blockio import BlockIo
@@ -69,18 +75,29 @@ class FrontendBus:
         return listed
 
     def _listed(self, core: Core, cls: str, r: XsReply) -> None:
-        if r.error:
-            return  # ENOENT: no device of this class (yet)
-        for name in r.strings:
-            if name.isdigit():
-                self._probe(core, cls, int(name))
+        # ENOENT: no device of this class (yet, or any more).
+        present = {int(name) for name in ([] if r.error else r.strings) if name.isdigit()}
+        fronts: dict[int, BlkFront] | dict[int, NetFront] = self.vbds if cls == "vbd" else self.vifs
+        for devid in sorted(set(fronts) - present):
+            if fronts[devid].state == XenbusState.Closed:
+                self._forget(cls, devid)  # detached: its directory is gone
+        for devid in sorted(present):
+            self._probe(core, cls, devid)
+
+    def _forget(self, cls: str, devid: int) -> None:
+        """A closed device whose directory is gone; its workloads stay (see `_probe`)."""
+        if cls == "vbd":
+            del self.vbds[devid]
+        else:
+            del self.vifs[devid]
+            self.sinks.pop(devid, None)
 
     def _probe(self, core: Core, cls: str, devid: int) -> None:
         path = f"{DEVICE_DIR}/{cls}/{devid}"
         k = self.k
         if cls == "vbd":
             if devid in self.vbds:
-                return
+                return  # known (a closed one until its directory is seen gone)
             params = self._blockio.get(devid)
             vcpu = params.get("vcpu", 0) if params else 0
             if not isinstance(vcpu, int):
@@ -88,7 +105,10 @@ class FrontendBus:
                 vcpu = 0
             front = BlkFront(k, devid, path, vcpu)
             self.vbds[devid] = front
-            if params is not None:
+            again = self.blockio.get(devid)
+            if again is not None:
+                again.rebind(front)  # attached again: the workload goes on with its books
+            elif params is not None:
                 try:
                     self.blockio[devid] = BlockIo(k, front, {"device": devid, **params})
                 except (TypeError, ValueError) as e:

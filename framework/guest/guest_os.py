@@ -15,6 +15,7 @@ from framework.errors import KernelError
 from framework.guest.blkback import BlkBack
 from framework.guest.control import ShutdownControl
 from framework.guest.costs import NATIVE_ROUTINE
+from framework.guest.cpu_hotplug import CpuHotplug
 from framework.guest.dom0_interface import Dom0Hardware, Dom0UserSpace
 from framework.guest.frontends import FrontendBus
 from framework.guest.kernel import (
@@ -244,6 +245,9 @@ class GuestOS:
             if shm.granters or shm.peers:
                 self.sharedmem[k.domid] = shm
                 shm.start(core)
+            if spec.nr_vcpus > 1:
+                k.cpu_hotplug = CpuHotplug(k)
+                k.cpu_hotplug.start(core)
 
     def _install_slb(self, core: Core, k: GuestKernel) -> None:
         assert core.state is not None

@@ -90,6 +90,7 @@ from .xenbus import Xenbus
 if TYPE_CHECKING:
     from .blkback import BlkBack
     from .control import ShutdownControl
+    from .cpu_hotplug import CpuHotplug
     from .frontends import FrontendBus
     from .netback import NetBack
 
@@ -147,6 +148,8 @@ class GuestKernel:
     frontends: FrontendBus | None = None
     #: A domU: its watch on control/shutdown (xm shutdown, reboot).
     control: ShutdownControl | None = None
+    #: VCPU hotplug (`xm vcpu-set`), in a kernel with more than one VCPU.
+    cpu_hotplug: CpuHotplug | None = None
     #: VCPU -> its VIRQ_TIMER port.
     timer_ports: dict[int, int] = field(default_factory=dict)
 

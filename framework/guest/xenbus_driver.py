@@ -9,7 +9,8 @@ extend `BaseResource` through `_do_put`/`_do_get`:
   `setup_rings`, bind an unbound event channel, publish `ring_nodes`, go Initialised.
   Backend Connected: `backend_connected` reads what it needs and calls `_connected` (go
   Connected, `on_connected`, then the `when_connected` callbacks). Backend Closing: stop
-  taking work, go Closing once `drained`; backend Closed: `release_rings`, go Closed.
+  taking work, go Closing once `drained` (at once if not yet Connected: a device detached
+  while it connects); backend Closed: `release_rings`, go Closed.
   Backend Closed while Initialised or Connected: `backend_gone`.
 - `XenbusBackend`: read `frontend`, `setup` (take the hardware, publish what the frontend
   needs, then `_init_wait`: InitWait and watch the frontend). Frontend Initialised or
@@ -190,6 +191,13 @@ class XenbusFrontend(XenbusDevice[KernelT]):
             self.backend_connected(core)
         elif state == XenbusState.Closing and self.state == XenbusState.Connected:
             self.close(core)  # the backend wants to go: finish and close
+        elif state == XenbusState.Closing and self.state in (
+            XenbusState.Initialising,
+            XenbusState.Initialised,
+        ):
+            # Detached before it connected: nothing was taken, close at once.
+            self._close_wanted = True
+            self._switch(core, XenbusState.Closing)
         elif state == XenbusState.Closed and self.state == XenbusState.Closing:
             self._teardown(core)
         elif state == XenbusState.Closed and self.state in (
@@ -197,6 +205,25 @@ class XenbusFrontend(XenbusDevice[KernelT]):
             XenbusState.Connected,
         ):
             self.backend_gone(core)
+
+    def otherend_gone(self, core: Core) -> None:
+        """The toolstack removed the device without this end closing (xend gave up waiting:
+        the guest was paused, say): take what the backend answered, fail the rest, release
+        everything. The frontend directory went with it, so no state is written."""
+        if self.state not in (XenbusState.Initialised, XenbusState.Connected, XenbusState.Closing):
+            return
+        self.removed = True
+        self._give_up(core)
+
+    def _give_up(self, core: Core) -> None:
+        """The backend will answer nothing more: `abandon` the work, release, Closed."""
+        self._close_wanted = True
+        self.abandon(core)
+        if self.state == XenbusState.Closed:
+            return  # the responses it took let it close already
+        if self.state != XenbusState.Closing:
+            self._switch(core, XenbusState.Closing)
+        self._teardown(core)
 
     def _setup(self, core: Core) -> None:
         """Set up the rings, give the backend an event channel and publish both."""
@@ -299,6 +326,9 @@ class XenbusFrontend(XenbusDevice[KernelT]):
 
     def backend_gone(self, core: Core) -> None:
         """The backend closed while this end was Initialised or Connected."""
+
+    def abandon(self, core: Core) -> None:
+        """The backend is gone for good: end the work it will never answer."""
 
 
 class XenbusBackend(XenbusDevice[KernelT]):

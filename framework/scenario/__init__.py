@@ -37,12 +37,16 @@ from framework.scenario.machine import DiskSpec, JitterSpec, LinkSpec, MachineSp
 from framework.scenario.reference import reference_markdown
 from framework.scenario.timeline import (
     GRANT_ACTIONS,
+    BlockAttachAction,
+    BlockDetachAction,
     ConsoleInputAction,
     CreateAction,
     DestroyAction,
     GrantMapAction,
     GrantRevokeAction,
     GrantUnmapAction,
+    NetworkAttachAction,
+    NetworkDetachAction,
     PauseAction,
     RebootAction,
     SchedCreditAction,
@@ -50,6 +54,7 @@ from framework.scenario.timeline import (
     TimelineAction,
     UnpauseAction,
     VcpuPinAction,
+    VcpuSetAction,
 )
 from framework.scenario.top_level import Scenario
 from framework.scenario.workloads import (
@@ -72,6 +77,8 @@ __all__ = [
     "RMA_SIZES",
     "START_BY_TIMELINE",
     "XEN_RESERVED",
+    "BlockAttachAction",
+    "BlockDetachAction",
     "BlockioWorkload",
     "ComputeWorkload",
     "ConsoleInputAction",
@@ -90,6 +97,8 @@ __all__ = [
     "LinkSpec",
     "MachineSpec",
     "NetstreamWorkload",
+    "NetworkAttachAction",
+    "NetworkDetachAction",
     "PauseAction",
     "PingpongWorkload",
     "RebootAction",
@@ -102,6 +111,7 @@ __all__ = [
     "UnpauseAction",
     "VbdSpec",
     "VcpuPinAction",
+    "VcpuSetAction",
     "VifSpec",
     "Workload",
     "is_dom0_name",

@@ -289,6 +289,11 @@ _DONE: dict[str, str] = {
     "create": "created from the timeline",
     "shutdown": "shut down from the timeline",
     "reboot": "rebooted from the timeline",
+    "vcpu_set": "given VCPUs from the timeline",
+    "block_attach": "a block-attach target (it is the vbds' backend, with no frontends)",
+    "block_detach": "a block-detach target (it is the vbds' backend, with no frontends)",
+    "network_attach": "a network-attach target (it is the vifs' backend, with no frontends)",
+    "network_detach": "a network-detach target (it is the vifs' backend, with no frontends)",
 }
 
 

@@ -6,10 +6,12 @@ rule, checked in `rules`.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Final, Literal
 
 from pydantic import Field, StrictBool, StrictInt, StrictStr
 
+from framework.scenario.devices import VbdSpec, VifSpec
 from framework.scenario.fields import (
     CpuList,
     Duration,
@@ -18,18 +20,25 @@ from framework.scenario.fields import (
     Weight,
     devtree_text,
     in_range,
+    matching,
     non_empty,
 )
+from framework.scenario.limits import MAX_VCPUS
 
 __all__ = [
     "GRANT_ACTIONS",
+    "HOTPLUG_MODELS",
     "TIMELINE_MODELS",
+    "BlockAttachAction",
+    "BlockDetachAction",
     "ConsoleInputAction",
     "CreateAction",
     "DestroyAction",
     "GrantMapAction",
     "GrantRevokeAction",
     "GrantUnmapAction",
+    "NetworkAttachAction",
+    "NetworkDetachAction",
     "PauseAction",
     "RebootAction",
     "SchedCreditAction",
@@ -37,6 +46,7 @@ __all__ = [
     "TimelineAction",
     "UnpauseAction",
     "VcpuPinAction",
+    "VcpuSetAction",
 ]
 
 
@@ -165,6 +175,99 @@ GrantAction = GrantRevokeAction | GrantMapAction | GrantUnmapAction
 GRANT_ACTIONS: Final = (GrantRevokeAction, GrantMapAction, GrantUnmapAction)
 
 
+# -- hotplug: VCPUs and devices while the guest runs (issue 16) ---------------------------
+class VcpuSetAction(ScenarioModel):
+    """`xm vcpu-set`: dom0 writes `cpu/<n>/availability` (`online` for VCPUs 0..vcpus-1,
+    `offline` above) in the guest's xenstore home; the guest kernel takes each VCPU it is
+    told to down with VCPUOP_down (it stops, runstate offline, its own workloads pause) and
+    brings it back with VCPUOP_up.  VCPU 0 stays online (Linux never takes its boot CPU
+    down), so `vcpus` is at least 1."""
+
+    action: Literal["vcpu_set"] = Field("vcpu_set", description="`vcpu_set`")
+    at: Duration = Field(
+        description="simulated time; before `duration` and not before the domain's `start`"
+    )
+    domain: StrictStr = Field(description="the guest domain")
+    vcpus: Annotated[StrictInt, in_range(0, MAX_VCPUS, "vcpus")] = Field(
+        description="how many VCPUs stay online, 1..the domain's `vcpus`"
+    )
+
+
+class BlockAttachAction(ScenarioModel):
+    """`xm block-attach`: dom0 gives the running guest a disk: the backend and frontend
+    directories in one transaction; the guest's xenbus sees `device/vbd/<n>` appear and
+    connects its blkfront. A blockio workload of the domain on that device name runs on
+    it again, its record of what it wrote kept (a disk detached and attached again with the
+    same image reads back what was written before)."""
+
+    action: Literal["block_attach"] = Field("block_attach", description="`block_attach`")
+    at: Duration = Field(
+        description="simulated time; before `duration` and not before the domain's `start`"
+    )
+    domain: StrictStr = Field(description="the guest domain")
+    device: VbdSpec = Field(
+        description="the vbd, as in a domain's `devices` (its name not attached at `at`); "
+        "without `image` the run's own disk of that name, kept across a detach"
+    )
+
+
+class BlockDetachAction(ScenarioModel):
+    """`xm block-detach`: dom0 sets the backend offline and Closing; the guest's blkfront
+    takes no new request, lets the backend answer those it has, and closes; the backend
+    unmaps the ring and closes; dom0 removes both directories and lets the disk go."""
+
+    action: Literal["block_detach"] = Field("block_detach", description="`block_detach`")
+    at: Duration = Field(
+        description="simulated time; before `duration` and not before the domain's `start`"
+    )
+    domain: StrictStr = Field(description="the guest domain")
+    device: Annotated[StrictStr, matching(re.compile(r"xvd[a-z]"), "vbd name")] = Field(
+        description="the vbd's name, one attached at `at`"
+    )
+
+
+class NetworkAttachAction(ScenarioModel):
+    """`xm network-attach`: dom0 gives the running guest a vif on a bridge (the next
+    device number: vifs are numbered in the order they were ever attached, as xend's
+    counter does); its netfront connects and the bridge forwards to it."""
+
+    action: Literal["network_attach"] = Field("network_attach", description="`network_attach`")
+    at: Duration = Field(
+        description="simulated time; before `duration` and not before the domain's `start`"
+    )
+    domain: StrictStr = Field(description="the guest domain")
+    device: VifSpec = Field(
+        default_factory=VifSpec,
+        description="the vif, as in a domain's `devices` (bridge, mac); default a vif on "
+        "`xenbr0` with a derived MAC",
+    )
+
+
+class NetworkDetachAction(ScenarioModel):
+    """`xm network-detach`: as `block_detach`, for vif `devid`; every frame in its rings or
+    queues at that moment gets its fate (netfront or netback says it dropped), frames sent
+    to it afterwards are dropped by the bridge."""
+
+    action: Literal["network_detach"] = Field("network_detach", description="`network_detach`")
+    at: Duration = Field(
+        description="simulated time; before `duration` and not before the domain's `start`"
+    )
+    domain: StrictStr = Field(description="the guest domain")
+    devid: Annotated[StrictInt, in_range(0, 255, "devid")] = Field(
+        description="the vif's device number (its place among the domain's vifs, then "
+        "attached ones in order), one attached at `at`"
+    )
+
+
+HOTPLUG_MODELS: dict[str, type[ScenarioModel]] = {
+    "vcpu_set": VcpuSetAction,
+    "block_attach": BlockAttachAction,
+    "block_detach": BlockDetachAction,
+    "network_attach": NetworkAttachAction,
+    "network_detach": NetworkDetachAction,
+}
+
+
 # `save`, `restore`, `shutdown` ... join this union later.
 # -- domain lifecycle: xm create / shutdown / reboot --
 class CreateAction(ScenarioModel):
@@ -219,7 +322,12 @@ TimelineAction = Annotated[
     | GrantAction
     | CreateAction
     | ShutdownAction
-    | RebootAction,
+    | RebootAction
+    | VcpuSetAction
+    | BlockAttachAction
+    | BlockDetachAction
+    | NetworkAttachAction
+    | NetworkDetachAction,
     Field(discriminator="action"),
 ]
 TIMELINE_MODELS: dict[str, type[ScenarioModel]] = {
@@ -235,4 +343,5 @@ TIMELINE_MODELS: dict[str, type[ScenarioModel]] = {
     "create": CreateAction,
     "shutdown": ShutdownAction,
     "reboot": RebootAction,
+    **HOTPLUG_MODELS,
 }

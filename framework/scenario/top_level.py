@@ -33,6 +33,7 @@ from framework.scenario.fields import (
     non_empty,
 )
 from framework.scenario.grants import GrantSpec, check_grant_actions, check_grants
+from framework.scenario.hotplug_rules import check_attached_images, check_hotplug
 from framework.scenario.machine import MachineSpec
 from framework.scenario.rules import (
     check_affinity,
@@ -190,8 +191,10 @@ class Scenario(ScenarioModel):
         check_timeline_targets(self.timeline, self.machine, self.domains)
         check_grants(self.grants, self.dom0, self.domains)
         check_grant_actions(self.timeline, self.grants, self.domains, self.duration)
+        check_hotplug(self.timeline, self.domains)
         check_expectations(self.expect, self.dom0, self.domains, self.duration)
         self._base_dir = context_base_dir(info)
         check_shared_images(self.domains, self._base_dir)
+        check_attached_images(self.timeline, self.domains, self._base_dir)
         ordered = tuple(sorted(self.timeline, key=lambda action: action.at))
         return self.model_copy(update={"timeline": ordered})

@@ -73,3 +73,5 @@ class K:
     SHM_FAULT: Final = 59
     XEND_SHUTDOWN: Final = 60
     XEND_RESTART: Final = 61
+    DEV_ATTACH: Final = 62
+    DEV_DETACH: Final = 63

@@ -174,6 +174,12 @@ KINDS: tuple[Kind, ...] = (
          ("reason",), "reason name and action: `poweroff: destroy`, `reboot: restart`, ..."),
     Kind("xend.restart", "xend built the domain again after it shut down (on_... = restart): "
          "dom = the new domain id.", (), "the domain's name and the id it had before"),
+    Kind("dev.attach", "dom0's toolstack gave guest `dom` device `dev` (its xenstore nodes are "
+         "written): at creation, or by xm block-attach / network-attach.", ("dev",),
+         "class and description, as `xm block-list` / `network-list` show it"),
+    Kind("dev.detach", "dom0's toolstack took device `dev` from guest `dom` (both ends closed, "
+         "or the wait timed out, and its nodes are removed).", ("dev",),
+         "class and name, and how it ended"),
 )  # fmt: skip
 
 FIELD_DOCS: dict[str, str] = {

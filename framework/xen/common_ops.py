@@ -27,7 +27,7 @@ from framework.xen.public.sched import (
     SCHEDOP_shutdown,
     SCHEDOP_yield,
 )
-from framework.xen.public.vcpu import VCPUOP_down, VCPUOP_is_up, VCPUOP_up
+from framework.xen.public.vcpu import Runstate, VCPUOP_down, VCPUOP_is_up, VCPUOP_up
 from framework.xen.public.version import (
     XEN_CAPABILITIES,
     XEN_EXTRAVERSION,
@@ -169,7 +169,9 @@ def do_vcpu_op(xen: Hypervisor, core: Core, v: Vcpu) -> int:
     if cmd == VCPUOP_down:
         if target.is_up:
             target.is_up = False
-            target.going_down = True
+            # Only a VCPU on a CPU has a slice to end; one stopped here must not keep the
+            # flag, or the VCPUOP_up that follows could never wake it.
+            target.going_down = target.runstate == Runstate.RUNNING
             xen.rec.emit(K.VCPU_DOWN, core.now_ns(), core.cpu_id, dom.domid, vid)
             if target is v:
                 core.request_stop()
