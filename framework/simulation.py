@@ -285,7 +285,7 @@ def run_scenario(
         (consoles / f"{name}.log").write_text("".join(line + "\n" for line in lines))
     stalled = stalled_workloads(scenario, sim.domids, sim.guests, sim.xen)
     # A guest xm create could not build, or a device it could not plug, is said too.
-    warnings = [*sim.build_errors, *(w.message() for w in stalled)]
+    warnings = [*scenario.load_warnings, *sim.build_errors, *(w.message() for w in stalled)]
     bugs = sim.xen.bugs
     if bugs:
         (out / ERROR_LOG).write_text("".join(f"{b.message()}\n{b.traceback}\n" for b in bugs))
