@@ -52,6 +52,15 @@ from framework.scenario.workloads import (
     TimerWorkload,
     Workload,
 )
+from framework.scenario.xm_actions import (
+    XmDmesgAction,
+    XmDomidAction,
+    XmDomnameAction,
+    XmInfoAction,
+    XmListAction,
+    XmVcpuListAction,
+    XmViewAction,
+)
 
 __all__ = [
     "DOM0_NAMES",
@@ -84,6 +93,13 @@ __all__ = [
     "VcpuPinAction",
     "VifSpec",
     "Workload",
+    "XmDmesgAction",
+    "XmDomidAction",
+    "XmDomnameAction",
+    "XmInfoAction",
+    "XmListAction",
+    "XmVcpuListAction",
+    "XmViewAction",
     "is_dom0_name",
     "load_scenario",
     "parse_scenario",

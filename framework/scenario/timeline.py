@@ -20,6 +20,7 @@ from framework.scenario.fields import (
     in_range,
     non_empty,
 )
+from framework.scenario.xm_actions import XM_VIEW_MODELS, XmViewAction
 
 __all__ = [
     "TIMELINE_MODELS",
@@ -116,7 +117,8 @@ TimelineAction = Annotated[
     | PauseAction
     | UnpauseAction
     | VcpuPinAction
-    | SchedCreditAction,
+    | SchedCreditAction
+    | XmViewAction,  # xm list, vcpu-list, info, dmesg, domid, domname
     Field(discriminator="action"),
 ]
 TIMELINE_MODELS: dict[str, type[ScenarioModel]] = {
@@ -126,4 +128,5 @@ TIMELINE_MODELS: dict[str, type[ScenarioModel]] = {
     "unpause": UnpauseAction,
     "vcpu_pin": VcpuPinAction,
     "sched_credit": SchedCreditAction,
+    **XM_VIEW_MODELS,
 }

@@ -67,3 +67,6 @@ class K:
     XENBUS_STATE: Final = 53
     CONSOLE_IN: Final = 54
     HCALL_BUG: Final = 55
+    XEN_PRINTK: Final = 56
+    SCHED_AFFINITY: Final = 57
+    XM_VIEW: Final = 58

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Final
 from framework.trace.ids import K
 
 if TYPE_CHECKING:
+    from framework.trace.recorder import Recorder
     from framework.xen.domain import Vcpu
     from framework.xen.hypervisor import Hypervisor
 
@@ -23,13 +24,15 @@ CONRING_SIZE: Final = 16384
 class ConsoleRing:
     """Xen's printk ring: producer and consumer count bytes; the oldest are overwritten."""
 
-    def __init__(self) -> None:
+    def __init__(self, rec: Recorder) -> None:
+        self.rec = rec
         self.data = bytearray(CONRING_SIZE)
         self.prod = 0
         self.cons = 0
 
-    def printk(self, text: str) -> None:
+    def printk(self, text: str, now_ns: int, cpu: int) -> None:
         """Append one Xen message (a `(XEN) ` line as the serial console shows it)."""
+        self.rec.emit(K.XEN_PRINTK, now_ns, cpu, -1, -1, text=text)
         for ch in f"(XEN) {text}\n".encode("ascii", "replace"):
             self.data[self.prod % CONRING_SIZE] = ch
             self.prod += 1

@@ -36,6 +36,7 @@ from framework.xen.public.arch_powerpc import EXTENT_ORDER, KernelImage, htab_by
 from framework.xen.public.devtree import DomainDevtreeSpec
 from framework.xen.public.sched import SHUTDOWN_NAMES
 from framework.xen.public.vcpu import Runstate
+from framework.xen.public.version import XEN_EXTRAVERSION, XEN_VERSION
 from framework.xen.public.xen import SHARED_INFO, VCPU_INFO, VIRQ_TIMER
 from framework.xen.sched_credit import CreditScheduler, Pri
 from framework.xen.schedule import PhysicalCpu
@@ -105,7 +106,7 @@ class Hypervisor:
         self.pirqs: dict[int, tuple[int, int]] = {}
         self.console_sink: Callable[[Domain, str], None] = lambda dom, line: None
         #: Xen's own messages, read by sysctl readconsole (`xm dmesg`).
-        self.conring = ConsoleRing()
+        self.conring = ConsoleRing(rec)
         self.on_domain_dead: Callable[[Domain], None] = lambda dom: None
         #: Run when a domain is finally destroyed (see `domain_lifetime.domain_destroy`).
         self.destroy_hooks: list[Callable[[Domain], None]] = []
@@ -130,6 +131,16 @@ class Hypervisor:
         return p.cpu if p is not None else -1
 
     def start(self) -> None:
+        # What Xen 3.x prints while booting (kernel.c, schedule.c, smpboot) that `xm dmesg`
+        # shows: its version, its scheduler, the CPUs it brought up.
+        major, minor = XEN_VERSION
+        extra = XEN_EXTRAVERSION.rstrip(b"\0").decode()
+        for line in (
+            f"Xen version {major}.{minor}{extra} (xen970@xen970) (a discrete-event simulator)",
+            "Using scheduler: SMP Credit Scheduler (credit)",
+            f"Brought up {self.ncpus} CPUs",
+        ):
+            self.conring.printk(line, self.now(), 0)
         for p in self.pcpus:
             self.env.process(p.run())
 
@@ -339,6 +350,8 @@ class Hypervisor:
         if v.runstate == state:
             return
         self.rec.emit(K.SCHED_RUNSTATE, now, cpu, v.domain.domid, v.vcpu_id, state, v.runstate)
+        if v.runstate == Runstate.RUNNING:
+            v.running_ns += now - v.runstate_since
         v.runstate = state
         v.runstate_since = now
 
