@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from framework.errors import ScenarioError
+from framework.errors import ScenarioError, XmConfigProblem
 from framework.scenario.fields import FieldPath, Problem, clip
 
 __all__ = [
@@ -142,20 +142,14 @@ class XmConfig:
         return ".".join(str(el) for el in rel) or "(config)", 1
 
 
-class _Refused(Exception):
-    """One problem of the file: its line, the field and the reason."""
-
-    def __init__(self, line: int, where: str, reason: str) -> None:
-        super().__init__(reason)
-        self.line, self.where, self.reason = line, where, reason
-
-
 def _literal(node: ast.expr, key: str) -> Literal:
     """The value of a literal expression; anything that would run code is refused."""
     if isinstance(node, ast.Constant):
         if isinstance(node.value, (str, int, float, bool)) or node.value is None:
             return node.value
-        raise _Refused(node.lineno, key, f"{type(node.value).__name__} values are not allowed")
+        raise XmConfigProblem(
+            node.lineno, key, f"{type(node.value).__name__} values are not allowed"
+        )
     if isinstance(node, (ast.List, ast.Tuple)):
         return [_literal(el, key) for el in node.elts]
     if (
@@ -172,7 +166,7 @@ def _literal(node: ast.expr, key: str) -> Literal:
         ast.BinOp: "an operator",
         ast.Dict: "a dict",
     }.get(type(node), f"a {type(node).__name__} expression")
-    raise _Refused(
+    raise XmConfigProblem(
         node.lineno,
         key,
         f"{what} is not allowed: xen970 reads xm config files without running them; "
@@ -185,9 +179,13 @@ def _assignments(text: str) -> dict[str, tuple[int, Literal]]:
     try:
         tree = ast.parse(text, mode="exec")
     except SyntaxError as exc:
-        raise _Refused(exc.lineno or 1, "(config)", f"Python syntax error: {exc.msg}") from None
+        raise XmConfigProblem(
+            exc.lineno or 1, "(config)", f"Python syntax error: {exc.msg}"
+        ) from None
     except (ValueError, RecursionError, MemoryError) as exc:
-        raise _Refused(1, "(config)", f"cannot parse the file: {type(exc).__name__}") from None
+        raise XmConfigProblem(
+            1, "(config)", f"cannot parse the file: {type(exc).__name__}"
+        ) from None
     found: dict[str, tuple[int, Literal]] = {}
     for stmt in tree.body:
         if not (
@@ -195,14 +193,16 @@ def _assignments(text: str) -> dict[str, tuple[int, Literal]]:
             and len(stmt.targets) == 1
             and isinstance(stmt.targets[0], ast.Name)
         ):
-            raise _Refused(
+            raise XmConfigProblem(
                 stmt.lineno,
                 "(config)",
                 f"only assignments `name = value` are allowed, got {type(stmt).__name__}",
             )
         key = stmt.targets[0].id
         if key in found:
-            raise _Refused(stmt.lineno, key, f"assigned twice (first on line {found[key][0]})")
+            raise XmConfigProblem(
+                stmt.lineno, key, f"assigned twice (first on line {found[key][0]})"
+            )
         found[key] = (stmt.lineno, _literal(stmt.value, key))
     return found
 
@@ -319,9 +319,9 @@ def _convert(cfg: XmConfig, found: dict[str, tuple[int, Literal]], base: Path) -
             cfg.warnings.append(f"{cfg.path}:{line}: {key} is ignored by xen970")
             continue
         if key in REFUSED:
-            raise _Refused(line, key, REFUSED[key])
+            raise XmConfigProblem(line, key, REFUSED[key])
         if key not in _MAPPED:
-            raise _Refused(line, key, "unknown xm config key")
+            raise XmConfigProblem(line, key, "unknown xm config key")
         try:
             if key == "builder":
                 if value != "linux":
@@ -346,7 +346,7 @@ def _convert(cfg: XmConfig, found: dict[str, tuple[int, Literal]], base: Path) -
                         else:
                             dev = _vif(entry, f"{cfg.path}:{line}: {label}", cfg.warnings)
                     except ValueError as entry_err:
-                        raise _Refused(line, label, str(entry_err)) from None
+                        raise XmConfigProblem(line, label, str(entry_err)) from None
                     origin[("devices", len(devices))] = (label, line)
                     devices.append(dev)
             else:
@@ -354,7 +354,7 @@ def _convert(cfg: XmConfig, found: dict[str, tuple[int, Literal]], base: Path) -
                 dom[target] = value
                 origin[(target,)] = (key, line)
         except ValueError as exc:
-            raise _Refused(line, key, str(exc)) from None
+            raise XmConfigProblem(line, key, str(exc)) from None
     if devices:
         dom["devices"] = devices
         origin[("devices",)] = ("disk/vif", min(found[k][0] for k in ("disk", "vif") if k in found))
@@ -377,7 +377,7 @@ def read_xm_config(path: Path, shown: str) -> XmConfig:
     cfg = XmConfig(shown)
     try:
         _convert(cfg, _assignments(text), path.parent)
-    except _Refused as bad:
+    except XmConfigProblem as bad:
         raise ScenarioError(f"{shown}:{bad.line}: {bad.where}: {clip(bad.reason)}") from None
     cfg.sha256 = hashlib.sha256(raw).hexdigest()
     return cfg
