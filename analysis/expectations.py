@@ -344,6 +344,11 @@ def measure_console(run: Run, sel: Selectors) -> Value:
     return "\n".join(str(line) for line in lines.dropna())
 
 
+def measure_xm_output(run: Run, sel: Selectors) -> Value:
+    texts = _rows(run, "xm.view", sel, by_vcpu=False)["text"]
+    return "\n".join(str(text) for text in texts.dropna())
+
+
 def measure_records(run: Run, sel: Selectors) -> Value:
     rows = _rows(run, str(sel["kind"]), sel)
     for field, value in dict(sel.get("where", {})).items():
@@ -410,6 +415,7 @@ MEASURES: Final[dict[str, Callable[[Run, Selectors], Value]]] = {
     "memory_held": measure_memory_held,
     "final_state": measure_final_state,
     "console": measure_console,
+    "xm_output": measure_xm_output,
     "records": measure_records,
     "fingerprint": measure_fingerprint,
 }

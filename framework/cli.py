@@ -193,6 +193,8 @@ def _io_table(out_dir: Path, run: Run | None = None) -> Table | None:
 def _validate(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario)
     print(f"ok: {scenario.name}: {scenario.domain_count} domains, {scenario.vcpu_count} vcpus")
+    for warning in scenario.load_warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 

@@ -95,6 +95,7 @@ __all__ = [
     "XenBug",
     "XencommError",
     "XenstoreError",
+    "XmConfigProblem",
     "XsWireError",
     "fault_reason",
 ]
@@ -117,6 +118,15 @@ class ScenarioError(Xen970Error):
     says it should be refused, and `xen970 test` passes it when this message matches."""
 
     expected_refusal: str | None = None
+
+
+class XmConfigProblem(ScenarioError):
+    """One problem of an xm config file: its `line`, the field (`where`) and the `reason`;
+    the reader words it as `<file>:<line>: <field>: <reason>`."""
+
+    def __init__(self, line: int, where: str, reason: str) -> None:
+        super().__init__(reason)
+        self.line, self.where, self.reason = line, where, reason
 
 
 class UnitError(ScenarioError, ValueError):

@@ -28,6 +28,8 @@ __all__ = [
     "RUN_FILE",
     "RUN_MARKER",
     "TRACE_FILE",
+    "XM_DIR",
+    "XM_VIEW_FILE",
     "claim_run_dir",
     "versions",
     "write_run_json",
@@ -41,6 +43,9 @@ TRACE_FILE: Final = "trace.parquet"
 #: The run directory's console logs (`<domain>.log`) and created disk images.
 CONSOLE_DIR: Final = "console"
 DISK_DIR: Final = "disks"
+#: xm's views taken on the timeline: xm/<view>-<t_ns>.txt.
+XM_DIR: Final = "xm"
+XM_VIEW_FILE: Final = re.compile(r"[a-z_]+-[0-9]+\.txt")
 #: Written first into every run directory the CLI makes: it marks a directory `--force`
 #: may empty.
 RUN_MARKER: Final = ".xen970-run"
@@ -51,6 +56,7 @@ _TOP_FILES: Final = frozenset({RUN_MARKER, RUN_FILE, ERROR_LOG, TRACE_FILE})
 _INNER: Final = {
     CONSOLE_DIR: re.compile(r"[^/]+\.log"),
     DISK_DIR: re.compile(r"[a-z0-9_-]+-xvd[a-z]\.img"),
+    XM_DIR: XM_VIEW_FILE,
 }
 _PACKAGES: Final = ("unicorn", "simpy", "pandas", "pyarrow")
 

@@ -35,7 +35,15 @@ from framework.hw970.disk import DiskParams
 from framework.hw970.link import LinkParams
 from framework.hw970.machine import Machine, MachineConfig
 from framework.iodevices import IoDevices, Moderation
-from framework.runinfo import CONSOLE_DIR, DISK_DIR, ERROR_LOG, RUN_FILE, write_run_json
+from framework.runinfo import (
+    CONSOLE_DIR,
+    DISK_DIR,
+    ERROR_LOG,
+    RUN_FILE,
+    XM_DIR,
+    XM_VIEW_FILE,
+    write_run_json,
+)
 from framework.scenario import Scenario
 from framework.trace.recorder import TRACE_FILE, Recorder
 from framework.workload_progress import stalled_workloads
@@ -283,9 +291,13 @@ def run_scenario(
     consoles.mkdir(exist_ok=True)
     for name, lines in sim.console_logs().items():
         (consoles / f"{name}.log").write_text("".join(line + "\n" for line in lines))
+    if sim.dom0.views:
+        (out / XM_DIR).mkdir(exist_ok=True)
+        for t_ns, view, text in sim.dom0.views:
+            (out / XM_DIR / f"{view}-{t_ns}.txt").write_text(text)
     stalled = stalled_workloads(scenario, sim.domids, sim.guests, sim.xen)
     # A guest xm create could not build, or a device it could not plug, is said too.
-    warnings = [*sim.build_errors, *(w.message() for w in stalled)]
+    warnings = [*scenario.load_warnings, *sim.build_errors, *(w.message() for w in stalled)]
     bugs = sim.xen.bugs
     if bugs:
         (out / ERROR_LOG).write_text("".join(f"{b.message()}\n{b.traceback}\n" for b in bugs))
@@ -326,6 +338,11 @@ def clear_previous_run(out: Path, scenario: Scenario) -> None:
     if consoles.is_dir():
         for log in consoles.glob("*.log"):
             log.unlink()
+    views = out / XM_DIR
+    if views.is_dir():
+        for view in views.iterdir():
+            if XM_VIEW_FILE.fullmatch(view.name):
+                view.unlink()
     disks = out / DISK_DIR
     if disks.is_dir():
         named = {

@@ -19,6 +19,7 @@ from framework.dom0.toolstack import Toolstack
 from framework.dom0.xenconsoled import ConsoleService
 from framework.dom0.xend import Xend
 from framework.dom0.xm_create import DeviceBay, Dom0Port, XmCreate
+from framework.dom0.xm_views import XmViews
 from framework.errors import SimulationError
 from framework.guest.kernel import GuestKernel
 from framework.guest.xenbus import Xenbus
@@ -36,8 +37,16 @@ from framework.scenario import (
     TimelineAction,
     UnpauseAction,
     VcpuPinAction,
+    XmDmesgAction,
+    XmDomidAction,
+    XmDomnameAction,
+    XmInfoAction,
+    XmListAction,
+    XmVcpuListAction,
+    XmViewAction,
     is_dom0_name,
 )
+from framework.trace.ids import K
 from framework.xen.public.arch_powerpc import KernelImage
 from framework.xen.public.domctl import (
     CAP_UNCHANGED,
@@ -76,6 +85,8 @@ class Dom0:
         #: dying while dom0's backends finish with its pages). Names, not domids: a domid
         #: is free for a later guest once its domain is gone.
         self.destroyed: set[str] = set()
+        #: xm's views taken on the timeline: (t_ns, view, output), for the run directory.
+        self.views: list[tuple[int, str, str]] = []
 
     # -- Dom0UserSpace -------------------------------------------------------------------
     def start_daemons(self, k: GuestKernel, core: Core) -> Xenbus:
@@ -191,6 +202,9 @@ class Dom0:
         if isinstance(action, CreateAction):
             self.lifecycle.create(core, action.domain)
             return
+        if isinstance(action, XmViewAction):
+            self._xm_view(core, action)
+            return
         domid = self.domids.get(action.domain)
         if domid is None or action.domain in self.destroyed:
             self.xend.log(core, f"xm {action.action} {action.domain}: no such domain")
@@ -220,6 +234,34 @@ class Dom0:
             self.lifecycle.request(core, domid, action.domain, "reboot")
         else:
             self.xend.destroy(core, domid, action.domain)
+
+    def _xm_view(self, core: Core, action: XmViewAction) -> None:
+        """Run one of xm's views now; its output goes to the trace and `views`."""
+        assert self.kernel is not None
+        xm = XmViews(self._toolstack(self._port(core)), self.names.get)
+        if isinstance(action, XmListAction):
+            command, text = "xm list", xm.xm_list(action.domain)
+        elif isinstance(action, XmVcpuListAction):
+            command, text = "xm vcpu-list", xm.xm_vcpu_list(action.domain)
+        elif isinstance(action, XmInfoAction):
+            command, text = "xm info", xm.xm_info()
+        elif isinstance(action, XmDmesgAction):
+            command, text = "xm dmesg" + " -c" * action.clear, xm.xm_dmesg(action.clear)
+        elif isinstance(action, XmDomidAction):
+            command, text = "xm domid", xm.xm_domid(action.domain)
+        else:
+            command, text = "xm domname", xm.xm_domname(action.domid)
+        if (
+            isinstance(action, XmListAction | XmVcpuListAction)
+            and action.domain is not None
+            or isinstance(action, XmDomidAction)
+        ):
+            command += f" {action.domain}"
+        elif isinstance(action, XmDomnameAction):
+            command += f" {action.domid}"
+        now = core.now_ns()
+        self.kernel.os.rec.emit(K.XM_VIEW, now, core.cpu_id, 0, -1, text=f"{command}\n{text}")
+        self.views.append((now, action.action.removeprefix("xm_"), text))
 
 
 def creation_plan(scenario: Scenario) -> list[tuple[int, list[int]]]:

@@ -67,6 +67,15 @@ from framework.scenario.workloads import (
     TimerWorkload,
     Workload,
 )
+from framework.scenario.xm_actions import (
+    XmDmesgAction,
+    XmDomidAction,
+    XmDomnameAction,
+    XmInfoAction,
+    XmListAction,
+    XmVcpuListAction,
+    XmViewAction,
+)
 
 __all__ = [
     "DOM0_NAMES",
@@ -114,6 +123,13 @@ __all__ = [
     "VcpuSetAction",
     "VifSpec",
     "Workload",
+    "XmDmesgAction",
+    "XmDomidAction",
+    "XmDomnameAction",
+    "XmInfoAction",
+    "XmListAction",
+    "XmVcpuListAction",
+    "XmViewAction",
     "is_dom0_name",
     "load_scenario",
     "parse_scenario",

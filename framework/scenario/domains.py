@@ -238,6 +238,11 @@ class DomainSpec(ScenarioModel):
         (), description="virtual devices (`kind: vbd` disks, `kind: vif` network interfaces)"
     )
     workloads: tuple[Workload, ...] = Field((), description="what the guest runs (idle if empty)")
+    config: StrictStr | None = Field(
+        None,
+        description="an xm config file (relative to the scenario file) that gives this "
+        "domain's keys, see 'xm config files'; keys it sets may not be repeated here",
+    )
 
     @model_validator(mode="after")
     def _rules(self) -> DomainSpec:

@@ -32,6 +32,7 @@ from framework.scenario.machine import DiskSpec, LinkSpec, MachineSpec
 from framework.scenario.timeline import TIMELINE_MODELS
 from framework.scenario.top_level import Scenario
 from framework.scenario.workloads import WORKLOAD_MODELS
+from framework.scenario.xm_config import XmConfig, config_origin, expand_configs
 
 __all__ = ["MAX_DEPTH", "MAX_FILE_BYTES", "load_scenario", "parse_scenario"]
 
@@ -260,20 +261,33 @@ def parse_scenario(
     if node is None:
         raise ScenarioError(f"{source}:1: (top level): the scenario is empty")
     lines = _lines(node, source)
+    root = Path(base_dir) if base_dir is not None else Path.cwd()
+    configs: dict[int, XmConfig] = {}
     try:
-        context = {"base_dir": Path(base_dir) if base_dir is not None else Path.cwd()}
-        scenario = Scenario.model_validate(data, context=context)
+        data = expand_configs(data, root, configs)
+        scenario = Scenario.model_validate(data, context={"base_dir": root})
+    except ScenarioError as exc:
+        refused = exc
+        if isinstance(exc, Problem):
+            line = nearest_line(lines, exc.path)
+            refused = ScenarioError(f"{source}:{line}: {clip(dotted(exc.path))}: {exc}")
+        refused.expected_refusal = _expected_refusal(data)
+        raise refused from None
     except ValidationError as exc:
         found = []
         for err in exc.errors():
             path, reason = _reason(err, _strip_tags(err["loc"], data), data)
             found.append((nearest_line(lines, path), path, reason))
         line, path, reason = min(found, key=lambda f: f[0])
-        where = clip(dotted(path))
-        refused = ScenarioError(f"{source}:{line}: {where}: {_clip_line(reason)}")
+        where = f"{source}:{line}: {clip(dotted(path))}"
+        origin = config_origin(configs, path)
+        if origin is not None:
+            where = f"{origin[0]}:{origin[1]}: {clip(origin[2])}"
+        refused = ScenarioError(f"{where}: {_clip_line(reason)}")
         refused.expected_refusal = _expected_refusal(data)
         raise refused from None
     scenario.loaded_from(source, hashlib.sha256(text.encode("utf-8")).hexdigest(), lines)
+    scenario.read_configs(tuple(configs.values()))
     return scenario
 
 

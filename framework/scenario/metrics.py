@@ -205,6 +205,13 @@ METRICS: Final[dict[str, Metric]] = {
             "domain",
         ),
         _m(
+            "xm_output",
+            Quantity.TEXT,
+            "what the timeline's xm views printed (xm.view records: the command line, then "
+            "its output), in time order",
+            "window",
+        ),
+        _m(
             "records",
             Quantity.COUNT,
             "trace records of `kind` matching the selectors and `where`",

@@ -37,6 +37,7 @@ from framework.scenario.timeline import (
     VcpuPinAction,
 )
 from framework.scenario.workloads import NetstreamWorkload, PingpongWorkload, Workload
+from framework.scenario.xm_actions import XmViewAction
 from framework.units import format_duration, format_size
 from framework.xen.public.arch_powerpc import NR_GRANT_FRAMES, htab_bytes_for
 
@@ -362,6 +363,9 @@ def check_timeline(
     for k, action in sorted(enumerate(timeline), key=lambda item: item[1].at):
         if isinstance(action, GRANT_ACTIONS):
             continue  # they name a grant: `grants.check_grant_actions`
+        if isinstance(action, XmViewAction):  # xm's views read, they change no domain
+            _before_end(k, action.at, duration)
+            continue
         if is_dom0_name(action.domain):
             raise Problem(
                 ("timeline", k, "domain"),
@@ -417,6 +421,15 @@ def check_timeline(
                 f"domain {d.name!r} has `start: timeline` but no timeline `create` action "
                 "builds it: it would never exist",
             )
+
+
+def _before_end(k: int, at: int, duration: int) -> None:
+    if at >= duration:
+        raise Problem(
+            ("timeline", k, "at"),
+            f"at {format_duration(at)} is not before the end of the run "
+            f"(duration {format_duration(duration)})",
+        )
 
 
 def _bridges(names: tuple[str, ...]) -> str:

@@ -24,6 +24,7 @@ from framework.scenario.fields import (
     non_empty,
 )
 from framework.scenario.limits import MAX_VCPUS
+from framework.scenario.xm_actions import XM_VIEW_MODELS, XmViewAction
 
 __all__ = [
     "GRANT_ACTIONS",
@@ -327,7 +328,8 @@ TimelineAction = Annotated[
     | BlockAttachAction
     | BlockDetachAction
     | NetworkAttachAction
-    | NetworkDetachAction,
+    | NetworkDetachAction
+    | XmViewAction,  # xm list, vcpu-list, info, dmesg, domid, domname
     Field(discriminator="action"),
 ]
 TIMELINE_MODELS: dict[str, type[ScenarioModel]] = {
@@ -344,4 +346,5 @@ TIMELINE_MODELS: dict[str, type[ScenarioModel]] = {
     "shutdown": ShutdownAction,
     "reboot": RebootAction,
     **HOTPLUG_MODELS,
+    **XM_VIEW_MODELS,
 }

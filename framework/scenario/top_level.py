@@ -51,6 +51,7 @@ from framework.scenario.rules import (
     check_timeline_targets,
 )
 from framework.scenario.timeline import TimelineAction
+from framework.scenario.xm_config import XmConfig
 
 __all__ = ["Scenario"]
 
@@ -95,6 +96,7 @@ class Scenario(ScenarioModel):
     _source: str = PrivateAttr(default="<model>")
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _lines: dict[FieldPath, int] = PrivateAttr(default_factory=dict)
+    _configs: tuple[XmConfig, ...] = PrivateAttr(default=())
 
     def loaded_from(
         self, source: str, sha256: str, lines: dict[FieldPath, int] | None = None
@@ -104,6 +106,15 @@ class Scenario(ScenarioModel):
         self._source = source
         self._sha256 = sha256
         self._lines = dict(lines or {})
+
+    def read_configs(self, configs: tuple[XmConfig, ...]) -> None:
+        """Record the xm config files the domains came from (their hashes join `sha256`)."""
+        self._configs = configs
+
+    @property
+    def load_warnings(self) -> tuple[str, ...]:
+        """What loading said without refusing: xm config keys xen970 ignores."""
+        return tuple(w for cfg in self._configs for w in cfg.warnings)
 
     @property
     def lines(self) -> dict[FieldPath, int]:
@@ -116,9 +127,13 @@ class Scenario(ScenarioModel):
 
     @property
     def sha256(self) -> str:
-        """Hex SHA-256 of the file bytes it was loaded from (else of its canonical JSON)."""
+        """Hex SHA-256 of the file bytes it was loaded from (with those of the xm config
+        files its domains name), else of its canonical JSON."""
         if self._sha256 is None:
             return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+        if self._configs:  # the xm config files decide the run too
+            joined = " ".join([self._sha256, *(cfg.sha256 for cfg in self._configs)])
+            return hashlib.sha256(joined.encode()).hexdigest()
         return self._sha256
 
     @property

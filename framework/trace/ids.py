@@ -75,3 +75,6 @@ class K:
     XEND_RESTART: Final = 61
     DEV_ATTACH: Final = 62
     DEV_DETACH: Final = 63
+    XEN_PRINTK: Final = 64
+    SCHED_AFFINITY: Final = 65
+    XM_VIEW: Final = 66

@@ -180,6 +180,13 @@ KINDS: tuple[Kind, ...] = (
     Kind("dev.detach", "dom0's toolstack took device `dev` from guest `dom` (both ends closed, "
          "or the wait timed out, and its nodes are removed).", ("dev",),
          "class and name, and how it ended"),
+    # xm's views (issue 16): what they read back, so analysis can rebuild them.
+    Kind("xen.printk", "Xen wrote a line to its console ring (`xm dmesg` reads it back).",
+         (), "the line, without the `(XEN) ` prefix"),
+    Kind("sched.affinity", "The VCPU's CPU affinity was set (setvcpuaffinity).", ("cpumap",)),
+    Kind("xm.view", "dom0 ran an xm view command (list, vcpu-list, info, dmesg, domid, "
+         "domname) and got this output; also written to the run directory's xm/.", (),
+         "the command line, then the output"),
 )  # fmt: skip
 
 FIELD_DOCS: dict[str, str] = {
@@ -236,6 +243,7 @@ FIELD_DOCS: dict[str, str] = {
     "xb_state": "XenbusState entered: 1 Initialising, 2 InitWait, 3 Initialised, "
     "4 Connected, 5 Closing, 6 Closed",
     "xb_prev": "XenbusState left (same codes as `xb_state`)",
+    "cpumap": "bit n set = physical CPU n allowed",
 }
 
 #: Fields whose values are codes of an enumeration this package does not own (it imports

@@ -30,11 +30,17 @@ from framework.xen.public.sched import (
 from framework.xen.public.vcpu import Runstate, VCPUOP_down, VCPUOP_is_up, VCPUOP_up
 from framework.xen.public.version import (
     XEN_CAPABILITIES,
+    XEN_CHANGESET,
+    XEN_COMPILE_INFO,
     XEN_EXTRAVERSION,
+    XEN_PLATFORM_PARAMETERS,
     XEN_VERSION,
     XENVER_capabilities,
+    XENVER_changeset,
+    XENVER_compile_info,
     XENVER_extraversion,
     XENVER_pagesize,
+    XENVER_platform_parameters,
     XENVER_version,
 )
 from framework.xen.public.xen import (
@@ -143,7 +149,9 @@ def do_set_timer_op(xen: Hypervisor, core: Core, v: Vcpu) -> int:
     now = core.now_ns()
     if timeout >> 63 or timeout - now >= HUGE_TIMEOUT_NS:
         xen.conring.printk(
-            f"Warning: huge timeout set by domain {v.domain.domid} (vcpu {v.vcpu_id}): {timeout:x}"
+            f"Warning: huge timeout set by domain {v.domain.domid} (vcpu {v.vcpu_id}): {timeout:x}",
+            now,
+            core.cpu_id,
         )
         timeout = now + HUGE_TIMEOUT_FALLBACK_NS
     xen.set_timer(v, timeout, core)
@@ -191,6 +199,9 @@ def do_xen_version(xen: Hypervisor, core: Core, v: Vcpu) -> int:
     data = {
         XENVER_extraversion: XEN_EXTRAVERSION,
         XENVER_capabilities: XEN_CAPABILITIES,
+        XENVER_compile_info: XEN_COMPILE_INFO,
+        XENVER_changeset: XEN_CHANGESET,
+        XENVER_platform_parameters: XEN_PLATFORM_PARAMETERS,
     }.get(cmd)
     if data is None:
         return -ENOSYS

@@ -58,6 +58,9 @@ class Vcpu:
     timer_generation: int = 0
     virq_ports: dict[int, int] = field(default_factory=dict)
     cpu_time_ns: int = 0
+    #: Time spent in RUNSTATE_running up to `runstate_since` (Xen's runstate.time[running]),
+    #: what getdomaininfo and getvcpuinfo report with the current stretch added.
+    running_ns: int = 0
     #: The data address breakpoint the guest set with H_SET_DABR (saved per VCPU).
     dabr: int = 0
 

@@ -17,7 +17,7 @@ from framework.hw970.mmu import RMA_LOG2_TO_RMLR
 from framework.trace.ids import K
 from framework.xen import costs
 from framework.xen.domain import DomainState, Vcpu
-from framework.xen.dominfo import domain_info
+from framework.xen.dominfo import domain_info, vcpu_info
 from framework.xen.public.domctl import (
     CAP_UNCHANGED,
     DOMCTL,
@@ -26,6 +26,8 @@ from framework.xen.public.domctl import (
     XEN_DOMCTL_createdomain,
     XEN_DOMCTL_destroydomain,
     XEN_DOMCTL_getdomaininfo,
+    XEN_DOMCTL_getvcpuaffinity,
+    XEN_DOMCTL_getvcpuinfo,
     XEN_DOMCTL_max_mem,
     XEN_DOMCTL_max_vcpus,
     XEN_DOMCTL_pausedomain,
@@ -48,7 +50,12 @@ if TYPE_CHECKING:
     from framework.xen.hypervisor import Hypervisor
 
 #: What dom0 may still do to a dying domain: look at it, or kill it again (a no-op).
-_DYING_OK = (XEN_DOMCTL_destroydomain, XEN_DOMCTL_getdomaininfo)
+_DYING_OK = (
+    XEN_DOMCTL_destroydomain,
+    XEN_DOMCTL_getdomaininfo,
+    XEN_DOMCTL_getvcpuinfo,
+    XEN_DOMCTL_getvcpuaffinity,
+)
 #: CPUs Xen/PPC was built for (xen/include/asm-powerpc/config.h): the most bits of a
 #: cpumap it reads.
 NR_CPUS: Final = 16
@@ -152,6 +159,8 @@ def domctl(xen: Hypervisor, core: Core, v: Vcpu) -> int:
         if not cpus:
             return -EINVAL
         dom.affinity[vid] = cpus
+        cpumap = sum(1 << c for c in cpus)
+        xen.rec.emit(K.SCHED_AFFINITY, core.now_ns(), core.cpu_id, dom.domid, vid, cpumap)
         xen.apply_kicks(xen.sched.set_affinity(dom.domid, vid, cpus), core.cpu_id)
         return 0
     if cmd == XEN_DOMCTL_scheduler_op:
@@ -233,9 +242,34 @@ def domctl(xen: Hypervisor, core: Core, v: Vcpu) -> int:
         # domain_kill: frames another domain maps keep it dying until they are unmapped.
         xen.destroy(dom)
         return 0
+    if cmd == XEN_DOMCTL_getvcpuinfo:
+        vid = op["vcpu"]
+        if vid >= len(dom.vcpus):
+            return -ESRCH  # Xen 3.1: a VCPU the domain lacks
+        out = bytearray(raw)
+        for name, value in vcpu_info(dom.vcpus[vid], core.now_ns()).items():
+            off, width = DOMCTL.fields["vcpuinfo_" + name]
+            out[off : off + width] = value.to_bytes(width, "big")
+        try:
+            comm.copy_to_guest(handle, bytes(out))
+        except XencommError as comm_err:
+            return -comm_err.errno
+        return 0
+    if cmd == XEN_DOMCTL_getvcpuaffinity:
+        vid, nr = op["vcpu"], op["cpumap_nr_cpus"]
+        if vid >= len(dom.vcpus) or nr == 0:
+            return -EINVAL
+        allowed = dom.affinity.get(vid) or frozenset(range(xen.ncpus))
+        nbytes = (min(nr, NR_CPUS) + 7) // 8
+        bitmap = sum(1 << c for c in allowed if c < nr).to_bytes(nbytes, "little")
+        try:
+            comm.copy_to_guest(op["cpumap_bitmap"], bitmap)
+        except XencommError as comm_err:
+            return -comm_err.errno
+        return 0
     if cmd == XEN_DOMCTL_getdomaininfo:
         out = bytearray(raw)
-        for name, value in domain_info(dom).items():
+        for name, value in domain_info(dom, core.now_ns()).items():
             off, width = DOMCTL.fields["info_" + name]
             out[off : off + width] = value.to_bytes(width, "big")
         try:

@@ -1,10 +1,14 @@
 """`struct xen_domctl_getdomaininfo` as Xen fills it (common/domctl.c getdomaininfo): one
 function shared by domctl getdomaininfo and sysctl getdomaininfolist, so `xm list` sees
-the same record whichever call libxc makes."""
+the same record whichever call libxc makes; and getvcpuinfo's per-VCPU record.
+
+CPU time is Xen 3.1's `vcpu_runstate_get`: the time the VCPU has spent running, with the
+stretch it is running now counted up to the moment of the call (not the slice-granular
+`cpu_time_ns` the scheduler keeps)."""
 
 from __future__ import annotations
 
-from framework.xen.domain import Domain, DomainState
+from framework.xen.domain import Domain, DomainState, Vcpu
 from framework.xen.public.domctl import (
     DOMINF_blocked,
     DOMINF_dying,
@@ -17,8 +21,26 @@ from framework.xen.public.domctl import (
 from framework.xen.public.vcpu import Runstate
 
 
-def domain_info(dom: Domain) -> dict[str, int]:
-    """The getdomaininfo fields (`GETDOMAININFO` names) of `dom`."""
+def running_ns(v: Vcpu, now: int) -> int:
+    """`vcpu_runstate_get(v).time[RUNSTATE_running]` at `now`."""
+    if v.runstate == Runstate.RUNNING:
+        return v.running_ns + max(now - v.runstate_since, 0)
+    return v.running_ns
+
+
+def vcpu_info(v: Vcpu, now: int) -> dict[str, int]:
+    """getvcpuinfo's fields (`DOMCTL` names without `vcpuinfo_`) of one VCPU at `now`."""
+    return {
+        "online": int(v.is_up),
+        "blocked": int(v.runstate == Runstate.BLOCKED),
+        "running": int(v.runstate == Runstate.RUNNING),
+        "cpu_time": running_ns(v, now),
+        "cpu": v.processor,
+    }
+
+
+def domain_info(dom: Domain, now: int) -> dict[str, int]:
+    """The getdomaininfo fields (`GETDOMAININFO` names) of `dom` at `now`."""
     vcpus = dom.vcpus
     running = any(x.runstate == Runstate.RUNNING for x in vcpus)
     flags = DOMINF_running if running else 0
@@ -40,10 +62,10 @@ def domain_info(dom: Domain) -> dict[str, int]:
         "tot_pages": dom.tot_pages,
         "max_pages": dom.max_pages,
         "shared_info_frame": si_frame,
-        "cpu_time": sum(x.cpu_time_ns for x in vcpus),
+        "cpu_time": sum(running_ns(x, now) for x in vcpus),
         "nr_online_vcpus": len(online),
         "max_vcpu_id": max(len(vcpus) - 1, 0),
     }
 
 
-__all__ = ["domain_info"]
+__all__ = ["domain_info", "running_ns", "vcpu_info"]

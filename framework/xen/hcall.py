@@ -142,7 +142,9 @@ class HypercallBug:
 
 def _ni_papr_hypercall(xen: Hypervisor, core: Core, v: Vcpu) -> int:
     xen.conring.printk(
-        f"unsupported PAPR hcall {core.gpr(3):#x} was called by dom{v.domain.domid:#x}"
+        f"unsupported PAPR hcall {core.gpr(3):#x} was called by dom{v.domain.domid:#x}",
+        core.now_ns(),
+        core.cpu_id,
     )
     return H_PARAMETER
 
@@ -181,7 +183,7 @@ def hypercall_entry(xen: Hypervisor) -> Callable[[Core], None]:
         if st.tr.msr & MSR_PR:
             result = -EPERM if r3 & XEN_MARK == XEN_MARK else H_PRIVILEGE
         elif handler is None:
-            xen.conring.printk(f"unsupported Xen hypercall: {nr:#x}")
+            xen.conring.printk(f"unsupported Xen hypercall: {nr:#x}", now, core.cpu_id)
             result = -ENOSYS
         else:
             try:

@@ -109,7 +109,7 @@ class Hypervisor:
         self.pirqs: dict[int, tuple[int, int]] = {}
         self.console_sink: Callable[[Domain, str], None] = lambda dom, line: None
         #: Xen's own messages, read by sysctl readconsole (`xm dmesg`).
-        self.conring = ConsoleRing()
+        self.conring = ConsoleRing(rec)
         self.on_domain_dead: Callable[[Domain], None] = lambda dom: None
         #: Run when a domain is finally destroyed (see `domain_lifetime.domain_destroy`).
         self.destroy_hooks: list[Callable[[Domain], None]] = []
@@ -134,6 +134,7 @@ class Hypervisor:
         return p.cpu if p is not None else -1
 
     def start(self) -> None:
+        self.conring.boot_banner(self.ncpus, self.now())
         for p in self.pcpus:
             self.env.process(p.run())
 
@@ -349,6 +350,8 @@ class Hypervisor:
         if v.runstate == state:
             return
         self.rec.emit(K.SCHED_RUNSTATE, now, cpu, v.domain.domid, v.vcpu_id, state, v.runstate)
+        if v.runstate == Runstate.RUNNING:
+            v.running_ns += now - v.runstate_since
         v.runstate = state
         v.runstate_since = now
 

@@ -57,7 +57,8 @@ def _sched_id(xen: Hypervisor, comm: Xencomm, op: dict[str, int]) -> int:
 def _getdomaininfolist(xen: Hypervisor, comm: Xencomm, op: dict[str, int]) -> int:
     first, room = op["getdomaininfolist_first_domain"], op["getdomaininfolist_max_domains"]
     doms = [d for domid, d in sorted(xen.domains.items()) if domid >= first][:room]
-    data = b"".join(GETDOMAININFO.pack(**domain_info(d)) for d in doms)
+    now = xen.now()
+    data = b"".join(GETDOMAININFO.pack(**domain_info(d, now)) for d in doms)
     comm.copy_to_guest(op["getdomaininfolist_buffer"], data)
     op["getdomaininfolist_num_domains"] = len(doms)
     return 0

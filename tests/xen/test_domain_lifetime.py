@@ -69,7 +69,7 @@ def test_destroy_while_mapped_leaves_a_dying_domain_until_the_unmap() -> None:
     rc, _ = ts.domctl(XEN_DOMCTL_destroydomain, domid)
     assert rc == 0 and xen.domains[domid] is dom and dom.state == DomainState.DYING
     assert dom.tot_pages == 1 and dom.held_frames == {console_mfn}
-    assert domain_info(dom)["flags"] & DOMINF_dying and domain_info(dom)["tot_pages"] == 1
+    assert domain_info(dom, 0)["flags"] & DOMINF_dying and domain_info(dom, 0)["tot_pages"] == 1
     # The mapped page is still the guest's (dom0 reads it); nothing more of it maps, no
     # channel can be made in it and it is given nothing.
     assert xen.memory.read(console_mfn << 12, 12) == b"console text"
@@ -135,7 +135,7 @@ def test_xm_destroy_that_cannot_unplug_in_time_leaves_a_domain_xen_finishes() ->
 
     def look(_ev: object) -> None:  # xm list, 1 s in: dying, holding the mapped pages
         dom = sim.xen.domains[sim.domids["doomed"]]
-        info = domain_info(dom)
+        info = domain_info(dom, 0)
         seen["flags"], seen["tot_pages"] = info["flags"], info["tot_pages"]
 
     sim.env.timeout(1000 * MS).callbacks.append(look)

@@ -17,8 +17,10 @@ XEN_DOMCTL_getdomaininfo: Final = 5
 XEN_DOMCTL_setvcpuaffinity: Final = 9
 XEN_DOMCTL_max_mem: Final = 11
 XEN_DOMCTL_setvcpucontext: Final = 12
+XEN_DOMCTL_getvcpuinfo: Final = 14
 XEN_DOMCTL_max_vcpus: Final = 15
 XEN_DOMCTL_scheduler_op: Final = 16
+XEN_DOMCTL_getvcpuaffinity: Final = 25
 XEN_DOMCTL_real_mode_area: Final = 26  # PowerPC only: allocate the RMA (log2 size)
 #: xen970 extension standing in for privcmd foreign mapping until the foreign area is
 #: modelled: copy a dom0 buffer (xencomm handle) into the target's guest-physical memory.
@@ -43,6 +45,8 @@ DOMCTL_NAMES: Final = {
     XEN_DOMCTL_max_vcpus: "max_vcpus",
     XEN_DOMCTL_scheduler_op: "scheduler_op",
     XEN_DOMCTL_real_mode_area: "real_mode_area",
+    XEN_DOMCTL_getvcpuinfo: "getvcpuinfo",
+    XEN_DOMCTL_getvcpuaffinity: "getvcpuaffinity",
     XEN_DOMCTL_xen970_copy_to_domain: "xen970_copy_to_domain",
 }
 
@@ -79,6 +83,13 @@ DOMCTL: Final = Layout(
         "info_nr_online_vcpus": (56, 4),
         "info_max_vcpu_id": (60, 4),
         "info_ssidref": (64, 4),
+        # getvcpuinfo: struct xen_domctl_getvcpuinfo (u32 vcpu; u8 online, blocked,
+        # running; u64 cpu_time at 8; u32 cpu at 16).
+        "vcpuinfo_online": (20, 1),
+        "vcpuinfo_blocked": (21, 1),
+        "vcpuinfo_running": (22, 1),
+        "vcpuinfo_cpu_time": (24, 8),
+        "vcpuinfo_cpu": (32, 4),
         "copy_dst_gpa": (16, 8),
         "copy_nbytes": (24, 8),
         "copy_src": (32, 8),
