@@ -60,6 +60,8 @@ RUNSTATE_COLOURS: Final = {
 }
 #: Bars narrower than this share of the window get no VCPU label in the Gantt chart.
 _LABEL_MIN_SHARE: Final = 0.04
+#: Most points a CDF line draws (a 1/1000 step is below a pixel at any figure size here).
+_CDF_POINTS: Final = 1000
 
 
 def domain_colours(names: Iterable[str]) -> dict[str, tuple[float, ...]]:
@@ -223,6 +225,9 @@ def latency_cdf(
         for domain, rows in lat.groupby("domain", sort=True):
             values = np.sort(rows["latency_ns"].to_numpy()) / _NS_PER_US
             frac = np.arange(1, len(values) + 1) / len(values)
+            # Beyond _CDF_POINTS samples, every k-th step (and the last) draws the same curve.
+            keep = np.unique(np.linspace(0, len(values) - 1, _CDF_POINTS).astype("int64"))
+            values, frac = values[keep], frac[keep]
             ax.step(values, frac, where="post", label=str(domain), color=colours.get(domain))
         ax.set_title(metric.replace("_", " "))
         ax.set_xlabel("latency (µs)")

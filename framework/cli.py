@@ -34,7 +34,7 @@ from rich.table import Table
 
 import framework
 from framework.errors import ScenarioError, SimulationError, UnitError, UsageError, fault_reason
-from framework.runinfo import ERROR_LOG, claim_run_dir
+from framework.runinfo import ERROR_LOG, REPORT_FILE, claim_run_dir
 from framework.scenario import Scenario, load_scenario
 from framework.scenario.limits import memory_ranges
 from framework.units import format_size, parse_duration
@@ -381,6 +381,35 @@ def _check(args: argparse.Namespace) -> int:
     return _verdict(checks, outcome if checks else None, Console(), quiet=args.quiet)
 
 
+# -- xen970 report (issue 17) -------------------------------------------------------------
+def _report(args: argparse.Namespace) -> int:
+    """`xen970 report RUN [--out FILE.html]`: one self-contained HTML page of a finished run."""
+    from analysis.report_html import write_report
+    from analysis.run import load_run
+
+    directory = Path(args.run_dir)
+    try:
+        run = load_run(directory)
+    except OSError as exc:  # no run there
+        raise UsageError(f"xen970: {exc}") from None
+    except ValueError as exc:  # files that are not a run's (TraceMetadataError, bad JSON...)
+        raise UsageError(f"xen970: {directory}: not a run xen970 can read: {exc}") from None
+    out = Path(args.out) if args.out else directory / REPORT_FILE
+    path = write_report(run, out, device_name=_vbd_name)
+    print(f"report: {path}")
+    return 0
+
+
+def _add_report_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    report = sub.add_parser("report", help="write a finished run's HTML report (plots included)")
+    report.add_argument("run_dir", help="a run directory (trace.parquet and run.json)")
+    report.add_argument("--out", metavar="FILE.html", help=f"default: RUN/{REPORT_FILE}")
+    report.set_defaults(func=_report)
+
+
+# -- end of xen970 report ------------------------------------------------------------------
+
+
 def _run_failed(out_dir: Path, exc: BaseException, message: str) -> int:
     """One line on stderr, the traceback in the run directory's error log; exit code 1."""
     try:
@@ -459,6 +488,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("run_dir", help="a run directory (trace.parquet and run.json)")
     check.add_argument("--quiet", action="store_true", help="only the failures, on stderr")
     check.set_defaults(func=_check)
+    _add_report_command(sub)
     return parser
 
 

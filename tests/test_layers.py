@@ -36,6 +36,7 @@ LAZY_IMPORTS: Final = frozenset(
         ("framework/cli.py", "analysis.summary"),
         ("framework/cli.py", "analysis.io"),
         ("framework/cli.py", "analysis.expectations"),
+        ("framework/cli.py", "analysis.report_html"),
         ("framework/cli.py", "framework.suite.runner"),
         ("framework/cli.py", "framework.suite.sweep"),
         # The pytest plugin loads with every pytest run in an environment that has xen970;
