@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 import analysis.accessor  # noqa: F401  (registers DataFrame.xen)
+from analysis.runstate import runstate_names
 from analysis.window import DEFAULT_BIN_NS, bin_edges, domain_names, in_window, resolve_window
 
 if TYPE_CHECKING:
@@ -103,7 +104,7 @@ def wake_to_run(run: Run, start: int | None = None, end: int | None = None) -> p
     """
     wakes = run.trace.xen.kind("sched.wake")
     rs = run.trace.xen.kind("sched.runstate")
-    running = rs[rs["state"] == run.trace.xen.metadata.code_of("state", "running")]
+    running = rs[runstate_names(run, rs["state"]) == "running"]
     t_run = _next_after(wakes, running, ["dom", "vcpu"]).to_numpy()
     found = ~np.isnan(t_run)
     picked = wakes[found].assign(latency_ns=t_run[found] - wakes["t_ns"].to_numpy()[found])

@@ -41,6 +41,7 @@ __all__ = [
     "cpu_share_series",
     "cpu_time",
     "runstate_intervals",
+    "runstate_names",
     "runstate_series",
     "runstate_shares",
     "runstate_time",
@@ -61,7 +62,6 @@ def runstate_intervals(run: Run, start: int | None = None, end: int | None = Non
     """
     window = resolve_window(run, start, end)
     rs = run.trace.xen.kind("sched.runstate")
-    names = np.array(run.trace.xen.metadata.names_of("state"), dtype=object)
     t = rs["t_ns"].to_numpy(dtype="int64")
     nxt = rs.groupby(["dom", "vcpu"], sort=False)["t_ns"].shift(-1)
     stop = nxt.fillna(run.sim_ns).to_numpy(dtype="int64")
@@ -74,7 +74,7 @@ def runstate_intervals(run: Run, start: int | None = None, end: int | None = Non
             "dom": rs["dom"].to_numpy(dtype="int64"),
             "domain": domain_names(run, rs["dom"]),
             "vcpu": rs["vcpu"].to_numpy(dtype="int64"),
-            "state": names[rs["state"].to_numpy(dtype="int64")],
+            "state": runstate_names(run, rs["state"]),
             "begin_ns": begin,
             "end_ns": finish,
             "ns": finish - begin,
@@ -82,6 +82,15 @@ def runstate_intervals(run: Run, start: int | None = None, end: int | None = Non
         columns=list(INTERVAL_COLUMNS),
     )
     return out
+
+
+def runstate_names(run: Run, state: pd.Series) -> np.ndarray:
+    """The runstate names of a `state` column: codes named by the trace's own metadata,
+    or the names themselves where the frame already carries them."""
+    if not pd.api.types.is_numeric_dtype(state.dtype):
+        return state.astype(str).to_numpy(dtype=object)
+    names = np.array(_state_names(run), dtype=object)
+    return names[state.to_numpy(dtype="int64")]
 
 
 def _state_names(run: Run) -> list[str]:

@@ -89,9 +89,9 @@ def group_keys(by: By) -> list[str]:
 def domain_names(run: Run, dom: pd.Series | np.ndarray) -> np.ndarray:
     """The name of each domain id (run.json's `domains`); an id it lacks keeps its number."""
     names = run.domains
-    ids = np.asarray(dom, dtype="int64")
-    known = {int(d): names.get(int(d), str(int(d))) for d in np.unique(ids)}
-    return np.array([known[int(d)] for d in ids], dtype=object)
+    ids, where = np.unique(np.asarray(dom, dtype="int64"), return_inverse=True)
+    known = np.array([names.get(int(d), str(int(d))) for d in ids], dtype=object)
+    return known[where]
 
 
 def in_window(t_ns: pd.Series, window: Window) -> np.ndarray:

@@ -15,6 +15,7 @@ from analysis.runstate import (
     cpu_share_series,
     cpu_time,
     runstate_intervals,
+    runstate_names,
     runstate_series,
     runstate_shares,
     runstate_time,
@@ -109,3 +110,10 @@ def test_bad_window_and_grouping_are_refused(run: Run) -> None:
     with pytest.raises(ValueError, match="no runstate 'sleeping'"):
         runstate_series(run, "sleeping")
     assert isinstance(cpu_share(run), pd.Series)
+
+
+def test_runstate_names_from_codes_or_names(run: Run) -> None:
+    from_codes = runstate_names(run, pd.Series([0, 2, 1], dtype="int64"))
+    assert from_codes.tolist() == ["running", "blocked", "runnable"]
+    named = pd.Series(["blocked", "running"], dtype="category")
+    assert runstate_names(run, named).tolist() == ["blocked", "running"]
