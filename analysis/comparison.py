@@ -5,13 +5,16 @@ give a domain another id in another run (a guest created later, a different dom0
 A domain found in only one run gets NaN for the other.
 
 >>> import analysis
->>> a = analysis.load_run("runs/quickstart")                            # doctest: +SKIP
->>> b = analysis.load_run("runs/quickstart-weights")                    # doctest: +SKIP
->>> analysis.compare(a, b).loc["guest1"]                                # doctest: +SKIP
-                        a          b       diff  rel_diff
-metric
-cpu_share          0.9996     0.6624    -0.3372   -0.3373
-...
+>>> two = analysis.load_run("runs/two-cpus")  # the runs of docs/analysis.ipynb  # doctest: +SKIP
+>>> one = analysis.load_run("runs/one-cpu")                             # doctest: +SKIP
+>>> table = analysis.compare(two, one, labels=("2 cpus", "1 cpu"))     # doctest: +SKIP
+>>> table.xs("cpu_share", level="metric")                              # doctest: +SKIP
+            2 cpus     1 cpu      diff  rel_diff
+domain
+Domain-0  0.001599  0.001473 -0.000125 -0.078411
+guest1    0.999320  0.987462 -0.011858 -0.011867
+guest2    0.005537  0.005537  0.000000  0.000000
+guest3    0.005611  0.005527 -0.000084 -0.014894
 """
 
 from __future__ import annotations
