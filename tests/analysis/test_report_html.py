@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,14 @@ def test_report_renders_in_headless_chromium(real_run: Path, tmp_path: Path) -> 
         seen = view(driver, broken, tmp_path / "broken.png")
         assert min(w for _, w in seen.images) == 0
         assert any("undefinedCall" in e for e in seen.console_errors)
+
+
+def test_run_force_reuses_a_directory_holding_its_report(real_run: Path, tmp_path: Path) -> None:
+    """report.html is a file of the run directory: `run --force` may empty it with the rest."""
+    copy = tmp_path / "run"
+    shutil.copytree(real_run, copy)
+    assert main(["report", str(copy)]) == 0
+    scenario = str(real_run.parent / "demo.yaml")
+    assert main(["run", scenario, "--out", str(copy), "--force", "--quiet"]) == 0
+    assert not (copy / "report.html").exists()
+    assert (copy / "trace.parquet").is_file()
