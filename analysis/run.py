@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from analysis.plot import RunPlots
 from analysis.trace_metadata import METADATA_KEY, TRACE_ATTR, TraceMetadata, TraceMetadataError
 
 __all__ = ["RUN_FILE", "TRACE_FILE", "Run", "load_run", "read_trace"]
@@ -41,6 +42,11 @@ class Run:
     def sim_ns(self) -> int:
         """Simulated nanoseconds the run covered."""
         return int(self.meta["sim_ns"])
+
+    @property
+    def plot(self) -> RunPlots:
+        """This run's plots (`analysis.plot`), e.g. `run.plot.gantt(start=0, end=5_000_000)`."""
+        return RunPlots(self)
 
 
 def _int_or_string(t: pa.DataType) -> Any:

@@ -33,12 +33,12 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 import framework
+from framework.cli_runs import add_export_command, add_report_command, vbd_name
 from framework.errors import ScenarioError, SimulationError, UnitError, UsageError, fault_reason
-from framework.runinfo import ERROR_LOG, RUN_FILE, TRACE_FILE, claim_run_dir
+from framework.runinfo import ERROR_LOG, claim_run_dir
 from framework.scenario import Scenario, load_scenario
 from framework.scenario.limits import memory_ranges
-from framework.units import format_size, parse_duration, parse_frequency
-from framework.xen.public.io.blkif import XVD_MAJOR
+from framework.units import format_size, parse_duration
 
 if TYPE_CHECKING:
     from analysis.expectations import CheckResult
@@ -149,14 +149,6 @@ _IO_COLUMNS: Final = (
 )
 
 
-def _vbd_name(dev: int) -> str:
-    """`xvda`, `xvdb2`, ... for a Linux xvd device number, else `vbd/<number>`."""
-    if dev >> 8 != XVD_MAJOR:
-        return f"vbd/{dev}"
-    disk, partition = (dev & 0xFF) >> 4, dev & 0xF
-    return f"xvd{chr(ord('a') + disk)}{partition or ''}"
-
-
 def _io_table(out_dir: Path, run: Run | None = None) -> Table | None:
     """Per (domain, device) block and network figures; None without a trace or without I/O.
 
@@ -173,7 +165,7 @@ def _io_table(out_dir: Path, run: Run | None = None) -> Table | None:
     blk = block_stats(run.trace)
     for (dom, dev), b in zip(blk.index, blk.itertuples(index=False), strict=True):
         figures = [b.iops, b.lat_p50_us, b.lat_p99_us, b.mb_s]
-        cells = [_vbd_name(int(dev)), *map(_cell, figures), "", "", "", ""]
+        cells = [vbd_name(int(dev)), *map(_cell, figures), "", "", "", ""]
         rows.append((int(dom), 0, int(dev), cells))
     net = net_stats(run.trace)
     for (dom, dev), n in zip(net.index, net.itertuples(index=False), strict=True):
@@ -383,103 +375,6 @@ def _check(args: argparse.Namespace) -> int:
     return _verdict(checks, outcome if checks else None, Console(), quiet=args.quiet)
 
 
-# -- xen970 export (issue 17): a finished run in other tools' formats -----------------------
-_EXPORT_FORMATS: Final = ("perfetto", "xentrace")
-
-
-def _export_target(out: str | None, default: Path, force: bool) -> Path:
-    """The file to write: never one that exists unless --force, never a directory."""
-    if out == "":
-        raise UsageError("xen970 export: --out: the file name is empty ('')")
-    path = Path(out) if out is not None else default
-    if path.is_dir():
-        raise UsageError(f"xen970 export: --out {path}: is a directory; name a file")
-    if path.exists() and not force:
-        raise UsageError(
-            f"xen970 export: {path} exists; pass --force to replace it, or --out another file"
-        )
-    if not path.parent.is_dir():
-        raise UsageError(f"xen970 export: --out {path}: no directory {path.parent}")
-    return path
-
-
-def _export(args: argparse.Namespace) -> int:
-    """`xen970 export --format F RUN_DIR`: Perfetto JSON or a xentrace binary file."""
-    from analysis.export_perfetto import FILE_NAME as PERFETTO_FILE
-    from analysis.export_perfetto import write_perfetto
-    from analysis.export_xentrace import DEFAULT_TIMEBASE_HZ, XentraceExportError, write_xentrace
-    from analysis.export_xentrace import FILE_NAME as XENTRACE_FILE
-    from analysis.run import load_run
-
-    run_dir = Path(args.run_dir)
-    if not run_dir.is_dir():
-        raise UsageError(f"xen970 export: {run_dir}: no such run directory")
-    timebase = 0
-    if args.timebase is not None:
-        if args.format != "xentrace":
-            raise UsageError("xen970 export: --timebase is for --format xentrace only")
-        try:
-            timebase = parse_frequency(args.timebase)
-        except UnitError as exc:
-            raise UsageError(f"xen970 export: --timebase: {exc}") from None
-    name = PERFETTO_FILE if args.format == "perfetto" else XENTRACE_FILE
-    target = _export_target(args.out, run_dir / name, args.force)
-    if any(target.resolve() == (run_dir / f).resolve() for f in (TRACE_FILE, RUN_FILE)):
-        raise UsageError(f"xen970 export: --out {target} is the run's own {target.name}")
-    try:
-        run = load_run(run_dir)
-    except FileNotFoundError as exc:
-        raise UsageError(f"xen970 export: {exc}") from None
-    except (ValueError, KeyError) as exc:  # a trace or run.json that cannot be read
-        raise UsageError(f"xen970 export: {run_dir}: not a readable run: {exc}") from None
-    # Written beside the target and moved into place, so a failure leaves no half file and
-    # (without --force) a file that appeared meanwhile is not replaced.
-    partial = target.with_name(f".{target.name}.partial")
-    try:
-        if args.format == "perfetto":
-            with partial.open("w", encoding="utf-8") as text:
-                count = write_perfetto(run, text)
-            what = f"{count} trace events; open it in ui.perfetto.dev or chrome://tracing"
-        else:
-            hz = timebase or DEFAULT_TIMEBASE_HZ
-            with partial.open("wb") as binary:
-                size = write_xentrace(run, binary, hz)
-            what = f"{size} bytes; read it with xenalyze --cpu-hz={hz} --summary {target}"
-        if args.force:
-            os.replace(partial, target)
-        else:
-            os.link(partial, target)  # fails if target exists: nothing is overwritten
-    except XentraceExportError as exc:
-        raise UsageError(f"xen970 export: {run_dir}: {exc}") from None
-    except FileExistsError:
-        raise UsageError(f"xen970 export: {target} exists; pass --force to replace it") from None
-    finally:
-        partial.unlink(missing_ok=True)
-    print(f"wrote {target}: {what}")
-    return 0
-
-
-def _add_export_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    export = sub.add_parser("export", help="write a finished run as Perfetto JSON or xentrace")
-    export.add_argument("run_dir", help="a run directory (trace.parquet and run.json)")
-    export.add_argument("--format", required=True, choices=_EXPORT_FORMATS)
-    export.add_argument(
-        "--out",
-        help="file to write (default: RUN_DIR/trace.perfetto.json or RUN_DIR/trace.xentrace)",
-    )
-    export.add_argument("--force", action="store_true", help="replace --out if it exists")
-    export.add_argument(
-        "--timebase",
-        metavar="HZ",
-        help="xentrace: cycles per second of the cycle counter (default: the 970's timebase, "
-        "33.333333MHz); pass the same to xenalyze --cpu-hz",
-    )
-    export.set_defaults(func=_export)
-
-
-# -- end of xen970 export -----------------------------------------------------------------
-
-
 def _run_failed(out_dir: Path, exc: BaseException, message: str) -> int:
     """One line on stderr, the traceback in the run directory's error log; exit code 1."""
     try:
@@ -558,7 +453,8 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("run_dir", help="a run directory (trace.parquet and run.json)")
     check.add_argument("--quiet", action="store_true", help="only the failures, on stderr")
     check.set_defaults(func=_check)
-    _add_export_command(sub)
+    add_export_command(sub)
+    add_report_command(sub)
     return parser
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "CONSOLE_DIR",
     "DISK_DIR",
     "ERROR_LOG",
+    "REPORT_FILE",
     "RUN_FILE",
     "RUN_MARKER",
     "TRACE_FILE",
@@ -46,13 +47,15 @@ DISK_DIR: Final = "disks"
 #: xm's views taken on the timeline: xm/<view>-<t_ns>.txt.
 XM_DIR: Final = "xm"
 XM_VIEW_FILE: Final = re.compile(r"[a-z_]+-[0-9]+\.txt")
+#: `xen970 report`'s page, by default in the run directory it reports on.
+REPORT_FILE: Final = "report.html"
 #: Written first into every run directory the CLI makes: it marks a directory `--force`
 #: may empty.
 RUN_MARKER: Final = ".xen970-run"
 _MARKER_TEXT: Final = "A run directory of xen970: `xen970 run --force` may empty it.\n"
 #: What a run writes: these files at the top, console/<domain>.log, and the images of vbds
-#: without an `image`, disks/<domain>-<vbd>.img.
-_TOP_FILES: Final = frozenset({RUN_MARKER, RUN_FILE, ERROR_LOG, TRACE_FILE})
+#: without an `image`, disks/<domain>-<vbd>.img; and `xen970 report`'s page.
+_TOP_FILES: Final = frozenset({RUN_MARKER, RUN_FILE, ERROR_LOG, TRACE_FILE, REPORT_FILE})
 _INNER: Final = {
     CONSOLE_DIR: re.compile(r"[^/]+\.log"),
     DISK_DIR: re.compile(r"[a-z0-9_-]+-xvd[a-z]\.img"),

@@ -33,14 +33,16 @@ LAZY_IMPORTS: Final = frozenset(
     {
         ("framework/cli.py", "framework.simulation"),
         ("framework/cli.py", "analysis.run"),
+        ("framework/cli_runs.py", "analysis.run"),
         ("framework/cli.py", "analysis.summary"),
         ("framework/cli.py", "analysis.io"),
         ("framework/cli.py", "analysis.expectations"),
+        ("framework/cli_runs.py", "analysis.report_html"),
         ("framework/cli.py", "framework.suite.runner"),
         ("framework/cli.py", "framework.suite.sweep"),
         # xen970 export (issue 17)
-        ("framework/cli.py", "analysis.export_perfetto"),
-        ("framework/cli.py", "analysis.export_xentrace"),
+        ("framework/cli_runs.py", "analysis.export_perfetto"),
+        ("framework/cli_runs.py", "analysis.export_xentrace"),
         # The pytest plugin loads with every pytest run in an environment that has xen970;
         # the simulator comes in only when a scenario item runs.
         ("framework/suite/pytest_plugin.py", "framework.suite.job"),
