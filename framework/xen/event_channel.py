@@ -110,6 +110,13 @@ def evtchn_close(xen: Hypervisor, dom: Domain, port: int) -> int:
     return 0
 
 
+#: Domain states in which an interdomain event is marked pending (Xen's evtchn_set_pending
+#: looks at no pause or shutdown state): a paused or suspended domain finds it pending when
+#: it runs again (its VCPUs are not woken until then); a domain built and not yet started,
+#: or dying, drops it, as the model always did.
+_DELIVERED_TO: Final = (DomainState.RUNNING, DomainState.PAUSED, DomainState.SHUTDOWN)
+
+
 def evtchn_send(xen: Hypervisor, dom: Domain, port: int, cpu: int, vcpu: int) -> int:
     p = dom.evtchn.get(port)
     if p is None:
@@ -118,7 +125,7 @@ def evtchn_send(xen: Hypervisor, dom: Domain, port: int, cpu: int, vcpu: int) ->
     if p.state == PortState.INTERDOMAIN:
         xen.rec.emit(K.EVTCHN_SEND, now, cpu, dom.domid, vcpu, port, p.remote_dom, p.remote_port)
         peer = xen.domains.get(p.remote_dom)
-        if peer is not None and peer.state == DomainState.RUNNING:
+        if peer is not None and peer.state in _DELIVERED_TO:
             xen.evtchn_set_pending(peer, p.remote_port)
         return 0
     if p.state == PortState.IPI:

@@ -4,22 +4,28 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from framework.xen import evtchn
+from framework.xen.domain import DomainState
 from framework.xen.public.errno import EEXIST, EINVAL, ENOENT, EPERM
 from framework.xen.public.event_channel import (
     EVTCHN_ALLOC_UNBOUND,
+    EVTCHN_BIND_INTERDOMAIN,
     EVTCHN_BIND_IPI,
     EVTCHN_BIND_VCPU,
     EVTCHN_BIND_VIRQ,
+    EVTCHN_PORT,
     EVTCHN_STATUS,
     EVTCHNOP_alloc_unbound,
+    EVTCHNOP_bind_interdomain,
     EVTCHNOP_bind_ipi,
     EVTCHNOP_bind_vcpu,
     EVTCHNOP_bind_virq,
+    EVTCHNOP_send,
     EVTCHNOP_status,
     EVTCHNSTAT_unbound,
 )
 from framework.xen.public.xen import DOMID_SELF, VIRQ_CONSOLE, VIRQ_DEBUG, VIRQ_DOM_EXC
-from tests.xen.xenharness import Caller
+from tests.xen.xenharness import Caller, domain_named, quickstart
 
 
 def test_only_a_privileged_domain_names_a_domain_other_than_domid_self(
@@ -68,3 +74,33 @@ def test_global_virqs_belong_to_vcpu_0_and_per_vcpu_ones_stay_put(
     assert rc == 0
     rc = dom0.op(EVTCHNOP_bind_vcpu, EVTCHN_BIND_VCPU, port=out["port"], vcpu=0)[0]
     assert rc == -EINVAL  # a per-VCPU VIRQ cannot move
+
+
+def test_an_event_sent_to_a_paused_domain_waits_pending_for_its_unpause() -> None:
+    """Xen's evtchn_set_pending marks the port whatever the receiver's pause state: a guest
+    paused (or suspended for a save) finds completions and watch events pending when it
+    runs again, instead of losing them for good."""
+    sim = quickstart("5ms")
+    sim.run()
+    a, b = domain_named(sim, "guest1"), domain_named(sim, "guest2")
+    ga, gb = Caller(sim, a), Caller(sim, b)
+    rc, out = ga.op(
+        EVTCHNOP_alloc_unbound, EVTCHN_ALLOC_UNBOUND, dom=DOMID_SELF, remote_dom=b.domid
+    )
+    assert rc == 0
+    a_port = out["port"]
+    rc, out = gb.op(
+        EVTCHNOP_bind_interdomain,
+        EVTCHN_BIND_INTERDOMAIN,
+        remote_dom=a.domid,
+        remote_port=a_port,
+    )
+    assert rc == 0
+    b_port = out["local_port"]
+    evtchn.clear_port(sim.machine.memory, b.shared_info_maddr, b_port)
+    sim.xen.pause(b)
+    assert b.state == DomainState.PAUSED
+    rc, _ = ga.op(EVTCHNOP_send, EVTCHN_PORT, port=a_port)
+    assert rc == 0
+    assert evtchn.is_pending(sim.machine.memory, b.shared_info_maddr, b_port)
+    assert b.state == DomainState.PAUSED
