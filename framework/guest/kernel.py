@@ -89,6 +89,7 @@ from .xenbus import Xenbus
 
 if TYPE_CHECKING:
     from .blkback import BlkBack
+    from .control import ShutdownControl
     from .frontends import FrontendBus
     from .netback import NetBack
 
@@ -116,6 +117,8 @@ def kernel_vsid(esid: int) -> int:
 class Timer:
     deadline: int
     callback: Callable[[Core, int], None]
+    #: What the timer is, for a suspend record ("timer.<i>", "console.<i>"; "" = none).
+    tag: str = ""
 
 
 @dataclass
@@ -146,6 +149,10 @@ class GuestKernel:
     frontends: FrontendBus | None = None
     #: VCPU -> its VIRQ_TIMER port.
     timer_ports: dict[int, int] = field(default_factory=dict)
+    #: Where the kernel found its devtree (the start-info frame a suspend passes Xen).
+    devtree_gpa: int = 0
+    #: The `control/shutdown` watch (a domU).
+    control: ShutdownControl | None = None
 
     @property
     def domid(self) -> int:
@@ -510,13 +517,16 @@ class GuestKernel:
         self.bind_port_to_vcpu(core, out["port"], vid)
         self.port_handlers[out["port"]] = self.on_timer
 
-    def add_timer(self, core: Core, deadline: int, callback: Callable[[Core, int], None]) -> None:
-        """Run `callback(core, deadline)` on this VCPU at simulated time `deadline`."""
+    def add_timer(
+        self, core: Core, deadline: int, callback: Callable[[Core, int], None], tag: str = ""
+    ) -> None:
+        """Run `callback(core, deadline)` on this VCPU at simulated time `deadline` (`tag`
+        names a workload's timer in a suspend record)."""
         assert core.state is not None
         vid = core.state.pir
         self.bind_timer(core)
         lst = self.timers.setdefault(vid, [])
-        lst.append(Timer(deadline, callback))
+        lst.append(Timer(deadline, callback, tag))
         if vid not in self._in_timer:
             self._arm(core, vid)  # inside on_timer the queue is re-armed once at the end
 
