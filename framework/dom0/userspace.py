@@ -16,6 +16,7 @@ from framework.dom0.toolstack import Toolstack
 from framework.dom0.xenconsoled import ConsoleService
 from framework.dom0.xend import Xend
 from framework.dom0.xm_create import DeviceBay, Dom0Port, XmCreate
+from framework.dom0.xm_save import XmSave
 from framework.errors import SimulationError
 from framework.guest.kernel import GuestKernel
 from framework.guest.xenbus import Xenbus
@@ -24,6 +25,8 @@ from framework.scenario import (
     ConsoleInputAction,
     PauseAction,
     PingpongWorkload,
+    RestoreAction,
+    SaveAction,
     Scenario,
     SchedCreditAction,
     TimelineAction,
@@ -52,6 +55,7 @@ class Dom0:
         self.kernel_image = kernel_image
         self.on_first_guest = on_first_guest
         self.xm = XmCreate(scenario, self._toolstack, devices, disk_dir, macs)
+        self.saves = XmSave(self, scenario, disk_dir.parent)
         self.plan = creation_plan(scenario)
         self.kernel: GuestKernel | None = None
         self.store: StoreService | None = None
@@ -113,6 +117,10 @@ class Dom0:
         m = self.scenario.machine
         return Toolstack(port, self.kernel_image, m.clock, m.timebase)
 
+    def toolstack(self, core: Core) -> Toolstack:
+        """The toolstack, over dom0's kernel for the native call `core` is running."""
+        return self._toolstack(self._port(core))
+
     def _port(self, core: Core) -> Dom0Port:
         assert self.kernel is not None
         return Dom0Port(self.kernel, core)
@@ -150,6 +158,9 @@ class Dom0:
     def _act(self, core: Core, action: TimelineAction) -> None:
         """One timeline action, as dom0's toolstack performs it."""
         assert self.xend is not None
+        if isinstance(action, RestoreAction):  # xm save / xm restore (framework.dom0.xm_save)
+            self.saves.restore(core, action)
+            return
         domid = self.domids.get(action.domain)
         if domid is None or action.domain in self.destroyed:
             self.xend.log(core, f"xm {action.action} {action.domain}: no such domain")
@@ -170,6 +181,8 @@ class Dom0:
             rc = self._toolstack(self._port(core)).sched_credit(domid, weight, cap)
             if rc < 0:
                 self.xend.log(core, f"xm sched-credit {action.domain}: Error: scheduler_op ({rc})")
+        elif isinstance(action, SaveAction):
+            self.saves.save(core, domid, action)
         else:
             self.xend.destroy(core, domid, action.domain)
 

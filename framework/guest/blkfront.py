@@ -363,9 +363,7 @@ class BlkFront(XenbusFrontend[GuestKernel]):
         (the old grants died with the old domain), ahead of anything new."""
         for req in requests:
             req.grefs = []
-            self.k.emit(
-                core, K.GUEST_MARK, self.devid, req.id, text=f"blkfront.reissue {req.op_name}"
-            )
+            self.k.emit(core, K.GUEST_MARK, req.id, text="blkfront.reissue")
         self.queue.extendleft(reversed(requests))
         if not self._in_event:
             self._kick(core)

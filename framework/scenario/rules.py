@@ -11,7 +11,9 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from framework.errors import SaveFileError
 from framework.hw970.link import ETH_HLEN
+from framework.save_file import verify
 from framework.scenario.devices import VbdSpec, VifSpec, resolve_image
 from framework.scenario.domains import Dom0Spec, DomainSpec
 from framework.scenario.expect import Expectation
@@ -29,6 +31,8 @@ from framework.scenario.machine import MachineSpec
 from framework.scenario.timeline import (
     ConsoleInputAction,
     DestroyAction,
+    RestoreAction,
+    SaveAction,
     TimelineAction,
     VcpuPinAction,
 )
@@ -292,6 +296,9 @@ def check_timeline(
     guests = {d.name: d for d in domains}
     destroyed: dict[str, tuple[int, int]] = {}
     for k, action in sorted(enumerate(timeline), key=lambda item: item[1].at):
+        if isinstance(action, RestoreAction):
+            _check_restore_action(k, action, timeline, duration, destroyed)
+            continue
         if is_dom0_name(action.domain):
             raise Problem(
                 ("timeline", k, "domain"),
@@ -325,8 +332,82 @@ def check_timeline(
                 f"at {format_duration(action.at)} domain {action.domain!r} is already "
                 f"destroyed (timeline[{gone[0]}] at {format_duration(gone[1])})",
             )
-        if isinstance(action, DestroyAction):
+        if isinstance(action, DestroyAction) or (
+            isinstance(action, SaveAction) and not action.checkpoint
+        ):
             destroyed[action.domain] = (k, action.at)
+        if isinstance(action, SaveAction):
+            _check_save_action(k, action, guests[action.domain])
+
+
+# -- save and restore ------------------------------------------------------------------------
+def _check_save_action(k: int, action: SaveAction, d: DomainSpec) -> None:
+    """What a save can carry: one VCPU, vbds only, no pingpong or netstream."""
+    if d.vcpus != 1:
+        raise Problem(
+            ("timeline", k, "domain"),
+            f"domain {d.name!r} has {d.vcpus} VCPUs; only a single-VCPU guest can be saved",
+        )
+    for w in d.workloads:
+        if isinstance(w, PingpongWorkload | NetstreamWorkload):
+            raise Problem(
+                ("timeline", k, "domain"),
+                f"domain {d.name!r} runs a {w.kind} workload, which save/restore does not "
+                "carry (its channel to the peer is not re-established)",
+            )
+    if d.vifs:
+        raise Problem(
+            ("timeline", k, "domain"),
+            f"domain {d.name!r} has a vif; only vbds are reconnected after a restore",
+        )
+
+
+def _check_restore_action(
+    k: int,
+    action: RestoreAction,
+    timeline: tuple[TimelineAction, ...],
+    duration: int,
+    destroyed: dict[str, tuple[int, int]],
+) -> None:
+    """A restore comes before the end, after the save that writes its file (if one does);
+    the restored name may be used again from then on."""
+    if action.at >= duration:
+        raise Problem(
+            ("timeline", k, "at"),
+            f"at {format_duration(action.at)} is not before the end of the run "
+            f"(duration {format_duration(duration)})",
+        )
+    saver = next((a for a in timeline if isinstance(a, SaveAction) and a.file == action.file), None)
+    if saver is not None and saver.at >= action.at:
+        raise Problem(
+            ("timeline", k, "at"),
+            f"at {format_duration(action.at)} the file {action.file!r} is not written yet "
+            f"(its save is at {format_duration(saver.at)})",
+        )
+    name = action.domain or (saver.domain if saver is not None else None)
+    if name is not None:
+        destroyed.pop(name, None)
+
+
+def check_save_files(timeline: tuple[TimelineAction, ...], base_dir: Path) -> None:
+    """A save never overwrites a file; a restore of a file no save of this run writes
+    needs a whole, uncorrupted save file (checked now: nothing is built from a bad one)."""
+    written = {a.file for a in timeline if isinstance(a, SaveAction)}
+    for k, action in enumerate(timeline):
+        if (
+            isinstance(action, SaveAction)
+            and Path(action.file).is_absolute()
+            and Path(action.file).exists()
+        ):
+            raise Problem(
+                ("timeline", k, "file"),
+                f"{action.file} exists; xm save never overwrites a file",
+            )
+        if isinstance(action, RestoreAction) and action.file not in written:
+            try:
+                verify(base_dir / action.file)
+            except SaveFileError as err:
+                raise Problem(("timeline", k, "file"), str(err)) from err
 
 
 def _bridges(names: tuple[str, ...]) -> str:

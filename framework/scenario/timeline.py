@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, StrictInt, StrictStr
+from pydantic import Field, StrictBool, StrictInt, StrictStr
 
 from framework.scenario.fields import (
     CpuList,
@@ -26,6 +26,8 @@ __all__ = [
     "ConsoleInputAction",
     "DestroyAction",
     "PauseAction",
+    "RestoreAction",
+    "SaveAction",
     "SchedCreditAction",
     "TimelineAction",
     "UnpauseAction",
@@ -109,14 +111,50 @@ class SchedCreditAction(ScenarioModel):
     )
 
 
-# `save`, `restore`, `shutdown` ... join this union later.
+class SaveAction(ScenarioModel):
+    """`xm save`: the guest is asked to suspend (xenstore `control/shutdown` = `suspend`),
+    suspends itself, and dom0 writes its memory and VCPU state to `file`; then the domain
+    is destroyed, or with `checkpoint` (`xm save -c`) it goes on running. A single-VCPU
+    guest whose devices are vbds (no vif, pingpong or netstream)."""
+
+    action: Literal["save"] = Field("save", description="`save`")
+    at: Duration = Field(
+        description="simulated time; before `duration` and not before the domain's `start`"
+    )
+    domain: StrictStr = Field(description="the guest domain to save")
+    file: Annotated[StrictStr, non_empty("file")] = Field(
+        description="the save file: relative to the run directory unless absolute; never "
+        "an existing file"
+    )
+    checkpoint: StrictBool = Field(False, description="keep the domain running (`xm save -c`)")
+
+
+class RestoreAction(ScenarioModel):
+    """`xm restore`: a new domain (new domid) is built from a save file and resumes where
+    the saved one stopped: its timers go on, its frontends reconnect and re-issue what was
+    in flight."""
+
+    action: Literal["restore"] = Field("restore", description="`restore`")
+    at: Duration = Field(description="simulated time; before `duration`")
+    file: Annotated[StrictStr, non_empty("file")] = Field(
+        description="the save file: one an earlier `save` of this timeline writes (same "
+        "text), else an existing file, relative to the scenario's directory unless absolute"
+    )
+    domain: StrictStr | None = Field(
+        None, description="the restored guest's name (default: the saved domain's)"
+    )
+
+
+# `shutdown` ... join this union later.
 TimelineAction = Annotated[
     ConsoleInputAction
     | DestroyAction
     | PauseAction
     | UnpauseAction
     | VcpuPinAction
-    | SchedCreditAction,
+    | SchedCreditAction
+    | SaveAction
+    | RestoreAction,
     Field(discriminator="action"),
 ]
 TIMELINE_MODELS: dict[str, type[ScenarioModel]] = {
@@ -126,4 +164,6 @@ TIMELINE_MODELS: dict[str, type[ScenarioModel]] = {
     "unpause": UnpauseAction,
     "vcpu_pin": VcpuPinAction,
     "sched_credit": SchedCreditAction,
+    "save": SaveAction,
+    "restore": RestoreAction,
 }

@@ -43,6 +43,7 @@ from framework.scenario.rules import (
     check_netstream,
     check_pingpong,
     check_rma,
+    check_save_files,
     check_shared_images,
     check_starts,
     check_timeline,
@@ -187,5 +188,6 @@ class Scenario(ScenarioModel):
         check_expectations(self.expect, self.dom0, self.domains, self.duration)
         self._base_dir = context_base_dir(info)
         check_shared_images(self.domains, self._base_dir)
+        check_save_files(self.timeline, self._base_dir)
         ordered = tuple(sorted(self.timeline, key=lambda action: action.at))
         return self.model_copy(update={"timeline": ordered})
