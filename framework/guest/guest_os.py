@@ -446,6 +446,11 @@ class GuestOS:
             k.emit(core, K.GUEST_MARK, 1, text="resume")
             if k.control is not None:
                 k.control.resumed()
+            # Xen dropped the timer deadline when the domain shut down, and events that
+            # came meanwhile may wait in rings: re-arm, and look at every port once.
+            k.rearm_timers(core)
+            for port, handler in sorted(k.port_handlers.items()):
+                handler(core, port)
         else:
             self._resume_new(core)
         return_to_interrupted(core)

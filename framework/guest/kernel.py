@@ -530,6 +530,11 @@ class GuestKernel:
         if vid not in self._in_timer:
             self._arm(core, vid)  # inside on_timer the queue is re-armed once at the end
 
+    def rearm_timers(self, core: Core) -> None:
+        """Set this VCPU's next deadline with Xen again (after a cancelled suspend)."""
+        assert core.state is not None
+        self._arm(core, core.state.pir)
+
     def _arm(self, core: Core, vid: int) -> None:
         lst = self.timers.get(vid)
         if lst:

@@ -63,7 +63,7 @@ VCPU_GUEST_CONTEXT: Final = Layout(
 XEN970_SLB_MAX: Final = 64
 XEN970_VCPU_STATE: Final = Layout(
     "xen970_vcpu_state",
-    352 + 16 * XEN970_SLB_MAX,
+    360 + 16 * XEN970_SLB_MAX,
     {
         "srr0": (0, 8),
         "srr1": (8, 8),
@@ -75,9 +75,12 @@ XEN970_VCPU_STATE: Final = Layout(
         "timer_deadline": (80, 8),
         "fpscr": (88, 8),
         **{f"fpr{i}": (96 + 8 * i, 8) for i in range(32)},
-        "slb_count": (344, 8),
-        **{f"slb{i}_rs": (352 + 16 * i, 8) for i in range(XEN970_SLB_MAX)},
-        **{f"slb{i}_rb": (360 + 16 * i, 8) for i in range(XEN970_SLB_MAX)},
+        "slb_count": (352, 8),
+        **{
+            f"slb{i}_{word}": (360 + 16 * i + 8 * w, 8)
+            for i in range(XEN970_SLB_MAX)
+            for w, word in enumerate(("rs", "rb"))
+        },
     },
 )
 
