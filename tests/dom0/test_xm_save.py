@@ -82,6 +82,7 @@ def test_bad_save_file_is_refused_in_one_line(
             capture_output=True,
             text=True,
             cwd=ROOT,
+            check=False,
         )
         assert proc.returncode == 2, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1
