@@ -86,6 +86,7 @@ __all__ = [
     "RingFull",
     "RingProtocolError",
     "RunTimeout",
+    "SaveFileError",
     "ScenarioError",
     "SimulationError",
     "TraceError",
@@ -139,6 +140,11 @@ class UsageError(ScenarioError):
     """A command-line argument (e.g. `--out`) cannot be used; one line naming it.
 
     Bad input like a scenario error, so it takes the same exit (2)."""
+
+
+class SaveFileError(ScenarioError, ValueError):
+    """A save file (`xm save` image) is missing, truncated, corrupted or not one; the
+    message names the file and what is wrong. Bad input: exit 2, nothing is created."""
 
 
 # -- the simulator's own failures -----------------------------------------------------------

@@ -21,6 +21,7 @@ from framework.xen.public.domctl import (
     XEN_DOMCTL_INTERFACE_VERSION,
     XEN_SCHEDULER_CREDIT,
     XEN_DOMCTL_createdomain,
+    XEN_DOMCTL_getvcpucontext,
     XEN_DOMCTL_max_mem,
     XEN_DOMCTL_max_vcpus,
     XEN_DOMCTL_real_mode_area,
@@ -29,19 +30,26 @@ from framework.xen.public.domctl import (
     XEN_DOMCTL_setvcpuaffinity,
     XEN_DOMCTL_setvcpucontext,
     XEN_DOMCTL_unpausedomain,
+    XEN_DOMCTL_xen970_copy_from_domain,
     XEN_DOMCTL_xen970_copy_to_domain,
+    XEN_DOMCTL_xen970_getvcpustate,
+    XEN_DOMCTL_xen970_setvcpustate,
 )
 from framework.xen.public.errno import EBUSY, EFAULT, EINVAL, ENOMEM, EPERM, ESRCH
 from framework.xen.public.event_channel import EVTCHN_ALLOC_UNBOUND, EVTCHNOP_alloc_unbound
 from framework.xen.public.memory import MEMORY_RESERVATION, XENMEM_populate_physmap
-from framework.xen.public.vcpu import VCPU_GUEST_CONTEXT
+from framework.xen.public.vcpu import VCPU_GUEST_CONTEXT, XEN970_VCPU_STATE
 from framework.xen.public.xen import (
     HYPERVISOR_domctl,
     HYPERVISOR_event_channel_op,
     HYPERVISOR_memory_op,
     xen_mark,
 )
-from framework.xen.public.xencomm import build_descriptor, descriptor_for_buffer
+from framework.xen.public.xencomm import (
+    XENCOMM_INLINE_FLAG,
+    build_descriptor,
+    descriptor_for_buffer,
+)
 
 
 class HypercallPort(Protocol):
@@ -210,6 +218,56 @@ class Toolstack:
         rc, _ = self.domctl(XEN_DOMCTL_unpausedomain, domid)
         self._check(rc, "unpausedomain", cfg.name)
         return console_port, store_port
+
+    # -- save and restore (framework.dom0.save_restore) -----------------------------------
+    def copy_from(self, domid: int, first_pfn: int, n: int) -> bytes:
+        """Pages [first_pfn, first_pfn + n) of a domain, through dom0's BUF."""
+        # BUF is physically contiguous kernel memory: an inline handle, as Linux's
+        # xencomm_map_no_alloc makes for such buffers (a descriptor page holds 511 pages).
+        handle = self.BUF | XENCOMM_INLINE_FLAG
+        rc, _ = self.domctl(
+            XEN_DOMCTL_xen970_copy_from_domain,
+            domid,
+            copy_first_pfn=first_pfn,
+            copy_nr_pages=n,
+            copy_dst=handle,
+        )
+        self._check(rc, f"copy from domain at pfn {first_pfn:#x}", f"d{domid}")
+        return self.port.read(self.BUF, n << 12)
+
+    def copy_to(self, domid: int, gpa: int, data: bytes) -> None:
+        """Bytes (at most BUF_MAX) into a domain's memory at `gpa`, through dom0's BUF."""
+        if len(data) > self.BUF_MAX:
+            raise BuildError(f"toolstack buffer too small for {len(data)} bytes")
+        self.port.write(self.BUF, data)
+        rc, _ = self.domctl(
+            XEN_DOMCTL_xen970_copy_to_domain,
+            domid,
+            copy_dst_gpa=gpa,
+            copy_nbytes=len(data),
+            copy_src=self.BUF | XENCOMM_INLINE_FLAG,
+        )
+        self._check(rc, f"copy to domain at {gpa:#x}", f"d{domid}")
+
+    def vcpu_get(self, domid: int, vid: int, state: bool) -> bytes:
+        """A VCPU's vcpu_guest_context, or (`state`) its xen970 model state."""
+        layout = XEN970_VCPU_STATE if state else VCPU_GUEST_CONTEXT
+        handle = self._buffer(bytes(layout.size))
+        if state:
+            rc, _ = self.domctl(XEN_DOMCTL_xen970_getvcpustate, domid, vcpu=vid, vcpu_state=handle)
+        else:
+            rc, _ = self.domctl(XEN_DOMCTL_getvcpucontext, domid, vcpu=vid, vcpu_ctxt=handle)
+        self._check(rc, f"get VCPU {vid} {'state' if state else 'context'}", f"d{domid}")
+        return self.port.read(self.BUF, layout.size)
+
+    def vcpu_set(self, domid: int, vid: int, ctx: bytes, state: bytes) -> None:
+        """Load a VCPU's context, then its model state."""
+        handle = self._buffer(ctx)
+        rc, _ = self.domctl(XEN_DOMCTL_setvcpucontext, domid, vcpu=vid, vcpu_ctxt=handle)
+        self._check(rc, f"setvcpucontext({vid})", f"d{domid}")
+        handle = self._buffer(state)
+        rc, _ = self.domctl(XEN_DOMCTL_xen970_setvcpustate, domid, vcpu=vid, vcpu_state=handle)
+        self._check(rc, f"setvcpustate({vid})", f"d{domid}")
 
     def _copy(self, domid: int, gpa: int, data: bytes, name: str) -> None:
         handle = self._buffer(data)

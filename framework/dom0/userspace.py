@@ -19,6 +19,7 @@ from framework.dom0.toolstack import Toolstack
 from framework.dom0.xenconsoled import ConsoleService
 from framework.dom0.xend import Xend
 from framework.dom0.xm_create import DeviceBay, Dom0Port, XmCreate
+from framework.dom0.xm_save import XmSave
 from framework.dom0.xm_views import XmViews
 from framework.errors import SimulationError
 from framework.guest.kernel import GuestKernel
@@ -31,6 +32,8 @@ from framework.scenario import (
     PauseAction,
     PingpongWorkload,
     RebootAction,
+    RestoreAction,
+    SaveAction,
     Scenario,
     SchedCreditAction,
     ShutdownAction,
@@ -72,6 +75,7 @@ class Dom0:
         self.kernel_image = kernel_image
         self.on_first_guest = on_first_guest
         self.xm = XmCreate(scenario, self._toolstack, devices, disk_dir, macs)
+        self.saves = XmSave(self, scenario, disk_dir.parent)
         self.plan = creation_plan(scenario)
         self.grant_tool = GrantTool(scenario, self.xm.domids)
         self.kernel: GuestKernel | None = None
@@ -156,6 +160,10 @@ class Dom0:
         m = self.scenario.machine
         return Toolstack(port, self.kernel_image, m.clock, m.timebase)
 
+    def toolstack(self, core: Core) -> Toolstack:
+        """The toolstack, over dom0's kernel for the native call `core` is running."""
+        return self._toolstack(self._port(core))
+
     def _port(self, core: Core) -> Dom0Port:
         assert self.kernel is not None
         return Dom0Port(self.kernel, core)
@@ -205,6 +213,9 @@ class Dom0:
         if isinstance(action, XmViewAction):
             self._xm_view(core, action)
             return
+        if isinstance(action, RestoreAction):  # xm save / xm restore (framework.dom0.xm_save)
+            self.saves.restore(core, action)
+            return
         domid = self.domids.get(action.domain)
         if domid is None or action.domain in self.destroyed:
             self.xend.log(core, f"xm {action.action} {action.domain}: no such domain")
@@ -232,6 +243,8 @@ class Dom0:
             self.lifecycle.request(core, domid, action.domain, action.reason)
         elif isinstance(action, RebootAction):
             self.lifecycle.request(core, domid, action.domain, "reboot")
+        elif isinstance(action, SaveAction):
+            self.saves.save(core, domid, action)
         else:
             self.xend.destroy(core, domid, action.domain)
 

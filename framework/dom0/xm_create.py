@@ -148,19 +148,22 @@ class XmCreate:
         for i in group:
             d = doms[i]
             try:
-                domid = ts.create(_config(d))
+                domid = ts.create(config_of(d))
                 self.names[domid] = d.name
                 self.domids[d.name] = domid
                 built.append(i)
             except BuildError as err:
                 self._build_failed(ts, port, d.name, str(err))
-        props = {i: {**workload_properties(doms[i].workloads), **self._io_props(i)} for i in built}
+        props = {
+            i: {**workload_properties(doms[i].workloads), **self.io_props(doms[i], i)}
+            for i in built
+        }
         self._wire_pingpong(ts, built, props)
         self._grant_props(ts.domids, built, props)
         for i in built:
             d = doms[i]
             try:
-                console_port, store_port = ts.load_and_start(_config(d), props[i])
+                console_port, store_port = ts.load_and_start(config_of(d), props[i])
             except BuildError as err:
                 self._build_failed(ts, port, d.name, str(err))
                 continue
@@ -240,7 +243,11 @@ class XmCreate:
 
     def _plug_devices(self, core: Core, i: int, domid: int, xend: Xend) -> None:
         """Attach the guest's disks and links, then let xend write its device nodes."""
-        d = self.scenario.domains[i]
+        self.plug_spec(core, self.scenario.domains[i], domid, xend, i)
+
+    def plug_spec(self, core: Core, d: DomainSpec, domid: int, xend: Xend, i: int = -1) -> None:
+        """Attach the disks and links of guest `d` (the scenario's `i`-th; -1: a restored
+        guest, whose vbds name their image files), then write its device nodes."""
         configs: list[DeviceConfig] = []
         for vbd in d.vbds:
             config = self.vbd_device(core, xend, d.name, domid, vbd, "xm create")
@@ -300,9 +307,9 @@ class XmCreate:
         self.errors.append(f"{verb} {name}: Error: {why}")
         xend.k.console(core, f"{verb} {name}: Error: {why}")
 
-    def _io_props(self, i: int) -> dict[str, WorkloadValue]:
-        """Device workload properties of guest `i`: blockio per vbd, netstream per vif."""
-        d: DomainSpec = self.scenario.domains[i]
+    def io_props(self, d: DomainSpec, i: int = -1) -> dict[str, WorkloadValue]:
+        """Device workload properties of guest `d` (the scenario's `i`-th; -1: a restored
+        guest, which has no vif): blockio per vbd, netstream per vif."""
         seed = self.scenario.seed
         props: dict[str, WorkloadValue] = {}
         for w in d.workloads:
@@ -349,8 +356,16 @@ class XmCreate:
             ts.domctl(XEN_DOMCTL_destroydomain, domid)
 
 
-def _config(d: DomainSpec) -> DomainConfig:
+def config_of(d: DomainSpec) -> DomainConfig:
+    """The toolstack's configuration of a scenario's guest."""
     return DomainConfig(d.name, d.memory, d.vcpus, d.rma, d.weight, d.cap, d.affinity)
 
 
-__all__ = ["DeviceBay", "Dom0Port", "XmCreate", "stream_seed", "workload_properties"]
+__all__ = [
+    "DeviceBay",
+    "Dom0Port",
+    "XmCreate",
+    "config_of",
+    "stream_seed",
+    "workload_properties",
+]

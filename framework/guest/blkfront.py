@@ -348,6 +348,31 @@ class BlkFront(XenbusFrontend[GuestKernel]):
         )
         req.on_done(core, status, req)
 
+    # -- suspend and resume ----------------------------------------------------------------
+    def shadow(self) -> list[BlkRequest]:
+        """Every request not answered yet, on the ring or waiting for it, oldest first
+        (Linux's shadow ring: what `blkif_recover` re-issues after a restore)."""
+        return sorted([*self.outstanding.values(), *self.queue], key=lambda r: r.id)
+
+    @property
+    def next_id(self) -> int:
+        """The id the next request gets."""
+        return self._next_id
+
+    def restore_ids(self, next_id: int, submitted: int, completed: int) -> None:
+        """Carry on the request ids and counts of the kernel that suspended."""
+        self._next_id, self.submitted, self.completed = next_id, submitted, completed
+
+    def reissue(self, core: Core, requests: list[BlkRequest]) -> None:
+        """Queue requests of a suspended kernel again, with their ids and fresh grants
+        (the old grants died with the old domain), ahead of anything new."""
+        for req in requests:
+            req.grefs = []
+            self.k.emit(core, K.GUEST_MARK, req.id, text="blkfront.reissue")
+        self.queue.extendleft(reversed(requests))
+        if not self._in_event:
+            self._kick(core)
+
     # -- teardown --------------------------------------------------------------------------
     def abandon(self, core: Core) -> None:
         """The vbd was taken away unanswered: the responses already on the ring count;

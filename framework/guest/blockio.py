@@ -37,6 +37,7 @@ from .blkfront import BlkFront, BlkRequest, DoneCallback, PageSegment
 from .costs import BYTES_PER_CYCLE, NATIVE_ROUTINE
 from .kernel import GuestKernel
 from .kmem import KernelMemory
+from .suspend_record import Value, as_int, as_ints, as_list
 
 __all__ = [
     "MAX_BLOCK_SIZE",
@@ -293,7 +294,13 @@ class BlockIo:
             )
         self.close_when_done = close_when_done
         self.plan: BlockIoPlan | None = None
+        #: Every buffer, in the order they were taken (a slot's index names it in a
+        #: suspend record), and those not in use.
+        self.slots: list[_Slot] = []
         self._free: list[_Slot] = []
+        #: Requests in flight at a suspend, re-issued when the frontend reconnects:
+        #: (request, slot), set by `restore`.
+        self._shadow: list[tuple[BlkRequest, _Slot]] | None = None
         self.running = False
         self.done = False
         # Counters (the trace has the detail; these are for tests and summaries).
@@ -307,6 +314,9 @@ class BlockIo:
 
     def start(self, core: Core) -> None:
         """Size the region, take buffers from the page pool and fill the queue."""
+        if self._shadow is not None:
+            self._resume(core)
+            return
         if self.running or self.done:
             return
         p = self.params
@@ -321,10 +331,10 @@ class BlockIo:
         self.plan = BlockIoPlan(p, self.k.domid, region // p.block_size)
         pool = self.k.pool
         assert pool is not None, "the kernel has no page pool"
-        self._free = [
+        self.slots = [
             _Slot([pool.alloc() for _ in range(p.pages_per_block)]) for _ in range(p.queue_depth)
         ]
-        self._free.reverse()  # pop() hands out the first slot first
+        self._free = self.slots[::-1]  # pop() hands out the first slot first
         self.running = True
         self._issue(core)
 
@@ -460,3 +470,81 @@ class BlockIo:
         self._free = []
         if self.close_when_done:
             self.front.close(core)
+
+    # -- suspend and resume ------------------------------------------------------------------
+    def capture(self) -> list[Value]:
+        """The workload's state for a suspend record (see `framework.guest.suspend`)."""
+        plan = self.plan
+        plan_rec: list[Value] = []
+        if plan is not None:
+            version, state, gauss = plan.rng.getstate()
+            plan_rec = [
+                version,
+                list(state),
+                int(gauss is not None),
+                struct.unpack(">q", struct.pack(">d", gauss or 0.0))[0],
+                sorted(plan.in_flight),
+                [x for block in sorted(plan.written) for x in (block, plan.written[block])],
+                plan.next_generation,
+                plan.cursor,
+            ]
+        index = {id(slot): i for i, slot in enumerate(self.slots)}
+        return [
+            int(self.running),
+            int(self.done),
+            self.issued,
+            self.completed,
+            self.errors,
+            self.verify_failures,
+            self.unverified_reads,
+            self.bytes,
+            plan_rec,
+            [[list(s.pages), s.block, s.op, s.generation] for s in self.slots],
+            [index[id(s)] for s in self._free],
+        ]
+
+    def slot_of(self, req: BlkRequest) -> int:
+        """The index of the slot whose pages request `req` uses (-1: not this workload's)."""
+        first = req.segments[0][0] if req.segments else -1
+        return next((i for i, s in enumerate(self.slots) if s.pages[0] == first), -1)
+
+    def restore(self, rec: list[Value], requests: list[tuple[BlkRequest, int]]) -> None:
+        """Take the state `capture` recorded; `requests` (with their slot indices) are
+        re-issued when the frontend connects, before anything new."""
+        flags = [as_int(x) for x in rec[:8]]
+        self.running, self.done = bool(flags[0]), bool(flags[1])
+        self.issued, self.completed, self.errors = flags[2], flags[3], flags[4]
+        self.verify_failures, self.unverified_reads, self.bytes = flags[5], flags[6], flags[7]
+        self.slots = []
+        for raw in as_list(rec[9]):
+            s = as_list(raw)
+            self.slots.append(_Slot(as_ints(s[0]), as_int(s[1]), as_int(s[2]), as_int(s[3])))
+        self._free = [self.slots[i] for i in as_ints(rec[10])]
+        p = as_list(rec[8])
+        if p:
+            plan = BlockIoPlan(self.params, self.k.domid, 1)
+            gauss = (
+                struct.unpack(">d", struct.pack(">q", as_int(p[3])))[0] if as_int(p[2]) else None
+            )
+            plan.rng.setstate((as_int(p[0]), tuple(as_ints(p[1])), gauss))
+            plan.in_flight = set(as_ints(p[4]))
+            written = as_ints(p[5])
+            plan.written = dict(zip(written[0::2], written[1::2]))
+            plan.next_generation, plan.cursor = as_int(p[6]), as_int(p[7])
+            self.plan = plan
+        self._shadow = [(req, self.slots[i]) for req, i in requests]
+
+    def _resume(self, core: Core) -> None:
+        """The frontend reconnected after a restore: re-issue what was in flight (Linux's
+        blkif_recover), then carry on."""
+        shadow, self._shadow = self._shadow or [], None
+        p = self.params
+        plan = self.plan
+        if plan is not None:
+            region = p.region or self.front.sectors * BLKIF_SECTOR_SIZE
+            plan.nblocks = region // p.block_size
+        for req, slot in shadow:
+            req.on_done = self._completion(slot)
+        self.front.reissue(core, [req for req, _slot in shadow])
+        if self.running:
+            self._issue(core)

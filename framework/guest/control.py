@@ -89,6 +89,11 @@ class ShutdownControl:
         """Carry out `handler(core)` when the toolstack writes `value` (replaces any)."""
         self.handlers[value] = handler
 
+    def resumed(self) -> None:
+        """The request finished with the kernel still running (a suspend that resumed, in
+        place or in a new domain): later requests are heard again."""
+        self.shutting_down = ""
+
     def start(self, core: Core) -> None:
         """Watch `control/shutdown` (the watch fires once at once: an empty read)."""
         self.xb.watch(core, CONTROL_SHUTDOWN, _TOKEN, self._changed)

@@ -26,6 +26,8 @@ from .blkfront import BlkFront
 from .blockio import BlockIo
 from .netfront import NetFront
 from .netstream import NetSink, NetStream
+from .suspend import restore_vbd
+from .suspend_record import Value
 from .xenbus import ReplyCallback, XsReply
 
 if TYPE_CHECKING:
@@ -42,8 +44,14 @@ class FrontendBus:
     """One domain's frontends: a `BlkFront` per vbd, a `NetFront` per vif (each with a
     `NetSink`), and the blockio and netstream workloads on them."""
 
-    def __init__(self, k: GuestKernel) -> None:
+    def __init__(
+        self, k: GuestKernel, resumed: dict[int, list[Value]] | None = None, delta_ns: int = 0
+    ) -> None:
+        """`resumed`: each vbd's part of a suspend record (a kernel resuming after a
+        restore), `delta_ns` how far the clock moved since the suspend."""
         self.k = k
+        self.resumed = dict(resumed or {})
+        self.delta_ns = delta_ns
         self.vbds: dict[int, BlkFront] = {}
         self.vifs: dict[int, NetFront] = {}
         self.blockio: dict[int, BlockIo] = {}
@@ -113,6 +121,9 @@ class FrontendBus:
                     self.blockio[devid] = BlockIo(k, front, {"device": devid, **params})
                 except (TypeError, ValueError) as e:
                     self._fail(core, f"blockio on vbd {devid}: {e}")
+            rec = self.resumed.pop(devid, None)
+            if rec is not None:
+                restore_vbd(front, self.blockio.get(devid), rec, self.delta_ns)
             front.start(core)
         else:
             if devid in self.vifs:

@@ -46,6 +46,15 @@ from framework.guest.runtime import (
     native_address,
 )
 from framework.guest.sharedmem import SharedMem
+from framework.guest.suspend import (
+    ResumeRecord,
+    begin_suspend,
+    capture_kernel,
+    read_record,
+    restore_pool,
+    return_to_interrupted,
+)
+from framework.guest.suspend_record import RECORD_GPA
 from framework.guest.xenbus import RingXenbus
 from framework.hw970.core import Core
 from framework.hw970.machine import Machine
@@ -59,7 +68,12 @@ from framework.xen.public.event_channel import (
     EVTCHNOP_bind_interdomain,
 )
 from framework.xen.public.papr import H_ENTER, H_SUCCESS
-from framework.xen.public.sched import SCHED_SHUTDOWN, SCHEDOP_shutdown, SHUTDOWN_crash
+from framework.xen.public.sched import (
+    SCHED_SHUTDOWN,
+    SCHEDOP_shutdown,
+    SHUTDOWN_crash,
+    SHUTDOWN_suspend,
+)
 from framework.xen.public.vcpu import VCPUOP_up
 from framework.xen.public.xen import (
     HYPERVISOR_event_channel_op,
@@ -112,6 +126,8 @@ class GuestOS:
             "program_check": self._program_check,
             "storage_fault": self._storage_fault,
             "decrementer": self._decrementer,
+            "suspend": self._suspend,
+            "resume": self._resume,
         }
         assert set(routines) == set(NATIVES)
         self.current_core: Core | None = None
@@ -172,7 +188,7 @@ class GuestOS:
         first = vid == 0
         if first:
             blob = KernelMemory(core).read(core.gpr(3), 16384)
-            k = GuestKernel(self, parse_domain_devtree(blob))
+            k = GuestKernel(self, parse_domain_devtree(blob), devtree_gpa=core.gpr(3))
             self.kernels[k.domid] = k
             self._resident[key] = k
         else:
@@ -214,7 +230,8 @@ class GuestOS:
     def _start_io(self, core: Core, k: GuestKernel) -> None:
         """Page pool, grant table, xenbus and console: what drivers need (VCPU 0, once)."""
         spec = k.spec
-        k.pool = PagePool(POOL_START, spec.rma_size - POOL_TOP_RESERVE)
+        if k.pool is None:
+            k.pool = PagePool(POOL_START, spec.rma_size - POOL_TOP_RESERVE)
         if spec.foreign_map is not None:
             k.add_io_segment(core, FOREIGN_GPA_BASE)
         k.setup_grant_table(core)
@@ -235,11 +252,13 @@ class GuestOS:
             k.xenbus = xb
             k.port_handlers[spec.store_evtchn] = xb.on_event
             k.control = ShutdownControl(k)
+            k.control.register("suspend", lambda c: begin_suspend(k, c, self.runtime))
             k.control.start(core)
             if self.frontend_probe is not None:
                 self.frontend_probe(k, core)
             else:
-                k.frontends = FrontendBus(k)
+                if k.frontends is None:
+                    k.frontends = FrontendBus(k)
                 k.frontends.start(core)
             shm = SharedMem.from_devtree(k)
             if shm.granters or shm.peers:
@@ -287,38 +306,60 @@ class GuestOS:
         if wl.get("pingpong-role"):
             self._start_pingpong(core, k, _workload_int(wl.get("pingpong-vcpu", 0), "vcpu"))
 
-    def _start_workloads(self, core: Core, k: GuestKernel, vid: int) -> None:
-        """The per-VCPU workloads of VCPU `vid`: each timer at its own rate, console lines."""
+    def _start_workloads(
+        self, core: Core, k: GuestKernel, vid: int, rec: ResumeRecord | None = None
+    ) -> None:
+        """The per-VCPU workloads of VCPU `vid`: each timer at its own rate, console lines;
+        after a restore, from the record: where each was, its deadline moved by the time
+        the domain spent saved."""
         wl = k.spec.workload
+        first: dict[str, int | None] = {}
+        if rec is not None:
+            delta = core.now_ns() - rec.suspend_ns
+            first = {tag: deadline + delta for v, deadline, tag in rec.timers if v == vid}
         for i, params in workload_groups(wl, "timer").items():
-            if params.get("vcpu", 0) == vid:
+            tag = f"timer.{i}"
+            if params.get("vcpu", 0) == vid and (rec is None or tag in first):
                 hz = _workload_int(params["hz"], "timer hz")
-                self._start_ticks(core, k, vid, hz, (k.domid, f"timer.{i}"))
+                done = rec.progress.get(tag, 0) if rec is not None else 0
+                self._start_ticks(core, k, vid, hz, (k.domid, tag), first.get(tag), done)
         for i, params in workload_groups(wl, "console").items():
-            if params.get("vcpu", 0) == vid:
-                self._start_console_lines(core, k, vid, params, (k.domid, f"console.{i}"))
+            tag = f"console.{i}"
+            if params.get("vcpu", 0) == vid and (rec is None or tag in first):
+                done = rec.progress.get(tag, 0) if rec is not None else 0
+                self._start_console_lines(
+                    core, k, vid, params, (k.domid, tag), first.get(tag), done
+                )
         shm = self.sharedmem.get(k.domid)
         if shm is not None:
             shm.start_rounds(core, vid)
 
     def _start_ticks(
-        self, core: Core, k: GuestKernel, vid: int, hz: int, key: tuple[int, str]
+        self,
+        core: Core,
+        k: GuestKernel,
+        vid: int,
+        hz: int,
+        key: tuple[int, str],
+        first: int | None = None,
+        done: int = 0,
     ) -> None:
         """The timer workload: one `timer.tick` mark every 1/hz s on VCPU `vid` (several
         timers on one VCPU share its VIRQ_TIMER and its set_timer_op deadline queue)."""
         period = 1_000_000_000 // hz
         k.bind_timer(core)
         progress = self.progress
-        progress[key] = 0
+        progress[key] = done
+        tag = key[1]
 
         def tick(c: Core, deadline: int) -> None:
-            k.add_timer(c, deadline + period, tick)
+            k.add_timer(c, deadline + period, tick, tag)
             progress[key] += 1
             self.rec.emit(
                 K.GUEST_MARK, c.now_ns(), c.cpu_id, k.domid, vid, deadline, text="timer.tick"
             )
 
-        k.add_timer(core, core.now_ns() + period, tick)
+        k.add_timer(core, core.now_ns() + period if first is None else first, tick, tag)
 
     def _start_console_lines(
         self,
@@ -327,12 +368,15 @@ class GuestOS:
         vid: int,
         params: dict[str, WorkloadValue],
         key: tuple[int, str],
+        first: int | None = None,
+        done: int = 0,
     ) -> None:
         """The console workload: `text` every `every` ns, `count` times (0 = forever)."""
         text, every, count = str(params["text"]), int(str(params["every"])), params["count"]
-        written = [0]
+        written = [done]
         progress = self.progress
-        progress[key] = 0
+        progress[key] = done
+        tag = key[1]
 
         def line(c: Core, deadline: int) -> None:
             k.console(c, text)
@@ -340,9 +384,9 @@ class GuestOS:
             progress[key] = written[0]
             k.emit(c, K.GUEST_MARK, written[0], text="console.line")
             if written[0] != count:
-                k.add_timer(c, deadline + every, line)
+                k.add_timer(c, deadline + every, line, tag)
 
-        k.add_timer(core, core.now_ns() + every, line)
+        k.add_timer(core, core.now_ns() + every if first is None else first, line, tag)
 
     def _start_pingpong(self, core: Core, k: GuestKernel, vid: int) -> None:
         wl = k.spec.workload
@@ -394,6 +438,58 @@ class GuestOS:
                 k.send(c, p)
 
         k.port_handlers[port] = handler
+
+    # -- suspend and resume (`framework.guest.suspend`) ------------------------------------
+    def _suspend(self, core: Core) -> None:
+        """In `suspend_stub`: the kernel's state into its memory, then the arguments of
+        SCHEDOP_shutdown(SHUTDOWN_suspend) for the `sc 1` that follows."""
+        core.charge(NATIVE_ROUTINE * 20)
+        k = self.kernel(core)
+        progress = {name: n for (domid, name), n in self.progress.items() if domid == k.domid}
+        KernelMemory(core).write(RECORD_GPA, capture_kernel(k, core, progress))
+        core.set_gpr(3, xen_mark(HYPERVISOR_sched_op))
+        core.set_gpr(4, SCHEDOP_shutdown)
+        core.set_gpr(5, k.xencomm_arg(core, SCHED_SHUTDOWN.pack(reason=SHUTDOWN_suspend)))
+        core.set_gpr(6, k.devtree_gpa)
+
+    def _resume(self, core: Core) -> None:
+        """After the suspend's `sc 1`: r3 = 1, cancelled (the same kernel goes on); 0, a
+        new domain (a new kernel from the devtree in r6 and the suspend record)."""
+        core.charge(NATIVE_ROUTINE * 20)
+        if core.gpr(3) == 1:
+            k = self.kernel(core)
+            k.emit(core, K.GUEST_MARK, 1, text="resume")
+            if k.control is not None:
+                k.control.resumed()
+            # Xen dropped the timer deadline when the domain shut down, and events that
+            # came meanwhile may wait in rings: re-arm, and look at every port once.
+            k.rearm_timers(core)
+            for port, handler in sorted(k.port_handlers.items()):
+                handler(core, port)
+        else:
+            self._resume_new(core)
+        return_to_interrupted(core)
+
+    def _resume_new(self, core: Core) -> None:
+        st = core.state
+        assert st is not None
+        devtree_gpa = core.gpr(6)
+        blob = KernelMemory(core).read(devtree_gpa, 16384)
+        rec = read_record(core)
+        k = GuestKernel(self, parse_domain_devtree(blob), devtree_gpa=devtree_gpa)
+        self.kernels[k.domid] = k
+        self._resident[st.tr.rma_base] = k
+        self._install_slb(core, k)
+        k.init_binding_masks(core)
+        self._map_linear(core, k)
+        k.pool = restore_pool(rec)
+        k.console_pending += rec.console_pending
+        k.console_typed += rec.console_typed
+        if self.frontend_probe is None:
+            k.frontends = FrontendBus(k, rec.vbds, core.now_ns() - rec.suspend_ns)
+        self._start_io(core, k)
+        k.emit(core, K.GUEST_MARK, 0, text="resume")
+        self._start_workloads(core, k, st.pir, rec)
 
     def _evtchn_dispatch(self, core: Core) -> None:
         core.charge(NATIVE_ROUTINE)

@@ -118,6 +118,8 @@ def kernel_vsid(esid: int) -> int:
 class Timer:
     deadline: int
     callback: Callable[[Core, int], None]
+    #: What the timer is, for a suspend record ("timer.<i>", "console.<i>"; "" = none).
+    tag: str = ""
 
 
 @dataclass
@@ -152,6 +154,8 @@ class GuestKernel:
     cpu_hotplug: CpuHotplug | None = None
     #: VCPU -> its VIRQ_TIMER port.
     timer_ports: dict[int, int] = field(default_factory=dict)
+    #: Where the kernel found its devtree (the start-info frame a suspend passes Xen).
+    devtree_gpa: int = 0
 
     @property
     def domid(self) -> int:
@@ -516,15 +520,23 @@ class GuestKernel:
         self.bind_port_to_vcpu(core, out["port"], vid)
         self.port_handlers[out["port"]] = self.on_timer
 
-    def add_timer(self, core: Core, deadline: int, callback: Callable[[Core, int], None]) -> None:
-        """Run `callback(core, deadline)` on this VCPU at simulated time `deadline`."""
+    def add_timer(
+        self, core: Core, deadline: int, callback: Callable[[Core, int], None], tag: str = ""
+    ) -> None:
+        """Run `callback(core, deadline)` on this VCPU at simulated time `deadline` (`tag`
+        names a workload's timer in a suspend record)."""
         assert core.state is not None
         vid = core.state.pir
         self.bind_timer(core)
         lst = self.timers.setdefault(vid, [])
-        lst.append(Timer(deadline, callback))
+        lst.append(Timer(deadline, callback, tag))
         if vid not in self._in_timer:
             self._arm(core, vid)  # inside on_timer the queue is re-armed once at the end
+
+    def rearm_timers(self, core: Core) -> None:
+        """Set this VCPU's next deadline with Xen again (after a cancelled suspend)."""
+        assert core.state is not None
+        self._arm(core, core.state.pir)
 
     def _arm(self, core: Core, vid: int) -> None:
         lst = self.timers.get(vid)

@@ -45,3 +45,23 @@ class PagePool:
         heapq.heappush(self._freed, gpa)
         self._free_set.add(gpa)
         self.in_use -= 1
+
+    # -- suspend and resume (the pool's state goes into the suspend record) ----------------
+    @property
+    def next_free(self) -> int:
+        """The lowest page never handed out."""
+        return self._next
+
+    @property
+    def freed(self) -> list[int]:
+        """Pages handed out and given back (free again)."""
+        return list(self._freed)
+
+    def restore(self, next_free: int, freed: list[int]) -> None:
+        """Take the state a suspended kernel's pool recorded."""
+        if not self.start <= next_free <= self.end or next_free % PAGE_SIZE:
+            raise ValueError(f"page pool restore: next page {next_free:#x} outside the pool")
+        self._next = next_free
+        self._freed = sorted(freed)
+        self._free_set = set(freed)
+        self.in_use = (next_free - self.start) // PAGE_SIZE - len(freed)

@@ -6,6 +6,14 @@ upcall (real mode) that scans pending & ~mask & this VCPU's binding mask (as Lin
 logic is in native routines (`kernel.py`) reached with `bl` to a stub whose address a
 code hook is bound to.
 
+`suspend_stub` (real mode, interrupts off) is where a suspending kernel's upcall returns
+to: `native_suspend` writes the kernel's state into its memory and loads the arguments of
+`SCHEDOP_shutdown(SHUTDOWN_suspend)` (start-info frame in r6); after the real `sc 1` the
+VCPU stops there, so a saved context is this clean instruction boundary. When the VCPU
+runs again (r3 = 0: restored in a new domain; 1: cancelled, `xm save -c`),
+`native_resume` rebuilds or resumes the kernel and the stub returns to the interrupted
+context with the registers the upcall saved.
+
 Conventions: r13 holds the real address of the VCPU's kernel area (like Linux's PACA);
 natives follow the PPC64 ELF ABI: they may clobber r0 and r3-r12, CTR, XER and LR, and
 keep r1, r2 and r13-r31.  The image loads at guest-physical 0, and
@@ -43,12 +51,23 @@ AREA_SHINFO: Final = 288
 AREA_VCPUINFO: Final = 296
 AREA_CONT: Final = 304  # translated PC to continue at after start-up
 AREA_MSR: Final = 312
+#: Suspend: the interrupted context's SRR0/SRR1, which `suspend_stub` returns to.
+AREA_SUSP_SRR0: Final = 320
+AREA_SUSP_SRR1: Final = 328
 #: This VCPU's event-channel binding mask (Linux's cpu_evtchn_mask[cpu]): one bit per port,
 #: laid out like shared_info's pending words; the upcall handles only ports whose bit is set.
 AREA_EVTMASK: Final = 0x200
 AREA_EVTMASK_BYTES: Final = 512  # NR_EVENT_CHANNELS (4096) bits
 
-NATIVES: Final = ("kinit", "evtchn_dispatch", "program_check", "storage_fault", "decrementer")
+NATIVES: Final = (
+    "kinit",
+    "evtchn_dispatch",
+    "program_check",
+    "storage_fault",
+    "decrementer",
+    "suspend",
+    "resume",
+)
 
 
 def native_address(name: str) -> int:
@@ -187,6 +206,13 @@ program_check:
 storage_fault:
     {_save_volatile()}
     bl native_storage_fault
+    {_restore_volatile()}
+    rfid
+
+suspend_stub:
+    bl native_suspend
+    sc 1
+    bl native_resume
     {_restore_volatile()}
     rfid
 

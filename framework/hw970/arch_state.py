@@ -8,7 +8,17 @@ carries besides its memory.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
+
+from unicorn.ppc_const import (
+    UC_PPC_REG_0,
+    UC_PPC_REG_CR,
+    UC_PPC_REG_CTR,
+    UC_PPC_REG_FPR0,
+    UC_PPC_REG_LR,
+    UC_PPC_REG_PC,
+    UC_PPC_REG_XER,
+)
 
 from framework.hw970.engines import HwContext
 from framework.hw970.mmu import TranslationState
@@ -62,3 +72,37 @@ class ArchState:
     #: Interrupts taken in a row with no instruction completed in between: a context
     #: whose vector itself faults never progresses, and the core gives up on it.
     exc_streak: int = 0
+
+
+#: Keys of a context's register map beyond the GPRs (0..31): the PC, LR, CTR, XER, CR,
+#: and FPR i at REG_FPR0 + i (what a saved domain carries of each VCPU's registers).
+REG_PC: Final = -1
+REG_LR: Final = -2
+REG_CTR: Final = -3
+REG_XER: Final = -4
+REG_CR: Final = -5
+REG_FPR0: Final = 100
+#: Unicorn's id of each non-GPR key.
+UC_REGISTER_OF: Final = {
+    REG_PC: UC_PPC_REG_PC,
+    REG_LR: UC_PPC_REG_LR,
+    REG_CTR: UC_PPC_REG_CTR,
+    REG_XER: UC_PPC_REG_XER,
+    REG_CR: UC_PPC_REG_CR,
+    **{REG_FPR0 + i: UC_PPC_REG_FPR0 + i for i in range(32)},
+}
+
+
+def context_registers(state: ArchState) -> dict[int, int]:
+    """The registers of a context that is not running on a core (its own Unicorn
+    instance, or the initial values it has not loaded yet), by the keys above."""
+    if state.boot_regs is not None:
+        return dict(state.boot_regs)
+    hw = state.hw
+    if hw is None:
+        return {}
+    glue = hw.glue
+    out = {n: glue.reg_read(UC_PPC_REG_0 + n) for n in range(32)}
+    for key, reg in UC_REGISTER_OF.items():
+        out[key] = glue.reg_read(reg)
+    return out

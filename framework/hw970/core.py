@@ -31,7 +31,7 @@ from unicorn.ppc_const import (
 )
 
 from framework.errors import GuestCrash, GuestFault, SimulationError, fault_reason
-from framework.hw970.arch_state import ArchState
+from framework.hw970.arch_state import UC_REGISTER_OF, ArchState
 from framework.hw970.code_pages import VEC_CODE_SCAN, VEC_CODE_WRITE
 from framework.hw970.engines import UNTIL_NEVER, CoreBus, HwContext
 from framework.hw970.memory import PAGE_SHIFT, MachineMemory
@@ -236,6 +236,9 @@ class Core:
             for n in range(32):
                 glue.reg_write(UC_PPC_REG_0 + n, regs.get(n, 0))
             glue.reg_write(UC_PPC_REG_PC, regs.get(-1, 0))
+            for key, value in regs.items():
+                if key < -1 or key >= 32:  # LR, CTR, XER, CR, FPRs (a restored context)
+                    glue.reg_write(UC_REGISTER_OF[key], value)
             state.boot_regs = None
         self.set_msr(state.tr.msr)
         # Translations made from other inputs, or before a broadcast invalidation, go

@@ -26,12 +26,15 @@ from framework.scenario.limits import (
     memory_ranges,
 )
 from framework.scenario.machine import MachineSpec
+from framework.scenario.save_rules import check_restore_action, check_save_action
 from framework.scenario.timeline import (
     GRANT_ACTIONS,
     ConsoleInputAction,
     CreateAction,
     DestroyAction,
     RebootAction,
+    RestoreAction,
+    SaveAction,
     ShutdownAction,
     TimelineAction,
     VcpuPinAction,
@@ -366,6 +369,9 @@ def check_timeline(
         if isinstance(action, XmViewAction):  # xm's views read, they change no domain
             _before_end(k, action.at, duration)
             continue
+        if isinstance(action, RestoreAction):
+            check_restore_action(k, action, timeline, duration, destroyed)
+            continue
         if is_dom0_name(action.domain):
             raise Problem(
                 ("timeline", k, "domain"),
@@ -412,6 +418,10 @@ def check_timeline(
             )
         if _ends_domain(action, d):
             destroyed[action.domain] = (k, action.at)
+        if isinstance(action, SaveAction) and not action.checkpoint:
+            destroyed[action.domain] = (k, action.at)
+        if isinstance(action, SaveAction):
+            check_save_action(k, action, guests[action.domain])
     for i, d in enumerate(domains):
         if d.start == START_BY_TIMELINE and not any(
             isinstance(a, CreateAction) and a.domain == d.name for a in timeline

@@ -42,6 +42,8 @@ __all__ = [
     "NetworkDetachAction",
     "PauseAction",
     "RebootAction",
+    "RestoreAction",
+    "SaveAction",
     "SchedCreditAction",
     "ShutdownAction",
     "TimelineAction",
@@ -313,6 +315,41 @@ class RebootAction(ScenarioModel):
 
 
 # `save`, `restore` ... join this union later.
+class SaveAction(ScenarioModel):
+    """`xm save`: the guest is asked to suspend (xenstore `control/shutdown` = `suspend`),
+    suspends itself, and dom0 writes its memory and VCPU state to `file`; then the domain
+    is destroyed, or with `checkpoint` (`xm save -c`) it goes on running. A single-VCPU
+    guest whose devices are vbds (no vif, pingpong or netstream)."""
+
+    action: Literal["save"] = Field("save", description="`save`")
+    at: Duration = Field(
+        description="simulated time; before `duration` and not before the domain's `start`"
+    )
+    domain: StrictStr = Field(description="the guest domain to save")
+    file: Annotated[StrictStr, non_empty("file")] = Field(
+        description="the save file: relative to the run directory unless absolute; never "
+        "an existing file"
+    )
+    checkpoint: StrictBool = Field(False, description="keep the domain running (`xm save -c`)")
+
+
+class RestoreAction(ScenarioModel):
+    """`xm restore`: a new domain (new domid) is built from a save file and resumes where
+    the saved one stopped: its timers go on, its frontends reconnect and re-issue what was
+    in flight."""
+
+    action: Literal["restore"] = Field("restore", description="`restore`")
+    at: Duration = Field(description="simulated time; before `duration`")
+    file: Annotated[StrictStr, non_empty("file")] = Field(
+        description="the save file: one an earlier `save` of this timeline writes (same "
+        "text), else an existing file, relative to the scenario's directory unless absolute"
+    )
+    domain: StrictStr | None = Field(
+        None, description="the restored guest's name (default: the saved domain's)"
+    )
+
+
+# `shutdown` ... join this union later.
 TimelineAction = Annotated[
     ConsoleInputAction
     | DestroyAction
@@ -329,7 +366,9 @@ TimelineAction = Annotated[
     | BlockDetachAction
     | NetworkAttachAction
     | NetworkDetachAction
-    | XmViewAction,  # xm list, vcpu-list, info, dmesg, domid, domname
+    | XmViewAction  # xm list, vcpu-list, info, dmesg, domid, domname
+    | SaveAction
+    | RestoreAction,
     Field(discriminator="action"),
 ]
 TIMELINE_MODELS: dict[str, type[ScenarioModel]] = {
@@ -347,4 +386,6 @@ TIMELINE_MODELS: dict[str, type[ScenarioModel]] = {
     "reboot": RebootAction,
     **HOTPLUG_MODELS,
     **XM_VIEW_MODELS,
+    "save": SaveAction,
+    "restore": RestoreAction,
 }

@@ -50,6 +50,7 @@ from framework.scenario.rules import (
     check_timeline,
     check_timeline_targets,
 )
+from framework.scenario.save_rules import check_save_files
 from framework.scenario.timeline import TimelineAction
 from framework.scenario.xm_config import XmConfig
 
@@ -211,5 +212,6 @@ class Scenario(ScenarioModel):
         self._base_dir = context_base_dir(info)
         check_shared_images(self.domains, self._base_dir)
         check_attached_images(self.timeline, self.domains, self._base_dir)
+        check_save_files(self.timeline, self._base_dir)
         ordered = tuple(sorted(self.timeline, key=lambda action: action.at))
         return self.model_copy(update={"timeline": ordered})

@@ -12,11 +12,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final
 
 from framework.errors import AllocError, NotOwned, XencommError
+from framework.hw970.arch_state import REG_CR, REG_CTR, REG_LR, REG_XER
 from framework.hw970.core import Core
 from framework.hw970.mmu import RMA_LOG2_TO_RMLR
 from framework.trace.ids import K
 from framework.xen import costs
-from framework.xen.domain import DomainState, Vcpu
+from framework.xen.domain import Domain, DomainState, Vcpu
 from framework.xen.dominfo import domain_info, vcpu_info
 from framework.xen.public.domctl import (
     CAP_UNCHANGED,
@@ -27,24 +28,36 @@ from framework.xen.public.domctl import (
     XEN_DOMCTL_destroydomain,
     XEN_DOMCTL_getdomaininfo,
     XEN_DOMCTL_getvcpuaffinity,
+    XEN_DOMCTL_getvcpucontext,
     XEN_DOMCTL_getvcpuinfo,
     XEN_DOMCTL_max_mem,
     XEN_DOMCTL_max_vcpus,
     XEN_DOMCTL_pausedomain,
     XEN_DOMCTL_real_mode_area,
+    XEN_DOMCTL_resumedomain,
     XEN_DOMCTL_SCHEDOP_getinfo,
     XEN_DOMCTL_SCHEDOP_putinfo,
     XEN_DOMCTL_scheduler_op,
     XEN_DOMCTL_setvcpuaffinity,
     XEN_DOMCTL_setvcpucontext,
     XEN_DOMCTL_unpausedomain,
+    XEN_DOMCTL_xen970_copy_from_domain,
     XEN_DOMCTL_xen970_copy_to_domain,
+    XEN_DOMCTL_xen970_getvcpustate,
+    XEN_DOMCTL_xen970_setvcpustate,
 )
 from framework.xen.public.errno import EACCES, EAGAIN, EBUSY, EINVAL, ENOMEM, ENOSYS, EPERM, ESRCH
 from framework.xen.public.sched import SHUTDOWN_poweroff
-from framework.xen.public.vcpu import VCPU_GUEST_CONTEXT, Runstate
+from framework.xen.public.vcpu import VCPU_GUEST_CONTEXT, XEN970_VCPU_STATE, Runstate
 from framework.xen.public.xen import DOMID_FIRST_RESERVED, MAX_VIRT_CPUS
-from framework.xen.xencomm import xencomm_of
+from framework.xen.save_support import (
+    copy_from_domain,
+    get_vcpu_context,
+    get_vcpu_state,
+    resume_domain,
+    set_vcpu_state,
+)
+from framework.xen.xencomm import Xencomm, xencomm_of
 
 if TYPE_CHECKING:
     from framework.xen.hypervisor import Hypervisor
@@ -200,6 +213,10 @@ def domctl(xen: Hypervisor, core: Core, v: Vcpu) -> int:
             return -EBUSY
         regs = {i: ctx[f"gpr{i}"] for i in range(32)}
         regs[-1] = ctx["pc"]
+        # LR, CTR, XER and CR too (a restored context; zeros at a first boot).
+        regs.update(
+            {REG_LR: ctx["lr"], REG_CTR: ctx["ctr"], REG_XER: ctx["xer"], REG_CR: ctx["cr"]}
+        )
         xen.set_vcpu_context(target, regs, ctx["msr"] & ~0x1000000000000000)
         return 0
     if cmd == XEN_DOMCTL_xen970_copy_to_domain:
@@ -222,6 +239,8 @@ def domctl(xen: Hypervisor, core: Core, v: Vcpu) -> int:
             xen.memory.write(maddr, piece)
         core.charge(costs.COPY_PER_KIB * (n // 1024 + 1))
         return 0
+    if cmd in _SAVE_OPS:
+        return _save_op(xen, core, dom, comm, cmd, op)
     if cmd == XEN_DOMCTL_unpausedomain:
         if dom.phys is None or dom.htab_bytes == 0:
             return -EINVAL
@@ -278,3 +297,41 @@ def domctl(xen: Hypervisor, core: Core, v: Vcpu) -> int:
             return -comm_err.errno
         return 0
     return -ENOSYS
+
+
+#: Save and restore (`save_support`).
+_SAVE_OPS: Final = (
+    XEN_DOMCTL_getvcpucontext,
+    XEN_DOMCTL_resumedomain,
+    XEN_DOMCTL_xen970_copy_from_domain,
+    XEN_DOMCTL_xen970_getvcpustate,
+    XEN_DOMCTL_xen970_setvcpustate,
+)
+
+
+def _save_op(
+    xen: Hypervisor, core: Core, dom: Domain, comm: Xencomm, cmd: int, op: dict[str, int]
+) -> int:
+    """The domctls of save and restore, each checked in `save_support`."""
+    if cmd == XEN_DOMCTL_resumedomain:
+        return resume_domain(xen, dom)
+    if cmd == XEN_DOMCTL_xen970_copy_from_domain:
+        return copy_from_domain(
+            xen, core, dom, comm, op["copy_first_pfn"], op["copy_nr_pages"], op["copy_dst"]
+        )
+    try:
+        if cmd == XEN_DOMCTL_xen970_setvcpustate:
+            raw = comm.copy_from_guest(op["vcpu_state"], XEN970_VCPU_STATE.size)
+            return set_vcpu_state(xen, dom, op["vcpu"], raw)
+        if cmd == XEN_DOMCTL_getvcpucontext:
+            out = get_vcpu_context(dom, op["vcpu"])
+            handle = op["vcpu_ctxt"]
+        else:
+            out = get_vcpu_state(xen, dom, op["vcpu"])
+            handle = op["vcpu_state"]
+        if isinstance(out, int):
+            return out
+        comm.copy_to_guest(handle, out)
+    except XencommError as comm_err:
+        return -comm_err.errno
+    return 0

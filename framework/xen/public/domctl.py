@@ -25,6 +25,17 @@ XEN_DOMCTL_real_mode_area: Final = 26  # PowerPC only: allocate the RMA (log2 si
 #: xen970 extension standing in for privcmd foreign mapping until the foreign area is
 #: modelled: copy a dom0 buffer (xencomm handle) into the target's guest-physical memory.
 XEN_DOMCTL_xen970_copy_to_domain: Final = 0x970
+# -- save and restore (issue 16; PPC never had them: see docs/save-format.md) -------------
+XEN_DOMCTL_getvcpucontext: Final = 13  # Xen 3.1's number: a VCPU's vcpu_guest_context
+XEN_DOMCTL_resumedomain: Final = 27  # Xen 3.1's number: a suspended domain runs again
+#: xen970: copy up to SAVE_BATCH_PAGES pages of the target, from pfn `copy_first_pfn`,
+#: into a dom0 buffer (stands in for privcmd foreign mapping, as copy_to_domain does).
+XEN_DOMCTL_xen970_copy_from_domain: Final = 0x971
+#: xen970: the model state Xen keeps per VCPU besides vcpu_guest_context (XEN970_VCPU_STATE).
+XEN_DOMCTL_xen970_getvcpustate: Final = 0x972
+XEN_DOMCTL_xen970_setvcpustate: Final = 0x973
+#: Pages per copy_from_domain (x86 Xen 3.1's MAX_BATCH_SIZE): 4 MiB, dom0's BUF.
+SAVE_BATCH_PAGES: Final = 1024
 XEN_SCHEDULER_CREDIT: Final = 5
 XEN_DOMCTL_SCHEDOP_putinfo: Final = 0
 #: scheduler_op putinfo: the weight and the cap that mean "leave it as it is" (credit's
@@ -48,6 +59,11 @@ DOMCTL_NAMES: Final = {
     XEN_DOMCTL_getvcpuinfo: "getvcpuinfo",
     XEN_DOMCTL_getvcpuaffinity: "getvcpuaffinity",
     XEN_DOMCTL_xen970_copy_to_domain: "xen970_copy_to_domain",
+    XEN_DOMCTL_getvcpucontext: "getvcpucontext",
+    XEN_DOMCTL_resumedomain: "resumedomain",
+    XEN_DOMCTL_xen970_copy_from_domain: "xen970_copy_from_domain",
+    XEN_DOMCTL_xen970_getvcpustate: "xen970_getvcpustate",
+    XEN_DOMCTL_xen970_setvcpustate: "xen970_setvcpustate",
 }
 
 # struct xen_domctl: cmd, interface_version, domain, then a union (8-aligned: it holds
@@ -93,6 +109,12 @@ DOMCTL: Final = Layout(
         "copy_dst_gpa": (16, 8),
         "copy_nbytes": (24, 8),
         "copy_src": (32, 8),
+        # copy_from_domain: first pfn, page count, xencomm handle of dom0's buffer.
+        "copy_first_pfn": (16, 8),
+        "copy_nr_pages": (24, 8),
+        "copy_dst": (32, 8),
+        # get/setvcpustate: vcpu at 16, the handle of an XEN970_VCPU_STATE at 24.
+        "vcpu_state": (24, 8),
     },
 )
 DOMINF_dying: Final = 1 << 0

@@ -55,4 +55,33 @@ VCPU_GUEST_CONTEXT: Final = Layout(
     },
 )
 
-__all__ = ["RUNSTATE_NAMES", "Runstate"]
+#: xen970's per-VCPU model state beside vcpu_guest_context (XEN_DOMCTL_xen970_get/
+#: setvcpustate): the SPRs a 970 context switch saves that the context lacks, the
+#: decrementer as its value (it counts down from there at the restore), the set_timer_op
+#: deadline (0 = none), the FPRs, and the SLB as slbmte operands (`slb_count` pairs).
+#: VMX registers are not modelled (the core model has none).
+XEN970_SLB_MAX: Final = 64
+XEN970_VCPU_STATE: Final = Layout(
+    "xen970_vcpu_state",
+    360 + 16 * XEN970_SLB_MAX,
+    {
+        "srr0": (0, 8),
+        "srr1": (8, 8),
+        "dar": (16, 8),
+        "dsisr": (24, 8),
+        **{f"sprg{i}": (32 + 8 * i, 8) for i in range(4)},
+        "dec": (64, 8),
+        "dabr": (72, 8),
+        "timer_deadline": (80, 8),
+        "fpscr": (88, 8),
+        **{f"fpr{i}": (96 + 8 * i, 8) for i in range(32)},
+        "slb_count": (352, 8),
+        **{
+            f"slb{i}_{word}": (360 + 16 * i + 8 * w, 8)
+            for i in range(XEN970_SLB_MAX)
+            for w, word in enumerate(("rs", "rb"))
+        },
+    },
+)
+
+__all__ = ["RUNSTATE_NAMES", "XEN970_VCPU_STATE", "Runstate"]
