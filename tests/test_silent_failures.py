@@ -50,6 +50,7 @@ domains:
   - name: c
     memory: 64MiB
     vcpus: 2
+    start: 2ms  # once d's vif is on the bridge (a bridge drops frames it has no port for)
     devices:
       - {kind: vbd, name: xvda, size: 16MiB}
       - {kind: vif}
