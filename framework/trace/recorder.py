@@ -258,9 +258,9 @@ class Recorder:
         arrays.append(pa.DictionaryArray.from_arrays(text_codes, texts))
         return pa.Table.from_arrays(arrays, schema=trace_arrow_schema(self.metadata()))
 
-    def write(self, directory: str | Path) -> Path:
-        """Write `trace.parquet` into `directory`, one kind per row group: the same records
-        give the same bytes."""
+    def write(self, directory: str | Path, row_group_rows: int = ROW_GROUP_ROWS) -> Path:
+        """Write `trace.parquet` into `directory`, one kind per row group (of at most
+        `row_group_rows` rows): the same records give the same bytes."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         path = out / TRACE_FILE
@@ -271,7 +271,7 @@ class Recorder:
         stops = [*bounds.tolist(), len(kind)]
         with pq.ParquetWriter(path, table.schema, **_WRITE_OPTIONS) as writer:
             for a, b in zip(starts, stops, strict=True):
-                writer.write_table(table.slice(a, b - a), row_group_size=ROW_GROUP_ROWS)
+                writer.write_table(table.slice(a, b - a), row_group_size=row_group_rows)
         return path
 
 
