@@ -69,6 +69,22 @@ _KIND_NAMES: Final = [kind.name for kind in KINDS]
 _FIELD_COUNT: Final = np.array([len(kind.fields) for kind in KINDS], dtype=np.int64)
 _HAS_TEXT: Final = np.array([kind.text is not None for kind in KINDS], dtype=bool)
 _SMALL_IDS: Final = ("cpu", "dom", "vcpu")
+# What Emitter.gather checks against (one byte per kind id) and the types it returns.
+_NFIELDS: Final = bytes(len(kind.fields) for kind in KINDS)
+_HAS_TEXT_BYTES: Final = bytes(kind.text is not None for kind in KINDS)
+_GATHER_TYPES: Final = (
+    np.int64,  # seq
+    np.int64,  # t_ns
+    np.int16,  # cpu
+    np.int16,  # dom
+    np.int16,  # vcpu
+    np.int8,  # kind
+    np.int64,  # a0
+    np.int64,  # a1
+    np.int64,  # a2
+    np.int64,  # a3
+    np.int32,  # text code
+)
 # Parquet writing: time and seq grow within a row group (delta encoding packs them to a
 # few bits); kind and text repeat (dictionaries); statistics only where readers prune.
 _WRITE_OPTIONS: Final[dict[str, object]] = {
@@ -185,26 +201,27 @@ class Recorder:
     def _columns(self, by_kind: bool) -> _Columns:
         """Check every record against the schema and build typed columns, in time order
         or (`by_kind`) grouped by kind id and in time order within a kind."""
-        raw = self._raw_columns()
-        codes = np.frombuffer(self._store.text_codes(), dtype=np.int32)
+        t_ns = np.frombuffer(self._store.column(1), dtype=np.int64)
         # Simulated-time order; records of the same instant keep their emission order (a
         # running slice emits ahead of the SimPy clock, so emission order is not time order).
-        order = np.argsort(raw[1], kind="stable")
-        _check(raw, codes, order)
-        kind = raw[0].astype(np.int8)
-        seq = np.arange(len(order), dtype=np.int64)
-        if by_kind:
-            seq = np.argsort(kind[order], kind="stable")
-            order = order[seq]
+        order = np.argsort(t_ns, kind="stable")
+        del t_ns
+        out = self._store.gather(order, _NFIELDS, _HAS_TEXT_BYTES, by_kind)
+        if isinstance(out, int):
+            raw = self._raw_columns()
+            codes = np.frombuffer(self._store.text_codes(), dtype=np.int32)
+            _check(raw, codes, order)
+            raise TraceError(f"record {out}: breaks the trace schema")  # _check names it
+        cols = [np.frombuffer(b, dtype=t) for b, t in zip(out, _GATHER_TYPES, strict=True)]
         return _Columns(
-            seq=seq,
-            t_ns=raw[1][order],
-            cpu=raw[2][order].astype(np.int16),
-            dom=raw[3][order].astype(np.int16),
-            vcpu=raw[4][order].astype(np.int16),
-            kind=kind[order],
-            args=[raw[5 + p][order] for p in range(len(ARG_COLUMNS))],
-            text=codes[order],
+            seq=cols[0],
+            t_ns=cols[1],
+            cpu=cols[2],
+            dom=cols[3],
+            vcpu=cols[4],
+            kind=cols[5],
+            args=cols[6 : 6 + len(ARG_COLUMNS)],
+            text=cols[10],
             text_values=self._store.text_values(),
         )
 
