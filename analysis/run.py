@@ -223,12 +223,21 @@ def _read_narrow(
     if not keep.all():
         table = table.filter(pa.array(keep))
     seq = table.column(SEQ_COLUMN).to_numpy()
+    df = table.select(cols).to_pandas(split_blocks=True, self_destruct=True)
+    del table
     if seq.size > 1 and bool((seq[1:] < seq[:-1]).any()):
         # Each row group is in time order: a stable sort merges the runs in ~linear time.
-        table = table.take(pa.array(np.argsort(seq, kind="stable")))
-    del seq
-    table = table.select(cols)
-    return table.to_pandas(split_blocks=True, self_destruct=True)
+        # Column by column, so that only one column is held twice at a time.
+        order = np.argsort(seq, kind="stable")
+        for name in list(df.columns):
+            column = df[name]
+            if isinstance(column.dtype, pd.CategoricalDtype):
+                codes = column.cat.codes.to_numpy()[order]
+                df[name] = pd.Categorical.from_codes(codes, dtype=column.dtype)
+            else:
+                df[name] = column.to_numpy()[order]
+            del column
+    return df
 
 
 def _int_or_string(t: pa.DataType) -> Any:
