@@ -85,13 +85,17 @@ _GATHER_TYPES: Final = (
     np.int64,  # a3
     np.int32,  # text code
 )
-# Parquet writing: time and seq grow within a row group (delta encoding packs them to a
-# few bits); kind and text repeat (dictionaries); statistics only where readers prune.
+# Parquet writing: the integer columns delta-encoded (time and seq grow within a row
+# group, ids and fields of one kind vary little: ~0.2 bytes a record after zstd, against
+# ~0.8 plain), kind and text as dictionaries; statistics only where readers prune.
+_DELTA: Final = "DELTA_BINARY_PACKED"
 _WRITE_OPTIONS: Final[dict[str, object]] = {
     "compression": "zstd",
     "compression_level": 1,
     "use_dictionary": ["kind", "text"],
-    "column_encoding": {SEQ_COLUMN: "DELTA_BINARY_PACKED", "t_ns": "DELTA_BINARY_PACKED"},
+    "column_encoding": {
+        name: _DELTA for name in (SEQ_COLUMN, "t_ns", "cpu", "dom", "vcpu", *ARG_COLUMNS)
+    },
     "write_statistics": ["kind", "t_ns"],
 }
 
