@@ -41,19 +41,19 @@ ROOT = Path(__file__).resolve().parents[1]
 # Run in a fresh interpreter: the peak resident memory a load adds to a process that has
 # only imported analysis (the frame and every temporary, Arrow's included).
 _LOADER = """
-import json, resource, sys, time
+import json, sys, time
 from analysis.run import read_trace
-def rss():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
-before = rss()
+def status(key):  # VmRSS now, VmHWM the peak of this program (ru_maxrss is not: a child
+    with open("/proc/self/status") as f:  # started by fork+exec inherits its parent's)
+        line = next(l for l in f if l.startswith(key + ":"))
+    return int(line.split()[1]) * 1024
+before = status("VmRSS")
 kinds = json.loads(sys.argv[2])
 t0 = time.perf_counter()
 df = read_trace(sys.argv[1], kinds=kinds)
 wall = time.perf_counter() - t0
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print(json.dumps({"rows": len(df), "bytes": int(df.memory_usage(deep=True).sum()),
-                  "load_s": wall, "peak": peak - before}))
+                  "load_s": wall, "peak": status("VmHWM") - before}))
 """
 
 
