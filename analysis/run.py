@@ -21,6 +21,7 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from analysis.trace_metadata import (
@@ -194,6 +195,43 @@ def _kind_codes_mask(column: pa.ChunkedArray, chosen: list[str]) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
 
 
+def _keep_rows(
+    table: pa.Table, chosen: list[str] | None, start: int | None, end: int | None
+) -> np.ndarray | None:
+    """Rows of a row group inside the kinds (when its `kind` column was read) and the
+    window; None for all of them."""
+    keep = np.ones(table.num_rows, dtype=bool)
+    if chosen is not None and "kind" in table.column_names:
+        keep &= _kind_codes_mask(table.column("kind"), chosen)
+    if (start is not None or end is not None) and "t_ns" in table.column_names:
+        t = table.column("t_ns").to_numpy()
+        if start is not None:
+            keep &= t >= start
+        if end is not None:
+            keep &= t < end
+    return None if keep.all() else keep
+
+
+def _dictionary_codes(column: pa.ChunkedArray, categories: list[str]) -> np.ndarray:
+    """A dictionary column's values as int32 codes into `categories` (extended with the
+    values it has not seen yet), -1 for null."""
+    parts = []
+    for chunk in column.chunks:
+        known = {name: i for i, name in enumerate(categories)}
+        lookup = np.empty(len(chunk.dictionary), dtype=np.int32)
+        for i, name in enumerate(chunk.dictionary.to_pylist()):
+            if name not in known:
+                known[name] = len(categories)
+                categories.append(name)
+            lookup[i] = known[name]
+        indices = pc.fill_null(chunk.indices, 0).to_numpy(zero_copy_only=False)
+        codes = lookup[indices] if len(lookup) else np.zeros(len(chunk), dtype=np.int32)
+        if chunk.null_count:
+            codes[chunk.is_null().to_numpy(zero_copy_only=False)] = -1
+        parts.append(codes)
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
+
+
 def _read_narrow(
     pf: pq.ParquetFile,
     meta: TraceMetadata,
@@ -203,40 +241,101 @@ def _read_narrow(
     end: int | None,
 ) -> pd.DataFrame:
     """Read a version-3 file: only the row groups and columns needed, rows back in time
-    order (`seq`)."""
+    order (`seq`).
+
+    Two passes over the chosen row groups, so that memory peaks at the frame and one row
+    group: the first reads `seq` (and what the kinds and window need) to find each kept
+    row's place in time order; the second scatters each group's columns into the frame's
+    arrays."""
     groups, single = _row_groups(pf, chosen, start, end)
+    schema = pf.schema_arrow
+    if any(not _narrow_type(schema.field(name).type) for name in cols):
+        return _read_narrow_table(pf, groups, single, chosen, cols, start, end)
+    keys = [SEQ_COLUMN]
+    if chosen is not None and not single:
+        keys.append("kind")
+    if start is not None or end is not None:
+        keys.append("t_ns")
+    kept: list[np.ndarray | None] = []
+    seqs: list[np.ndarray] = []
+    for g in groups:
+        table = pf.read_row_group(g, columns=keys)
+        keep = _keep_rows(table, chosen, start, end)
+        seq = table.column(SEQ_COLUMN).to_numpy()
+        seqs.append(seq if keep is None else seq[keep])
+        kept.append(keep)
+    seq = np.concatenate(seqs) if seqs else np.zeros(0, dtype=np.int64)
+    del seqs
+    n = len(seq)
+    # Each row group is in time order: a stable sort merges the runs in ~linear time.
+    order = np.argsort(seq, kind="stable")
+    del seq
+    dest = np.empty(n, dtype=np.int32 if n < 1 << 31 else np.int64)
+    dest[order] = np.arange(n, dtype=dest.dtype)
+    del order
+    out = {name: np.empty(n, dtype=_narrow_type(schema.field(name).type)) for name in cols}
+    categories: dict[str, list[str]] = {
+        name: [] for name in cols if pa.types.is_dictionary(schema.field(name).type)
+    }
+    at = 0
+    for g, keep in zip(groups, kept, strict=True):
+        table = pf.read_row_group(g, columns=cols)
+        if keep is not None:
+            table = table.filter(pa.array(keep))
+        rows = dest[at : at + table.num_rows]
+        at += table.num_rows
+        for name in cols:
+            column = table.column(name)
+            if name in categories:
+                out[name][rows] = _dictionary_codes(column, categories[name])
+            else:
+                out[name][rows] = column.to_numpy()
+        del table
+    data: dict[str, object] = {}
+    for name in cols:
+        if name in categories:
+            index = pd.Index(categories[name], dtype="str")
+            data[name] = pd.Categorical.from_codes(out.pop(name), categories=index)
+        else:
+            data[name] = out.pop(name)
+    return pd.DataFrame(data, copy=False)
+
+
+def _narrow_type(t: pa.DataType) -> Any:
+    """The numpy type the two-pass reader gives a column: its own for integers, int32
+    codes for dictionaries; None for anything else (a sweep's parameter columns)."""
+    if pa.types.is_dictionary(t):
+        return np.int32
+    if pa.types.is_integer(t):
+        return t.to_pandas_dtype()
+    return None
+
+
+def _read_narrow_table(
+    pf: pq.ParquetFile,
+    groups: list[int],
+    single: bool,
+    chosen: list[str] | None,
+    cols: list[str],
+    start: int | None,
+    end: int | None,
+) -> pd.DataFrame:
+    """The one-table reader, for files with columns beyond the trace's (a sweep's part)."""
     window = start is not None or end is not None
     needed = [SEQ_COLUMN, *cols] + (["t_ns"] if window and "t_ns" not in cols else [])
     if groups:
         table = pf.read_row_groups(groups, columns=needed)
     else:
         table = pf.schema_arrow.empty_table().select(needed)
-    keep = np.ones(table.num_rows, dtype=bool)
-    if chosen is not None and not single:
-        keep &= _kind_codes_mask(table.column("kind"), chosen)
-    if window:
-        t = table.column("t_ns").to_numpy()
-        if start is not None:
-            keep &= t >= start
-        if end is not None:
-            keep &= t < end
-    if not keep.all():
+    keep = _keep_rows(table, None if single else chosen, start, end)
+    if keep is not None:
         table = table.filter(pa.array(keep))
     seq = table.column(SEQ_COLUMN).to_numpy()
     df = table.select(cols).to_pandas(split_blocks=True, self_destruct=True)
     del table
     if seq.size > 1 and bool((seq[1:] < seq[:-1]).any()):
-        # Each row group is in time order: a stable sort merges the runs in ~linear time.
-        # Column by column, so that only one column is held twice at a time.
         order = np.argsort(seq, kind="stable")
-        for name in list(df.columns):
-            column = df[name]
-            if isinstance(column.dtype, pd.CategoricalDtype):
-                codes = column.cat.codes.to_numpy()[order]
-                df[name] = pd.Categorical.from_codes(codes, dtype=column.dtype)
-            else:
-                df[name] = column.to_numpy()[order]
-            del column
+        df = df.take(order).reset_index(drop=True)
     return df
 
 

@@ -34,6 +34,25 @@ def _recorder() -> Recorder:
     return rec
 
 
+def _spy_row_groups(monkeypatch: pytest.MonkeyPatch) -> list[set[int]]:
+    """The row groups each read_trace call reads (one set per call, appended as it goes)."""
+    calls: list[set[int]] = []
+    original = pq.ParquetFile.read_row_group
+    original_init = pq.ParquetFile.__init__
+
+    def init(self: pq.ParquetFile, *args: object, **kwargs: object) -> None:
+        calls.append(set())
+        original_init(self, *args, **kwargs)
+
+    def spy(self: pq.ParquetFile, group: int, **kwargs: object) -> object:
+        calls[-1].add(group)
+        return original(self, group, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "__init__", init)
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", spy)
+    return calls
+
+
 def _run_dir(tmp_path: Path, rec: Recorder, row_group_rows: int = 1 << 20) -> Path:
     rec.write(tmp_path, row_group_rows=row_group_rows)
     (tmp_path / RUN_FILE).write_text(json.dumps({"sim_ns": 1000, "domains": {"1": "a"}}))
@@ -54,21 +73,14 @@ def test_kinds_read_only_their_row_groups_and_the_argument_columns_they_use(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = _recorder().write(tmp_path)
-    read: list[list[int]] = []
-    original = pq.ParquetFile.read_row_groups
-
-    def spy(self: pq.ParquetFile, groups: list[int], **kwargs: object) -> object:
-        read.append(list(groups))
-        return original(self, groups, **kwargs)
-
-    monkeypatch.setattr(pq.ParquetFile, "read_row_groups", spy)
+    read = _spy_row_groups(monkeypatch)
     df = read_trace(path, kinds=["sched.*"])
-    assert read == [[0]]  # row group 0 holds sched.runstate, the first kind emitted
+    assert read == [{0}]  # row group 0 holds sched.runstate, the first kind emitted
     assert list(df.columns) == ["t_ns", "cpu", "dom", "vcpu", "kind", "a0", "a1"]
     assert set(df["kind"]) == {"sched.runstate"} and len(df) == 10
     assert df.xen.kind("sched.runstate")["state"].tolist() == [i % 3 for i in range(10)]
     two = read_trace(path, kinds=["evtchn.send", "hcall.enter"])
-    assert read[-1] == [1, 2] and two["t_ns"].is_monotonic_increasing
+    assert read[-1] == {1, 2} and two["t_ns"].is_monotonic_increasing
     assert two["kind"].tolist()[:2] == ["hcall.enter", "evtchn.send"]
 
 
@@ -87,16 +99,9 @@ def test_a_window_skips_row_groups_before_and_after_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = _recorder().write(tmp_path, row_group_rows=4)  # runstates at 0-300, 400-700, 800-900
-    read: list[list[int]] = []
-    original = pq.ParquetFile.read_row_groups
-
-    def spy(self: pq.ParquetFile, groups: list[int], **kwargs: object) -> object:
-        read.append(list(groups))
-        return original(self, groups, **kwargs)
-
-    monkeypatch.setattr(pq.ParquetFile, "read_row_groups", spy)
+    read = _spy_row_groups(monkeypatch)
     df = read_trace(path, kinds=["sched.runstate"], start=400, end=800)
-    assert read == [[1]]
+    assert read == [{1}]
     assert df["t_ns"].tolist() == [400, 500, 600, 700]
 
 
