@@ -129,12 +129,13 @@ def measure(quick: bool) -> BenchResult:
     """Record ping-pong traces of each length, load each whole and its scheduling records."""
     durations = QUICK_DURATIONS_NS if quick else DURATIONS_NS
     details: list[tuple[str, str]] = []
-    whole = sched = None
+    whole = sched = first = None
     wide_per_row = 0.0
     with tempfile.TemporaryDirectory(prefix="xen970-bench-trace-load-") as tmp:
         for duration_ns in durations:
             path, write_s = record(duration_ns, Path(tmp) / str(duration_ns))
             whole = load(path, None, quick)
+            first = sched
             sched = load(path, [SCHED], quick)
             if whole.rows == 0 or sched.rows == 0:
                 raise BenchmarkError(f"the {duration_ns} ns run recorded no (scheduling) records")
@@ -156,22 +157,22 @@ def measure(quick: bool) -> BenchResult:
                 f"({_mib(sched.bytes)}) in {sched.load_s:.2f} s{peaks}"
             )
             details.append((f"{duration_ns / 1e6:g} ms simulated", line))
-        assert whole is not None and sched is not None
+        assert whole is not None and sched is not None and first is not None
         longest = durations[-1]
         per_s = whole.rows / (longest / 1e9)
         scale = TEN_SECONDS_NS / longest
-        details.append(
-            (
-                "10 s simulated, extrapolated",
-                f"{per_s * 10:,.0f} records: whole trace {_mib(whole.bytes * scale)}, "
-                f"{SCHED} {_mib(sched.bytes * scale)} (target < 1,024 MiB)"
-                + (
-                    ""
-                    if sched.peak is None
-                    else f", peak added memory loading {SCHED} {_mib(sched.peak * scale)}"
-                ),
-            )
+        peak = ""
+        if sched.peak is not None and first.peak is not None:
+            # What one more scheduling record adds to the peak (between the two lengths:
+            # the fixed cost of a load, imports and buffers, left out), times 10 s of them.
+            slope = (sched.peak - first.peak) / max(sched.rows - first.rows, 1)
+            ten_s = sched.peak + slope * (sched.rows * scale - sched.rows)
+            peak = f", peak added memory loading {SCHED} {_mib(ten_s)}"
+        ten = (
+            f"{per_s * 10:,.0f} records: whole trace {_mib(whole.bytes * scale)}, "
+            f"{SCHED} {_mib(sched.bytes * scale)} (target < 1,024 MiB){peak}"
         )
+        details.append(("10 s simulated, extrapolated", ten))
         details.append(
             (
                 "the shortest trace in the format-2 (wide) layout, df.xen.wide()",
