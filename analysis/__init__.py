@@ -20,7 +20,7 @@ from analysis.latency import (
     upcall_latency,
     wake_to_run,
 )
-from analysis.run import Run, load_run
+from analysis.run import Run, load_run, read_kind, read_trace
 from analysis.runstate import (
     cpu_share,
     cpu_share_series,
@@ -58,6 +58,8 @@ __all__ = [
     "load_sweep_summary",
     "net_books",
     "net_stats",
+    "read_kind",
+    "read_trace",
     "runstate_intervals",
     "runstate_series",
     "runstate_shares",

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import io as io_metrics
+from analysis import views
 from analysis.trace_metadata import TraceMetadata, trace_metadata
 
 __all__ = ["XenAccessor"]
@@ -36,19 +37,21 @@ class XenAccessor:
         """The trace's description (kinds, value names) from the frame's attrs."""
         return trace_metadata(self._df)
 
-    def kind(self, name: str) -> pd.DataFrame:
-        """Rows of one kind with only that kind's fields (as int64) and text if it has one."""
-        kinds = self.metadata.kinds
-        if name not in kinds:
-            raise KeyError(f"unknown record kind {name!r}; known: {', '.join(kinds)}")
-        layout = kinds[name]
-        rows = self._df[self._df["kind"] == name]
-        out = rows[["t_ns", "cpu", "dom", "vcpu"]].copy()
-        for field in layout.fields:
-            out[field] = rows[field].astype("int64")
-        if layout.text is not None:
-            out["text"] = rows["text"]
-        return out
+    def kind(self, name: str, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """Rows of one kind with t_ns, cpu, dom, vcpu, that kind's fields by name (as
+        int64) and text if it has one; `columns` keeps only those. The index is the
+        trace's."""
+        return views.kind_view(self._df, name, columns)
+
+    def field(self, name: str) -> pd.Series:
+        """One field by name over every row (nullable Int64, <NA> where the row's kind has
+        no such field), e.g. `df.xen.field("state")`."""
+        return views.field_values(self._df, name)
+
+    def wide(self, kinds: Sequence[str] | None = None) -> pd.DataFrame:
+        """The rows of `kinds` (default all) in the wide layout of trace version 2: one
+        nullable Int64 column per field name (`analysis.views.wide`)."""
+        return views.wide(self._df, kinds)
 
     def _runstate_intervals(self, end_ns: int) -> pd.DataFrame:
         """(dom, vcpu, state, ns) for each runstate record, cut off at end_ns."""

@@ -88,7 +88,8 @@ def _domid(run: Run, sel: Selectors) -> int | None:
 
 
 def _rows(run: Run, kind: str, sel: Selectors, *, by_vcpu: bool = True) -> pd.DataFrame:
-    """Records of one kind narrowed by domain, VCPU and window (start inclusive)."""
+    """Records of one kind narrowed by domain, VCPU and window (start inclusive), with its
+    fields by name."""
     df = run.trace
     mask = (df["kind"] == kind).to_numpy(dtype=bool, na_value=False)
     dom = _domid(run, sel)
@@ -100,7 +101,7 @@ def _rows(run: Run, kind: str, sel: Selectors, *, by_vcpu: bool = True) -> pd.Da
         t = df["t_ns"].to_numpy()
         lo, hi = sel["window"]
         mask = mask & (t >= lo) & (t < hi)
-    return df.loc[mask]
+    return df.loc[mask].xen.kind(kind)
 
 
 def _window(run: Run, sel: Selectors) -> tuple[int, int]:
@@ -166,7 +167,7 @@ def measure_wake_latency(run: Run, sel: Selectors) -> Value:
     running = _state_code(run, "running")
     wake = (df["kind"] == "sched.wake").to_numpy(dtype=bool, na_value=False)
     ran = (df["kind"] == "sched.runstate").to_numpy(dtype=bool, na_value=False)
-    ran = ran & (df["state"] == running).to_numpy(dtype=bool, na_value=False)
+    ran = ran & (df.xen.field("state") == running).to_numpy(dtype=bool, na_value=False)
     sub = df.loc[wake | ran, ["t_ns", "dom", "vcpu"]]
     is_run = ran[wake | ran]
     run_t = sub["t_ns"].astype("Int64").where(is_run)
@@ -358,8 +359,7 @@ def measure_records(run: Run, sel: Selectors) -> Value:
 
 def fingerprint_rows(run: Run, sel: Selectors) -> pd.DataFrame:
     """The records and columns a fingerprint covers, in emission order."""
-    df = run.trace
-    rows = df[df["kind"].isin(list(sel["kinds"])).to_numpy(dtype=bool, na_value=False)]
+    rows = run.trace.xen.wide(list(sel["kinds"]))
     if "window" in sel:
         lo, hi = sel["window"]
         rows = rows[(rows["t_ns"] >= lo) & (rows["t_ns"] < hi)]

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from analysis.views import field_column
+
 __all__ = [
     "BLOCK_STATS_COLUMNS",
     "GRANT_BALANCE_COLUMNS",
@@ -89,9 +91,10 @@ def _records(
         }
     )
     for name in fields:
-        if name not in df.columns:
+        column = field_column(df, kind, name)
+        if column not in df.columns:
             raise ValueError(f"trace has {kind} records but no {name!r} column")
-        out[name] = rows[name].to_numpy(dtype="int64")
+        out[name] = rows[column].to_numpy(dtype="int64")
     if text:
         out["text"] = rows["text"].to_numpy(dtype=object, na_value=None)
     return out

@@ -28,10 +28,7 @@ def load_sweep(directory: str | Path, kinds: Sequence[str] | None = None) -> pd.
         part = d / DATASET_DIR / f"{run}.parquet"
         if not part.is_file():
             continue  # a run that failed before writing a trace
-        frame = read_trace(part)
-        if kinds is not None:
-            frame = frame[frame["kind"].isin(list(kinds)).to_numpy(dtype=bool, na_value=False)]
-        frames.append(frame)
+        frames.append(read_trace(part, kinds=kinds))
     if not frames:
         raise FileNotFoundError(f"{d}: the sweep has no traces in {DATASET_DIR}/")
     return pd.concat(frames, ignore_index=True)

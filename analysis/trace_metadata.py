@@ -9,16 +9,18 @@ simulator; a trace without it is refused with a message naming what is missing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 __all__ = [
+    "DEFAULT_ARGS",
     "KNOWN_VERSIONS",
     "METADATA_KEY",
     "TRACE_ATTR",
+    "WIDE_VERSIONS",
     "KindLayout",
     "TraceMetadata",
     "TraceMetadataError",
@@ -29,8 +31,14 @@ __all__ = [
 METADATA_KEY = b"xen970.trace"
 #: DataFrame.attrs key of a trace frame.
 TRACE_ATTR = "xen970.trace"
-#: Trace schema versions this package reads (2 added `value_names`).
-KNOWN_VERSIONS = (1, 2)
+#: Trace schema versions this package reads (2 added `value_names`, 3 the narrow layout:
+#: fields in the argument columns `args`, one kind per row group).
+KNOWN_VERSIONS = (1, 2, 3)
+#: Versions whose files have one column per field name (read into the narrow layout).
+WIDE_VERSIONS = (1, 2)
+#: The argument columns of the narrow layout when the trace does not name them (versions
+#: 1 and 2, converted on reading: at most four fields per kind).
+DEFAULT_ARGS = ("a0", "a1", "a2", "a3")
 
 
 class TraceMetadataError(ValueError):
@@ -47,11 +55,13 @@ class KindLayout:
 
 @dataclass(frozen=True)
 class TraceMetadata:
-    """A trace's description: kinds (in id order) and names of enumerated field values."""
+    """A trace's description: kinds (in id order), names of enumerated field values, and the
+    argument columns holding each kind's fields in order (field i in `args[i]`)."""
 
     version: int
     kinds: dict[str, KindLayout]
     value_names: dict[str, tuple[str, ...]]
+    args: tuple[str, ...] = DEFAULT_ARGS
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> TraceMetadata:
@@ -69,7 +79,32 @@ class TraceMetadata:
             k["name"]: KindLayout(fields=tuple(k["fields"]), text=k["text"]) for k in raw["kinds"]
         }
         names = {field: tuple(v) for field, v in raw.get("value_names", {}).items()}
-        return cls(version=version, kinds=kinds, value_names=names)
+        args = tuple(raw.get("args", DEFAULT_ARGS))
+        widest = max((len(k.fields) for k in kinds.values()), default=0)
+        if widest > len(args):
+            raise TraceMetadataError(
+                f"trace metadata has a kind with {widest} fields but {len(args)} argument columns"
+            )
+        return cls(version=version, kinds=kinds, value_names=names, args=args)
+
+    def arg_of(self, kind: str, field: str) -> str:
+        """The argument column holding `field` of `kind` (e.g. 'a0' for sched.runstate's
+        state)."""
+        fields = self.kinds[kind].fields
+        if field not in fields:
+            raise KeyError(f"record kind {kind!r} has no field {field!r}; it has {fields}")
+        return self.args[fields.index(field)]
+
+    def fields(self, kinds: Iterable[str] | None = None) -> tuple[str, ...]:
+        """Distinct field names of `kinds` (default all), in order of first appearance
+        over the kinds in id order: the argument columns of the wide layout."""
+        chosen = set(self.kinds if kinds is None else kinds)
+        seen: dict[str, None] = {}
+        for name, layout in self.kinds.items():
+            if name in chosen:
+                for field in layout.fields:
+                    seen.setdefault(field)
+        return tuple(seen)
 
     def names_of(self, field: str) -> tuple[str, ...]:
         """Names of `field`'s values by code (e.g. the runstates of `state`)."""

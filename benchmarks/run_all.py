@@ -21,6 +21,7 @@ from benchmarks import (
     bench_quantum,
     bench_timers,
     bench_trace,
+    bench_trace_load,
 )
 from benchmarks._common import BenchResult, parse_args, print_results, write_json
 
@@ -29,6 +30,7 @@ BENCHMARKS: dict[str, Callable[[bool], BenchResult]] = {
     bench_timers.NAME: bench_timers.measure,
     bench_events.NAME: bench_events.measure,
     bench_trace.NAME: bench_trace.measure,
+    bench_trace_load.NAME: bench_trace_load.measure,
     bench_blk.NAME: bench_blk.measure,
     bench_net.NAME: bench_net.measure,
     bench_quantum.NAME: bench_quantum.measure,

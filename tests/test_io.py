@@ -10,6 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import analysis  # noqa: F401  (registers DataFrame.xen)
+from analysis.run import read_trace
 from framework.dom0.devctl import vbd_devid
 from framework.guest.blockio import block_pattern
 from framework.guest.kernel import GuestKernel
@@ -60,7 +62,7 @@ def _kernel(sim: Simulation, domid: int) -> GuestKernel:
 def io_run() -> tuple[Simulation, pd.DataFrame]:
     sim = Simulation(parse_scenario(IO_SCENARIO, "io-test"))
     sim.run()
-    df = sim.rec.to_dataframe()
+    df = sim.rec.to_dataframe().xen.wide()
     yield sim, df
     sim.close()
 
@@ -95,7 +97,7 @@ def test_the_image_holds_the_last_write_to_every_block(tmp_path: Path) -> None:
     run_scenario(scenario, out)
     image = out / "disks" / "disk-xvda.img"
     assert image.stat().st_size == 8 << 20
-    df = pd.read_parquet(out / "trace.parquet")
+    df = read_trace(out / "trace.parquet").xen.wide()
     writes = df[(df.kind == "blk.submit") & (df.text == "write")]
     assert len(writes) > 100
     last = writes.groupby("sector").size()
@@ -170,7 +172,7 @@ def test_destroy_while_requests_are_in_flight_finishes_them_first() -> None:
     sim = Simulation(parse_scenario(text, "io-test"))
     try:
         sim.run()
-        df = sim.rec.to_dataframe()
+        df = sim.rec.to_dataframe().xen.wide()
         paused = df[df.kind == "dom.pause"].t_ns.min()
         late = df[(df.kind == "disk.done") & (df.t_ns > paused)]
         assert len(late) > 0  # the disk still held requests when the guest was paused
@@ -193,7 +195,7 @@ def test_dma_to_an_unmapped_tce_is_an_io_error_for_the_frontend() -> None:
 
         sim.env.timeout(3_000_000).callbacks.append(arm)
         sim.run()
-        df = sim.rec.to_dataframe()
+        df = sim.rec.to_dataframe().xen.wide()
         faults = df[df.kind == "dma.fault"]
         assert len(faults) == 1 and "no TCE" in faults.iloc[0].text
         done = df[df.kind == "blk.complete"]
@@ -219,7 +221,7 @@ domains:
     sim = Simulation(parse_scenario(text, "qd1"))
     try:
         sim.run()
-        df = sim.rec.to_dataframe()
+        df = sim.rec.to_dataframe().xen.wide()
     finally:
         sim.close()
     sub = df[df.kind == "blk.submit"]
@@ -273,7 +275,7 @@ def test_device_workloads_run_on_the_vcpu_they_name() -> None:
     sim = Simulation(parse_scenario(text, "io-test"))
     try:
         sim.run()
-        df = sim.rec.to_dataframe()
+        df = sim.rec.to_dataframe().xen.wide()
     finally:
         sim.close()
     # The first burst fills the ring (queue depth 8 for blkif, 256 tx slots for netif) and

@@ -40,7 +40,7 @@ def shares(name: str) -> dict[str, float]:
     assert scenario.duration == 10 * SEC
     sim = Simulation(scenario)
     sim.run()
-    df = sim.rec.to_dataframe()
+    df = sim.rec.to_dataframe().xen.wide()
     used = df.xen.per_domain_cpu_time(10 * SEC) - df.xen.per_domain_cpu_time(5 * SEC)
     return {sim.names[int(d)]: 100 * int(ns) / (5 * SEC) for d, ns in used.items()}
 

@@ -6,9 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
+import analysis  # noqa: F401  (registers DataFrame.xen)
+from analysis.run import read_trace
 from framework.guest.guest_os import GuestOS
 from framework.hw970.regs import MSR_DR, MSR_IR
 from framework.scenario import load_scenario, parse_scenario
@@ -40,7 +41,7 @@ def quickstart_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pat
 
 
 def test_quickstart_trace_has_the_core_kinds(quickstart_runs: tuple[Path, Path]) -> None:
-    df = pd.read_parquet(quickstart_runs[0] / "trace.parquet")
+    df = read_trace(quickstart_runs[0] / "trace.parquet").xen.wide()
     kinds = set(df["kind"].astype(str))
     assert {"sched.switch", "hcall.enter", "evtchn.send", "evtchn.upcall", "exc.deliver"} <= kinds
     assert (df.loc[df["kind"] == "exc.deliver", "vector"] == 0x500).any()
@@ -58,7 +59,7 @@ def test_same_scenario_and_seed_give_identical_trace_bytes(
 def test_every_pingpong_event_is_handled_once_by_the_peer(
     quickstart_runs: tuple[Path, Path],
 ) -> None:
-    df = pd.read_parquet(quickstart_runs[0] / "trace.parquet")
+    df = read_trace(quickstart_runs[0] / "trace.parquet").xen.wide()
     # The guests' pingpong channel joins two guests; console and xenstore go to dom0.
     sends = df[(df["kind"] == "evtchn.send") & (df["remote_dom"] > 0) & (df["dom"] > 0)]
     handled = df[df["kind"] == "evtchn.handled"]
@@ -104,7 +105,7 @@ def test_other_scenarios_run(tmp_path: Path) -> None:
         sim.run()
         counts = sim.rec.counts()
         assert counts["sched.switch"] > 0
-    df = sim.rec.to_dataframe()
+    df = sim.rec.to_dataframe().xen.wide()
     fail = df[df["kind"] == "mem.fail"]
     assert len(fail) == 1 and "no naturally aligned 256MiB block" in fail["text"].iloc[0]
     assert "small" in sim.names.values()
@@ -114,7 +115,7 @@ def test_smp_runs_32_vcpus_on_4_cpus() -> None:
     text = (ROOT / "scenarios" / "smp.yaml").read_text().replace("500ms", "80ms")
     sim = Simulation(parse_scenario(text, "smp"))
     sim.run()
-    df = sim.rec.to_dataframe()
+    df = sim.rec.to_dataframe().xen.wide()
     wide = next(d for d, n in sim.names.items() if n == "wide")
     ups = df[(df["kind"] == "vcpu.up") & (df["dom"] == wide)]
     assert sorted(ups["vcpu"]) == list(range(1, 32))

@@ -36,7 +36,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[pd.DataFra
         directory = tmp_path_factory.mktemp(name)
         run_scenario(load_scenario(STRESS / f"{name}.yaml"), directory)
         run = load_run(directory)
-        out[name] = (run.trace, run.meta)
+        out[name] = (run.trace.xen.wide(), run.meta)
     return out
 
 

@@ -27,7 +27,7 @@ def stress_run(request: pytest.FixtureRequest) -> Iterator[tuple[Simulation, pd.
     sim = Simulation(load_scenario(STRESS / f"{request.param}.yaml"))
     try:
         sim.run()
-        yield sim, sim.rec.to_dataframe()
+        yield sim, sim.rec.to_dataframe().xen.wide()
     finally:
         sim.close()
 

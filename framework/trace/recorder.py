@@ -6,6 +6,12 @@ Checking and typing happen once, when the records are turned into columns
 (`to_dataframe`, `write`). A disabled recorder's `emit` is a do-nothing function, so call
 sites need no `if`.
 
+The trace is narrow (schema version 3): the common columns (time, CPU, domain, VCPU, kind),
+the generic argument columns `a0`..`a3` holding each kind's fields in order, and a text
+column. The file groups rows by kind (each row group holds one kind, in time order) and
+keeps each record's position in time order in `seq`, so a reader asking for some kinds
+reads only their row groups and puts the rows back in time order.
+
 The trace carries its own description (`metadata`: schema version, kinds with their fields
 and text, names of enumerated field values), in the Parquet file's metadata and in
 `DataFrame.attrs`, so that analysis needs nothing from the simulator to read it.
@@ -27,15 +33,16 @@ import pyarrow.parquet as pq
 from framework.errors import TraceError
 from framework.trace._emit import Emitter
 from framework.trace.schema import (
+    ARG_COLUMNS,
     BASE_COLUMNS,
-    FIELD_COLUMNS,
     FIELD_ENUMS,
     KINDS,
-    MAX_FIELDS,
     SCHEMA_VERSION,
 )
 
 __all__ = [
+    "ROW_GROUP_ROWS",
+    "SEQ_COLUMN",
     "TRACE_ATTR",
     "TRACE_FILE",
     "TRACE_METADATA_KEY",
@@ -50,6 +57,10 @@ TRACE_FILE: Final = "trace.parquet"
 TRACE_METADATA_KEY: Final = b"xen970.trace"
 #: DataFrame.attrs key holding the same `Recorder.metadata()` dict.
 TRACE_ATTR: Final = "xen970.trace"
+#: The file's column of each record's position in time order (not in DataFrames).
+SEQ_COLUMN: Final = "seq"
+#: At most this many rows per row group (a kind with more gets several).
+ROW_GROUP_ROWS: Final = 1 << 20
 
 # (kind, t_ns, cpu, dom, vcpu, f0, f1, f2, f3, text)
 Record = tuple[int, int, int, int, int, int, int, int, int, str | None]
@@ -57,10 +68,35 @@ Record = tuple[int, int, int, int, int, int, int, int, int, str | None]
 _KIND_NAMES: Final = [kind.name for kind in KINDS]
 _FIELD_COUNT: Final = np.array([len(kind.fields) for kind in KINDS], dtype=np.int64)
 _HAS_TEXT: Final = np.array([kind.text is not None for kind in KINDS], dtype=bool)
-# For each field column: the (kind id, position) pairs that carry it.
-_FIELD_SOURCES: dict[str, list[tuple[int, int]]] = {
-    name: [(k, kind.fields.index(name)) for k, kind in enumerate(KINDS) if name in kind.fields]
-    for name in FIELD_COLUMNS
+_SMALL_IDS: Final = ("cpu", "dom", "vcpu")
+# What Emitter.gather checks against (one byte per kind id) and the types it returns.
+_NFIELDS: Final = bytes(len(kind.fields) for kind in KINDS)
+_HAS_TEXT_BYTES: Final = bytes(kind.text is not None for kind in KINDS)
+_GATHER_TYPES: Final = (
+    np.int64,  # seq
+    np.int64,  # t_ns
+    np.int16,  # cpu
+    np.int16,  # dom
+    np.int16,  # vcpu
+    np.int8,  # kind
+    np.int64,  # a0
+    np.int64,  # a1
+    np.int64,  # a2
+    np.int64,  # a3
+    np.int32,  # text code
+)
+# Parquet writing: the integer columns delta-encoded (time and seq grow within a row
+# group, ids and fields of one kind vary little: ~0.2 bytes a record after zstd, against
+# ~0.8 plain), kind and text as dictionaries; statistics only where readers prune.
+_DELTA: Final = "DELTA_BINARY_PACKED"
+_WRITE_OPTIONS: Final[dict[str, object]] = {
+    "compression": "zstd",
+    "compression_level": 1,
+    "use_dictionary": ["kind", "text"],
+    "column_encoding": {
+        name: _DELTA for name in (SEQ_COLUMN, "t_ns", "cpu", "dom", "vcpu", *ARG_COLUMNS)
+    },
+    "write_statistics": ["kind", "t_ns"],
 }
 
 
@@ -86,24 +122,29 @@ def _discard(*args: object, **kwargs: object) -> None:
     """The emit of a disabled recorder."""
 
 
-def _int16(wide: np.ndarray, what: str) -> np.ndarray:
-    bad = np.flatnonzero((wide < -(1 << 15)) | (wide >= 1 << 15))
-    if bad.size:
-        raise TraceError(f"record {bad[0]}: {what} {wide[bad[0]]} does not fit in int16")
-    return wide.astype(np.int16)
-
-
 @dataclass(frozen=True)
 class _Columns:
-    """The records as checked, typed columns (numpy arrays; field masks True = absent)."""
+    """The records as checked, typed columns (numpy arrays) in one order: `seq` is each
+    row's position in time order, `text` indexes `text_values` (-1 = no text)."""
 
+    seq: np.ndarray
     t_ns: np.ndarray
     cpu: np.ndarray
     dom: np.ndarray
     vcpu: np.ndarray
     kind: np.ndarray
-    fields: dict[str, tuple[np.ndarray, np.ndarray]]
-    text: list[str | None]
+    args: list[np.ndarray]
+    text: np.ndarray
+    text_values: list[str]
+
+
+def _first_bad(bad: np.ndarray, order: np.ndarray) -> int:
+    """The emission index, among `bad` (a mask in emission order), of the record that
+    comes first in time order."""
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order), dtype=np.int64)
+    where = np.flatnonzero(bad)
+    return int(where[np.argmin(rank[where])])
 
 
 class Recorder:
@@ -161,56 +202,37 @@ class Recorder:
         tally = np.bincount(kinds, minlength=len(KINDS))
         return {name: int(tally[k]) for k, name in enumerate(_KIND_NAMES) if tally[k]}
 
-    def _columns(self) -> _Columns:
-        """Check every record against the schema and build typed columns."""
-        raw_cols = self._raw_columns()
+    def _columns(self, by_kind: bool) -> _Columns:
+        """Check every record against the schema and build typed columns, in time order
+        or (`by_kind`) grouped by kind id and in time order within a kind."""
+        t_ns = np.frombuffer(self._store.column(1), dtype=np.int64)
         # Simulated-time order; records of the same instant keep their emission order (a
         # running slice emits ahead of the SimPy clock, so emission order is not time order).
-        order = np.argsort(raw_cols[1], kind="stable")
-        cols = [c[order] for c in raw_cols]
-        texts = self._store.texts()
-        n = len(order)
-        kind = cols[0]
-        bad = np.flatnonzero((kind < 0) | (kind >= len(KINDS)))
-        if bad.size:
-            raise TraceError(f"record {bad[0]}: unknown kind id {kind[bad[0]]}")
-        nfields = _FIELD_COUNT[kind]
-        raw = cols[5 : 5 + MAX_FIELDS]
-        for p, values in enumerate(raw):
-            stray = np.flatnonzero((values != 0) & (nfields <= p))
-            if stray.size:
-                i = stray[0]
-                raise TraceError(
-                    f"record {i}: kind {_KIND_NAMES[kind[i]]} has no field f{p}, got {values[i]}"
-                )
-        text: list[str | None] = [texts[i] for i in order.tolist()]
-        has_text = np.fromiter((t is not None for t in text), dtype=bool, count=n)
-        stray = np.flatnonzero(has_text & ~_HAS_TEXT[kind])
-        if stray.size:
-            i = stray[0]
-            raise TraceError(f"record {i}: kind {_KIND_NAMES[kind[i]]} has no text column")
-        fields: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for name, sources in _FIELD_SOURCES.items():
-            values = np.zeros(n, dtype=np.int64)
-            absent = np.ones(n, dtype=bool)
-            for k, p in sources:
-                sel = kind == k
-                values[sel] = raw[p][sel]
-                absent[sel] = False
-            fields[name] = (values, absent)
+        order = np.argsort(t_ns, kind="stable")
+        del t_ns
+        out = self._store.gather(order, _NFIELDS, _HAS_TEXT_BYTES, by_kind)
+        if isinstance(out, int):
+            raw = self._raw_columns()
+            codes = np.frombuffer(self._store.text_codes(), dtype=np.int32)
+            _check(raw, codes, order)
+            raise TraceError(f"record {out}: breaks the trace schema")  # _check names it
+        cols = [np.frombuffer(b, dtype=t) for b, t in zip(out, _GATHER_TYPES, strict=True)]
         return _Columns(
+            seq=cols[0],
             t_ns=cols[1],
-            cpu=_int16(cols[2], "cpu"),
-            dom=_int16(cols[3], "dom"),
-            vcpu=_int16(cols[4], "vcpu"),
-            kind=kind.astype(np.int8),
-            fields=fields,
-            text=text,
+            cpu=cols[2],
+            dom=cols[3],
+            vcpu=cols[4],
+            kind=cols[5],
+            args=cols[6 : 6 + len(ARG_COLUMNS)],
+            text=cols[10],
+            text_values=self._store.text_values(),
         )
 
     def to_dataframe(self) -> pd.DataFrame:
-        """The trace as a DataFrame with the documented columns and dtypes."""
-        c = self._columns()
+        """The trace as a DataFrame in time order: the common columns, the argument columns
+        `a0`..`a3` and text (categorical), as `analysis.read_trace` reads the file."""
+        c = self._columns(by_kind=False)
         data: dict[str, object] = {
             "t_ns": c.t_ns,
             "cpu": c.cpu,
@@ -218,46 +240,96 @@ class Recorder:
             "vcpu": c.vcpu,
             "kind": pd.Categorical.from_codes(c.kind, categories=_KIND_NAMES),
         }
-        for name, (values, absent) in c.fields.items():
-            data[name] = pd.arrays.IntegerArray(values, absent)
-        data["text"] = pd.array(c.text, dtype=pd.StringDtype())
+        for name, values in zip(ARG_COLUMNS, c.args, strict=True):
+            data[name] = values
+        data["text"] = pd.Categorical.from_codes(
+            c.text, categories=pd.Index(c.text_values, dtype="str")
+        )
         df = pd.DataFrame(data, copy=False)
         df.attrs[TRACE_ATTR] = self.metadata()
         return df
 
     def metadata(self) -> dict[str, object]:
-        """What a reader needs to interpret the trace: the schema version, each kind's
-        fields and text meaning (in id order), and the names of enumerated field values."""
+        """What a reader needs to interpret the trace: the schema version, the argument
+        columns and their type, each kind's fields (stored in the argument columns in
+        that order) and text meaning (in id order), and the names of enumerated values."""
         return {
             "version": SCHEMA_VERSION,
+            "args": list(ARG_COLUMNS),
+            "arg_type": "int64",
             "kinds": [{"name": k.name, "fields": list(k.fields), "text": k.text} for k in KINDS],
             "value_names": {field: list(names) for field, names in self._value_names.items()},
         }
 
     def to_arrow(self) -> pa.Table:
-        """The trace as an Arrow table with an explicit schema and the kinds as metadata."""
-        c = self._columns()
-        dictionary = pa.array(_KIND_NAMES, type=pa.string())
+        """The trace as written to the file: rows grouped by kind id, `seq` first."""
+        c = self._columns(by_kind=True)
+        kinds = pa.array(_KIND_NAMES, type=pa.string())
+        texts = pa.array(c.text_values, type=pa.string())
         arrays: list[pa.Array] = [
+            pa.array(c.seq, type=pa.int64()),
             pa.array(c.t_ns, type=pa.int64()),
             pa.array(c.cpu, type=pa.int16()),
             pa.array(c.dom, type=pa.int16()),
             pa.array(c.vcpu, type=pa.int16()),
-            pa.DictionaryArray.from_arrays(pa.array(c.kind, type=pa.int8()), dictionary),
+            pa.DictionaryArray.from_arrays(pa.array(c.kind, type=pa.int8()), kinds),
         ]
-        arrays += [
-            pa.array(values, type=pa.int64(), mask=absent) for values, absent in c.fields.values()
-        ]
-        arrays.append(pa.array(c.text, type=pa.string()))
+        arrays += [pa.array(values, type=pa.int64()) for values in c.args]
+        text_codes = pa.array(c.text, type=pa.int32(), mask=c.text < 0)
+        arrays.append(pa.DictionaryArray.from_arrays(text_codes, texts))
         return pa.Table.from_arrays(arrays, schema=trace_arrow_schema(self.metadata()))
 
-    def write(self, directory: str | Path) -> Path:
-        """Write `trace.parquet` into `directory`: the same records give the same bytes."""
+    def write(self, directory: str | Path, row_group_rows: int = ROW_GROUP_ROWS) -> Path:
+        """Write `trace.parquet` into `directory`, one kind per row group (of at most
+        `row_group_rows` rows): the same records give the same bytes."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         path = out / TRACE_FILE
-        pq.write_table(self.to_arrow(), path, compression="zstd", compression_level=3)
+        table = self.to_arrow()
+        kind = np.asarray(table.column("kind").combine_chunks().indices)
+        bounds = np.flatnonzero(np.diff(kind)) + 1
+        starts = [0, *bounds.tolist()]
+        stops = [*bounds.tolist(), len(kind)]
+        with pq.ParquetWriter(path, table.schema, **_WRITE_OPTIONS) as writer:
+            for a, b in zip(starts, stops, strict=True):
+                writer.write_table(table.slice(a, b - a), row_group_size=row_group_rows)
         return path
+
+
+def _check(raw: list[np.ndarray], codes: np.ndarray, order: np.ndarray) -> None:
+    """Refuse records that break the schema, naming the first in time order."""
+    kind = raw[0]
+    bad = (kind < 0) | (kind >= len(KINDS))
+    if bad.any():
+        i = _first_bad(bad, order)
+        raise TraceError(f"record {_rank(i, order)}: unknown kind id {kind[i]}")
+    nfields = _FIELD_COUNT[kind]
+    for p in range(len(ARG_COLUMNS)):
+        values = raw[5 + p]
+        bad = (values != 0) & (nfields <= p)
+        if bad.any():
+            i = _first_bad(bad, order)
+            raise TraceError(
+                f"record {_rank(i, order)}: kind {_KIND_NAMES[kind[i]]} has no field f{p}, "
+                f"got {values[i]}"
+            )
+    bad = (codes >= 0) & ~_HAS_TEXT[kind]
+    if bad.any():
+        i = _first_bad(bad, order)
+        raise TraceError(
+            f"record {_rank(i, order)}: kind {_KIND_NAMES[kind[i]]} has no text column"
+        )
+    for c, what in enumerate(_SMALL_IDS, start=2):
+        wide = raw[c]
+        bad = (wide < -(1 << 15)) | (wide >= 1 << 15)
+        if bad.any():
+            i = _first_bad(bad, order)
+            raise TraceError(f"record {_rank(i, order)}: {what} {wide[i]} does not fit in int16")
+
+
+def _rank(i: int, order: np.ndarray) -> int:
+    """Position in time order of the record emitted `i`th."""
+    return int(np.flatnonzero(order == i)[0])
 
 
 def trace_arrow_schema(metadata: Mapping[str, object]) -> pa.Schema:
@@ -270,6 +342,8 @@ def trace_arrow_schema(metadata: Mapping[str, object]) -> pa.Schema:
         pa.field("kind", pa.dictionary(pa.int8(), pa.string()), nullable=False),
     ]
     assert [f.name for f in base] == list(BASE_COLUMNS)
-    fields = [pa.field(name, pa.int64()) for name in FIELD_COLUMNS]
+    args = [pa.field(name, pa.int64(), nullable=False) for name in ARG_COLUMNS]
     meta = {TRACE_METADATA_KEY: json.dumps(metadata, sort_keys=True)}
-    return pa.schema([*base, *fields, pa.field("text", pa.string())], metadata=meta)
+    seq = pa.field(SEQ_COLUMN, pa.int64(), nullable=False)
+    text = pa.field("text", pa.dictionary(pa.int32(), pa.string()))
+    return pa.schema([seq, *base, *args, text], metadata=meta)

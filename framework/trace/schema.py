@@ -5,9 +5,12 @@ etc.) so the hot path never touches strings. Everything else is generated from `
 literal ids (`framework/trace/ids.py`, by `framework.trace.gen_ids`), the trace file's
 metadata and the documentation (`docs/trace-schema.md`, by `framework.trace.doc`).
 
-A field name is one column of the trace and means the same thing in every kind that has it
-(`FIELD_DOCS`). Integer values are int64; 64-bit register images at or above 2**63 (an MSR
-with SF set, for instance) are stored as the int64 with the same bit pattern.
+A field name means the same thing in every kind that has it (`FIELD_DOCS`). The trace
+stores a record's fields, in the kind's order, in the generic argument columns `a0`..`a3`
+(`ARG_COLUMNS`, as xentrace's extra words): a kind's field `i` is column `a<i>`, and the
+file's metadata says which kind names which field, so readers give them back by name.
+Integer values are int64; 64-bit register images at or above 2**63 (an MSR with SF set,
+for instance) are stored as the int64 with the same bit pattern.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 from typing import Final
 
 __all__ = [
+    "ARG_COLUMNS",
     "BASE_COLUMNS",
     "FIELD_COLUMNS",
     "FIELD_DOCS",
@@ -31,7 +35,10 @@ __all__ = [
 MAX_FIELDS: Final = 4
 #: Version of the trace file's layout and metadata; readers refuse versions they do not know.
 #: 2: the metadata carries `value_names` (names of enumerated field values).
-SCHEMA_VERSION: Final = 2
+#: 3: narrow layout: fields in the argument columns `a0`..`a3` instead of one column per
+#: field name; rows grouped by kind (each row group holds one kind) with `seq`, each
+#: record's position in time order; text dictionary-encoded.
+SCHEMA_VERSION: Final = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +259,7 @@ FIELD_DOCS: dict[str, str] = {
 FIELD_ENUMS: dict[str, str] = {"state": "runstate", "prev_state": "runstate"}
 
 BASE_COLUMNS: dict[str, str] = {
-    "t_ns": "simulated time in nanoseconds (int64); rows are in emission = time order",
+    "t_ns": "simulated time in nanoseconds (int64); a loaded trace's rows are in time order",
     "cpu": "physical CPU (int16), -1 when not applicable",
     "dom": "domain id (int16), -1 when not applicable",
     "vcpu": "VCPU id within the domain (int16), -1 when not applicable",
@@ -260,8 +267,13 @@ BASE_COLUMNS: dict[str, str] = {
 }
 
 
+#: The generic argument columns: a kind's field `i` is stored in `ARG_COLUMNS[i]` (int64,
+#: 0 where the kind has fewer fields).
+ARG_COLUMNS: tuple[str, ...] = tuple(f"a{i}" for i in range(MAX_FIELDS))
+
+
 def _field_columns() -> tuple[str, ...]:
-    """Distinct field names in first-appearance order: the trace's argument columns."""
+    """Distinct field names in first-appearance order (the columns of the wide view)."""
     seen: dict[str, None] = {}
     for kind in KINDS:
         for name in kind.fields:

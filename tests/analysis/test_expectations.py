@@ -189,8 +189,7 @@ def test_a_senders_drops_are_counted_wherever_they_happened(tmp_path: Path) -> N
     run_scenario(parse_scenario(text), tmp_path)
     run = load_run(tmp_path)
     src, drops = check_run(run)
-    trace = run.trace
-    rows = trace[trace["kind"] == "net.drop"]
+    rows = run.trace.xen.kind("net.drop")
     src_id = next(d for d, n in run.domains.items() if n == "src")
     expected = int(((rows["pkt"].to_numpy(dtype="int64") >> 48) == src_id).sum())
     assert src.measured == expected > 0 and src.verdict == "PASS"

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import simpy
 
+import analysis  # noqa: F401  (registers DataFrame.xen)
 from framework.dom0.devctl import create_device
 from framework.errors import BlkfrontError, BlkifRequestError
 from framework.guest.blkback import (
@@ -516,7 +517,7 @@ class BlkRun:
 
     def run(self) -> pd.DataFrame:
         self.sim.run()
-        return self.sim.rec.to_dataframe()
+        return self.sim.rec.to_dataframe().xen.wide()
 
     @property
     def device(self) -> BlkBackDevice:

@@ -3,6 +3,7 @@ channel to xenstored in dom0 and the reply comes back the same way."""
 
 from __future__ import annotations
 
+import analysis  # noqa: F401  (registers DataFrame.xen)
 from framework.guest.xenbus import XsReply
 from framework.hw970.core import Core
 from tests.xen.xenharness import Caller, domain_named, quickstart
@@ -38,6 +39,6 @@ def test_guest_requests_reach_xenstored_through_the_ring_and_permissions_hold() 
     # dom0's home is not readable by a guest: denied, not "missing".
     assert replies["dom0"].error == "EACCES"
     # The daemon holds the value; the trace shows each request as xenstored saw it.
-    df = sim.rec.to_dataframe()
+    df = sim.rec.to_dataframe().xen.wide()
     reqs = df[(df["kind"] == "xs.request") & (df["dom"] == dom.domid)]
     assert any("EACCES" in t for t in reqs["text"])

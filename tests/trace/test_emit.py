@@ -1,11 +1,10 @@
-"""The C emitter stores exactly the documented records, refuses malformed calls, keeps the
-text objects alive (and visible to the cyclic GC), and hands out its columns."""
+"""The C emitter stores exactly the documented records, refuses malformed calls, keeps each
+distinct text once (alive, and visible to the cyclic GC), and hands out its columns."""
 
 from __future__ import annotations
 
 import gc
 import sys
-import weakref
 
 import numpy as np
 import pytest
@@ -50,25 +49,33 @@ def test_register_images_keep_their_64_bits_and_wider_values_are_refused() -> No
     assert len(emit) == 1  # nothing half-stored
 
 
-class _Holder:
-    emit: Emitter
-
-
-def test_texts_are_kept_alive_and_cycles_through_them_are_collected() -> None:
+def test_texts_are_kept_alive_once_each_and_dropped_on_clear() -> None:
     label = "x" * 50
     before = sys.getrefcount(label)
     emit = Emitter()
     emit(3, 100, 1, 2, 0, text=label)
-    assert sys.getrefcount(label) == before + 1
+    emit(3, 101, 1, 2, 0, text=label)
+    assert sys.getrefcount(label) == before + 2  # the table of texts: one dict key, one list item
     emit.clear()
     assert len(emit) == 0 and sys.getrefcount(label) == before
-    holder = _Holder()
-    holder.emit = emit
-    emit(3, 100, 1, 2, 0, text=holder)  # type: ignore[arg-type]
-    alive = weakref.ref(holder)
-    del holder, emit  # emit -> holder -> emit
-    gc.collect()
-    assert alive() is None
+    assert emit.text_values() == [] and emit.text_codes() == b""
+    assert gc.is_tracked(emit)
+
+
+def test_text_codes_index_the_distinct_texts_in_order_of_first_appearance() -> None:
+    emit = Emitter()
+    for text in ("b", None, "a", "b", None, "a", "c"):
+        emit(3, 0, 0, 0, 0, text=text)
+    assert emit.text_values() == ["b", "a", "c"]
+    assert np.frombuffer(emit.text_codes(), dtype=np.int32).tolist() == [0, -1, 1, 0, -1, 1, 2]
+    assert emit.texts() == ["b", None, "a", "b", None, "a", "c"]
+
+
+def test_a_text_that_is_not_a_str_is_refused() -> None:
+    emit = Emitter()
+    with pytest.raises(TypeError, match="trace text must be a str or None, not bytes"):
+        emit(3, 100, 1, 2, 0, text=b"raw")  # type: ignore[arg-type]
+    assert len(emit) == 0 and emit.text_values() == []
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
+import analysis  # noqa: F401  (registers DataFrame.xen)
 from framework.xen.public.errno import EINVAL, ENOENT
 from framework.xen.public.sched import SCHED_SHUTDOWN, SCHEDOP_shutdown, SHUTDOWN_crash
 from framework.xen.public.vcpu import VCPUOP_is_up
@@ -55,7 +56,7 @@ def test_a_shutdown_reason_is_its_low_byte() -> None:
     c.write(DESC, build_descriptor([ARG]))
     assert c.call(xen_mark(HYPERVISOR_sched_op), SCHEDOP_shutdown, DESC) == 0
     assert c.dom.shutdown_reason == SHUTDOWN_crash  # (u8)reason, as domain_shutdown takes it
-    df = sim.rec.to_dataframe()
+    df = sim.rec.to_dataframe().xen.wide()
     shutdown = df[(df["kind"] == "dom.shutdown") & (df["dom"] == c.dom.domid)]
     assert list(shutdown["text"]) == ["crash"]
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import pandas as pd
 import pytest
 
+import analysis  # noqa: F401  (registers DataFrame.xen)
 from framework.dom0.devctl import vbd_devid
 from framework.dom0.toolstack import DomainConfig, Toolstack
 from framework.guest import xs_wire as xs
@@ -95,7 +96,7 @@ def test_destroy_while_mapped_leaves_a_dying_domain_until_the_unmap() -> None:
     assert xen.memory.read(console_mfn << 12, 4096) == bytes(4096)
     rc, created = ts.domctl(XEN_DOMCTL_createdomain, domid)  # now its id may be had
     assert rc == 0 and created["domain"] == domid
-    df = sim.rec.to_dataframe()
+    df = sim.rec.to_dataframe().xen.wide()
     mine = df[
         (df["dom"] == domid) & (df["t_ns"] < df[df["kind"] == "dom.destroy"]["t_ns"].max() + 1)
     ]
@@ -154,7 +155,7 @@ def test_xm_destroy_that_cannot_unplug_in_time_leaves_a_domain_xen_finishes() ->
         assert sim.devices.vbds == {}
         assert not _store_has(sim, f"/local/domain/{domid}")
         assert domid not in sim.guests.kernels
-        df = sim.rec.to_dataframe()
+        df = sim.rec.to_dataframe().xen.wide()
         mine = df[df["dom"] == domid]
         assert (
             len(mine[mine["kind"] == "dom.dying"]) == len(mine[mine["kind"] == "dom.destroy"]) == 1
@@ -236,7 +237,7 @@ def reuse(request: pytest.FixtureRequest) -> Iterator[Reuse]:
         sim.run()
         first, second = sim.domids["first"], sim.domids["second"]
         assert (first == second) is same_id
-        yield Reuse(sim, wrote, between, sim.rec.to_dataframe(), first, second)
+        yield Reuse(sim, wrote, between, sim.rec.to_dataframe().xen.wide(), first, second)
     finally:
         sim.close()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+import analysis  # noqa: F401  (registers DataFrame.xen)
 from framework.guest.runtime import KERNEL_BASE, native_address
 from framework.hw970.core import Core
 from framework.scenario import parse_scenario
@@ -73,7 +74,7 @@ def test_a_guest_looping_on_its_faulting_program_vector_is_crashed_and_time_goes
     assert sim.run() == DURATION_NS  # the run reached the end of the scenario
     assert broken
     victim = next(d for d, n in sim.names.items() if n == "victim")
-    df = sim.rec.to_dataframe()
+    df = sim.rec.to_dataframe().xen.wide()
     crash = df[df["kind"] == "dom.crash"]
     assert list(crash["dom"]) == [victim]
     assert list(crash["text"]) == [

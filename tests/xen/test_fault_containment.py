@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import analysis  # noqa: F401  (registers DataFrame.xen)
 from framework.cli import ERROR_LOG, main
 from framework.errors import KernelError
 from framework.guest.runtime import KERNEL_BASE, native_address
@@ -95,7 +96,7 @@ def test_a_raising_native_crashes_its_domain_and_the_others_run_to_the_end() -> 
         lambda core: _owner(sim, core) == "victim" and core.now_ns() >= CRASH_AFTER_NS,
     )
     assert sim.run() == DURATION_NS  # the run went on to the end of the scenario
-    df = sim.rec.to_dataframe()
+    df = sim.rec.to_dataframe().xen.wide()
     victim = _domid(sim, "victim")
 
     crash = df[df["kind"] == "dom.crash"]
@@ -125,7 +126,7 @@ def test_a_guest_fault_keeps_its_own_type_in_the_reason() -> None:
         oops,
     )
     sim.run()
-    df = sim.rec.to_dataframe()
+    df = sim.rec.to_dataframe().xen.wide()
     crash = df[df["kind"] == "dom.crash"]
     assert list(crash["dom"]) == [_domid(sim, "victim")]
     assert list(crash["text"]) == [f"KernelError: {oops}"]
@@ -150,7 +151,7 @@ def test_an_exception_out_of_a_hypercall_handler_is_recorded_and_crashes_only_it
     sim = _simulation()
     _break_set_timer_op_for(sim, "victim", monkeypatch)
     assert sim.run() == DURATION_NS  # the run went on to the end of the scenario
-    df = sim.rec.to_dataframe()
+    df = sim.rec.to_dataframe().xen.wide()
     victim = _domid(sim, "victim")
 
     bug = df[df["kind"] == "hcall.bug"]

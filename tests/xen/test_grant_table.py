@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+import analysis  # noqa: F401  (registers DataFrame.xen)
 from framework.dom0.toolstack import Toolstack
 from framework.errors import NotOwned
 from framework.guest.grants import GrantTableClient
@@ -262,7 +263,7 @@ def test_every_domain_gets_grant_frames_and_domus_get_seeded_entries(sim: Simula
             assert held == [ForeignSlot(dom.phys.pfn_to_mfn(pfn), dom.domid, ref, False)]
         assert sorted(dom.grants.active) == [0, 1]
     assert dom0_area.in_use() == 2 * (len(xen.domains) - 1)  # nothing else is mapped
-    df = sim.rec.to_dataframe()
+    df = sim.rec.to_dataframe().xen.wide()
     allocs = df[(df["kind"] == "mem.alloc") & (df["text"] == "grant frames")]
     assert sorted(allocs["dom"]) == sorted(xen.domains)
     assert set(allocs["count"]) == {NR_GRANT_FRAMES}
@@ -343,7 +344,7 @@ def test_map_a_granted_page_enter_a_pte_and_unmap(sim: Simulation) -> None:
     assert g2.read(DATA_PFN << 12, 13) == b"dom0 was here"
     # Unmapping under a live PTE is refused, and says why; revoking reports busy.
     assert unmap(dom0, out) == GNTST_general_error
-    df = sim.rec.to_dataframe()
+    df = sim.rec.to_dataframe().xen.wide()
     last = df[(df["kind"] == "gnttab.unmap") & (df["slot"] == slot)].iloc[-1]
     assert last["status"] == GNTST_general_error
     assert "still mapped by a page table entry" in last["text"]
@@ -431,7 +432,7 @@ def test_map_errors(sim: Simulation) -> None:
     assert unmap(dom0, out, dev_bus_addr=0x1000) == GNTST_general_error
     assert unmap(dom0, out) == GNTST_okay
     assert unmap(dom0, out) == GNTST_bad_handle  # only once
-    df = sim.rec.to_dataframe()
+    df = sim.rec.to_dataframe().xen.wide()
     reasons = list(df[(df["kind"] == "gnttab.map") & (df["status"] != 0)]["text"])
     assert any("does not permit access to d0" in r for r in reasons)
     assert any("beyond the 2048 entries" in r for r in reasons)
@@ -519,7 +520,7 @@ def test_copy_both_directions_and_its_errors(sim: Simulation) -> None:
     both = {"source_ref": ro, "source_domid": d2, "dest_ref": rw, "dest_domid": d2}
     assert copy(g3, **both, len=3, flags=GNTCOPY_source_gref | GNTCOPY_dest_gref) == 0
     assert g2.read((DATA_PFN + 4) << 12, 4) == b"RRRA"
-    df = sim.rec.to_dataframe()
+    df = sim.rec.to_dataframe().xen.wide()
     copies = df[(df["kind"] == "gnttab.copy") & (df["dom"] == d3)]
     assert list(copies["status"])[:3] == [GNTST_okay, GNTST_okay, GNTST_general_error]
     assert list(copies["bytes"])[:2] == [50, 11]
@@ -645,7 +646,7 @@ def test_transfer_refusals_then_a_page_changes_owner(sim: Simulation) -> None:
     assert rc == -EPERM  # a domU cannot give pages away by transfer
     assert transfer(mfn=5) == GNTST_bad_page  # an RMA page
     assert transfer() == GNTST_bad_page  # still under dom0's 16 MiB linear-map PTE
-    df = sim.rec.to_dataframe()
+    df = sim.rec.to_dataframe().xen.wide()
     reasons = list(df[df["kind"] == "gnttab.transfer"]["text"])
     assert "RMA pages can never be given away" in reasons[0]
     assert "16 MiB page table entry" in reasons[1] and "balloon" in reasons[1]
@@ -706,7 +707,7 @@ def test_transfer_of_a_page_mapped_in_a_foreign_slot_is_refused(sim: Simulation)
     def refusal() -> str:
         rc, [op] = gnttab(dom0, GNTTABOP_transfer, GNTTAB_TRANSFER, [{"mfn": pfn, "domid": 1}])
         assert rc == 0 and signed16(op["status"]) == GNTST_bad_page
-        df = sim.rec.to_dataframe()
+        df = sim.rec.to_dataframe().xen.wide()
         return df[df["kind"] == "gnttab.transfer"]["text"].iloc[-1]
 
     m = Dom0Mapping(dom0)

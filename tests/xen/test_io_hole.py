@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import analysis  # noqa: F401  (registers DataFrame.xen)
 from framework.errors import NotOwned
 from framework.scenario import parse_scenario
 from framework.simulation import Simulation
@@ -36,7 +37,7 @@ def _touches_hole(mfn: int, count: int) -> bool:
 
 def test_a_4gib_machine_gives_no_domain_a_frame_in_the_hole(hole_machine: Simulation) -> None:
     sim = hole_machine
-    df = sim.rec.to_dataframe()
+    df = sim.rec.to_dataframe().xen.wide()
     assert (df["kind"] == "mem.fail").sum() == 0
     allocs = df[df["kind"] == "mem.alloc"]
     runs = [(int(m), int(c)) for m, c in zip(allocs["mfn"], allocs["count"], strict=True)]

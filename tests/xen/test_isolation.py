@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import analysis  # noqa: F401  (registers DataFrame.xen)
 from framework.guest.runtime import build_runtime
 from framework.simulation import Simulation
 from framework.xen.public.errno import EFAULT, EPERM
@@ -95,7 +96,7 @@ def test_illegal_instruction_gives_the_guest_a_program_interrupt() -> None:
     for core in sim.machine.cores:
         core.flush_code_caches()  # the host wrote code: drop translated blocks
     sim.run()
-    df = sim.rec.to_dataframe()
+    df = sim.rec.to_dataframe().xen.wide()
     mine = df[df["dom"] == guest1.domid]
     program = mine[(mine["kind"] == "exc.deliver") & (mine["vector"] == 0x700)]
     assert len(program) == 1
