@@ -35,7 +35,7 @@ def _run(corrupt_at: int | None = None) -> pd.DataFrame:
 
             sim.env.timeout(corrupt_at).callbacks.append(corrupt)
         sim.run()
-        return sim.rec.to_dataframe()
+        return sim.rec.to_dataframe().xen.wide()
     finally:
         sim.close()
 
@@ -89,7 +89,7 @@ def test_a_paused_guest_does_not_hold_up_a_detach_forever() -> None:
     sim = Simulation(parse_scenario(text, "paused"))
     try:
         sim.run()
-        df = sim.rec.to_dataframe()
+        df = sim.rec.to_dataframe().xen.wide()
         assert not sim.devices.vbds  # the disk was let go
     finally:
         sim.close()

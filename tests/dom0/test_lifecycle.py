@@ -34,7 +34,7 @@ def _run(
     text = BASE.format(duration=duration, fields=fields or "weight: 256", timeline=timeline)
     sim = Simulation(parse_scenario(text, "life"))
     sim.run()
-    return sim, sim.rec.to_dataframe()
+    return sim, sim.rec.to_dataframe().xen.wide()
 
 
 def _of(df: pd.DataFrame, kind: str, dom: int | None = None) -> pd.DataFrame:
@@ -109,7 +109,7 @@ def test_on_crash_restart_builds_a_crashed_guest_again() -> None:
     sim.env.run(until=10 * MS)
     sim.xen.domain_crash(sim.xen.domains[1], "crashed by the test", 0)
     sim.run()
-    df = sim.rec.to_dataframe()
+    df = sim.rec.to_dataframe().xen.wide()
     assert list(_of(df, "xend.shutdown", 1)["reason"]) == [SHUTDOWN_crash]
     assert list(_of(df, "xend.shutdown", 1)["text"]) == ["crash: restart"]
     assert _ticks(df, sim.domids["guest"]).max() > 38 * MS
@@ -158,7 +158,7 @@ def test_a_guest_that_ignores_shutdown_is_destroyed_by_xend_after_30s() -> None:
     assert k.control is not None
     k.control.register("poweroff", lambda _core: None)  # deaf to xm shutdown
     assert sim.run() == 31_000 * MS
-    df = sim.rec.to_dataframe()
+    df = sim.rec.to_dataframe().xen.wide()
     assert _of(df, "dom.shutdown", 1)["reason"].tolist() == [SHUTDOWN_poweroff]  # xend's destroy
     destroyed = _of(df, "dom.destroy", 1)
     assert len(destroyed) == 1 and int(destroyed["t_ns"].iloc[0]) >= 30_010 * MS

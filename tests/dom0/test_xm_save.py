@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import analysis
 from framework.errors import ScenarioError
 from framework.scenario.loader import load_scenario
 from framework.simulation import run_scenario
@@ -22,7 +23,7 @@ SCENARIO = ROOT / "scenarios" / "save-restore.yaml"
 def saved_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
     out = tmp_path_factory.mktemp("save-restore")
     run_scenario(load_scenario(SCENARIO), out)
-    return out, pd.read_parquet(out / "trace.parquet")
+    return out, analysis.read_trace(out / "trace.parquet").xen.wide()
 
 
 def test_saved_mid_io_loses_no_request_and_verifies_clean(
@@ -103,7 +104,7 @@ def test_checkpoint_keeps_the_domain_running_and_the_file_restorable(tmp_path: P
     path.write_text(text)
     out = tmp_path / "run"
     run_scenario(load_scenario(path), out)
-    df = pd.read_parquet(out / "trace.parquet")
+    df = analysis.read_trace(out / "trace.parquet").xen.wide()
     assert (df.kind == "blk.verify").sum() == 0
     assert not (df.kind == "dom.destroy").any()
     guest = 1

@@ -57,7 +57,7 @@ def test_the_guest_closes_its_devices_then_shuts_down_with_the_reason(
 ) -> None:
     sim = _sim(action, extra)
     sim.run()
-    df = sim.rec.to_dataframe()
+    df = sim.rec.to_dataframe().xen.wide()
     guest = 1  # the first guest built
     assert _marks(df, guest) == [f"control.shutdown {value}"]
     shutdown = df[(df["kind"] == "dom.shutdown") & (df["dom"] == guest)]
@@ -101,7 +101,7 @@ def test_an_unknown_request_is_ignored_with_linuxs_console_line() -> None:
     assert k.control is not None
     del k.control.handlers["halt"]  # a kernel that knows no `halt`
     sim.run()
-    df = sim.rec.to_dataframe()
+    df = sim.rec.to_dataframe().xen.wide()
     assert "Ignoring shutdown request: halt" in sim.console_lines(1)
     assert df[(df["kind"] == "dom.shutdown") & (df["dom"] == 1)].empty
     ticks = df[(df["kind"] == "guest.mark") & (df["dom"] == 1) & (df["text"] == "timer.tick")]
@@ -115,7 +115,7 @@ def test_a_registered_handler_replaces_the_standard_one() -> None:
     assert k.control is not None
     k.control.register("reboot", _ignore)  # a guest that ignores xm reboot
     assert sim.run() == 30 * MS  # the run still ends at its duration
-    df = sim.rec.to_dataframe()
+    df = sim.rec.to_dataframe().xen.wide()
     assert _marks(df, 1) == ["control.shutdown reboot"]
     assert df[df["kind"] == "dom.shutdown"].empty
     assert df[df["kind"] == "dom.create"]["dom"].tolist() == [0, 1, 2]  # nothing rebuilt

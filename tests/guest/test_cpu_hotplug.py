@@ -26,7 +26,7 @@ def _run(workloads: str) -> pd.DataFrame:
     sim = Simulation(parse_scenario(TEMPLATE.format(workloads=workloads), "vcpu-set"))
     try:
         sim.run()
-        return sim.rec.to_dataframe()
+        return sim.rec.to_dataframe().xen.wide()
     finally:
         sim.close()
 
@@ -63,7 +63,7 @@ def test_a_single_vcpu_guest_does_not_watch_cpu() -> None:
     sim = Simulation(parse_scenario(text, "up"))
     try:
         sim.run()
-        df = sim.rec.to_dataframe()
+        df = sim.rec.to_dataframe().xen.wide()
     finally:
         sim.close()
     watches = df[(df.kind == "xs.request") & (df.dom == 1) & (df.xs_type == 4)]

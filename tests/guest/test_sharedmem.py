@@ -10,6 +10,7 @@ import pandas as pd
 from hypothesis import given
 from hypothesis import strategies as st
 
+import analysis
 from framework.guest import xs_wire as xs
 from framework.guest.sharedmem import ANSWER, DATA, Granter, describe_mismatch, page_pattern
 from framework.scenario import load_scenario, parse_scenario
@@ -112,7 +113,7 @@ def test_grant_entries_in_guest_memory_follow_the_peer_through_map_revoke_unmap(
 
 
 def _trace(out: Path) -> pd.DataFrame:
-    df = pd.read_parquet(out / "trace.parquet")
+    df = analysis.read_trace(out / "trace.parquet").xen.wide()
     df["kind"] = df["kind"].astype(str)
     return df
 
