@@ -21,6 +21,7 @@ __all__ = [
     "format_hw_caps",
     "format_info",
     "format_list",
+    "format_no_domain",
     "format_state",
     "format_vcpu_list",
 ]
@@ -130,6 +131,11 @@ def format_vcpu_list(doms: list[tuple[str, int, list[VcpuRow]]], nr_cpus: int) -
             affinity = format_cpumap(cpus, nr_cpus)
             out.append(_VCPU_ROW % (name, domid, number, c, s, cpu_ns / 1e9, affinity))
     return "\n".join(out) + "\n"
+
+
+def format_no_domain(domain: str) -> str:
+    """What `xm list` and `xm vcpu-list` say of a domain that does not exist."""
+    return f"Error: Domain '{domain}' does not exist.\n"
 
 
 def format_hw_caps(words: list[int]) -> str:

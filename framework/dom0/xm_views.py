@@ -23,6 +23,7 @@ from analysis.xm_format import (
     format_hw_caps,
     format_info,
     format_list,
+    format_no_domain,
     format_state,
     format_vcpu_list,
 )
@@ -174,7 +175,7 @@ class XmViews:
         if domain is not None:
             rows = [r for r in rows if domain in (r[0], str(r[1]))]
             if not rows:
-                return f"Error: Domain '{domain}' does not exist.\n"
+                return format_no_domain(domain)
         return format_list(rows)
 
     def xm_vcpu_list(self, domain: str | None = None) -> str:
@@ -211,7 +212,7 @@ class XmViews:
                 )
             doms.append((name, domid, vcpus))
         if domain is not None and not doms:
-            return f"Error: Domain '{domain}' does not exist.\n"
+            return format_no_domain(domain)
         return format_vcpu_list(doms, nr_cpus)
 
     def xm_info(self) -> str:
