@@ -6,6 +6,8 @@ elsewhere; importing this package registers the `DataFrame.xen` accessor.
 Windowed metrics take `start`/`end` (simulated ns) and group by domain name, id or VCPU
 (`analysis.window`); `run.plot` draws them (`analysis.plot`); `compare` puts two runs side
 by side; `xen970 report` writes them all into one HTML page (`analysis.report_html`).
+`xm_list`, `xm_vcpu_list` and `xm_info` give xm's views at any simulated time of a run
+(`analysis.xm`).
 """
 
 from analysis.accessor import XenAccessor
@@ -34,12 +36,14 @@ from analysis.summary import stalled_workloads, summarize
 from analysis.sweep import load_sweep, load_sweep_summary
 from analysis.throughput import io_throughput_series, io_transfers
 from analysis.trace_metadata import TraceMetadata, TraceMetadataError
+from analysis.xm import XmViewError, recorded_xm_views, xm_info, xm_list, xm_vcpu_list
 
 __all__ = [
     "Run",
     "TraceMetadata",
     "TraceMetadataError",
     "XenAccessor",
+    "XmViewError",
     "block_stats",
     "compare",
     "cpu_share",
@@ -60,6 +64,7 @@ __all__ = [
     "net_stats",
     "read_kind",
     "read_trace",
+    "recorded_xm_views",
     "runstate_intervals",
     "runstate_series",
     "runstate_shares",
@@ -70,4 +75,7 @@ __all__ = [
     "timer_lateness",
     "upcall_latency",
     "wake_to_run",
+    "xm_info",
+    "xm_list",
+    "xm_vcpu_list",
 ]

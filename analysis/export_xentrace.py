@@ -28,7 +28,9 @@ The cycle counter is the timebase: a record at `t_ns` has cycles
 by a tick where the trace moves from one CPU's record to another's within one tick:
 xenalyze merges the CPUs' records by cycles alone (a tie goes to the CPU it read last),
 so this keeps the trace's own order, which a VCPU's runstate changes on two CPUs need.
-Read the file with `xenalyze --cpu-hz=<timebase_hz>`.
+Read the file with `xenalyze --cpu-hz=<timebase_hz>`. The timebase is the run's own
+(run.json's `machine.timebase_hz`), or 33.333333 MHz for a run recorded before run.json
+said it.
 
 A record the trace has on no CPU (`cpu` -1: a wake) goes to the CPU where its VCPU runs
 next (or last ran, for a record that takes it off a CPU). Words are little-endian, the
@@ -59,6 +61,7 @@ __all__ = [
     "TRC_SCHED_WAKE",
     "TRC_TRACE_CPU_CHANGE",
     "XentraceExportError",
+    "run_timebase_hz",
     "write_xentrace",
 ]
 
@@ -318,8 +321,18 @@ def _windows(run: Run, timebase_hz: int) -> list[tuple[int, int, bytes]]:
     return [(first, cpu, body) for _, first, cpu, body in windows]
 
 
-def write_xentrace(run: Run, out: BinaryIO, timebase_hz: int = DEFAULT_TIMEBASE_HZ) -> int:
-    """Write `run` to the open binary file `out` in xentrace's format; the bytes written."""
+def run_timebase_hz(run: Run) -> int:
+    """The run's machine timebase, from run.json's `machine`; `DEFAULT_TIMEBASE_HZ` for a
+    run recorded before run.json said it."""
+    machine = run.meta.get("machine") or {}
+    return int(machine.get("timebase_hz") or DEFAULT_TIMEBASE_HZ)
+
+
+def write_xentrace(run: Run, out: BinaryIO, timebase_hz: int | None = None) -> int:
+    """Write `run` to the open binary file `out` in xentrace's format; the bytes written.
+    The cycle counter ticks at `timebase_hz` (default: the run's own timebase)."""
+    if timebase_hz is None:
+        timebase_hz = run_timebase_hz(run)
     if timebase_hz <= 0:
         raise XentraceExportError(f"timebase {timebase_hz} Hz: must be above 0")
     written = 0

@@ -51,8 +51,8 @@ def _export(args: argparse.Namespace) -> int:
     """`xen970 export --format F RUN_DIR`: Perfetto JSON or a xentrace binary file."""
     from analysis.export_perfetto import FILE_NAME as PERFETTO_FILE
     from analysis.export_perfetto import write_perfetto
-    from analysis.export_xentrace import DEFAULT_TIMEBASE_HZ, XentraceExportError, write_xentrace
     from analysis.export_xentrace import FILE_NAME as XENTRACE_FILE
+    from analysis.export_xentrace import XentraceExportError, run_timebase_hz, write_xentrace
     from analysis.run import load_run
 
     run_dir = Path(args.run_dir)
@@ -85,7 +85,7 @@ def _export(args: argparse.Namespace) -> int:
                 count = write_perfetto(run, text)
             what = f"{count} trace events; open it in ui.perfetto.dev or chrome://tracing"
         else:
-            hz = timebase or DEFAULT_TIMEBASE_HZ
+            hz = timebase or run_timebase_hz(run)
             with partial.open("wb") as binary:
                 size = write_xentrace(run, binary, hz)
             what = f"{size} bytes; read it with xenalyze --cpu-hz={hz} --summary {target}"
@@ -115,8 +115,8 @@ def add_export_command(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     export.add_argument(
         "--timebase",
         metavar="HZ",
-        help="xentrace: cycles per second of the cycle counter (default: the 970's timebase, "
-        "33.333333MHz); pass the same to xenalyze --cpu-hz",
+        help="xentrace: cycles per second of the cycle counter (default: the run's timebase "
+        "from run.json, else 33.333333MHz); pass the same to xenalyze --cpu-hz",
     )
     export.set_defaults(func=_export)
 

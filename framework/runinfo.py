@@ -90,6 +90,7 @@ def write_run_json(
     stalled_workloads: Sequence[Mapping[str, Any]] = (),
     warnings: Sequence[str] = (),
     simulator_bugs: Sequence[Mapping[str, Any]] = (),
+    machine: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write `directory/run.json` with sorted keys; domain ids become string keys.
 
@@ -97,6 +98,8 @@ def write_run_json(
     workload index, why); `warnings` says each in one line, as `xen970 run` prints it;
     `simulator_bugs` the unexpected exceptions out of hypercall handlers (time, domain,
     VCPU, hypercall, number, arguments, reason), each of which crashed its caller.
+    `machine` is the host's fixed facts (`framework.xen.host_facts`: CPUs, clock,
+    timebase, memory, Xen's version, dom0's uname), what `xm info` shows of them.
     `expect` is the scenario's checks in normal form; `expectations` (their results) and
     `outcome` are filled in by `analysis.expectations.check_run_dir` once the trace is
     written."""
@@ -117,6 +120,7 @@ def write_run_json(
         "stalled_workloads": [dict(w) for w in stalled_workloads],
         "warnings": list(warnings),
         "simulator_bugs": [dict(b) for b in simulator_bugs],
+        "machine": dict(machine or {}),
     }
     path = out / RUN_FILE
     path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")

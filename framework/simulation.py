@@ -27,6 +27,7 @@ from framework.compiled import warn_if_stale
 from framework.dom0.devctl import vif_mac
 from framework.dom0.userspace import Dom0
 from framework.dom0.xm_create import workload_properties
+from framework.dom0.xm_views import UNAME, XEND_CONFIG_FORMAT
 from framework.errors import UsageError
 from framework.guest.guest_os import GuestOS
 from framework.guest.kernel import GuestKernel
@@ -48,6 +49,7 @@ from framework.scenario import Scenario
 from framework.trace.recorder import TRACE_FILE, Recorder
 from framework.workload_progress import stalled_workloads
 from framework.xen.domain import Domain
+from framework.xen.host_facts import host_facts
 from framework.xen.hypervisor import Hypervisor
 from framework.xen.jitter import Jitter, JitterParams
 from framework.xen.public.arch_powerpc import KernelImage
@@ -152,6 +154,9 @@ class Simulation:
         self.guests = GuestOS(self.machine, self.rec, dom0=self.dom0, hardware=self.devices)
         self.xen.destroy_hooks.append(self._destroyed)
         self.kernel = self.dom0.kernel_image
+        #: Free machine pages before dom0 was built: what every traced mem.alloc and
+        #: mem.free start from (analysis.xm_info's free_memory).
+        self.free_pages_at_boot = self.xen.alloc.free_bytes >> 12
         d0 = scenario.dom0
         self.xen.build_dom0(
             memory=d0.memory,
@@ -203,6 +208,16 @@ class Simulation:
         for name in self.dom0.logged_domains():
             logs.setdefault(name, self.dom0.console_log(name))
         return logs
+
+    def machine_facts(self) -> dict[str, object]:
+        """run.json's `machine`: Xen's host facts, the free memory before dom0, dom0's
+        uname and xend's config format (every fixed line of `xm info`)."""
+        return {
+            **host_facts(self.xen),
+            "free_pages_at_boot": self.free_pages_at_boot,
+            "dom0_uname": dict(UNAME),
+            "xend_config_format": XEND_CONFIG_FORMAT,
+        }
 
     # -- dom0 and the memory account -------------------------------------------------------
     def _dom0_devtree(self) -> DomainDevtreeSpec:
@@ -316,6 +331,7 @@ def run_scenario(
         stalled_workloads=[w.as_json() for w in stalled],
         warnings=warnings,
         simulator_bugs=[b.as_json() for b in bugs],
+        machine=sim.machine_facts(),
     )
     said = tuple(warnings)
     bug_lines = tuple(b.message() for b in bugs)

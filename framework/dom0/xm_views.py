@@ -8,7 +8,9 @@ getvcpuaffinity per VCPU; `info` sysctl physinfo and sched_id and xen_version
 info); `dmesg` sysctl readconsole. Names are xend's own (Domain-0 and the names it gave
 the guests it created). The output is byte for byte Xen 3.1's `xm` (tools/python/xen/xm/
 main.py: xm_brief_list, xm_vcpu_list, xm_info, xm_dmesg), with xend's node info; the
-`system`/`host`/`release`/`version`/`machine` lines are dom0's uname, fixed here.
+`system`/`host`/`release`/`version`/`machine` lines are dom0's uname, fixed here. The
+text formats are `analysis.xm_format`'s, which `analysis.xm` also prints through when it
+rebuilds these views from a finished run.
 """
 
 from __future__ import annotations
@@ -16,6 +18,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
+from analysis.xm_format import (
+    VcpuRow,
+    format_hw_caps,
+    format_info,
+    format_list,
+    format_no_domain,
+    format_state,
+    format_vcpu_list,
+)
 from framework.dom0.toolstack import HypercallPort, Toolstack
 from framework.xen.public.domctl import (
     GETDOMAININFO,
@@ -50,15 +61,7 @@ from framework.xen.public.version import (
 from framework.xen.public.xen import HYPERVISOR_sysctl, HYPERVISOR_xen_version, xen_mark
 from framework.xen.public.xencomm import build_descriptor, descriptor_for_buffer
 
-__all__ = [
-    "DOM0_NAME",
-    "UNAME",
-    "XmViews",
-    "format_cpumap",
-    "format_list",
-    "format_vcpu_list",
-    "state_string",
-]
+__all__ = ["DOM0_NAME", "UNAME", "XEND_CONFIG_FORMAT", "XmViews", "state_string"]
 
 #: What xend calls dom0.
 DOM0_NAME: Final = "Domain-0"
@@ -72,24 +75,8 @@ UNAME: Final = (
 )
 _MAX_DOMAINS: Final = 1024
 _DMESG_BYTES: Final = 16384  # xend reads the whole ring in one call
-# xm's own format strings, kept as main.py writes them (so their widths can be compared).
-_LIST_HEADER: Final = "%-40s %3s %5s %5s %10s %9s" % (  # noqa: UP031
-    "Name",
-    "ID",
-    "Mem",
-    "VCPUs",
-    "State",
-    "Time(s)",
-)
-_VCPU_HEADER: Final = "%-32s %3s %5s %5s %5s %9s %s" % (  # noqa: UP031
-    "Name",
-    "ID",
-    "VCPU",
-    "CPU",
-    "State",
-    "Time(s)",
-    "CPU Affinity",
-)
+#: xend 3.1's `xend_config_format` (the last line of `xm info`).
+XEND_CONFIG_FORMAT: Final = 4
 
 
 def state_string(flags: int) -> str:
@@ -97,70 +84,14 @@ def state_string(flags: int) -> str:
     down for a crash shows `c`, not `s` (libxc's xc_domain_getinfo)."""
     shutdown = bool(flags & DOMINF_shutdown)
     crashed = shutdown and (flags >> XEN_DOMINF_shutdownshift) & 0xFF == SHUTDOWN_crash
-    on = (
-        flags & DOMINF_running,
-        flags & DOMINF_blocked,
-        flags & DOMINF_paused,
-        shutdown and not crashed,
-        crashed,
-        flags & DOMINF_dying,
+    return format_state(
+        running=bool(flags & DOMINF_running),
+        blocked=bool(flags & DOMINF_blocked),
+        paused=bool(flags & DOMINF_paused),
+        shutdown=shutdown and not crashed,
+        crashed=crashed,
+        dying=bool(flags & DOMINF_dying),
     )
-    return "".join(c if bit else "-" for c, bit in zip("rbpscd", on, strict=True))
-
-
-def format_list(rows: list[tuple[str, int, int, int, str, int]]) -> str:
-    """`xm list`: (name, domid, MiB, online VCPUs, state, cpu ns) rows, sorted by name as
-    xend's list_sorted does."""
-    out = [_LIST_HEADER]
-    for name, domid, mem, vcpus, state, cpu_ns in sorted(rows):
-        line = "%-40s %3s %5d %5d %10s %8.1f"
-        out.append(line % (name, domid, mem, vcpus, state, cpu_ns / 1e9))
-    return "\n".join(out) + "\n"
-
-
-def format_cpumap(cpus: list[int], nr_cpus: int) -> str:
-    """xm vcpu-list's affinity: `any cpu`, or ranges `0-1,3`."""
-    cpumap = sorted({c % nr_cpus for c in cpus})
-    if len(cpumap) == nr_cpus:
-        return "any cpu"
-    if not cpumap:
-        return "no cpus"
-    pairs: list[list[int]] = []
-    for c in cpumap:
-        if pairs and c == pairs[-1][1] + 1:
-            pairs[-1][1] = c
-        else:
-            pairs.append([c, c])
-    return ",".join(f"{a}" if a == b else f"{a}-{b}" for a, b in pairs)
-
-
-#: One VCPU as vcpu-list shows it: (number, online, blocked, running, cpu ns, cpu, cpus).
-VcpuRow = tuple[int, int, int, int, int, int, list[int]]
-
-
-def format_vcpu_list(doms: list[tuple[str, int, list[VcpuRow]]], nr_cpus: int) -> str:
-    """`xm vcpu-list`: per domain (in xend's order, by name) each VCPU's line."""
-    out = [_VCPU_HEADER]
-    for name, domid, vcpus in sorted(doms):
-        for number, online, blocked, running, cpu_ns, cpu, cpus in vcpus:
-            if online:
-                c = str(cpu)
-                s = ("r" if running else "-") + ("b" if blocked else "-") + "-"
-            else:
-                c, s = "-", "--p"
-            out.append(
-                "%-32s %3d %5d %5s %5s  %8.1f %s"  # noqa: UP031
-                % (name, domid, number, c, s, cpu_ns / 1e9, format_cpumap(cpus, nr_cpus))
-            )
-    return "\n".join(out) + "\n"
-
-
-def _hw_caps(words: list[int]) -> str:
-    """xc.physinfo's hw_caps: eight `%08x:` words, cut after the last non-zero one (all
-    zero: the whole string, trailing colon and all, as xc.c's loop leaves it)."""
-    text = "".join(f"{w:08x}:" for w in words)
-    last = max((9 * (i + 1) for i, w in enumerate(words) if w), default=0)
-    return text[: last - 1] if last else text
 
 
 def _cstr(data: bytes) -> str:
@@ -244,7 +175,7 @@ class XmViews:
         if domain is not None:
             rows = [r for r in rows if domain in (r[0], str(r[1]))]
             if not rows:
-                return f"Error: Domain '{domain}' does not exist.\n"
+                return format_no_domain(domain)
         return format_list(rows)
 
     def xm_vcpu_list(self, domain: str | None = None) -> str:
@@ -281,7 +212,7 @@ class XmViews:
                 )
             doms.append((name, domid, vcpus))
         if domain is not None and not doms:
-            return f"Error: Domain '{domain}' does not exist.\n"
+            return format_no_domain(domain)
         return format_vcpu_list(doms, nr_cpus)
 
     def xm_info(self) -> str:
@@ -296,35 +227,32 @@ class XmViews:
         virt_start = int.from_bytes(self._version(XENVER_platform_parameters, 8)[1], "big")
         nodes, sockets = phys["physinfo_nr_nodes"], phys["physinfo_sockets_per_node"]
         cores, threads = phys["physinfo_cores_per_socket"], phys["physinfo_threads_per_core"]
-        items: list[tuple[str, object]] = [
-            *UNAME,
-            ("nr_cpus", nodes * sockets * cores * threads),
-            ("nr_nodes", nodes),
-            ("sockets_per_node", sockets),
-            ("cores_per_socket", cores),
-            ("threads_per_core", threads),
-            ("cpu_mhz", phys["physinfo_cpu_khz"] // 1000),
-            ("hw_caps", _hw_caps([0] * 8)),
-            ("total_memory", phys["physinfo_total_pages"] * 4 // 1024),
-            ("free_memory", phys["physinfo_free_pages"] * 4 // 1024),
-            ("xen_major", version >> 16),
-            ("xen_minor", version & 0xFFFF),
-            ("xen_extra", extra),
-            ("xen_caps", caps),
-            (
-                "xen_scheduler",
-                "credit" if sched["sched_id"] == XEN_SCHEDULER_CREDIT else "unknown",
-            ),
-            ("xen_pagesize", pagesize),
-            ("platform_params", f"virt_start={virt_start:#x}"),
-            ("xen_changeset", changeset),
-            ("cc_compiler", _cstr(cc[0:64])),
-            ("cc_compile_by", _cstr(cc[64:80])),
-            ("cc_compile_domain", _cstr(cc[80:112])),
-            ("cc_compile_date", _cstr(cc[112:144])),
-            ("xend_config_format", 4),
-        ]
-        return "".join("%-23s: %s\n" % (k, v) for k, v in items)  # noqa: UP031
+        values: dict[str, object] = {
+            **dict(UNAME),
+            "nr_cpus": nodes * sockets * cores * threads,
+            "nr_nodes": nodes,
+            "sockets_per_node": sockets,
+            "cores_per_socket": cores,
+            "threads_per_core": threads,
+            "cpu_mhz": phys["physinfo_cpu_khz"] // 1000,
+            "hw_caps": format_hw_caps([0] * 8),
+            "total_memory": phys["physinfo_total_pages"] * 4 // 1024,
+            "free_memory": phys["physinfo_free_pages"] * 4 // 1024,
+            "xen_major": version >> 16,
+            "xen_minor": version & 0xFFFF,
+            "xen_extra": extra,
+            "xen_caps": caps,
+            "xen_scheduler": "credit" if sched["sched_id"] == XEN_SCHEDULER_CREDIT else "unknown",
+            "xen_pagesize": pagesize,
+            "platform_params": f"virt_start={virt_start:#x}",
+            "xen_changeset": changeset,
+            "cc_compiler": _cstr(cc[0:64]),
+            "cc_compile_by": _cstr(cc[64:80]),
+            "cc_compile_domain": _cstr(cc[80:112]),
+            "cc_compile_date": _cstr(cc[112:144]),
+            "xend_config_format": XEND_CONFIG_FORMAT,
+        }
+        return format_info(values)
 
     def xm_dmesg(self, clear: bool = False) -> str:
         """sysctl readconsole of the whole ring (`-c` clears what it read)."""

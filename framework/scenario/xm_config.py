@@ -21,10 +21,13 @@ How the keys map (xm 3.1's `create.py` names them):
 - `vif`: each `'bridge=xenbr0, mac=00:16:3e:..'` (an empty string for the defaults) -> a
   vif; `ip`, `script`, `vifname`, `rate`, `model`, `accel` are ignored with a warning.
 - `builder` must be `linux` (the 970 has no HVM).
+- `on_poweroff`, `on_reboot`, `on_crash`: what xend does once the guest shut down, as
+  xm 3.1 spells it: `destroy`, `restart` or `preserve` -> the same YAML field.
+  `rename-restart` (xend renames the old domain, keeps it, and builds a new one under the
+  name) is refused: xend's renaming is not modelled.
 - Ignored with a warning (they do not change what xen970 models): `kernel` and `ramdisk`
   (every guest boots xen970's own PPC64 kernel), `extra`, `root`, `bootloader`,
-  `bootargs`, `bootentry`, `uuid`, `maxmem`, `on_poweroff`, `on_reboot`, `on_crash`,
-  `restart`, `features`, `localtime`, `rtc_timeoffset`, `ip`, `gateway`, `netmask`,
+  `bootargs`, `bootentry`, `uuid`, `maxmem`, `restart`, `features`, `localtime`, `rtc_timeoffset`, `ip`, `gateway`, `netmask`,
   `hostname`, `interface`, `dhcp`, `nfs_server`, `nfs_root`, `serial`, `keymap`,
   `shadow_memory`, `access_control`, `on_xend_start`, `on_xend_stop`.
 - Every other key xm knows is refused with the reason (HVM and x86 options, PCI and I/O
@@ -59,10 +62,9 @@ MAX_CONFIG_BYTES: Final = 64 << 10
 IGNORED: Final = frozenset(
     {
         "kernel", "ramdisk", "extra", "root", "bootloader", "bootargs", "bootentry", "uuid",
-        "maxmem", "on_poweroff", "on_reboot", "on_crash", "restart", "features", "localtime",
-        "rtc_timeoffset", "ip", "gateway", "netmask", "hostname", "interface", "dhcp",
-        "nfs_server", "nfs_root", "serial", "keymap", "shadow_memory", "access_control",
-        "on_xend_start", "on_xend_stop",
+        "maxmem", "restart", "features", "localtime", "rtc_timeoffset", "ip", "gateway",
+        "netmask", "hostname", "interface", "dhcp", "nfs_server", "nfs_root", "serial",
+        "keymap", "shadow_memory", "access_control", "on_xend_start", "on_xend_stop",
     }
 )  # fmt: skip
 #: Keys xm 3.1 knows that xen970 refuses, with the reason.
@@ -110,9 +112,17 @@ REFUSED: Final[dict[str, str]] = {
     "netif": "driver domains are not modelled; dom0 serves every device",
     "nics": "deprecated in xm; list the interfaces in vif",
 }
+_EXITS: Final = ("on_poweroff", "on_reboot", "on_crash")
 _MAPPED: Final = frozenset(
     {"name", "memory", "vcpus", "cpus", "cpu_weight", "cpu_cap", "disk", "vif", "builder"}
+    | set(_EXITS)
 )
+#: xm 3.1's restart modes (XendConstants.restart_modes), and what xen970 does with them.
+_EXIT_MODES: Final = ("destroy", "restart", "preserve")
+_EXIT_REFUSED: Final = {
+    "rename-restart": "rename-restart (xend renames the shut-down domain, keeps it and "
+    "builds a new one under its name) is not modelled; use restart or preserve",
+}
 _VIF_IGNORED: Final = frozenset({"ip", "script", "vifname", "rate", "model", "accel"})
 
 Literal = str | int | float | bool | None | list["Literal"]
@@ -310,6 +320,19 @@ def _vif(entry: Literal, label: str, warnings: list[str]) -> dict[str, object]:
     return vif
 
 
+def _exit_mode(value: Literal) -> str:
+    """`on_poweroff` / `on_reboot` / `on_crash`: one of xm's restart modes xen970 models."""
+    if isinstance(value, str) and value in _EXIT_MODES:
+        return value
+    if isinstance(value, str) and value in _EXIT_REFUSED:
+        raise Problem((), _EXIT_REFUSED[value])
+    raise Problem(
+        (),
+        f"{clip(repr(value))}: expected one of {', '.join(_EXIT_MODES)} (or xm's "
+        "rename-restart, which is not modelled)",
+    )
+
+
 def _convert(cfg: XmConfig, found: dict[str, tuple[int, Literal]], base: Path) -> None:
     """Fill `cfg.domain` and `cfg.origin` from the file's assignments."""
     dom, origin = cfg.domain, cfg.origin
@@ -336,6 +359,9 @@ def _convert(cfg: XmConfig, found: dict[str, tuple[int, Literal]], base: Path) -
             elif key == "cpus":
                 dom["affinity"] = parse_cpus(value)
                 origin[("affinity",)] = (key, line)
+            elif key in _EXITS:
+                dom[key] = _exit_mode(value)
+                origin[(key,)] = (key, line)
             elif key in ("disk", "vif"):
                 entries = value if isinstance(value, list) else [value]
                 for k, entry in enumerate(entries):

@@ -78,3 +78,4 @@ class K:
     XEN_PRINTK: Final = 64
     SCHED_AFFINITY: Final = 65
     XM_VIEW: Final = 66
+    VCPU_CREATE: Final = 67

@@ -194,6 +194,9 @@ KINDS: tuple[Kind, ...] = (
     Kind("xm.view", "dom0 ran an xm view command (list, vcpu-list, info, dmesg, domid, "
          "domname) and got this output; also written to the run directory's xm/.", (),
          "the command line, then the output"),
+    Kind("vcpu.create", "Xen created the VCPU (max_vcpus) and placed it on physical CPU "
+         "`processor`, where it stays until it first runs (analysis.xm_vcpu_list's CPU).",
+         ("processor",)),
 )  # fmt: skip
 
 FIELD_DOCS: dict[str, str] = {
@@ -251,6 +254,7 @@ FIELD_DOCS: dict[str, str] = {
     "4 Connected, 5 Closing, 6 Closed",
     "xb_prev": "XenbusState left (same codes as `xb_state`)",
     "cpumap": "bit n set = physical CPU n allowed",
+    "processor": "physical CPU the VCPU was placed on",
 }
 
 #: Fields whose values are codes of an enumeration this package does not own (it imports

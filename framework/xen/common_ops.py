@@ -33,6 +33,7 @@ from framework.xen.public.version import (
     XEN_CHANGESET,
     XEN_COMPILE_INFO,
     XEN_EXTRAVERSION,
+    XEN_PAGESIZE,
     XEN_PLATFORM_PARAMETERS,
     XEN_VERSION,
     XENVER_capabilities,
@@ -195,7 +196,7 @@ def do_xen_version(xen: Hypervisor, core: Core, v: Vcpu) -> int:
     if cmd == XENVER_version:
         return XEN_VERSION[0] << 16 | XEN_VERSION[1]
     if cmd == XENVER_pagesize:
-        return 4096
+        return XEN_PAGESIZE
     data = {
         XENVER_extraversion: XEN_EXTRAVERSION,
         XENVER_capabilities: XEN_CAPABILITIES,

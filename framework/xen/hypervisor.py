@@ -208,6 +208,7 @@ class Hypervisor:
             v.arch.tr.set_hid4(dom.hid4) if dom.hid4 else None
             v.arch.tr.sdr1 = dom.sdr1
             v.processor = self.sched.add_vcpu(dom.domid, i, dom.affinity.get(i)).processor
+            self.rec.emit(K.VCPU_CREATE, self.now(), -1, dom.domid, i, v.processor)
         dom.max_vcpus = n
 
     def set_vcpu_context(self, v: Vcpu, regs: dict[int, int], msr: int) -> None:

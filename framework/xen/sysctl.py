@@ -36,16 +36,23 @@ if TYPE_CHECKING:
 SysctlOp = Callable[["Hypervisor", Xencomm, dict[str, int]], int]
 
 
-def _physinfo(xen: Hypervisor, comm: Xencomm, op: dict[str, int]) -> int:
+def physinfo(xen: Hypervisor) -> dict[str, int]:
+    """physinfo's fields (`SYSCTL` names) now."""
     # One thread per core and one core per socket: the 970/970FX; sockets = CPUs.
-    op["physinfo_threads_per_core"] = 1
-    op["physinfo_cores_per_socket"] = 1
-    op["physinfo_sockets_per_node"] = xen.ncpus
-    op["physinfo_nr_nodes"] = 1
-    op["physinfo_cpu_khz"] = xen.machine.config.clock_hz // 1000
-    op["physinfo_total_pages"] = xen.alloc.total_pages
-    op["physinfo_free_pages"] = xen.alloc.free_bytes >> PAGE_SHIFT
-    op["physinfo_scrub_pages"] = 0
+    return {
+        "physinfo_threads_per_core": 1,
+        "physinfo_cores_per_socket": 1,
+        "physinfo_sockets_per_node": xen.ncpus,
+        "physinfo_nr_nodes": 1,
+        "physinfo_cpu_khz": xen.machine.config.clock_hz // 1000,
+        "physinfo_total_pages": xen.alloc.total_pages,
+        "physinfo_free_pages": xen.alloc.free_bytes >> PAGE_SHIFT,
+        "physinfo_scrub_pages": 0,
+    }
+
+
+def _physinfo(xen: Hypervisor, comm: Xencomm, op: dict[str, int]) -> int:
+    op.update(physinfo(xen))
     return 0
 
 
@@ -120,4 +127,4 @@ def _touched(name: str, cmd: int) -> bool:
     return name.startswith(_PREFIX[cmd])
 
 
-__all__ = ["SYSCTL_OPS", "do_sysctl"]
+__all__ = ["SYSCTL_OPS", "do_sysctl", "physinfo"]

@@ -68,9 +68,22 @@ def test_config_file_maps_to_the_same_domain_as_yaml(tmp_path: Path) -> None:
     assert (d.vbds[0].mode, d.vbds[1].mode, d.vbds[0].size) == ("w", "r", 1 << 20)
     assert [v.mac for v in d.vifs] == ["00:16:3e:00:00:01", None]
     assert len(d.workloads) == 1  # the scenario's own keys join the file's
+    assert d.on_crash == "preserve"  # mapped, not ignored
     warned = " | ".join(s.load_warnings)
-    for key, line in (("on_crash", 9), ("kernel", 10), ("extra", 11)):
+    assert "on_crash" not in warned
+    for key, line in (("kernel", 10), ("extra", 11)):
         assert f"guests/web.cfg:{line}: {key} is ignored" in warned
+
+
+def test_on_poweroff_reboot_crash_map_to_the_domains_exit_actions(tmp_path: Path) -> None:
+    cfg = "name = 'web'\nmemory = 64\non_poweroff = 'preserve'\non_reboot = 'destroy'\n"
+    s = load_scenario(_files(tmp_path, cfg + "on_crash = 'restart'\n"))
+    d = s.domains[0]
+    assert (d.on_poweroff, d.on_reboot, d.on_crash) == ("preserve", "destroy", "restart")
+    assert not s.load_warnings
+    # Not given: the same defaults as a YAML domain's.
+    d = load_scenario(_files(tmp_path, "name = 'web'\nmemory = 64\n")).domains[0]
+    assert (d.on_poweroff, d.on_reboot, d.on_crash) == ("destroy", "restart", "preserve")
 
 
 def test_config_file_changes_the_scenario_hash(tmp_path: Path) -> None:
@@ -100,6 +113,9 @@ def test_config_file_changes_the_scenario_hash(tmp_path: Path) -> None:
         ("pci = ['01:00.0']", r"web\.cfg:3: pci: PCI pass-through is not modelled"),
         ("acpi = 1", r"web\.cfg:3: acpi: an HVM option"),
         ("frobnicate = 1", r"web\.cfg:3: frobnicate: unknown xm config key"),
+        ("on_crash = 'rename-restart'", r"web\.cfg:3: on_crash: rename-restart .* not modelled"),
+        ("on_reboot = 'explode'", r"web\.cfg:3: on_reboot: 'explode': expected one of destroy, "),
+        ("on_poweroff = 1", r"web\.cfg:3: on_poweroff: 1: expected one of destroy, restart"),
         ("name = 'other'", r"web\.cfg:3: name: assigned twice \(first on line 2\)"),
         ("memory = (", r"web\.cfg:3: \(config\): Python syntax error"),
     ],

@@ -33,7 +33,7 @@ def test_kinds_named_in_the_brief_exist_with_their_fields() -> None:
         assert KIND_BY_NAME[name].fields == fields
     assert KIND_BY_NAME["hcall.enter"].text == "hypercall name"
     assert KIND_BY_NAME["sched.block"].text is None
-    assert len(KINDS) == 67
+    assert len(KINDS) == 68
 
 
 def test_names_unique_fields_bounded_and_documented() -> None:

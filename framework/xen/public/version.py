@@ -11,6 +11,8 @@ XENVER_capabilities: Final = 3
 XENVER_changeset: Final = 4
 XENVER_platform_parameters: Final = 5
 XENVER_pagesize: Final = 7
+#: What XENVER_pagesize answers.
+XEN_PAGESIZE: Final = 4096
 XEN_VERSION: Final = (3, 0)
 XEN_EXTRAVERSION: Final = b".4-xen970\0"
 XEN_CAPABILITIES: Final = b"xen-3.0-powerpc64\0"
