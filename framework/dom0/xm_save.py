@@ -165,6 +165,8 @@ class XmSave:
         dom0.store.introduce(core, domid, sport)
         dom0.consoled.connect(core, domid, cport, d.name)
         dom0.xm.plug_spec(core, d, domid, dom0.xend)
+        assert dom0.kernel is not None
+        dom0.xm.announce_restored(core, dom0.kernel, d, domid)
         try:
             unpause(ts, domid)
         except BuildError as err:
