@@ -24,6 +24,7 @@ from framework.errors import BuildError, SaveFileError
 from framework.hw970.core import Core
 from framework.save_file import verify
 from framework.scenario import DomainSpec, RestoreAction, SaveAction, Scenario
+from framework.scenario.fields import reloadable_dump
 from framework.trace.ids import K
 from framework.xen.public.domctl import (
     DOMINF_shutdown,
@@ -120,7 +121,7 @@ class XmSave:
     def _config(self, d: DomainSpec) -> dict[str, object]:
         """The domain's entry, with each vbd naming the disk file it really uses (a run's
         own disk included), so the file alone restores it in another run."""
-        config = d.model_dump(mode="json")
+        config = reloadable_dump(d)
         for dev in config.get("devices", []):
             if isinstance(dev, dict) and dev.get("kind") == "vbd":
                 vbd = next(v for v in d.vbds if v.name == dev["name"])
