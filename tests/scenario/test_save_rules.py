@@ -40,3 +40,17 @@ def test_what_a_save_cannot_carry_is_refused_in_one_line(domain: str, why: str) 
         parse_scenario(text)
     assert why in str(err.value) and "timeline[0]" in str(err.value)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("saved", ["a", "b"])
+def test_a_domain_in_a_grant_is_not_saved_yet(saved: str) -> None:
+    text = (
+        "name: s\nduration: 100ms\n"
+        "domains: [{name: a, memory: 64MiB}, {name: b, memory: 64MiB}]\n"
+        "grants: [{name: g1, granter: a, peer: b}]\n"
+        f"timeline:\n  - {{action: save, at: 10ms, domain: {saved}, file: x.save}}\n"
+    )
+    with pytest.raises(ScenarioError) as err:
+        parse_scenario(text)
+    msg = str(err.value)
+    assert "grant 'g1'" in msg and "timeline[0]" in msg and "\n" not in msg
