@@ -24,6 +24,7 @@ from framework.dom0.xend import DeviceConfig, Xend
 from framework.errors import BuildError
 from framework.guest.kernel import GuestKernel
 from framework.guest.kmem import KernelMemory
+from framework.guest.pingpong import PEER_NODE as PINGPONG_PEER_NODE
 from framework.hw970.core import Core
 from framework.scenario import (
     BlockioWorkload,
@@ -257,6 +258,16 @@ class XmCreate:
             configs.append(self.vif_device(domid, n, vif.bridge, self.macs[(i, n)]))
         if configs:
             xend.add_devices(core, domid, configs)
+
+    def announce_restored(self, core: Core, k: GuestKernel, d: DomainSpec, domid: int) -> None:
+        """A restored guest's pingpong peer learns its new domid: xend writes it in the
+        peer's `data/pingpong/peer`, which the peer's kernel watches (as xend writes a
+        restored frontend's backend entries in a driver domain's home)."""
+        assert k.xenbus is not None
+        for w in d.workloads:
+            peer = self.domids.get(w.peer) if isinstance(w, PingpongWorkload) else None
+            if peer is not None and peer != domid:
+                k.xenbus.write(core, f"/local/domain/{peer}/{PINGPONG_PEER_NODE}", str(domid))
 
     def vbd_device(
         self, core: Core, xend: Xend, name: str, domid: int, vbd: VbdSpec, verb: str

@@ -24,6 +24,7 @@ from framework.errors import BuildError, SaveFileError
 from framework.hw970.core import Core
 from framework.save_file import verify
 from framework.scenario import DomainSpec, RestoreAction, SaveAction, Scenario
+from framework.scenario.fields import reloadable_dump
 from framework.trace.ids import K
 from framework.xen.public.domctl import (
     DOMINF_shutdown,
@@ -120,7 +121,7 @@ class XmSave:
     def _config(self, d: DomainSpec) -> dict[str, object]:
         """The domain's entry, with each vbd naming the disk file it really uses (a run's
         own disk included), so the file alone restores it in another run."""
-        config = d.model_dump(mode="json")
+        config = reloadable_dump(d)
         for dev in config.get("devices", []):
             if isinstance(dev, dict) and dev.get("kind") == "vbd":
                 vbd = next(v for v in d.vbds if v.name == dev["name"])
@@ -165,6 +166,8 @@ class XmSave:
         dom0.store.introduce(core, domid, sport)
         dom0.consoled.connect(core, domid, cport, d.name)
         dom0.xm.plug_spec(core, d, domid, dom0.xend)
+        assert dom0.kernel is not None
+        dom0.xm.announce_restored(core, dom0.kernel, d, domid)
         try:
             unpause(ts, domid)
         except BuildError as err:

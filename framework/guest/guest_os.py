@@ -32,6 +32,7 @@ from framework.guest.kernel import (
 from framework.guest.kmem import KernelMemory
 from framework.guest.netback import NetBack
 from framework.guest.pages import PagePool
+from framework.guest.pingpong import Pingpong
 from framework.guest.runtime import (
     AREA_BASE,
     AREA_CONT,
@@ -63,10 +64,6 @@ from framework.trace.ids import K
 from framework.trace.recorder import Recorder
 from framework.xen.public.arch_powerpc import FOREIGN_GPA_BASE
 from framework.xen.public.devtree import WorkloadValue, parse_domain_devtree, workload_groups
-from framework.xen.public.event_channel import (
-    EVTCHN_BIND_INTERDOMAIN,
-    EVTCHNOP_bind_interdomain,
-)
 from framework.xen.public.papr import H_ENTER, H_SUCCESS
 from framework.xen.public.sched import (
     SCHED_SHUTDOWN,
@@ -76,7 +73,6 @@ from framework.xen.public.sched import (
 )
 from framework.xen.public.vcpu import VCPUOP_up
 from framework.xen.public.xen import (
-    HYPERVISOR_event_channel_op,
     HYPERVISOR_sched_op,
     HYPERVISOR_vcpu_op,
     xen_mark,
@@ -304,7 +300,15 @@ class GuestOS:
         nothing there answers it (the pong side's events were lost that way)."""
         wl = k.spec.workload
         if wl.get("pingpong-role"):
-            self._start_pingpong(core, k, _workload_int(wl.get("pingpong-vcpu", 0), "vcpu"))
+            k.pingpong = Pingpong(
+                k,
+                self.progress,
+                str(wl["pingpong-role"]),
+                _workload_int(wl["pingpong-peer"], "pingpong-peer"),
+                rounds=_workload_int(wl.get("pingpong-rounds", 0), "pingpong-rounds"),
+                vcpu=_workload_int(wl.get("pingpong-vcpu", 0), "vcpu"),
+            )
+            k.pingpong.start(core, _workload_int(wl["pingpong-port"], "pingpong-port"))
 
     def _start_workloads(
         self, core: Core, k: GuestKernel, vid: int, rec: ResumeRecord | None = None
@@ -388,57 +392,6 @@ class GuestOS:
 
         k.add_timer(core, core.now_ns() + every if first is None else first, line, tag)
 
-    def _start_pingpong(self, core: Core, k: GuestKernel, vid: int) -> None:
-        wl = k.spec.workload
-        role = str(wl["pingpong-role"])
-        k.pingpong_role = role
-        k.pingpong_rounds = _workload_int(wl.get("pingpong-rounds", 0), "pingpong-rounds")
-        if role == "ping":
-            rc, out = k.op(
-                core,
-                HYPERVISOR_event_channel_op,
-                EVTCHNOP_bind_interdomain,
-                EVTCHN_BIND_INTERDOMAIN,
-                remote_dom=_workload_int(wl["pingpong-peer"], "pingpong-peer"),
-                remote_port=_workload_int(wl["pingpong-port"], "pingpong-port"),
-            )
-            if rc != 0:
-                k.console(core, f"pingpong: bind_interdomain failed ({rc})")
-                return
-            port = out["local_port"]
-        else:
-            port = _workload_int(wl["pingpong-port"], "pingpong-port")
-        if vid:
-            k.evtchn_bind_vcpu(core, port, vid)
-
-        progress = self.progress
-        key = (k.domid, "pingpong")
-        progress[key] = 0
-
-        def handler(c: Core, p: int) -> None:
-            if k.pingpong_role == "pong":
-                k.send(c, p)
-                progress[key] += 1
-                return
-            # ping: the first event is the bind notification, each later one ends a round.
-            k.pingpong_done += 1
-            completed = k.pingpong_done - 1
-            if completed:
-                progress[key] = completed
-                self.rec.emit(
-                    K.GUEST_MARK,
-                    c.now_ns(),
-                    c.cpu_id,
-                    k.domid,
-                    -1,
-                    completed,
-                    text="pingpong.round",
-                )
-            if not k.pingpong_rounds or completed < k.pingpong_rounds:
-                k.send(c, p)
-
-        k.port_handlers[port] = handler
-
     # -- suspend and resume (`framework.guest.suspend`) ------------------------------------
     def _suspend(self, core: Core) -> None:
         """In `suspend_stub`: the kernel's state into its memory, then the arguments of
@@ -464,8 +417,12 @@ class GuestOS:
             # Xen dropped the timer deadline when the domain shut down, and events that
             # came meanwhile may wait in rings: re-arm, and look at every port once.
             k.rearm_timers(core)
+            # Not the pingpong port: its handler counts events (a look would be a round),
+            # and an answer that came meanwhile is still pending for the upcall.
+            skip = k.pingpong.port if k.pingpong is not None else -1
             for port, handler in sorted(k.port_handlers.items()):
-                handler(core, port)
+                if port != skip:
+                    handler(core, port)
         else:
             self._resume_new(core)
         return_to_interrupted(core)
@@ -489,6 +446,9 @@ class GuestOS:
             k.frontends = FrontendBus(k, rec.vbds, core.now_ns() - rec.suspend_ns)
         self._start_io(core, k)
         k.emit(core, K.GUEST_MARK, 0, text="resume")
+        k.pingpong = Pingpong.from_record(k, self.progress, rec.pingpong)
+        if k.pingpong is not None:
+            k.pingpong.resume(core)
         self._start_workloads(core, k, st.pir, rec)
 
     def _evtchn_dispatch(self, core: Core) -> None:

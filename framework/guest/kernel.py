@@ -93,6 +93,7 @@ if TYPE_CHECKING:
     from .cpu_hotplug import CpuHotplug
     from .frontends import FrontendBus
     from .netback import NetBack
+    from .pingpong import Pingpong
 
 KERNEL_MSR: Final = MSR_SF | MSR_ME | MSR_EE | MSR_IR | MSR_DR | MSR_RI
 LARGE: Final = 1 << LARGE_PAGE_SHIFT  # the linear map's 16 MiB pages
@@ -130,9 +131,8 @@ class GuestKernel:
     spec: DomainDevtreeSpec
     port_handlers: dict[int, Callable[[Core, int], None]] = field(default_factory=dict)
     timers: dict[int, list[Timer]] = field(default_factory=dict)
-    pingpong_rounds: int = 0
-    pingpong_done: int = 0
-    pingpong_role: str = ""
+    #: Its side of a pingpong pair, if it is in one.
+    pingpong: Pingpong | None = None
     _in_timer: set[int] = field(default_factory=set)
     #: gpa page -> (PTE index, PTE high word) of the kernel's 4 KiB I/O mappings.
     io_ptes: dict[int, tuple[int, int]] = field(default_factory=dict)

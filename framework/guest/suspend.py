@@ -18,8 +18,9 @@ reconnected, and each vbd's frontend connects afresh and re-issues the requests 
 shadow before anything new (Linux's `blkif_recover`).
 
 Departures and limits: only single-VCPU domains suspend (Linux brings the others down
-first; the scenario language refuses a save of a multi-VCPU domain); a pingpong or
-netstream workload is refused too (their channel to the peer is not re-established).
+first; the scenario language refuses a save of a multi-VCPU domain); a netstream workload
+is refused too (its vif is not reconnected). A pingpong side re-establishes its channel
+(`framework.guest.pingpong`).
 
 The record body (`framework.guest.suspend_record` encodes it) is a list:
 
@@ -28,7 +29,9 @@ The record body (`framework.guest.suspend_record` encodes it) is a list:
 (tag `timer.<i>` / `console.<i>`); 5. progress `[[tag, count]]`; 6. vbds, each
 `[devid, ring gpa, next request id, submitted, completed, requests, blockio]`, a request
 `[id, op, sector, nbytes, submit ns, blockio slot, [[page gpa, first, last]]]`, blockio as
-`BlockIo.capture` documents it (`[]` when the vbd has none).
+`BlockIo.capture` documents it (`[]` when the vbd has none); 7. (version 2) the pingpong
+side `[role, peer domid, rounds, vcpu, completed, awaiting]` (`[]` when none; see
+`framework.guest.pingpong`).
 """
 
 from __future__ import annotations
@@ -148,6 +151,7 @@ def capture_kernel(k: GuestKernel, core: Core, progress: dict[str, int]) -> byte
         timers,
         [[tag.encode(), n] for tag, n in sorted(progress.items())],
         vbds,
+        k.pingpong.capture() if k.pingpong is not None else [],
     ]
     return encode_record(body)
 
@@ -157,8 +161,8 @@ class ResumeRecord:
 
     def __init__(self, body: Value) -> None:
         parts = as_list(body)
-        if len(parts) != 7:
-            raise KernelError(f"suspend record: {len(parts)} parts, expected 7")
+        if len(parts) < 7:
+            raise KernelError(f"suspend record: {len(parts)} parts, expected at least 7")
         self.suspend_ns = as_int(parts[0])
         self.devtree_gpa = as_int(parts[1])
         console = as_list(parts[2])
@@ -173,6 +177,8 @@ class ResumeRecord:
             as_bytes(p[0]).decode(): as_int(p[1]) for p in (as_list(x) for x in as_list(parts[5]))
         }
         self.vbds = {as_int(as_list(v)[0]): as_list(v) for v in as_list(parts[6])}
+        #: Version 2: the pingpong side (`Pingpong.capture`), [] when none.
+        self.pingpong: Value = parts[7] if len(parts) > 7 else []
 
 
 def read_record(core: Core) -> ResumeRecord:

@@ -9,7 +9,8 @@ Where: guest-physical `RECORD_GPA` (inside the kernel's data area, below the pag
 at most `RECORD_MAX` bytes; the resume path knows the address, as Linux's resume code knows
 its own static data.
 
-Layout (big-endian): the header `magic` "X970SREC" (8 bytes), `version` (u32, 1), `length`
+Layout (big-endian): the header `magic` "X970SREC" (8 bytes), `version` (u32, 2; version
+1, without the pingpong part, is still read), `length`
 of the body (u32), then the body: one *value* in a small self-describing encoding -
 
 - an integer: `i` then a signed 64-bit integer;
@@ -32,7 +33,9 @@ __all__ = ["RECORD_GPA", "RECORD_MAX", "Value", "decode_record", "encode_record"
 RECORD_GPA: Final = 0x600000
 RECORD_MAX: Final = 0x200000
 _MAGIC: Final = b"X970SREC"
-_VERSION: Final = 1
+_VERSION: Final = 2
+#: Versions a resume reads: 1 lacks the parts added later (read as absent).
+_READABLE: Final = (1, 2)
 _HEADER: Final = struct.Struct(">8sII")
 _I64: Final = struct.Struct(">cq")
 _LEN: Final = struct.Struct(">cI")
@@ -68,7 +71,7 @@ def encode_record(body: Value) -> bytes:
 def record_length(header: bytes) -> int:
     """The body length a header announces (KernelError if it is not a record's)."""
     magic, version, length = _HEADER.unpack(header[: _HEADER.size])
-    if magic != _MAGIC or version != _VERSION or _HEADER.size + length > RECORD_MAX:
+    if magic != _MAGIC or version not in _READABLE or _HEADER.size + length > RECORD_MAX:
         raise KernelError(f"no suspend record (magic {magic!r}, version {version})")
     return length
 

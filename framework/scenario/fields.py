@@ -48,6 +48,7 @@ __all__ = [
     "nearest_line",
     "non_empty",
     "positive_duration",
+    "reloadable_dump",
 ]
 
 #: Most characters of an input value an error message repeats (a 16 MiB name is not echoed).
@@ -216,3 +217,26 @@ class ScenarioModel(BaseModel):
     """Every scenario model: unknown keys are errors, and a validated model is frozen."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _is_duration(metadata: list[object]) -> bool:
+    return any(getattr(m, "func", None) is parse_duration for m in metadata)
+
+
+def reloadable_dump(model: BaseModel) -> dict[str, object]:
+    """`model` as JSON data that validates again: `model_dump(mode="json")` writes a
+    duration as bare nanoseconds, which the language refuses (a unit is required), so
+    each non-zero duration is written `<n>ns` (a save file's configuration)."""
+    out = model.model_dump(mode="json")
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        if _is_duration(info.metadata) and isinstance(value, int) and value:
+            out[name] = f"{value}ns"
+        elif isinstance(value, BaseModel):
+            out[name] = reloadable_dump(value)
+        elif isinstance(value, tuple | list):
+            out[name] = [
+                reloadable_dump(v) if isinstance(v, BaseModel) else o
+                for v, o in zip(value, out[name], strict=True)
+            ]
+    return out

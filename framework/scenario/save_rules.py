@@ -10,26 +10,28 @@ from framework.errors import SaveFileError
 from framework.save_file import verify
 from framework.scenario.domains import DomainSpec
 from framework.scenario.fields import Problem
+from framework.scenario.grants import GrantSpec
 from framework.scenario.timeline import RestoreAction, SaveAction, TimelineAction
-from framework.scenario.workloads import NetstreamWorkload, PingpongWorkload
+from framework.scenario.workloads import NetstreamWorkload
 from framework.units import format_duration
 
-__all__ = ["check_restore_action", "check_save_action", "check_save_files"]
+__all__ = ["check_restore_action", "check_save_action", "check_save_files", "check_save_grants"]
 
 
 def check_save_action(k: int, action: SaveAction, d: DomainSpec) -> None:
-    """What a save can carry: one VCPU, vbds only, no pingpong or netstream."""
+    """What a save can carry: one VCPU, vbds only, no netstream (a pingpong side
+    re-establishes its channel after the restore)."""
     if d.vcpus != 1:
         raise Problem(
             ("timeline", k, "domain"),
             f"domain {d.name!r} has {d.vcpus} VCPUs; only a single-VCPU guest can be saved",
         )
     for w in d.workloads:
-        if isinstance(w, PingpongWorkload | NetstreamWorkload):
+        if isinstance(w, NetstreamWorkload):
             raise Problem(
                 ("timeline", k, "domain"),
                 f"domain {d.name!r} runs a {w.kind} workload, which save/restore does not "
-                "carry (its channel to the peer is not re-established)",
+                "carry (its vif is not reconnected)",
             )
     if d.vifs:
         raise Problem(
@@ -84,3 +86,18 @@ def check_save_files(timeline: tuple[TimelineAction, ...], base_dir: Path) -> No
                 verify(base_dir / action.file)
             except SaveFileError as err:
                 raise Problem(("timeline", k, "file"), str(err)) from err
+
+
+def check_save_grants(timeline: tuple[TimelineAction, ...], grants: tuple[GrantSpec, ...]) -> None:
+    """A domain that grants pages, or is a grant's peer, is not saved: its grants are not
+    re-established after a restore yet (the peer would watch the old domid's directory)."""
+    for k, action in enumerate(timeline):
+        if not isinstance(action, SaveAction):
+            continue
+        for g in grants:
+            if action.domain in (g.granter, g.peer):
+                raise Problem(
+                    ("timeline", k, "domain"),
+                    f"domain {action.domain!r} takes part in grant {g.name!r}; grants are "
+                    "not re-established after a restore yet",
+                )

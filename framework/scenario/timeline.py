@@ -319,7 +319,7 @@ class SaveAction(ScenarioModel):
     """`xm save`: the guest is asked to suspend (xenstore `control/shutdown` = `suspend`),
     suspends itself, and dom0 writes its memory and VCPU state to `file`; then the domain
     is destroyed, or with `checkpoint` (`xm save -c`) it goes on running. A single-VCPU
-    guest whose devices are vbds (no vif, pingpong or netstream)."""
+    guest whose devices are vbds (no vif or netstream), in no grant."""
 
     action: Literal["save"] = Field("save", description="`save`")
     at: Duration = Field(

@@ -50,7 +50,7 @@ from framework.scenario.rules import (
     check_timeline,
     check_timeline_targets,
 )
-from framework.scenario.save_rules import check_save_files
+from framework.scenario.save_rules import check_save_files, check_save_grants
 from framework.scenario.timeline import TimelineAction
 from framework.scenario.xm_config import XmConfig
 
@@ -213,5 +213,6 @@ class Scenario(ScenarioModel):
         check_shared_images(self.domains, self._base_dir)
         check_attached_images(self.timeline, self.domains, self._base_dir)
         check_save_files(self.timeline, self._base_dir)
+        check_save_grants(self.timeline, self.grants)
         ordered = tuple(sorted(self.timeline, key=lambda action: action.at))
         return self.model_copy(update={"timeline": ordered})
