@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import analysis
 from framework.scenario.loader import load_scenario
 from framework.simulation import run_scenario
 
@@ -32,7 +33,7 @@ def _run(tmp_path: Path, saved: str, checkpoint: bool = False) -> pd.DataFrame:
     path.write_text(text)
     out = tmp_path / "run"
     run_scenario(load_scenario(path), out)
-    return pd.read_parquet(out / "trace.parquet")
+    return analysis.read_trace(out / "trace.parquet").xen.wide()
 
 
 def _absence(df: pd.DataFrame) -> tuple[int, int]:

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
-
+import analysis
 from framework.guest.runtime import AREA_BASE, AREA_GPR, AREA_SUSP_SRR0, build_runtime
 from framework.save_file import read_image, verify
 from framework.scenario.loader import load_scenario
@@ -43,7 +42,7 @@ def test_compute_console_and_timer_go_on_from_where_the_save_stopped(tmp_path: P
     path.write_text(SCENARIO)
     out = tmp_path / "run"
     run_scenario(load_scenario(path), out)
-    df = pd.read_parquet(out / "trace.parquet")
+    df = analysis.read_trace(out / "trace.parquet").xen.wide()
 
     # The compute VCPU was interrupted inside its loop, its counter (r5) well along: the
     # kernel kept both in its own memory, so the restored VCPU returns there.
