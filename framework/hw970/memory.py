@@ -178,6 +178,15 @@ class MachineMemory:
         if n > PAGE_SIZE or (f and (f & CODE_EXEC or (addr & _IN_PAGE) + n > PAGE_SIZE)):
             self._code_written(addr, n)
 
+    def view(self, addr: int, n: int, write: bool = False) -> memoryview:
+        """[addr, addr + n) without a copy, for bulk moves (a file read into dom0's buffer,
+        a batch written from it); `write`: code admitted from those pages is released
+        first, as `write` does. The caller releases the view when done."""
+        self._check(addr, n)
+        if write and n:
+            self._code_written(addr, n)
+        return self.buf[addr : addr + n]
+
     def zero(self, addr: int, n: int) -> None:
         """Zero a range; whole pages are handed back to the host (they read as zero and
         cost nothing until touched again), so clearing a 64 MiB RMA is not 64 MiB of work."""

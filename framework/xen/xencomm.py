@@ -51,7 +51,17 @@ class Xencomm:
         pieces = self.chunks(handle, nbytes, offset)
         return b"".join(self.memory.read(maddr, n) for maddr, n in pieces)
 
-    def copy_to_guest(self, handle: int, data: bytes, offset: int = 0) -> None:
+    def view_of_guest(self, handle: int, nbytes: int) -> bytes | memoryview:
+        """The guest buffer's `nbytes`: a view of machine memory when they are one
+        machine-contiguous piece (dom0's bulk buffer), else a copy. Release a view."""
+        pieces = self.chunks(handle, nbytes)
+        if len(pieces) == 1:
+            return self.memory.view(pieces[0][0], nbytes)
+        return b"".join(self.memory.read(maddr, n) for maddr, n in pieces)
+
+    def copy_to_guest(
+        self, handle: int, data: bytes | bytearray | memoryview, offset: int = 0
+    ) -> None:
         """Write `data` into the guest buffer at `offset`; all of it, or nothing on error."""
         pieces = self.chunks(handle, len(data), offset)
         view = memoryview(data)
