@@ -81,6 +81,10 @@ class Dom0Port:
         return KernelMemory(self.core).read(gpa, n)
 
     def view(self, gpa: int, n: int, write: bool) -> memoryview:
+        state = self.core.state
+        assert state is not None
+        if gpa + n <= state.tr.rma_size:  # dom0's kernel memory in its RMA: contiguous
+            return self.core.memory.view(state.tr.rma_base + gpa, n, write)
         mem = KernelMemory(self.core)
         first = mem.maddr(gpa, write)
         for off in range(4096 - (gpa & 0xFFF), n, 4096):

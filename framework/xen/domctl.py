@@ -233,7 +233,7 @@ def domctl(xen: Hypervisor, core: Core, v: Vcpu) -> int:
             return -EINVAL
         with memoryview(data) as src:
             for maddr, off, length in runs:
-                xen.memory.write(maddr, src[off : off + length])
+                xen.memory.fill(maddr, src[off : off + length])
         if isinstance(data, memoryview):
             data.release()
         core.charge(costs.COPY_PER_KIB * (n // 1024 + 1))
