@@ -13,6 +13,10 @@ Modelled on x86 Xen 3.1's (`XendCheckpoint.py`, `xc_domain_save.c`), big-endian 
 - per online VCPU: its `vcpu_guest_context` (360 bytes) and the model state Xen keeps
   beside it (`XEN970_VCPU_STATE`);
 - the shared_info page (4096 bytes);
+- the disks the run made for the domain (vbds without an image), which x86 leaves to the
+  admin: u32 count, then per disk its name (u8 length + bytes), u64 size and its data
+  extents (u64 offset, u64 length, the bytes; holes left out), ended by a zero length -
+  so a file restored in another run meets its disk as it was at the save;
 - a SHA-256 of everything before it (32 bytes), which x86 lacks: a truncated or corrupted
   file is refused in one line before anything is created.
 """
