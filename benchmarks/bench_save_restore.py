@@ -2,7 +2,8 @@
 
 Why: `xm save` / `xm restore` move the whole memory of a guest through dom0's 4 MiB buffer,
 a SHA-256 and a file; this is what that costs beyond the bytes themselves. Target: the
-wall time of the save plus the restore (with the restore's whole-file check) is <= 2x the
+wall time of the save plus the restore (which reads the file once, checking its SHA-256 as
+it fills the domain) is <= 2x the
 time plain Python takes to write the same number of bytes to a file and read them back,
 measured in the same run. Also printed: the simulated time the save takes (dom0's copies,
 charged per page as foreign mapping would cost), from the trace's `xend.saved`.

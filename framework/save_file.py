@@ -13,14 +13,20 @@ Modelled on x86 Xen 3.1's (`XendCheckpoint.py`, `xc_domain_save.c`), big-endian 
 - per online VCPU: its `vcpu_guest_context` (360 bytes) and the model state Xen keeps
   beside it (`XEN970_VCPU_STATE`);
 - the shared_info page (4096 bytes);
+- the disks the run made for the domain (vbds without an image), which x86 leaves to the
+  admin: u32 count, then per disk its name (u8 length + bytes), u64 size and its data
+  extents (u64 offset, u64 length, the bytes; holes left out), ended by a zero length -
+  so a file restored in another run meets its disk as it was at the save;
 - a SHA-256 of everything before it (32 bytes), which x86 lacks: a truncated or corrupted
   file is refused in one line before anything is created.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,9 +41,9 @@ __all__ = [
     "SIGNATURE",
     "SaveHeader",
     "SaveImage",
+    "SaveReader",
     "SaveWriter",
     "read_header",
-    "read_image",
     "verify",
 ]
 
@@ -71,12 +77,11 @@ class SaveWriter:
 
     def batch(self, first_pfn: int, data: bytes | memoryview) -> None:
         n = len(data) // PAGE
-        words = struct.pack(f">i{n}I", n, *range(first_pfn, first_pfn + n))
-        self.put(words)
+        self.put(_batch_words(first_pfn, n))
         self.put(data)
 
     def tail(self, vcpus: list[tuple[int, bytes, bytes]], shared_info: bytes) -> None:
-        """The VCPU map, the terminator, each (id, context, state), shared_info, digest."""
+        """The VCPU map, the terminator, each (id, context, state), shared_info."""
         bitmap = sum(1 << vid for vid, _c, _s in vcpus)
         max_id = max((vid for vid, _c, _s in vcpus), default=0)
         self.put(_I32.pack(VCPU_MAP_CHUNK) + _I32.pack(max_id) + _U64.pack(bitmap))
@@ -84,8 +89,55 @@ class SaveWriter:
         for _vid, ctx, state in vcpus:
             self.put(ctx + state)
         self.put(shared_info)
+
+    def disks(self, disks: list[tuple[str, int, Path]]) -> None:
+        """The run's own disks (name, size, file) as they are now: u32 count, then each
+        disk's name (u8 length + bytes), u64 size and its data extents (u64 offset, u64
+        length, the bytes), ended by a zero length. Holes are not written."""
+        self.put(_U32.pack(len(disks)))
+        for name, size, path in disks:
+            raw = name.encode()
+            self.put(bytes([len(raw)]) + raw + _U64.pack(size))
+            with path.open("rb") as f:
+                for offset, length in _extents(f.fileno(), size):
+                    self.put(_U64.pack(offset) + _U64.pack(length))
+                    f.seek(offset)
+                    left = length
+                    while left:
+                        chunk = f.read(min(_READ_CHUNK, left))
+                        if not chunk:
+                            raise OSError(f"{path} shrank while it was saved")
+                        self.put(chunk)
+                        left -= len(chunk)
+            self.put(_U64.pack(0) + _U64.pack(0))
+
+    def finish(self) -> None:
+        """The SHA-256 of everything written before it."""
         self.f.write(self.sha.digest())
         self.bytes += DIGEST
+
+
+def _batch_words(first_pfn: int, n: int) -> bytes:
+    return _I32.pack(n) + struct.pack(f">{n}I", *range(first_pfn, first_pfn + n))
+
+
+def _extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
+    """The data extents of a (sparse) file as (offset, length), from SEEK_DATA/SEEK_HOLE;
+    the whole file as one extent where the file system cannot say."""
+    pos = 0
+    while pos < size:
+        try:
+            start = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError as err:
+            if err.errno == errno.ENXIO:  # no data after pos
+                return
+            yield pos, size - pos
+            return
+        if start >= size:
+            return
+        end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
+        yield start, end - start
+        pos = end
 
 
 @dataclass(frozen=True)
@@ -94,12 +146,12 @@ class SaveHeader:
 
     config: dict[str, object]
     p2m_size: int
-    pages_offset: int
 
 
 @dataclass
 class SaveImage:
-    """The parts of a save file after its pages (read after the batches)."""
+    """The parts of a save file after its pages: each online VCPU's (id, context, model
+    state) and the shared_info page."""
 
     vcpus: list[tuple[int, bytes, bytes]]
     shared_info: bytes
@@ -150,47 +202,121 @@ def read_header(path: Path) -> SaveHeader:
         raise _fail(path, "its header is cut short") from err
     if len(raw) != n or len(p2m) != 8:
         raise _fail(path, "its header is cut short")
+    return SaveHeader(_config(path, raw), _U64.unpack(p2m)[0])
+
+
+def _config(path: Path, raw: bytes) -> dict[str, object]:
     try:
         config = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise _fail(path, f"its configuration is not JSON ({err})") from err
     if not isinstance(config, dict):
         raise _fail(path, "its configuration is not a JSON object")
-    return SaveHeader(config, _U64.unpack(p2m)[0], len(SIGNATURE) + 4 + n + 8)
+    return config
 
 
-def read_image(path: Path, header: SaveHeader) -> tuple[Iterator[tuple[int, bytes]], SaveImage]:
-    """The page batches as (first pfn, data) - consecutive pfns per batch, as this saver
-    writes them - and, once they are consumed, the rest of the file in the SaveImage."""
-    image = SaveImage([], b"")
+class SaveReader:
+    """One pass over a save file: every byte read is hashed, and `finish` compares the
+    digest, so a restore reads the file once and still refuses a file that changed since
+    it was verified (the caller undoes what it built before `finish` said so)."""
 
-    def batches() -> Iterator[tuple[int, bytes]]:
-        bitmap = 0
-        with path.open("rb") as f:
-            f.seek(header.pages_offset)
-            while True:
-                (n,) = _I32.unpack(f.read(4))
-                if n == VCPU_MAP_CHUNK:
-                    _max_id, bitmap = struct.unpack(">iQ", f.read(12))
-                    continue
-                if n == 0:
-                    break
-                if not 0 < n <= SAVE_BATCH_PAGES:
-                    raise _fail(path, f"a page batch of {n} pages")
-                words = struct.unpack(f">{n}I", f.read(4 * n))
-                if any(w & XTAB for w in words) or list(words) != list(
-                    range(words[0], words[0] + n)
-                ):
-                    raise _fail(path, "a page batch this restorer cannot read")
-                yield words[0], f.read(n * PAGE)
-            f.read(4)  # no unmapped pfns
-            each = VCPU_GUEST_CONTEXT.size + XEN970_VCPU_STATE.size
-            for vid in range(64):
-                if bitmap >> vid & 1:
-                    raw = f.read(each)
-                    image.vcpus.append(
-                        (vid, raw[: VCPU_GUEST_CONTEXT.size], raw[VCPU_GUEST_CONTEXT.size :])
-                    )
-            image.shared_info = f.read(PAGE)
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.f = path.open("rb", buffering=0)
+        except OSError as err:
+            raise SaveFileError(
+                f"{path}: cannot read the save file: {err.strerror or err}"
+            ) from err
+        self.sha = hashlib.sha256()
+        self.bitmap = 0
 
-    return batches(), image
+    def close(self) -> None:
+        self.f.close()
+
+    def read(self, n: int) -> bytes:
+        data = self.f.read(n)
+        if data is None or len(data) != n:
+            raise _fail(self.path, "it ended early (truncated?)")
+        self.sha.update(data)
+        return data
+
+    def readinto(self, view: memoryview) -> None:
+        """Fill `view` from the file (hashed as it comes)."""
+        got = 0
+        while got < len(view):
+            n = self.f.readinto(view[got:])
+            if not n:
+                raise _fail(self.path, "it ended early (truncated?)")
+            got += n
+        self.sha.update(view)
+
+    def header(self) -> SaveHeader:
+        if self.read(len(SIGNATURE)) != SIGNATURE:
+            raise _fail(self.path, "no xen970 save signature")
+        (n,) = _U32.unpack(self.read(4))
+        raw = self.read(n)
+        (p2m,) = _U64.unpack(self.read(8))
+        return SaveHeader(_config(self.path, raw), p2m)
+
+    def batches(self) -> Iterator[tuple[int, int]]:
+        """Each page batch as (first pfn, pages): consecutive pfns, as this saver writes
+        them. Its data is next in the file: the caller reads it (`readinto`) before it
+        asks for the next batch."""
+        while True:
+            (n,) = _I32.unpack(self.read(4))
+            if n == VCPU_MAP_CHUNK:
+                _max_id, self.bitmap = struct.unpack(">iQ", self.read(12))
+                continue
+            if n == 0:
+                return
+            if not 0 < n <= SAVE_BATCH_PAGES:
+                raise _fail(self.path, f"a page batch of {n} pages")
+            raw = self.read(4 * n)
+            (first,) = _U32.unpack_from(raw)
+            if first & XTAB or raw != _batch_words(first, n)[4:]:
+                raise _fail(self.path, "a page batch this restorer cannot read")
+            yield first, n
+
+    def tail(self) -> SaveImage:
+        """What follows the batches: the VCPUs and shared_info."""
+        self.read(4)  # no unmapped pfns
+        image = SaveImage([], b"")
+        each = VCPU_GUEST_CONTEXT.size + XEN970_VCPU_STATE.size
+        for vid in range(64):
+            if self.bitmap >> vid & 1:
+                raw = self.read(each)
+                image.vcpus.append(
+                    (vid, raw[: VCPU_GUEST_CONTEXT.size], raw[VCPU_GUEST_CONTEXT.size :])
+                )
+        image.shared_info = self.read(PAGE)
+        return image
+
+    def disks(self, files: dict[str, Path]) -> None:
+        """Write each disk the file carries into `files[name]` (a new file, sparse, of
+        the saved size); a disk the file has and `files` lacks is refused."""
+        (count,) = _U32.unpack(self.read(4))
+        for _ in range(count):
+            name = self.read(self.read(1)[0]).decode(errors="replace")
+            (size,) = _U64.unpack(self.read(8))
+            if name not in files:
+                raise _fail(self.path, f"it carries disk {name!r}, which its config lacks")
+            with files[name].open("xb") as out:
+                out.truncate(size)
+                while True:
+                    offset, length = struct.unpack(">QQ", self.read(16))
+                    if not length:
+                        break
+                    if offset + length > size:
+                        raise _fail(self.path, f"disk {name!r} data beyond its size")
+                    out.seek(offset)
+                    while length:
+                        chunk = self.read(min(_READ_CHUNK, length))
+                        out.write(chunk)
+                        length -= len(chunk)
+
+    def finish(self) -> None:
+        """The digest matches what was read, and nothing follows it."""
+        digest = self.f.read(DIGEST + 1)
+        if digest != self.sha.digest():
+            raise _fail(self.path, "its SHA-256 does not match (corrupted or truncated)")

@@ -6,13 +6,17 @@ them with a type word each, the online VCPU map, each VCPU's context and model s
 the shared_info page, then the SHA-256 (`save_file`). With `checkpoint` the domain goes on
 (the saver sets r3 = 1 in VCPU 0's context and resumes it: x86's xc_domain_resume).
 
-Restore: the file is checked whole first (nothing is created from a bad file); then a new
+Restore reads the file once: a new
 domain (new domid; its RMA may land at another machine address), memory populated and
 filled from the batches, a new devtree written where the old one was (the start-info frame
 in r6 of the saved context: new domid, store and console event channels), the store and
 console pages cleared for their new connections, the shared_info page with every
 evtchn_pending bit, pending selector and upcall_pending cleared (as x86's restore does),
-the VCPU contexts and model state set; the caller then introduces the domain to xenstored
+the VCPU contexts and model state set, the run's own disks the file carries written to new
+files; the checksum, taken over that same pass, must match at the end, else the domain is
+destroyed and the disk files removed (a file given in a scenario was verified whole at
+validation, before the run directory existed; this catches one changed since, and a file
+this run wrote). The caller then introduces the domain to xenstored
 and xenconsoled, plugs its devices and unpauses it.
 """
 
@@ -22,11 +26,12 @@ from pathlib import Path
 from typing import Final
 
 from framework.dom0.toolstack import DomainConfig, Toolstack
-from framework.errors import BuildError
-from framework.save_file import PAGE, SaveHeader, SaveWriter, read_image
+from framework.errors import BuildError, SaveFileError
+from framework.save_file import PAGE, SaveImage, SaveReader, SaveWriter
 from framework.xen.public.devtree import WorkloadValue, build_domain_devtree, domain_spec
 from framework.xen.public.domctl import (
     SAVE_BATCH_PAGES,
+    XEN_DOMCTL_destroydomain,
     XEN_DOMCTL_resumedomain,
     XEN_DOMCTL_unpausedomain,
 )
@@ -39,22 +44,31 @@ _SHARED_INFO_PAGE: Final = PAGE  # shared_info is the RMA's last page
 
 
 def save_domain(
-    ts: Toolstack, domid: int, cfg: DomainConfig, config: dict[str, object], path: Path
+    ts: Toolstack,
+    domid: int,
+    cfg: DomainConfig,
+    config: dict[str, object],
+    path: Path,
+    disks: list[tuple[str, int, Path]],
 ) -> int:
-    """Write the suspended domain `domid` to `path` (a new file); returns its size."""
+    """Write the suspended domain `domid` to `path` (a new file), with the data of the
+    run's own `disks` (name, size, file); returns the file's size."""
     nr_pages = cfg.memory >> 12
     with path.open("xb") as f:
         w = SaveWriter(f)
         w.header(config, nr_pages)
         for first in range(0, nr_pages, SAVE_BATCH_PAGES):
             n = min(SAVE_BATCH_PAGES, nr_pages - first)
-            w.batch(first, ts.copy_from(domid, first, n))
+            with ts.copy_from_view(domid, first, n) as pages:
+                w.batch(first, pages)
         vcpus = [
             (vid, ts.vcpu_get(domid, vid, False), ts.vcpu_get(domid, vid, True))
             for vid in range(cfg.vcpus)
         ]
         shinfo = ts.copy_from(domid, (cfg.rma - _SHARED_INFO_PAGE) >> 12, 1)
         w.tail(vcpus, shinfo)
+        w.disks(disks)
+        w.finish()
         return w.bytes
 
 
@@ -72,16 +86,46 @@ def resume_checkpoint(ts: Toolstack, domid: int) -> None:
 def restore_domain(
     ts: Toolstack,
     path: Path,
-    header: SaveHeader,
     cfg: DomainConfig,
     workload: dict[str, WorkloadValue],
+    disk_files: dict[str, Path],
 ) -> tuple[int, int, int]:
-    """Build a domain from a verified save file; returns (domid, console port, store
-    port). The domain is left paused."""
-    domid = ts.create(cfg)
-    batches, image = read_image(path, header)
-    for first, data in batches:
-        ts.copy_to(domid, first << 12, data)
+    """Build a domain from a save file, reading it once: its pages go straight from the
+    file into dom0's buffer and on into the new domain, the run's own disks it carries
+    into `disk_files` (new files). The checksum is compared at the end of that one pass;
+    a file that does not match (changed since it was verified) leaves nothing: the domain
+    is destroyed and the disk files removed (SaveFileError). Returns (domid, console
+    port, store port); the domain is left paused."""
+    reader = SaveReader(path)
+    domid: int | None = None
+    try:
+        reader.header()
+        domid = ts.create(cfg)
+        for first, n in reader.batches():
+            ts.copy_to_filled(domid, first << 12, n * PAGE, reader.readinto)
+        image = reader.tail()
+        reader.disks(disk_files)
+        reader.finish()
+        return (domid, *_finish_restore(ts, domid, cfg, workload, image))
+    except (BuildError, SaveFileError, OSError):
+        if domid is not None:
+            ts.domctl(XEN_DOMCTL_destroydomain, domid)
+        for f in disk_files.values():
+            f.unlink(missing_ok=True)
+        raise
+    finally:
+        reader.close()
+
+
+def _finish_restore(
+    ts: Toolstack,
+    domid: int,
+    cfg: DomainConfig,
+    workload: dict[str, WorkloadValue],
+    image: SaveImage,
+) -> tuple[int, int]:
+    """Channels, devtree, store and console pages, shared_info and the VCPUs of a domain
+    whose pages are in; (console port, store port)."""
     console_port = ts.alloc_unbound(domid, 0)
     store_port = ts.alloc_unbound(domid, 0)
     spec = domain_spec(
@@ -105,7 +149,7 @@ def restore_domain(
     ts.copy_to(domid, spec.shared_info_gpa & ~0xFFF, _cleared(image.shared_info))
     for vid, ctx, state in image.vcpus:
         ts.vcpu_set(domid, vid, ctx, state)
-    return domid, console_port, store_port
+    return console_port, store_port
 
 
 def unpause(ts: Toolstack, domid: int) -> None:

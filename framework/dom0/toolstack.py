@@ -7,7 +7,7 @@ domain configurations play the part of xm config files on dom0's disk.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -59,6 +59,12 @@ class HypercallPort(Protocol):
     def write(self, gpa: int, data: bytes) -> None: ...
     def read(self, gpa: int, n: int) -> bytes: ...
     def console(self, text: str) -> None: ...
+
+    def view(self, gpa: int, n: int, write: bool) -> memoryview:
+        """dom0's memory [gpa, gpa + n) seen without a copy (machine-contiguous kernel
+        memory only; BuildError otherwise), as a process's read(2)/write(2) reach its
+        buffer. The caller releases it."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -234,6 +240,38 @@ class Toolstack:
         )
         self._check(rc, f"copy from domain at pfn {first_pfn:#x}", f"d{domid}")
         return self.port.read(self.BUF, n << 12)
+
+    def copy_from_view(self, domid: int, first_pfn: int, n: int) -> memoryview:
+        """As `copy_from`, the pages seen where they are in BUF (the saver writes its file
+        from there); the caller releases the view before the next copy."""
+        handle = self.BUF | XENCOMM_INLINE_FLAG
+        rc, _ = self.domctl(
+            XEN_DOMCTL_xen970_copy_from_domain,
+            domid,
+            copy_first_pfn=first_pfn,
+            copy_nr_pages=n,
+            copy_dst=handle,
+        )
+        self._check(rc, f"copy from domain at pfn {first_pfn:#x}", f"d{domid}")
+        return self.port.view(self.BUF, n << 12, False)
+
+    def copy_to_filled(
+        self, domid: int, gpa: int, nbytes: int, fill: Callable[[memoryview], None]
+    ) -> None:
+        """`fill` puts `nbytes` (at most BUF_MAX) into BUF - the restorer reads its file
+        straight into it - and they are copied into the domain at `gpa`."""
+        if nbytes > self.BUF_MAX:
+            raise BuildError(f"toolstack buffer too small for {nbytes} bytes")
+        with self.port.view(self.BUF, nbytes, True) as view:
+            fill(view)
+        rc, _ = self.domctl(
+            XEN_DOMCTL_xen970_copy_to_domain,
+            domid,
+            copy_dst_gpa=gpa,
+            copy_nbytes=nbytes,
+            copy_src=self.BUF | XENCOMM_INLINE_FLAG,
+        )
+        self._check(rc, f"copy to domain at {gpa:#x}", f"d{domid}")
 
     def copy_to(self, domid: int, gpa: int, data: bytes) -> None:
         """Bytes (at most BUF_MAX) into a domain's memory at `gpa`, through dom0's BUF."""

@@ -180,8 +180,14 @@ class Dom0:
             self._first_built = True
             if self.on_first_guest is not None:
                 self.on_first_guest()
-        self.xm.build_group(self.kernel, core, group, self.xend, self.store, self.consoled)
-        names = [self.scenario.domains[i].name for i in group]
+        doms = self.scenario.domains
+        built = [i for i in group if doms[i].restore is None]
+        for i in group:
+            if doms[i].restore is not None:  # `restore: <file>` (framework.dom0.xm_save)
+                self.saves.restore_domain_of(core, doms[i])
+        if built:
+            self.xm.build_group(self.kernel, core, built, self.xend, self.store, self.consoled)
+        names = [doms[i].name for i in group]
         self.grant_tool.guests_built(self.kernel, core, names)
 
     def _group_builder(self, group: list[int]) -> Callable[[Core, int], None]:

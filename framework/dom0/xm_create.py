@@ -81,6 +81,18 @@ class Dom0Port:
     def read(self, gpa: int, n: int) -> bytes:
         return KernelMemory(self.core).read(gpa, n)
 
+    def view(self, gpa: int, n: int, write: bool) -> memoryview:
+        state = self.core.state
+        assert state is not None
+        if gpa + n <= state.tr.rma_size:  # dom0's kernel memory in its RMA: contiguous
+            return self.core.memory.view(state.tr.rma_base + gpa, n, write)
+        mem = KernelMemory(self.core)
+        first = mem.maddr(gpa, write)
+        for off in range(4096 - (gpa & 0xFFF), n, 4096):
+            if mem.maddr(gpa + off, write) != first + off:
+                raise BuildError(f"dom0 buffer at {gpa:#x} is not machine-contiguous")
+        return self.core.memory.view(first, n, write)
+
     def console(self, text: str) -> None:
         self.kernel.console(self.core, text)
 

@@ -7,7 +7,7 @@ destroyed as `xm destroy` does it (devices unplugged first) - or, with `checkpoi
 to go on. The trace has `xend.save` when the request is written and `xend.saved` (file
 bytes, simulated ns since the request) when the file is complete.
 
-Restore: the file is verified whole, the domain built from it (`restore_domain`),
+Restore: the domain is built from the file in one pass that also checks it (`restore_domain`),
 introduced to xenstored and xenconsoled, its vbds plugged, and unpaused (`xend.restored`).
 A file that is missing, corrupted or truncated, or a save that would overwrite a file, is
 an `xm save/restore ...: Error:` line on dom0's console and in the run's build errors.
@@ -22,7 +22,7 @@ from framework.dom0.save_restore import restore_domain, resume_checkpoint, save_
 from framework.dom0.xm_create import config_of, workload_properties
 from framework.errors import BuildError, SaveFileError
 from framework.hw970.core import Core
-from framework.save_file import verify
+from framework.save_file import read_header
 from framework.scenario import DomainSpec, RestoreAction, SaveAction, Scenario
 from framework.scenario.fields import reloadable_dump
 from framework.trace.ids import K
@@ -96,8 +96,13 @@ class XmSave:
         d = self.specs[name]
         path = self._path(action.file, True)
         ts = self.dom0.toolstack(core)
+        disks = [
+            (vbd.name, vbd.size or 0, self._own_disk(name, vbd.name))
+            for vbd in d.vbds
+            if self.scenario.image_path(vbd) is None
+        ]
         try:
-            size = save_domain(ts, domid, config_of(d), self._config(d), path)
+            save_domain(ts, domid, config_of(d), self._config(d), path, disks)
         except FileExistsError:
             self._log(core, f"xm save {name}: Error: {path} exists; not overwritten")
             return
@@ -106,7 +111,6 @@ class XmSave:
             return
         k = self.dom0.kernel
         assert k is not None
-        del size  # the file says its size; the trace says how long the save took
         k.emit(core, K.GUEST_MARK, core.now_ns() - t0, text="xend.saved")
         xend = self.dom0.xend
         assert xend is not None
@@ -118,18 +122,26 @@ class XmSave:
             return
         xend.destroy(core, domid, name)
 
+    def _own_disk(self, name: str, vbd: str) -> Path:
+        """The disk file the run made for guest `name`'s vbd `vbd` (one with no image)."""
+        return self.dom0.xm.disk_dir / f"{name}-{vbd}.img"
+
     def _config(self, d: DomainSpec) -> dict[str, object]:
-        """The domain's entry, with each vbd naming the disk file it really uses (a run's
-        own disk included), so the file alone restores it in another run."""
+        """The domain's entry as the file keeps it: a vbd over a user's image names that
+        file by its absolute path (restored, it is opened with the mode saved: written
+        only if that was `w`); a disk the run made keeps its size, and its data goes into
+        the file (`save_domain`), so the file alone restores it in another run. Where
+        and when it was built (`start`, `config`, `restore`) is not kept."""
         config = reloadable_dump(d)
+        for key in ("start", "config", "restore"):
+            config.pop(key, None)
         for dev in config.get("devices", []):
             if isinstance(dev, dict) and dev.get("kind") == "vbd":
                 vbd = next(v for v in d.vbds if v.name == dev["name"])
                 image = self.scenario.image_path(vbd)
-                if image is None:
-                    image = self.dom0.xm.disk_dir / f"{d.name}-{vbd.name}.img"
-                dev["image"] = str(image.resolve())
-                dev["size"] = None
+                if image is not None:
+                    dev["image"] = str(image.resolve())
+                    dev["size"] = None
         return config
 
     # -- restore ---------------------------------------------------------------------------
@@ -139,8 +151,7 @@ class XmSave:
         )
         path = self._path(action.file, written)
         try:
-            header = verify(path)
-            d = DomainSpec.model_validate(header.config)
+            d = DomainSpec.model_validate(read_header(path).config)
         except (SaveFileError, ValueError) as err:
             self._log(core, f"xm restore {action.file}: Error: {str(err).splitlines()[0]}")
             return
@@ -148,15 +159,31 @@ class XmSave:
             d = d.model_copy(update={"name": action.domain})
         self.restore_spec(core, d, path)
 
+    def restore_domain_of(self, core: Core, d: DomainSpec) -> None:
+        """A scenario domain with `restore: <file>`, due now: restored from that file."""
+        assert d.restore is not None
+        self.restore_spec(core, d, self._path(d.restore, False))
+
     def restore_spec(self, core: Core, d: DomainSpec, path: Path) -> None:
-        """Build guest `d` from the save file at `path` and start it."""
+        """Build guest `d` from the save file at `path` and start it. The disks the run
+        made for the saved guest come out of the file into this run's own disk files
+        (written aside first, then put in place: a failed restore leaves none)."""
         dom0 = self.dom0
         assert dom0.store is not None and dom0.consoled is not None and dom0.xend is not None
         ts = dom0.toolstack(core)
         props = {**workload_properties(d.workloads), **dom0.xm.io_props(d)}
+        own = {
+            vbd.name: self._own_disk(d.name, vbd.name)
+            for vbd in d.vbds
+            if self.scenario.image_path(vbd) is None
+        }
+        aside = {name: f.with_suffix(".restoring") for name, f in own.items()}
         try:
-            domid, cport, sport = restore_domain(ts, path, verify(path), config_of(d), props)
-        except (BuildError, SaveFileError) as err:
+            dom0.xm.disk_dir.mkdir(parents=True, exist_ok=True)
+            domid, cport, sport = restore_domain(ts, path, config_of(d), props, aside)
+            for name, f in aside.items():
+                f.replace(own[name])
+        except (BuildError, SaveFileError, OSError) as err:
             self._log(core, f"xm restore {d.name}: Error: {err}")
             return
         self.specs[d.name] = d

@@ -23,6 +23,8 @@ import struct
 import weakref
 from typing import Final, Protocol
 
+import numpy as np
+
 from framework.errors import MachineCheck
 
 _U16: Final = struct.Struct(">H")
@@ -40,6 +42,8 @@ GIB: Final = 1 << 30
 CODE_EXEC: Final = 1
 CODE_NEXT_EXEC: Final = 2
 _IN_PAGE: Final = PAGE_SIZE - 1
+#: Smallest `fill` that looks for zeros first (below it, `write` is as cheap).
+_FILL_MIN: Final = 64 * PAGE_SIZE
 #: `MachineMemory.code_info` per page: generation (bumped at each release) << 16, and the
 #: low bits of the TLB epoch + 1 of the last time a core was let write it (see _mmu.c).
 CODE_GEN_ONE: Final = 1 << 16
@@ -177,6 +181,30 @@ class MachineMemory:
         f = self.code_flags[addr >> PAGE_SHIFT]
         if n > PAGE_SIZE or (f and (f & CODE_EXEC or (addr & _IN_PAGE) + n > PAGE_SIZE)):
             self._code_written(addr, n)
+
+    def view(self, addr: int, n: int, write: bool = False) -> memoryview:
+        """[addr, addr + n) without a copy, for bulk moves (a file read into dom0's buffer,
+        a batch written from it); `write`: code admitted from those pages is released
+        first, as `write` does. The caller releases the view when done."""
+        self._check(addr, n)
+        if write and n:
+            self._code_written(addr, n)
+        return self.buf[addr : addr + n]
+
+    def fill(self, addr: int, data: bytes | bytearray | memoryview) -> None:
+        """`write` for bulk data (a restored domain's pages): where `data` and memory are
+        both zero, memory is left as it is, so pages never written stay unallocated on
+        the host, as a fresh domain's untouched memory is. Same result as `write`."""
+        n = len(data)
+        self._check(addr, n)
+        if (
+            n >= _FILL_MIN
+            and not n & 7
+            and not np.frombuffer(data, dtype=np.uint64).max()
+            and not np.frombuffer(self.buf[addr : addr + n], dtype=np.uint64).max()
+        ):
+            return
+        self.write(addr, data)
 
     def zero(self, addr: int, n: int) -> None:
         """Zero a range; whole pages are handed back to the host (they read as zero and

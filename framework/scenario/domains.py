@@ -243,6 +243,12 @@ class DomainSpec(ScenarioModel):
         description="an xm config file (relative to the scenario file) that gives this "
         "domain's keys, see 'xm config files'; keys it sets may not be repeated here",
     )
+    restore: StrictStr | None = Field(
+        None,
+        description="a save file (relative to the scenario file) this domain is restored "
+        "from at `start` instead of being built (`xm restore`): its configuration comes "
+        "from the file; beside it only `name` and `start` are allowed",
+    )
 
     @model_validator(mode="after")
     def _rules(self) -> DomainSpec:

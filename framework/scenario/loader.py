@@ -29,6 +29,7 @@ from framework.scenario.fields import (
     nearest_line,
 )
 from framework.scenario.machine import DiskSpec, LinkSpec, MachineSpec
+from framework.scenario.restore_domains import expand_restores, restore_origin
 from framework.scenario.timeline import TIMELINE_MODELS
 from framework.scenario.top_level import Scenario
 from framework.scenario.workloads import WORKLOAD_MODELS
@@ -263,8 +264,10 @@ def parse_scenario(
     lines = _lines(node, source)
     root = Path(base_dir) if base_dir is not None else Path.cwd()
     configs: dict[int, XmConfig] = {}
+    restores: dict[int, frozenset[str]] = {}
     try:
         data = expand_configs(data, root, configs)
+        data = expand_restores(data, root, restores)
         scenario = Scenario.model_validate(data, context={"base_dir": root})
     except ScenarioError as exc:
         refused = exc
@@ -280,6 +283,10 @@ def parse_scenario(
             found.append((nearest_line(lines, path), path, reason))
         line, path, reason = min(found, key=lambda f: f[0])
         where = f"{source}:{line}: {clip(dotted(path))}"
+        saved = restore_origin(restores, path)
+        if saved is not None:
+            line = nearest_line(lines, saved)
+            where = f"{source}:{line}: {dotted(saved)}: the saved {clip(dotted(path[2:]))}"
         origin = config_origin(configs, path)
         if origin is not None:
             where = f"{origin[0]}:{origin[1]}: {clip(origin[2])}"

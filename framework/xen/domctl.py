@@ -54,6 +54,7 @@ from framework.xen.save_support import (
     copy_from_domain,
     get_vcpu_context,
     get_vcpu_state,
+    machine_runs,
     resume_domain,
     set_vcpu_state,
 )
@@ -224,19 +225,17 @@ def domctl(xen: Hypervisor, core: Core, v: Vcpu) -> int:
         if dom.phys is None:
             return -EINVAL  # no memory to copy into before real_mode_area
         try:
-            data = comm.copy_from_guest(op["copy_src"], n)
-            pieces = []
-            off = 0
-            while off < n:
-                chunk = min(4096 - ((dst + off) & 0xFFF), n - off)
-                pieces.append((dom.gpa_to_maddr(dst + off), data[off : off + chunk]))
-                off += chunk
+            runs = machine_runs(dom, dst, n)
+            data = comm.view_of_guest(op["copy_src"], n)
         except XencommError as comm_err:
             return -comm_err.errno
         except NotOwned:
             return -EINVAL
-        for maddr, piece in pieces:
-            xen.memory.write(maddr, piece)
+        with memoryview(data) as src:
+            for maddr, off, length in runs:
+                xen.memory.fill(maddr, src[off : off + length])
+        if isinstance(data, memoryview):
+            data.release()
         core.charge(costs.COPY_PER_KIB * (n // 1024 + 1))
         return 0
     if cmd in _SAVE_OPS:

@@ -42,16 +42,34 @@ _PAGE_MASK: Final = PAGE_SIZE - 1
 class Xencomm:
     """Copies between Xen and one domain's memory, translating through its pfn_to_mfn."""
 
-    def __init__(self, memory: MachineMemory, pfn_to_mfn: Callable[[int], int]) -> None:
+    def __init__(
+        self,
+        memory: MachineMemory,
+        pfn_to_mfn: Callable[[int], int],
+        contiguous: Callable[[int, int], bool] | None = None,
+    ) -> None:
         self.memory = memory
         self._pfn_to_mfn = pfn_to_mfn
+        #: Whether pfns [pfn, pfn + count) lie on consecutive machine frames (the RMA,
+        #: an extent): a large inline buffer there is one piece, found without a walk.
+        self._contiguous = contiguous
 
     def copy_from_guest(self, handle: int, nbytes: int, offset: int = 0) -> bytes:
         """Read `nbytes` of the guest buffer named by `handle`, starting `offset` into it."""
         pieces = self.chunks(handle, nbytes, offset)
         return b"".join(self.memory.read(maddr, n) for maddr, n in pieces)
 
-    def copy_to_guest(self, handle: int, data: bytes, offset: int = 0) -> None:
+    def view_of_guest(self, handle: int, nbytes: int) -> bytes | memoryview:
+        """The guest buffer's `nbytes`: a view of machine memory when they are one
+        machine-contiguous piece (dom0's bulk buffer), else a copy. Release a view."""
+        pieces = self.chunks(handle, nbytes)
+        if len(pieces) == 1:
+            return self.memory.view(pieces[0][0], nbytes)
+        return b"".join(self.memory.read(maddr, n) for maddr, n in pieces)
+
+    def copy_to_guest(
+        self, handle: int, data: bytes | bytearray | memoryview, offset: int = 0
+    ) -> None:
         """Write `data` into the guest buffer at `offset`; all of it, or nothing on error."""
         pieces = self.chunks(handle, len(data), offset)
         view = memoryview(data)
@@ -93,8 +111,15 @@ class Xencomm:
         return maddr
 
     def _inline_chunks(self, gpa: int, nbytes: int) -> list[tuple[int, int]]:
-        """Inline buffers are contiguous guest-physically only: translate page by page."""
+        """Inline buffers are contiguous guest-physically only: translate page by page
+        (one piece at once when the pages are machine-contiguous: dom0's bulk buffer)."""
         out: list[tuple[int, int]] = []
+        if nbytes > PAGE_SIZE and self._contiguous is not None:
+            first, last = gpa >> PAGE_SHIFT, (gpa + nbytes - 1) >> PAGE_SHIFT
+            if self._contiguous(first, last - first + 1):
+                start = self._maddr(gpa, 1, "inline buffer")
+                if start + nbytes <= self.memory.size:
+                    return [(start, nbytes)]
         while nbytes > 0:
             n = min(nbytes, PAGE_SIZE - (gpa & _PAGE_MASK))
             _append(out, self._maddr(gpa, n, "inline buffer"), n)
@@ -171,6 +196,6 @@ def xencomm_of(xen: Hypervisor, dom: Domain) -> Xencomm:
     assert phys is not None
     cached = dom.xencomm
     if cached is None or cached[0] is not phys:
-        cached = (phys, Xencomm(xen.memory, phys.pfn_to_mfn))
+        cached = (phys, Xencomm(xen.memory, phys.pfn_to_mfn, phys.contiguous))
         dom.xencomm = cached
     return cached[1]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import analysis
 from framework.guest.runtime import AREA_BASE, AREA_GPR, AREA_SUSP_SRR0, build_runtime
-from framework.save_file import read_image, verify
+from framework.save_file import SaveReader
 from framework.scenario.loader import load_scenario
 from framework.simulation import run_scenario
 
@@ -29,11 +29,18 @@ timeline:
 
 
 def _memory(path: Path, gpa: int, n: int) -> bytes:
-    batches, _image = read_image(path, verify(path))
-    for first, data in batches:
-        off = gpa - (first << 12)
-        if 0 <= off < len(data):
-            return data[off : off + n]
+    """`n` bytes of the saved guest's memory at `gpa`, read from the save file's batches."""
+    reader = SaveReader(path)
+    try:
+        reader.header()
+        for first, pages in reader.batches():
+            data = bytearray(pages << 12)
+            reader.readinto(memoryview(data))
+            off = gpa - (first << 12)
+            if 0 <= off < len(data):
+                return bytes(data[off : off + n])
+    finally:
+        reader.close()
     raise AssertionError(f"{gpa:#x} not in the save file")
 
 

@@ -91,3 +91,16 @@ def test_a_host_write_releases_exactly_the_code_pages_it_reaches() -> None:
     mem.admit_code(5)
     mem.write_u8(5 * PAGE_SIZE, 0)
     assert not mem.code_flags[5]
+
+
+def test_fill_writes_zeros_over_data_and_leaves_untouched_zeros_alone() -> None:
+    mem = MachineMemory(64 << 20)
+    n = 1 << 20
+    mem.write(0x100000, b"\x5a" * n)
+    mem.fill(0x100000, bytes(n))  # zeros over data: written
+    assert mem.read(0x100000, n) == bytes(n)
+    mem.fill(0x400000, bytes(n))  # zeros over zeros: same result, nothing touched
+    assert mem.read(0x400000, n) == bytes(n)
+    data = bytes(range(256)) * (n // 256)
+    mem.fill(0x800000, data)
+    assert mem.read(0x800000, n) == data
