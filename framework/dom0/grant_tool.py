@@ -7,6 +7,8 @@ pages into its foreign area each round), and the grant timeline actions.
   from the granter's xenstore directory like any peer, and Xen refuses the map (the entry
   names another domain: GNTST_general_error in Xen 3.1's __gnttab_map_grant_ref), which
   gnttab.map records with its reason.
+- a granter saved and restored (`framework.guest.sharedmem`): dom0 unmaps before its old
+  domain is destroyed, and its peer follows the new domid (xend calls both).
 - `grant_revoke`: the toolstack writes `revoke` in the granter's
   `control/sharedmem/<grant>` node, which the granting kernel watches (as it watches
   `control/shutdown`); the kernel ends the grant itself.
@@ -45,6 +47,21 @@ class GrantTool:
                 peer = Peer(k, self.domids[g.granter], g.name)
                 self.peers[g.name] = peer
                 peer.start(core)
+
+    def granter_leaving(self, core: Core, domid: int) -> None:
+        """Before a saved granter's old domain is destroyed: unmap what dom0 still maps
+        of it (a mapped grant holds the old domain's pages, and so the domain, dying)."""
+        for peer in self.peers.values():
+            if peer.granter == domid:
+                peer.unmap(core)
+
+    def granter_restored(self, core: Core, name: str, domid: int) -> None:
+        """Granter `name` was restored as `domid`: dom0's peer of each of its grants
+        watches the new home (as xend tells a restored frontend's backend)."""
+        for g in self.scenario.grants:
+            peer = self.peers.get(g.name)
+            if g.granter == name and peer is not None and peer.granter != domid:
+                peer.granter_moved(core, domid)
 
     def act(
         self,

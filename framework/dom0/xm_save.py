@@ -120,6 +120,7 @@ class XmSave:
             except BuildError as err:
                 self._log(core, f"xm save -c {name}: Error: {err}")
             return
+        self.dom0.grant_tool.granter_leaving(core, domid)
         xend.destroy(core, domid, name)
 
     def _own_disk(self, name: str, vbd: str) -> Path:
@@ -195,6 +196,7 @@ class XmSave:
         dom0.xm.plug_spec(core, d, domid, dom0.xend)
         assert dom0.kernel is not None
         dom0.xm.announce_restored(core, dom0.kernel, d, domid)
+        dom0.grant_tool.granter_restored(core, d.name, domid)
         try:
             unpause(ts, domid)
         except BuildError as err:

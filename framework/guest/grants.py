@@ -90,6 +90,20 @@ class GrantTableClient:
         self._in_use.add(ref)
         return ref
 
+    def claim_ref(self, ref: int) -> None:
+        """Take `ref` itself (a resumed kernel re-granting the refs it had published; the
+        refs below it not yet handed out become free ones)."""
+        if ref in self._in_use or not NR_RESERVED_ENTRIES <= ref < self.nr_entries:
+            raise ValueError(f"claim of grant ref {ref}: in use or out of range")
+        if ref >= self._next:
+            for r in range(self._next, ref):
+                heapq.heappush(self._freed, r)
+            self._next = ref + 1
+        else:
+            self._freed.remove(ref)
+            heapq.heapify(self._freed)
+        self._in_use.add(ref)
+
     def free_ref(self, ref: int) -> None:
         """Give `ref` back to the allocator (its entry should have been ended first)."""
         if ref not in self._in_use:

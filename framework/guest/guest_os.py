@@ -399,7 +399,8 @@ class GuestOS:
         core.charge(NATIVE_ROUTINE * 20)
         k = self.kernel(core)
         progress = {name: n for (domid, name), n in self.progress.items() if domid == k.domid}
-        KernelMemory(core).write(RECORD_GPA, capture_kernel(k, core, progress))
+        record = capture_kernel(k, core, progress, self.sharedmem.get(k.domid))
+        KernelMemory(core).write(RECORD_GPA, record)
         core.set_gpr(3, xen_mark(HYPERVISOR_sched_op))
         core.set_gpr(4, SCHEDOP_shutdown)
         core.set_gpr(5, k.xencomm_arg(core, SCHED_SHUTDOWN.pack(reason=SHUTDOWN_suspend)))
@@ -419,9 +420,12 @@ class GuestOS:
             k.rearm_timers(core)
             # Not the pingpong port: its handler counts events (a look would be a round),
             # and an answer that came meanwhile is still pending for the upcall.
-            skip = k.pingpong.port if k.pingpong is not None else -1
+            # Nor a granter's: an event there is taken as the peer's answer.
+            skip = {k.pingpong.port} if k.pingpong is not None else set()
+            shm = self.sharedmem.get(k.domid)
+            skip |= {g.port for g in shm.granters} if shm is not None else set()
             for port, handler in sorted(k.port_handlers.items()):
-                if port != skip:
+                if port not in skip:
                     handler(core, port)
         else:
             self._resume_new(core)
@@ -449,6 +453,10 @@ class GuestOS:
         k.pingpong = Pingpong.from_record(k, self.progress, rec.pingpong)
         if k.pingpong is not None:
             k.pingpong.resume(core)
+        shm = SharedMem.from_record(k, rec.sharedmem)
+        if shm.granters:
+            self.sharedmem[k.domid] = shm
+            shm.resume(core)
         self._start_workloads(core, k, st.pir, rec)
 
     def _evtchn_dispatch(self, core: Core) -> None:

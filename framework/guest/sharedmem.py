@@ -31,10 +31,9 @@ leaks it ("WARNING: leaking g.e. and page still in use!").
 
 from __future__ import annotations
 
-import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 from framework.errors import KernelFault
 from framework.hw970.core import Core
@@ -52,6 +51,17 @@ from framework.xen.public.xen import DOMID_SELF
 
 from .costs import BYTES_PER_CYCLE, NATIVE_ROUTINE
 from .kmem import KernelMemory
+from .shm_data import (
+    ANSWER,
+    CONTROL_DIR,
+    DATA,
+    STORE_DIR,
+    GrantParams,
+    describe_mismatch,
+    emit_verify,
+    page_pattern,
+)
+from .suspend_record import Value, as_bytes, as_ints, as_list
 from .xenbus import Xenbus, XsReply
 
 if TYPE_CHECKING:
@@ -70,78 +80,6 @@ __all__ = [
     "page_pattern",
 ]
 
-#: Where a granter publishes its grants, relative to its xenstore home.
-STORE_DIR: Final = "data/sharedmem"
-#: Where dom0's toolstack asks a granter to act on a grant (`revoke`).
-CONTROL_DIR: Final = "control/sharedmem"
-#: Magics of the granter's data and of the peer's answer.
-DATA: Final = b"XSHM"
-ANSWER: Final = b"XSHA"
-#: A 16-byte record repeated over the page: magic, round, page index, ~round.
-_RECORD: Final = struct.Struct(">4sIII")
-_RECORDS: Final = PAGE_SIZE // _RECORD.size
-
-
-def page_pattern(magic: bytes, round_: int, page: int) -> bytes:
-    """What page `page` holds in round `round_` (the granter's `DATA` or the peer's `ANSWER`)."""
-    r = round_ & 0xFFFFFFFF
-    return _RECORD.pack(magic, r, page, r ^ 0xFFFFFFFF) * _RECORDS
-
-
-def describe_mismatch(pages: list[bytes], magic: bytes, round_: int) -> str | None:
-    """None when every page holds its pattern, else where the first difference is."""
-    bad = [i for i, data in enumerate(pages) if data != page_pattern(magic, round_, i)]
-    if not bad:
-        return None
-    i = bad[0]
-    data, want = pages[i], page_pattern(magic, round_, i)
-    off = next(j for j in range(min(len(data), len(want))) if data[j] != want[j])
-    found_magic, found_round, found_page, _ = _RECORD.unpack_from(data, off - off % 16)
-    return (
-        f"page {i} byte {off}: expected {magic.decode()} round {round_ & 0xFFFFFFFF}, found "
-        f"{found_magic!r} round {found_round} page {found_page}; {len(bad)} of {len(pages)} "
-        "pages differ"
-    )
-
-
-@dataclass(frozen=True)
-class GrantParams:
-    """One grant as a kernel's devtree describes it (`sharedmem.<i>.*`, granter side;
-    `sharedmem-peer.<i>.*`, peer side)."""
-
-    name: str
-    other: int  # the peer's domid (granter side) or the granter's (peer side)
-    pages: int = 1
-    readonly: bool = False
-    every: int = 0  # ns between rounds; 0 = no workload
-    rounds: int = 0
-    vcpu: int = 0
-
-    @classmethod
-    def from_props(cls, props: Mapping[str, object], other_key: str) -> GrantParams:
-        def num(key: str, default: int) -> int:
-            value = props.get(key, default)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"sharedmem {key} = {value!r} is not an integer")
-            return value
-
-        return cls(
-            name=str(props["name"]),
-            other=num(other_key, -1),
-            pages=num("pages", 1),
-            readonly=bool(num("readonly", 0)),
-            every=num("every", 0),
-            rounds=num("rounds", 0),
-            vcpu=num("vcpu", 0),
-        )
-
-
-def _emit_verify(
-    k: GuestKernel, core: Core, other: int, round_: int, n: int, name: str, problem: str | None
-) -> None:
-    text = name if problem is None else f"{name}: {problem}"
-    k.emit(core, K.SHM_VERIFY, other, round_, n, 0 if problem is None else 1, text=text)
-
 
 # --- the granting side ------------------------------------------------------------------------
 @dataclass
@@ -157,6 +95,7 @@ class Granter:
     awaiting: int = 0  # the round whose answer has not come yet (0: none)
     revoked: bool = False
     answered: int = 0
+    connecting: bool = False  # resumed: the peer's next event says it bound the new port
 
     @property
     def base(self) -> str:
@@ -174,6 +113,13 @@ class Granter:
             k.grants.grant_access(ref, p.other, gpa >> 12, p.readonly)
             self.pages.append(gpa)
             self.refs.append(ref)
+        self._publish(core, None)
+
+    def _publish(self, core: Core, done: int | None) -> None:
+        """A new unbound channel for the peer, and the directory with `state` last;
+        `done` (after a resume): the last round the peer should count as checked."""
+        k, p = self.k, self.p
+        assert k.xenbus is not None
         self.port = k.evtchn_alloc_unbound(core, p.other)
         k.port_handlers[self.port] = self._on_event
         xb = k.xenbus
@@ -184,9 +130,45 @@ class Granter:
             xb.write(core, f"{self.base}/ref-{i}", str(ref))
         xb.write(core, f"{self.base}/event-channel", str(self.port))
         xb.write(core, f"{self.base}/access", "ro" if p.readonly else "rw")
+        if done is not None:
+            xb.write(core, f"{self.base}/round", str(done))
         xb.write(core, f"{self.base}/state", str(int(XenbusState.Connected)))
         k.emit(core, K.SHM_PUBLISH, p.other, p.pages, self.port, text=p.name)
         xb.watch(core, f"{CONTROL_DIR}/{p.name}", f"sharedmem:{p.name}", self._control)
+
+    # -- save and restore ----------------------------------------------------------------------
+    def capture(self) -> Value:
+        """This grant for the suspend record (`framework.guest.suspend`, part 8)."""
+        p = self.p
+        params: list[Value] = [p.other, p.pages, int(p.readonly), p.every, p.rounds, p.vcpu]
+        state: list[Value] = [self.round, self.awaiting, int(self.revoked), self.answered]
+        pages: list[Value] = list(self.pages)
+        refs: list[Value] = list(self.refs)
+        return [p.name.encode(), params, pages, refs, state]
+
+    @classmethod
+    def from_record(cls, k: GuestKernel, part: Value) -> Granter:
+        name, params, pages, refs, state = as_list(part)
+        other, n, ro, every, rounds, vcpu = as_ints(params)
+        round_, awaiting, revoked, answered = as_ints(state)
+        p = GrantParams(as_bytes(name).decode(), other, n, bool(ro), every, rounds, vcpu)
+        return cls(
+            k, p, as_ints(pages), as_ints(refs), 0, round_, awaiting, bool(revoked), answered
+        )
+
+    def resume(self, core: Core) -> None:
+        """In the new domain (whose grant table is new and empty): each entry filled
+        again at its ref for the same page, a new channel, the directory published under
+        the new home.  A revoked grant stays ended."""
+        k, p = self.k, self.p
+        assert k.grants is not None
+        if self.revoked:
+            return
+        for ref, gpa in zip(self.refs, self.pages, strict=True):
+            k.grants.claim_ref(ref)
+            k.grants.grant_access(ref, p.other, gpa >> 12, p.readonly)
+        self.connecting = True
+        self._publish(core, self.awaiting - 1 if self.awaiting else self.round)
 
     def start_rounds(self, core: Core) -> None:
         """The workload, on its VCPU: a round every `every` ns."""
@@ -199,17 +181,27 @@ class Granter:
             return
         if not self.awaiting:  # else the peer has not answered the last round: skip a beat
             self.round += 1
-            mem = KernelMemory(core)
-            for i, gpa in enumerate(self.pages):
-                mem.write(gpa, page_pattern(DATA, self.round, i))
-            core.charge(NATIVE_ROUTINE + p.pages * PAGE_SIZE // BYTES_PER_CYCLE)
-            self.awaiting = self.round
-            self.k.send(core, self.port)
+            self._send_round(core, self.round)
         if not p.rounds or self.round < p.rounds or self.awaiting:
             self.k.add_timer(core, deadline + p.every, self._round)
 
+    def _send_round(self, core: Core, round_: int) -> None:
+        mem = KernelMemory(core)
+        for i, gpa in enumerate(self.pages):
+            mem.write(gpa, page_pattern(DATA, round_, i))
+        core.charge(NATIVE_ROUTINE + self.p.pages * PAGE_SIZE // BYTES_PER_CYCLE)
+        self.awaiting = round_
+        self.k.send(core, self.port)
+
     def _on_event(self, core: Core, _port: int) -> None:
-        """The peer answered a round: check what it wrote into a read-write grant."""
+        """The peer answered a round: check what it wrote into a read-write grant.  After
+        a resume the peer's first event says it bound the new port: the round awaiting
+        its answer (lost with the old domain, or sent before the peer bound) goes again."""
+        if self.connecting:
+            self.connecting = False
+            if self.awaiting and not self.revoked:
+                self._send_round(core, self.awaiting)
+            return
         if not self.awaiting or self.revoked:
             return
         r, self.awaiting = self.awaiting, 0
@@ -219,7 +211,7 @@ class Granter:
         mem = KernelMemory(core)
         got = [mem.read(gpa, PAGE_SIZE) for gpa in self.pages]
         core.charge(NATIVE_ROUTINE + len(got) * PAGE_SIZE // BYTES_PER_CYCLE)
-        _emit_verify(
+        emit_verify(
             self.k, core, self.p.other, r, len(got), self.p.name, describe_mismatch(got, ANSWER, r)
         )
 
@@ -276,6 +268,7 @@ class Peer:
     #: Pages dom0 keeps mapped between `grant_map` and `grant_unmap`: (gpa, handle) or None.
     held: list[tuple[int, int] | None] = field(default_factory=list)
     _bound_event: bool = False
+    _reconnect: bool = False  # the granter was restored: read `round`, then say bound
     _waiting: list[Callable[[Core], None]] = field(default_factory=list)
     _buffers: list[int] = field(default_factory=list)
 
@@ -332,6 +325,8 @@ class Peer:
         def count_known(c: Core) -> None:
             n = int(found["page-count"])
             names = [f"ref-{i}" for i in range(n)] + ["event-channel", "access"]
+            if self._reconnect:
+                names.append("round")
             chain: Callable[[Core], None] = lambda c2: self._connect(c2, found, n)
             for name in reversed(names):
                 chain = _then(xb, f"{self.base}/{name}", key, name, chain)
@@ -347,16 +342,34 @@ class Peer:
         self.readonly = found["access"] == "ro"
         self.held = [None] * n
         self.connected = True
+        if "round" in found:
+            self.verified = int(found["round"])
         if self.answer:
             self.port = k.evtchn_bind_interdomain(core, self.granter, int(found["event-channel"]))
             self._bound_event = True  # Xen marks the binder's new port pending once
             k.port_handlers[self.port] = self._on_event
-            if not self.maps:
+            if not self.maps and not self._buffers:
                 assert k.pool is not None
                 self._buffers = [k.pool.alloc() for _ in range(n)]
+            if self._reconnect:  # tell the resumed granter we are bound
+                k.send(core, self.port)
+        self._reconnect = False
         waiting, self._waiting = self._waiting, []
         for cb in waiting:
             cb(core)
+
+    # -- the granter saved and restored ---------------------------------------------------------
+    def granter_moved(self, core: Core, new: int) -> None:
+        """The granter was restored as domain `new`: close the port its old domain left
+        unbound, forget the old refs and watch the new home's directory."""
+        if self.port:
+            self.k.evtchn_close(core, self.port)
+            self.port = 0
+        self.granter = new
+        self.connected = self.closed = False
+        self.refs, self.held = [], []
+        self._reconnect = True
+        self.start(core)
 
     # -- reaching the pages --------------------------------------------------------------------
     def map(self, core: Core, writable_pte: bool = False) -> list[int]:
@@ -424,12 +437,12 @@ class Peer:
         temporary = not any(h is not None for h in self.held)
         if temporary and any(st != GNTST_okay for st in self.map(core)):
             self.unmap(core)
-            _emit_verify(k, core, self.granter, r, 0, self.name, "map_grant_ref refused")
+            emit_verify(k, core, self.granter, r, 0, self.name, "map_grant_ref refused")
             return
         mem = KernelMemory(core)
         got = [mem.read(h[0], PAGE_SIZE) for h in self.held if h is not None]
         core.charge(NATIVE_ROUTINE + len(got) * PAGE_SIZE // BYTES_PER_CYCLE)
-        _emit_verify(k, core, self.granter, r, len(got), self.name, describe_mismatch(got, DATA, r))
+        emit_verify(k, core, self.granter, r, len(got), self.name, describe_mismatch(got, DATA, r))
         if not self.readonly:
             mem = KernelMemory(core)
             for i, h in enumerate(self.held):
@@ -450,12 +463,12 @@ class Peer:
         ]  # fmt: skip
         bad = [gntst_name(st) for st in k.grant_copy(core, ops) if st != GNTST_okay]
         if bad:
-            _emit_verify(k, core, self.granter, r, 0, self.name, f"grant copy refused: {bad[0]}")
+            emit_verify(k, core, self.granter, r, 0, self.name, f"grant copy refused: {bad[0]}")
             return
         mem = KernelMemory(core)
         got = [mem.read(buf, PAGE_SIZE) for buf in self._buffers]
         core.charge(NATIVE_ROUTINE + len(got) * PAGE_SIZE // BYTES_PER_CYCLE)
-        _emit_verify(k, core, self.granter, r, len(got), self.name, describe_mismatch(got, DATA, r))
+        emit_verify(k, core, self.granter, r, len(got), self.name, describe_mismatch(got, DATA, r))
         if self.readonly:
             return
         for i, buf in enumerate(self._buffers):
@@ -509,6 +522,18 @@ class SharedMem:
             for _, props in sorted(workload_groups(wl, "sharedmem-peer").items())
         ]
         return cls(granters, peers)
+
+    @classmethod
+    def from_record(cls, k: GuestKernel, part: Value) -> SharedMem:
+        """The grants a suspend record carries (granter side only; see `Granter.resume`)."""
+        return cls([Granter.from_record(k, g) for g in as_list(part)])
+
+    def capture(self) -> Value:
+        return [g.capture() for g in self.granters]
+
+    def resume(self, core: Core) -> None:
+        for g in self.granters:
+            g.resume(core)
 
     def start(self, core: Core) -> None:
         """Publish the grants and watch for those made to this kernel (VCPU 0, start-up)."""

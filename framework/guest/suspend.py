@@ -31,7 +31,9 @@ The record body (`framework.guest.suspend_record` encodes it) is a list:
 `[id, op, sector, nbytes, submit ns, blockio slot, [[page gpa, first, last]]]`, blockio as
 `BlockIo.capture` documents it (`[]` when the vbd has none); 7. (version 2) the pingpong
 side `[role, peer domid, rounds, vcpu, completed, awaiting]` (`[]` when none; see
-`framework.guest.pingpong`).
+`framework.guest.pingpong`); 8. (version 3) the grants it made, each
+`[name, [peer, pages, readonly, every, rounds, vcpu], [page gpas], [refs],
+[round, awaiting, revoked, answered]]` (see `framework.guest.sharedmem`).
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ from .suspend_record import (
 
 if TYPE_CHECKING:
     from .kernel import GuestKernel
+    from .sharedmem import SharedMem
 
 __all__ = [
     "ResumeRecord",
@@ -113,7 +116,9 @@ def return_to_interrupted(core: Core) -> None:
 
 
 # -- the record ----------------------------------------------------------------------------
-def capture_kernel(k: GuestKernel, core: Core, progress: dict[str, int]) -> bytes:
+def capture_kernel(
+    k: GuestKernel, core: Core, progress: dict[str, int], sharedmem: SharedMem | None
+) -> bytes:
     """The kernel's state as a suspend record (see the module docstring)."""
     pool = k.pool
     assert pool is not None
@@ -152,6 +157,7 @@ def capture_kernel(k: GuestKernel, core: Core, progress: dict[str, int]) -> byte
         [[tag.encode(), n] for tag, n in sorted(progress.items())],
         vbds,
         k.pingpong.capture() if k.pingpong is not None else [],
+        sharedmem.capture() if sharedmem is not None else [],
     ]
     return encode_record(body)
 
@@ -179,6 +185,8 @@ class ResumeRecord:
         self.vbds = {as_int(as_list(v)[0]): as_list(v) for v in as_list(parts[6])}
         #: Version 2: the pingpong side (`Pingpong.capture`), [] when none.
         self.pingpong: Value = parts[7] if len(parts) > 7 else []
+        #: Version 3: the grants it made (`SharedMem.capture`), [] when none.
+        self.sharedmem: Value = parts[8] if len(parts) > 8 else []
 
 
 def read_record(core: Core) -> ResumeRecord:

@@ -9,8 +9,8 @@ Where: guest-physical `RECORD_GPA` (inside the kernel's data area, below the pag
 at most `RECORD_MAX` bytes; the resume path knows the address, as Linux's resume code knows
 its own static data.
 
-Layout (big-endian): the header `magic` "X970SREC" (8 bytes), `version` (u32, 2; version
-1, without the pingpong part, is still read), `length`
+Layout (big-endian): the header `magic` "X970SREC" (8 bytes), `version` (u32, 3; versions
+1, without the pingpong part, and 2, without the grants, are still read), `length`
 of the body (u32), then the body: one *value* in a small self-describing encoding -
 
 - an integer: `i` then a signed 64-bit integer;
@@ -33,9 +33,9 @@ __all__ = ["RECORD_GPA", "RECORD_MAX", "Value", "decode_record", "encode_record"
 RECORD_GPA: Final = 0x600000
 RECORD_MAX: Final = 0x200000
 _MAGIC: Final = b"X970SREC"
-_VERSION: Final = 2
-#: Versions a resume reads: 1 lacks the parts added later (read as absent).
-_READABLE: Final = (1, 2)
+_VERSION: Final = 3
+#: Versions a resume reads: 1 and 2 lack the parts added later (read as absent).
+_READABLE: Final = (1, 2, 3)
 _HEADER: Final = struct.Struct(">8sII")
 _I64: Final = struct.Struct(">cq")
 _LEN: Final = struct.Struct(">cI")

@@ -11,6 +11,7 @@ from framework.save_file import verify
 from framework.scenario.domains import DomainSpec
 from framework.scenario.fields import Problem
 from framework.scenario.grants import GrantSpec
+from framework.scenario.limits import is_dom0_name
 from framework.scenario.timeline import RestoreAction, SaveAction, TimelineAction
 from framework.scenario.workloads import NetstreamWorkload
 from framework.units import format_duration
@@ -89,15 +90,20 @@ def check_save_files(timeline: tuple[TimelineAction, ...], base_dir: Path) -> No
 
 
 def check_save_grants(timeline: tuple[TimelineAction, ...], grants: tuple[GrantSpec, ...]) -> None:
-    """A domain that grants pages, or is a grant's peer, is not saved: its grants are not
-    re-established after a restore yet (the peer would watch the old domid's directory)."""
+    """A granter whose peer is dom0 may be saved (its grants are re-established after the
+    restore); a grant's peer is not, nor a granter whose peer is a guest (that peer is not
+    told the restored granter's domid)."""
     for k, action in enumerate(timeline):
         if not isinstance(action, SaveAction):
             continue
         for g in grants:
-            if action.domain in (g.granter, g.peer):
-                raise Problem(
-                    ("timeline", k, "domain"),
-                    f"domain {action.domain!r} takes part in grant {g.name!r}; grants are "
-                    "not re-established after a restore yet",
-                )
+            if action.domain == g.peer:
+                why = "a grant's peer is not reconnected after a restore"
+            elif action.domain == g.granter and not is_dom0_name(g.peer):
+                why = "only a grant to dom0 is re-established after a restore"
+            else:
+                continue
+            raise Problem(
+                ("timeline", k, "domain"),
+                f"domain {action.domain!r} takes part in grant {g.name!r}; {why}",
+            )

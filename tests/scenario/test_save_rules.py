@@ -1,5 +1,6 @@
-"""What `save` can carry (framework/scenario/save_rules.py): a pingpong side is carried,
-a netstream workload, a vif or a second VCPU are refused in one line naming the action."""
+"""What `save` can carry (framework/scenario/save_rules.py): a pingpong side and a granter
+whose peer is dom0 are carried; a netstream workload, a vif, a second VCPU or a grant
+between two guests are refused in one line naming the action."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def test_what_a_save_cannot_carry_is_refused_in_one_line(domain: str, why: str) 
 
 
 @pytest.mark.parametrize("saved", ["a", "b"])
-def test_a_domain_in_a_grant_is_not_saved_yet(saved: str) -> None:
+def test_a_grant_between_guests_is_not_saved_yet(saved: str) -> None:
     text = (
         "name: s\nduration: 100ms\n"
         "domains: [{name: a, memory: 64MiB}, {name: b, memory: 64MiB}]\n"
@@ -54,3 +55,13 @@ def test_a_domain_in_a_grant_is_not_saved_yet(saved: str) -> None:
         parse_scenario(text)
     msg = str(err.value)
     assert "grant 'g1'" in msg and "timeline[0]" in msg and "\n" not in msg
+
+
+def test_a_granter_whose_peer_is_dom0_may_be_saved() -> None:
+    s = parse_scenario(
+        "name: s\nduration: 100ms\n"
+        "domains: [{name: a, memory: 64MiB}]\n"
+        "grants: [{name: g1, granter: a, peer: dom0}]\n"
+        "timeline:\n  - {action: save, at: 10ms, domain: a, file: x.save}\n"
+    )
+    assert isinstance(s.timeline[0], SaveAction)
