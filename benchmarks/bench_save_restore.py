@@ -20,8 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import pandas as pd
-
+import analysis
 from framework.dom0 import xm_save
 from framework.scenario.loader import parse_scenario
 from framework.simulation import run_scenario
@@ -76,8 +75,10 @@ def main() -> int:
         out = Path(tmp) / "run"
         run_scenario(parse_scenario(SCENARIO, "bench"), out)
         size = (out / "big.save").stat().st_size
-        df = pd.read_parquet(out / "trace.parquet")
-        saved = df[(df.kind == "guest.mark") & (df.text == "xend.saved")]
+        marks = analysis.read_trace(out / "trace.parquet", kinds=["guest.mark"]).xen.kind(
+            "guest.mark"
+        )
+        saved = marks[marks.text == "xend.saved"]
         sim_save_ms = float(saved["value"].iloc[0]) / 1e6
         base = plain_io(Path(tmp) / "plain.bin", size)
     if not saves or not restores:
