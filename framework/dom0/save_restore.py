@@ -28,7 +28,7 @@ from typing import Final
 from framework.dom0.toolstack import DomainConfig, Toolstack
 from framework.errors import BuildError, SaveFileError
 from framework.save_file import PAGE, SaveImage, SaveReader, SaveWriter
-from framework.xen.public.devtree import WorkloadValue, build_domain_devtree, domain_spec
+from framework.xen.public.devtree import WorkloadValue, build_domain_devtree
 from framework.xen.public.domctl import (
     SAVE_BATCH_PAGES,
     XEN_DOMCTL_destroydomain,
@@ -126,20 +126,7 @@ def _finish_restore(
 ) -> tuple[int, int]:
     """Channels, devtree, store and console pages, shared_info and the VCPUs of a domain
     whose pages are in; (console port, store port)."""
-    console_port = ts.alloc_unbound(domid, 0)
-    store_port = ts.alloc_unbound(domid, 0)
-    spec = domain_spec(
-        domid=domid,
-        rma=cfg.rma,
-        memory=cfg.memory,
-        vcpus=cfg.vcpus,
-        console_evtchn=console_port,
-        store_evtchn=store_port,
-        privileged=False,
-        clock_hz=ts.clock_hz,
-        timebase_hz=ts.timebase_hz,
-        workload=workload,
-    )
+    spec, console_port, store_port = ts.guest_spec(domid, cfg, workload)
     if not image.vcpus:
         raise BuildError(f"{cfg.name}: the save file has no online VCPU")
     devtree_gpa = VCPU_GUEST_CONTEXT.unpack(image.vcpus[0][1])["gpr6"]

@@ -15,7 +15,7 @@ from framework.errors import BuildError
 from framework.guest.runtime import BUFFER_GPA
 from framework.hw970.mmu import rma_log2
 from framework.xen.public.arch_powerpc import KernelImage
-from framework.xen.public.devtree import build_domain_devtree, domain_spec
+from framework.xen.public.devtree import DomainDevtreeSpec, build_domain_devtree, domain_spec
 from framework.xen.public.domctl import (
     DOMCTL,
     XEN_DOMCTL_INTERFACE_VERSION,
@@ -188,12 +188,12 @@ class Toolstack:
             raise BuildError(f"alloc_unbound for d{dom} failed with -{_errname(-rc)}")
         return EVTCHN_ALLOC_UNBOUND.unpack(self.port.read(self.ARG, 8))["port"]
 
-    def load_and_start(
-        self, cfg: DomainConfig, workload: dict[str, int | str | list[int]]
-    ) -> tuple[int, int]:
-        """Write kernel and devtree into the domain, set VCPU contexts, unpause; returns
-        the guest's (console, xenstore) ports for xenconsoled and xenstored to bind."""
-        domid = self.domids[cfg.name]
+    def guest_spec(
+        self, domid: int, cfg: DomainConfig, workload: dict[str, int | str | list[int]]
+    ) -> tuple[DomainDevtreeSpec, int, int]:
+        """The devtree spec of guest `domid` with new console and xenstore channels (each
+        an unbound port for dom0 to bind): (spec, console port, store port). A domain
+        built and a domain restored get theirs the same way."""
         console_port = self.alloc_unbound(domid, 0)
         store_port = self.alloc_unbound(domid, 0)
         spec = domain_spec(
@@ -208,6 +208,15 @@ class Toolstack:
             timebase_hz=self.timebase_hz,
             workload=workload,
         )
+        return spec, console_port, store_port
+
+    def load_and_start(
+        self, cfg: DomainConfig, workload: dict[str, int | str | list[int]]
+    ) -> tuple[int, int]:
+        """Write kernel and devtree into the domain, set VCPU contexts, unpause; returns
+        the guest's (console, xenstore) ports for xenconsoled and xenstored to bind."""
+        domid = self.domids[cfg.name]
+        spec, console_port, store_port = self.guest_spec(domid, cfg, workload)
         DEVTREE_GPA = self.kernel.devtree_gpa
         self._copy(domid, self.kernel.load_gpa, self.kernel.image, cfg.name)
         self._copy(domid, DEVTREE_GPA, build_domain_devtree(spec), cfg.name)
